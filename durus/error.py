@@ -1,0 +1,137 @@
+"""The one error hierarchy of durus.
+
+Every error this package raises on purpose is a ``DurusError``.  Where
+Durus 4.3 raised a builtin error (``KeyError``, ``IOError``, an
+``AssertionError``), the class here also derives from the builtin it
+replaces (except ``AssertionError``), so application code that caught the
+old error keeps working while new code can catch precisely.
+
+Errors cross the wire and process boundaries, so each class keeps its
+constructor arguments in ``self.args`` and survives ``pickle``.
+"""
+
+
+class DurusError(Exception):
+    """Root of every error raised by durus."""
+
+
+class DurusKeyError(KeyError, DurusError):
+    """No record for an oid; raised with the oid as its argument."""
+
+    def __str__(self):
+        if not self.args:
+            return 'no record'
+        oid = self.args[0]
+        if isinstance(oid, (bytes, bytearray)) and len(oid) == 8:
+            return 'no record for oid %d' % int.from_bytes(oid, 'big')
+        return 'no record for oid %r' % (oid,)
+
+
+def _format_oids(oids):
+    numbers = []
+    for oid in oids:
+        if isinstance(oid, (bytes, bytearray)) and len(oid) == 8:
+            numbers.append(str(int.from_bytes(oid, 'big')))
+        else:
+            numbers.append(repr(oid))
+    return ' '.join(numbers)
+
+
+class ConflictError(DurusError):
+    """Another client changed objects this transaction depends on.
+
+    ``oids`` lists the conflicting oids (8-byte ``bytes``) or is None.
+    The caller must ``abort()`` and redo the whole transaction.
+    """
+
+    def __init__(self, oids=None):
+        DurusError.__init__(self, oids)
+        self.oids = oids
+
+    def __str__(self):
+        if not self.oids:
+            return 'conflicting oids not available'
+        return 'oids=[%s]' % _format_oids(self.oids)
+
+
+class WriteConflictError(ConflictError):
+    """A commit touched objects that another client committed meanwhile."""
+
+
+class ReadConflictError(ConflictError):
+    """Loading an object would mix states from different transactions."""
+
+
+class ProtocolError(DurusError):
+    """The client/server wire protocol was violated."""
+
+
+class FrameTooLargeError(ProtocolError):
+    """A peer announced a frame larger than the configured limit."""
+
+
+class ServerUnreachableError(DurusError, ConnectionError):
+    """No storage server answers at the given address."""
+
+
+class ShortRead(DurusError, OSError):
+    """Fewer bytes than required could be read (file or socket)."""
+
+
+class DamagedFileError(ShortRead):
+    """A database file is damaged at a known place.
+
+    Carries ``filename``, ``offset`` (where the damage starts) and
+    ``nbytes`` (how many bytes from there to the end are affected).
+    """
+
+    def __init__(self, message, filename=None, offset=None, nbytes=None):
+        ShortRead.__init__(self, message, filename, offset, nbytes)
+        self.message = message
+        self.filename = filename
+        self.offset = offset
+        self.nbytes = nbytes
+
+    def __str__(self):
+        return self.message
+
+
+class DatabaseInUseError(DurusError, BlockingIOError):
+    """Another process (or storage object) holds the database's write lock."""
+
+    def __str__(self):
+        return self.args[0] if self.args else 'database is in use'
+
+
+class ReadOnlyError(DurusError):
+    """A write was attempted on a storage opened read-only."""
+
+
+class UnknownFormatError(DurusError, ValueError):
+    """A file is not a database of any supported format."""
+
+
+class ClassImportError(DurusError, ImportError):
+    """A pickled class cannot be imported.
+
+    ``module`` and ``classname`` name what the record asked for.
+    """
+
+    def __init__(self, module, classname, reason=None):
+        DurusError.__init__(self, module, classname, reason)
+        self.module = module
+        self.classname = classname
+        self.reason = reason
+
+    def __reduce__(self):
+        return (type(self), (self.module, self.classname, self.reason))
+
+    def __str__(self):
+        text = 'cannot import class %s.%s' % (self.module, self.classname)
+        if self.reason:
+            text += ' (%s)' % self.reason
+        return text
+
+
+class PlaceholderChangeError(DurusError):
+    """An object of an unimportable class was changed or committed."""

@@ -1,0 +1,130 @@
+"""Small helpers shared by the storages and used by applications.
+
+Integers on disk and on the wire are unsigned and big-endian: int4 is 4
+bytes, int8 is 8 bytes (an oid is an int8).  ``read`` and ``write`` work
+on files and on sockets alike.
+"""
+
+import pickle
+import struct
+from io import BytesIO
+from pickle import Pickler, Unpickler, dumps, loads
+
+from durus.error import ShortRead
+
+__all__ = [
+    'int8_to_str', 'str_to_int8', 'int4_to_str', 'str_to_int4', 'as_bytes',
+    'join_bytes', 'empty_byte_string', 'byte_string', 'iteritems', 'xrange',
+    'next', 'BytesIO', 'dumps', 'loads', 'Pickler', 'Unpickler', 'ShortRead',
+    'read', 'write', 'write_all', 'read_int4', 'read_int8', 'write_int4',
+    'write_int8', 'read_int4_str', 'read_int8_str', 'write_int4_str',
+    'write_int8_str', 'pickle',
+]
+
+_int4 = struct.Struct('>I')
+_int8 = struct.Struct('>Q')
+
+empty_byte_string = b''
+byte_string = (bytearray, bytes)
+xrange = range
+next = next
+
+
+def int8_to_str(n):
+    """The 8-byte big-endian form of ``n`` (an oid from its number)."""
+    return _int8.pack(n)
+
+
+def str_to_int8(s):
+    """The number held in 8 big-endian bytes."""
+    return _int8.unpack(s)[0]
+
+
+def int4_to_str(n):
+    return _int4.pack(n)
+
+
+def str_to_int4(s):
+    return _int4.unpack(s)[0]
+
+
+def as_bytes(s):
+    """``str`` as latin-1 bytes; bytes are returned unchanged."""
+    if isinstance(s, str):
+        return s.encode('latin-1')
+    return bytes(s)
+
+
+def join_bytes(parts):
+    return b''.join(parts)
+
+
+def iteritems(d):
+    return iter(d.items())
+
+
+def _receive(source, n):
+    if hasattr(source, 'recv_into'):
+        buffer = bytearray(n)
+        view = memoryview(buffer)
+        got = 0
+        while got < n:
+            count = source.recv_into(view[got:], n - got)
+            if not count:
+                break
+            got += count
+        return bytes(buffer[:got])
+    return source.read(n)
+
+
+def read(f, n):
+    """Exactly ``n`` bytes from a file or socket, else ``ShortRead``."""
+    data = _receive(f, n)
+    if len(data) != n:
+        raise ShortRead('wanted %d bytes, got %d' % (n, len(data)))
+    return data
+
+
+def write(f, s):
+    if hasattr(f, 'sendall'):
+        f.sendall(s)
+    else:
+        f.write(s)
+
+
+def write_all(f, *parts):
+    write(f, b''.join(parts))
+
+
+def read_int4(f):
+    return _int4.unpack(read(f, 4))[0]
+
+
+def read_int8(f):
+    return _int8.unpack(read(f, 8))[0]
+
+
+def write_int4(f, n):
+    write(f, _int4.pack(n))
+
+
+def write_int8(f, n):
+    write(f, _int8.pack(n))
+
+
+def read_int4_str(f):
+    """A byte string preceded by its int4 length."""
+    return read(f, read_int4(f))
+
+
+def read_int8_str(f):
+    """A byte string preceded by its int8 length."""
+    return read(f, read_int8(f))
+
+
+def write_int4_str(f, s):
+    write(f, _int4.pack(len(s)) + s)
+
+
+def write_int8_str(f, s):
+    write(f, _int8.pack(len(s)) + s)

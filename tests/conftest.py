@@ -1,0 +1,30 @@
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+DATA_DIR = os.path.join(TESTS_DIR, 'data')
+FIXTURES_DIR = os.path.join(DATA_DIR, 'durus43')
+
+# fixture_app.models lives beside the tests; the fixture files name it.
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+
+@pytest.fixture(scope='session')
+def manifest():
+    with open(os.path.join(FIXTURES_DIR, 'manifest.json')) as f:
+        return json.load(f)
+
+
+@pytest.fixture
+def fixture_copy(tmp_path):
+    """Return a function that copies a Durus 4.3 fixture into tmp_path."""
+    def copy(name):
+        target = tmp_path / name
+        shutil.copyfile(os.path.join(FIXTURES_DIR, name), target)
+        return str(target)
+    return copy
