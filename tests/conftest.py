@@ -28,3 +28,10 @@ def fixture_copy(tmp_path):
         shutil.copyfile(os.path.join(FIXTURES_DIR, name), target)
         return str(target)
     return copy
+
+
+@pytest.fixture(scope='session')
+def durus43_python():
+    """Interpreter path of a venv with the real Durus 4.3 (see durus43_env)."""
+    from durus43_env import ensure_durus43
+    return ensure_durus43()
