@@ -1,0 +1,165 @@
+"""What the benchmark runs: workloads, their sizes, and the rows and targets
+reported for them.
+
+A Workload is one script in bench/workloads run under each side; a Row picks
+one metric of it and says what to compare.  Targets come from the issues:
+
+    Target('speedup', 4)        4.3's time / ours (or ours / 4.3 for a rate) >= 4
+    Target('max', 0.5)          ours <= 0.5 (in the metric's unit)
+    Target('floor', 2, 'm')     ours <= 2 x our own metric 'm' from the same run
+    None                        shown for information only
+
+Parameter values like '{shop_packed}' name data files (see DATA in run.py).
+"""
+
+from collections import namedtuple
+
+Target = namedtuple('Target', 'kind value other')
+Target.__new__.__defaults__ = (None,)
+
+# lower: smaller is better (times); higher: bigger is better (rates)
+Row = namedtuple('Row', 'issue label metric lower target')
+
+
+class Workload:
+    def __init__(self, name, script, full, quick, rows, sides=('ours', 'durus43'),
+                 reps=3, quick_reps=1, requires=(), data=()):
+        self.name = name
+        self.script = script
+        self.full = full
+        self.quick = quick
+        self.rows = rows
+        self.sides = sides          # ('ours',) when 4.3 has no counterpart
+        self.reps = reps
+        self.quick_reps = quick_reps
+        self.requires = requires    # modules our side needs (else "not available yet")
+        self.data = data            # data-file names the params use
+
+
+CORE = ('durus.persistent', 'durus.connection')
+FILES = CORE + ('durus.file_storage',)
+SERVER = FILES + ('durus.client_storage', 'durus.storage_server', 'durus.__main__')
+
+WORKLOADS = [
+    Workload(
+        'attr', 'attr_access.py',
+        full={'n': 2000000, 'repeats': 5}, quick={'n': 200000, 'repeats': 3},
+        reps=3, requires=FILES,
+        rows=[
+            Row(2, 'attribute read, loaded persistent obj', 'persistent_read_ns', True,
+                Target('floor', 2, 'plain_read_ns')),
+            Row(2, 'attribute read, plain object (floor)', 'plain_read_ns', True, None),
+            Row(2, 'attribute set, persistent obj', 'persistent_set_ns', True,
+                Target('speedup', 2.5)),
+        ]),
+    Workload(
+        'btree', 'btree_ops.py', full={'n': 100000}, quick={'n': 20000},
+        reps=3, requires=('durus.btree',),
+        rows=[
+            Row(2, 'BTree 100k shuffled inserts + 100k lookups', 'total_s', True,
+                Target('speedup', 4)),
+            Row(2, '  inserts only', 'insert_s', True, None),
+            Row(2, '  lookups only', 'lookup_s', True, None),
+        ]),
+    Workload(
+        'commit', 'commit_small.py', full={'n': 100000, 'per_txn': 1000},
+        quick={'n': 10000, 'per_txn': 1000}, reps=3, requires=FILES,
+        rows=[Row('2,3', 'commit 100k small objs, txns of 1000 (FileStorage)',
+                  'commit_s', True, Target('speedup', 3))]),
+    Workload(
+        'open_packed', 'open_file.py', full={'path': '{shop_packed}', 'repeats': 3},
+        quick={'path': '{shop_packed}', 'repeats': 3}, reps=5, quick_reps=2,
+        requires=FILES, data=('shop',),
+        rows=[Row(3, 'open packed 1M-object file + root, in-process', 'first_open_s',
+                  True, Target('speedup', 1))]),
+    Workload(
+        'open_packed_process', 'open_process.py',
+        full={'path': '{shop_packed}', 'repeats': 5},
+        quick={'path': '{shop_packed}', 'repeats': 3}, reps=3, requires=FILES,
+        data=('shop',),
+        rows=[Row(3, 'open packed 1M file + root, whole fresh process', 'process_s',
+                  True, Target('speedup', 1))]),
+    Workload(
+        'open_unpacked', 'open_file.py',
+        full={'path': '{shop_unpacked}', 'copy': True, 'repeats': 3},
+        quick={'path': '{shop_unpacked}', 'copy': True, 'repeats': 3}, reps=3,
+        requires=FILES, data=('shop',),
+        rows=[
+            Row(3, 'open never-packed 1M file: first open (fresh copy)', 'first_open_s',
+                True, Target('speedup', 20)),
+            Row(3, 'open never-packed 1M file: later opens', 'later_open_s', True,
+                Target('speedup', 20)),
+        ]),
+    Workload(
+        'cold_load', 'cold_load.py', full={'path': '{shop_packed}', 'n': 100000},
+        quick={'path': '{shop_packed}', 'n': 10000}, reps=3, requires=FILES,
+        data=('shop',),
+        rows=[Row(3, 'cold-load 100k objects (BTree walk)', 'load_s', True,
+                  Target('speedup', 3))]),
+    Workload(
+        'scan', 'scan_records.py', full={'path': '{shop_packed}'},
+        quick={'path': '{shop_packed}'}, reps=3, requires=FILES, data=('shop',),
+        rows=[Row(3, 'scan every record + class names (1M file)', 'scan_s', True,
+                  Target('speedup', 3))]),
+    Workload(
+        'pack', 'pack_file.py', full={'path': '{garbage}'}, quick={'path': '{garbage}'},
+        reps=3, requires=FILES, data=('garbage',),
+        rows=[Row(3, 'pack 200k-record file, half garbage', 'pack_s', True,
+                  Target('speedup', 2))]),
+    Workload(
+        'server_commits', 'server_commits.py', full={'commits': 2000},
+        quick={'commits': 300}, reps=3, requires=SERVER,
+        rows=[Row(4, 'server: 1 client, 2000 small commits', 'commits_per_s', False,
+                  Target('speedup', 1.5))]),
+    Workload(
+        'server_clients', 'server_clients.py',
+        full={'path': '{clients}', 'clients': 4, 'commits': 200},
+        quick={'path': '{clients}', 'clients': 4, 'commits': 50}, reps=3,
+        requires=SERVER, data=('clients',),
+        rows=[
+            Row(4, 'server: 4 clients x 10k cold loads', 'loads_per_s', False,
+                Target('speedup', 2)),
+            Row(4, 'server: 4 clients committing', 'commits_per_s', False,
+                Target('speedup', 1.5)),
+        ]),
+    Workload(
+        'shell_startup', 'shell_startup.py',
+        full={'path': '{shop_packed}', 'repeats': 5},
+        quick={'path': '{shop_packed}', 'repeats': 2}, sides=('ours',), reps=1,
+        requires=FILES + ('durus_shell.cli',), data=('shop',),
+        rows=[Row(5, 'durus-shell start to first prompt (1M file)', 'prompt_s', True,
+                  Target('max', 0.5))]),
+    Workload(
+        'shell_completion', 'shell_completion.py',
+        full={'path': '{shop_packed}', 'repeats': 5},
+        quick={'path': '{shop_packed}', 'repeats': 3}, sides=('ours',), reps=1,
+        requires=FILES + ('durus_shell.completion',), data=('shop',),
+        rows=[Row(5, 'completion after [ on a 1M-key BTree', 'complete_s', True,
+                  Target('max', 0.05))]),
+    Workload(
+        'find', 'find_census.py', full={'path': '{shop_packed}', 'what': 'find'},
+        quick={'path': '{shop_packed}', 'what': 'find'}, reps=3,
+        requires=FILES + ('durus_shell.scan',), data=('shop',),
+        rows=[Row(6, ':find Account vs 4.3 gen_every_instance (1M file)', 'find_s',
+                  True, Target('speedup', 5))]),
+    Workload(
+        'census', 'find_census.py', full={'path': '{shop_packed}', 'what': 'census'},
+        quick={'path': '{shop_packed}', 'what': 'census'}, reps=3,
+        requires=FILES + ('durus_shell.scan',), data=('shop',),
+        rows=[Row(6, ':census vs 4.3 get_census (1M file)', 'census_s', True,
+                  Target('speedup', 3))]),
+    Workload(
+        'diff_undo', 'shell_diff_undo.py', full={'changed': 10000},
+        quick={'changed': 1000}, sides=('ours',), reps=3, quick_reps=1,
+        requires=FILES + ('durus_shell.changes',),
+        rows=[
+            Row(6, ':diff with 10,000 changed objects', 'diff_s', True,
+                Target('max', 1.0)),
+            Row(6, ':undo with 10,000 changed objects', 'undo_s', True,
+                Target('max', 1.0)),
+        ]),
+]
+
+
+def by_name():
+    return {w.name: w for w in WORKLOADS}

@@ -1,0 +1,45 @@
+"""Helpers shared by the workload scripts (both interpreters import this).
+
+A workload is run as `python WORKLOAD.py 'JSON-PARAMS'` and prints one JSON
+object on its last stdout line: {"durus": <where durus came from>,
+"metrics": {name: number}}.  Times are in seconds unless a name says
+otherwise.
+"""
+
+import json
+import os
+import sys
+import time
+
+import durus
+
+clock = time.perf_counter
+
+
+def params():
+    return json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+
+
+def is_durus43():
+    return getattr(durus, '__version__', None) == '4.3' and '.durus43-venv' in durus.__file__
+
+
+def side():
+    return 'durus43' if is_durus43() else 'ours'
+
+
+def emit(**metrics):
+    sys.stdout.flush()
+    print(json.dumps({'durus': os.path.dirname(durus.__file__), 'side': side(),
+                      'metrics': metrics}))
+
+
+def best_of(repeats, fn):
+    """Smallest wall time of `repeats` calls of fn() (for in-process micro loops)."""
+    best = None
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        elapsed = clock() - start
+        best = elapsed if best is None else min(best, elapsed)
+    return best

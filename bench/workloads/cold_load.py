@@ -1,0 +1,35 @@
+"""Cold-load objects: open the shop file, walk its BTree, touch n Items.
+
+Every Item (and the BNodes above it) starts as an unloaded ghost, so this is
+record reading plus unpickling plus object creation.
+Params: path, n.  Metrics: load_s, loads_per_s, loads (state loads done).
+"""
+
+from durus.connection import Connection
+from durus.file_storage import FileStorage
+
+from _bench import clock, emit, params
+
+
+def main():
+    p = params()
+    n = p.get('n', 100000)
+    storage = FileStorage(p['path'], readonly=True)
+    connection = Connection(storage, cache_size=max(100000, 2 * n))
+    tree = connection.get_root()['items']
+    before = connection.get_load_count()
+    start = clock()
+    seen = 0
+    for _key, item in tree.iteritems():
+        item.name
+        seen += 1
+        if seen >= n:
+            break
+    elapsed = clock() - start
+    loads = connection.get_load_count() - before
+    storage.close()
+    emit(load_s=elapsed, loads_per_s=loads / elapsed, loads=loads)
+
+
+if __name__ == '__main__':
+    main()
