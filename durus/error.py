@@ -135,3 +135,16 @@ class ClassImportError(DurusError, ImportError):
 
 class PlaceholderChangeError(DurusError):
     """An object of an unimportable class was changed or committed."""
+
+
+class DatabaseNotFoundError(DurusError, FileNotFoundError):
+    """The database path does not exist (and creating it was not asked for)."""
+
+
+class DatabasePermissionError(DurusError, PermissionError):
+    """The operating system refuses access to the database file."""
+
+
+class UnexpectedOidError(DurusError, ValueError):
+    """``store()`` got an oid that is neither the root, nor an existing
+    object, nor one handed out by this storage's ``new_oid()``."""

@@ -128,3 +128,10 @@ def write_int4_str(f, s):
 
 def write_int8_str(f, s):
     write(f, _int8.pack(len(s)) + s)
+
+# On-disk array helpers used by the SHELF-1 offset map.
+from durus.disk_arrays import (  # noqa: E402
+    BitArray, Byte, ByteArray, IntArray, IntSet, WordArray)
+
+__all__ += ['ByteArray', 'Byte', 'BitArray', 'WordArray', 'IntArray',
+            'IntSet']

@@ -1,0 +1,206 @@
+"""A database file: an unbuffered handle with an exclusive lock and fsync.
+
+Invariants:
+
+* A writable ``File`` holds an exclusive, non-blocking lock on its open
+  file description from construction to ``close()``.  A second writer
+  (another process, or another ``File`` in this process) gets
+  ``DatabaseInUseError`` at once instead of waiting.
+* A read-only ``File`` takes no lock, so it can open a file that a
+  writer holds.  It refuses every write with ``ReadOnlyError``.
+* Reads and writes are positional (``pread``/``pwrite``), so readers
+  never disturb the append position and no user-space buffer can hold
+  stale bytes.
+* ``fsync()`` returns only when the bytes written so far are on disk.
+  Creating or renaming the file also syncs its directory, so the new name
+  survives a power loss.
+"""
+
+import errno
+import os
+import tempfile
+
+from durus.error import (
+    DatabaseInUseError, DatabaseNotFoundError, DatabasePermissionError,
+    ReadOnlyError, UnknownFormatError)
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
+
+
+def fsync_directory(path):
+    """Make the directory entry of ``path`` durable (no-op where unsupported)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _lock(fd, name):
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise DatabaseInUseError(
+                '%s is in use: another process (or storage object) has it '
+                'open for writing; close that one first or open this one '
+                'read-only' % name) from None
+        raise
+
+
+def _unlock(fd):
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+class File(object):
+    """An open database file (or an anonymous temporary one when name is None).
+
+    ``readonly`` opens without a lock and refuses writes.  A missing path
+    is created when writable; ``tmpkw`` go to ``tempfile.mkstemp``.
+    """
+
+    def __init__(self, name=None, readonly=False, **tmpkw):
+        self.readonly = readonly
+        self.locked = False
+        self.temporary = name is None
+        if self.temporary:
+            if readonly:
+                raise ReadOnlyError('a temporary file cannot be read-only')
+            fd, name = tempfile.mkstemp(**tmpkw)
+            os.unlink(name)  # anonymous: gone when closed
+        else:
+            fd = self._open(name, readonly)
+        self.name = name
+        self.fd = fd
+        if not readonly:
+            try:
+                self.obtain_lock()
+            except BaseException:
+                os.close(fd)
+                self.fd = None
+                raise
+
+    @staticmethod
+    def _open(name, readonly):
+        if os.path.isdir(name):
+            raise UnknownFormatError(
+                '%s is a directory, not a database file' % name)
+        flags = os.O_RDONLY if readonly else os.O_RDWR
+        binary = getattr(os, 'O_BINARY', 0)
+        try:
+            return os.open(name, flags | binary)
+        except FileNotFoundError:
+            if readonly:
+                raise DatabaseNotFoundError(
+                    'No "%s" found: a read-only open needs an existing '
+                    'database file' % name) from None
+        except PermissionError:
+            raise DatabasePermissionError(
+                'no permission to open %s %s; check the file mode or open '
+                'it read-only' % (name, 'for reading' if readonly
+                                  else 'for writing')) from None
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | binary,
+                         0o666)
+        except FileNotFoundError:
+            raise DatabaseNotFoundError(
+                'cannot create %s: its directory does not exist' % name) \
+                from None
+        except PermissionError:
+            raise DatabasePermissionError(
+                'no permission to create %s' % name) from None
+        fsync_directory(name)
+        return fd
+
+    def __repr__(self):
+        return 'File(%r)' % (self.name,)
+
+    def is_temporary(self):
+        return self.temporary
+
+    def is_readonly(self):
+        return self.readonly
+
+    def is_closed(self):
+        return self.fd is None
+
+    def obtain_lock(self):
+        if not self.locked:
+            _lock(self.fd, self.name)
+            self.locked = True
+
+    def release_lock(self):
+        if self.locked:
+            _unlock(self.fd)
+            self.locked = False
+
+    def _check_writable(self):
+        if self.readonly:
+            raise ReadOnlyError(
+                '%s is open read-only; reopen it without readonly to change '
+                'it' % self.name)
+
+    def get_size(self):
+        return os.fstat(self.fd).st_size
+
+    def pread(self, n, offset):
+        """Up to ``n`` bytes at ``offset`` (fewer only at end of file)."""
+        data = os.pread(self.fd, n, offset)
+        if len(data) == n or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < n:
+            more = os.pread(self.fd, n - got, offset + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b''.join(parts)
+
+    def pwrite(self, data, offset):
+        """Write all of ``data`` at ``offset``."""
+        self._check_writable()
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self.fd, view, offset)
+            view = view[done:]
+            offset += done
+
+    def truncate(self, size):
+        self._check_writable()
+        os.ftruncate(self.fd, size)
+
+    def fsync(self):
+        os.fsync(self.fd)
+
+    def rename(self, name):
+        """Give the file a new name (replacing any file there), durably."""
+        self._check_writable()
+        os.replace(self.name, name)
+        self.name = name
+        fsync_directory(name)
+
+    def close(self):
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            self.locked = False  # closing the descriptor drops the lock
+            os.close(fd)

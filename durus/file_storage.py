@@ -1,0 +1,363 @@
+"""FileStorage: the default durus storage, one SHELF-1 file (see durus.shelf).
+
+Invariants beyond the Storage contract (durus.storage):
+
+* ``end()`` appends the whole transaction with one write and returns only
+  after fsync; a crash leaves at most one incomplete transaction at the
+  end of the file, which opening detects (``DamagedFileError``) and
+  ``repair=True`` removes, saving the dropped bytes as ``NAME.torn-N``.
+* A writable storage holds the file's exclusive lock until ``close()``
+  (``DatabaseInUseError`` for a second writer); a read-only one takes no
+  lock and refuses commits and packs with ``ReadOnlyError``.
+* ``store()`` accepts only the root oid, oids that have a record, and
+  oids this storage handed out with ``new_oid()``.
+* A pack writes ``NAME.pack``, then keeps the old file as ``NAME.prepack``
+  and atomically replaces ``NAME``; commits made while an incremental
+  pack runs are carried into the new file.
+* A writer saves its index as ``NAME.index`` (durus.shelf_index) so that
+  reopening a large never-packed file does not read every record.
+"""
+
+import heapq
+import os
+
+from durus import shelf_index
+from durus.error import (
+    DamagedFileError, DurusKeyError, ReadOnlyError, UnexpectedOidError)
+from durus.file import File, fsync_directory
+from durus.serialize import RecordError, unpack_record
+from durus.shelf import PREFIX, Shelf, ShelfWriter, gen_disk_records
+from durus.storage import ROOT_OID, Storage
+from durus.utils import int8_to_str, str_to_int8
+
+# Save NAME.index when at least this many records sit after the map.
+SAVE_INDEX_MIN_RECORDS = 2000
+# Records written per step of the incremental packer.
+PACK_STEP = 1000
+
+
+class FileStorage(Storage):
+    """A storage in one SHELF-1 file (``filename=None``: a temporary file)."""
+
+    def __init__(self, filename=None, readonly=False, repair=False):
+        self.file = File(filename, readonly=readonly)
+        try:
+            self.shelf = self._open_shelf(self.file, repair)
+        except BaseException:
+            self.file.close()
+            raise
+        self.pending = None
+        self.allocated = set()
+        self.invalid = set()
+        self.pack_commits = None  # set of numbers while a pack runs
+        self._reset_oid_candidates()
+        # End offset covered by NAME.index on disk, if it is current.
+        self._index_covered = (self.shelf.scan_start
+                               if self.shelf.scan_start != self.shelf.map.end
+                               else None)
+        if self.shelf.scanned_records >= 50 * SAVE_INDEX_MIN_RECORDS:
+            self._save_index()
+
+    @staticmethod
+    def _open_shelf(open_file, repair):
+        saved = None
+        if not open_file.is_temporary():
+            saved = shelf_index.load(open_file)
+        try:
+            return Shelf(open_file, repair=repair, saved_index=saved)
+        except DamagedFileError:
+            if saved is None:
+                raise
+        # The saved index may be wrong about a damaged file; decide on
+        # the file alone.
+        return Shelf(open_file, repair=repair)
+
+    @classmethod
+    def has_format(cls, f):
+        """True if the open binary file ``f`` starts with the SHELF-1 prefix."""
+        f.seek(0)
+        return f.read(len(PREFIX)) == PREFIX
+
+    def __str__(self):
+        return 'FileStorage(%r)' % (self.get_filename(),)
+
+    def get_filename(self):
+        return self.file.name
+
+    def is_temporary(self):
+        return self.file.is_temporary()
+
+    def is_readonly(self):
+        return self.file.is_readonly()
+
+    # Reading
+
+    def load(self, oid):
+        try:
+            return self.shelf.load_number(str_to_int8(oid))
+        except DurusKeyError:
+            raise DurusKeyError(oid) from None
+
+    def bulk_load(self, oids):
+        for oid in oids:
+            yield self.load(oid)
+
+    def gen_oid_record(self, start_oid=None, seen=None, **ignored):
+        """Without ``start_oid``: the newest record of every oid, read
+        sequentially (unreachable ones included).  With it: the records
+        reachable from it, smallest oid first; ``seen`` (a set of oids)
+        is updated and its members are skipped."""
+        if start_oid is None:
+            return self.shelf.gen_current_records()
+        return self._gen_reachable(start_oid, seen)
+
+    def _gen_reachable(self, start_oid, seen):
+        if seen is None:
+            seen = set()
+        if start_oid in seen:
+            return
+        todo = [start_oid]
+        seen.add(start_oid)
+        while todo:
+            oid = heapq.heappop(todo)
+            try:
+                record = self.load(oid)
+            except KeyError:
+                continue
+            yield oid, record
+            refs = unpack_record(record)[2]
+            for position in range(0, len(refs) - 7, 8):
+                ref = refs[position:position + 8]
+                if ref not in seen:
+                    seen.add(ref)
+                    heapq.heappush(todo, ref)
+
+    # Oids
+
+    def _reset_oid_candidates(self):
+        def candidates(shelf):
+            for number in shelf.map.gen_holes():
+                yield number
+            number = max(len(shelf.map), shelf.index.max_number + 1)
+            while True:
+                yield number
+                number += 1
+        self.oid_candidates = candidates(self.shelf)
+
+    def new_oid(self):
+        shelf = self.shelf
+        for number in self.oid_candidates:
+            if (number in self.allocated or number in self.invalid
+                    or shelf.has(number)):
+                continue
+            self.allocated.add(number)
+            return int8_to_str(number)
+
+    # Committing
+
+    def begin(self):
+        self.pending = {}
+
+    def store(self, oid, record):
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only; reopen it without '
+                                'readonly to commit' % self.file.name)
+        if self.pending is None:
+            self.pending = {}
+        number = str_to_int8(oid)
+        if not (oid == ROOT_OID or number in self.allocated
+                or self.shelf.has(number)):
+            self.pending = {}
+            raise UnexpectedOidError(
+                'oid %d is a surprise: it has no record and was not handed '
+                'out by new_oid() of this storage' % number)
+        if record[:8] != oid:
+            self.pending = {}
+            raise RecordError('record for oid %d starts with another oid'
+                              % number)
+        unpack_record(record)  # raises RecordError if malformed
+        self.pending[oid] = record
+
+    def end(self, handle_invalidations=None):
+        pending, self.pending = self.pending, None
+        if not pending:
+            return
+        self.shelf.append_transaction(pending.items())
+        for oid in pending:
+            number = str_to_int8(oid)
+            self.allocated.discard(number)
+            if self.pack_commits is not None:
+                self.pack_commits.add(number)
+
+    def sync(self):
+        invalid = [int8_to_str(number) for number in sorted(self.invalid)]
+        self.invalid.clear()
+        return invalid
+
+    # Closing
+
+    def _save_index(self):
+        """Save NAME.index if it would spare the next open a long scan."""
+        shelf = self.shelf
+        if (self.file.is_readonly() or self.file.is_temporary()
+                or self.file.is_closed()
+                or len(shelf.index) < SAVE_INDEX_MIN_RECORDS
+                or shelf.end == self._index_covered):
+            return
+        shelf_index.save(self.file, shelf.index, shelf.end, shelf.map_start)
+        self._index_covered = shelf.end
+
+    def close(self):
+        if self.file.is_closed():
+            return
+        try:
+            self._save_index()
+        finally:
+            self.file.close()
+
+    # Packing
+
+    def pack(self):
+        for _ in self.get_packer():
+            pass
+
+    def get_packer(self):
+        """A generator that packs step by step (the server runs one step
+        between requests); empty when there is nothing it may do."""
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only; it cannot be packed'
+                                % self.file.name)
+        if (self.pending or self.pack_commits is not None
+                or self.file.is_temporary()):
+            return iter(())
+        return self._packer()
+
+    def _packer(self):
+        name = self.file.name
+        pack_name = name + '.pack'
+        self.pack_commits = set()
+        pack_file = File(pack_name)
+        switched = False
+        try:
+            writer = ShelfWriter(pack_file)
+            written = set()
+            step = 0
+            for number, oid, record in self._gen_pack_records(
+                    [0], written, refresh=False):
+                writer.add(number, oid, record)
+                step += 1
+                if step % PACK_STEP == 0:
+                    yield
+            writer.finish_map()
+            # No yield from here on: commits made during the pack are
+            # copied, then the files are switched.
+            if self.pack_commits:
+                tail = list(self._gen_pack_records(
+                    sorted(self.pack_commits), written, refresh=True))
+                writer.append_transaction(
+                    (oid, record) for _, oid, record in tail)
+            writer.fsync()
+            removed = set(self.shelf.gen_numbers()) - written
+            self._switch_files(pack_file, name)
+            switched = True
+            self.invalid.update(removed)
+        finally:
+            self.pack_commits = None
+            if not switched:
+                pack_file.close()
+                try:
+                    os.unlink(pack_name)
+                except OSError:
+                    pass
+
+    def _gen_pack_records(self, roots, written, refresh):
+        """``(number, oid, record)`` to write, reachable from ``roots``.
+
+        Skips numbers already ``written`` except roots when ``refresh``
+        (they were committed again during the pack).  A record whose
+        refs cannot be read stops the pack: dropping what it refers to
+        would lose live objects.
+        """
+        todo = []
+        seen = set()
+        for number in roots:
+            if refresh or number not in written:
+                todo.append(number)
+                seen.add(number)
+        heapq.heapify(todo)
+        shelf = self.shelf
+        while todo:
+            number = heapq.heappop(todo)
+            try:
+                record = shelf.load_number(number)
+            except DurusKeyError:
+                continue  # a dangling reference: nothing to keep
+            oid = int8_to_str(number)
+            try:
+                refs = unpack_record(record)[2]
+            except RecordError as error:
+                raise DamagedFileError(
+                    '%s: the record of oid %d is malformed (%s); pack '
+                    'stopped and changed nothing' % (self.file.name,
+                                                     number, error),
+                    self.file.name, shelf.get_offset(number), 0) from None
+            written.add(number)
+            yield number, oid, record
+            for position in range(0, len(refs), 8):
+                ref = str_to_int8(refs[position:position + 8])
+                if ref not in seen and ref not in written:
+                    seen.add(ref)
+                    heapq.heappush(todo, ref)
+
+    def _switch_files(self, pack_file, name):
+        """Keep the old file as NAME.prepack; make the packed file NAME.
+
+        NAME always exists: the old file is hard-linked to NAME.prepack,
+        then NAME.pack atomically replaces NAME.  The lock moves with
+        the packed file, which this storage already holds locked.
+        """
+        prepack = name + '.prepack'
+        try:
+            os.unlink(prepack)
+        except FileNotFoundError:
+            pass
+        try:
+            os.link(name, prepack)
+        except OSError:
+            os.replace(name, prepack)
+        pack_file.rename(name)
+        fsync_directory(name)
+        self.file.close()
+        shelf_index.remove(name)
+        self.file = pack_file
+        self.shelf = Shelf(pack_file)
+        self._index_covered = None
+        self._reset_oid_candidates()
+
+
+def TempFileStorage():
+    """A FileStorage in an anonymous temporary file (gone when closed)."""
+    return FileStorage()
+
+
+def gen_all_disk_records(filename):
+    """``(offset, oid, record)`` of every disk-record of a SHELF-1 file,
+    superseded versions included (a tool for inspection)."""
+    open_file = File(filename, readonly=True)
+    try:
+        shelf = Shelf(open_file, check_only=True)
+        for start, end in ((8, shelf.map_start), (shelf.map.end, shelf.end)):
+            for offset, key, record in gen_disk_records(open_file, start,
+                                                        end):
+                yield offset, key, record
+    finally:
+        open_file.close()
+
+
+def inspect_file(filename):
+    """The ``Damage`` of a SHELF-1 file, or None; the file is not changed."""
+    open_file = File(filename, readonly=True)
+    try:
+        return Shelf(open_file, check_only=True).damage
+    finally:
+        open_file.close()

@@ -1,0 +1,587 @@
+"""SHELF-1: the file layout behind FileStorage (spec formats.md §2).
+
+::
+
+    "SHELF-1\\n"
+    int8 L0, L0 bytes of disk-records        initial transaction (from pack)
+    int8 B, int8 W, int8 M, M words of W     offset map, B = 16 + W*M
+    (int8 L, L bytes of disk-records)*       appended transactions
+    disk-record = int8 R, 8-byte key oid, record (R - 8 bytes)
+
+The offset map (starting at S) gives the disk-record offset of each oid
+of the initial transaction: word ``i < S`` is an offset, other words are
+holes linked into a list (``word - S`` is the next hole).  Lookups read
+map words on demand, so opening a packed file costs O(1) plus a scan of
+the transactions appended after the map.
+
+A ``Shelf`` owns one open ``durus.file.File`` and keeps, in an
+``OidIndex``, the offset of the newest disk-record of every oid stored
+after the map.  It appends transactions in one write followed by fsync.
+
+Damage rules (stricter than Durus 4.3, which misses cuts inside the last
+record's body): a transaction whose length runs past the end of the file,
+whose disk-records do not tile it exactly or do not look like records
+(key != embedded oid, bad data length), a partial length field, or a
+tail of two or more empty transactions (zero bytes) is damage.  Damage
+in the final transaction (or garbage after the last good one) can be
+repaired by truncation; damage followed by intact transactions cannot.
+"""
+
+import heapq
+import os
+import struct
+from array import array
+import sys
+
+from durus.error import (
+    DamagedFileError, DurusKeyError, ReadOnlyError, UnknownFormatError)
+from durus.disk_arrays import WordArray, word_size_for
+from durus.file import fsync_directory
+from durus.oid_index import OidIndex
+
+PREFIX = b'SHELF-1\n'
+EMPTY_FILE = PREFIX + struct.pack('>QQQQ', 0, 16, 1, 0)  # 40 bytes
+
+CHUNK = 4 << 20
+_int8 = struct.Struct('>Q')
+_record_head = struct.Struct('>QQQI')  # R, key, embedded oid, data length
+_map_head = struct.Struct('>QQQ')
+_READ_GUESS = 2048
+
+
+class Damage(object):
+    """Where and how a database file is damaged (nothing is changed).
+
+    ``offset`` is where the file would be truncated by a repair;
+    ``nbytes`` how many bytes from there to the end would be dropped.
+    """
+
+    def __init__(self, filename, offset, nbytes, reason, repairable=True):
+        self.filename = filename
+        self.offset = offset
+        self.nbytes = nbytes
+        self.reason = reason
+        self.repairable = repairable
+
+    def __repr__(self):
+        return 'Damage(%r, offset=%d, nbytes=%d, %r, repairable=%r)' % (
+            self.filename, self.offset, self.nbytes, self.reason,
+            self.repairable)
+
+    def torn_name(self):
+        return '%s.torn-%d' % (self.filename, self.offset)
+
+    def message(self):
+        if not self.repairable:
+            return ('%s is damaged at offset %d (%s) and intact transactions '
+                    'follow, so repair would lose them; the file was left '
+                    'unchanged: restore it from a backup'
+                    % (self.filename, self.offset, self.reason))
+        return ('%s has an incomplete last transaction at offset %d: %d '
+                'bytes up to the end of the file (%s); open it with '
+                'repair=True (command line: --repair) to truncate it to %d '
+                'bytes, keeping the dropped bytes in %s'
+                % (self.filename, self.offset, self.nbytes, self.reason,
+                   self.offset, self.torn_name()))
+
+    def error(self):
+        return DamagedFileError(self.message(), self.filename, self.offset,
+                                self.nbytes)
+
+
+def save_and_truncate(file, damage):
+    """Repair: copy the damaged tail beside the file, then cut it off.
+
+    Returns the path the dropped bytes were saved to.
+    """
+    if not damage.repairable:
+        raise damage.error()
+    path = damage.torn_name()
+    serial = 0
+    while os.path.exists(path):
+        serial += 1
+        path = '%s.%d' % (damage.torn_name(), serial)
+    with open(path, 'xb') as torn:
+        position = damage.offset
+        end = damage.offset + damage.nbytes
+        while position < end:
+            piece = file.pread(min(CHUNK, end - position), position)
+            if not piece:
+                break
+            torn.write(piece)
+            position += len(piece)
+        torn.flush()
+        os.fsync(torn.fileno())
+    fsync_directory(path)
+    file.truncate(damage.offset)
+    file.fsync()
+    return path
+
+
+class _Window(object):
+    """Sequential reads of a file region through a large buffer."""
+
+    def __init__(self, file, position):
+        self.file = file
+        self.base = position
+        self.buffer = b''
+
+    def ensure(self, position, n):
+        """Make ``[position, position + n)`` readable; False at end of file."""
+        start = position - self.base
+        if start >= 0 and start + n <= len(self.buffer):
+            return True
+        self.buffer = self.file.pread(max(CHUNK, n), position)
+        self.base = position
+        return len(self.buffer) >= n
+
+
+def scan_transactions(file, start, size, index, filename=None):
+    """Read the transactions in ``[start, size)`` into ``index``.
+
+    Records each disk-record's key number -> offset (later transactions
+    win).  Returns ``(end, records, damage)``: the offset after the last
+    good transaction, the number of records indexed, and a ``Damage`` or
+    None.  A transaction enters the index only when all of it is valid.
+    """
+    window = _Window(file, start)
+    position = start
+    records = 0
+    empty_run = None  # start of a trailing run of empty transactions
+    while position < size:
+        if not window.ensure(position, 8):
+            return position, records, _damage_at(
+                file, filename, position, empty_run, size,
+                'a partial transaction length', None)
+        buffer = window.buffer
+        length = _int8.unpack_from(buffer, position - window.base)[0]
+        end = position + 8 + length
+        if end > size:
+            return position, records, _damage_at(
+                file, filename, position, empty_run, size,
+                'a transaction of %d bytes is cut short' % length, None)
+        if not window.ensure(position, 8 + length):
+            return position, records, _damage_at(
+                file, filename, position, empty_run, size,
+                'the file shrank while being read', None)
+        buffer = window.buffer
+        local_end = end - window.base
+        pointer = position + 8 - window.base
+        entries = []
+        reason = None
+        while pointer < local_end:
+            if pointer + 28 > local_end:
+                reason = 'a disk-record header crosses the transaction end'
+                break
+            size_r, key, oid, data_length = _record_head.unpack_from(
+                buffer, pointer)
+            body = size_r - 8
+            if (size_r < 20 or pointer + 8 + size_r > local_end
+                    or key != oid or data_length > body - 12
+                    or (body - 12 - data_length) % 8):
+                reason = ('a malformed disk-record at offset %d'
+                          % (pointer + window.base))
+                break
+            entries.append((key, pointer + window.base))
+            pointer += 8 + size_r
+        if reason is not None:
+            return position, records, _damage_at(
+                file, filename, position, empty_run, size, reason, end)
+        for key, offset in entries:
+            index.set(key, offset)
+        records += len(entries)
+        if length == 0:
+            if empty_run is None:
+                empty_run = position
+        else:
+            empty_run = None
+        position = end
+    if empty_run is not None and size - empty_run >= 16:
+        return empty_run, records, Damage(
+            filename, empty_run, size - empty_run,
+            '%d zero bytes after the last transaction' % (size - empty_run))
+    return position, records, None
+
+
+def _damage_at(file, filename, position, empty_run, size, reason,
+               claimed_end):
+    """Damage found at ``position``: repairable unless intact data follows.
+
+    A run of empty transactions just before the damage (zero bytes, or a
+    length placeholder from an interrupted write) is dropped with it.
+    """
+    cut = position if empty_run is None else empty_run
+    repairable = True
+    if claimed_end is not None and claimed_end < size:
+        # The damaged transaction has a plausible length; if intact,
+        # non-empty transactions follow it, the damage is in the middle.
+        probe = OidIndex()
+        _, found, later = scan_transactions(file, claimed_end, size, probe)
+        if later is None and found:
+            repairable = False
+    return Damage(filename, cut, size - cut, reason, repairable)
+
+
+def gen_disk_records(file, start, end):
+    """``(offset, key, record)`` of the disk-records of the transactions
+    in ``[start, end)``, read sequentially in large chunks."""
+    window = _Window(file, start)
+    position = start
+    unpack = _int8.unpack_from
+    while position < end:
+        if not window.ensure(position, 8):
+            raise _short(file, position)
+        txn_end = position + 8 + unpack(window.buffer,
+                                        position - window.base)[0]
+        position += 8
+        while position < txn_end:
+            local = position - window.base
+            buffer = window.buffer
+            if local < 0 or local + 8 > len(buffer):
+                if not window.ensure(position, 8):
+                    raise _short(file, position)
+                buffer = window.buffer
+                local = 0
+            total = 8 + unpack(buffer, local)[0]
+            if local + total > len(buffer):
+                if not window.ensure(position, total):
+                    raise _short(file, position)
+                buffer = window.buffer
+                local = 0
+            yield position, buffer[local + 8:local + 16], \
+                buffer[local + 16:local + total]
+            position += total
+
+
+def _short(file, offset):
+    return DamagedFileError(
+        '%s ends inside a record at offset %d; open it writable with '
+        'repair=True (command line: --repair)' % (file.name, offset),
+        file.name, offset, max(0, file.get_size() - offset))
+
+
+class OffsetMap(object):
+    """The on-disk offset map of a SHELF-1 file, read in place.
+
+    ``start`` is S, the offset of the map's B field.
+    """
+
+    def __init__(self, file, start):
+        self.file = file
+        self.start = start
+        head = file.pread(24, start)
+        if len(head) < 24:
+            raise DamagedFileError(
+                '%s ends inside its offset map at offset %d; it is not '
+                'repairable by truncation: restore it from a backup'
+                % (file.name, start), file.name, start,
+                max(0, file.get_size() - start))
+        total, self.word_size, self.count = _map_head.unpack(head)
+        self.end = start + 8 + total
+        if (not 1 <= self.word_size <= 8
+                or total != 16 + self.word_size * self.count
+                or self.end > file.get_size()):
+            raise DamagedFileError(
+                '%s has a damaged offset map at offset %d (B=%d, W=%d, '
+                'M=%d); restore it from a backup'
+                % (file.name, start, total, self.word_size, self.count),
+                file.name, start, max(0, file.get_size() - start))
+        self.words = WordArray(file, self.word_size, self.count, start + 24)
+
+    def __len__(self):
+        return self.count
+
+    def get(self, number):
+        """Offset of ``number``'s disk-record in the initial transaction, or 0."""
+        if number >= self.count:
+            return 0
+        word = self.words[number]
+        return word if word < self.start else 0
+
+    def gen_holes(self):
+        """Hole numbers in walk order (descending, ending with M - 1)."""
+        if not self.count:
+            return
+        last = self.count - 1
+        current = last
+        for _ in range(self.count):
+            following = self.words[current] - self.start
+            if not 0 <= following <= last:
+                return  # blank or damaged link: stop rather than loop
+            yield following
+            if following == last:
+                return
+            current = following
+
+    def gen_numbers(self):
+        """Numbers of the oids that have a record in the map."""
+        data = self.file.pread(self.word_size * self.count, self.start + 24)
+        size = self.word_size
+        for number in range(self.count):
+            word = int.from_bytes(data[number * size:(number + 1) * size],
+                                  'big')
+            if word < self.start:
+                yield number
+
+
+def build_offset_map(start, offsets):
+    """The bytes of an offset map at ``start`` for ``{number: offset}``."""
+    count = (max(offsets) + 2) if offsets else 0
+    word_size = word_size_for(start + count + 1)
+    words = array('Q', bytes(8 * count))
+    previous_hole = None
+    for number in range(count):
+        offset = offsets.get(number)
+        if offset is not None:
+            words[number] = offset
+        else:
+            # Holes link downwards; the lowest one links to slot M - 1,
+            # where the walk starts.
+            words[number] = start + (count - 1 if previous_hole is None
+                                     else previous_hole)
+            previous_hole = number
+    if sys.byteorder != 'big':
+        words.byteswap()
+    full = words.tobytes()
+    packed = bytearray(word_size * count)
+    for byte in range(word_size):
+        packed[byte::word_size] = full[8 - word_size + byte::8]
+    return _map_head.pack(16 + word_size * count, word_size, count) + \
+        bytes(packed)
+
+
+class Shelf(object):
+    """An open SHELF-1 file: lookups, appends, sequential scans.
+
+    ``open_file`` is a ``durus.file.File``.  An empty writable file is
+    initialised.  Damage found while opening is repaired when ``repair``
+    is true (and the damage is repairable), otherwise raised.
+    ``saved_index`` (a ``durus.shelf_index.SavedIndex`` or None) may
+    supply the index of a prefix of the appended transactions.
+    """
+
+    def __init__(self, open_file, repair=False, saved_index=None,
+                 check_only=False):
+        self.file = open_file
+        self.name = open_file.name
+        size = open_file.get_size()
+        if size == 0:
+            if open_file.is_readonly() or check_only:
+                raise UnknownFormatError(
+                    '%s is empty: it holds no database yet; open it writable '
+                    'to create one' % self.name)
+            open_file.pwrite(EMPTY_FILE, 0)
+            open_file.fsync()
+            size = len(EMPTY_FILE)
+        head = open_file.pread(16, 0)
+        if not head.startswith(PREFIX[:len(head)]) or len(head) < 8:
+            raise UnknownFormatError(
+                '%s is not a FileStorage (SHELF-1) file: it does not start '
+                'with %r' % (self.name, PREFIX))
+        if len(head) < 16:
+            raise Damage(self.name, 0, size, 'the file ends inside its '
+                         'header', repairable=False).error()
+        self.map_start = 16 + _int8.unpack_from(head, 8)[0]
+        if self.map_start == size and not (open_file.is_readonly()
+                                           or check_only):
+            # A pack that stopped before writing the map (as Durus does).
+            open_file.pwrite(_map_head.pack(16, 1, 0), size)
+            open_file.fsync()
+            size += 24
+        self.map = OffsetMap(open_file, self.map_start)
+        self.index = OidIndex()
+        scan_from = self.map.end
+        if saved_index is not None and saved_index.map_start == self.map_start:
+            self.index = saved_index.index
+            scan_from = saved_index.covered_end
+        self.scan_start = scan_from
+        self.end, self.scanned_records, self.damage = scan_transactions(
+            open_file, scan_from, size, self.index, self.name)
+        if self.damage is not None and not check_only:
+            if repair and not open_file.is_readonly():
+                self.repaired_to = save_and_truncate(open_file, self.damage)
+                self.end = self.damage.offset
+            else:
+                error = self.damage.error()
+                if repair and self.damage.repairable:
+                    error = DamagedFileError(
+                        error.message + ' (repair needs a writable open)',
+                        error.filename, error.offset, error.nbytes)
+                raise error
+
+    # Lookups
+
+    def get_offset(self, number):
+        """Offset of the newest disk-record of oid ``number``, or 0."""
+        return self.index.get(number) or self.map.get(number)
+
+    def has(self, number):
+        return bool(self.get_offset(number))
+
+    def read_at(self, offset, number=None):
+        """The §1 record of the disk-record at ``offset``."""
+        data = self.file.pread(_READ_GUESS, offset)
+        if len(data) < 16:
+            raise _short(self.file, offset)
+        total = 8 + _int8.unpack_from(data)[0]
+        if len(data) < total:
+            data += self.file.pread(total - len(data), offset + len(data))
+            if len(data) < total:
+                raise _short(self.file, offset)
+        if number is not None and _int8.unpack_from(data, 8)[0] != number:
+            raise DamagedFileError(
+                '%s: the index points oid %d at offset %d, which holds '
+                'another record; the file or its .index was changed '
+                'behind our back' % (self.name, number, offset),
+                self.name, offset, 0)
+        return data[16:total]
+
+    def load_number(self, number):
+        offset = self.get_offset(number)
+        if not offset:
+            raise DurusKeyError(_int8.pack(number))
+        return self.read_at(offset, number)
+
+    def gen_numbers(self):
+        """Numbers of every oid that has a record."""
+        for number in self.map.gen_numbers():
+            if number not in self.index:
+                yield number
+        for number, _ in self.index.items():
+            yield number
+
+    def gen_current_records(self):
+        """``(oid, record)`` of the newest record of every oid, in file order.
+
+        Reads the file sequentially and skips superseded versions.
+        """
+        index_get = self.index.get
+        map_get = self.map.get
+        for start, end in ((8, self.map_start), (self.map.end, self.end)):
+            for offset, key, record in gen_disk_records(self.file, start,
+                                                        end):
+                number = _int8.unpack(key)[0]
+                current = index_get(number) or map_get(number)
+                if current == offset:
+                    yield key, record
+
+    # Appending
+
+    def append_transaction(self, items):
+        """Append ``(oid, record)`` pairs as one transaction, durably.
+
+        Returns when the bytes are fsynced.  On failure the file is cut
+        back to where the transaction started.
+        """
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only; reopen it without '
+                                'readonly to commit' % self.name)
+        parts = [b'']
+        offsets = []
+        position = self.end + 8
+        for oid, record in items:
+            parts.append(_int8.pack(8 + len(record)))
+            parts.append(oid)
+            parts.append(record)
+            offsets.append((_int8.unpack(oid)[0], position))
+            position += 16 + len(record)
+        parts[0] = _int8.pack(position - self.end - 8)
+        start = self.end
+        try:
+            self.file.pwrite(b''.join(parts), start)
+            self.file.fsync()
+        except BaseException:
+            try:
+                self.file.truncate(start)
+            except OSError:
+                pass
+            raise
+        for number, offset in offsets:
+            self.index.set(number, offset)
+        self.end = position
+
+    def close(self):
+        self.file.close()
+
+
+class ShelfWriter(object):
+    """Writes a new packed SHELF-1 file: initial transaction, then map.
+
+    Records are buffered and written in large pieces.  ``finish_map()``
+    patches L0 and writes the offset map; ``append_transaction`` may
+    follow; ``fsync()`` makes it durable.
+    """
+
+    def __init__(self, open_file):
+        self.file = open_file
+        open_file.truncate(0)
+        self.position = 16
+        self.offsets = {}
+        self.buffer = [PREFIX, _int8.pack(0)]
+        self.buffered = 16
+        self.written = 0
+
+    def add(self, number, oid, record):
+        self.offsets[number] = self.position
+        self.buffer.append(_int8.pack(8 + len(record)))
+        self.buffer.append(oid)
+        self.buffer.append(record)
+        size = 16 + len(record)
+        self.position += size
+        self.buffered += size
+        if self.buffered >= CHUNK:
+            self._flush()
+
+    def _flush(self):
+        data = b''.join(self.buffer)
+        self.file.pwrite(data, self.written)
+        self.written += len(data)
+        self.buffer = []
+        self.buffered = 0
+
+    def finish_map(self):
+        self._flush()
+        self.file.pwrite(_int8.pack(self.position - 16), 8)
+        map_bytes = build_offset_map(self.position, self.offsets)
+        self.file.pwrite(map_bytes, self.position)
+        self.position += len(map_bytes)
+        self.written = self.position
+
+    def append_transaction(self, items):
+        parts = []
+        for oid, record in items:
+            parts.append(_int8.pack(8 + len(record)))
+            parts.append(oid)
+            parts.append(record)
+        if parts:
+            body = b''.join(parts)
+            self.file.pwrite(_int8.pack(len(body)) + body, self.position)
+            self.position += 8 + len(body)
+
+    def fsync(self):
+        self.file.fsync()
+
+
+def read_transaction_offsets(file, start=None):
+    """``{oid: offset}`` of every disk-record after the map of ``file``.
+
+    ``file`` is a ``durus.file.File``; a convenience for tools.
+    """
+    shelf = Shelf(file, check_only=True)
+    return dict((_int8.pack(number), offset)
+                for number, offset in shelf.index.items())
+
+
+def walk_from(roots, get_refs):
+    """Numbers reachable from ``roots`` following ``get_refs(number)``,
+    smallest first (a min-heap, as Durus traverses)."""
+    todo = list(roots)
+    heapq.heapify(todo)
+    seen = set(todo)
+    while todo:
+        number = heapq.heappop(todo)
+        yield number
+        for ref in get_refs(number):
+            if ref not in seen:
+                seen.add(ref)
+                heapq.heappush(todo, ref)
