@@ -1,0 +1,213 @@
+"""ClientStorage: a storage that lives in a storage server.
+
+A thin blocking-socket layer around ``durus.protocol.ClientConnection``:
+each request goes out with one ``sendall`` and replies are read with
+buffered ``recv`` calls.  Oids are reserved from the server 32 at a
+time.  Every failure names the server's address: ServerUnreachableError
+(nobody listening, or no answer in time), ShortRead (the server closed
+the connection), ProtocolError (the peer is not a matching Durus
+server).  After such a failure the object is unusable; open a new one.
+"""
+
+import socket
+
+from durus.error import (
+    DurusKeyError, ProtocolError, ReadConflictError,
+    ServerUnreachableError, ShortRead, WriteConflictError)
+from durus.protocol import (
+    NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
+    STATUS_OKAY, BulkLoad, ClientConnection, CommitBackOut, CommitData,
+    CommitStart, Goodbye, Load, NewOids, Pack, Sync, Version)
+from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
+from durus.storage import Storage
+
+CONNECT_TIMEOUT = 10
+# Generous: a server may be busy with a large commit or a synchronous pack.
+READ_TIMEOUT = 300
+RECV_SIZE = 256 * 1024
+
+
+class ClientStorage(Storage):
+    """The storage served at ``address`` (or ``(host, port)``)."""
+
+    oid_pool_size = 32
+
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, address=None,
+                 timeout=READ_TIMEOUT, connect_timeout=CONNECT_TIMEOUT):
+        self.address = SocketAddress.new(address or (host, port))
+        self.timeout = timeout
+        self.oid_pool = []
+        self.records = []
+        self.transaction_oids = []
+        self.protocol = ClientConnection()
+        try:
+            sock = self.address.get_connected_socket(timeout=connect_timeout)
+        except OSError as error:
+            raise ServerUnreachableError(
+                'cannot reach a storage server at %s: %s'
+                % (self.address, error.strerror or error)) from None
+        if sock is None:
+            raise ServerUnreachableError(
+                'no storage server is running at %s (start one with '
+                '"durus -s")' % self.address)
+        self.s = sock
+        # A peer that is not a Durus server may never answer: don't wait
+        # the long read timeout for the handshake.
+        sock.settimeout(connect_timeout)
+        reply = self._call(Version(PROTOCOL_VERSION))
+        if reply.protocol != PROTOCOL_VERSION:
+            self._disconnect()
+            raise ProtocolError(
+                'the server at %s speaks protocol version %d, this client '
+                'speaks %d (is it a Durus storage server of another version?)'
+                % (self.address, reply.protocol, PROTOCOL_VERSION))
+        sock.settimeout(timeout)
+
+    def __str__(self):
+        return 'ClientStorage(%s)' % (self.address,)
+
+    # Talking to the server ---------------------------------------------
+
+    def _send(self, request):
+        if self.s is None:
+            raise ShortRead('the connection to the storage server at %s is '
+                            'closed' % self.address)
+        data = self.protocol.send(request)
+        try:
+            self.s.sendall(data)
+        except OSError as error:
+            self._disconnect()
+            raise ShortRead('lost the connection to the storage server at '
+                            '%s: %s' % (self.address, error)) from None
+
+    def _receive(self):
+        protocol = self.protocol
+        while True:
+            try:
+                reply = protocol.next_event()
+            except ProtocolError as error:
+                self._disconnect()
+                raise type(error)('storage server at %s: %s'
+                                  % (self.address, error)) from None
+            if reply is not NEED_DATA:
+                return reply
+            try:
+                data = self.s.recv(RECV_SIZE)
+            except socket.timeout:
+                waited = self.s.gettimeout()
+                self._disconnect()
+                raise ServerUnreachableError(
+                    'the storage server at %s did not answer within %s s'
+                    % (self.address, waited)) from None
+            except OSError as error:
+                self._disconnect()
+                raise ShortRead('lost the connection to the storage server '
+                                'at %s: %s' % (self.address, error)) from None
+            if not data:
+                self._disconnect()
+                raise ShortRead('the storage server at %s closed the '
+                                'connection' % self.address)
+            protocol.receive_data(data)
+
+    def _call(self, request):
+        self._send(request)
+        return self._receive()
+
+    def _disconnect(self):
+        sock, self.s = self.s, None
+        if sock is not None:
+            sock.close()
+
+    # The Storage contract ----------------------------------------------
+
+    def new_oid(self):
+        if not self.oid_pool:
+            oids = self._call(NewOids(self.oid_pool_size)).oids
+            self.oid_pool = sorted(oids, reverse=True)
+        oid = self.oid_pool.pop()
+        self.transaction_oids.append(oid)
+        return oid
+
+    def _give_back_oids(self):
+        self.oid_pool.extend(self.transaction_oids)
+        self.oid_pool.sort(reverse=True)
+        self.transaction_oids = []
+
+    @staticmethod
+    def _record(oid, reply):
+        status = reply.status
+        if status == STATUS_OKAY:
+            return reply.record
+        if status == STATUS_KEYERROR:
+            raise DurusKeyError(oid)
+        if status == STATUS_INVALID:
+            raise ReadConflictError([oid])
+        raise ProtocolError('unexpected load status %r' % (status,))
+
+    def load(self, oid):
+        return self._record(oid, self._call(Load(oid)))
+
+    def bulk_load(self, oids):
+        """The records of ``oids`` in order.  All replies are read before
+        the first missing or invalidated oid raises, so the connection
+        stays in step."""
+        oids = list(oids)
+        if not oids:
+            return
+        replies = self._call(BulkLoad(oids)).replies
+        for oid, reply in zip(oids, replies):
+            yield self._record(oid, reply)
+
+    def begin(self):
+        self.records = []
+        self.transaction_oids = []
+
+    def store(self, oid, record):
+        self.records.append((oid, record))
+
+    def end(self, handle_invalidations=None):
+        records, self.records = self.records, []
+        oids = self._call(CommitStart()).oids
+        if oids and handle_invalidations is not None:
+            try:
+                handle_invalidations(oids)
+            except BaseException:
+                # Back out so the connection stays usable, then re-raise.
+                self._give_back_oids()
+                self._send(CommitBackOut())
+                raise
+        if not records:
+            self._send(CommitBackOut())
+            self.transaction_oids = []
+            return
+        status = self._call(CommitData(records)).status
+        if status == STATUS_OKAY:
+            self.transaction_oids = []
+            return
+        if status == STATUS_INVALID:
+            self._give_back_oids()
+            raise WriteConflictError([oid for oid, _ in records])
+        self._disconnect()
+        raise ProtocolError('storage server at %s answered a commit with %r'
+                            % (self.address, status))
+
+    def sync(self):
+        return self._call(Sync()).oids
+
+    def pack(self):
+        status = self._call(Pack()).status
+        if status != STATUS_OKAY:
+            self._disconnect()
+            raise ProtocolError('storage server at %s answered a pack with '
+                                '%r' % (self.address, status))
+
+    def close(self):
+        """End the session ('.') and close the socket."""
+        if self.s is None:
+            return
+        try:
+            self.s.sendall(self.protocol.send(Goodbye()))
+        except (OSError, ProtocolError):
+            pass
+        self._disconnect()
+

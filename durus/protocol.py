@@ -1,0 +1,648 @@
+"""The Durus client/server wire protocol, without sockets.
+
+Both ends are objects that take bytes in and give events out; the caller
+owns the socket (``durus.storage_server`` and ``durus.client_storage``
+are thin loops around them).  Byte layouts follow Durus 4.3 exactly
+(see docs/protocol.md).
+
+Requests (client -> server) and replies (server -> client) are events::
+
+    request              wire (after the code byte)    reply
+    Version(protocol)    'V' int4                      VersionReply(protocol)
+    Load(oid)            'L' oid                       LoadReply(status, record)
+    BulkLoad(oids)       'B' int4 n, n oids            BulkLoadReply(replies)
+    NewOid()             'N'                           Oids([oid])
+    NewOids(count)       'M' 1 byte count              Oids(oids)
+    CommitStart()        'C'                           Invalidations(oids)
+    CommitData(items)    int4 T, T bytes of items      Status(b'O' | b'I')
+    CommitBackOut()      int4 0                        (none)
+    Sync()               'S'                           Invalidations(oids)
+    Pack()               'P'                           Status(b'O')
+    Quit()               'Q'                           (none)
+    Goodbye()            '.'                           (none)
+
+Conversation states, the same on both ends (``TRANSITIONS``): a
+connection is IDLE (expecting a command), COMMITTING (the invalidation
+list of a 'C' went out; the next bytes are a commit payload or a
+back-out) or CLOSED.  A request is legal only in the states listed for
+it, and each request has at most one reply, sent in request order.
+The server end accepts the next request only after it has replied to
+the previous one; the client end may pipeline.
+
+Errors: ``ProtocolError`` means the peer sent bytes that break the
+protocol (``FrameTooLargeError`` when it announced more than
+``max_frame`` bytes, checked before anything is buffered);
+``OutOfTurnError`` means our own caller used the object out of turn.
+"""
+
+import struct
+
+from durus.error import FrameTooLargeError, ProtocolError
+
+PROTOCOL_VERSION = 1
+STATUS_OKAY = b'O'
+STATUS_KEYERROR = b'K'
+STATUS_INVALID = b'I'
+
+# Largest commit payload, record, oid list or bulk request accepted.
+DEFAULT_MAX_FRAME = 512 * 1024 * 1024
+
+_int4 = struct.Struct('>I')
+_unpack_int4 = _int4.unpack_from
+_pack_int4 = _int4.pack
+
+
+class OutOfTurnError(ProtocolError):
+    """Our own code sent or asked for an event the state does not allow."""
+
+
+class _NeedData(object):
+    __slots__ = ()
+
+    def __repr__(self):
+        return 'NEED_DATA'
+
+
+NEED_DATA = _NeedData()
+
+
+class Event(object):
+    """Base of requests and replies: plain values with equality."""
+
+    __slots__ = ()
+
+    def _values(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._values() == other._values()
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return '%s(%s)' % (type(self).__name__,
+                           ', '.join(repr(v) for v in self._values()))
+
+
+# Requests ---------------------------------------------------------------
+
+class Version(Event):
+    __slots__ = ('protocol',)
+
+    def __init__(self, protocol=PROTOCOL_VERSION):
+        self.protocol = protocol
+
+
+class Load(Event):
+    __slots__ = ('oid',)
+
+    def __init__(self, oid):
+        self.oid = oid
+
+
+class BulkLoad(Event):
+    __slots__ = ('oids',)
+
+    def __init__(self, oids):
+        self.oids = list(oids)
+
+
+class NewOid(Event):
+    __slots__ = ()
+
+
+class NewOids(Event):
+    __slots__ = ('count',)
+
+    def __init__(self, count):
+        self.count = count
+
+
+class CommitStart(Event):
+    __slots__ = ()
+
+
+class CommitData(Event):
+    """The records of a commit: ``items`` is a list of ``(oid, record)``."""
+
+    __slots__ = ('items',)
+
+    def __init__(self, items):
+        self.items = list(items)
+
+
+class CommitBackOut(Event):
+    __slots__ = ()
+
+
+class Sync(Event):
+    __slots__ = ()
+
+
+class Pack(Event):
+    __slots__ = ()
+
+
+class Quit(Event):
+    __slots__ = ()
+
+
+class Goodbye(Event):
+    __slots__ = ()
+
+
+class ConnectionClosed(Event):
+    """Not a request: the client ended the stream between requests."""
+
+    __slots__ = ()
+
+
+# Replies ----------------------------------------------------------------
+
+class VersionReply(Event):
+    __slots__ = ('protocol',)
+
+    def __init__(self, protocol=PROTOCOL_VERSION):
+        self.protocol = protocol
+
+
+class LoadReply(Event):
+    """``status`` is STATUS_OKAY (``record`` set), STATUS_KEYERROR or
+    STATUS_INVALID (``record`` None)."""
+
+    __slots__ = ('status', 'record')
+
+    def __init__(self, status, record=None):
+        self.status = status
+        self.record = record
+
+
+class BulkLoadReply(Event):
+    __slots__ = ('replies',)
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+
+class Oids(Event):
+    __slots__ = ('oids',)
+
+    def __init__(self, oids):
+        self.oids = list(oids)
+
+
+class Invalidations(Event):
+    __slots__ = ('oids',)
+
+    def __init__(self, oids):
+        self.oids = list(oids)
+
+
+class Status(Event):
+    __slots__ = ('status',)
+
+    def __init__(self, status):
+        self.status = status
+
+
+# The state machine, as data ---------------------------------------------
+
+IDLE = 'IDLE'
+COMMITTING = 'COMMITTING'
+CLOSED = 'CLOSED'
+
+# (state, request type) -> (reply type or None, state after the exchange)
+TRANSITIONS = {
+    (IDLE, Version): (VersionReply, IDLE),
+    (IDLE, Load): (LoadReply, IDLE),
+    (IDLE, BulkLoad): (BulkLoadReply, IDLE),
+    (IDLE, NewOid): (Oids, IDLE),
+    (IDLE, NewOids): (Oids, IDLE),
+    (IDLE, CommitStart): (Invalidations, COMMITTING),
+    (IDLE, Sync): (Invalidations, IDLE),
+    (IDLE, Pack): (Status, IDLE),
+    (IDLE, Quit): (None, CLOSED),
+    (IDLE, Goodbye): (None, CLOSED),
+    (COMMITTING, CommitData): (Status, IDLE),
+    (COMMITTING, CommitBackOut): (None, IDLE),
+}
+
+# Command byte -> (request type, fixed length of the request in bytes).
+COMMANDS = {
+    b'V'[0]: (Version, 5),
+    b'L'[0]: (Load, 9),
+    b'B'[0]: (BulkLoad, 5),     # plus 8 bytes per oid
+    b'N'[0]: (NewOid, 1),
+    b'M'[0]: (NewOids, 2),
+    b'C'[0]: (CommitStart, 1),
+    b'S'[0]: (Sync, 1),
+    b'P'[0]: (Pack, 1),
+    b'Q'[0]: (Quit, 1),
+    b'.'[0]: (Goodbye, 1),
+}
+
+_SIMPLE_CODES = {NewOid: b'N', CommitStart: b'C', Sync: b'S', Pack: b'P',
+                 Quit: b'Q', Goodbye: b'.'}
+
+
+def _transition(state, request, side):
+    try:
+        return TRANSITIONS[state, type(request)]
+    except KeyError:
+        raise OutOfTurnError('%s: %r is not allowed in state %s'
+                             % (side, request, state)) from None
+
+
+def _check_oid(oid):
+    if type(oid) is not bytes or len(oid) != 8:
+        raise OutOfTurnError('an oid must be 8 bytes, not %r' % (oid,))
+
+
+def check_record(oid, record):
+    """Why ``record`` is not a well-formed record of ``oid``, or None."""
+    size = len(record)
+    if size == 0:
+        return 'empty record'
+    if size < 12:
+        return 'record of %d bytes is shorter than its 12-byte header' % size
+    if record[:8] != oid:
+        return 'record starts with another oid'
+    data_end = 12 + _unpack_int4(record, 8)[0]
+    if data_end > size or (size - data_end) % 8:
+        return 'record of %d bytes has a bad data length' % size
+    return None
+
+
+# Encoding ----------------------------------------------------------------
+
+def encode_request(request):
+    kind = type(request)
+    if kind is Load:
+        _check_oid(request.oid)
+        return b'L' + request.oid
+    if kind is BulkLoad:
+        for oid in request.oids:
+            _check_oid(oid)
+        return b'B' + _pack_int4(len(request.oids)) + b''.join(request.oids)
+    if kind is CommitData:
+        parts = [b'']
+        total = 0
+        for oid, record in request.items:
+            _check_oid(oid)
+            size = 8 + len(record)
+            parts.append(_pack_int4(size))
+            parts.append(oid)
+            parts.append(record)
+            total += 4 + size
+        parts[0] = _pack_int4(total)
+        return b''.join(parts)
+    if kind is CommitBackOut:
+        return b'\0\0\0\0'
+    if kind is NewOids:
+        if not 0 <= request.count <= 255:
+            raise OutOfTurnError('NewOids count must be 0..255, not %r'
+                                 % (request.count,))
+        return b'M' + bytes((request.count,))
+    if kind is Version:
+        return b'V' + _pack_int4(request.protocol)
+    return _SIMPLE_CODES[kind]
+
+
+def _encode_load_reply(reply):
+    if reply.status == STATUS_OKAY:
+        return b'O' + _pack_int4(len(reply.record)) + reply.record
+    if reply.status in (STATUS_KEYERROR, STATUS_INVALID):
+        return reply.status
+    raise OutOfTurnError('bad load status %r' % (reply.status,))
+
+
+def _encode_oid_list(oids):
+    return _pack_int4(len(oids)) + b''.join(oids)
+
+
+def encode_reply(reply):
+    kind = type(reply)
+    if kind is LoadReply:
+        return _encode_load_reply(reply)
+    if kind is BulkLoadReply:
+        return b''.join([_encode_load_reply(r) for r in reply.replies])
+    if kind is Invalidations:
+        return _encode_oid_list(reply.oids)
+    if kind is Oids:
+        return b''.join(reply.oids)
+    if kind is Status:
+        return reply.status
+    if kind is VersionReply:
+        return _pack_int4(reply.protocol)
+    raise OutOfTurnError('%r is not a reply' % (reply,))
+
+
+# The buffer both ends parse from ---------------------------------------
+
+class _InputBuffer(object):
+    """Received bytes not yet parsed, read from a moving start offset."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.start = 0
+        self.eof = False
+
+    def feed(self, data):
+        if self.eof:
+            raise OutOfTurnError('data received after end of stream')
+        if not data:
+            self.eof = True
+            return
+        if self.start and self.start == len(self.data):
+            self.data.clear()
+            self.start = 0
+        elif self.start > 65536:
+            del self.data[:self.start]
+            self.start = 0
+        self.data += data
+
+    def available(self):
+        return len(self.data) - self.start
+
+    def take(self, n):
+        start = self.start
+        self.start = start + n
+        return bytes(self.data[start:start + n])
+
+
+class ServerConnection(object):
+    """The server end of one client connection.
+
+    ``receive_data(bytes)`` (``b''`` at end of stream), then
+    ``next_event()`` until it returns NEED_DATA; answer each request with
+    ``send(reply)`` -> bytes before asking for the next one.
+    """
+
+    def __init__(self, max_frame=DEFAULT_MAX_FRAME):
+        self.max_frame = max_frame
+        self.state = IDLE
+        self.pending = None   # request waiting for our reply
+        self._input = _InputBuffer()
+
+    def receive_data(self, data):
+        self._input.feed(data)
+
+    def buffered(self):
+        """Bytes received but not yet parsed into a request."""
+        return self._input.available()
+
+    def in_frame(self):
+        """True while a request is partly received or a commit is open."""
+        return self._input.available() > 0 or self.state == COMMITTING
+
+    def next_event(self):
+        if self.pending is not None:
+            raise OutOfTurnError('reply to %r before reading the next request'
+                                 % (self.pending,))
+        if self.state == CLOSED:
+            raise OutOfTurnError('the connection is closed')
+        if self.state == COMMITTING:
+            request = self._parse_commit()
+        else:
+            request = self._parse_command()
+        if request is NEED_DATA:
+            if self._input.eof:
+                if self._input.available() or self.state == COMMITTING:
+                    raise ProtocolError('connection closed in the middle of '
+                                        'a request')
+                self.state = CLOSED
+                return ConnectionClosed()
+            return request
+        reply_type, after = TRANSITIONS[self.state, type(request)]
+        if reply_type is None:
+            self.state = after
+        else:
+            self.pending = request
+        return request
+
+    def send(self, reply):
+        request = self.pending
+        if request is None:
+            raise OutOfTurnError('no request is waiting for %r' % (reply,))
+        reply_type, after = TRANSITIONS[self.state, type(request)]
+        if type(reply) is not reply_type:
+            raise OutOfTurnError('%r cannot answer %r' % (reply, request))
+        if reply_type is Oids:
+            wanted = 1 if type(request) is NewOid else request.count
+            if len(reply.oids) != wanted:
+                raise OutOfTurnError('%r asked for %d oids, not %d'
+                                     % (request, wanted, len(reply.oids)))
+        elif reply_type is BulkLoadReply:
+            if len(reply.replies) != len(request.oids):
+                raise OutOfTurnError('bulk load of %d oids answered with %d'
+                                     % (len(request.oids), len(reply.replies)))
+        elif reply_type is VersionReply and reply.protocol != request.protocol:
+            after = CLOSED      # versions differ: reply, then hang up
+        self.pending = None
+        self.state = after
+        return encode_reply(reply)
+
+    def _parse_command(self):
+        buf = self._input
+        if not buf.available():
+            return NEED_DATA
+        data = buf.data
+        start = buf.start
+        code = data[start]
+        try:
+            kind, size = COMMANDS[code]
+        except KeyError:
+            raise ProtocolError('No such command code: %r'
+                                % chr(code)) from None
+        if buf.available() < size:
+            return NEED_DATA
+        if kind is Load:
+            return Load(buf.take(9)[1:])
+        if kind is BulkLoad:
+            count = _unpack_int4(data, start + 1)[0]
+            if 8 * count > self.max_frame:
+                raise FrameTooLargeError(
+                    'bulk load of %d oids exceeds the frame limit of %d bytes'
+                    % (count, self.max_frame))
+            if buf.available() < 5 + 8 * count:
+                return NEED_DATA
+            raw = buf.take(5 + 8 * count)
+            return BulkLoad([raw[i:i + 8] for i in range(5, len(raw), 8)])
+        buf.take(size)
+        if kind is NewOids:
+            return NewOids(data[start + 1])
+        if kind is Version:
+            return Version(_unpack_int4(data, start + 1)[0])
+        return kind()
+
+    def _parse_commit(self):
+        buf = self._input
+        if buf.available() < 4:
+            return NEED_DATA
+        data = buf.data
+        start = buf.start
+        total = _unpack_int4(data, start)[0]
+        if total == 0:
+            buf.take(4)
+            return CommitBackOut()
+        if total > self.max_frame:
+            raise FrameTooLargeError(
+                'commit of %d bytes exceeds the frame limit of %d bytes'
+                % (total, self.max_frame))
+        if buf.available() < 4 + total:
+            return NEED_DATA
+        items = []
+        position = start + 4
+        end = position + total
+        view = memoryview(data)
+        try:
+            while position < end:
+                if end - position < 12:
+                    raise ProtocolError('commit payload ends inside an item '
+                                        'header')
+                size = _unpack_int4(data, position)[0]
+                if size < 8 or position + 4 + size > end:
+                    raise ProtocolError('commit item of %d bytes overruns the '
+                                        'payload' % size)
+                oid = bytes(view[position + 4:position + 12])
+                record = bytes(view[position + 12:position + 4 + size])
+                problem = check_record(oid, record)
+                if problem:
+                    raise ProtocolError('commit item for oid %d: %s'
+                                        % (int.from_bytes(oid, 'big'), problem))
+                items.append((oid, record))
+                position += 4 + size
+        finally:
+            view.release()
+        buf.start = end
+        return CommitData(items)
+
+
+class ClientConnection(object):
+    """The client end: ``send(request)`` -> bytes; feed received bytes with
+    ``receive_data``; ``next_event()`` -> the reply to the oldest
+    unanswered request, or NEED_DATA.  Requests may be pipelined."""
+
+    def __init__(self, max_frame=DEFAULT_MAX_FRAME):
+        self.max_frame = max_frame
+        self.state = IDLE
+        self._expected = []     # requests awaiting replies, oldest first
+        self._input = _InputBuffer()
+        self._partial = None    # bulk load replies parsed so far
+
+    def send(self, request):
+        if self.state == CLOSED:
+            raise OutOfTurnError('the connection is closed')
+        kind = type(request)
+        if kind is CommitData and not request.items:
+            request = CommitBackOut()   # an empty payload is a back-out
+            kind = CommitBackOut
+        reply_type, after = _transition(self.state, request, 'client')
+        data = encode_request(request)
+        if reply_type is not None:
+            self._expected.append(request)
+        self.state = after
+        return data
+
+    def receive_data(self, data):
+        self._input.feed(data)
+
+    def awaiting(self):
+        """The requests still waiting for their replies."""
+        return list(self._expected)
+
+    def next_event(self):
+        if not self._expected:
+            if self._input.available():
+                raise ProtocolError('server sent %d bytes nobody asked for'
+                                    % self._input.available())
+            return NEED_DATA
+        request = self._expected[0]
+        kind = type(request)
+        if kind is Load:
+            reply = self._parse_load()
+        elif kind is BulkLoad:
+            reply = self._parse_bulk(len(request.oids))
+        elif kind is CommitStart or kind is Sync:
+            reply = self._parse_oid_list()
+        elif kind is NewOids or kind is NewOid:
+            count = 1 if kind is NewOid else request.count
+            reply = self._parse_fixed(8 * count, self._oids)
+        elif kind is Version:
+            reply = self._parse_fixed(4, self._version)
+        else:
+            reply = self._parse_fixed(1, Status)
+        if reply is NEED_DATA:
+            if self._input.eof:
+                raise ProtocolError('server closed the connection before '
+                                    'answering %r' % (request,))
+            return reply
+        del self._expected[0]
+        if kind is Version and reply.protocol != request.protocol:
+            self.state = CLOSED
+        return reply
+
+    @staticmethod
+    def _oids(raw):
+        return Oids([raw[i:i + 8] for i in range(0, len(raw), 8)])
+
+    @staticmethod
+    def _version(raw):
+        return VersionReply(_unpack_int4(raw)[0])
+
+    def _parse_fixed(self, size, build):
+        if self._input.available() < size:
+            return NEED_DATA
+        return build(self._input.take(size))
+
+    def _parse_load(self):
+        buf = self._input
+        if not buf.available():
+            return NEED_DATA
+        status = buf.data[buf.start:buf.start + 1]
+        if status == STATUS_OKAY:
+            if buf.available() < 5:
+                return NEED_DATA
+            size = _unpack_int4(buf.data, buf.start + 1)[0]
+            if size > self.max_frame:
+                raise FrameTooLargeError(
+                    'record of %d bytes exceeds the frame limit of %d bytes'
+                    % (size, self.max_frame))
+            if buf.available() < 5 + size:
+                return NEED_DATA
+            buf.start += 5
+            return LoadReply(STATUS_OKAY, buf.take(size))
+        if status == STATUS_KEYERROR or status == STATUS_INVALID:
+            buf.take(1)
+            return LoadReply(bytes(status))
+        raise ProtocolError('unexpected status byte %r in a load reply'
+                            % bytes(status))
+
+    def _parse_bulk(self, count):
+        if self._partial is None:
+            self._partial = []
+        replies = self._partial
+        while len(replies) < count:
+            reply = self._parse_load()
+            if reply is NEED_DATA:
+                return NEED_DATA
+            replies.append(reply)
+        self._partial = None
+        return BulkLoadReply(replies)
+
+    def _parse_oid_list(self):
+        buf = self._input
+        if buf.available() < 4:
+            return NEED_DATA
+        count = _unpack_int4(buf.data, buf.start)[0]
+        if 8 * count > self.max_frame:
+            raise FrameTooLargeError(
+                'list of %d oids exceeds the frame limit of %d bytes'
+                % (count, self.max_frame))
+        if buf.available() < 4 + 8 * count:
+            return NEED_DATA
+        raw = buf.take(4 + 8 * count)
+        return Invalidations([raw[i:i + 8] for i in range(4, len(raw), 8)])

@@ -1,0 +1,30 @@
+"""The listening socket systemd hands over under socket activation.
+
+systemd passes sockets as file descriptors starting at 3 and names the
+receiving process in ``LISTEN_PID``; ``LISTEN_FDS`` says how many there
+are.  A Durus server listens on exactly one.
+"""
+
+import os
+import socket
+
+FIRST_FD = 3
+
+
+def get_systemd_socket():
+    """The inherited listening socket, or None when not socket-activated.
+
+    Raises OSError when systemd passed more than one socket.
+    """
+    if os.environ.get('LISTEN_PID') != str(os.getpid()):
+        return None
+    count = int(os.environ.get('LISTEN_FDS', '0') or 0)
+    if count == 0:
+        return None
+    if count != 1:
+        raise OSError('systemd passed %d sockets (LISTEN_FDS); a durus '
+                      'server needs exactly one' % count)
+    # Children must not mistake these variables for their own.
+    for name in ('LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'):
+        os.environ.pop(name, None)
+    return socket.socket(fileno=FIRST_FD)
