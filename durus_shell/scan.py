@@ -1,0 +1,312 @@
+"""Scans over a storage's raw records: find, census, referrers, paths.
+
+Nothing here unpickles a state to decide anything.  A record is
+``oid | int4 N | data (N) | refs``, and ``data`` starts with the class
+pickle ``\\x80\\x02c<module>\\n<name>\\n`` (durus.serialize), so
+
+* the class of every record is read from its first bytes,
+* the objects a record refers to are its ``refs`` trailer.
+
+Scans read ``storage.gen_oid_record()`` (every current record) in
+chunks; between chunks they report progress (``progress(scanned, total,
+found, elapsed)``; ``total`` may be None) and Ctrl-C
+(KeyboardInterrupt) ends the scan with what was found so far
+(``ScanResult.interrupted``).
+"""
+
+import collections
+import heapq
+import itertools
+import struct
+import time
+
+from durus.storage import ROOT_OID
+from durus.utils import int8_to_str
+
+CHUNK = 4096
+_int4 = struct.Struct('>I')
+_GLOBAL_PREFIX = b'\x80\x02c'
+
+
+class ScanResult(object):
+    """What a scan found: ``items``, how many records it read (``scanned``),
+    whether Ctrl-C cut it short (``interrupted``) and how long it took."""
+
+    def __init__(self, items, scanned, total, interrupted, elapsed):
+        self.items = items
+        self.scanned = scanned
+        self.total = total
+        self.interrupted = interrupted
+        self.elapsed = elapsed
+
+    @property
+    def rate(self):
+        return self.scanned / self.elapsed if self.elapsed > 0 else 0.0
+
+    def __repr__(self):
+        return '<ScanResult %d found in %d records%s>' % (
+            len(self.items), self.scanned,
+            ' (interrupted)' if self.interrupted else '')
+
+
+def unwrap(storage):
+    """The real storage behind wrappers such as the shell's commit gate."""
+    inner = getattr(storage, '__dict__', {}).get('storage')
+    return unwrap(inner) if inner is not None else storage
+
+
+def estimate_record_count(storage):
+    """Roughly how many records a full scan reads (None if unknown)."""
+    storage = unwrap(storage)
+    try:
+        return len(storage)
+    except TypeError:
+        pass
+    records = getattr(storage, 'records', None)
+    if isinstance(records, dict):
+        return len(records)
+    shelf = getattr(storage, 'shelf', None)
+    if shelf is not None:
+        try:
+            return len(shelf.index) + len(shelf.map)
+        except (AttributeError, TypeError):
+            return None
+    return None
+
+
+def _scan(storage, chunk_visit, progress, limit=None, total=None):
+    """Feed chunks of ``(oid, record)`` to ``chunk_visit(chunk, found)``."""
+    if total is None:
+        total = estimate_record_count(storage)
+    found = []
+    scanned = 0
+    interrupted = False
+    start = time.monotonic()
+    records = storage.gen_oid_record()
+    try:
+        while True:
+            chunk = list(itertools.islice(records, CHUNK))
+            if not chunk:
+                break
+            chunk_visit(chunk, found)
+            scanned += len(chunk)
+            if progress is not None:
+                progress(scanned, total, len(found),
+                         time.monotonic() - start)
+            if limit is not None and len(found) >= limit:
+                del found[limit:]
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        close = getattr(records, 'close', None)
+        if close is not None:
+            close()
+    return ScanResult(found, scanned, total, interrupted,
+                      time.monotonic() - start)
+
+
+# -- class names from record bytes ------------------------------------------
+
+def record_class(record):
+    """``'module.Name'`` of a record, read from its first bytes."""
+    if record.startswith(_GLOBAL_PREFIX, 12):
+        first = record.find(b'\n', 15)
+        second = record.find(b'\n', first + 1)
+        if first > 0 and second > 0:
+            return (record[15:first] + b'.' + record[first + 1:second]
+                    ).decode('latin-1')
+    from durus.serialize import extract_class_path, unpack_record
+    try:
+        path = extract_class_path(unpack_record(record)[1])
+    except Exception:
+        path = None
+    return '%s.%s' % path if path else '?'
+
+
+def class_matcher(spec):
+    """A function ``record -> bool`` for a class given by name or dotted path.
+
+    ``'User'`` matches that class name in any module; ``'app.models.User'``
+    matches exactly that module and name.
+    """
+    spec = spec.strip()
+    module, dot, name = spec.rpartition('.')
+    if dot:
+        prefix = (_GLOBAL_PREFIX + module.encode('latin-1') + b'\n' +
+                  name.encode('latin-1') + b'\n')
+
+        def match(record):
+            if record.startswith(prefix, 12):
+                return True
+            if record.startswith(_GLOBAL_PREFIX, 12):
+                return False
+            return record_class(record) == spec
+        return match
+    needle = b'\n' + name.encode('latin-1') + b'\n'
+
+    def match_name(record):
+        if record.startswith(_GLOBAL_PREFIX, 12):
+            return record.startswith(needle, record.find(b'\n', 15))
+        return record_class(record).rpartition('.')[2] == name
+    return match_name
+
+
+def find_oids(storage, spec, limit=None, progress=None, total=None):
+    """Oids (8 bytes) of the records whose class is ``spec``."""
+    match = class_matcher(spec)
+
+    def visit(chunk, found):
+        found.extend([oid for oid, record in chunk if match(record)])
+    return _scan(storage, visit, progress, limit, total)
+
+
+def find_instances(connection, spec, limit=None, where=None, progress=None):
+    """Objects of class ``spec`` (see ``class_matcher``), loaded through the
+    connection; ``where(obj)`` filters them (only matching records are
+    loaded).  Returns a ScanResult whose items are objects."""
+    match = class_matcher(spec)
+    get = connection.get
+
+    def visit(chunk, found):
+        for oid, record in chunk:
+            if match(record):
+                obj = get(oid)
+                if where is None or where(obj):
+                    found.append(obj)
+                    if limit is not None and len(found) >= limit:
+                        return
+    return _scan(connection.storage, visit, progress, limit)
+
+
+def census(storage, progress=None):
+    """``{'module.Name': count}`` over every record (ScanResult.items)."""
+    counts = collections.Counter()
+
+    def visit(chunk, found):
+        keys = []
+        for _, record in chunk:
+            if record.startswith(_GLOBAL_PREFIX, 12):
+                second = record.find(b'\n', record.find(b'\n', 15) + 1)
+                keys.append(record[15:second])
+            else:
+                keys.append(record_class(record).encode('latin-1')
+                            .replace(b'.', b'\n', 0))
+        counts.update(keys)
+    result = _scan(storage, visit, progress)
+    named = {}
+    for key, count in counts.items():
+        module, _, name = key.partition(b'\n')
+        label = (module + b'.' + name).decode('latin-1') if name else \
+            module.decode('latin-1')
+        named[label] = named.get(label, 0) + count
+    result.items = named
+    return result
+
+
+# -- references ---------------------------------------------------------------
+
+def record_refs(record):
+    """The oids in a record's refs trailer."""
+    end = 12 + _int4.unpack_from(record, 8)[0]
+    return [record[i:i + 8] for i in range(end, len(record), 8)]
+
+
+def _refers_to(record, oid):
+    start = 12 + _int4.unpack_from(record, 8)[0]
+    position = record.find(oid, start)
+    while position >= 0:
+        if (position - start) % 8 == 0:
+            return True
+        position = record.find(oid, position + 1)
+    return False
+
+
+def referrers(storage, oid, limit=None, progress=None):
+    """Oids of the records whose refs include ``oid``."""
+    if isinstance(oid, int):
+        oid = int8_to_str(oid)
+
+    def visit(chunk, found):
+        found.extend([other for other, record in chunk
+                      if oid in record and _refers_to(record, oid)])
+    return _scan(storage, visit, progress, limit)
+
+
+def oid_path(storage, target, progress=None, batch_size=500):
+    """Oids from the root to ``target`` (a shortest chain by refs).
+
+    Breadth first from the root, loading records ``batch_size`` at a
+    time; stops when the target is reached.  ``items`` is the chain (an
+    empty list if the target is not reachable).
+    """
+    if isinstance(target, int):
+        target = int8_to_str(target)
+    start = time.monotonic()
+    total = estimate_record_count(storage)
+    parent = {ROOT_OID: None}
+    level = [ROOT_OID]
+    scanned = 0
+    interrupted = False
+    found = target == ROOT_OID
+    try:
+        while level and not found:
+            following = []
+            for begin in range(0, len(level), batch_size):
+                batch = level[begin:begin + batch_size]
+                for oid, record in zip(batch, storage.bulk_load(batch)):
+                    scanned += 1
+                    for ref in record_refs(record):
+                        if ref not in parent:
+                            parent[ref] = oid
+                            following.append(ref)
+                            if ref == target:
+                                found = True
+                if progress is not None:
+                    progress(scanned, total, int(found),
+                             time.monotonic() - start)
+                if found:
+                    break
+            heapq.heapify(following)
+            level = following
+    except KeyboardInterrupt:
+        interrupted = True
+    chain = []
+    if found:
+        oid = target
+        while oid is not None:
+            chain.append(oid)
+            oid = parent[oid]
+        chain.reverse()
+    return ScanResult(chain, scanned, total, interrupted,
+                      time.monotonic() - start)
+
+
+def describe_chain(connection, chain):
+    """A Python path (``root['users'][3].account``) for a chain of oids.
+
+    Steps through BTree nodes are folded into the BTree's ``[key]``.
+    """
+    from durus_shell import states
+    if not chain:
+        return None
+    objects = [connection.get(oid) for oid in chain]
+    path = 'root' if chain[0] == ROOT_OID else 'get(%d)' % int.from_bytes(
+        chain[0], 'big')
+    index = 0
+    while index < len(objects) - 1:
+        parent = objects[index]
+        following = index + 1
+        if states.container_kind(parent) == 'btree':
+            while following < len(objects) - 1 and \
+                    states.container_kind(objects[following]) == 'bnode':
+                following += 1
+        step = states.find_step(parent, objects[following])
+        if step is None:
+            # e.g. the target is a BNode itself: show the raw steps.
+            step = states.find_step(parent, objects[index + 1],) or \
+                '->get(%d)' % int.from_bytes(chain[index + 1], 'big')
+            following = index + 1
+        path += step
+        index = following
+    return path
