@@ -19,12 +19,12 @@ Invariants beyond the Storage contract (durus.storage):
 """
 
 import heapq
-import os
 
 from durus import shelf_index
 from durus.error import (
     DamagedFileError, DurusKeyError, ReadOnlyError, UnexpectedOidError)
-from durus.file import File, fsync_directory
+from durus.file import File
+from durus.packing import discard_pack_file, gen_pack_records, switch_to_packed
 from durus.serialize import RecordError, unpack_record
 from durus.shelf import PREFIX, Shelf, ShelfWriter, gen_disk_records
 from durus.storage import ROOT_OID, Storage
@@ -234,105 +234,40 @@ class FileStorage(Storage):
 
     def _packer(self):
         name = self.file.name
-        pack_name = name + '.pack'
         self.pack_commits = set()
-        pack_file = File(pack_name)
+        pack_file = File(name + '.pack')
         switched = False
         try:
             writer = ShelfWriter(pack_file)
             written = set()
-            step = 0
-            for number, oid, record in self._gen_pack_records(
-                    [0], written, refresh=False):
+            load = self.shelf.load_number
+            for step, (number, oid, record) in enumerate(gen_pack_records(
+                    load, [0], written, False, name), 1):
                 writer.add(number, oid, record)
-                step += 1
                 if step % PACK_STEP == 0:
                     yield
             writer.finish_map()
             # No yield from here on: commits made during the pack are
             # copied, then the files are switched.
             if self.pack_commits:
-                tail = list(self._gen_pack_records(
-                    sorted(self.pack_commits), written, refresh=True))
                 writer.append_transaction(
-                    (oid, record) for _, oid, record in tail)
+                    (oid, record) for _, oid, record in gen_pack_records(
+                        load, sorted(self.pack_commits), written, True,
+                        name))
             writer.fsync()
             removed = set(self.shelf.gen_numbers()) - written
-            self._switch_files(pack_file, name)
+            switch_to_packed(self.file, pack_file, name)
             switched = True
+            shelf_index.remove(name)
+            self.file = pack_file
+            self.shelf = Shelf(pack_file)
+            self._index_covered = None
+            self._reset_oid_candidates()
             self.invalid.update(removed)
         finally:
             self.pack_commits = None
             if not switched:
-                pack_file.close()
-                try:
-                    os.unlink(pack_name)
-                except OSError:
-                    pass
-
-    def _gen_pack_records(self, roots, written, refresh):
-        """``(number, oid, record)`` to write, reachable from ``roots``.
-
-        Skips numbers already ``written`` except roots when ``refresh``
-        (they were committed again during the pack).  A record whose
-        refs cannot be read stops the pack: dropping what it refers to
-        would lose live objects.
-        """
-        todo = []
-        seen = set()
-        for number in roots:
-            if refresh or number not in written:
-                todo.append(number)
-                seen.add(number)
-        heapq.heapify(todo)
-        shelf = self.shelf
-        while todo:
-            number = heapq.heappop(todo)
-            try:
-                record = shelf.load_number(number)
-            except DurusKeyError:
-                continue  # a dangling reference: nothing to keep
-            oid = int8_to_str(number)
-            try:
-                refs = unpack_record(record)[2]
-            except RecordError as error:
-                raise DamagedFileError(
-                    '%s: the record of oid %d is malformed (%s); pack '
-                    'stopped and changed nothing' % (self.file.name,
-                                                     number, error),
-                    self.file.name, shelf.get_offset(number), 0) from None
-            written.add(number)
-            yield number, oid, record
-            for position in range(0, len(refs), 8):
-                ref = str_to_int8(refs[position:position + 8])
-                if ref not in seen and ref not in written:
-                    seen.add(ref)
-                    heapq.heappush(todo, ref)
-
-    def _switch_files(self, pack_file, name):
-        """Keep the old file as NAME.prepack; make the packed file NAME.
-
-        NAME always exists: the old file is hard-linked to NAME.prepack,
-        then NAME.pack atomically replaces NAME.  The lock moves with
-        the packed file, which this storage already holds locked.
-        """
-        prepack = name + '.prepack'
-        try:
-            os.unlink(prepack)
-        except FileNotFoundError:
-            pass
-        try:
-            os.link(name, prepack)
-        except OSError:
-            os.replace(name, prepack)
-        pack_file.rename(name)
-        fsync_directory(name)
-        self.file.close()
-        shelf_index.remove(name)
-        self.file = pack_file
-        self.shelf = Shelf(pack_file)
-        self._index_covered = None
-        self._reset_oid_candidates()
+                discard_pack_file(pack_file)
 
 
 def TempFileStorage():

@@ -1,0 +1,434 @@
+"""FileStorage2: the older DFS20 file format (spec formats.md §3).
+
+::
+
+    "DFS20\\0", int8 offset of the index record
+    transactions before the index
+    index record: int8 n, zlib(pickle({oid: offset}))
+    transactions appended after the index
+    transaction = (int4 r, r bytes of record)*, int4 0
+
+The pickled index covers the records before it; opening reads every
+transaction after it (whole blocks, so any cut is seen).  Commits append
+one transaction and fsync; a pack or ``create_from_records`` rewrites the
+file with a fresh index.  Locking, read-only mode, repair and damage
+reporting work as in FileStorage.
+"""
+
+import io
+import os
+import pickle
+import struct
+import zlib
+
+from durus.error import (
+    DamagedFileError, DurusKeyError, ReadOnlyError, UnknownFormatError)
+from durus.file import File
+from durus.oid_index import OidIndex
+from durus.packing import discard_pack_file, gen_pack_records, switch_to_packed
+from durus.serialize import RecordError, unpack_record
+from durus.shelf import CHUNK, Damage, save_and_truncate
+from durus.storage import Storage
+from durus.utils import int8_to_str, str_to_int8
+
+MAGIC = b'DFS20\0'
+_int4 = struct.Struct('>I')
+_int8 = struct.Struct('>Q')
+_block_head = struct.Struct('>IQI')  # r, oid, data length
+_READ_GUESS = 2048
+PACK_STEP = 1000
+
+
+class _IndexUnpickler(pickle.Unpickler):
+    """Unpickles the index dict; refuses any class but the bytes helper."""
+
+    def find_class(self, module, name):
+        if (module, name) == ('_codecs', 'encode'):
+            import codecs
+            return codecs.encode
+        raise pickle.UnpicklingError('unexpected %s.%s in an index'
+                                     % (module, name))
+
+
+def _decode_index(blob):
+    mapping = _IndexUnpickler(io.BytesIO(zlib.decompress(blob))).load()
+    index = OidIndex()
+    for oid, offset in mapping.items():
+        if isinstance(oid, str):
+            oid = oid.encode('latin-1')  # written by Python 2
+        index.set(str_to_int8(oid), offset)
+    return index
+
+
+def _encode_index(index):
+    mapping = dict((int8_to_str(number), offset)
+                   for number, offset in index.items())
+    blob = zlib.compress(pickle.dumps(mapping, 4))
+    return _int8.pack(len(blob)) + blob
+
+
+def _encode_transaction(items):
+    parts = []
+    for oid, record in items:
+        parts.append(_int4.pack(len(record)))
+        parts.append(record)
+    parts.append(_int4.pack(0))
+    return b''.join(parts)
+
+
+class _Window(object):
+    def __init__(self, file):
+        self.file = file
+        self.base = 0
+        self.buffer = b''
+
+    def get(self, position, n):
+        start = position - self.base
+        if not (start >= 0 and start + n <= len(self.buffer)):
+            self.buffer = self.file.pread(max(CHUNK, n), position)
+            self.base = position
+            start = 0
+        return self.buffer[start:start + n] if n <= len(self.buffer) - start \
+            else None
+
+
+def scan_transactions(file, start, size, index, filename=None):
+    """Index the transactions in ``[start, size)``; ``(end, records, damage)``."""
+    window = _Window(file)
+    position = start
+    records = 0
+    empty_run = None
+    while position < size:
+        entries = []
+        pointer = position
+        reason = None
+        while True:
+            head = window.get(pointer, 4)
+            if head is None:
+                reason = 'the transaction has no end marker'
+                break
+            length = _int4.unpack(head)[0]
+            if length == 0:
+                pointer += 4
+                break
+            if pointer + 4 + length > size:
+                reason = 'a record of %d bytes is cut short' % length
+                break
+            if length < 12:
+                reason = 'a %d-byte block is too short to be a record' % length
+                pointer += 4 + length
+                break
+            _, oid, data_length = _block_head.unpack(window.get(pointer, 16))
+            if data_length > length - 12 or (length - 12 - data_length) % 8:
+                reason = 'a malformed record at offset %d' % pointer
+                pointer += 4 + length
+                break
+            entries.append((oid, pointer))
+            pointer += 4 + length
+        if reason is not None:
+            return position, records, _damage(
+                file, filename, position, empty_run, size, reason,
+                pointer if pointer < size else None)
+        for number, offset in entries:
+            index.set(number, offset)
+        records += len(entries)
+        if entries:
+            empty_run = None
+        elif empty_run is None:
+            empty_run = position
+        position = pointer
+    if empty_run is not None and size - empty_run >= 8:
+        return empty_run, records, Damage(
+            filename, empty_run, size - empty_run,
+            '%d zero bytes after the last transaction' % (size - empty_run))
+    return position, records, None
+
+
+def _damage(file, filename, position, empty_run, size, reason, resume):
+    cut = position if empty_run is None else empty_run
+    repairable = True
+    if resume is not None:
+        _, found, later = scan_transactions(file, resume, size, OidIndex())
+        if later is None and found:
+            repairable = False
+    return Damage(filename, cut, size - cut, reason, repairable)
+
+
+class FileStorage2(Storage):
+    """A storage in one DFS20 file (``file=None``: a temporary file)."""
+
+    MAGIC = MAGIC
+
+    def __init__(self, file=None, readonly=False, repair=False):
+        self.file = File(file, readonly=readonly)
+        try:
+            self._open(repair)
+        except BaseException:
+            self.file.close()
+            raise
+        self.pending = None
+        self.invalid = set()
+        self.pack_commits = None
+
+    def _open(self, repair, check_only=False):
+        open_file = self.file
+        name = open_file.name
+        size = open_file.get_size()
+        if size == 0:
+            if open_file.is_readonly() or check_only:
+                raise UnknownFormatError(
+                    '%s is empty: it holds no database yet; open it writable '
+                    'to create one' % name)
+            self._write_fresh(open_file, [])
+            size = open_file.get_size()
+        head = open_file.pread(14, 0)
+        if not head.startswith(MAGIC):
+            raise UnknownFormatError(
+                '%s is not a FileStorage2 (DFS20) file: it does not start '
+                'with %r' % (name, MAGIC))
+        if len(head) < 14:
+            raise Damage(name, 0, size, 'the file ends inside its header',
+                         repairable=False).error()
+        index_offset = _int8.unpack_from(head, 6)[0]
+        try:
+            if not 14 <= index_offset <= size - 8:
+                raise ValueError('index offset %d' % index_offset)
+            length = _int8.unpack(open_file.pread(8, index_offset))[0]
+            blob = open_file.pread(length, index_offset + 8)
+            if len(blob) != length:
+                raise ValueError('index record cut short')
+            self.index = _decode_index(blob)
+        except Exception as error:
+            raise Damage(name, index_offset, max(0, size - index_offset),
+                         'its index record is unreadable: %s' % error,
+                         repairable=False).error() from None
+        self.index_offset = index_offset
+        start = index_offset + 8 + length
+        self.end, _, self.damage = scan_transactions(
+            open_file, start, size, self.index, name)
+        if self.damage is not None and not check_only:
+            if repair and not open_file.is_readonly():
+                save_and_truncate(open_file, self.damage)
+                self.end = self.damage.offset
+            else:
+                raise self.damage.error()
+        self.next_number = self.index.max_number + 1
+
+    @staticmethod
+    def _write_fresh(open_file, items):
+        """Rewrite ``open_file``: header, one transaction of ``items``
+        (omitted when empty), the index record; fsync.  Returns the index.
+        """
+        index = OidIndex()
+        body = []
+        position = 14
+        if items:
+            for oid, record in items:
+                index.set(str_to_int8(oid), position)
+                position += 4 + len(record)
+            body.append(_encode_transaction(items))
+            position += 4
+        open_file.truncate(0)
+        open_file.pwrite(b''.join([MAGIC, _int8.pack(position)] + body +
+                                  [_encode_index(index)]), 0)
+        open_file.fsync()
+        return index
+
+    @classmethod
+    def has_format(cls, f):
+        f.seek(0)
+        return f.read(len(MAGIC)) == MAGIC
+
+    def __str__(self):
+        return 'FileStorage2(%r)' % (self.get_filename(),)
+
+    def get_filename(self):
+        return self.file.name
+
+    def is_temporary(self):
+        return self.file.is_temporary()
+
+    def is_readonly(self):
+        return self.file.is_readonly()
+
+    # Reading
+
+    def _load_number(self, number):
+        offset = self.index.get(number)
+        if not offset:
+            raise DurusKeyError(int8_to_str(number))
+        data = self.file.pread(_READ_GUESS, offset)
+        if len(data) < 16:
+            raise self._short(offset)
+        total = 4 + _int4.unpack_from(data)[0]
+        if len(data) < total:
+            data += self.file.pread(total - len(data), offset + len(data))
+            if len(data) < total:
+                raise self._short(offset)
+        return data[4:total]
+
+    def _short(self, offset):
+        return DamagedFileError(
+            '%s ends inside a record at offset %d; open it writable with '
+            'repair=True (command line: --repair)' % (self.file.name, offset),
+            self.file.name, offset, max(0, self.file.get_size() - offset))
+
+    def load(self, oid):
+        return self._load_number(str_to_int8(oid))
+
+    def gen_oid_record(self, start_oid=None, batch_size=100):
+        """Without ``start_oid``: the newest record of every oid, read
+        sequentially.  With it: the records reachable from it."""
+        if start_oid is not None:
+            return Storage.gen_oid_record(self, start_oid, batch_size)
+        return self._gen_current()
+
+    def _gen_current(self):
+        window = _Window(self.file)
+        index_get = self.index.get
+        regions = [(14, self.index_offset)]
+        after_index = self.index_offset + 8 + _int8.unpack(
+            self.file.pread(8, self.index_offset))[0]
+        regions.append((after_index, self.end))
+        for position, end in regions:
+            while position < end:
+                head = window.get(position, 4)
+                length = _int4.unpack(head)[0]
+                if length:
+                    block = window.get(position, 4 + length)
+                    record = block[4:]
+                    if index_get(str_to_int8(record[:8])) == position:
+                        yield record[:8], record
+                position += 4 + length
+
+    # Oids and commits
+
+    def new_oid(self):
+        number = self.next_number
+        self.next_number += 1
+        return int8_to_str(number)
+
+    def begin(self):
+        self.pending = {}
+
+    def store(self, oid, record):
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only; reopen it without '
+                                'readonly to commit' % self.file.name)
+        if self.pending is None:
+            self.pending = {}
+        if record[:8] != oid:
+            raise RecordError('record for oid %d starts with another oid'
+                              % str_to_int8(oid))
+        unpack_record(record)
+        self.pending[oid] = record
+
+    def end(self, handle_invalidations=None):
+        pending, self.pending = self.pending, None
+        if not pending:
+            return
+        data = _encode_transaction(pending.items())
+        start = self.end
+        try:
+            self.file.pwrite(data, start)
+            self.file.fsync()
+        except BaseException:
+            try:
+                self.file.truncate(start)
+            except OSError:
+                pass
+            raise
+        position = start
+        for oid, record in pending.items():
+            number = str_to_int8(oid)
+            self.index.set(number, position)
+            position += 4 + len(record)
+            if number >= self.next_number:
+                self.next_number = number + 1
+            if self.pack_commits is not None:
+                self.pack_commits.add(number)
+        self.end = start + len(data)
+
+    def sync(self):
+        invalid = [int8_to_str(number) for number in sorted(self.invalid)]
+        self.invalid.clear()
+        return invalid
+
+    def close(self):
+        self.file.close()
+
+    # Rewriting
+
+    def create_from_records(self, oid_records):
+        """Replace the whole file's contents by these ``(oid, record)`` pairs."""
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only' % self.file.name)
+        self._write_fresh(self.file, list(oid_records))
+        self._open(repair=False)
+
+    def pack(self):
+        for _ in self.get_packer():
+            pass
+
+    def get_packer(self):
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only; it cannot be packed'
+                                % self.file.name)
+        if (self.pending or self.pack_commits is not None
+                or self.file.is_temporary()):
+            return iter(())
+        return self._packer()
+
+    def _packer(self):
+        name = self.file.name
+        self.pack_commits = set()
+        pack_file = File(name + '.pack')
+        switched = False
+        try:
+            pack_file.truncate(0)
+            written = set()
+            new_index = OidIndex()
+            parts = []
+            position = 14
+            for step, (number, oid, record) in enumerate(gen_pack_records(
+                    self._load_number, [0], written, False, name), 1):
+                new_index.set(number, position)
+                parts.append(_int4.pack(len(record)))
+                parts.append(record)
+                position += 4 + len(record)
+                if step % PACK_STEP == 0:
+                    yield
+            parts.append(_int4.pack(0))
+            position += 4
+            data = b''.join([MAGIC, _int8.pack(position)] + parts +
+                            [_encode_index(new_index)])
+            tail = []
+            if self.pack_commits:
+                tail = [(oid, record) for _, oid, record in gen_pack_records(
+                    self._load_number, sorted(self.pack_commits), written,
+                    True, name)]
+            if tail:
+                data += _encode_transaction(tail)
+            pack_file.pwrite(data, 0)
+            pack_file.fsync()
+            removed = set(self.index.numbers()) - written
+            switch_to_packed(self.file, pack_file, name)
+            switched = True
+            self.file = pack_file
+            self._open(repair=False)
+            self.invalid.update(removed)
+        finally:
+            self.pack_commits = None
+            if not switched:
+                discard_pack_file(pack_file)
+
+
+def inspect_file(filename):
+    """The ``Damage`` of a DFS20 file, or None; the file is not changed."""
+    storage = FileStorage2.__new__(FileStorage2)
+    storage.file = File(filename, readonly=True)
+    try:
+        storage._open(repair=False, check_only=True)
+        return storage.damage
+    finally:
+        storage.file.close()
