@@ -73,3 +73,241 @@ def extract_class_path(data):
         return None
     return (data[start:first].decode('latin-1'),
             data[first + 1:second].decode('latin-1'))
+
+
+# ---------------------------------------------------------------------------
+# Writing and reading object states.
+
+import zlib
+from io import BytesIO
+from pickle import Pickler, Unpickler
+
+from durus.error import ClassImportError
+from durus.persistent import PersistentBase
+
+_compress = zlib.compress
+_decompress = zlib.decompress
+
+
+def real_class(obj):
+    """The class of ``obj`` as the application defined it.
+
+    Persistent objects switch between hook variants of their class (see
+    durus.persistent); ``__class__`` always names the class itself.
+    """
+    return obj.__class__
+
+
+class ObjectWriter(object):
+    """Turns persistent objects into record data for one connection.
+
+    ``get_state(obj)`` -> ``(data, refs)``: data is the class pickle and
+    the (compressed) state pickle written by one pickler whose memo is
+    shared, exactly as Durus 4.3 writes them (formats.md §1).  Persistent
+    objects met in the state become persistent ids ``(oid, class)``; one
+    without an oid is new: it gets an oid, is bound to the connection and
+    queued, so that ``gen_new_objects`` yields it for writing too.
+    """
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.sio = BytesIO()
+        self.pickler = Pickler(self.sio, PICKLE_PROTOCOL)
+        self.pickler.persistent_id = self._persistent_id
+        self.refs = set()
+        self.objects_found = []
+        self.new_objects = []
+
+    def close(self):
+        # Break the pickler <-> bound-method cycle.
+        self.pickler = None
+        self.sio = None
+
+    def gen_new_objects(self, obj):
+        """Yield ``obj``, then every new object found while serializing.
+
+        The caller is expected to call ``get_state`` on each object
+        yielded before asking for the next one.
+        """
+        queue = self.objects_found
+        queue.append(obj)
+        while queue:
+            yield queue.pop()
+
+    def _persistent_id(self, obj):
+        if not isinstance(obj, PersistentBase):
+            return None
+        oid = obj._p_oid
+        connection = self.connection
+        if oid is None:
+            if obj._p_connection is not None:
+                raise ValueError('%r has a connection but no oid' % (obj,))
+            oid = connection.new_oid()
+            connection._bind_new_object(obj, oid)
+            self.new_objects.append(obj)
+            self.objects_found.append(obj)
+        elif obj._p_connection is not connection:
+            raise ValueError(
+                'cannot store a reference to %r: it belongs to another '
+                'connection; copy the object instead' % (obj,))
+        self.refs.add(oid)
+        return oid, obj.__class__
+
+    def get_state(self, obj):
+        sio = self.sio
+        pickler = self.pickler
+        sio.seek(0)
+        sio.truncate()
+        pickler.clear_memo()
+        pickler.dump(obj.__class__)
+        class_end = sio.tell()
+        self.refs = refs = set()
+        pickler.dump(obj.__getstate__())
+        data = sio.getvalue()
+        if WRITE_COMPRESSED_STATE_PICKLES:
+            data = data[:class_end] + _compress(data[class_end:])
+        refs.discard(obj._p_oid)
+        if not refs:
+            return data, b''
+        if len(refs) == 1:
+            return data, refs.pop()
+        return data, b''.join(sorted(refs))
+
+
+class _RecordUnpickler(Unpickler):
+    """One unpickler per record; class resolution goes to the reader."""
+
+    def find_class(self, module, name):
+        return self.reader.resolve_class(module, name, self.record_class)
+
+    def persistent_load(self, pid):
+        return self.reader.load_persistent_id(pid)
+
+
+def _class_pickle_end(data):
+    """Offset just after the class pickle, or -1 if not in Durus's form."""
+    if data[:3] == b'\x80\x02c':
+        second = data.find(b'\n', data.find(b'\n', 3) + 1)
+        if second > 0 and data[second + 1:second + 4] == b'q\x00.':
+            return second + 4
+    return -1
+
+
+class ObjectReader(object):
+    """Turns record data back into classes, ghosts and states.
+
+    ``resolve_class`` is the one place where a pickled (module, name)
+    becomes a class: for the record's class, for the class inside every
+    persistent id and for every other global in a state.  A class that
+    cannot be imported raises ``ClassImportError``, unless
+    ``missing_class_factory`` is set: then ``factory(module, name,
+    persistent)`` returns a class to use instead (``persistent`` is True
+    for the record's class and for classes of persistent ids).
+    """
+
+    missing_class_factory = None
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.load_count = 0
+        self._classes = {}
+        # placeholder made for a non-persistent use -> (module, name)
+        self._placeholder_origins = {}
+
+    def get_load_count(self):
+        return self.load_count
+
+    def resolve_class(self, module, name, persistent=False):
+        key = (module, name, persistent)
+        try:
+            return self._classes[key]
+        except KeyError:
+            pass
+        try:
+            cls = _import_global(module, name)
+        except Exception as error:
+            factory = self.missing_class_factory
+            if factory is None:
+                raise ClassImportError(module, name, str(error)) from None
+            cls = factory(module, name, persistent)
+            if not persistent:
+                self._placeholder_origins[cls] = (module, name)
+        self._classes[key] = cls
+        return cls
+
+    def load_persistent_id(self, pid):
+        oid, cls = pid
+        if type(oid) is str:
+            oid = oid.encode('latin-1')
+        if cls in self._placeholder_origins:
+            # The GLOBAL before BINPERSID was resolved as a plain global.
+            module, name = self._placeholder_origins[cls]
+            cls = self.resolve_class(module, name, True)
+        return self.connection.cache.get_instance(oid, cls, self.connection)
+
+    def _unpickler(self, data, record_class):
+        unpickler = _RecordUnpickler(BytesIO(data))
+        unpickler.reader = self
+        unpickler.record_class = record_class
+        return unpickler
+
+    def _split(self, data):
+        """``(class part, state pickle)`` of record data."""
+        end = _class_pickle_end(data)
+        if end < 0:
+            stream = BytesIO(data)
+            unpickler = _RecordUnpickler(stream)
+            unpickler.reader = self
+            unpickler.record_class = True
+            unpickler.load()
+            end = stream.tell()
+        state = data[end:]
+        if state[:1] == b'\x78':
+            try:
+                state = _decompress(state)
+            except zlib.error:
+                pass
+        return data[:end], state
+
+    def get_class(self, data):
+        """The class of the record whose data is ``data``."""
+        path = extract_class_path(data) if _class_pickle_end(data) > 0 else None
+        if path is not None:
+            return self.resolve_class(path[0], path[1], True)
+        return self._unpickler(data, True).load()
+
+    def get_ghost(self, data):
+        """A new, unbound ghost of the record's class."""
+        cls = self.get_class(data)
+        obj = cls.__new__(cls)
+        obj._p_set_status_ghost()
+        return obj
+
+    def get_state_pickle(self, data):
+        """The uncompressed state pickle of record data."""
+        return self._split(data)[1]
+
+    def get_state(self, data, load=True):
+        class_part, state = self._split(data)
+        if not load:
+            return state
+        self.load_count += 1
+        unpickler = self._unpickler(class_part + state, True)
+        unpickler.load()
+        unpickler.record_class = False
+        return unpickler.load()
+
+
+def _import_global(module, name):
+    """The object a pickle GLOBAL names (with Python 2 name mapping)."""
+    import sys
+    from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+    if (module, name) in NAME_MAPPING:
+        module, name = NAME_MAPPING[(module, name)]
+    elif module in IMPORT_MAPPING:
+        module = IMPORT_MAPPING[module]
+    __import__(module)
+    target = sys.modules[module]
+    for part in name.split('.'):
+        target = getattr(target, part)
+    return target

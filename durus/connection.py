@@ -1,0 +1,479 @@
+"""The Connection: one client's view of a storage, its cache and transaction.
+
+A transaction is everything between two ``commit()``/``abort()`` calls;
+``transaction_serial`` numbers them (it starts at 1).  An object counts
+as accessed in the current transaction when its ``_p_serial`` equals
+``transaction_serial``.
+
+Conflicts (spec api.md §3): other clients' commits reach this connection
+as lists of invalidated oids (from ``storage.sync()``, from a load
+answered "invalid", or during ``storage.end()``).  An invalidated object
+that the current transaction accessed or changed is a conflict: its oid
+goes into ``invalid_oids`` and a ``ConflictError`` is raised; until
+``abort()`` every commit with changes is refused.  Other invalidated
+objects are simply turned into ghosts and reload on next use.
+"""
+
+import heapq
+import os
+import weakref
+
+from durus.error import (ConflictError, DurusError, DurusKeyError,
+                         ReadConflictError, WriteConflictError)
+from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
+                              refresh_hooks)
+from durus.persistent_dict import PersistentDict
+from durus.serialize import ObjectReader, ObjectWriter, pack_record
+from durus.storage import ROOT_OID, Storage
+from durus.utils import int8_to_str, str_to_int8
+
+__all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
+           'ReferenceContainer', 'touch_every_reference',
+           'gen_every_instance', 'StillConflictedError']
+
+
+class StillConflictedError(DurusError, AssertionError):
+    """A commit with changes was attempted before ``abort()`` after a conflict.
+
+    Also an ``AssertionError``, which is what Durus 4.3 raised here.
+    """
+
+
+class RootClassError(DurusError, AssertionError):
+    """The database root is not of the ``root_class`` asked for."""
+
+
+class Connection(ConnectionBase):
+    """A client's view of a storage: cache, changed objects, transactions."""
+
+    def __init__(self, storage, cache_size=100000, root_class=None):
+        if isinstance(storage, (str, os.PathLike)):
+            from durus.file_storage import FileStorage
+            storage = FileStorage(os.fspath(storage))
+        if not isinstance(storage, Storage):
+            raise TypeError('Connection needs a durus.storage.Storage or a '
+                            'file name, not %r' % (storage,))
+        self.storage = storage
+        self.cache = Cache(cache_size)
+        self.reader = ObjectReader(self)
+        self.changed = {}
+        self.invalid_oids = set()
+        self.new_oid = storage.new_oid
+        self._unhooked = []
+        self.root = self.get(ROOT_OID)
+        if self.root is None:
+            oid = self.new_oid()
+            if oid != ROOT_OID:
+                raise DurusError('the storage has no root object but its '
+                                 'first new oid is %d, not 0: the storage is '
+                                 'damaged' % str_to_int8(oid))
+            root = self.cache.get_instance(ROOT_OID,
+                                           root_class or PersistentDict, self)
+            root._p_set_status_saved()
+            root.__init__()
+            root._p_note_change()
+            self.root = root
+            self.commit()
+        elif root_class is not None and self.root.__class__ is not root_class:
+            raise RootClassError('the root is a %s, not a %s as asked' % (
+                self.root.__class__.__name__, root_class.__name__))
+
+    # -- accessors ---------------------------------------------------------
+
+    def get_storage(self):
+        return self.storage
+
+    def get_cache(self):
+        return self.cache
+
+    def get_root(self):
+        return self.root
+
+    def get_cache_count(self):
+        return self.cache.get_count()
+
+    def get_cache_size(self):
+        return self.cache.get_size()
+
+    def set_cache_size(self, size):
+        self.cache.set_size(size)
+
+    def get_transaction_serial(self):
+        return self.transaction_serial
+
+    def get_load_count(self):
+        return self.reader.get_load_count()
+
+    # -- loading -----------------------------------------------------------
+
+    def get(self, oid):
+        """The object with ``oid`` (8-byte oid or int), or None if absent."""
+        if isinstance(oid, int):
+            oid = int8_to_str(oid)
+        obj = self.cache.get(oid)
+        if obj is not None:
+            return obj
+        try:
+            data = self.get_stored_pickle(oid)
+        except KeyError:
+            return None
+        obj = self.cache.get_instance(oid, self.reader.get_class(data), self)
+        if obj._p_status == GHOST:
+            obj.__setstate__(self.reader.get_state(data))
+            obj._p_set_status_saved()
+        return obj
+
+    __getitem__ = get
+
+    def get_stored_pickle(self, oid):
+        """The data field of the stored record of ``oid``."""
+        if oid in self.invalid_oids:
+            raise ReadConflictError([oid])
+        try:
+            record = self.storage.load(oid)
+        except ReadConflictError:
+            # Another client changed objects: learn which, then retry.
+            self._handle_invalidations(self.storage.sync(), read_oid=oid)
+            record = self.storage.load(oid)
+        return record[12:12 + int.from_bytes(record[8:12], 'big')]
+
+    def load_state(self, obj):
+        """Fill the ghost ``obj`` with its stored state."""
+        if obj._p_status != GHOST:
+            raise ValueError('%r is not a ghost' % (obj,))
+        oid = obj._p_oid
+        try:
+            data = self.get_stored_pickle(oid)
+        except DurusKeyError:
+            # The record is gone (packed away): the cached ghost is stale.
+            raise ReadConflictError([oid]) from None
+        obj.__setstate__(self.reader.get_state(data))
+
+    def note_access(self, obj):
+        obj._p_serial = self.transaction_serial
+        self.cache.recent_objects.add(obj)
+
+    def note_change(self, obj):
+        self.changed[obj._p_oid] = obj
+
+    def _bind_new_object(self, obj, oid):
+        """Give a new object its oid and this connection (during commit)."""
+        obj._p_oid = oid
+        obj._p_connection = self
+        obj._p_serial = self.transaction_serial
+        self.cache[oid] = obj
+        self.cache.recent_objects.add(obj)
+        self._unhooked.append(obj)
+
+    def _unbind_new_object(self, obj):
+        self.cache.recent_objects.discard(obj)
+        oid = obj._p_oid
+        obj._p_oid = None
+        obj._p_connection = None
+        obj._p_status = UNSAVED
+        refresh_hooks(obj)
+        del self.cache[oid]
+
+    def get_crawler(self, start_oid=ROOT_OID, batch_size=100):
+        """Every object reachable from ``start_oid``, loaded, in storage order."""
+        for oid, record in self.storage.gen_oid_record(
+                start_oid=start_oid, batch_size=batch_size):
+            data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+            obj = self.cache.get_instance(
+                oid, self.reader.get_class(data), self)
+            if obj._p_status == GHOST:
+                obj.__setstate__(self.reader.get_state(data))
+                obj._p_set_status_saved()
+            yield obj
+
+    # -- transactions ------------------------------------------------------
+
+    def shrink_cache(self):
+        self.cache.shrink(self)
+
+    def _next_transaction(self):
+        self.transaction_serial += 1
+        unhooked = self._unhooked
+        if unhooked:
+            self._unhooked = []
+            for obj in unhooked:
+                refresh_hooks(obj)
+
+    def _sync(self):
+        for oid in self.storage.sync():
+            obj = self.cache.get(oid)
+            if obj is not None and obj._p_status != GHOST:
+                obj._p_set_status_ghost()
+        self.invalid_oids.clear()
+
+    def _handle_invalidations(self, oids, read_oid=None):
+        """Ghost invalidated objects; raise if this transaction used one.
+
+        Unlike Durus 4.3, an object waiting in ``changed`` is always a
+        conflict (4.3 could turn it into a ghost and lose the edit).
+        """
+        conflicts = []
+        serial = self.transaction_serial
+        for oid in oids:
+            obj = self.cache.get(oid)
+            if obj is None:
+                continue
+            if obj._p_serial == serial or oid in self.changed:
+                self.invalid_oids.add(oid)
+                conflicts.append(oid)
+            elif obj._p_status != GHOST:
+                obj._p_set_status_ghost()
+        if conflicts:
+            if read_oid is None:
+                raise WriteConflictError(conflicts)
+            raise ReadConflictError([read_oid])
+
+    def abort(self):
+        """Drop every uncommitted change and start a new transaction."""
+        for obj in self.changed.values():
+            obj._p_set_status_ghost()
+        self.changed.clear()
+        self._sync()
+        self.shrink_cache()
+        self._next_transaction()
+
+    def commit(self):
+        """Store every changed object (and new objects they reach)."""
+        if self.changed:
+            self._commit()
+        else:
+            self._sync()
+        self.shrink_cache()
+        self._next_transaction()
+
+    def _commit(self):
+        if self.invalid_oids:
+            raise StillConflictedError(
+                'still conflicted: call abort() before committing again')
+        storage = self.storage
+        writer = ObjectWriter(self)
+        written = []
+        try:
+            storage.begin()
+            store = storage.store
+            serial = self.transaction_serial
+            for changed in list(self.changed.values()):
+                for obj in writer.gen_new_objects(changed):
+                    if obj._p_serial != serial:
+                        self.note_access(obj)
+                    data, refs = writer.get_state(obj)
+                    oid = obj._p_oid
+                    store(oid, pack_record(oid, data, refs))
+                    written.append(obj)
+            storage.end(self._handle_invalidations)
+        except BaseException:
+            for obj in writer.new_objects:
+                self._unbind_new_object(obj)
+            raise
+        finally:
+            writer.close()
+        for obj in written:
+            obj._p_status = SAVED
+            refresh_hooks(obj)
+        self.changed.clear()
+
+    def pack(self):
+        self.abort()
+        self.storage.pack()
+
+
+class ObjectDictionary(object):
+    """oid -> object, holding only weak references.
+
+    Entries of objects that died are recorded by the weakref callback and
+    removed at the next count or iteration (never during a callback).
+    """
+
+    def __init__(self):
+        self.mapping = {}
+        self.dead = []
+
+    def _died(self, ref, _append=None):
+        self.dead.append(ref.key)
+
+    def _purge(self):
+        dead = self.dead
+        if not dead:
+            return
+        self.dead = []
+        mapping = self.mapping
+        for oid in dead:
+            ref = mapping.get(oid)
+            if ref is not None and ref() is None:
+                del mapping[oid]
+
+    def get(self, oid, default=None):
+        ref = self.mapping.get(oid)
+        if ref is None:
+            return default
+        obj = ref()
+        if obj is None:
+            return default
+        return obj
+
+    def __setitem__(self, oid, obj):
+        self.mapping[oid] = weakref.KeyedRef(obj, self._died, oid)
+
+    def __delitem__(self, oid):
+        del self.mapping[oid]
+
+    def __contains__(self, oid):
+        return self.get(oid) is not None
+
+    def __len__(self):
+        self._purge()
+        return len(self.mapping)
+
+    def __iter__(self):
+        """The oids of live objects."""
+        self._purge()
+        for oid, ref in list(self.mapping.items()):
+            if ref() is not None:
+                yield oid
+
+
+class ReferenceContainer(object):
+    """Strong references to objects, keyed by ``id()``."""
+
+    def __init__(self):
+        self.map = {}
+
+    def add(self, obj):
+        self.map[id(obj)] = obj
+
+    def discard(self, obj):
+        self.map.pop(id(obj), None)
+
+    def __contains__(self, obj):
+        return id(obj) in self.map
+
+    def __len__(self):
+        return len(self.map)
+
+    def __iter__(self):
+        return iter(list(self.map.values()))
+
+
+class Cache(object):
+    """The objects of one connection: weakly by oid, strongly if recent.
+
+    ``shrink`` ghosts the least recently accessed SAVED objects and drops
+    strong references until at most ``size`` objects are alive.  Objects
+    accessed in the current transaction are skipped and UNSAVED objects
+    are never ghosted, so shrinking never loses a change.
+    """
+
+    def __init__(self, size):
+        self.objects = ObjectDictionary()
+        self.recent_objects = ReferenceContainer()
+        self.finger = 0
+        self.set_size(size)
+
+    def get_size(self):
+        return self.size
+
+    def set_size(self, size):
+        if size <= 0:
+            raise ValueError('cache size must be positive, not %r' % (size,))
+        self.size = size
+
+    def get_count(self):
+        return len(self.objects)
+
+    def get(self, oid):
+        return self.objects.get(oid)
+
+    def __setitem__(self, oid, obj):
+        self.objects[oid] = obj
+
+    def __delitem__(self, oid):
+        obj = self.objects.get(oid)
+        if obj is not None and obj._p_oid is not None:
+            raise ValueError('remove the oid of %r before dropping it from '
+                             'the cache' % (obj,))
+        del self.objects[oid]
+
+    def __iter__(self):
+        for oid in self.objects:
+            obj = self.objects.get(oid)
+            if obj is not None:
+                yield obj
+
+    def get_instance(self, oid, cls, connection):
+        """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
+        obj = self.objects.get(oid)
+        if obj is not None and obj.__class__ is cls:
+            return obj
+        obj = cls.__new__(cls)
+        obj._p_oid = oid
+        obj._p_connection = connection
+        obj._p_set_status_ghost()
+        self.objects[oid] = obj
+        return obj
+
+    def shrink(self, connection):
+        count = self.get_count()
+        excess = count - self.size
+        if excess <= 0:
+            return
+        serial = connection.transaction_serial
+        oids = list(self.objects.mapping)
+        total = len(oids)
+        start = self.finger % total if total else 0
+        wanted = 2 * excess
+        heap = []
+        get = self.objects.get
+        scanned = 0
+        position = start
+        while scanned < total and len(heap) < wanted:
+            oid = oids[position]
+            position += 1
+            if position == total:
+                position = 0
+            scanned += 1
+            obj = get(oid)
+            if obj is None or obj._p_serial == serial:
+                continue
+            heap.append((obj._p_serial, oid))
+        self.finger = position
+        heapq.heapify(heap)
+        recent = self.recent_objects
+        while heap and len(self.objects) > self.size:
+            oid = heapq.heappop(heap)[1]
+            obj = get(oid)
+            if obj is None:
+                continue
+            if obj._p_status == SAVED:
+                obj._p_set_status_ghost()
+            recent.discard(obj)
+            del obj
+
+
+def touch_every_reference(connection, *words):
+    """Mark changed every object whose record mentions one of ``words``.
+
+    Use after renaming a class or module, then commit: the records are
+    rewritten with the new names.
+    """
+    needles = [word.encode('latin-1') if isinstance(word, str) else word
+               for word in words]
+    reader = connection.reader
+    for oid, record in connection.storage.gen_oid_record():
+        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        texts = (data, reader.get_state_pickle(data))
+        if any(needle in text for needle in needles for text in texts):
+            connection.get(oid)._p_note_change()
+
+
+def gen_every_instance(connection, *classes):
+    """Every stored object that is an instance of one of ``classes``."""
+    reader = connection.reader
+    for oid, record in connection.storage.gen_oid_record():
+        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        if issubclass(reader.get_class(data), classes):
+            yield connection.get(oid)
