@@ -204,12 +204,12 @@ class FileStorage2(Storage):
                          repairable=False).error() from None
         self.index_offset = index_offset
         start = index_offset + 8 + length
-        self.end, _, self.damage = scan_transactions(
+        self.file_end, _, self.damage = scan_transactions(
             open_file, start, size, self.index, name)
         if self.damage is not None and not check_only:
             if repair and not open_file.is_readonly():
                 save_and_truncate(open_file, self.damage)
-                self.end = self.damage.offset
+                self.file_end = self.damage.offset
             else:
                 raise self.damage.error()
         self.next_number = self.index.max_number + 1
@@ -289,7 +289,7 @@ class FileStorage2(Storage):
         regions = [(14, self.index_offset)]
         after_index = self.index_offset + 8 + _int8.unpack(
             self.file.pread(8, self.index_offset))[0]
-        regions.append((after_index, self.end))
+        regions.append((after_index, self.file_end))
         for position, end in regions:
             while position < end:
                 head = window.get(position, 4)
@@ -328,7 +328,7 @@ class FileStorage2(Storage):
         if not pending:
             return
         data = _encode_transaction(pending.items())
-        start = self.end
+        start = self.file_end
         try:
             self.file.pwrite(data, start)
             self.file.fsync()
@@ -347,7 +347,7 @@ class FileStorage2(Storage):
                 self.next_number = number + 1
             if self.pack_commits is not None:
                 self.pack_commits.add(number)
-        self.end = start + len(data)
+        self.file_end = start + len(data)
 
     def sync(self):
         invalid = [int8_to_str(number) for number in sorted(self.invalid)]

@@ -1,0 +1,230 @@
+"""One suite for the Storage contract, run against every storage.
+
+To add a storage (ClientStorage, ...), register a factory in
+``STORAGE_KINDS``: ``make(path)`` opens the storage at ``path`` (a file
+path in a fresh temporary directory; the same path reopens it),
+``persistent`` says whether closing and reopening keeps the data, and
+``reports_pack`` whether ``sync()`` reports the oids a pack removed.
+Other test modules may also add kinds with ``register_storage_kind``.
+"""
+
+import os
+
+import pytest
+
+from durus.error import DurusKeyError
+from durus.file_storage import FileStorage
+from durus.file_storage2 import FileStorage2
+from durus.serialize import pack_record, unpack_record
+from durus.sqlite_storage import SqliteStorage
+from durus.storage import (
+    ROOT_OID, MemoryStorage, gen_oid_class, gen_referring_oid_record,
+    get_census, get_reference_index)
+from durus.utils import int8_to_str
+
+
+class StorageKind(object):
+    def __init__(self, name, make, persistent=True, reports_pack=True):
+        self.name = name
+        self.make = make
+        self.persistent = persistent
+        self.reports_pack = reports_pack
+
+
+STORAGE_KINDS = {}
+
+
+def register_storage_kind(kind):
+    STORAGE_KINDS[kind.name] = kind
+
+
+_memory_storages = {}
+
+
+def _memory(path):
+    return _memory_storages.setdefault(path, MemoryStorage())
+
+
+register_storage_kind(StorageKind('memory', _memory, persistent=False,
+                                  reports_pack=False))
+register_storage_kind(StorageKind('file', FileStorage))
+register_storage_kind(StorageKind('file2', FileStorage2))
+register_storage_kind(StorageKind('sqlite', SqliteStorage))
+
+
+@pytest.fixture(params=sorted(STORAGE_KINDS))
+def kind(request):
+    return STORAGE_KINDS[request.param]
+
+
+@pytest.fixture(params=sorted(name for name, kind in STORAGE_KINDS.items()
+                              if kind.persistent))
+def persistent_kind(request):
+    return STORAGE_KINDS[request.param]
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / 'db.durus')
+
+
+@pytest.fixture
+def storage(kind, path):
+    opened = kind.make(path)
+    yield opened
+    opened.close()
+
+
+def data_of(class_name):
+    """A minimal data field: a GLOBAL class pickle and an empty state."""
+    return (b'\x80\x02capp\n' + class_name + b'\nq\x00.'
+            + b'\x80\x02}q\x01.')
+
+
+def record(oid, class_name=b'Thing', refs=()):
+    return pack_record(oid, data_of(class_name), b''.join(sorted(refs)))
+
+
+def commit(storage, *records):
+    storage.begin()
+    for rec in records:
+        storage.store(rec[:8], rec)
+    storage.end()
+
+
+def build_graph(storage):
+    """root -> a -> b, root -> c; d unreachable.  Returns the oids."""
+    root = storage.new_oid()
+    a, b, c, d = [storage.new_oid() for _ in range(4)]
+    commit(storage,
+           record(root, b'Root', [a, c]), record(a, b'A', [b]),
+           record(b, b'B'), record(c, b'C'), record(d, b'Garbage'))
+    return root, a, b, c, d
+
+
+def test_first_new_oid_of_an_empty_storage_is_the_root(storage):
+    assert storage.new_oid() == ROOT_OID
+
+
+def test_load_of_a_missing_oid_raises_key_error(storage):
+    with pytest.raises(KeyError):
+        storage.load(int8_to_str(12345))
+
+
+def test_stored_records_are_invisible_until_end(storage):
+    oid = storage.new_oid()
+    storage.begin()
+    storage.store(oid, record(oid))
+    with pytest.raises(KeyError):
+        storage.load(oid)
+    storage.end()
+    assert storage.load(oid) == record(oid)
+
+
+def test_newest_record_wins(storage):
+    oid = storage.new_oid()
+    commit(storage, record(oid, b'Old'))
+    commit(storage, record(oid, b'New'))
+    assert storage.load(oid) == record(oid, b'New')
+
+
+def test_new_oids_are_unique_and_never_existing(storage):
+    root, a, b, c, d = build_graph(storage)
+    fresh = [storage.new_oid() for _ in range(50)]
+    assert len(set(fresh)) == 50
+    assert not set(fresh) & {root, a, b, c, d}
+
+
+def test_bulk_load_returns_records_in_order(storage):
+    root, a, b, c, d = build_graph(storage)
+    assert list(storage.bulk_load([c, root, b])) == [
+        storage.load(c), storage.load(root), storage.load(b)]
+
+
+def test_gen_oid_record_without_start_lists_every_current_record(storage):
+    root, a, b, c, d = build_graph(storage)
+    commit(storage, record(b, b'B2'))
+    found = dict(storage.gen_oid_record())
+    assert set(found) == {root, a, b, c, d}
+    assert found[b] == record(b, b'B2')
+
+
+def test_gen_oid_record_from_a_start_follows_references(storage):
+    root, a, b, c, d = build_graph(storage)
+    oids = [oid for oid, _ in storage.gen_oid_record(start_oid=ROOT_OID)]
+    assert oids[0] == root and sorted(oids) == [root, a, b, c]
+    assert [oid for oid, _ in storage.gen_oid_record(start_oid=a)] == [a, b]
+
+
+def test_census_and_reference_helpers(storage):
+    root, a, b, c, d = build_graph(storage)
+    assert get_census(storage) == {b'Root': 1, b'A': 1, b'B': 1, b'C': 1,
+                                   b'Garbage': 1}
+    assert dict(gen_oid_class(storage, b'A', b'C')) == {a: b'A', c: b'C'}
+    assert [oid for oid, _ in gen_referring_oid_record(storage, b)] == [a]
+    index = get_reference_index(storage)
+    assert index[a] == [root] and index[b] == [a]
+
+
+def test_pack_removes_only_unreachable_records(kind, storage):
+    root, a, b, c, d = build_graph(storage)
+    storage.sync()
+    storage.pack()
+    for oid in (root, a, b, c):
+        assert unpack_record(storage.load(oid))[0] == oid
+    with pytest.raises(KeyError):
+        storage.load(d)
+    if kind.reports_pack:
+        assert d in storage.sync()
+    assert sorted(dict(storage.gen_oid_record())) == [root, a, b, c]
+
+
+def test_records_survive_close_and_reopen(persistent_kind, path):
+    kind = persistent_kind
+    storage = kind.make(path)
+    root, a, b, c, d = build_graph(storage)
+    storage.close()
+    storage = kind.make(path)
+    try:
+        assert storage.load(b) == record(b, b'B')
+        fresh = storage.new_oid()
+        assert fresh not in (root, a, b, c, d)
+        commit(storage, record(fresh, b'Fresh'))
+        assert storage.load(d) == record(d, b'Garbage')
+    finally:
+        storage.close()
+
+
+def test_packed_records_survive_reopen(persistent_kind, path):
+    kind = persistent_kind
+    storage = kind.make(path)
+    root, a, b, c, d = build_graph(storage)
+    storage.pack()
+    storage.close()
+    storage = kind.make(path)
+    try:
+        assert sorted(dict(storage.gen_oid_record())) == [root, a, b, c]
+        assert storage.load(c) == record(c, b'C')
+    finally:
+        storage.close()
+
+
+def test_connection_round_trip(kind, path):
+    from durus.connection import Connection
+    from durus.persistent_dict import PersistentDict
+    storage = kind.make(path)
+    connection = Connection(storage)
+    root = connection.get_root()
+    root['child'] = PersistentDict({'n': 1})
+    root['text'] = 'grüß'
+    connection.commit()
+    if kind.persistent:
+        storage.close()
+        storage = kind.make(path)
+        connection = Connection(storage)
+    try:
+        root = connection.get_root()
+        assert root['text'] == 'grüß'
+        assert root['child']['n'] == 1
+    finally:
+        storage.close()
