@@ -1,0 +1,193 @@
+"""The interactive shell: a prompt_toolkit read-dispatch-render loop.
+
+    read     PromptSession.prompt() (multi-line Python, completion, keys)
+    dispatch Session.run(text, ui)
+    render   TerminalUI.show_result(result)
+
+All logic lives in Session, commands, completion and render; this module
+only wires them to a terminal.  ``input``/``output`` can be given (tests
+use create_pipe_input and DummyOutput).
+"""
+
+import os
+
+from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.formatted_text import PygmentsTokens
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.lexers import PygmentsLexer
+from prompt_toolkit.shortcuts import PromptSession, print_formatted_text
+from prompt_toolkit.output import ColorDepth
+
+from durus_shell import completion, render
+from durus_shell.keys import Stash, shell_key_bindings
+from durus_shell.style import shell_style
+from durus_shell.ui import UI, choice_prompt
+
+MIN_CUT_LINES = 20
+
+
+class ShellCompleter(Completer):
+    """prompt_toolkit adapter over completion.suggest (pure)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def get_completions(self, document, complete_event):
+        for item in completion.suggest(document.text_before_cursor,
+                                       self.session.namespace,
+                                       session=self.session):
+            yield Completion(item.text, -item.replace, display=item.display,
+                             display_meta=item.meta)
+
+
+class TerminalUI(UI):
+    """Shows fragments with colours and asks through a prompt."""
+
+    interactive = True
+
+    def __init__(self, session, color=True, input=None, output=None):
+        self.session = session
+        self.color = color
+        self.input = input
+        self.output = output
+        self.style = shell_style()
+        self.renderer = render.Renderer()
+        self._questions = None
+
+    def show(self, text):
+        if isinstance(text, str):
+            text = [(render.T_TEXT, text)]
+        if not self.color:
+            print_formatted_text(render.plain(text), output=self.output)
+            return
+        print_formatted_text(PygmentsTokens(text), style=self.style,
+                             output=self.output)
+
+    def ask(self, question, choices, default):
+        if self._questions is None:
+            self._questions = PromptSession(input=self.input,
+                                            output=self.output)
+        keys = [key for key, _ in choices]
+        for _ in range(3):
+            try:
+                answer = self._questions.prompt(
+                    choice_prompt(question, choices, default))
+            except (EOFError, KeyboardInterrupt):
+                return default
+            answer = answer.strip().lower()[:1] or default
+            if answer in keys:
+                return answer
+            self.show('Please answer %s.' % ', '.join(keys))
+        return default
+
+    def rows(self):
+        try:
+            return self._output().get_size().rows
+        except Exception:
+            return 24
+
+    def _output(self):
+        if self.output is not None:
+            return self.output
+        from prompt_toolkit.application.current import get_app_session
+        return get_app_session().output
+
+    def show_result(self, result):
+        """Render what running one input produced."""
+        if result.kind == 'value':
+            fragments = self.renderer.render(result.value)
+            limit = max(self.rows() - 3, MIN_CUT_LINES)
+            if render.count_lines(fragments) > limit:
+                self.session.last_output = render.plain(fragments)
+                fragments = render.cut_lines(
+                    fragments, limit,
+                    '... %d more lines (:more shows all of it in the pager)')
+            self.show(fragments)
+        elif result.failed:
+            self.show([(render.T_ERROR, result.traceback)])
+
+
+def history_path():
+    """$XDG_STATE_HOME/durus-shell/history (default ~/.local/state/...)."""
+    base = os.environ.get('XDG_STATE_HOME') or os.path.join(
+        os.path.expanduser('~'), '.local', 'state')
+    return os.path.join(base, 'durus-shell', 'history')
+
+
+def _history():
+    path = history_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return FileHistory(path)
+    except OSError:
+        return InMemoryHistory()
+
+
+def make_prompt_session(session, ui, stash, input=None, output=None,
+                        history=None):
+    """The PromptSession for Python input and :commands."""
+    from pygments.lexers.python import PythonLexer
+
+    def toolbar():
+        parts = [session.target.label if session.target else 'database']
+        count = session.change_count()
+        parts.append('%d uncommitted' % count if count else 'no changes')
+        if session.readonly:
+            parts.append('READ-ONLY')
+        parts.append('F1 help  Ctrl-X C commit  Ctrl-D quit')
+        return ' ' + ' | '.join(parts) + ' '
+
+    def prompt_text():
+        return 'durus[ro]> ' if session.readonly else 'durus> '
+
+    return PromptSession(
+        message=prompt_text,
+        multiline=True,
+        prompt_continuation=lambda width, line, wrap: '.' * (width - 1) + ' ',
+        completer=ShellCompleter(session),
+        complete_while_typing=False,
+        lexer=PygmentsLexer(PythonLexer),
+        style=ui.style,
+        include_default_pygments_style=False,
+        color_depth=None if ui.color else ColorDepth.MONOCHROME,
+        key_bindings=shell_key_bindings(stash),
+        bottom_toolbar=toolbar,
+        history=history if history is not None else _history(),
+        enable_history_search=False,
+        auto_suggest=None,
+        input=input,
+        output=output,
+        erase_when_done=False,
+    )
+
+
+def run_app(session, color=True, startup=None, input=None, output=None,
+            history=None):
+    """Run the interactive shell until the operator leaves; returns 0."""
+    from durus_shell.opening import banner
+    from durus_shell.commands import decide_exit
+    ui = TerminalUI(session, color=color, input=input, output=output)
+    stash = Stash()
+    prompt = make_prompt_session(session, ui, stash, input=input,
+                                 output=output, history=history)
+    ui.show(banner(session))
+    if startup:
+        result = session.run_file(startup)
+        ui.show_result(result)
+    while True:
+        try:
+            text = prompt.prompt(default=stash.take())
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            if not session.change_count() or decide_exit(session, ui):
+                break
+            continue
+        result = session.run(text, ui)
+        ui.show_result(result)
+        if result.kind == 'quit':
+            if result.source.lstrip().startswith(':'):
+                break  # :quit already asked about pending changes
+            if not session.change_count() or decide_exit(session, ui):
+                break
+    return 0

@@ -1,0 +1,234 @@
+"""``durus-shell``: command-line arguments -> an open session -> a run.
+
+``main(argv)`` returns the exit status (script.EXIT_*).  The prompt_toolkit
+app is imported only for an interactive run, so scripts start fast.
+"""
+
+import argparse
+import os
+import sys
+
+from durus_shell import __version__
+from durus_shell.opening import OpenError
+from durus_shell.script import EXIT_ERROR, EXIT_USAGE, run_script
+
+PATH_VARIABLE = 'DURUS_SHELL_PATH'
+STARTUP_VARIABLE = 'DURUSSTARTUP'
+
+DESCRIPTION = """\
+An operator's shell for Durus databases: Python with the database's root,
+connection and objects at hand, commands to review and commit changes.
+"""
+
+EPILOG = """\
+environment:
+  DURUS_SHELL_PATH  directories (os.pathsep-separated) added like --path
+  DURUSSTARTUP      startup file for interactive sessions (like --startup)
+  NO_COLOR          set to turn colour off (like --no-color)
+  XDG_STATE_HOME    history goes to $XDG_STATE_HOME/durus-shell/history
+  XDG_DATA_HOME     --demo without PATH uses $XDG_DATA_HOME/durus-shell/
+
+exit status: 0 done; 1 an error stopped the run (nothing committed);
+2 bad arguments or the database cannot be opened; 3 a script left
+uncommitted changes (run it with --commit or --dry-run).
+"""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='durus-shell', description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        'file', nargs='?', metavar='PATH',
+        help='database file to open (FileStorage SHELF-1, FileStorage2 '
+             'DFS20 or SQLite)')
+    where = parser.add_argument_group('what to open')
+    where.add_argument('--create', action='store_true',
+                       help='create a new database at PATH')
+    where.add_argument('--client', metavar='ADDRESS',
+                       help='connect to a storage server at HOST:PORT, '
+                            '/path/to/socket or @name')
+    where.add_argument('--demo', action='store_true',
+                       help='create (if needed) and open a sample database; '
+                            'at PATH if given, else in the user data '
+                            'directory')
+    where.add_argument('--readonly', action='store_true',
+                       help='open without the possibility to commit')
+    where.add_argument('--repair', action='store_true',
+                       help='show what repairing a damaged file would drop, '
+                            'ask, then repair it')
+    where.add_argument('--yes', action='store_true',
+                       help='answer yes to the --repair question (scripts)')
+    where.add_argument('--cache-size', type=int, default=100000,
+                       metavar='N', help='objects kept in the cache '
+                       '(default 100000)')
+    where.add_argument('--path', dest='class_path', action='append',
+                       default=[], metavar='DIR',
+                       help='directory holding the application\'s classes '
+                            '(repeatable; also $DURUS_SHELL_PATH)')
+    where.add_argument('--startup', metavar='FILE',
+                       help='Python file run in the namespace first (also '
+                            '$DURUSSTARTUP for interactive sessions)')
+    run = parser.add_argument_group('running without a prompt')
+    run.add_argument('-c', dest='code', metavar='CODE',
+                     help='run CODE (statements and :commands), then exit')
+    run.add_argument('--script', metavar='FILE',
+                     help='run the statements in FILE ("-" for stdin), '
+                          'then exit')
+    run.add_argument('--commit', action='store_true',
+                     help='commit the changes at the end of -c/--script')
+    run.add_argument('--dry-run', action='store_true',
+                     help='show what -c/--script would commit, commit '
+                          'nothing')
+    run.add_argument('--log', metavar='FILE',
+                     help='append the diff of every commit (time, '
+                          'database, user) to FILE')
+    look = parser.add_argument_group('appearance')
+    look.add_argument('--no-color', action='store_true',
+                      help='no colours (also $NO_COLOR)')
+    look.add_argument('--version', action='version',
+                      version='durus-shell %s' % __version__)
+    return parser
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv=None):
+    """Run durus-shell; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    try:
+        return _run(args)
+    except (UsageError, OpenError) as error:
+        sys.stderr.write('durus-shell: %s\n' % error)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write('durus-shell: interrupted\n')
+        return EXIT_ERROR
+
+
+def is_interactive(args, stdin=None, stdout=None):
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    if args.code is not None or args.script:
+        return False
+    try:
+        return stdin.isatty() and stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _run(args):
+    _check(args)
+    add_class_paths(args.class_path)
+    interactive = is_interactive(args)
+    color = interactive and not args.no_color and not os.environ.get(
+        'NO_COLOR')
+    target = open_target(args, interactive)
+    from durus_shell.session import (GATE_OPEN, GATE_READONLY, GATE_SCRIPT,
+                                     Session)
+    mode = (GATE_READONLY if args.readonly else
+            GATE_OPEN if interactive else GATE_SCRIPT)
+    try:
+        session = Session(target.storage, target, mode,
+                          cache_size=args.cache_size)
+    except Exception as error:
+        target.storage.close()
+        raise OpenError('cannot read the root object: %s: %s'
+                        % (type(error).__name__, error))
+    if args.log:
+        from durus_shell.fix_commands import enable_log
+        try:
+            enable_log(session, args.log)
+        except OSError as error:
+            session.close()
+            raise UsageError('cannot write the --log file %s: %s'
+                             % (args.log, error.strerror or error))
+    try:
+        startup = args.startup or (os.environ.get(STARTUP_VARIABLE)
+                                   if interactive else None)
+        if interactive:
+            from durus_shell.app import run_app
+            return run_app(session, color=color, startup=startup)
+        if startup:
+            result = session.run_file(startup)
+            if result.failed:
+                sys.stderr.write(result.traceback + '\n')
+                return EXIT_ERROR
+        text, name = _script_text(args)
+        return run_script(session, text, name, commit=args.commit,
+                          dry_run=args.dry_run)
+    finally:
+        session.close()
+
+
+def _check(args):
+    sources = [bool(args.file) or args.demo, bool(args.client)]
+    if args.file and args.client:
+        raise UsageError('give either PATH or --client, not both')
+    if not any(sources):
+        raise UsageError('name a database: durus-shell PATH, --client '
+                         'ADDRESS, or --demo (see --help)')
+    if args.client and (args.create or args.repair or args.demo):
+        raise UsageError('--create, --repair and --demo are for files, not '
+                         '--client')
+    if args.code is not None and args.script:
+        raise UsageError('give either -c or --script, not both')
+    if args.commit and args.dry_run:
+        raise UsageError('give either --commit or --dry-run, not both')
+    if args.readonly and args.commit:
+        raise UsageError('--commit cannot write to a --readonly database')
+    if args.cache_size <= 0:
+        raise UsageError('--cache-size must be positive')
+
+
+def add_class_paths(dirs):
+    """Put --path directories and $DURUS_SHELL_PATH first on sys.path."""
+    env = os.environ.get(PATH_VARIABLE, '')
+    paths = list(dirs) + [p for p in env.split(os.pathsep) if p]
+    for path in reversed(paths):
+        path = os.path.abspath(os.path.expanduser(path))
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def open_target(args, interactive):
+    from durus_shell import opening
+    from durus_shell.ui import ConsoleUI, StreamUI
+    if args.client:
+        return opening.open_client(args.client, readonly=args.readonly)
+    if args.demo:
+        from durus_shell import demo
+        path = args.file or demo.default_path()
+        demo.ensure_demo(path)
+        return opening.open_file(path, readonly=args.readonly)
+    if args.yes:
+        ui = StreamUI(sys.stderr, answers={'Repair the file?': 'y'})
+    elif interactive:
+        ui = ConsoleUI()
+    else:
+        ui = StreamUI(sys.stderr)
+    return opening.open_file(args.file, readonly=args.readonly,
+                             repair=args.repair, create=args.create, ui=ui)
+
+
+def _script_text(args):
+    if args.code is not None:
+        return args.code, '<-c>'
+    if args.script and args.script != '-':
+        try:
+            with open(args.script) as f:
+                return f.read(), os.path.abspath(args.script)
+        except OSError as error:
+            raise UsageError('cannot read --script %s: %s'
+                             % (args.script, error.strerror))
+    return sys.stdin.read(), '<stdin>'
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Running statements without a prompt (``-c``, ``--script``, a pipe).
+
+A script is Python mixed with ``:command`` lines (at column 0).  Each
+top-level statement runs on its own through ``Session.run_python`` (so
+the statement hooks fire per statement), values of bare expressions are
+printed plainly, and the first error stops the run.
+
+The commit policy (the session's gate is in script mode, so the code
+itself cannot commit):
+
+* ``commit=True``: at the end, if nothing failed, pending changes are
+  committed; exit 0.
+* ``dry_run=True``: at the end, what would be written is listed and
+  dropped; exit 0.
+* neither: pending changes at the end are listed, dropped, and the exit
+  status is EXIT_UNCOMMITTED.
+* an error: nothing is committed; exit EXIT_ERROR.
+"""
+
+import ast
+import linecache
+import sys
+
+from durus_shell import render
+from durus_shell.commands import describe_changes
+from durus_shell.session import CommitConflict
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNCOMMITTED = 3
+
+
+class Unit(object):
+    """One step of a script: a ``:command`` line or one Python statement."""
+
+    def __init__(self, kind, source, lineno):
+        self.kind = kind
+        self.source = source
+        self.lineno = lineno
+
+    def __repr__(self):
+        return 'Unit(%r, %r, %d)' % (self.kind, self.source, self.lineno)
+
+
+def split_script(text, filename='<script>'):
+    """The units of a script, in order.  SyntaxError for bad Python."""
+    units = []
+    chunk = []
+    chunk_start = 1
+    lines = text.splitlines(True)
+    for number, line in enumerate(lines, 1):
+        if line.startswith(':'):
+            units.extend(_python_units(''.join(chunk), chunk_start, filename))
+            units.append(Unit('command', line.strip(), number))
+            chunk = []
+            chunk_start = number + 1
+        else:
+            chunk.append(line)
+    units.extend(_python_units(''.join(chunk), chunk_start, filename))
+    return units
+
+
+def _python_units(source, first_line, filename):
+    if not source.strip():
+        return []
+    padded = '\n' * (first_line - 1) + source
+    tree = ast.parse(padded, filename, 'exec')
+    lines = padded.splitlines(True)
+    units = []
+    for node in tree.body:
+        start = node.lineno
+        if getattr(node, 'decorator_list', None):
+            start = min(d.lineno for d in node.decorator_list)
+        text = ''.join(lines[start - 1:node.end_lineno])
+        units.append(Unit('python', text, start))
+    return units
+
+
+def run_script(session, text, filename, out=None, err=None, commit=False,
+               dry_run=False):
+    """Run a script against ``session``; returns the exit status."""
+    from durus_shell.ui import StreamUI
+    out = out or sys.stdout
+    err = err or sys.stderr
+    ui = StreamUI(out)
+    linecache.cache[filename] = (len(text), None, text.splitlines(True),
+                                 filename)
+    try:
+        units = split_script(text, filename)
+    except SyntaxError as error:
+        err.write('%s, line %s: SyntaxError: %s\n' % (
+            filename, error.lineno, error.msg))
+        return EXIT_ERROR
+    renderer = render.Renderer()
+    for unit in units:
+        if unit.kind == 'command':
+            result = session.run_command(unit.source, ui)
+        else:
+            result = session.run_python(unit.source, filename=filename,
+                                        first_line=unit.lineno)
+        if result.kind == 'value':
+            out.write(render.plain(renderer.render(result.value)) + '\n')
+        elif result.failed:
+            err.write(result.traceback + '\n')
+            dropped = session.change_count()
+            session.abort()
+            err.write('Stopped at line %d; nothing was committed%s.\n' % (
+                unit.lineno, ' (%d changes dropped)' % dropped
+                if dropped else ''))
+            return EXIT_ERROR
+        elif result.kind == 'quit':
+            break
+    out.flush()
+    return finish(session, out, err, commit, dry_run)
+
+
+def finish(session, out, err, commit, dry_run):
+    """Apply the commit policy at the end of a script."""
+    changes = session.pending_changes()
+    if dry_run:
+        if changes:
+            # With change tracking attached, show the full :diff.
+            diff = getattr(session, 'extensions', {}).get('diff_lines')
+            text = ('Would write:\n' + '\n'.join(diff()) if diff else
+                    describe_changes(changes, 'Would write: '))
+            out.write(text + '\n')
+            out.write('Dry run: nothing was committed.\n')
+        else:
+            out.write('Dry run: nothing to commit.\n')
+        session.abort()
+        return EXIT_OK
+    if commit:
+        if not changes:
+            return EXIT_OK
+        try:
+            written = session.commit()
+        except CommitConflict as conflict:
+            err.write('Conflict: other clients changed %d object(s) this '
+                      'script read; nothing was committed. Run it again.\n'
+                      % len(conflict.oids))
+            return EXIT_ERROR
+        except Exception as error:
+            err.write('Commit failed: %s: %s\n' % (type(error).__name__,
+                                                   error))
+            session.abort()
+            return EXIT_ERROR
+        out.write('Committed %d object%s.\n' % (
+            len(written), '' if len(written) == 1 else 's'))
+        return EXIT_OK
+    if changes:
+        err.write(describe_changes(changes, 'Not committed: ') + '\n')
+        err.write('Run with --commit to write these changes, or --dry-run'
+                  ' to only show them.\n')
+        session.abort()
+        return EXIT_UNCOMMITTED
+    return EXIT_OK

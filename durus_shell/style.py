@@ -1,0 +1,34 @@
+"""Colours, by token type, in ANSI names so they suit dark and light
+terminals alike.  Code colours (pygments tokens) apart from UI colours."""
+
+from prompt_toolkit.styles import Style
+
+CODE = {
+    'pygments.keyword': 'ansimagenta',
+    'pygments.keyword.constant': 'ansimagenta',
+    'pygments.name.builtin': 'ansicyan',
+    'pygments.name.function': 'ansiblue',
+    'pygments.name.class': 'ansiblue bold',
+    'pygments.name.attribute': 'ansicyan',
+    'pygments.literal.string': 'ansigreen',
+    'pygments.string': 'ansigreen',
+    'pygments.literal.number': 'ansiyellow',
+    'pygments.number': 'ansiyellow',
+    'pygments.operator': '',
+    'pygments.comment': 'ansibrightblack',
+    'pygments.error': 'ansired',
+    'pygments.generic.heading': 'bold',
+    'pygments.generic.inserted': 'ansigreen',
+    'pygments.generic.deleted': 'ansired bold',
+}
+
+UI = {
+    'bottom-toolbar': 'reverse',
+    'completion-menu.completion.current': 'reverse',
+}
+
+
+def shell_style():
+    rules = dict(CODE)
+    rules.update(UI)
+    return Style.from_dict(rules)

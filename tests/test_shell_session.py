@@ -1,0 +1,251 @@
+"""durus_shell.session and the built-in commands, without a terminal."""
+
+import pytest
+
+from durus.error import WriteConflictError
+from durus.persistent import Persistent
+from durus.persistent_dict import PersistentDict
+from durus.storage import MemoryStorage
+from durus_shell import commands
+from durus_shell.session import (GATE_OPEN, GATE_READONLY, GATE_SCRIPT,
+                                 Session)
+from durus_shell.ui import RecordingUI
+
+
+class Item(Persistent):
+    def explode(self):
+        raise ValueError('boom inside the application')
+
+
+def make_session(storage=None, mode=GATE_OPEN):
+    storage = storage or MemoryStorage()
+    return Session(storage, mode=mode)
+
+
+def stored_root_data(storage):
+    """The root's dict as another connection sees it (what was committed)."""
+    from durus.connection import Connection
+    return dict(Connection(storage).get_root().items())
+
+
+def test_expression_value_and_statement():
+    session = make_session()
+    assert session.run('1 + 2').value == 3
+    assert session.namespace['_'] == 3
+    result = session.run('x = 5\nx * 2')
+    assert result.kind == 'value' and result.value == 10
+    assert session.run('y = 1').kind == 'ok'
+    assert session.run('   ').kind == 'empty'
+
+
+def test_namespace_names():
+    session = make_session()
+    ns = session.namespace
+    assert ns['root'] is session.connection.get_root()
+    assert ns['connection'] is ns['conn'] is session.connection
+    assert session.run('get(0)').value is ns['root']
+    assert session.run('storage').value is session.gate
+
+
+def test_error_shows_only_the_operators_frames():
+    session = make_session()
+    session.namespace['Item'] = Item
+    session.run('def helper():\n    return {}["missing"]\n')
+    result = session.run('helper()')
+    assert result.kind == 'error'
+    text = result.traceback
+    assert 'helper()' in text and "KeyError: 'missing'" in text
+    assert 'session.py' not in text and 'durus_shell' not in text
+    result = session.run('Item().explode()')
+    assert 'ValueError: boom inside the application' in result.traceback
+    syntax = session.run('def (')
+    assert syntax.kind == 'error' and 'SyntaxError' in syntax.traceback
+    assert 'Traceback' not in syntax.traceback
+
+
+def test_hooks_run_around_each_statement():
+    session = make_session()
+    calls = []
+    session.hooks.add('before_statement',
+                      lambda s, source: calls.append(('before', source)))
+    session.hooks.add('after_statement',
+                      lambda s, source, result: calls.append(
+                          ('after', source, result.kind)))
+    session.run('a = 1')
+    session.run('1/0')
+    session.run(':status', RecordingUI())
+    assert calls == [('before', 'a = 1'), ('after', 'a = 1', 'ok'),
+                     ('before', '1/0'), ('after', '1/0', 'error')]
+    with pytest.raises(ValueError):
+        session.hooks.add('no_such_hook', print)
+
+
+def test_pending_changes_lists_changed_and_new():
+    session = make_session()
+    assert not session.pending_changes()
+    session.namespace['PersistentDict'] = PersistentDict
+    session.run('root["a"] = PersistentDict(inner=PersistentDict())')
+    changes = session.pending_changes()
+    assert [obj._p_oid for obj in changes.changed] == [b'\0' * 8]
+    assert len(changes.new) == 2 and len(changes) == 3
+    assert session.change_count() == 1
+
+
+def test_commit_asks_and_writes():
+    storage = MemoryStorage()
+    session = make_session(storage)
+    session.run('root["n"] = 42')
+    ui = RecordingUI(answers=['n'])
+    assert session.run(':commit', ui).kind == 'command'
+    assert 'Will write: 1 changed object' in ui.text
+    assert 'Not committed' in ui.text
+    assert 'n' not in stored_root_data(storage)
+    ui = RecordingUI(answers=['y'])
+    session.run(':commit', ui)
+    assert ui.questions == ['Commit 1 object?']
+    assert 'Committed 1 object.' in ui.text
+    assert stored_root_data(storage)['n'] == 42
+    assert session.change_count() == 0
+
+
+def test_commit_hooks_see_the_changes():
+    session = make_session()
+    seen = []
+    session.hooks.add('after_commit', lambda s, changes: seen.append(
+        len(changes)))
+    session.run('root["n"] = 1')
+    session.run(':commit', RecordingUI(answers=['y']))
+    assert seen == [1]
+
+
+def test_abort_drops_edits_and_counts():
+    storage = MemoryStorage()
+    session = make_session(storage)
+    session.run('root["n"] = 1')
+    ui = RecordingUI()
+    session.run(':abort', ui)
+    assert 'Dropped 1 changed object; 0 objects changed by other clients' \
+        in ui.text
+    assert 'n' not in session.root
+    assert session.change_count() == 0
+
+
+class ConflictingStorage(MemoryStorage):
+    """Refuses the next commit as if another client wrote the root."""
+
+    conflict = False
+
+    def end(self, handle_invalidations=None):
+        if self.conflict:
+            self.transaction = None
+            raise WriteConflictError([b'\0' * 8])
+        MemoryStorage.end(self, handle_invalidations)
+
+
+def test_conflict_is_explained_and_aborted():
+    storage = ConflictingStorage()
+    session = make_session(storage)
+    storage.conflict = True
+    session.run('root["n"] = 1')
+    ui = RecordingUI(answers=['y'])
+    session.run(':commit', ui)
+    assert 'Conflict: another client changed <PersistentDict 0>' in ui.text
+    assert 'redo the change' in ui.text
+    assert session.change_count() == 0
+    assert 'n' not in session.root
+
+
+def test_readonly_refuses_every_commit():
+    storage = MemoryStorage()
+    make_session(storage).connection.commit()  # write the root first
+    session = make_session(storage, mode=GATE_READONLY)
+    session.run('root["n"] = 1')
+    result = session.run(':commit', RecordingUI(answers=['y']))
+    assert result.kind == 'error'
+    assert 'read-only' in result.traceback and '\n' not in result.traceback
+    result = session.run('connection.commit()')
+    assert 'ReadOnlyError' in result.traceback
+    assert session.change_count() == 1
+    assert 'n' not in stored_root_data(storage)
+
+
+def test_script_gate_blocks_commits_from_code():
+    session = make_session(mode=GATE_SCRIPT)
+    session.run('root["n"] = 1')
+    result = session.run('connection.commit()')
+    assert 'run with --commit' in result.traceback
+    session.commit()  # the script runner's own commit goes through
+    assert session.change_count() == 0
+
+
+def test_command_mistakes_are_one_line():
+    session = make_session()
+    result = session.run(':nosuch')
+    assert result.kind == 'error'
+    assert result.traceback.startswith(':nosuch: unknown command :nosuch')
+    assert '\n' not in result.traceback
+    result = session.run(':help nosuch', RecordingUI())
+    assert '\n' not in result.traceback
+
+
+def test_quit_guard_choices():
+    session = make_session()
+    session.run('root["n"] = 1')
+    ui = RecordingUI(answers=['s'])
+    assert session.run(':quit', ui).kind == 'command'  # stayed
+    assert session.change_count() == 1
+    ui = RecordingUI(answers=['a'])
+    assert session.run(':quit', ui).kind == 'quit'
+    assert session.change_count() == 0
+    session.run('root["n"] = 2')
+    ui = RecordingUI(answers=['c'])
+    assert session.run(':quit', ui).kind == 'quit'
+    assert session.change_count() == 0 and session.root['n'] == 2
+
+
+def test_help_lists_every_command_with_its_key():
+    session = make_session()
+    ui = RecordingUI()
+    session.run(':help', ui)
+    for cmd in commands.all_commands():
+        assert cmd.usage in ui.text
+        if cmd.key:
+            assert commands.key_label(cmd.key) in ui.text
+    ui = RecordingUI()
+    session.run(':help commit', ui)
+    assert 'Ctrl-X C' in ui.text and 'conflict' in ui.text
+
+
+def test_registry_rejects_duplicates_and_missing_help():
+    with pytest.raises(ValueError):
+        commands.command('commit')(lambda s, a, u: None)
+
+    def nodoc(session, args, ui):
+        pass
+    with pytest.raises(ValueError):
+        commands.command('nodoc-test')(nodoc)
+
+
+def test_keyboard_interrupt_keeps_the_session():
+    session = make_session()
+    session.run('root["n"] = 1')
+    result = session.run('raise KeyboardInterrupt')
+    assert result.kind == 'interrupted'
+    assert session.run('root["n"]').value == 1
+
+
+def test_status_lists_uncommitted():
+    session = make_session()
+    ui = RecordingUI()
+    session.run(':status', ui)
+    assert 'No uncommitted changes.' in ui.text
+    session.run('root["n"] = 1')
+    ui = RecordingUI()
+    session.run(':status', ui)
+    assert 'Uncommitted: 1 changed object' in ui.text
+    assert 'PersistentDict 0' in ui.text
+
+
+def test_exit_inside_code_asks_to_quit():
+    session = make_session()
+    assert session.run('exit()').kind == 'quit'
