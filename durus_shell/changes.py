@@ -75,6 +75,7 @@ class ChangeTracker(object):
         self._new = {}           # id -> new object (no oid) seen so far
         self._serial = connection.transaction_serial
         self._in_statement = False
+        self.commit_listeners = []  # called with the diff lines of a commit
         self._original_note_change = connection.note_change
         connection.note_change = self._note_change
         self._original_commit = connection.commit
@@ -98,10 +99,17 @@ class ChangeTracker(object):
 
     def _commit(self):
         refuse_commit_of_placeholders(self.connection)
+        lines = None
+        if self.commit_listeners and self.connection.changed:
+            lines = format_diffs(compute_diff(self.connection,
+                                              with_unnoted=False))
         try:
             self._original_commit()
         finally:
             self._check_serial()
+        if lines is not None:
+            for listener in list(self.commit_listeners):
+                listener(lines)
 
     def _abort(self):
         self._original_abort()
@@ -225,10 +233,10 @@ class ChangeTracker(object):
         if undoing:
             if changed.get(obj._p_oid) is obj:
                 del changed[obj._p_oid]
-            obj._p_status = SAVED
+            obj._p_set_status_saved()
             self._last.pop(id(obj), None)
         else:
-            obj._p_status = UNSAVED
+            obj._p_set_status_unsaved()
             changed[obj._p_oid] = obj
 
     # -- diff ------------------------------------------------------------
@@ -321,7 +329,8 @@ def compute_diff(connection, with_paths=True, with_unnoted=True):
         handled.add(id(tree))
         handled.update(id(node) for node in nodes)
         kind = 'new' if tree._p_oid is None else 'changed'
-        diffs.append(ObjectDiff(tree, kind, _btree_items_diff(nodes, stored)))
+        diffs.append(ObjectDiff(tree, kind,
+                                 _btree_items_diff(tree, nodes, stored)))
     for obj in changed + new + unnoted:
         if id(obj) in handled:
             continue
@@ -380,13 +389,26 @@ def _btrees_of_changed_nodes(connection, objects):
     return result
 
 
-def _btree_items_diff(nodes, stored):
+def _btree_items_diff(tree, nodes, stored):
+    """Key changes of a BTree from its changed and new nodes.
+
+    Old items: the stored items of the changed nodes, plus those of nodes
+    they referred to that left the tree (merged away, unchanged since).
+    New items: the items of the changed and new nodes now.  A key that
+    only moved between nodes has the same value on both sides.
+    """
     old_items = {}
     new_items = {}
+    in_tree = set(id(node) for node in states.gen_btree_nodes(tree))
     for node in nodes:
         before = stored.get(id(node), MISSING)
-        if before is not MISSING and isinstance(before, dict):
+        if isinstance(before, dict):
             old_items.update(before.get('items') or ())
+            for child in before.get('nodes') or ():
+                if id(child) not in in_tree:
+                    dropped = peek_state(child, load=True)
+                    if isinstance(dropped, dict):
+                        old_items.update(dropped.get('items') or ())
         now = peek_state(node)
         if isinstance(now, dict):
             new_items.update(now.get('items') or ())

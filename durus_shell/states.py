@@ -220,20 +220,29 @@ def gen_plain_refs(value, prefix=''):
 
 
 def gen_btree_items(tree, load=False):
-    """``(key, value)`` of a BTree from its loaded nodes only (unless load)."""
+    """``(key, value)`` of a BTree in key order, lazily; subtrees that are
+    ghosts are skipped unless ``load``."""
     state = peek_state(tree, load)
     if state is None:
         return
-    stack = [state.get('root')]
-    while stack:
-        node = stack.pop()
-        if node is None:
-            continue
-        node_state = peek_state(node, load)
-        if node_state is None:
-            continue
-        yield from node_state.get('items') or ()
-        stack.extend(reversed(node_state.get('nodes') or ()))
+    yield from _gen_node_items(state.get('root'), load)
+
+
+def _gen_node_items(node, load):
+    if node is None:
+        return
+    state = peek_state(node, load)
+    if state is None:
+        return
+    items = state.get('items') or ()
+    nodes = state.get('nodes')
+    if not nodes:
+        yield from items
+        return
+    for index, item in enumerate(items):
+        yield from _gen_node_items(nodes[index], load)
+        yield item
+    yield from _gen_node_items(nodes[-1], load)
 
 
 def gen_btree_nodes(tree, load=False):

@@ -1,0 +1,576 @@
+"""Commands for careful data fixes (issue 6), registered in the shell's registry.
+
+:diff :undo :redo :touch   change tracking (durus_shell.changes)
+:find :census :refs :path  scans over raw records (durus_shell.scan)
+:get :ls :tree             looking at objects
+:log                       the audit log (durus_shell.audit)
+
+``attach_session(session)`` connects a session to this feature: a
+ChangeTracker on its connection (statement hooks feed it), placeholders
+for unimportable classes, and warnings about unnoted changes before a
+commit and at exit.  The session calls it when it is created.
+"""
+
+import shlex
+import sys
+import time
+
+from durus_shell import audit, changes, placeholders, render, scan, states
+from durus_shell.commands import CommandError, command
+
+TRACKER = 'changes'
+MAX_TREE_CHILDREN = 10
+
+
+# -- attaching to a session ----------------------------------------------------
+
+def attach_session(session):
+    """Track changes of ``session`` and open unimportable classes as
+    placeholders.  Idempotent."""
+    extensions = _extensions(session)
+    if TRACKER in extensions:
+        return extensions[TRACKER]
+    connection = session.connection
+    try:
+        placeholders.install(connection)
+    except AttributeError:
+        pass  # a reader without the hook: imports fail as before
+    tracker = changes.ChangeTracker(connection)
+    extensions[TRACKER] = tracker
+    extensions['diff_lines'] = lambda: diff_lines(session)
+    session.hooks.add('before_statement',
+                      lambda session, source: tracker.begin_statement())
+    session.hooks.add('after_statement',
+                      lambda session, source, result: tracker.end_statement())
+    session.hooks.add('before_commit', _warn_unnoted_before_commit)
+    session.hooks.add('on_close', _warn_unnoted_at_exit)
+    return tracker
+
+
+def _extensions(session):
+    found = getattr(session, 'extensions', None)
+    if found is None:
+        found = session.extensions = {}
+    return found
+
+
+def tracker_of(session):
+    return attach_session(session)
+
+
+def diff_lines(session, max_objects=None):
+    """The :diff text of a session, as lines (used by scripts' --dry-run)."""
+    tracker = tracker_of(session)
+    return changes.format_diffs(tracker.diff(), max_objects=max_objects)
+
+
+def enable_log(session, path):
+    """Append each commit's diff to ``path`` (``--log FILE``)."""
+    tracker = tracker_of(session)
+    target = getattr(session, 'target', None)
+    database = getattr(target, 'path', None) or getattr(
+        target, 'label', None) or str(session.storage)
+    log = audit.AuditLog(path, database)
+    extensions = _extensions(session)
+    old = extensions.get('audit')
+    if old is not None and old[1] in tracker.commit_listeners:
+        tracker.commit_listeners.remove(old[1])
+    tracker.commit_listeners.append(log.record)
+    extensions['audit'] = (log, log.record)
+    return log
+
+
+def _warn_unnoted_before_commit(session, pending):
+    warning = changes.describe_unnoted(
+        changes.find_unnoted(session.connection))
+    if warning:
+        sys.stderr.write(warning + '\n')
+
+
+def _warn_unnoted_at_exit(session):
+    try:
+        warning = changes.describe_unnoted(
+            changes.find_unnoted(session.connection))
+    except Exception:
+        return
+    if warning:
+        sys.stderr.write(warning.replace('would NOT be committed',
+                                         'were NOT committed') + '\n')
+
+
+# -- argument helpers ----------------------------------------------------------
+
+def _split(args):
+    try:
+        return shlex.split(args)
+    except ValueError as error:
+        raise CommandError('cannot read the arguments: %s' % error)
+
+
+def _options(words, names):
+    """``(positional, {name: value})`` for ``--name value`` options."""
+    positional = []
+    values = {}
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word.startswith('--'):
+            name, eq, value = word[2:].partition('=')
+            if name not in names:
+                raise CommandError('unknown option --%s (known: %s)' % (
+                    name, ', '.join('--' + n for n in names)))
+            if not eq:
+                index += 1
+                if index >= len(words):
+                    raise CommandError('--%s needs a value' % name)
+                value = words[index]
+            values[name] = value
+        else:
+            positional.append(word)
+        index += 1
+    return positional, values
+
+
+def _int_option(values, name, default):
+    if name not in values:
+        return default
+    try:
+        number = int(values[name])
+    except ValueError:
+        raise CommandError('--%s takes a number, not %r' % (name,
+                                                           values[name]))
+    if number < 0:
+        raise CommandError('--%s must not be negative' % name)
+    return number
+
+
+def _evaluate(session, text, extra=None):
+    namespace = session.namespace
+    if extra:
+        namespace = dict(namespace)
+        namespace.update(extra)
+    try:
+        return eval(compile(text, '<command>', 'eval'), namespace)
+    except SyntaxError as error:
+        raise CommandError('not a Python expression: %s (%s)'
+                           % (text, error.msg))
+    except CommandError:
+        raise
+    except Exception as error:
+        raise CommandError('%s: %s: %s' % (text, type(error).__name__, error))
+
+
+def _object_or_oid(session, args):
+    """``(object or None, oid bytes)`` for ``EXPR|OID``."""
+    text = args.strip()
+    if not text:
+        raise CommandError('give an expression or an oid')
+    value = int(text) if text.isdigit() else _evaluate(session, text)
+    if isinstance(value, int) and not isinstance(value, bool):
+        oid = value.to_bytes(8, 'big')
+        return session.connection.get(oid), oid
+    if not states.is_persistent(value):
+        raise CommandError('%s is not a persistent object (a %s)'
+                           % (text, type(value).__name__))
+    if value._p_oid is None:
+        raise CommandError('%s is new (not committed yet): it has no oid'
+                           % text)
+    return value, value._p_oid
+
+
+def _oid_int(obj):
+    oid = obj._p_oid
+    return None if oid is None else int.from_bytes(oid, 'big')
+
+
+# -- progress ------------------------------------------------------------------
+
+class Progress(object):
+    """Throttled progress for scans: ``ui.progress(text)`` if the UI has
+    it, else a self-overwriting line on stderr at an interactive prompt."""
+
+    def __init__(self, ui, label, interval=0.1):
+        self.ui = ui
+        self.label = label
+        self.interval = interval
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, scanned, total, found, elapsed):
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        self.show(format_progress(self.label, scanned, total, found,
+                                  elapsed))
+
+    def show(self, text):
+        method = getattr(self.ui, 'progress', None)
+        if method is not None:
+            method(text)
+        elif getattr(self.ui, 'interactive', False):
+            sys.stderr.write('\r' + text + '\x1b[K')
+            sys.stderr.flush()
+        else:
+            return
+        self.shown = True
+
+    def done(self):
+        if not self.shown:
+            return
+        method = getattr(self.ui, 'progress', None)
+        if method is not None:
+            method(None)
+        else:
+            sys.stderr.write('\r\x1b[K')
+            sys.stderr.flush()
+
+
+def format_progress(label, scanned, total, found, elapsed, width=24):
+    rate = scanned / elapsed if elapsed > 0 else 0
+    if total:
+        share = min(1.0, scanned / float(total))
+        filled = int(share * width)
+        bar = '[%s%s] %3d%% ' % ('#' * filled, '.' * (width - filled),
+                                 share * 100)
+    else:
+        bar = ''
+    return '%s %s%s records, %s found, %s/s  (Ctrl-C stops)' % (
+        label, bar, '{:,}'.format(scanned), '{:,}'.format(found),
+        '{:,}'.format(int(rate)))
+
+
+def _scan_note(result, what):
+    note = '%s: %s record%s read in %.2f s' % (
+        what, '{:,}'.format(result.scanned),
+        '' if result.scanned == 1 else 's', result.elapsed)
+    if result.interrupted:
+        note += ' -- INTERRUPTED (Ctrl-C): results so far'
+    return note
+
+
+# -- showing objects -----------------------------------------------------------
+
+def summary(obj, width=60):
+    """A short one-line description of an object's content."""
+    try:
+        state = states.peek_state(obj, load=True)
+    except Exception as error:
+        return '(cannot load: %s)' % type(error).__name__
+    kind = states.container_kind(obj)
+    if kind in ('dict', 'list') and isinstance(state, dict):
+        text = 'len %d' % len(state.get('data') or ())
+    elif kind == 'set' and isinstance(state, dict):
+        text = 'len %d' % len(state.get('s') or ())
+    elif kind == 'btree':
+        text = 'BTree'
+    elif isinstance(state, dict):
+        parts = []
+        for name in sorted(state):
+            parts.append('%s=%s' % (name, changes.short_repr(state[name], 20)))
+        text = ', '.join(parts)
+    else:
+        text = changes.short_repr(state, width)
+    if len(text) > width:
+        text = text[:width - 3] + '...'
+    return text
+
+
+def object_table(objects):
+    rows = [(str(_oid_int(obj)), states.class_path(type(obj)), summary(obj))
+            for obj in objects]
+    return render.table(['oid', 'class', 'summary'], rows)
+
+
+def _show_objects(session, ui, objects, result, what):
+    session.namespace['_'] = objects
+    if objects:
+        ui.show(object_table(objects))
+    ui.show('%d found (in _). %s' % (len(objects), _scan_note(result, what)))
+
+
+# -- commands: change tracking -------------------------------------------------
+
+@command('diff', usage=':diff')
+def diff_command(session, args, ui):
+    """Show every uncommitted change, with old and new values.
+
+    Each changed object is shown with its path from the root (or its
+    oid), its class, and old -> new per attribute, or per item for
+    PersistentDict/List/Set and BTree.  New objects are marked '+'.
+    Objects marked '!' were changed in place without _p_note_change():
+    a commit would NOT write them (:touch EXPR includes one).
+    """
+    ui.show('\n'.join(diff_lines(session, max_objects=200)))
+
+
+def _count(args, default=1):
+    text = args.strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise CommandError('give a positive number of statements, not %r'
+                           % text)
+    return int(text)
+
+
+@command('undo', usage=':undo [N]')
+def undo_command(session, args, ui):
+    """Take back the last N statements' changes (default 1).
+
+    Attribute sets and deletes, container changes and new objects, as far
+    back as the last commit or abort; committed data is never undone.
+    """
+    count = _count(args)
+    done = tracker_of(session).undo(count)
+    if not done:
+        raise CommandError('nothing to undo since the last commit or abort')
+    ui.show('undid %d statement%s; %d changed object%s remain (:diff, '
+            ':redo)' % (done, '' if done == 1 else 's',
+                        session.change_count(),
+                        '' if session.change_count() == 1 else 's'))
+
+
+@command('redo', usage=':redo [N]')
+def redo_command(session, args, ui):
+    """Re-apply the last N undone statements (until a new edit is made)."""
+    count = _count(args)
+    done = tracker_of(session).redo(count)
+    if not done:
+        raise CommandError('nothing to redo')
+    ui.show('redid %d statement%s' % (done, '' if done == 1 else 's'))
+
+
+@command('touch', usage=':touch EXPR')
+def touch_command(session, args, ui):
+    """Mark an object changed so the next commit writes it.
+
+    For an object whose plain list or dict was changed in place without
+    _p_note_change() (shown with '!' by :diff).  Undoable.
+    """
+    if not args.strip():
+        raise CommandError('give an expression for the object to touch')
+    obj = _evaluate(session, args)
+    tracker = tracker_of(session)
+    tracker.begin_statement()
+    try:
+        changes.touch(session.connection, obj)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error))
+    finally:
+        tracker.end_statement()
+    ui.show('%r will be written by the next commit' % (obj,))
+
+
+# -- commands: scans -----------------------------------------------------------
+
+@command('find', usage=':find CLASS [--limit N] [--where EXPR]')
+def find_command(session, args, ui):
+    """Find instances of a class by name or dotted path (results in _).
+
+    Reads the class from each record's first bytes: nothing is imported
+    and only matching records are loaded.  --where EXPR filters with the
+    object bound to `obj`, e.g. --where "obj.balance < 0".  Ctrl-C stops
+    the scan and keeps what was found so far.
+    """
+    words, values = _options(_split(args), ('limit', 'where'))
+    if len(words) != 1:
+        raise CommandError('usage: :find CLASS [--limit N] [--where EXPR]')
+    limit = _int_option(values, 'limit', None)
+    where = None
+    if 'where' in values:
+        code = values['where']
+        try:
+            compiled = compile(code, '<--where>', 'eval')
+        except SyntaxError as error:
+            raise CommandError('--where is not an expression: %s' % error.msg)
+        namespace = dict(session.namespace)
+
+        def where(obj):
+            namespace['obj'] = obj
+            try:
+                return eval(compiled, namespace)
+            except Exception:
+                return False
+    progress = Progress(ui, ':find %s' % words[0])
+    try:
+        result = scan.find_instances(session.connection, words[0], limit,
+                                     where, progress)
+    finally:
+        progress.done()
+    _show_objects(session, ui, result.items, result, ':find')
+
+
+@command('census', usage=':census')
+def census_command(session, args, ui):
+    """Count the records of each class (from the record bytes; results in _)."""
+    progress = Progress(ui, ':census')
+    try:
+        result = scan.census(session.storage, progress)
+    finally:
+        progress.done()
+    counts = sorted(result.items.items(), key=lambda pair: (-pair[1],
+                                                            pair[0]))
+    session.namespace['_'] = dict(counts)
+    ui.show(render.table(['class', 'count'],
+                         [(name, '{:,}'.format(n)) for name, n in counts]))
+    ui.show('%d classes, %s records. %s' % (
+        len(counts), '{:,}'.format(sum(n for _, n in counts)),
+        _scan_note(result, ':census')))
+
+
+@command('refs', usage=':refs EXPR|OID')
+def refs_command(session, args, ui):
+    """List the objects that refer to an object (results in _)."""
+    _, oid = _object_or_oid(session, args)
+    progress = Progress(ui, ':refs')
+    try:
+        result = scan.referrers(session.storage, oid, progress=progress)
+    finally:
+        progress.done()
+    objects = [session.connection.get(other) for other in result.items]
+    _show_objects(session, ui, objects, result, ':refs')
+
+
+@command('path', usage=':path EXPR|OID')
+def path_command(session, args, ui):
+    """Show a path from the root to an object (the path string goes in _)."""
+    _, oid = _object_or_oid(session, args)
+    progress = Progress(ui, ':path')
+    try:
+        result = scan.oid_path(session.storage, oid, progress=progress)
+    finally:
+        progress.done()
+    if not result.items:
+        if result.interrupted:
+            ui.show(_scan_note(result, ':path'))
+            return
+        raise CommandError('oid %d is not reachable from the root'
+                           % int.from_bytes(oid, 'big'))
+    path = scan.describe_chain(session.connection, result.items)
+    session.namespace['_'] = path
+    ui.show(path)
+    ui.show('oids: %s' % ' -> '.join(
+        str(int.from_bytes(o, 'big')) for o in result.items))
+
+
+# -- commands: looking at objects -----------------------------------------------
+
+@command('get', usage=':get OID')
+def get_command(session, args, ui):
+    """Show the object with an oid (it goes in _)."""
+    text = args.strip()
+    if not text.isdigit():
+        raise CommandError('give an oid (a number), e.g. :get 12')
+    obj = session.connection.get(int(text).to_bytes(8, 'big'))
+    if obj is None:
+        raise CommandError('no object with oid %s' % text)
+    session.namespace['_'] = obj
+    ui.show(render.Renderer().render(obj))
+
+
+@command('ls', usage=':ls EXPR')
+def ls_command(session, args, ui):
+    """List an object's attributes (or a container's items) as a table."""
+    obj = _evaluate(session, args) if args.strip() else session.root
+    if not states.is_persistent(obj):
+        raise CommandError('%s is not a persistent object' % args.strip())
+    state = states.peek_state(obj, load=True)
+    kind = states.container_kind(obj)
+    if kind in ('dict', 'list') and isinstance(state, dict):
+        data = state.get('data') or {}
+        pairs = data.items() if kind == 'dict' else enumerate(data)
+        rows = [(repr(k), v) for k, v in pairs]
+    elif kind == 'set' and isinstance(state, dict):
+        rows = [('', v) for v in state.get('s') or ()]
+    elif kind == 'btree':
+        rows = []
+        for key, value in states.gen_btree_items(obj, load=True):
+            if len(rows) >= 200:
+                rows.append(('...', '(more)'))
+                break
+            rows.append((repr(key), value))
+    elif isinstance(state, dict):
+        rows = [('.' + name, state[name]) for name in sorted(state)]
+    else:
+        rows = [('<state>', state)]
+    table = [(name, type(value).__name__ if value != '(more)' else '',
+              changes.short_repr(value, 80)) for name, value in rows]
+    ui.show('%r  %s' % (obj, states.class_path(type(obj))))
+    ui.show(render.table(['name', 'type', 'value'], table))
+
+
+def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
+    """Lines drawing the persistent objects below ``obj``.
+
+    Oids are shown; an object already on the way down is a cycle; one
+    already drawn elsewhere is marked as seen; long containers are cut
+    after ``max_children`` references.
+    """
+    lines = ['%s  <%s %s>' % ('.', states.class_path(type(obj)),
+                              states.format_oid(obj))]
+    drawn = {id(obj)}
+
+    def walk(parent, prefix, level, ancestors):
+        if level >= depth:
+            return
+        children = []
+        more = 0
+        for step, child in states.gen_refs(parent, load=True):
+            if len(children) >= max_children:
+                more += 1
+                if more > 1000:
+                    break
+                continue
+            children.append((step, child))
+        for index, (step, child) in enumerate(children):
+            last = index == len(children) - 1 and not more
+            branch = '`-- ' if last else '|-- '
+            label = '%s  <%s %s>' % (step or '.', states.class_path(
+                type(child)), states.format_oid(child))
+            if id(child) in ancestors:
+                lines.append(prefix + branch + label + '  (cycle)')
+                continue
+            if id(child) in drawn:
+                lines.append(prefix + branch + label + '  (seen above)')
+                continue
+            drawn.add(id(child))
+            lines.append(prefix + branch + label)
+            walk(child, prefix + ('    ' if last else '|   '), level + 1,
+                 ancestors | {id(child)})
+        if more:
+            lines.append(prefix + '`-- ... %s more' % (
+                '1000+' if more > 1000 else more))
+
+    walk(obj, '', 0, {id(obj)})
+    return lines
+
+
+@command('tree', usage=':tree EXPR [--depth N]')
+def tree_command(session, args, ui):
+    """Draw the graph of persistent objects below an object, with oids.
+
+    Cycles are marked, objects met twice are shown once, and containers
+    are cut after 10 references.  Default depth 2.
+    """
+    words, values = _options(_split(args), ('depth',))
+    depth = _int_option(values, 'depth', 2)
+    expression = ' '.join(words)
+    obj = _evaluate(session, expression) if expression else session.root
+    if not states.is_persistent(obj):
+        raise CommandError('%s is not a persistent object' % expression)
+    ui.show('\n'.join(tree_lines(obj, depth)))
+
+
+@command('log', usage=':log FILE')
+def log_command(session, args, ui):
+    """Append each commit's diff (time, database, user) to FILE."""
+    words = _split(args)
+    if len(words) != 1:
+        raise CommandError('usage: :log FILE')
+    try:
+        log = enable_log(session, words[0])
+    except OSError as error:
+        raise CommandError('cannot write %s: %s' % (words[0],
+                                                   error.strerror or error))
+    ui.show('logging every commit to %s' % log.path)
