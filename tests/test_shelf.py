@@ -1,0 +1,155 @@
+"""SHELF-1 internals: offset map bytes and hole walk, transaction scan
+and its damage verdicts, the compact oid index, on-disk arrays."""
+
+import pytest
+
+from durus.disk_arrays import MemoryBuffer
+from durus.error import DamagedFileError
+from durus.file import File
+from durus.oid_index import OidIndex
+from durus.shelf import (
+    EMPTY_FILE, OffsetMap, build_offset_map, read_transaction_offsets,
+    scan_transactions)
+from durus.utils import (
+    BitArray, ByteArray, IntArray, IntSet, WordArray, int8_to_str)
+from test_storage_conformance import record
+
+SPEC_MAP_START = 586
+SPEC_OFFSETS = {0: 0x10, 1: 0x11a, 3: 0x166, 5: 0x1b2, 6: 0x1fe}
+SPEC_WORDS = '0010 011a 0251 0166 024c 01b2 01fe 024e'
+
+
+def test_offset_map_bytes_match_the_spec_example():
+    built = build_offset_map(SPEC_MAP_START, SPEC_OFFSETS)
+    assert built[:24] == int8_to_str(16 + 2 * 8) + int8_to_str(2) + \
+        int8_to_str(8)
+    assert built[24:] == bytes.fromhex(SPEC_WORDS.replace(' ', ''))
+
+
+def test_offset_map_lookup_and_hole_walk():
+    buffer = MemoryBuffer()
+    buffer.pwrite(build_offset_map(SPEC_MAP_START, SPEC_OFFSETS),
+                  SPEC_MAP_START)
+    buffer.name = 'memory'
+    buffer.get_size = lambda: len(buffer.data)
+    offset_map = OffsetMap(buffer, SPEC_MAP_START)
+    assert [offset_map.get(n) for n in range(9)] == [
+        0x10, 0x11a, 0, 0x166, 0, 0x1b2, 0x1fe, 0, 0]
+    assert list(offset_map.gen_holes()) == [4, 2, 7]
+    assert list(offset_map.gen_numbers()) == [0, 1, 3, 5, 6]
+
+
+def test_empty_offset_map_is_the_one_of_a_new_file():
+    assert EMPTY_FILE[16:] == build_offset_map(16, {})
+    assert len(EMPTY_FILE) == 40
+
+
+def _write(tmp_path, data):
+    path = str(tmp_path / 'raw.durus')
+    with open(path, 'wb') as f:
+        f.write(data)
+    return File(path, readonly=True)
+
+
+def transaction(*records):
+    body = b''.join(int8_to_str(8 + len(r)) + r[:8] + r for r in records)
+    return int8_to_str(len(body)) + body
+
+
+def scan(tmp_path, data):
+    opened = _write(tmp_path, EMPTY_FILE + data)
+    index = OidIndex()
+    try:
+        return scan_transactions(opened, 40, opened.get_size(), index,
+                                 'raw'), index
+    finally:
+        opened.close()
+
+
+A, B = int8_to_str(1), int8_to_str(2)
+
+
+def test_scan_indexes_newest_records(tmp_path):
+    (end, count, damage), index = scan(
+        tmp_path, transaction(record(A), record(B)) + transaction(record(A)))
+    assert damage is None and count == 3
+    assert index.get(1) > index.get(2)
+
+
+@pytest.mark.parametrize('tail, reason', [
+    (b'\x00\x00\x00', 'partial transaction length'),
+    (transaction(record(B))[:-1], 'cut short'),
+    (transaction(record(B))[:20], 'cut short'),
+    (bytes(64), 'zero bytes'),
+    (bytes(8) + transaction(record(B))[:30], 'cut short'),
+])
+def test_scan_reports_a_damaged_tail(tmp_path, tail, reason):
+    good = transaction(record(A))
+    (end, count, damage), index = scan(tmp_path, good + tail)
+    assert damage is not None and reason in damage.reason
+    assert damage.offset == 40 + len(good) and damage.repairable
+    assert damage.nbytes == len(tail)
+    assert index.get(1) and not index.get(2)  # torn txn not indexed
+
+
+def test_scan_rejects_a_malformed_record_and_refuses_mid_file_damage(
+        tmp_path):
+    bad = bytearray(transaction(record(B)))
+    bad[16 + 8] ^= 0xff  # embedded oid != key
+    (_, _, damage), _ = scan(tmp_path, transaction(record(A)) + bytes(bad))
+    assert damage.repairable and 'malformed' in damage.reason
+    (_, _, damage), _ = scan(tmp_path, bytes(bad) + transaction(record(A)))
+    assert not damage.repairable
+    assert 'restore it from a backup' in damage.message()
+    error = damage.error()
+    assert isinstance(error, DamagedFileError) and error.offset == 40
+
+
+def test_a_single_empty_transaction_is_valid(tmp_path):
+    (end, count, damage), _ = scan(tmp_path, transaction(record(A)) +
+                                   bytes(8))
+    assert damage is None
+
+
+def test_read_transaction_offsets(tmp_path):
+    opened = _write(tmp_path, EMPTY_FILE + transaction(record(A)))
+    assert read_transaction_offsets(opened) == {A: 48}
+    opened.close()
+
+
+def test_oid_index_dense_and_overflow_round_trip():
+    index = OidIndex()
+    for number in range(5000):
+        index.set(number, 100 + number)
+    index.set(10 ** 15, 7)
+    index.set(3, 42)
+    index.discard(4)
+    assert len(index) == 5000
+    assert index.get(3) == 42 and 4 not in index and index.get(10 ** 15) == 7
+    assert len(index.dense) < 20000  # the huge oid did not grow the array
+    copy = OidIndex.from_bytes(index.dense_bytes(), index.overflow_bytes())
+    assert list(copy.items()) == list(index.items())
+    assert copy.max_number == 10 ** 15
+
+
+def test_disk_arrays_in_memory_and_in_a_file(tmp_path):
+    words = WordArray(word_size=3, count=4)
+    words[2] = 0x010203
+    assert list(words) == [0, 0, 0x010203, 0]
+    ints = IntArray(count=3, maximum=300)
+    ints[0], ints[1] = 299, None
+    assert ints.word_size == 2 and list(ints) == [299, None, 0]
+    bits = BitArray(10)
+    bits[9] = True
+    assert [i for i, on in enumerate(bits) if on] == [9]
+    numbers = IntSet(100)
+    numbers.add(5)
+    numbers.add(64)
+    numbers.discard(5)
+    assert list(numbers) == [64] and 64 in numbers and 500 not in numbers
+    path = str(tmp_path / 'arrays')
+    opened = File(path)
+    stored = ByteArray(4, opened, start=10)
+    stored[1] = 0xab
+    assert opened.pread(2, 10) == b'\x00\xab'
+    opened.close()
