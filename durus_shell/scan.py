@@ -84,11 +84,19 @@ def _scan(storage, chunk_visit, progress, limit=None, total=None):
     start = time.monotonic()
     records = storage.gen_oid_record()
     try:
-        while True:
-            chunk = list(itertools.islice(records, CHUNK))
+        while not interrupted:
+            chunk = []
+            try:
+                # extend() keeps what it read if Ctrl-C arrives meanwhile.
+                chunk.extend(itertools.islice(records, CHUNK))
+            except KeyboardInterrupt:
+                interrupted = True
             if not chunk:
                 break
-            chunk_visit(chunk, found)
+            try:
+                chunk_visit(chunk, found)
+            except KeyboardInterrupt:
+                interrupted = True
             scanned += len(chunk)
             if progress is not None:
                 progress(scanned, total, len(found),
