@@ -433,13 +433,18 @@ class StorageServer(object):
         return None
 
     def handle_commit_data(self, client, request):
-        revoked = client.lock_revoked
-        self._release_commit_lock(client)
-        if revoked and client.commit_seq != self.commit_seq:
+        try:
+            return self._commit(client, request.items)
+        finally:
+            # Only now may a waiting client get its invalidation list:
+            # it must include the oids just committed.
+            self._release_commit_lock(client)
+
+    def _commit(self, client, items):
+        if client.lock_revoked and client.commit_seq != self.commit_seq:
             log(logging.INFO, 'Client %s: commit refused as a conflict (it '
                 'lost the commit lock and others committed)', client.name)
             return Status(STATUS_INVALID)
-        items = request.items
         oids = [oid for oid, _ in items]
         self._check_reservations(client, oids)
         storage = self.storage

@@ -1,0 +1,293 @@
+"""The ``durus`` command (also ``python -m durus``).
+
+    durus -s [options]   run a storage server (or --stop one)
+    durus -c [options]   open durus-shell on a file or a server
+    durus -p [options]   pack a file or a server's storage
+
+Options use optparse syntax (``--opt=value`` or ``--opt value``), as in
+Durus 4.3.  The server listens on 127.0.0.1 unless told otherwise and
+warns when asked to listen where other machines can reach it: the
+protocol has no authentication.
+"""
+
+import logging
+import os
+import signal
+import sys
+import time
+from optparse import OptionParser
+
+from durus.error import DurusError
+from durus.logger import direct_output, log, logger
+from durus.socket_address import (
+    DEFAULT_HOST, DEFAULT_PORT, HostPortAddress, SocketAddress)
+
+USAGE = """\
+usage: durus -s | -c | -p [options]
+  -s   run a storage server (durus -s --help for its options)
+  -c   open durus-shell on a database file or a storage server
+  -p   pack a database file or a storage server's database"""
+
+STOP_WAIT = 10.0
+
+
+def import_class(dotted):
+    """The class named by a dotted path such as ``durus.file_storage.FileStorage``."""
+    module_name, _, class_name = dotted.rpartition('.')
+    if not module_name:
+        raise ValueError('--storage-class needs module.Class, not %r'
+                         % dotted)
+    module = __import__(module_name, {}, {}, [class_name])
+    return getattr(module, class_name)
+
+
+def get_storage_class(path):
+    """The storage class for an existing file (sniffed), FileStorage for
+    a new one."""
+    from durus.format import get_storage_class as sniff
+    return sniff(path)
+
+
+def get_storage(file, storage_class=None, **kw):
+    """Open ``file`` (``readonly``/``repair`` keywords); no file means a
+    new temporary FileStorage."""
+    if storage_class is not None:
+        if isinstance(storage_class, str):
+            storage_class = import_class(storage_class)
+        return storage_class(file, **kw)
+    if file is None:
+        from durus.file_storage import TempFileStorage
+        return TempFileStorage()
+    from durus.format import open_storage
+    return open_storage(file, readonly=kw.get('readonly', False),
+                        repair=kw.get('repair', False), create=True)
+
+
+def _storage_name(storage):
+    get_filename = getattr(storage, 'get_filename', None)
+    return get_filename() if get_filename is not None else str(storage)
+
+
+def start_durus(logfile, level, address, storage, gcbytes=0):
+    """Serve ``storage`` until Q, SIGTERM or SIGINT; then close it."""
+    from durus.storage_server import StorageServer
+    if logfile:
+        direct_output(open(logfile, 'a', buffering=1))
+    logger.setLevel(level)
+    address = SocketAddress.new(address)
+    if not address.is_loopback():
+        log(logging.WARNING, 'WARNING: listening on %s; the Durus protocol '
+            'has no authentication, so anyone who can reach this address '
+            'can read and change the database', address)
+    log(logging.INFO, 'Storage file=%s address=%s', _storage_name(storage),
+        address)
+    server = StorageServer(storage, address=address, gcbytes=gcbytes)
+    try:
+        server.listen()
+    except BaseException:
+        storage.close()
+        raise
+
+    def stop(signum, frame):
+        log(logging.INFO, 'Stopping on signal %d', signum)
+        server.stop()
+
+    previous = {sig: signal.signal(sig, stop)
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.serve()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_durus(address):
+    """Ask the server at ``address`` to quit; wait for the address to free.
+
+    Returns True when it stopped, False when nobody was listening.
+    """
+    address = SocketAddress.new(address)
+    sock = address.get_connected_socket(timeout=STOP_WAIT)
+    if sock is None:
+        log(logging.INFO, "Durus server %s doesn't seem to be running.",
+            address)
+        return False
+    with sock:
+        sock.sendall(b'Q')
+    deadline = time.monotonic() + STOP_WAIT
+    while time.monotonic() < deadline:
+        try:
+            probe = address.get_connected_socket(timeout=1)
+        except OSError:
+            probe = None
+        if probe is None:
+            log(logging.INFO, 'Durus server %s stopped.', address)
+            return True
+        probe.close()
+        time.sleep(0.05)
+    log(logging.WARNING, 'Durus server %s is still answering after %d s.',
+        address, STOP_WAIT)
+    return True
+
+
+def _address_options(parser):
+    parser.add_option('--host', default=DEFAULT_HOST,
+                      help='host to listen on or connect to [%default]')
+    parser.add_option('--port', type='int', default=DEFAULT_PORT,
+                      help='TCP port [%default]')
+    parser.add_option('--address', default=None,
+                      help='Unix socket path, or @name for a Linux abstract '
+                           'socket (overrides --host and --port)')
+
+
+def _address(options):
+    if options.address:
+        return SocketAddress.new(
+            options.address, owner=getattr(options, 'owner', None),
+            group=getattr(options, 'group', None),
+            umask=getattr(options, 'umask', None))
+    return HostPortAddress(options.host, options.port)
+
+
+def _fail(message):
+    sys.stderr.write('durus: %s\n' % message)
+    return 1
+
+
+def run_durus_main(args=None):
+    """``durus -s``: serve a database (or --stop a server)."""
+    parser = OptionParser(prog='durus -s', usage='%prog [options]')
+    parser.add_option('--file', default=None,
+                      help='database file (default: a temporary file)')
+    parser.add_option('--storage-class', dest='storage_class', default=None,
+                      help='dotted class path (default: sniffed from the '
+                           'file)')
+    _address_options(parser)
+    parser.add_option('--owner', default=None,
+                      help='owner of the Unix socket file')
+    parser.add_option('--group', default=None,
+                      help='group of the Unix socket file')
+    parser.add_option('--umask', type='int', default=None,
+                      help='umask while creating the Unix socket file')
+    parser.add_option('--gcbytes', type='int', default=0,
+                      help='pack automatically after this many committed '
+                           'bytes (0: never) [%default]')
+    parser.add_option('--logginglevel', type='int', default=20,
+                      help='logging level, 10 debug .. 50 critical '
+                           '[%default]')
+    parser.add_option('--logfile', default=None,
+                      help='append the log (and stdout/stderr) to this file')
+    parser.add_option('--repair', action='store_true', default=False,
+                      help='repair a torn last transaction when opening')
+    parser.add_option('--readonly', action='store_true', default=False,
+                      help='serve the file read-only')
+    parser.add_option('--stop', action='store_true', default=False,
+                      help='stop the server at the address')
+    options, rest = parser.parse_args(args)
+    if rest:
+        parser.error('unexpected arguments: %s' % ' '.join(rest))
+    try:
+        address = _address(options)
+        if options.stop:
+            stop_durus(address)
+            return 0
+        storage = get_storage(options.file, options.storage_class,
+                              readonly=options.readonly,
+                              repair=options.repair)
+        start_durus(options.logfile, options.logginglevel, address, storage,
+                    options.gcbytes)
+    except (DurusError, OSError, ImportError, ValueError) as error:
+        return _fail(str(error) or type(error).__name__)
+    return 0
+
+
+def client_main(args=None):
+    """``durus -c``: open durus-shell with the same options."""
+    parser = OptionParser(prog='durus -c', usage='%prog [options]')
+    parser.add_option('--file', default=None,
+                      help='open this database file instead of a server')
+    parser.add_option('--storage-class', dest='storage_class', default=None,
+                      help='ignored: durus-shell sniffs the file format')
+    _address_options(parser)
+    parser.add_option('--cache_size', type='int', default=10000,
+                      help='object cache size [%default]')
+    parser.add_option('--repair', action='store_true', default=False)
+    parser.add_option('--readonly', action='store_true', default=False)
+    parser.add_option('--startup', default=os.environ.get('DURUSSTARTUP'),
+                      help='Python file to run at start [$DURUSSTARTUP]')
+    options, rest = parser.parse_args(args)
+    if rest:
+        parser.error('unexpected arguments: %s' % ' '.join(rest))
+    try:
+        from durus_shell.cli import main as shell_main
+    except ImportError as error:
+        return _fail('durus -c needs durus-shell, which cannot be imported '
+                     '(%s); install the durus-shell package' % error)
+    return shell_main(shell_arguments(options))
+
+
+def shell_arguments(options):
+    """The durus-shell command line equivalent to ``durus -c`` options."""
+    argv = []
+    if options.file:
+        argv.append(options.file)
+    elif options.address:
+        address = options.address
+        if not address.startswith('@') and '/' not in address:
+            address = './' + address   # durus-shell reads a bare name as a host
+        argv += ['--client', address]
+    else:
+        host = options.host
+        argv += ['--client', '[%s]:%d' % (host, options.port) if ':' in host
+                 else '%s:%d' % (host, options.port)]
+    if options.readonly:
+        argv.append('--readonly')
+    if options.repair:
+        argv.append('--repair')
+    if options.cache_size is not None:
+        argv += ['--cache-size', str(options.cache_size)]
+    if options.startup:
+        argv += ['--startup', options.startup]
+    return argv
+
+
+def pack_storage_main(args=None):
+    """``durus -p``: pack a file, or ask a server to pack."""
+    parser = OptionParser(prog='durus -p', usage='%prog [options]')
+    parser.add_option('--file', default=None,
+                      help='pack this database file directly')
+    _address_options(parser)
+    options, rest = parser.parse_args(args)
+    if rest:
+        parser.error('unexpected arguments: %s' % ' '.join(rest))
+    try:
+        if options.file:
+            storage = get_storage(options.file)
+        else:
+            from durus.client_storage import ClientStorage
+            storage = ClientStorage(address=_address(options))
+        try:
+            from durus.connection import Connection
+            Connection(storage).pack()
+        finally:
+            storage.close()
+    except (DurusError, OSError, ImportError, ValueError) as error:
+        return _fail(str(error) or type(error).__name__)
+    return 0
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else list(argv)
+    commands = {'-s': run_durus_main, '-c': client_main,
+                '-p': pack_storage_main}
+    if args and args[0] in ('-h', '--help'):
+        sys.stdout.write(USAGE + '\n')
+        return 0
+    if not args or args[0] not in commands:
+        sys.stderr.write(USAGE + '\n')
+        return 2
+    return commands[args[0]](args[1:]) or 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

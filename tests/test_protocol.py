@@ -1,0 +1,339 @@
+"""The sans-IO wire protocol: bytes in, events out, on both ends.
+
+No sockets here: each test feeds bytes (often one at a time, to prove
+partial frames are handled) and checks the events or the bytes produced.
+Byte layouts are those of the Durus 4.3 trace (spec protocol.md §12).
+"""
+
+import pytest
+
+from durus.error import FrameTooLargeError, ProtocolError
+from durus.protocol import (
+    CLOSED, COMMITTING, IDLE, NEED_DATA, STATUS_INVALID, STATUS_KEYERROR,
+    STATUS_OKAY, BulkLoad, BulkLoadReply, ClientConnection, CommitBackOut,
+    CommitData, CommitStart, ConnectionClosed, Goodbye, Invalidations, Load,
+    LoadReply, NewOid, NewOids, Oids, OutOfTurnError, Pack, Quit,
+    ServerConnection, Status, Sync, TRANSITIONS, Version, VersionReply,
+    encode_request)
+from durus.serialize import pack_record
+
+
+def oid(n):
+    return n.to_bytes(8, 'big')
+
+
+ROOT = oid(0)
+RECORD = pack_record(ROOT, b'class-and-state', b'')
+
+
+def events(conn, data, one_byte_at_a_time=True):
+    """Feed ``data`` and collect every complete event."""
+    found = []
+    chunks = ([data[i:i + 1] for i in range(len(data))]
+              if one_byte_at_a_time else [data])
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                break
+            found.append(event)
+            if conn.state == CLOSED or (isinstance(conn, ServerConnection)
+                                        and conn.pending is not None):
+                return found
+    return found
+
+
+# Server end: requests ---------------------------------------------------
+
+@pytest.mark.parametrize('wire, request_event', [
+    (b'V\x00\x00\x00\x01', Version(1)),
+    (b'L' + oid(7), Load(oid(7))),
+    (b'B\x00\x00\x00\x02' + oid(1) + oid(2), BulkLoad([oid(1), oid(2)])),
+    (b'B\x00\x00\x00\x00', BulkLoad([])),
+    (b'N', NewOid()),
+    (b'M\x20', NewOids(32)),
+    (b'C', CommitStart()),
+    (b'S', Sync()),
+    (b'P', Pack()),
+])
+def test_server_parses_each_request_even_byte_by_byte(wire, request_event):
+    server = ServerConnection()
+    assert events(server, wire) == [request_event]
+    assert server.pending == request_event
+    # and the client encodes it to exactly these bytes
+    assert encode_request(request_event) == wire
+
+
+def test_quit_and_goodbye_close_without_a_reply():
+    for wire, event in ((b'Q', Quit()), (b'.', Goodbye())):
+        server = ServerConnection()
+        assert events(server, wire) == [event]
+        assert server.state == CLOSED and server.pending is None
+
+
+def test_end_of_stream_between_requests_is_a_clean_close():
+    server = ServerConnection()
+    server.receive_data(b'')
+    assert server.next_event() == ConnectionClosed()
+    assert server.state == CLOSED
+
+
+def test_end_of_stream_inside_a_request_is_an_error():
+    server = ServerConnection()
+    server.receive_data(b'L\x00\x00')
+    assert server.next_event() is NEED_DATA
+    server.receive_data(b'')
+    with pytest.raises(ProtocolError, match='middle of a request'):
+        server.next_event()
+
+
+def test_unknown_command_byte_is_rejected_with_its_name():
+    server = ServerConnection()
+    server.receive_data(b'X')
+    with pytest.raises(ProtocolError, match="No such command code: 'X'"):
+        server.next_event()
+
+
+def test_replies_encode_as_in_the_durus_trace():
+    server = ServerConnection()
+    events(server, b'V\x00\x00\x00\x01')
+    assert server.send(VersionReply(1)) == b'\x00\x00\x00\x01'
+    events(server, b'L' + ROOT)
+    assert server.send(LoadReply(STATUS_OKAY, RECORD)) == (
+        b'O' + len(RECORD).to_bytes(4, 'big') + RECORD)
+    events(server, b'L' + ROOT)
+    assert server.send(LoadReply(STATUS_KEYERROR)) == b'K'
+    events(server, b'B\x00\x00\x00\x02' + ROOT + oid(1))
+    assert server.send(BulkLoadReply([LoadReply(STATUS_INVALID),
+                                      LoadReply(STATUS_KEYERROR)])) == b'IK'
+    events(server, b'M\x02')
+    assert server.send(Oids([oid(0), oid(1)])) == oid(0) + oid(1)
+    events(server, b'S')
+    assert server.send(Invalidations([oid(5)])) == (
+        b'\x00\x00\x00\x01' + oid(5))
+    events(server, b'P')
+    assert server.send(Status(STATUS_OKAY)) == b'O'
+    assert server.state == IDLE
+
+
+def test_commit_exchange_on_the_server():
+    server = ServerConnection()
+    assert events(server, b'C') == [CommitStart()]
+    assert server.send(Invalidations([])) == b'\x00\x00\x00\x00'
+    assert server.state == COMMITTING
+    # the payload of the 4.3 trace: T, then item r, oid, record
+    item = (8 + len(RECORD)).to_bytes(4, 'big') + ROOT + RECORD
+    payload = len(item).to_bytes(4, 'big') + item
+    assert events(server, payload) == [CommitData([(ROOT, RECORD)])]
+    assert server.send(Status(STATUS_OKAY)) == b'O'
+    assert server.state == IDLE
+
+
+def test_commit_back_out_has_no_reply():
+    server = ServerConnection()
+    events(server, b'C')
+    server.send(Invalidations([ROOT]))
+    assert events(server, b'\x00\x00\x00\x00') == [CommitBackOut()]
+    assert server.state == IDLE and server.pending is None
+    assert events(server, b'S') == [Sync()]
+
+
+def test_next_request_waits_for_the_reply():
+    server = ServerConnection()
+    server.receive_data(b'SS')
+    assert server.next_event() == Sync()
+    with pytest.raises(OutOfTurnError):
+        server.next_event()
+    server.send(Invalidations([]))
+    assert server.next_event() == Sync()
+
+
+def test_wrong_reply_type_or_count_is_our_own_error():
+    server = ServerConnection()
+    events(server, b'M\x02')
+    with pytest.raises(OutOfTurnError):
+        server.send(Oids([oid(1)]))
+    with pytest.raises(OutOfTurnError):
+        server.send(Status(STATUS_OKAY))
+    with pytest.raises(OutOfTurnError):
+        ServerConnection().send(Status(STATUS_OKAY))
+
+
+def test_version_mismatch_closes_after_the_reply():
+    server = ServerConnection()
+    events(server, b'V\x00\x00\x00\x02')
+    assert server.send(VersionReply(1)) == b'\x00\x00\x00\x01'
+    assert server.state == CLOSED
+
+
+def _committing_server(max_frame=1024):
+    server = ServerConnection(max_frame=max_frame)
+    events(server, b'C')
+    server.send(Invalidations([]))
+    return server
+
+
+def test_absurd_commit_length_is_rejected_before_buffering():
+    server = _committing_server()
+    server.receive_data(b'\xff\xff\xff\xf0')
+    with pytest.raises(FrameTooLargeError, match='frame limit of 1024'):
+        server.next_event()
+    assert server.buffered() == 4
+
+
+def test_absurd_bulk_load_count_is_rejected():
+    server = ServerConnection(max_frame=1024)
+    server.receive_data(b'B\xff\xff\xff\xff')
+    with pytest.raises(FrameTooLargeError):
+        server.next_event()
+
+
+@pytest.mark.parametrize('item, message', [
+    # record length 0 (r = 8)
+    (b'\x00\x00\x00\x08' + ROOT, 'empty record'),
+    # r smaller than the oid
+    (b'\x00\x00\x00\x04' + ROOT, 'overruns'),
+    # r larger than what is left of the payload
+    (b'\x00\x00\x01\x00' + ROOT + RECORD, 'overruns'),
+    # record that starts with another oid
+    ((8 + len(RECORD)).to_bytes(4, 'big') + oid(3) + RECORD, 'another oid'),
+    # record whose data length field is wrong
+    ((8 + 14).to_bytes(4, 'big') + ROOT + ROOT + b'\x00\x00\x00\x09ab',
+     'bad data length'),
+    # payload that ends inside an item header
+    (b'\x00\x00', 'inside an item header'),
+])
+def test_malformed_commit_payloads_are_rejected(item, message):
+    server = _committing_server()
+    server.receive_data(len(item).to_bytes(4, 'big') + item)
+    with pytest.raises(ProtocolError, match=message):
+        server.next_event()
+
+
+def test_the_state_machine_is_data():
+    # every request has one row per state where it is legal
+    assert TRANSITIONS[IDLE, CommitStart] == (Invalidations, COMMITTING)
+    assert TRANSITIONS[COMMITTING, CommitBackOut] == (None, IDLE)
+    assert (IDLE, CommitData) not in TRANSITIONS
+    assert (COMMITTING, Load) not in TRANSITIONS
+
+
+# Client end: replies ----------------------------------------------------
+
+def client_after(*requests):
+    client = ClientConnection()
+    sent = b''.join(client.send(r) for r in requests)
+    return client, sent
+
+
+def test_client_parses_each_reply_byte_by_byte():
+    client, sent = client_after(
+        Version(), Load(ROOT), Load(oid(1)), Load(oid(2)),
+        BulkLoad([ROOT, oid(1)]), NewOid(), NewOids(2), Sync(), Pack())
+    assert sent == (b'V\x00\x00\x00\x01L' + ROOT + b'L' + oid(1) + b'L' +
+                    oid(2) + b'B\x00\x00\x00\x02' + ROOT + oid(1) +
+                    b'NM\x02SP')
+    wire = (b'\x00\x00\x00\x01' +
+            b'O' + len(RECORD).to_bytes(4, 'big') + RECORD + b'K' + b'I' +
+            b'O' + len(RECORD).to_bytes(4, 'big') + RECORD + b'K' +
+            oid(9) + oid(10) + oid(11) +
+            b'\x00\x00\x00\x01' + oid(4) + b'O')
+    assert events(client, wire) == [
+        VersionReply(1), LoadReply(STATUS_OKAY, RECORD),
+        LoadReply(STATUS_KEYERROR), LoadReply(STATUS_INVALID),
+        BulkLoadReply([LoadReply(STATUS_OKAY, RECORD),
+                       LoadReply(STATUS_KEYERROR)]),
+        Oids([oid(9)]), Oids([oid(10), oid(11)]),
+        Invalidations([oid(4)]), Status(STATUS_OKAY)]
+    assert client.awaiting() == []
+
+
+def test_client_commit_exchange():
+    client = ClientConnection()
+    assert client.send(CommitStart()) == b'C'
+    assert client.state == COMMITTING
+    assert events(client, b'\x00\x00\x00\x00') == [Invalidations([])]
+    wire = client.send(CommitData([(ROOT, RECORD)]))
+    assert wire == ((12 + len(RECORD)).to_bytes(4, 'big') +
+                    (8 + len(RECORD)).to_bytes(4, 'big') + ROOT + RECORD)
+    assert events(client, b'O') == [Status(STATUS_OKAY)]
+    assert client.state == IDLE
+
+
+def test_client_back_out_and_empty_commit_send_zero_and_expect_nothing():
+    for request in (CommitBackOut(), CommitData([])):
+        client = ClientConnection()
+        client.send(CommitStart())
+        events(client, b'\x00\x00\x00\x00')
+        assert client.send(request) == b'\x00\x00\x00\x00'
+        assert client.awaiting() == [] and client.state == IDLE
+
+
+def test_client_refuses_requests_out_of_turn():
+    client = ClientConnection()
+    with pytest.raises(OutOfTurnError):
+        client.send(CommitData([(ROOT, RECORD)]))
+    client.send(CommitStart())
+    with pytest.raises(OutOfTurnError):
+        client.send(Load(ROOT))
+    with pytest.raises(OutOfTurnError):
+        ClientConnection().send(Load(b'short'))
+
+
+def test_client_rejects_unexpected_or_unasked_bytes():
+    client, _ = client_after(Load(ROOT))
+    client.receive_data(b'Z')
+    with pytest.raises(ProtocolError, match='unexpected status'):
+        client.next_event()
+    idle = ClientConnection()
+    idle.receive_data(b'O')
+    with pytest.raises(ProtocolError, match='nobody asked for'):
+        idle.next_event()
+
+
+def test_client_rejects_absurd_record_length():
+    client = ClientConnection(max_frame=100)
+    client.send(Load(ROOT))
+    client.receive_data(b'O\xff\xff\xff\xff')
+    with pytest.raises(FrameTooLargeError):
+        client.next_event()
+
+
+def test_client_sees_server_closing_before_the_reply():
+    client, _ = client_after(Sync())
+    client.receive_data(b'\x00\x00')
+    assert client.next_event() is NEED_DATA
+    client.receive_data(b'')
+    with pytest.raises(ProtocolError, match='closed the connection'):
+        client.next_event()
+
+
+def test_client_version_mismatch_closes():
+    client, _ = client_after(Version(1))
+    assert events(client, b'\x00\x00\x00\x02') == [VersionReply(2)]
+    assert client.state == CLOSED
+    with pytest.raises(OutOfTurnError):
+        client.send(Sync())
+
+
+def test_both_ends_agree_on_a_whole_session():
+    """Client bytes fed to a server end, server bytes back to the client."""
+    client = ClientConnection()
+    server = ServerConnection()
+    answers = {
+        Version: VersionReply(1), Load: LoadReply(STATUS_OKAY, RECORD),
+        NewOids: Oids([oid(1), oid(2), oid(3)]),
+        CommitStart: Invalidations([oid(8)]), CommitData: Status(b'O'),
+        Sync: Invalidations([])}
+    script = [Version(), Load(ROOT), NewOids(3), CommitStart(),
+              CommitData([(ROOT, RECORD), (oid(1), pack_record(
+                  oid(1), b'x', ROOT))]), Sync()]
+    for request in script:
+        server.receive_data(client.send(request))
+        got = server.next_event()
+        assert got == request
+        client.receive_data(server.send(answers[type(request)]))
+        assert client.next_event() == answers[type(request)]
+    server.receive_data(client.send(Goodbye()))
+    assert server.next_event() == Goodbye()
