@@ -19,6 +19,7 @@ the same class, and an object that refers to a placeholder must still be
 committable.  ``forget_placeholders()`` removes all of that again.
 """
 
+import contextlib
 import copyreg
 import sys
 import types
@@ -214,7 +215,11 @@ def placeholder_class(module, name, persistent=True):
         namespace['__slots__'] = ()
     cls = type(name.rpartition('.')[2] or 'Placeholder', (base,), namespace)
     _classes[key] = cls
-    _publish(cls, module, name)
+    if persistent:
+        # Only persistent placeholders are published: the reader resolves
+        # the class of a persistent reference as a plain global first and
+        # asks again for the persistent one, which must not find this.
+        _publish(cls, module, name)
     return cls
 
 
@@ -225,25 +230,59 @@ def missing_class_factory(module, name, persistent):
 
 def install(connection):
     """Let ``connection`` open objects of unimportable classes as placeholders."""
-    connection.reader.missing_class_factory = missing_class_factory
+    connection.reader.missing_class_factory = staticmethod(
+        missing_class_factory).__func__
+
+
+@contextlib.contextmanager
+def placeholders_while_opening():
+    """Use placeholders in every ObjectReader made inside the block.
+
+    A Connection loads its root while it is being constructed, before
+    ``install`` can reach its reader; the root's state may already name
+    an unimportable class.
+    """
+    from durus.serialize import ObjectReader
+    previous = ObjectReader.__dict__.get('missing_class_factory')
+    ObjectReader.missing_class_factory = staticmethod(missing_class_factory)
+    try:
+        yield
+    finally:
+        ObjectReader.missing_class_factory = previous
 
 
 def _publish(cls, module, name):
     if '.' in name:
         return  # nested classes are not reachable by a plain attribute
-    target = sys.modules.get(module)
-    created = False
-    if target is None:
-        try:
-            __import__(module)
-            target = sys.modules[module]
-        except Exception:
-            target = PlaceholderModule(module)
-            target.__doc__ = 'durus-shell stand-in for an unimportable module'
-            sys.modules[module] = target
-            created = True
+    target = _module_or_stub(module)
     setattr(target, name, cls)
-    _published.append((target, name, created))
+    _published.append((target, name, False))
+
+
+def _module_or_stub(module):
+    """The module named ``module``, or a stub standing for it.
+
+    Parent packages get stubs too: pickle imports a class's module with
+    ``__import__``, which imports the top package first.
+    """
+    found = sys.modules.get(module)
+    if found is not None:
+        return found
+    try:
+        __import__(module)
+        return sys.modules[module]
+    except Exception:
+        pass
+    parent_name, dot, last = module.rpartition('.')
+    parent = _module_or_stub(parent_name) if dot else None
+    stub = PlaceholderModule(module)
+    stub.__doc__ = 'durus-shell stand-in for an unimportable module'
+    stub.__path__ = []
+    sys.modules[module] = stub
+    _published.append((stub, None, True))
+    if parent is not None and not hasattr(parent, last):
+        setattr(parent, last, stub)
+    return stub
 
 
 def changed_placeholders(connection):

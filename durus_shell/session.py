@@ -192,8 +192,13 @@ class Session(object):
         self.gate = CommitGate(storage, mode)
         self.target = target
         self.hooks = Hooks()
+        # Objects of unimportable classes open as placeholders (issue 6),
+        # already while the root is loaded.
+        from durus_shell.placeholders import placeholders_while_opening
         with self.gate.allow():  # a new database gets its root written
-            self.connection = Connection(self.gate, cache_size=cache_size)
+            with placeholders_while_opening():
+                self.connection = Connection(self.gate,
+                                             cache_size=cache_size)
         self.namespace = self._make_namespace()
         self.input_count = 0
         self.last_output = None
