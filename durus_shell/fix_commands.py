@@ -11,6 +11,7 @@ for unimportable classes, and warnings about unnoted changes before a
 commit and at exit.  The session calls it when it is created.
 """
 
+import re
 import shlex
 import sys
 import time
@@ -553,9 +554,16 @@ def tree_command(session, args, ui):
     Cycles are marked, objects met twice are shown once, and containers
     are cut after 10 references.  Default depth 2.
     """
-    words, values = _options(_split(args), ('depth',))
+    # The expression keeps its quotes: only --depth is taken out.
+    values = {}
+    match = re.search(r'(?:^|\s)--depth(?:=|\s+)(\S+)\s*$', args)
+    if match:
+        values['depth'] = match.group(1)
+        args = args[:match.start()]
+    elif re.search(r'(?:^|\s)--', args):
+        raise CommandError('usage: :tree EXPR [--depth N]')
     depth = _int_option(values, 'depth', 2)
-    expression = ' '.join(words)
+    expression = args.strip()
     obj = _evaluate(session, expression) if expression else session.root
     if not states.is_persistent(obj):
         raise CommandError('%s is not a persistent object' % expression)
