@@ -56,8 +56,19 @@ def class_path(cls):
     return '%s.%s' % (cls.__module__, cls.__qualname__)
 
 
+_slot_names = {}
+
+
 def slot_names(cls):
     """Every slot declared along the MRO (except the persistence ones)."""
+    try:
+        return _slot_names[cls]
+    except KeyError:
+        names = _slot_names[cls] = _find_slot_names(cls)
+        return names
+
+
+def _find_slot_names(cls):
     names = []
     for klass in cls.__mro__:
         slots = klass.__dict__.get('__slots__', ())
@@ -93,9 +104,21 @@ def raw_state(obj):
 
 
 def raw_attribute(obj, name):
-    """One stored attribute of a persistent object (AttributeError if unset)."""
+    """One stored attribute of a persistent object (AttributeError if unset).
+
+    Only the instance ``__dict__`` and slots are read: a property or other
+    descriptor of the class is never run.
+    """
     load_quietly(obj)
-    return _getattribute(obj, name)
+    try:
+        instance_dict = _getattribute(obj, '__dict__')
+    except AttributeError:
+        instance_dict = None
+    if instance_dict is not None and name in instance_dict:
+        return instance_dict[name]
+    if name in slot_names(real_class(obj)):
+        return _getattribute(obj, name)
+    raise AttributeError(name)
 
 
 def class_attribute(cls, name):
@@ -190,45 +213,42 @@ def btree_get(btree, key):
 def btree_size(btree, max_nodes=64):
     """``(count, exact)``: the number of items, counted or estimated.
 
-    Counts exactly when that loads at most ``max_nodes`` nodes; otherwise
-    estimates from the leftmost path (fan-out per level times the items of
-    a leaf), which loads one node per level.
+    One walk down the middle of the tree (a node per level) gives the
+    depth and fan-outs.  When the whole tree is then expected to have at
+    most ``max_nodes`` nodes it is counted exactly; otherwise the estimate
+    (fan-out per level times the items of a node) is returned.
     """
-    root = raw_attribute(btree, 'root')
-    items, nodes = _node(root)
-    if nodes is None:
-        return len(items), True
-    level = [root]
+    estimate, nodes = _estimate(raw_attribute(btree, 'root'))
+    if nodes > max_nodes:
+        return estimate, False
     total = 0
-    loaded = 1
+    level = [raw_attribute(btree, 'root')]
     while level:
         following = []
         for node in level:
-            items, nodes = _node(node)
+            items, children = _node(node)
             total += len(items)
-            if nodes is not None:
-                following.extend(nodes)
-        loaded += len(following)
-        if loaded > max_nodes:
-            return _estimate(root), False
+            if children is not None:
+                following.extend(children)
         level = following
     return total, True
 
 
 def _estimate(root):
-    # Nodes on one level have about the same number of items; multiply
-    # the fan-outs down the leftmost path.
-    estimate = 0
+    """``(items, nodes)`` estimated from the path down the middle."""
+    items_estimate = 0
+    nodes_estimate = 0
     width = 1
     node = root
     while node is not None:
         items, nodes = _node(node)
-        estimate += width * len(items)
+        items_estimate += width * len(items)
+        nodes_estimate += width
         if nodes is None:
             break
         width *= len(nodes)
         node = nodes[len(nodes) // 2]
-    return estimate
+    return items_estimate, nodes_estimate
 
 
 __all__ = ['GHOST', 'SAVED', 'UNSAVED']

@@ -223,13 +223,20 @@ class Renderer(object):
             opening, closing = '[', ']'
         elif isinstance(value, tuple):
             opening, closing = '(', ')'
+        elif type(value) is set and value:
+            opening, closing = '{', '}'
         else:
             opening, closing = type(value).__name__ + '({', '})'
+            if not value:
+                out.append((T_PUNCT, type(value).__name__ + '()'))
+                return
         if id(value) in path:
             out.append((T_NOTE, opening + '...cycle' + closing))
             return
         if depth >= self.max_depth and value:
-            out.append((T_NOTE, '%s...%d%s' % (opening, len(value), closing)))
+            out.append((T_NOTE, '%s...%d item%s%s' % (
+                opening, len(value), '' if len(value) == 1 else 's',
+                closing)))
             return
         out.append((T_PUNCT, opening))
         inner = path | {id(value)}
