@@ -92,8 +92,13 @@ class _Window(object):
             else None
 
 
-def scan_transactions(file, start, size, index, filename=None):
-    """Index the transactions in ``[start, size)``; ``(end, records, damage)``."""
+def scan_transactions(file, start, size, index, filename=None,
+                      probe=True):
+    """Index the transactions in ``[start, size)``; ``(end, records, damage)``.
+
+    ``probe``: on damage, look whether intact transactions follow (then
+    the damage is not repairable by truncation).
+    """
     window = _Window(file)
     position = start
     records = 0
@@ -102,6 +107,7 @@ def scan_transactions(file, start, size, index, filename=None):
         entries = []
         pointer = position
         reason = None
+        resume = None  # where intact data could start again after damage
         while True:
             head = window.get(pointer, 4)
             if head is None:
@@ -116,19 +122,20 @@ def scan_transactions(file, start, size, index, filename=None):
                 break
             if length < 12:
                 reason = 'a %d-byte block is too short to be a record' % length
-                pointer += 4 + length
+                resume = pointer + 4 + length
                 break
             _, oid, data_length = _block_head.unpack(window.get(pointer, 16))
             if data_length > length - 12 or (length - 12 - data_length) % 8:
                 reason = 'a malformed record at offset %d' % pointer
-                pointer += 4 + length
+                resume = pointer + 4 + length
                 break
             entries.append((oid, pointer))
             pointer += 4 + length
         if reason is not None:
             return position, records, _damage(
                 file, filename, position, empty_run, size, reason,
-                pointer if pointer < size else None)
+                resume if probe and resume is not None and resume < size
+                else None)
         for number, offset in entries:
             index.set(number, offset)
         records += len(entries)
@@ -148,7 +155,8 @@ def _damage(file, filename, position, empty_run, size, reason, resume):
     cut = position if empty_run is None else empty_run
     repairable = True
     if resume is not None:
-        _, found, later = scan_transactions(file, resume, size, OidIndex())
+        _, found, later = scan_transactions(file, resume, size, OidIndex(),
+                                            probe=False)
         if later is None and found:
             repairable = False
     return Damage(filename, cut, size - cut, reason, repairable)

@@ -136,13 +136,16 @@ class _Window(object):
         return len(self.buffer) >= n
 
 
-def scan_transactions(file, start, size, index, filename=None):
+def scan_transactions(file, start, size, index, filename=None,
+                      probe=True):
     """Read the transactions in ``[start, size)`` into ``index``.
 
     Records each disk-record's key number -> offset (later transactions
     win).  Returns ``(end, records, damage)``: the offset after the last
     good transaction, the number of records indexed, and a ``Damage`` or
     None.  A transaction enters the index only when all of it is valid.
+    ``probe``: on damage, look whether intact transactions follow (then
+    the damage is not repairable by truncation).
     """
     window = _Window(file, start)
     position = start
@@ -186,7 +189,8 @@ def scan_transactions(file, start, size, index, filename=None):
             pointer += 8 + size_r
         if reason is not None:
             return position, records, _damage_at(
-                file, filename, position, empty_run, size, reason, end)
+                file, filename, position, empty_run, size, reason,
+                end if probe else None)
         for key, offset in entries:
             index.set(key, offset)
         records += len(entries)
@@ -215,8 +219,8 @@ def _damage_at(file, filename, position, empty_run, size, reason,
     if claimed_end is not None and claimed_end < size:
         # The damaged transaction has a plausible length; if intact,
         # non-empty transactions follow it, the damage is in the middle.
-        probe = OidIndex()
-        _, found, later = scan_transactions(file, claimed_end, size, probe)
+        _, found, later = scan_transactions(file, claimed_end, size,
+                                            OidIndex(), probe=False)
         if later is None and found:
             repairable = False
     return Damage(filename, cut, size - cut, reason, repairable)
