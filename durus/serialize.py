@@ -86,6 +86,12 @@ from durus.error import ClassImportError
 from durus.persistent import PersistentBase
 
 _compress = zlib.compress
+
+# State pickles shorter than this are written uncompressed: zlib gains
+# little on them and costs more than the rest of writing the record
+# (Durus 4.3 compresses every state; its readers accept both forms, and
+# setting this to 0 makes records byte-identical to Durus 4.3's).
+COMPRESS_MIN_SIZE = 256
 _decompress = zlib.decompress
 
 
@@ -158,13 +164,15 @@ class ObjectWriter(object):
         pickler = self.pickler
         sio.seek(0)
         sio.truncate()
-        pickler.clear_memo()
+        # A fresh memo: clear_memo() costs as much as the largest memo seen.
+        pickler.memo = {}
         pickler.dump(obj.__class__)
         class_end = sio.tell()
         self.refs = refs = set()
         pickler.dump(obj.__getstate__())
         data = sio.getvalue()
-        if WRITE_COMPRESSED_STATE_PICKLES:
+        if (WRITE_COMPRESSED_STATE_PICKLES and
+                len(data) - class_end >= COMPRESS_MIN_SIZE):
             data = data[:class_end] + _compress(data[class_end:])
         refs.discard(obj._p_oid)
         if not refs:
