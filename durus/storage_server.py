@@ -85,6 +85,7 @@ class _Client(object):
         self.closed = False
         self.waiting = None        # a CommitStart waiting for the lock
         self.throttled = False     # requests held back: output too large
+        self.closing = None        # (reason, level): close once flushed
         self.lock_since = None
         self.lock_revoked = False
         self.commit_seq = 0        # server.commit_seq when its list went out
@@ -98,12 +99,14 @@ class StorageServer(object):
 
     def __init__(self, storage, host=DEFAULT_HOST, port=DEFAULT_PORT,
                  address=None, gcbytes=DEFAULT_GCBYTES,
-                 max_frame=DEFAULT_MAX_FRAME, timeout=TIMEOUT):
+                 max_frame=DEFAULT_MAX_FRAME, timeout=TIMEOUT,
+                 commit_lock_grace=COMMIT_LOCK_GRACE):
         self.storage = storage
         self.address = SocketAddress.new(address or (host, port))
         self.gcbytes = gcbytes or 0
         self.max_frame = max_frame
         self.timeout = timeout
+        self.commit_lock_grace = commit_lock_grace
         self.clients = set()
         self.packer = None
         self.bytes_since_pack = 0
@@ -191,7 +194,8 @@ class StorageServer(object):
         holder = self.commit_holder
         if holder is not None and self.commit_waiters:
             timeout = min(timeout, max(0.0, holder.lock_since +
-                                       COMMIT_LOCK_GRACE - time.monotonic()))
+                                       self.commit_lock_grace -
+                                       time.monotonic()))
         return timeout
 
     def _shutdown(self, listener, wake_reader):
@@ -254,12 +258,10 @@ class StorageServer(object):
                 reply = handlers[type(request)](client, request)
                 if reply is not None:
                     client.output += protocol.send(reply)
-                if protocol.state == CLOSED and not client.closed:
-                    # Only a version mismatch closes after a reply.
-                    self._flush(client)
-                    self._drop(client, 'it speaks protocol version %d, not '
-                               '%d' % (request.protocol, PROTOCOL_VERSION),
-                               logging.WARNING)
+                if protocol.state == CLOSED:
+                    if not client.closed:
+                        self._close_when_flushed(client)
+                    break
         except ProtocolError as error:
             self._drop(client, str(error), logging.WARNING)
         except Exception as error:
@@ -282,6 +284,9 @@ class StorageServer(object):
                 return
             del output[:sent]
             client.last_activity = time.monotonic()
+        if not output and client.closing is not None:
+            self._drop(client, *client.closing)
+            return
         self._update_interest(client)
         if client.throttled and len(output) < OUTPUT_LIMIT:
             client.throttled = False
@@ -291,7 +296,8 @@ class StorageServer(object):
         if client.closed:
             return
         mask = 0
-        if client.waiting is None and len(client.output) < OUTPUT_LIMIT:
+        if (client.waiting is None and client.closing is None and
+                len(client.output) < OUTPUT_LIMIT):
             mask = selectors.EVENT_READ
         if client.output:
             mask |= selectors.EVENT_WRITE
@@ -304,6 +310,11 @@ class StorageServer(object):
         else:
             self._selector.modify(client.sock, mask, client)
         client.mask = mask
+
+    def _close_when_flushed(self, client):
+        if client.closing is None:
+            client.closing = ('closed the connection', logging.DEBUG)
+        self._flush(client)
 
     def _run_runnable(self):
         while self._runnable:
@@ -329,7 +340,7 @@ class StorageServer(object):
         """Revoke an overdue commit lock; drop clients stalled mid-request."""
         holder = self.commit_holder
         if (holder is not None and self.commit_waiters and
-                now - holder.lock_since >= COMMIT_LOCK_GRACE):
+                now - holder.lock_since >= self.commit_lock_grace):
             log(logging.INFO, 'Client %s held the commit lock for %.1f s; '
                 'letting others commit', holder.name, now - holder.lock_since)
             holder.lock_revoked = True
@@ -392,8 +403,10 @@ class StorageServer(object):
 
     def handle_V(self, client, request):
         if request.protocol != PROTOCOL_VERSION:
-            log(logging.WARNING, 'Client %s speaks protocol %d, not %d',
-                client.name, request.protocol, PROTOCOL_VERSION)
+            # The protocol closes the connection after this reply.
+            client.closing = ('it speaks protocol version %d, not %d'
+                              % (request.protocol, PROTOCOL_VERSION),
+                              logging.WARNING)
         return VersionReply(PROTOCOL_VERSION)
 
     def _load(self, client, oid):
@@ -493,7 +506,7 @@ class StorageServer(object):
         return None
 
     def handle_goodbye(self, client, request):
-        self._drop(client, 'closed the connection', logging.DEBUG)
+        # Replies to earlier pipelined requests still go out first.
         return None
 
     # Packing -----------------------------------------------------------
