@@ -1,0 +1,269 @@
+"""ClientStorage: clear errors naming the address, no hangs, and the
+Storage contract over the wire (against an in-thread server or a fake
+peer that misbehaves on purpose)."""
+
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from durus.client_storage import ClientStorage
+from durus.error import (
+    ConflictError, DurusKeyError, ProtocolError, ReadConflictError,
+    ServerUnreachableError, ShortRead, WriteConflictError)
+from durus.serialize import pack_record
+from durus.storage import MemoryStorage
+from durus.storage_server import StorageServer
+
+from server_process import free_port
+
+ROOT = b'\0' * 8
+
+
+def oid(n):
+    return n.to_bytes(8, 'big')
+
+
+@pytest.fixture
+def server():
+    storage = MemoryStorage()
+    root = storage.new_oid()
+    storage.begin()
+    storage.store(root, pack_record(root, b'root', b''))
+    storage.end()
+    server = StorageServer(storage, port=0)
+    server.listen()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+    thread.join(10)
+
+
+@pytest.fixture
+def fake_server():
+    """Factory: a listener whose one connection runs ``script(sock)``."""
+    threads = []
+
+    def start(script):
+        listener = socket.socket()
+        listener.bind(('127.0.0.1', 0))
+        listener.listen(1)
+
+        def run():
+            conn, _ = listener.accept()
+            with conn, listener:
+                try:
+                    script(conn)
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return listener.getsockname()[1]
+
+    yield start
+    for thread in threads:
+        thread.join(10)
+
+
+def answer_version(conn, version=1):
+    assert conn.recv(5) == b'V\x00\x00\x00\x01'
+    conn.sendall(version.to_bytes(4, 'big'))
+
+
+def test_nobody_listening_on_tcp_names_the_address():
+    port = free_port()
+    with pytest.raises(ServerUnreachableError) as caught:
+        ClientStorage(port=port)
+    assert '127.0.0.1:%d' % port in str(caught.value)
+    assert 'durus -s' in str(caught.value)
+
+
+def test_nobody_listening_on_unix_or_abstract_sockets(tmp_path):
+    path = str(tmp_path / 'missing.sock')
+    with pytest.raises(ServerUnreachableError, match='missing.sock'):
+        ClientStorage(address=path)
+    name = '@missing-%s' % uuid.uuid4().hex
+    with pytest.raises(ServerUnreachableError, match=name):
+        ClientStorage(address=name)
+
+
+def test_contract_over_the_wire(server):
+    storage = ClientStorage(port=server.address.port)
+    assert str(storage) == 'ClientStorage(127.0.0.1:%d)' % server.address.port
+    assert storage.load(ROOT) == pack_record(ROOT, b'root', b'')
+    with pytest.raises(DurusKeyError):
+        storage.load(oid(99))
+    first = storage.new_oid()
+    assert len(storage.oid_pool) == storage.oid_pool_size - 1
+    assert storage.new_oid() > first                      # ascending
+    storage.begin()
+    storage.store(first, pack_record(first, b'child', b''))
+    storage.store(ROOT, pack_record(ROOT, b'root', first))
+    storage.end()
+    assert [o for o, _ in storage.gen_oid_record()] == [ROOT, first]
+    assert storage.sync() == []
+    storage.pack()
+
+
+def test_bulk_load_reads_every_reply_before_raising(server):
+    storage = ClientStorage(port=server.address.port)
+    records = storage.bulk_load([ROOT, oid(99), ROOT])
+    assert next(records) == pack_record(ROOT, b'root', b'')
+    with pytest.raises(DurusKeyError):
+        next(records)
+    # the stream stayed in step: the next request gets its own reply
+    assert storage.load(ROOT) == pack_record(ROOT, b'root', b'')
+    assert list(storage.bulk_load([])) == []
+
+
+def test_invalidated_load_is_a_read_conflict(server):
+    a = ClientStorage(port=server.address.port)
+    b = ClientStorage(port=server.address.port)
+    a.begin()
+    a.store(ROOT, pack_record(ROOT, b'new', b''))
+    a.end()
+    with pytest.raises(ReadConflictError) as caught:
+        b.load(ROOT)
+    assert caught.value.oids == [ROOT]
+    assert b.sync() == [ROOT]
+    assert b.load(ROOT) == pack_record(ROOT, b'new', b'')
+
+
+def test_back_out_returns_oids_and_stores_nothing(server):
+    a = ClientStorage(port=server.address.port)
+    b = ClientStorage(port=server.address.port)
+    b.begin()
+    b.store(ROOT, pack_record(ROOT, b'by b', b''))
+    b.end()
+    a.begin()
+    new = a.new_oid()
+    a.store(new, pack_record(new, b'x', b''))
+    a.store(ROOT, pack_record(ROOT, b'by a', new))
+    seen = []
+
+    def conflict(oids):
+        seen.extend(oids)
+        raise WriteConflictError(oids)
+
+    with pytest.raises(WriteConflictError):
+        a.end(conflict)
+    assert seen == [ROOT]
+    assert a.new_oid() == new                        # back in the pool
+    assert a.load(ROOT) == pack_record(ROOT, b'by b', b'')
+    with pytest.raises(DurusKeyError):
+        a.load(new)
+
+
+def test_empty_commit_sends_nothing_more(server):
+    storage = ClientStorage(port=server.address.port)
+    storage.begin()
+    storage.end()
+    assert storage.sync() == []
+
+
+def test_close_ends_the_session(server):
+    storage = ClientStorage(port=server.address.port)
+    assert len(server.clients) == 1
+    storage.close()
+    storage.close()                                    # twice is fine
+    assert _wait(lambda: not server.clients)
+    with pytest.raises(ShortRead, match='closed'):
+        storage.load(ROOT)
+
+
+def _wait(predicate, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_server_going_away_is_a_clear_error(server):
+    storage = ClientStorage(port=server.address.port)
+    server.stop()
+    assert _wait(lambda: server._listener is None)
+    with pytest.raises(ShortRead) as caught:
+        storage.load(ROOT)
+    assert '127.0.0.1:%d' % server.address.port in str(caught.value)
+    with pytest.raises(ShortRead):
+        storage.sync()
+
+
+def test_version_mismatch(fake_server):
+    port = fake_server(lambda conn: answer_version(conn, 2))
+    with pytest.raises(ProtocolError) as caught:
+        ClientStorage(port=port)
+    message = str(caught.value)
+    assert '127.0.0.1:%d' % port in message and 'version 2' in message
+
+
+def test_peer_that_speaks_another_protocol(fake_server):
+    def http(conn):
+        conn.recv(5)
+        conn.sendall(b'HTTP/1.1 400 Bad Request\r\n\r\n')
+    with pytest.raises(ProtocolError, match='protocol version'):
+        ClientStorage(port=fake_server(http))
+
+
+def test_silent_peer_does_not_hang_the_client(fake_server):
+    done = threading.Event()
+    port = fake_server(lambda conn: done.wait(10))
+    started = time.monotonic()
+    with pytest.raises(ServerUnreachableError, match='did not answer'):
+        ClientStorage(port=port, connect_timeout=0.3)
+    assert time.monotonic() - started < 3
+    done.set()
+
+
+def test_read_timeout_on_a_stalled_server(fake_server):
+    done = threading.Event()
+
+    def stall(conn):
+        answer_version(conn)
+        done.wait(10)
+    storage = ClientStorage(port=fake_server(stall), timeout=0.3)
+    with pytest.raises(ServerUnreachableError, match='within 0.3 s'):
+        storage.load(ROOT)
+    done.set()
+
+
+def test_unexpected_status_bytes_are_protocol_errors(fake_server):
+    def odd(conn):
+        answer_version(conn)
+        conn.recv(9)
+        conn.sendall(b'Z')
+    storage = ClientStorage(port=fake_server(odd))
+    with pytest.raises(ProtocolError, match="unexpected status byte b'Z'"):
+        storage.load(ROOT)
+
+    def odd_commit(conn):
+        answer_version(conn)
+        assert conn.recv(1) == b'C'
+        conn.sendall(b'\x00\x00\x00\x00')
+        conn.recv(65536)
+        conn.sendall(b'X')
+    storage = ClientStorage(port=fake_server(odd_commit))
+    storage.begin()
+    storage.store(ROOT, pack_record(ROOT, b'x', b''))
+    with pytest.raises(ProtocolError, match='commit'):
+        storage.end()
+
+
+def test_commit_refused_by_server_storage_is_a_write_conflict(fake_server):
+    def refuse(conn):
+        answer_version(conn)
+        assert conn.recv(1) == b'C'
+        conn.sendall(b'\x00\x00\x00\x00')
+        conn.recv(65536)
+        conn.sendall(b'I')
+        conn.recv(1)
+    storage = ClientStorage(port=fake_server(refuse))
+    storage.begin()
+    storage.store(ROOT, pack_record(ROOT, b'x', b''))
+    with pytest.raises(ConflictError):
+        storage.end()
