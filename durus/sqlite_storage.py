@@ -25,7 +25,8 @@ import sqlite3
 from urllib.parse import quote
 
 from durus.error import (
-    DatabaseNotFoundError, DurusKeyError, ReadOnlyError, UnknownFormatError)
+    DatabaseNotFoundError, DatabasePermissionError, DurusKeyError,
+    ReadOnlyError, UnknownFormatError)
 from durus.file import File
 from durus.serialize import pack_record, unpack_record
 from durus.storage import ROOT_OID, Storage
@@ -69,20 +70,37 @@ class SqliteStorage(Storage):
                     self._check_magic()
                 self.connection = sqlite3.connect(filename)
                 self._create_table()
+            except sqlite3.DatabaseError as error:
+                self.lock_file.close()
+                raise UnknownFormatError(
+                    '%s is not a usable SQLite durus database (%s)'
+                    % (filename, error)) from None
             except BaseException:
                 self.lock_file.close()
                 raise
         self.pending = None
         self.invalid = []
-        value = self.connection.execute(
-            'select max(id) from objects').fetchone()[0]
+        try:
+            value = self.connection.execute(
+                'select max(id) from objects').fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise UnknownFormatError(
+                '%s is not a usable SQLite durus database (%s)'
+                % (filename, error)) from None
         self.next_number = 0 if value is None else self._max_number() + 1
 
     def _check_magic(self):
-        with open(self.filename, 'rb') as f:
-            if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                raise UnknownFormatError(
-                    '%s is not a SQLite database' % self.filename)
+        try:
+            with open(self.filename, 'rb') as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except PermissionError:
+            raise DatabasePermissionError(
+                'no permission to read %s; check its mode and owner'
+                % self.filename) from None
+        if head != SQLITE_MAGIC:
+            raise UnknownFormatError(
+                '%s is not a SQLite database' % self.filename)
 
     def _max_number(self):
         # Oids >= 2**63 are negative in SQLite: the largest unsigned one
