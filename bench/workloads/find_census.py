@@ -25,11 +25,13 @@ def census_durus43(connection):
 
 
 def find_ours(connection):
-    raise NotImplementedError('durus_shell.scan API not wired in yet')
+    from durus_shell.scan import find_instances
+    return find_instances(connection, 'bench_models.Account').items
 
 
 def census_ours(connection):
-    raise NotImplementedError('durus_shell.scan API not wired in yet')
+    from durus_shell.scan import census
+    return census(connection.get_storage()).items
 
 
 def main():
