@@ -200,7 +200,11 @@ class Connection(ConnectionBase):
                 refresh_hooks(obj)
 
     def _sync(self):
-        for oid in self.storage.sync():
+        # Conflicting objects were left as they were when the conflict was
+        # found; their invalidations are already consumed, so drop them now.
+        stale = list(self.invalid_oids)
+        stale.extend(self.storage.sync())
+        for oid in stale:
             obj = self.cache.get(oid)
             if obj is not None and obj._p_status != GHOST:
                 obj._p_set_status_ghost()

@@ -1,0 +1,316 @@
+"""durus.persistent: the state machine, the attribute hooks, raw access."""
+
+import pickle
+
+import pytest
+
+from durus.connection import Connection
+from durus.persistent import (GHOST, SAVED, UNSAVED, ComputedAttribute,
+                              ConnectionBase, Persistent, PersistentBase,
+                              PersistentObject, _delattribute, _getattribute,
+                              _hasattribute, _setattribute, call_if_persistent,
+                              peek)
+from durus.storage import MemoryStorage
+
+
+class Item(Persistent):
+    pass
+
+
+class Slotted(PersistentObject):
+    __slots__ = ['a', 'b', '__hidden']
+
+
+class SlottedWithDict(PersistentObject):
+    __slots__ = ['a', '__dict__']
+
+
+class WithDefault(Persistent):
+    colour = 'red'
+
+
+class RecordingConnection(ConnectionBase):
+    """A minimal connection that records what objects ask of it."""
+
+    def __init__(self, state=None):
+        self.state = state or {}
+        self.calls = []
+
+    def load_state(self, obj):
+        self.calls.append(('load', obj))
+        obj.__setstate__(dict(self.state))
+
+    def note_access(self, obj):
+        self.calls.append(('access', obj))
+        obj._p_serial = self.transaction_serial
+
+    def note_change(self, obj):
+        self.calls.append(('change', obj))
+
+
+def bind(obj, connection, status=SAVED, oid=b'\0' * 7 + b'\x05'):
+    obj._p_oid = oid
+    obj._p_connection = connection
+    if status == GHOST:
+        obj._p_set_status_ghost()
+    else:
+        obj._p_set_status_saved()
+    return obj
+
+
+@pytest.fixture
+def connection():
+    return Connection(MemoryStorage())
+
+
+def test_new_instances_start_unsaved_whatever_the_construction_path():
+    for obj in (Item(), Item.__new__(Item), Slotted(), PersistentBase()):
+        assert obj._p_status == UNSAVED
+        assert obj._p_serial == 0
+        assert obj._p_connection is None
+        assert obj._p_oid is None
+
+
+def test_constants_and_connection_base_serial():
+    assert (UNSAVED, SAVED, GHOST) == (1, 0, -1)
+    assert RecordingConnection().transaction_serial == 1
+
+
+def test_ghost_loads_on_first_read_and_becomes_saved():
+    conn = RecordingConnection({'x': 7})
+    obj = bind(Item(), conn, GHOST)
+    assert obj._p_is_ghost()
+    assert obj.x == 7
+    assert obj._p_status == SAVED
+    assert [c[0] for c in conn.calls] == ['load', 'access']
+
+
+def test_exempt_names_do_not_load_a_ghost():
+    conn = RecordingConnection({'x': 7})
+    obj = bind(Item(), conn, GHOST)
+    obj._p_oid
+    repr(obj)
+    obj.__class__
+    obj.__setstate__
+    assert conn.calls == []
+    assert obj._p_status == GHOST
+
+
+def test_each_transaction_stamps_the_serial_once():
+    conn = RecordingConnection({'x': 1})
+    obj = bind(Item(), conn, GHOST)
+    obj.x
+    obj.x
+    assert [c[0] for c in conn.calls] == ['load', 'access']
+    assert obj._p_serial == 1
+    conn.transaction_serial = 2
+    obj.x
+    # A foreign ConnectionBase keeps objects hooked, so the new serial is seen.
+    assert [c[0] for c in conn.calls] == ['load', 'access', 'access']
+    assert obj._p_serial == 2
+
+
+def test_set_on_saved_notes_change_and_becomes_unsaved():
+    conn = RecordingConnection({'x': 1})
+    obj = bind(Item(), conn, SAVED)
+    obj.x = 2
+    assert obj._p_status == UNSAVED
+    assert ('change', obj) in conn.calls
+    conn.calls.clear()
+    obj.y = 3
+    assert not [c for c in conn.calls if c[0] == 'change']
+
+
+def test_set_on_ghost_loads_first_then_marks_unsaved():
+    conn = RecordingConnection({'x': 1, 'y': 2})
+    obj = bind(Item(), conn, GHOST)
+    obj.x = 5
+    assert obj._p_status == UNSAVED
+    assert obj.__dict__ == {'x': 5, 'y': 2}
+    assert [c[0] for c in conn.calls][:2] == ['load', 'change']
+
+
+def test_delete_notes_change():
+    conn = RecordingConnection({'x': 1})
+    obj = bind(Item(), conn, SAVED)
+    _setattribute(obj, 'x', 1)
+    del obj.x
+    assert obj._p_status == UNSAVED
+    assert ('change', obj) in conn.calls
+    assert not hasattr(obj, 'x')
+
+
+def test_unbound_objects_never_call_a_connection():
+    obj = Item()
+    obj.x = 1
+    assert obj.x == 1
+    del obj.x
+    obj._p_note_change()
+    assert obj._p_status == UNSAVED
+
+
+def test_note_change_on_unsaved_does_nothing():
+    conn = RecordingConnection()
+    obj = bind(Item(), conn, SAVED)
+    obj._p_set_status_unsaved()
+    obj._p_note_change()
+    assert not [c for c in conn.calls if c[0] == 'change']
+
+
+def test_ghostify_drops_state_but_keeps_identity():
+    conn = RecordingConnection({'x': 1})
+    obj = bind(Item(), conn, SAVED)
+    _setattribute(obj, 'x', 3)
+    obj._p_set_status_ghost()
+    assert obj._p_status == GHOST
+    assert _getattribute(obj, '__dict__') == {}
+    assert obj._p_oid == b'\0' * 7 + b'\x05'
+    assert obj._p_connection is conn
+
+
+def test_status_predicates_and_format_oid():
+    obj = Item()
+    assert obj._p_is_unsaved() and not obj._p_is_saved()
+    assert obj._p_format_oid() == 'None'
+    bind(obj, RecordingConnection(), SAVED, oid=b'\0' * 6 + b'\x01\x00')
+    assert obj._p_is_saved()
+    assert obj._p_format_oid() == '256'
+
+
+def test_load_state_of_a_loaded_object_is_an_error():
+    obj = bind(Item(), RecordingConnection(), SAVED)
+    with pytest.raises(ValueError):
+        obj._p_load_state()
+
+
+def test_repr_shows_class_and_oid():
+    obj = Item()
+    assert repr(obj).startswith('<Item @')
+    bind(obj, RecordingConnection(), SAVED, oid=b'\0' * 7 + b'\x2a')
+    assert repr(obj) == '<Item 42>'
+
+
+def test_slots_state_round_trip():
+    obj = Slotted()
+    obj.a = 1
+    obj._Slotted__hidden = 'h'
+    assert obj.__getstate__() == {'a': 1, '_Slotted__hidden': 'h'}
+    assert list(obj._p_gen_data_slots()) == ['a', '_Slotted__hidden']
+    other = Slotted()
+    other.b = 9
+    other.__setstate__({'a': 2})
+    assert other.__getstate__() == {'a': 2}
+    with pytest.raises(AttributeError):
+        other.__setstate__({'nope': 1})
+
+
+def test_slots_with_dict_state_merges_both():
+    obj = SlottedWithDict()
+    obj.a = 1
+    obj.extra = 2
+    assert obj.__getstate__() == {'a': 1, 'extra': 2}
+    obj.__setstate__({'extra': 3})
+    assert obj.__getstate__() == {'extra': 3}
+
+
+def test_persistent_state_is_the_instance_dict():
+    obj = Item()
+    obj.x = 1
+    assert obj.__getstate__() is obj.__dict__
+    obj.__setstate__({'y': 2})
+    assert obj.__dict__ == {'y': 2}
+
+
+def test_plain_pickle_round_trips_as_fresh_unsaved_object(connection):
+    obj = Item()
+    obj.x = [1, 2]
+    connection.root['item'] = obj
+    connection.commit()
+    copy = pickle.loads(pickle.dumps(obj, 2))
+    assert type(copy) is Item
+    assert copy.x == [1, 2]
+    assert copy._p_status == UNSAVED and copy._p_oid is None
+    slotted = Slotted()
+    slotted.a = 5
+    assert pickle.loads(pickle.dumps(slotted, 2)).a == 5
+
+
+def test_hashable_by_identity():
+    a, b = Item(), Item()
+    assert len({a, b, a}) == 2
+
+
+def test_call_if_persistent():
+    assert call_if_persistent(lambda x: 'yes', Item()) == 'yes'
+    assert call_if_persistent(lambda x: 'yes', object()) is None
+
+
+def test_raw_attribute_functions_bypass_hooks():
+    conn = RecordingConnection({'x': 1})
+    obj = bind(Item(), conn, GHOST)
+    _setattribute(obj, 'y', 2)
+    assert _getattribute(obj, 'y') == 2
+    assert _hasattribute(obj, 'y')
+    _delattribute(obj, 'y')
+    assert not _hasattribute(obj, 'y')
+    assert conn.calls == []
+    assert obj._p_status == GHOST
+
+
+def test_class_attribute_default_on_a_ghost_loads_first():
+    conn = RecordingConnection({'colour': 'blue'})
+    obj = bind(WithDefault(), conn, GHOST)
+    assert obj.colour == 'blue'
+
+
+def test_computed_attribute_value_is_cached_not_stored(connection):
+    computed = ComputedAttribute()
+    calls = []
+    assert computed.get(lambda: calls.append(1) or 10) == 10
+    assert computed.get(lambda: calls.append(1) or 20) == 10
+    assert calls == [1]
+    assert computed.__getstate__() is None
+    connection.root['c'] = computed
+    connection.commit()
+    assert computed._p_status == SAVED
+    computed.invalidate()
+    assert computed._p_status == UNSAVED
+    assert computed.get(lambda: 30) == 30
+
+
+def test_computed_attribute_ghost_loads_without_reading_storage(connection):
+    connection.root['c'] = ComputedAttribute()
+    connection.commit()
+    other = Connection(connection.storage)
+    computed = other.root['c']
+    computed._p_set_status_ghost()
+    before = other.get_load_count()
+    assert computed.get(lambda: 'fresh') == 'fresh'
+    assert other.get_load_count() == before
+    assert computed._p_status == SAVED
+
+
+def test_peek_loads_a_ghost_without_noting_access(connection):
+    item = Item()
+    item.x = 'peeked'
+    connection.root['i'] = item
+    connection.commit()
+    item._p_set_status_ghost()
+    connection.abort()
+    assert peek(item, 'x') == 'peeked'
+    assert item._p_status == SAVED
+    assert item._p_serial != connection.transaction_serial
+    item.x
+    assert item._p_serial == connection.transaction_serial
+
+
+def test_class_identity_is_kept_through_hook_switching(connection):
+    item = Item()
+    connection.root['i'] = item
+    connection.commit()
+    assert item.__class__ is Item
+    assert isinstance(item, Item)
+    assert type(item).__name__ == 'Item'
+    item.__class__ = WithDefault
+    assert item.__class__ is WithDefault
+    assert item.colour == 'red'
