@@ -107,7 +107,9 @@ class OidIndex(object):
         return pairs.tobytes()
 
     @classmethod
-    def from_bytes(cls, dense_bytes, overflow_bytes):
+    def from_bytes(cls, dense_bytes, overflow_bytes, count=None):
+        """The inverse of ``dense_bytes``/``overflow_bytes``; ``count``
+        (the number of entries, if known) saves counting them."""
         index = cls()
         dense = array('Q')
         dense.frombytes(dense_bytes)
@@ -117,10 +119,10 @@ class OidIndex(object):
             dense.byteswap()
             pairs.byteswap()
         index.dense = dense
-        index.count = len(dense) - dense.count(0)
         index.max_number = len(dense) - 1  # dense_bytes() trims empty tails
         for position in range(0, len(pairs), 2):
             index.overflow[pairs[position]] = pairs[position + 1]
-            index.count += 1
             index.max_number = max(index.max_number, pairs[position])
+        index.count = (count if count is not None else
+                       len(dense) - dense.count(0) + len(index.overflow))
         return index

@@ -14,6 +14,7 @@ Layout (all integers big-endian)::
     int8 S        offset-map start of the data file it was built for
     32 bytes      fingerprint: sha256(covered ‖ S ‖ first 4 KiB of the
                   data file ‖ the 4 KiB before ``covered``)
+    int8 C        number of oids in the index
     int8 D        number of dense words
     int8 P        number of overflow pairs
     D * int8      offset of the newest disk-record of oid i (0: none)
@@ -37,7 +38,7 @@ from durus.file import fsync_directory
 from durus.oid_index import OidIndex
 
 MAGIC = b'DURUS-SHELF-INDEX-1\n'
-_head = struct.Struct('>QQ32sQQ')
+_head = struct.Struct('>QQ32sQQQ')
 _SAMPLE = 4096
 
 
@@ -75,7 +76,7 @@ def load(data_file):
     if zlib.crc32(memoryview(data)[:-4]) != struct.unpack('>I',
                                                            data[-4:])[0]:
         return None
-    covered, map_start, digest, dense, pairs = _head.unpack_from(
+    covered, map_start, digest, count, dense, pairs = _head.unpack_from(
         data, len(MAGIC))
     if size + 8 * dense + 16 * pairs + 4 != len(data):
         return None
@@ -83,7 +84,7 @@ def load(data_file):
             fingerprint(data_file, covered, map_start) != digest:
         return None
     index = OidIndex.from_bytes(data[size:size + 8 * dense],
-                                data[size + 8 * dense:-4])
+                                data[size + 8 * dense:-4], count)
     return SavedIndex(index, covered, map_start)
 
 
@@ -95,7 +96,7 @@ def save(data_file, index, covered_end, map_start):
         MAGIC,
         _head.pack(covered_end, map_start,
                    fingerprint(data_file, covered_end, map_start),
-                   len(dense) // 8, len(pairs) // 16),
+                   len(index), len(dense) // 8, len(pairs) // 16),
         dense, pairs))
     path = index_path(data_file.name)
     temporary = path + '.tmp'

@@ -1,0 +1,110 @@
+"""FileStorage2 (DFS20) specifics: exact bytes after pack, oid numbering,
+create_from_records, locking and read-only, incremental pack."""
+
+import os
+import pickle
+import zlib
+
+import pytest
+
+from durus.error import DatabaseInUseError, ReadOnlyError
+from durus.file_storage2 import MAGIC, FileStorage2
+from durus.storage import ROOT_OID
+from durus.utils import int4_to_str, int8_to_str
+from test_file_storage import spec_fresh_file
+from test_storage_conformance import commit, record
+
+
+def test_new_file_and_packed_file_bytes_match_the_spec(tmp_path):
+    path = str(tmp_path / 'db.durus')
+    storage = FileStorage2(path)
+    empty_index = zlib.compress(pickle.dumps({}, 4))
+    with open(path, 'rb') as f:
+        assert f.read() == (MAGIC + int8_to_str(14) +
+                            int8_to_str(len(empty_index)) + empty_index)
+    spec = spec_fresh_file()
+    first, second = spec[0x40:0x92], spec[0xaa:0x106]  # root {} then {'a': 1}
+    commit(storage, first)
+    commit(storage, second)
+    storage.pack()
+    index = zlib.compress(pickle.dumps({ROOT_OID: 14}, 4))
+    expected = (MAGIC + int8_to_str(0x72) + int4_to_str(92) + second +
+                int4_to_str(0) + int8_to_str(len(index)) + index)
+    with open(path, 'rb') as f:
+        packed = f.read()
+    assert len(index) == 26 and len(packed) == 148  # spec §3.4
+    assert packed == expected
+    assert os.path.exists(path + '.prepack')
+    storage.close()
+
+
+def test_oids_continue_after_the_largest_one(tmp_path):
+    path = str(tmp_path / 'db.durus')
+    storage = FileStorage2(path)
+    assert storage.new_oid() == ROOT_OID
+    far = int8_to_str(41)
+    commit(storage, record(ROOT_OID, b'Root', [far]), record(far))
+    storage.close()
+    storage = FileStorage2(path)
+    assert storage.new_oid() == int8_to_str(42)
+    storage.close()
+
+
+def test_create_from_records_rewrites_the_file(tmp_path):
+    path = str(tmp_path / 'db.durus')
+    storage = FileStorage2(path)
+    commit(storage, record(ROOT_OID, b'Old'))
+    one = int8_to_str(1)
+    storage.create_from_records([(ROOT_OID, record(ROOT_OID, b'New', [one])),
+                                 (one, record(one))])
+    assert storage.load(ROOT_OID) == record(ROOT_OID, b'New', [one])
+    storage.close()
+    storage = FileStorage2(path, readonly=True)
+    assert dict(storage.gen_oid_record()) == {
+        ROOT_OID: record(ROOT_OID, b'New', [one]), one: record(one)}
+    assert storage.index_offset > 14  # the records sit before the index
+    storage.close()
+
+
+def test_locking_and_read_only(tmp_path):
+    path = str(tmp_path / 'db.durus')
+    storage = FileStorage2(path)
+    commit(storage, record(ROOT_OID))
+    with pytest.raises(DatabaseInUseError):
+        FileStorage2(path)
+    reader = FileStorage2(path, readonly=True)
+    assert reader.load(ROOT_OID) == record(ROOT_OID)
+    with pytest.raises(ReadOnlyError):
+        reader.store(ROOT_OID, record(ROOT_OID))
+    with pytest.raises(ReadOnlyError):
+        reader.pack()
+    reader.close()
+    storage.close()
+
+
+def test_incremental_pack_keeps_commits_made_meanwhile(tmp_path,
+                                                       monkeypatch):
+    import durus.file_storage2
+    monkeypatch.setattr(durus.file_storage2, 'PACK_STEP', 3)
+    storage = FileStorage2(str(tmp_path / 'db.durus'))
+    root = storage.new_oid()
+    children = [storage.new_oid() for _ in range(20)]
+    garbage = storage.new_oid()
+    commit(storage, record(root, b'Root', children), record(garbage),
+           *[record(child) for child in children])
+    packer = storage.get_packer()
+    next(packer)
+    late = storage.new_oid()
+    commit(storage, record(children[0], b'Changed', [late]),
+           record(late, b'Late'))
+    list(packer)
+    assert storage.load(late) == record(late, b'Late')
+    assert storage.load(children[0]) == record(children[0], b'Changed',
+                                               [late])
+    with pytest.raises(KeyError):
+        storage.load(garbage)
+    assert storage.sync() == [garbage]
+    storage.close()
+    storage = FileStorage2(storage.get_filename(), readonly=True)
+    assert storage.load(late) == record(late, b'Late')
+    storage.close()
