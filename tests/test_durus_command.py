@@ -1,0 +1,195 @@
+"""The `durus` command: -s (serve/stop), -p (pack), -c (durus-shell)."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import durus.__main__ as durus_main
+from durus.client_storage import ClientStorage
+from durus.connection import Connection
+from durus.file_storage import FileStorage
+from durus.persistent_dict import PersistentDict
+
+from server_process import durus_server, free_port, wait_for  # noqa: F401
+
+
+def durus(*args, timeout=60):
+    return subprocess.run([sys.executable, '-m', 'durus'] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_usage_without_or_with_an_unknown_command():
+    for args in ([], ['-x']):
+        result = durus(*args)
+        assert result.returncode == 2
+        assert 'usage: durus -s | -c | -p' in result.stderr
+    assert durus('--help').returncode == 0
+
+
+def test_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), 'durus')
+    result = subprocess.run([script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and 'usage' in result.stderr
+
+
+def test_serve_help_lists_the_options():
+    result = durus('-s', '--help')
+    for option in ('--file', '--storage-class', '--host', '--port',
+                   '--address', '--owner', '--group', '--umask', '--gcbytes',
+                   '--logginglevel', '--logfile', '--repair', '--readonly',
+                   '--stop'):
+        assert option in result.stdout
+
+
+def test_listens_on_loopback_by_default(durus_server):
+    server = durus_server()
+    assert 'Ready on 127.0.0.1:%d' % server.port in server.log()
+    assert 'WARNING' not in server.log()
+    assert 'Storage file=' in server.log()
+
+
+def test_warns_when_listening_beyond_loopback(durus_server):
+    server = durus_server('--host', '0.0.0.0')
+    assert 'no authentication' in server.log()
+    Connection(ClientStorage(port=server.port)).commit()
+
+
+def test_abstract_address_option_works(durus_server):
+    name = '@durus-cmd-%s' % uuid.uuid4().hex
+    server = durus_server('--address', name, '--owner', str(os.getuid()))
+    connection = Connection(ClientStorage(address=name))
+    connection.get_root()['ok'] = True
+    connection.commit()
+    result = durus('-s', '--stop', '--address', name)
+    assert result.returncode == 0
+    assert server.wait(10) == 0
+
+
+def test_stop_when_nobody_runs():
+    result = durus('-s', '--stop', '--port', str(free_port()))
+    assert result.returncode == 0
+    assert "doesn't seem to be running" in result.stderr
+
+
+def test_temporary_storage_without_file(durus_server):
+    server = durus_server(file=None)
+    connection = Connection(ClientStorage(port=server.port))
+    connection.get_root()['x'] = 1
+    connection.commit()
+
+
+def test_serves_a_sniffed_format(durus_server, fixture_copy):
+    path = fixture_copy('dfs20.durus')
+    server = durus_server(file=path)
+    # a SHELF-1 reader would refuse this DFS20 file
+    root = Connection(ClientStorage(port=server.port)).get_root()
+    assert len(root) > 0
+
+
+def test_storage_class_option(durus_server, tmp_path):
+    server = durus_server('--storage-class', 'durus.file_storage.FileStorage',
+                          file=tmp_path / 'explicit.durus')
+    Connection(ClientStorage(port=server.port)).commit()
+    assert FileStorage.has_format(open(tmp_path / 'explicit.durus', 'rb'))
+
+
+def test_readonly_server_refuses_commits(durus_server, tmp_path):
+    path = tmp_path / 'ro.durus'
+    setup = Connection(FileStorage(str(path)))
+    setup.get_root()['x'] = 1
+    setup.commit()
+    setup.storage.close()
+    server = durus_server('--readonly', file=path)
+    connection = Connection(ClientStorage(port=server.port))
+    assert connection.get_root()['x'] == 1
+    connection.get_root()['x'] = 2
+    with pytest.raises(OSError):
+        connection.commit()
+    assert 'ReadOnlyError' in server.log()
+
+
+def test_open_errors_are_one_line(tmp_path):
+    junk = tmp_path / 'junk.durus'
+    junk.write_bytes(b'not a database at all')
+    result = durus('-s', '--file', str(junk), '--port', str(free_port()))
+    assert result.returncode == 1
+    assert result.stderr.startswith('durus: ')
+    assert 'Traceback' not in result.stderr
+    locked = tmp_path / 'locked.durus'
+    holder = FileStorage(str(locked))
+    try:
+        result = durus('-s', '--file', str(locked), '--port',
+                       str(free_port()))
+    finally:
+        holder.close()
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+
+
+def test_address_in_use_is_one_line(durus_server):
+    server = durus_server()
+    result = durus('-s', '--port', str(server.port))
+    assert result.returncode == 1
+    assert 'cannot listen on 127.0.0.1:%d' % server.port in result.stderr
+
+
+def _garbage_file(path):
+    connection = Connection(FileStorage(str(path)))
+    connection.get_root()['junk'] = PersistentDict(
+        (i, PersistentDict(i=i)) for i in range(100))
+    connection.commit()
+    del connection.get_root()['junk']
+    connection.commit()
+    connection.storage.close()
+
+
+def test_pack_a_file(tmp_path):
+    path = tmp_path / 'pack.durus'
+    _garbage_file(path)
+    before = os.path.getsize(path)
+    result = durus('-p', '--file', str(path))
+    assert result.returncode == 0, result.stderr
+    assert os.path.getsize(path) < before
+    assert os.path.exists(str(path) + '.prepack')
+
+
+def test_pack_through_a_server(durus_server, tmp_path):
+    path = tmp_path / 'served.durus'
+    _garbage_file(path)
+    before = os.path.getsize(path)
+    server = durus_server(file=path)
+    result = durus('-p', '--port', str(server.port))
+    assert result.returncode == 0, result.stderr
+    assert wait_for(lambda: 'Pack finished' in server.log(), 10)
+    assert os.path.getsize(path) < before
+
+
+def test_client_options_map_to_durus_shell(monkeypatch):
+    import durus_shell.cli
+    calls = []
+    monkeypatch.setattr(durus_shell.cli, 'main',
+                        lambda argv: calls.append(argv) or 0)
+    assert durus_main.main(['-c', '--file', 'db.durus', '--readonly',
+                            '--repair', '--cache_size=50',
+                            '--startup', 'start.py']) == 0
+    assert durus_main.main(['-c', '--host', '::1', '--port', '3000']) == 0
+    assert durus_main.main(['-c', '--address', 'local.sock']) == 0
+    assert durus_main.main(['-c', '--address=@abstract']) == 0
+    assert calls == [
+        ['db.durus', '--readonly', '--repair', '--cache-size', '50',
+         '--startup', 'start.py'],
+        ['--client', '[::1]:3000', '--cache-size', '10000'],
+        ['--client', './local.sock', '--cache-size', '10000'],
+        ['--client', '@abstract', '--cache-size', '10000'],
+    ]
+
+
+def test_client_without_durus_shell_is_one_clear_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'durus_shell.cli', None)
+    assert durus_main.main(['-c']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('durus: durus -c needs durus-shell')
+    assert err.count('\n') == 1
