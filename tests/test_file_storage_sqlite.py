@@ -1,10 +1,12 @@
 """SqliteStorage specifics: Durus 4.3's schema, the two 4.3 defects fixed
 (oids after reopen, listing every record), read-only and locking."""
 
+import os
 import sqlite3
 
 import pytest
 
+from conftest import FIXTURES_DIR
 from durus.error import DatabaseInUseError, ReadOnlyError
 from durus.sqlite_storage import SqliteStorage
 from durus.storage import ROOT_OID
@@ -19,9 +21,11 @@ def test_schema_and_rows_are_durus43s(tmp_path):
     commit(storage, record(ROOT_OID, b'Root', [one]), record(one))
     storage.close()
     connection = sqlite3.connect(path)
-    columns = [(row[1], row[2]) for row in
-               connection.execute('pragma table_info(objects)')]
-    assert columns == [('id', 'integer'), ('data', 'blob'), ('refs', 'blob')]
+    fixture = sqlite3.connect(os.path.join(FIXTURES_DIR, 'sqlite.durus'))
+    columns = 'pragma table_info(objects)'
+    assert list(connection.execute(columns)) == \
+        list(fixture.execute(columns))
+    fixture.close()
     rows = connection.execute('select id, refs from objects order by id')
     assert list(rows) == [(0, one), (1, b'')]
     connection.close()
