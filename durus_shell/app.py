@@ -24,6 +24,7 @@ from durus_shell.style import shell_style
 from durus_shell.ui import UI, choice_prompt
 
 MIN_CUT_LINES = 20
+REPL_MAX_ITEMS = 50
 
 
 class ShellCompleter(Completer):
@@ -51,7 +52,7 @@ class TerminalUI(UI):
         self.input = input
         self.output = output
         self.style = shell_style()
-        self.renderer = render.Renderer()
+        self.renderer = render.Renderer(max_items=REPL_MAX_ITEMS)
         self._questions = None
 
     def show(self, text):
@@ -61,7 +62,8 @@ class TerminalUI(UI):
             print_formatted_text(render.plain(text), output=self.output)
             return
         print_formatted_text(PygmentsTokens(text), style=self.style,
-                             output=self.output)
+                             output=self.output,
+                             include_default_pygments_style=False)
 
     def ask(self, question, choices, default):
         if self._questions is None:
@@ -80,11 +82,12 @@ class TerminalUI(UI):
             self.show('Please answer %s.' % ', '.join(keys))
         return default
 
-    def rows(self):
+    def size(self):
         try:
-            return self._output().get_size().rows
+            size = self._output().get_size()
+            return size.rows, max(size.columns, 20)
         except Exception:
-            return 24
+            return 24, 80
 
     def _output(self):
         if self.output is not None:
@@ -96,8 +99,9 @@ class TerminalUI(UI):
         """Render what running one input produced."""
         if result.kind == 'value':
             fragments = self.renderer.render(result.value)
-            limit = max(self.rows() - 3, MIN_CUT_LINES)
-            if render.count_lines(fragments) > limit:
+            rows, columns = self.size()
+            limit = max(rows - 3, MIN_CUT_LINES)
+            if render.screen_lines(fragments, columns) > limit:
                 self.session.last_output = render.plain(fragments)
                 fragments = render.cut_lines(
                     fragments, limit,
@@ -138,7 +142,11 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
         return ' ' + ' | '.join(parts) + ' '
 
     def prompt_text():
-        return 'durus[ro]> ' if session.readonly else 'durus> '
+        # Styled, so the trailing space is written out (prompt_toolkit
+        # leaves unstyled trailing blanks to cursor moves): pexpect and
+        # screen readers see 'durus> '.
+        text = 'durus[ro]> ' if session.readonly else 'durus> '
+        return [('class:prompt', text)]
 
     return PromptSession(
         message=prompt_text,

@@ -44,6 +44,12 @@ def count_lines(fragments):
     return plain(fragments).count('\n') + 1
 
 
+def screen_lines(fragments, columns):
+    """How many terminal lines the text takes, long lines wrapped."""
+    return sum(max(1, -(-len(line) // columns))
+               for line in plain(fragments).split('\n'))
+
+
 def cut_lines(fragments, max_lines, note):
     """The first ``max_lines`` lines of fragments, then ``note`` (a format
     string given the number of lines left out)."""

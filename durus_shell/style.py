@@ -23,6 +23,7 @@ CODE = {
 }
 
 UI = {
+    'prompt': 'ansigreen bold',
     'bottom-toolbar': 'reverse',
     'completion-menu.completion.current': 'reverse',
 }

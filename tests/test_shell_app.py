@@ -1,0 +1,144 @@
+"""The prompt_toolkit application in-process: pipe input, DummyOutput."""
+
+import threading
+import time
+
+import pytest
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from durus_shell import app, render
+from durus_shell.keys import input_is_complete, next_line_indent
+from durus_shell.opening import open_file
+from durus_shell.session import GATE_READONLY, Session
+
+CTRL_D = '\x04'
+CTRL_C = '\x03'
+CTRL_X = '\x18'
+TAB = '\t'
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """Everything the app shows, as plain text."""
+    lines = []
+    monkeypatch.setattr(app.TerminalUI, 'show',
+                        lambda self, text: lines.append(render.plain(text)))
+    return lines
+
+
+def open_session(fixture_copy, mode='open'):
+    path = fixture_copy('shelf.durus')
+    target = open_file(path, readonly=mode == GATE_READONLY)
+    return path, Session(target.storage, target, mode)
+
+
+def stored(path, expression):
+    target = open_file(path, readonly=True)
+    session = Session(target.storage, target, GATE_READONLY)
+    try:
+        return session.run(expression).value
+    finally:
+        session.close()
+
+
+def drive(session, keys):
+    """Type ``keys`` into the shell; a Tab waits a moment, as a person
+    would, so the completion lands before the next keys."""
+    with create_pipe_input() as pipe:
+        def type_keys():
+            for index, piece in enumerate(keys.split(TAB)):
+                if index:
+                    pipe.send_text(TAB)
+                    time.sleep(0.3)
+                pipe.send_text(piece)
+        typist = threading.Thread(target=type_keys, daemon=True)
+        typist.start()
+        try:
+            return app.run_app(session, color=False, input=pipe,
+                               output=DummyOutput(),
+                               history=InMemoryHistory())
+        finally:
+            typist.join(5)
+
+
+def test_complete_change_commit(fixture_copy, shown):
+    path, session = open_session(fixture_copy)
+    status = drive(session, "root['users'][3].na" + TAB + " = 'Zed'\r"
+                   ":commit\ry\r" + CTRL_D)
+    session.close()
+    assert status == 0
+    text = '\n'.join(shown)
+    assert 'SHELF-1 file' in text and "'users'" in text  # the banner
+    assert 'Will write: 1 changed object' in text
+    assert 'Committed 1 object.' in text
+    assert stored(path, "root['users'][3].name") == 'Zed'
+
+
+def test_exit_guard_stays_by_default_then_aborts(fixture_copy, shown):
+    path, session = open_session(fixture_copy)
+    drive(session, "root['users'][3].name = 'Zed'\r" + CTRL_D + '\r' +
+          "root['users'][3].name\r" + CTRL_D + 'a\r')
+    session.close()
+    text = '\n'.join(shown)
+    assert 'Staying.' in text and "'Zed'" in text
+    assert 'Changes dropped.' in text
+    assert stored(path, "root['users'][3].name") == 'user3'
+
+
+def test_command_key_binding_and_multiline_block(fixture_copy, shown):
+    path, session = open_session(fixture_copy)
+    drive(session, "for uid in (1, 2):\rroot['users'][uid].email = 'x'\r\r"
+          + CTRL_X + 'c' + 'y\r' + CTRL_D)
+    session.close()
+    assert 'Committed 2 objects.' in '\n'.join(shown)
+    assert stored(path, "root['users'][2].email") == 'x'
+
+
+def test_ctrl_c_and_errors_keep_the_session(fixture_copy, shown):
+    path, session = open_session(fixture_copy)
+    drive(session, "half typed" + CTRL_C + "root['nope']\r:bogus\r"
+          "len(root['log'])\r" + CTRL_D)
+    session.close()
+    text = '\n'.join(shown)
+    assert "KeyError: 'nope'" in text
+    assert ':bogus: unknown command' in text
+    assert '3' in shown
+
+
+def test_readonly_prompt_toolbar_and_refusal(fixture_copy, shown):
+    path, session = open_session(fixture_copy, GATE_READONLY)
+    ui = app.TerminalUI(session, color=False, output=DummyOutput())
+    prompt = app.make_prompt_session(session, ui, app.Stash(),
+                                     output=DummyOutput(),
+                                     history=InMemoryHistory())
+    assert prompt.message() == [('class:prompt', 'durus[ro]> ')]
+    toolbar = prompt.bottom_toolbar()
+    assert 'READ-ONLY' in toolbar and 'shelf.durus (SHELF-1)' in toolbar
+    assert 'no changes' in toolbar
+    drive(session, "root['users'][3].name = 'Zed'\r:commit\r" + CTRL_D +
+          'a\r')
+    session.close()
+    assert any('read-only' in line for line in shown)
+    assert stored(path, "root['users'][3].name") == 'user3'
+
+
+def test_long_output_is_cut_with_a_note(fixture_copy, shown):
+    path, session = open_session(fixture_copy)
+    drive(session, "list(range(5000))\r['x' * 50] * 200\r" + CTRL_D)
+    session.close()
+    assert any('more lines (:more shows all of it' in line for line in shown)
+    assert session.last_output.count('\n') > 40
+
+
+def test_enter_rules():
+    assert input_is_complete('x = 1')
+    assert input_is_complete(':commit')
+    assert not input_is_complete('for x in y:')
+    assert not input_is_complete('for x in y:\n    pass')
+    assert input_is_complete('for x in y:\n    pass\n')
+    assert input_is_complete('x = (')  is False
+    assert input_is_complete('1 +* 2')  # a syntax error runs, to show it
+    assert next_line_indent('    if x:') == ' ' * 8
+    assert next_line_indent('    y = 1') == ' ' * 4
