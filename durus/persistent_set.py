@@ -147,10 +147,10 @@ class PersistentSet(PersistentObject, MutableSet):
         self.s.intersection_update(*map(_plain, others))
 
     def issubset(self, other):
-        return self.s.issub_plain(other)
+        return self.s.issubset(_plain(other))
 
     def issuperset(self, other):
-        return self.s.issuper_plain(other)
+        return self.s.issuperset(_plain(other))
 
     def symmetric_difference(self, other):
         return self._new(self.s.symmetric_difference(_plain(other)))
