@@ -19,6 +19,7 @@ Invariants beyond the Storage contract (durus.storage):
 """
 
 import heapq
+import time
 
 from durus import shelf_index
 from durus.error import (
@@ -32,6 +33,8 @@ from durus.utils import int8_to_str, str_to_int8
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
+# How often a read-only open looks again at a tail that is still growing.
+READONLY_RETRIES = 3
 # Records written per step of the incremental packer.
 PACK_STEP = 1000
 
@@ -60,16 +63,25 @@ class FileStorage(Storage):
 
     @staticmethod
     def _open_shelf(open_file, repair):
-        saved = None
         if not open_file.is_temporary():
             saved = shelf_index.load(open_file)
-        try:
-            return Shelf(open_file, repair=repair, saved_index=saved)
-        except DamagedFileError:
-            if saved is None:
-                raise
-        # The saved index may be wrong about a damaged file; decide on
-        # the file alone.
+            if saved is not None:
+                try:
+                    return Shelf(open_file, repair=repair, saved_index=saved)
+                except DamagedFileError:
+                    pass  # judge the damage on the file alone
+        for _ in range(READONLY_RETRIES):
+            size = open_file.get_size()
+            try:
+                return Shelf(open_file, repair=repair)
+            except DamagedFileError:
+                # A reader may have met a commit being written: if the
+                # file is still growing, look again.
+                if not open_file.is_readonly():
+                    raise
+                time.sleep(0.05)
+                if open_file.get_size() == size:
+                    raise
         return Shelf(open_file, repair=repair)
 
     @classmethod
