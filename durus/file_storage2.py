@@ -220,7 +220,9 @@ class FileStorage2(Storage):
                 self.file_end = self.damage.offset
             else:
                 raise self.damage.error()
-        self.next_number = self.index.max_number + 1
+        # Never hand out again an oid issued before a pack or rewrite.
+        self.next_number = max(getattr(self, 'next_number', 0),
+                               self.index.max_number + 1)
 
     @staticmethod
     def _write_fresh(open_file, items):

@@ -108,3 +108,13 @@ def test_incremental_pack_keeps_commits_made_meanwhile(tmp_path,
     storage = FileStorage2(storage.get_filename(), readonly=True)
     assert storage.load(late) == record(late, b'Late')
     storage.close()
+
+
+def test_oids_issued_before_a_pack_are_not_issued_again(tmp_path):
+    storage = FileStorage2(str(tmp_path / 'db.durus'))
+    root = storage.new_oid()
+    commit(storage, record(root, b'Root'))
+    issued = [storage.new_oid() for _ in range(3)]  # not committed yet
+    storage.pack()
+    assert storage.new_oid() not in issued
+    storage.close()
