@@ -151,7 +151,8 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
     return PromptSession(
         message=prompt_text,
         multiline=True,
-        prompt_continuation=lambda width, line, wrap: '.' * (width - 1) + ' ',
+        prompt_continuation=lambda width, line, wrap: [
+            ('class:continuation', '.' * (width - 1) + ' ')],
         completer=ShellCompleter(session),
         complete_while_typing=False,
         lexer=PygmentsLexer(PythonLexer),

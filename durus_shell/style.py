@@ -24,6 +24,7 @@ CODE = {
 
 UI = {
     'prompt': 'ansigreen bold',
+    'continuation': 'ansibrightblack',
     'bottom-toolbar': 'reverse',
     'completion-menu.completion.current': 'reverse',
 }

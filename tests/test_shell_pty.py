@@ -1,0 +1,182 @@
+"""durus-shell end to end in a real pseudo-terminal (pexpect), as pgcli does.
+
+Opens copies of the Durus 4.3 fixture (with --path pointing at tests/ so
+fixture_app.models imports), and a real `python -m durus -s` server.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import pexpect
+import pytest
+
+from server_process import ServerProcess, free_port
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+PROMPT = 'durus> '
+RO_PROMPT = r'durus\[ro\]> '
+F1 = '\x1bOP'
+CTRL_X = '\x18'
+
+
+@pytest.fixture
+def env(tmp_path):
+    environment = dict(os.environ)
+    environment.update({
+        'TERM': 'xterm', 'PROMPT_TOOLKIT_NO_CPR': '1', 'NO_COLOR': '1',
+        'HOME': str(tmp_path), 'XDG_STATE_HOME': str(tmp_path / 'state')})
+    for name in ('DURUS_SHELL_PATH', 'DURUSSTARTUP'):
+        environment.pop(name, None)
+    return environment
+
+
+def spawn(env, *args, module='durus_shell'):
+    child = pexpect.spawn(sys.executable, ['-m', module] + list(args),
+                          env=env, encoding='utf-8', timeout=15,
+                          dimensions=(40, 120), cwd=TESTS_DIR)
+    return child
+
+
+def finish(child):
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
+def value_of(*args):
+    done = subprocess.run(
+        [sys.executable, '-m', 'durus_shell'] + list(args) +
+        ['--path', TESTS_DIR], capture_output=True, text=True, timeout=60,
+        cwd=TESTS_DIR)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def complete_change_commit(child):
+    child.expect(PROMPT)
+    child.send("root['users'][3].na\t")
+    child.expect('me')  # Tab completed .na -> .name
+    child.send(" = 'Zed'\r")
+    child.expect(PROMPT)
+    child.send(':commit\r')
+    child.expect(r'changed <User 6>')
+    child.expect(r'Commit 1 object\? \[y\]es, \[n\]o')
+    child.send('y\r')
+    child.expect('Committed 1 object.')
+    child.expect(PROMPT)
+
+
+def test_complete_change_commit_reopen(fixture_copy, env, tmp_path):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect('SHELF-1 file')
+    child.expect(r"'users'\s+BTree\s+1")
+    child.expect(':help')
+    complete_change_commit(child)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+    assert value_of(path, '-c', "root['users'][3].name") == "'Zed'"
+    history = tmp_path / 'state' / 'durus-shell' / 'history'
+    assert ':commit' in history.read_text()
+
+
+def test_exit_guard(fixture_copy, env):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send("root['users'][3].name = 'Zed'\r")
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    child.expect(r'1 uncommitted change: \[c\]ommit, \[a\]bort, \[s\]tay '
+                 r'\(default s\)')
+    child.send('\r')
+    child.expect('Staying.')
+    child.expect(PROMPT)
+    child.send(':quit\r')
+    child.expect('1 uncommitted change')
+    child.send('a\r')
+    child.expect('Changes dropped.')
+    assert finish(child) == 0
+    assert value_of(path, '-c', "root['users'][3].name") == "'user3'"
+
+
+def test_readonly_refuses_to_commit(fixture_copy, env):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--readonly', '--path', TESTS_DIR)
+    child.expect('read-only')
+    child.expect(RO_PROMPT)
+    child.send("root['users'][3].name = 'Zed'\r")
+    child.expect(RO_PROMPT)
+    child.send(':commit\r')
+    child.expect('read-only session: nothing can be committed')
+    child.expect(RO_PROMPT)
+    child.send('connection.commit()\r')
+    child.expect('ReadOnlyError')
+    child.expect(RO_PROMPT)
+    child.sendcontrol('d')
+    child.expect(r'\[a\]bort, \[s\]tay')
+    child.send('a\r')
+    assert finish(child) == 0
+    assert value_of(path, '-c', "root['users'][3].name") == "'user3'"
+
+
+def test_ctrl_c_interrupts_a_statement_and_keys_run_commands(fixture_copy,
+                                                             env):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send('while True: pass\r\r')
+    child.expect(r'\.\.\.\.\.\. ')  # the block's continuation line
+    time.sleep(0.3)
+    child.sendcontrol('c')
+    child.expect('Interrupted')
+    child.expect(PROMPT)
+    child.send('6 * 7\r')
+    child.expect('42')
+    child.send(F1)
+    child.expect('what it does')
+    child.expect(PROMPT)
+    child.send("root['log'].append('x')\r")
+    child.expect(PROMPT)
+    child.send(CTRL_X + 'a')
+    child.expect('Dropped 1 changed object; 0 objects changed by other '
+                 'clients meanwhile.')
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+
+
+@pytest.fixture
+def server(fixture_copy, tmp_path):
+    path = fixture_copy('shelf.durus')
+    port = free_port()
+    process = ServerProcess(['--file', path, '--port', str(port)],
+                            tmp_path / 'server.log')
+    try:
+        yield '127.0.0.1:%d' % port
+    finally:
+        process.stop()
+
+
+def test_against_a_server(server, env):
+    child = spawn(env, '--client', server, '--path', TESTS_DIR)
+    child.expect('Connected to the storage server at ' + server)
+    complete_change_commit(child)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+    assert value_of('--client', server, '-c',
+                    "root['users'][3].name") == "'Zed'"
+
+
+def test_durus_c_opens_the_shell(fixture_copy, env):
+    path = fixture_copy('shelf.durus')
+    env = dict(env, DURUS_SHELL_PATH=TESTS_DIR)
+    child = spawn(env, '-c', '--file', path, module='durus')
+    child.expect(PROMPT)
+    child.send("root['users'][3].name\r")
+    child.expect("'user3'")
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
