@@ -10,6 +10,7 @@ server).  After such a failure the object is unusable; open a new one.
 """
 
 import socket
+import struct
 
 from durus.error import (
     DurusKeyError, ProtocolError, ReadConflictError,
@@ -18,6 +19,7 @@ from durus.protocol import (
     NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
     STATUS_OKAY, BulkLoad, ClientConnection, CommitBackOut, CommitData,
     CommitStart, Goodbye, Load, NewOids, Pack, Sync, Version)
+from durus.prefetch import Prefetcher
 from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
 from durus.storage import Storage
 
@@ -40,6 +42,8 @@ class ClientStorage(Storage):
         self.records = []
         self.transaction_oids = []
         self.protocol = ClientConnection()
+        self.prefetcher = Prefetcher()
+        self.requests = 0       # round trips so far (for tests and tuning)
         try:
             sock = self.address.get_connected_socket(timeout=connect_timeout)
         except OSError as error:
@@ -54,6 +58,7 @@ class ClientStorage(Storage):
         # A peer that is not a Durus server may never answer: don't wait
         # the long read timeout for the handshake.
         sock.settimeout(connect_timeout)
+        self._io_timeout = connect_timeout
         reply = self._call(Version(PROTOCOL_VERSION))
         if reply.protocol != PROTOCOL_VERSION:
             self._disconnect()
@@ -61,7 +66,8 @@ class ClientStorage(Storage):
                 'the server at %s speaks protocol version %d, this client '
                 'speaks %d (is it a Durus storage server of another version?)'
                 % (self.address, reply.protocol, PROTOCOL_VERSION))
-        sock.settimeout(timeout)
+        _set_io_timeout(sock, timeout)
+        self._io_timeout = timeout
 
     def __str__(self):
         return 'ClientStorage(%s)' % (self.address,)
@@ -93,8 +99,8 @@ class ClientStorage(Storage):
                 return reply
             try:
                 data = self.s.recv(RECV_SIZE)
-            except socket.timeout:
-                waited = self.s.gettimeout()
+            except (socket.timeout, BlockingIOError):
+                waited = self._io_timeout
                 self._disconnect()
                 raise ServerUnreachableError(
                     'the storage server at %s did not answer within %s s'
@@ -110,6 +116,7 @@ class ClientStorage(Storage):
             protocol.receive_data(data)
 
     def _call(self, request):
+        self.requests += 1
         self._send(request)
         return self._receive()
 
@@ -145,7 +152,20 @@ class ClientStorage(Storage):
         raise ProtocolError('unexpected load status %r' % (status,))
 
     def load(self, oid):
-        return self._record(oid, self._call(Load(oid)))
+        prefetcher = self.prefetcher
+        record = prefetcher.take(oid)
+        if record is None:
+            siblings = prefetcher.siblings_to_fetch_with(oid)
+            if siblings:
+                replies = self._call(BulkLoad([oid] + siblings)).replies
+                for sibling, reply in zip(siblings, replies[1:]):
+                    if reply.status == STATUS_OKAY:
+                        prefetcher.keep(sibling, reply.record)
+                record = self._record(oid, replies[0])
+            else:
+                record = self._record(oid, self._call(Load(oid)))
+        prefetcher.note_record(oid, record)
+        return record
 
     def bulk_load(self, oids):
         """The records of ``oids`` in order.  All replies are read before
@@ -167,6 +187,7 @@ class ClientStorage(Storage):
 
     def end(self, handle_invalidations=None):
         records, self.records = self.records, []
+        self.prefetcher.forget_records()
         oids = self._call(CommitStart()).oids
         if oids and handle_invalidations is not None:
             try:
@@ -192,6 +213,7 @@ class ClientStorage(Storage):
                             % (self.address, status))
 
     def sync(self):
+        self.prefetcher.forget_records()
         return self._call(Sync()).oids
 
     def pack(self):
@@ -203,6 +225,7 @@ class ClientStorage(Storage):
 
     def close(self):
         """End the session ('.') and close the socket."""
+        self.prefetcher.forget_records()
         if self.s is None:
             return
         try:
@@ -211,3 +234,24 @@ class ClientStorage(Storage):
             pass
         self._disconnect()
 
+
+def _set_io_timeout(sock, timeout):
+    """Make blocking reads and writes give up after ``timeout`` seconds.
+
+    The kernel's SO_RCVTIMEO/SO_SNDTIMEO keep the socket in plain
+    blocking mode: Python's own socket timeout would add a poll() system
+    call before every recv and send.  On timeout the call fails with
+    EAGAIN (BlockingIOError).
+    """
+    if timeout is None:
+        sock.settimeout(None)
+        return
+    seconds = int(timeout)
+    value = struct.pack('ll', seconds, int((timeout - seconds) * 1e6))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except (OSError, AttributeError):
+        sock.settimeout(timeout)
+        return
+    sock.settimeout(None)
