@@ -267,3 +267,92 @@ def test_commit_refused_by_server_storage_is_a_write_conflict(fake_server):
     storage.store(ROOT, pack_record(ROOT, b'x', b''))
     with pytest.raises(ConflictError):
         storage.end()
+
+
+# Sibling prefetch ------------------------------------------------------
+
+from durus.connection import Connection  # noqa: E402
+from durus.persistent_dict import PersistentDict  # noqa: E402
+from durus.prefetch import Prefetcher  # noqa: E402
+
+
+def test_prefetcher_fetches_following_siblings_after_two_loads():
+    prefetcher = Prefetcher(batch=3)
+    children = b''.join(oid(n) for n in range(10, 20))
+    prefetcher.note_record(oid(1), pack_record(oid(1), b'list', children))
+    assert prefetcher.siblings_to_fetch_with(oid(10)) == []   # first child
+    assert prefetcher.siblings_to_fetch_with(oid(11)) == [
+        oid(12), oid(13), oid(14)]
+    prefetcher.keep(oid(12), b'r12')
+    assert prefetcher.siblings_to_fetch_with(oid(11)) == [oid(13), oid(14)]
+    assert prefetcher.take(oid(12)) == b'r12'
+    assert prefetcher.take(oid(12)) is None
+    prefetcher.keep(oid(13), b'r13')
+    prefetcher.forget_records()
+    assert prefetcher.take(oid(13)) is None
+
+
+def test_prefetcher_ignores_one_child_per_node_walks():
+    prefetcher = Prefetcher()
+    for level in range(5):
+        node = oid(100 + level)
+        kids = b''.join(oid(1000 * level + k) for k in range(16))
+        prefetcher.note_record(node, pack_record(node, b'node', kids))
+        assert prefetcher.siblings_to_fetch_with(oid(1000 * level + 7)) == []
+
+
+def _list_server_storage(server, count):
+    connection = Connection(ClientStorage(port=server.address.port))
+    connection.get_root()['items'] = PersistentDict(
+        (i, PersistentDict(v=i)) for i in range(count))
+    connection.commit()
+    return connection
+
+
+@pytest.fixture
+def empty_server():
+    server = StorageServer(MemoryStorage(), port=0)
+    server.listen()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+    thread.join(10)
+
+
+def test_walking_a_container_takes_few_round_trips(empty_server):
+    _list_server_storage(empty_server, 1000)
+    storage = ClientStorage(port=empty_server.address.port)
+    items = Connection(storage).get_root()['items']
+    before = storage.requests
+    assert sum(items[i]['v'] for i in range(1000)) == sum(range(1000))
+    assert storage.requests - before < 20
+
+
+def test_prefetched_records_are_dropped_at_sync(empty_server):
+    writer = _list_server_storage(empty_server, 300)
+    storage = ClientStorage(port=empty_server.address.port)
+    reader = Connection(storage)
+    items = reader.get_root()['items']
+    assert items[0]['v'] == 0 and items[1]['v'] == 1     # prefetches 2..
+    assert storage.prefetcher.records
+    writer.get_root()['items'][100]['v'] = 'new'
+    writer.commit()
+    reader.abort()
+    assert not storage.prefetcher.records
+    assert items[100]['v'] == 'new'
+
+
+def test_prefetched_snapshot_still_detects_write_conflicts(empty_server):
+    writer = _list_server_storage(empty_server, 300)
+    reader = Connection(ClientStorage(port=empty_server.address.port))
+    items = reader.get_root()['items']
+    assert items[0]['v'] == 0 and items[1]['v'] == 1
+    writer.get_root()['items'][100]['v'] = 'new'
+    writer.commit()
+    assert items[100]['v'] == 100      # snapshot as of the last sync
+    items[100]['v'] = 'mine'
+    with pytest.raises(WriteConflictError):
+        reader.commit()
+    reader.abort()
+    assert items[100]['v'] == 'new'
