@@ -249,3 +249,64 @@ def test_status_lists_uncommitted():
 def test_exit_inside_code_asks_to_quit():
     session = make_session()
     assert session.run('exit()').kind == 'quit'
+
+
+@pytest.fixture
+def server_address(fixture_copy, tmp_path):
+    from server_process import ServerProcess, free_port
+    path = fixture_copy('shelf.durus')
+    port = free_port()
+    process = ServerProcess(['--file', path, '--port', str(port)],
+                            tmp_path / 'server.log')
+    try:
+        yield '127.0.0.1:%d' % port
+    finally:
+        process.stop()
+
+
+def client_session(address, readonly=False):
+    from durus_shell.opening import open_client
+    target = open_client(address, readonly=readonly)
+    return Session(target.storage, target,
+                   GATE_READONLY if readonly else GATE_OPEN)
+
+
+def test_conflict_and_abort_against_a_real_server(server_address):
+    mine = client_session(server_address)
+    other = client_session(server_address)
+    try:
+        assert mine.run("root['users'][3].name").value == 'user3'
+        other.run("root['users'][3].name = 'theirs'")
+        other.commit()
+        mine.run("root['users'][3].name = 'mine'")
+        ui = RecordingUI(answers=['y'])
+        mine.run(':commit', ui)
+        assert 'Conflict: another client changed <User 6>' in ui.text
+        assert mine.change_count() == 0
+        assert mine.run("root['users'][3].name").value == 'theirs'
+        # :abort reports what other clients changed meanwhile.
+        other.run("root['users'][4].name = 'x'\nroot['users'][5].name = 'y'")
+        other.commit()
+        ui = RecordingUI()
+        mine.run(':abort', ui)
+        assert '2 objects changed by other clients meanwhile' in ui.text
+        assert mine.run("root['users'][5].name").value == 'y'
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_readonly_client_cannot_commit(server_address):
+    session = client_session(server_address, readonly=True)
+    try:
+        session.run("root['users'][3].name = 'x'")
+        assert 'ReadOnlyError' in session.run(
+            'connection.commit()').traceback
+        assert 'read-only' in session.run(':commit', RecordingUI()).traceback
+    finally:
+        session.close()
+    check = client_session(server_address)
+    try:
+        assert check.run("root['users'][3].name").value == 'user3'
+    finally:
+        check.close()
