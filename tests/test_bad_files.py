@@ -211,3 +211,18 @@ def test_inspecting_an_intact_file_finds_nothing(tmp_path):
     before = snapshot(path)
     assert inspect_damage(path) is None
     assert snapshot(path) == before
+
+
+def test_garbage_after_the_last_transaction_is_damage(tmp_path):
+    path = good_shelf(tmp_path)
+    size = os.path.getsize(path)
+    garbage = bytes(range(256)) * 3
+    with open(path, 'ab') as f:
+        f.write(garbage)
+    with pytest.raises(DamagedFileError) as info:
+        FileStorage(path)
+    assert (info.value.offset, info.value.nbytes) == (size, len(garbage))
+    FileStorage(path, repair=True).close()
+    assert os.path.getsize(path) == size
+    with open(path + '.torn-%d' % size, 'rb') as f:
+        assert f.read() == garbage
