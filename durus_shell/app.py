@@ -14,12 +14,12 @@ import os
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.formatted_text import PygmentsTokens
 from prompt_toolkit.history import FileHistory, InMemoryHistory
-from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.shortcuts import PromptSession, print_formatted_text
 from prompt_toolkit.output import ColorDepth
 
 from durus_shell import completion, render
 from durus_shell.keys import Stash, shell_key_bindings
+from durus_shell.lexer import ShellLexer
 from durus_shell.style import shell_style
 from durus_shell.ui import UI, choice_prompt
 
@@ -130,8 +130,6 @@ def _history():
 def make_prompt_session(session, ui, stash, input=None, output=None,
                         history=None):
     """The PromptSession for Python input and :commands."""
-    from pygments.lexers.python import PythonLexer
-
     def toolbar():
         parts = [session.target.label if session.target else 'database']
         count = session.change_count()
@@ -155,7 +153,7 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
             ('class:continuation', '.' * (width - 1) + ' ')],
         completer=ShellCompleter(session),
         complete_while_typing=False,
-        lexer=PygmentsLexer(PythonLexer),
+        lexer=ShellLexer(),
         style=ui.style,
         include_default_pygments_style=False,
         color_depth=None if ui.color else ColorDepth.MONOCHROME,
@@ -192,8 +190,17 @@ def run_app(session, color=True, startup=None, input=None, output=None,
             if not session.change_count() or decide_exit(session, ui):
                 break
             continue
-        result = session.run(text, ui)
-        ui.show_result(result)
+        try:
+            result = session.run(text, ui)
+            ui.show_result(result)
+        except KeyboardInterrupt:
+            ui.show('Interrupted.')
+            continue
+        except Exception as error:
+            # A failing hook or an unshowable value: say so and carry on.
+            ui.show([(render.T_ERROR, 'durus-shell: %s: %s'
+                      % (type(error).__name__, error))])
+            continue
         if result.kind == 'quit':
             if result.source.lstrip().startswith(':'):
                 break  # :quit already asked about pending changes

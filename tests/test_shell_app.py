@@ -132,6 +132,28 @@ def test_long_output_is_cut_with_a_note(fixture_copy, shown):
     assert session.last_output.count('\n') > 40
 
 
+class Unshowable(object):
+    def __repr__(self):
+        raise KeyboardInterrupt  # even this does not end the shell
+
+
+def test_nothing_typed_crashes_the_shell(fixture_copy, shown):
+    path, session = open_session(fixture_copy)
+    session.namespace['Unshowable'] = Unshowable
+
+    def broken_hook(session, source, result):
+        if 'boom' in source:
+            raise RuntimeError('hook failed')
+    session.hooks.add('after_statement', broken_hook)
+    status = drive(session, "[Unshowable()]\r'boom'\r:status\r" + CTRL_D)
+    session.close()
+    assert status == 0
+    text = '\n'.join(shown)
+    assert 'Interrupted.' in text
+    assert 'durus-shell: RuntimeError: hook failed' in text
+    assert 'No uncommitted changes.' in text
+
+
 def test_enter_rules():
     assert input_is_complete('x = 1')
     assert input_is_complete(':commit')
