@@ -74,7 +74,9 @@ def start_durus(logfile, level, address, storage, gcbytes=0):
     if logfile:
         direct_output(open(logfile, 'a', buffering=1))
     logger.setLevel(level)
-    address = SocketAddress.new(address)
+    from durus.systemd_socket import get_systemd_socket
+    inherited = get_systemd_socket()
+    address = SocketAddress.new(inherited or address)
     if not address.is_loopback():
         log(logging.WARNING, 'WARNING: listening on %s; the Durus protocol '
             'has no authentication, so anyone who can reach this address '

@@ -221,7 +221,13 @@ class InheritedSocket(SocketAddress):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def is_loopback(self):
-        return self.family == getattr(socket, 'AF_UNIX', None)
+        if self.family == getattr(socket, 'AF_UNIX', None):
+            return True
+        try:
+            host = self.sock.getsockname()[0]
+        except OSError:
+            return False
+        return host == '::1' or host.startswith('127.')
 
     def __str__(self):
         try:

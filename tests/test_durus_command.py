@@ -1,6 +1,7 @@
 """The `durus` command: -s (serve/stop), -p (pack), -c (durus-shell)."""
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -193,3 +194,44 @@ def test_client_without_durus_shell_is_one_clear_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith('durus: durus -c needs durus-shell')
     assert err.count('\n') == 1
+
+
+def test_socket_inherited_from_systemd(tmp_path):
+    """systemd passes a listening socket as fd 3 and names the pid."""
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+    log = tmp_path / 'systemd.log'
+
+    # a launcher moves the socket to fd 3, then exec keeps its pid
+    launcher = (
+        'import os, sys; os.dup2(%d, 3); '
+        'os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1"); '
+        'os.execv(sys.executable, [sys.executable, "-m", "durus", "-s", '
+        '"--logfile", sys.argv[1], "--port", "1"])' % listener.fileno())
+    process = subprocess.Popen(
+        [sys.executable, '-c', launcher, str(log)],
+        pass_fds=(listener.fileno(),),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listener.close()
+    try:
+        assert wait_for(lambda: log.exists() and 'Ready on' in log.read_text(),
+                        15)
+        assert 'inherited socket' in log.read_text()
+        connection = Connection(ClientStorage(port=port))
+        connection.get_root()['activated'] = True
+        connection.commit()
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+
+
+def test_too_many_systemd_sockets_is_an_error(monkeypatch):
+    from durus.systemd_socket import get_systemd_socket
+    monkeypatch.setenv('LISTEN_PID', str(os.getpid()))
+    monkeypatch.setenv('LISTEN_FDS', '2')
+    with pytest.raises(OSError, match='exactly one'):
+        get_systemd_socket()
+    monkeypatch.setenv('LISTEN_PID', '1')
+    assert get_systemd_socket() is None
