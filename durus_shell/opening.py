@@ -176,6 +176,8 @@ def _plural(n, word):
 # -- servers -----------------------------------------------------------------
 
 DEFAULT_PORT = 2972
+# Seconds to wait for a server to accept and answer the version handshake.
+CONNECT_TIMEOUT = 3
 
 
 def parse_client_address(text):
@@ -213,8 +215,12 @@ def open_client(text, readonly=False):
     from durus.client_storage import ClientStorage
     address = parse_client_address(text)
     shown = format_address(address)
+    from durus.error import DurusError
     try:
-        storage = ClientStorage(address=address)
+        storage = ClientStorage(address=address,
+                                connect_timeout=CONNECT_TIMEOUT)
+    except DurusError as error:  # its message says where and what to do
+        raise OpenError(_one_line(error))
     except Exception as error:
         raise OpenError('no storage server answers at %s (%s); start one '
                         'with: durus -s' % (shown, _one_line(error)))

@@ -4,6 +4,7 @@ Each run is a real process, as an operator or a cron job would start it.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -125,6 +126,16 @@ def test_unreachable_server_is_a_quick_one_line_error():
     assert done.returncode == 2
     assert done.stderr.count('\n') == 1
     assert '127.0.0.1:1' in done.stderr
+    # A socket that accepts but never answers: still a quick error.
+    with socket.socket() as silent:
+        silent.bind(('127.0.0.1', 0))
+        silent.listen(1)
+        address = '127.0.0.1:%d' % silent.getsockname()[1]
+        started = time.time()
+        done = shell('--client', address, '-c', '1')
+        assert time.time() - started < 8
+    assert done.returncode == 2 and done.stderr.count('\n') == 1
+    assert address in done.stderr
 
 
 def test_readonly_script_cannot_commit(shelf):
