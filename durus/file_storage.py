@@ -27,7 +27,7 @@ from durus.error import (
 from durus.file import File
 from durus.packing import discard_pack_file, gen_pack_records, switch_to_packed
 from durus.serialize import RecordError, unpack_record
-from durus.shelf import PREFIX, Shelf, ShelfWriter, gen_disk_records
+from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -109,10 +109,6 @@ class FileStorage(Storage):
             return self.shelf.load_number(str_to_int8(oid))
         except DurusKeyError:
             raise DurusKeyError(oid) from None
-
-    def bulk_load(self, oids):
-        for oid in oids:
-            yield self.load(oid)
 
     def gen_oid_record(self, start_oid=None, seen=None, **ignored):
         """Without ``start_oid``: the newest record of every oid, read
@@ -285,20 +281,6 @@ class FileStorage(Storage):
 def TempFileStorage():
     """A FileStorage in an anonymous temporary file (gone when closed)."""
     return FileStorage()
-
-
-def gen_all_disk_records(filename):
-    """``(offset, oid, record)`` of every disk-record of a SHELF-1 file,
-    superseded versions included (a tool for inspection)."""
-    open_file = File(filename, readonly=True)
-    try:
-        shelf = Shelf(open_file, check_only=True)
-        for start, end in ((8, shelf.map_start), (shelf.map.end, shelf.end)):
-            for offset, key, record in gen_disk_records(open_file, start,
-                                                        end):
-                yield offset, key, record
-    finally:
-        open_file.close()
 
 
 def inspect_file(filename):

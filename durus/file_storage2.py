@@ -16,7 +16,6 @@ reporting work as in FileStorage.
 """
 
 import io
-import os
 import pickle
 import struct
 import zlib

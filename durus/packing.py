@@ -9,7 +9,7 @@ atomically replaces ``NAME``.
 import heapq
 import os
 
-from durus.error import DamagedFileError, DurusKeyError
+from durus.error import DamagedFileError
 from durus.file import fsync_directory
 from durus.serialize import RecordError, unpack_record
 from durus.utils import int8_to_str, str_to_int8
@@ -75,13 +75,3 @@ def discard_pack_file(pack_file):
         os.unlink(pack_file.name)
     except OSError:
         pass
-
-
-def load_or_key_error(load):
-    """Adapt ``load(number)`` raising DurusKeyError to plain KeyError use."""
-    def load_number(number):
-        try:
-            return load(number)
-        except DurusKeyError:
-            raise KeyError(number) from None
-    return load_number

@@ -27,7 +27,6 @@ in the final transaction (or garbage after the last good one) can be
 repaired by truncation; damage followed by intact transactions cannot.
 """
 
-import heapq
 import os
 import struct
 from array import array
@@ -574,18 +573,3 @@ def read_transaction_offsets(file, start=None):
     shelf = Shelf(file, check_only=True)
     return dict((_int8.pack(number), offset)
                 for number, offset in shelf.index.items())
-
-
-def walk_from(roots, get_refs):
-    """Numbers reachable from ``roots`` following ``get_refs(number)``,
-    smallest first (a min-heap, as Durus traverses)."""
-    todo = list(roots)
-    heapq.heapify(todo)
-    seen = set(todo)
-    while todo:
-        number = heapq.heappop(todo)
-        yield number
-        for ref in get_refs(number):
-            if ref not in seen:
-                seen.add(ref)
-                heapq.heappush(todo, ref)
