@@ -143,7 +143,7 @@ def scan_transactions(file, start, size, index, filename=None,
         elif empty_run is None:
             empty_run = position
         position = pointer
-    if empty_run is not None and size - empty_run >= 8:
+    if empty_run is not None and size - empty_run >= 5 * 4:
         return empty_run, records, Damage(
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))

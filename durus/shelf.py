@@ -22,7 +22,9 @@ Damage rules (stricter than Durus 4.3, which misses cuts inside the last
 record's body): a transaction whose length runs past the end of the file,
 whose disk-records do not tile it exactly or do not look like records
 (key != embedded oid, bad data length), a partial length field, or a
-tail of two or more empty transactions (zero bytes) is damage.  Damage
+tail of five or more empty transactions (at least 40 zero bytes: the
+smallest transaction zeroed by a crash) is damage.  Durus itself may
+end a file with an empty transaction or two, so fewer are accepted.  Damage
 in the final transaction (or garbage after the last good one) can be
 repaired by truncation; damage followed by intact transactions cannot.
 """
@@ -199,7 +201,7 @@ def scan_transactions(file, start, size, index, filename=None,
         else:
             empty_run = None
         position = end
-    if empty_run is not None and size - empty_run >= 16:
+    if empty_run is not None and size - empty_run >= 5 * 8:
         return empty_run, records, Damage(
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))

@@ -153,3 +153,12 @@ def test_disk_arrays_in_memory_and_in_a_file(tmp_path):
     stored[1] = 0xab
     assert opened.pread(2, 10) == b'\x00\xab'
     opened.close()
+
+
+def test_a_few_trailing_empty_transactions_are_valid_more_are_zero_damage(
+        tmp_path):
+    good = transaction(record(A))
+    (_, _, damage), _ = scan(tmp_path, good + bytes(4 * 8))
+    assert damage is None  # Durus may write empty transactions
+    (_, _, damage), _ = scan(tmp_path, good + bytes(5 * 8))
+    assert damage.offset == 40 + len(good) and 'zero bytes' in damage.reason
