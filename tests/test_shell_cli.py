@@ -208,3 +208,33 @@ def test_parser_knows_every_documented_flag():
                  '--version', '--help', '--demo', '-c', '--script',
                  '--commit', '--dry-run'):
         assert flag in options
+
+
+@pytest.mark.parametrize('name, kind', [('dfs20.durus', 'DFS20'),
+                                        ('sqlite.durus', 'SQLite'),
+                                        ('shelf-packed.durus', 'SHELF-1')])
+def test_every_format_opens(fixture_copy, name, kind):
+    path = fixture_copy(name)
+    done = shell(path, '--path', TESTS_DIR, '-c',
+                 ":status\nroot['users'][3].name")
+    assert done.returncode == 0, done.stderr
+    assert '%s file' % kind in done.stdout
+    assert done.stdout.strip().endswith("'user3'")
+
+
+def test_files_that_cannot_be_opened(tmp_path, shelf):
+    junk = tmp_path / 'junk.durus'
+    junk.write_bytes(b'not a database at all')
+    done = shell(str(junk), '-c', '1')
+    assert done.returncode == 2 and 'not a durus database' in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    from durus.file_storage import FileStorage
+    holder = FileStorage(shelf)  # holds the write lock
+    try:
+        done = shell(shelf, '-c', '1')
+        assert done.returncode == 2 and '--readonly' in done.stderr
+        done = shell(shelf, '--readonly', '--path', TESTS_DIR, '-c',
+                     "root['users'][3].name")
+        assert done.returncode == 0 and "'user3'" in done.stdout
+    finally:
+        holder.close()

@@ -180,3 +180,23 @@ def test_durus_c_opens_the_shell(fixture_copy, env):
     child.expect(PROMPT)
     child.sendcontrol('d')
     assert finish(child) == 0
+
+
+def test_repair_asks_before_repairing(fixture_copy, env, manifest):
+    path = fixture_copy('shelf-torn.durus')
+    size = os.path.getsize(path)
+    child = spawn(env, path, '--repair', '--path', TESTS_DIR)
+    child.expect('A repair drops the last')
+    child.expect(r'Repair the file\? \[y\]es, \[n\]o \(default n\)')
+    child.send('\r')
+    child.expect('not repaired')
+    assert finish(child) == 2
+    assert os.path.getsize(path) == size
+    child = spawn(env, path, '--repair', '--path', TESTS_DIR)
+    child.expect(r'Repair the file\?')
+    child.send('y\r')
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+    assert os.path.getsize(path) == \
+        manifest['files']['shelf-torn.durus']['intact_size']
