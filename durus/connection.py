@@ -27,6 +27,9 @@ from durus.serialize import ObjectReader, ObjectWriter, pack_record
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
+_raw_get = object.__getattribute__
+_raw_set = object.__setattr__
+
 __all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
            'ReferenceContainer', 'touch_every_reference',
            'gen_every_instance', 'StillConflictedError']
@@ -161,6 +164,15 @@ class Connection(ConnectionBase):
         obj._p_oid = oid
         obj._p_connection = self
         obj._p_serial = self.transaction_serial
+        # The object will change type (durus.persistent): swapping types
+        # leaves CPython's compact instance dict in a form that reads
+        # slowly, so give it a plain dict now.
+        try:
+            attributes = _raw_get(obj, '__dict__')
+        except AttributeError:
+            pass
+        else:
+            _raw_set(obj, '__dict__', dict(attributes))
         self.cache[oid] = obj
         self.cache.recent_objects.add(obj)
         self._unhooked.append(obj)

@@ -45,6 +45,7 @@ Deviation from Durus 4.3: a hooked *set* also notes the access.
 """
 
 import copyreg
+from sys import intern as _intern
 
 GHOST = -1
 UNSAVED = 1
@@ -332,10 +333,15 @@ class Persistent(PersistentObject):
         return self.__dict__
 
     def __setstate__(self, state):
-        attributes = _raw_get(self, '__dict__')
-        attributes.clear()
-        if state is not None:
-            attributes.update(state)
+        # A new dict rather than clear() and update(), with interned keys:
+        # CPython's fast attribute reads need a combined key table and
+        # match keys by identity (unpickled strings are not interned).
+        if not state:
+            _raw_set(self, '__dict__', {})
+        else:
+            _raw_set(self, '__dict__', {
+                _intern(key) if type(key) is str else key: value
+                for key, value in state.items()})
 
 
 class ComputedAttribute(PersistentObject):
