@@ -326,15 +326,15 @@ class StorageServer(object):
         if client.closed:
             return
         log(level, 'Client %s disconnected: %s', client.name, reason)
-        if client.mask:
-            self._selector.unregister(client.sock)
-        client.mask = 0
         client.closed = True
-        client.sock.close()
-        client.output = bytearray()
         self.clients.discard(client)
         if self.commit_holder is client:
             self._release_commit_lock(client)
+        if client.mask:
+            self._selector.unregister(client.sock)
+        client.mask = 0
+        client.output = bytearray()
+        client.sock.close()
 
     def _sweep(self, now):
         """Revoke an overdue commit lock; drop clients stalled mid-request."""

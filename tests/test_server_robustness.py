@@ -134,7 +134,7 @@ def test_bad_requests_disconnect_only_that_client(
     sock = raw(server)
     sock.sendall(payload)
     assert closed_by_server(sock)
-    assert reason in log_records.text()
+    assert wait_for(lambda: reason in log_records.text())
     assert well_behaved_round(server) < 5
     assert bystander.load(ROOT)        # the other connection still works
 
@@ -162,8 +162,8 @@ def test_bad_commits_disconnect_and_store_nothing(
     start_commit(sock)
     sock.sendall(payload)
     assert closed_by_server(sock)
-    assert reason in log_records.text()
-    assert server.commit_holder is None
+    assert wait_for(lambda: reason in log_records.text())
+    assert wait_for(lambda: server.commit_holder is None)
     assert well_behaved_round(server) < 5
 
 
@@ -238,7 +238,7 @@ def test_late_payload_without_competing_commit_is_stored(start_server):
 
 def test_client_that_never_reads_is_throttled_then_dropped(
         start_server, log_records):
-    server = start_server(timeout=1)
+    server = start_server(timeout=3)
     hog = raw(server)
     hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     request = b'B' + (100).to_bytes(4, 'big') + ROOT * 100
@@ -255,8 +255,8 @@ def test_client_that_never_reads_is_throttled_then_dropped(
     clients = list(server.clients)
     assert max(len(c.output) for c in clients) < OUTPUT_LIMIT + 200_000
     assert max(c.protocol.buffered() for c in clients) < 4 * 1024 * 1024
-    assert well_behaved_round(server) < 1
-    assert wait_for(lambda: 'stalled for' in log_records.text(), 5)
+    assert well_behaved_round(server) < 2     # well before the hog's timeout
+    assert wait_for(lambda: 'stalled for' in log_records.text(), 8)
     hog.close()
 
 
