@@ -47,9 +47,9 @@ class Target(object):
                 size = human_size(os.path.getsize(self.path))
             except OSError:
                 size = '?'
-            count = object_count(self.storage)
-            objects = '' if count is None else ', %s objects' % _thousands(
-                count)
+            count, exact = object_count(self.storage)
+            objects = '' if count is None else ', %s%s objects' % (
+                '' if exact else 'about ', _thousands(count))
             return ['%s: %s file, %s%s%s' % (self.path, self.format, size,
                                              objects, mode)]
         if self.kind == 'server':
@@ -63,7 +63,8 @@ def _thousands(n):
 
 
 def object_count(storage):
-    """The number of objects, from the storage's index, or None.
+    """``(count, exact)``: the number of objects from the storage's index
+    (``(None, False)`` if unknown).
 
     Only cheap facts are used; never a scan of the records.
     """
@@ -71,21 +72,32 @@ def object_count(storage):
         method = getattr(storage, name, None)
         if method is not None:
             try:
-                return int(method())
+                return int(method()), True
             except Exception:
-                return None
+                return None, False
     shelf = getattr(storage, 'shelf', None)
     if shelf is not None:
         try:
-            # Map entries (minus one trailing hole word) plus oids appended
-            # later: an upper bound that is exact for a packed file.
-            return max(0, len(shelf.map) - 1) + len(shelf.index)
+            # SHELF-1: oid numbers in the offset map (holes included) plus
+            # oids appended after it (some also in the map): an estimate.
+            return max(0, len(shelf.map) - 1) + len(shelf.index), False
         except Exception:
-            return None
-    index = getattr(storage, 'index', None)
-    if isinstance(index, dict):
-        return len(index)
-    return None
+            return None, False
+    index = getattr(storage, 'index', None)  # DFS20: an OidIndex
+    if index is not None and hasattr(index, '__len__'):
+        try:
+            return len(index), True
+        except Exception:
+            return None, False
+    database = getattr(storage, 'connection', None)
+    if type(database).__name__ == 'Connection' and hasattr(database,
+                                                           'execute'):
+        try:  # SQLite counts from its b-tree pages, without reading records
+            return database.execute(
+                'SELECT count(*) FROM objects').fetchone()[0], True
+        except Exception:
+            return None, False
+    return None, False
 
 
 # -- files -------------------------------------------------------------------

@@ -4,6 +4,7 @@ Each run is a real process, as an operator or a cron job would start it.
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -219,6 +220,10 @@ def test_every_format_opens(fixture_copy, name, kind):
                  ":status\nroot['users'][3].name")
     assert done.returncode == 0, done.stderr
     assert '%s file' % kind in done.stdout
+    expected = 'about' if kind == 'SHELF-1' else 'exact'
+    count = re.search(r'(about )?([\d,]+) objects', done.stdout)
+    assert ('about' if count.group(1) else 'exact') == expected
+    assert 440 <= int(count.group(2).replace(',', '')) <= 460
     assert done.stdout.strip().endswith("'user3'")
 
 
