@@ -5,13 +5,15 @@
   (four more after a line ending in ':').  A blank last line ends a block.
 * Each command's ``key`` (commands registry) runs ``:name``; text being
   typed is kept and offered again at the next prompt (``stash``).
-* Ctrl-D (on an empty line), Ctrl-C, Ctrl-R and Tab are prompt_toolkit's.
+* Tab on a blank line of a multi-line input indents; elsewhere it completes.
+* Ctrl-D (on an empty line), Ctrl-C, Ctrl-R are prompt_toolkit's.
 """
 
 import codeop
 import warnings
 
-from prompt_toolkit.filters import has_completions
+from prompt_toolkit.application.current import get_app
+from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.key_binding import KeyBindings
 
 from durus_shell import commands
@@ -56,6 +58,14 @@ class Stash(object):
         return text
 
 
+@Condition
+def indenting():
+    """Tab indents on a blank line of a multi-line input."""
+    document = get_app().current_buffer.document
+    return (document.line_count > 1
+            and not document.current_line_before_cursor.strip())
+
+
 def shell_key_bindings(stash=None):
     kb = KeyBindings()
 
@@ -68,6 +78,10 @@ def shell_key_bindings(stash=None):
             return
         line = buffer.document.current_line_before_cursor
         buffer.insert_text('\n' + next_line_indent(line))
+
+    @kb.add('tab', filter=indenting)
+    def indent(event):
+        event.current_buffer.insert_text(INDENT)
 
     @kb.add('enter', filter=has_completions)
     def take_completion(event):

@@ -89,10 +89,12 @@ def test_exit_guard_stays_by_default_then_aborts(fixture_copy, shown):
 
 def test_command_key_binding_and_multiline_block(fixture_copy, shown):
     path, session = open_session(fixture_copy)
-    drive(session, "for uid in (1, 2):\rroot['users'][uid].email = 'x'\r\r"
+    drive(session, "for uid in (1, 2):\rroot['users'][uid].email = 'x'\r"
+          "if uid:\r\troot['log'].append(1)\r\r"
           + CTRL_X + 'c' + 'y\r' + CTRL_D)
     session.close()
-    assert 'Committed 2 objects.' in '\n'.join(shown)
+    assert 'Committed 3 objects.' in '\n'.join(shown)
+    assert stored(path, "list(root['log'])")[-2:] == [1, 1]
     assert stored(path, "root['users'][2].email") == 'x'
 
 
