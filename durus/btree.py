@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from operator import itemgetter
 
 from durus.error import DurusError
-from durus.persistent import PersistentObject, peek
+from durus.persistent import UNSAVED, PersistentObject, peek
 
 _first = itemgetter(0)
 
@@ -38,6 +38,11 @@ class BNode(PersistentObject):
     __slots__ = ['items', 'nodes']
 
     minimum_degree = 2
+    max_items = 3
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.max_items = 2 * cls.minimum_degree - 1
 
     def __init__(self):
         self.items = []
@@ -47,7 +52,7 @@ class BNode(PersistentObject):
         return self.nodes is None
 
     def is_full(self):
-        return len(self.items) == 2 * self.minimum_degree - 1
+        return len(self.items) == self.max_items
 
     def get_position(self, key):
         """Index of the first item whose key is >= ``key``."""
@@ -74,16 +79,18 @@ class BNode(PersistentObject):
             items = node.items
             i = bisect_left(items, key, key=_first)
             if i < len(items) and items[i][0] == key:
-                node._p_note_change()
+                if node._p_status != UNSAVED:
+                    node._p_note_change()
                 items[i] = item
                 return
             nodes = node.nodes
             if nodes is None:
-                node._p_note_change()
+                if node._p_status != UNSAVED:
+                    node._p_note_change()
                 items.insert(i, item)
                 return
             child = nodes[i]
-            if len(child.items) == 2 * child.minimum_degree - 1:
+            if len(child.items) == child.max_items:
                 node.split_child(i, child)
                 middle = items[i][0]
                 if key == middle:
@@ -400,10 +407,19 @@ class BTree(PersistentObject):
             node = nodes[i]
 
     def __getitem__(self, key):
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
+        # The loop of get(), repeated: lookups are the hot path.
+        node = self.root
+        while True:
+            items = node.items
+            i = bisect_left(items, key, key=_first)
+            if i < len(items):
+                item = items[i]
+                if item[0] == key:
+                    return item[1]
+            nodes = node.nodes
+            if nodes is None:
+                raise KeyError(key)
+            node = nodes[i]
 
     def __contains__(self, key):
         return self.get(key, _MISSING) is not _MISSING
@@ -420,7 +436,7 @@ class BTree(PersistentObject):
 
     def add(self, key, value=True):
         root = self.root
-        if len(root.items) == 2 * root.minimum_degree - 1:
+        if len(root.items) == root.max_items:
             new_root = root.__class__()
             new_root.nodes = [root]
             new_root.split_child(0, root)
