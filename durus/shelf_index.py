@@ -34,7 +34,6 @@ import os
 import struct
 import zlib
 
-from durus.file import fsync_directory
 from durus.oid_index import OidIndex
 
 MAGIC = b'DURUS-SHELF-INDEX-1\n'
@@ -89,7 +88,11 @@ def load(data_file):
 
 
 def save(data_file, index, covered_end, map_start):
-    """Write the index durably (temporary file, fsync, rename)."""
+    """Write the index atomically (temporary file, rename).
+
+    No fsync: the index is a cache that every open checks, so one lost
+    or torn by a crash is merely ignored and rebuilt.
+    """
     dense = index.dense_bytes()
     pairs = index.overflow_bytes()
     body = b''.join((
@@ -103,10 +106,7 @@ def save(data_file, index, covered_end, map_start):
     with open(temporary, 'wb') as f:
         f.write(body)
         f.write(struct.pack('>I', zlib.crc32(body)))
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(temporary, path)
-    fsync_directory(path)
 
 
 def remove(data_path):
