@@ -29,7 +29,6 @@ the same.  A pack, a repair below ``covered`` or a file replaced by
 another program changes them and the index is ignored and rebuilt.
 """
 
-import hashlib
 import os
 import struct
 import zlib
@@ -46,6 +45,7 @@ def index_path(data_path):
 
 
 def fingerprint(data_file, covered, map_start):
+    import hashlib  # only when an index is used: not on every start-up
     digest = hashlib.sha256(struct.pack('>QQ', covered, map_start))
     digest.update(data_file.pread(min(_SAMPLE, covered), 0))
     low = max(0, covered - _SAMPLE)
