@@ -58,6 +58,12 @@ def judge(workloads, results):
                 floor = ours_metrics.get(row.target.other)
                 if floor:
                     entry['note'] = '%.2fx plain' % (ours / floor)
+            if theirs is None and row.reference:
+                name, metric, what = row.reference
+                ref = by_name.get(name, {}).get('median', {}).get('durus43', {})
+                if metric in ref:
+                    entry['durus43'] = ref[metric]
+                    entry['note'] = what
             if 'unavailable' in result:
                 entry['note'] = 'ours not available yet'
             errors = result.get('errors', {})

@@ -167,13 +167,26 @@ def machine_info():
             'platform': platform.platform(), 'commit': commit}
 
 
+def header_line(info):
+    return '%s, %s (%d cores), Python %s, commit %s, %s sizes' % (
+        info['date'], info['cpu'], info['cores'], info['python'], info['commit'],
+        info['size'])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true', help='small sizes, one rep')
     parser.add_argument('--only', help='comma-separated workload names')
     parser.add_argument('--reps', type=int, help='override repetitions per side')
     parser.add_argument('--list', action='store_true', help='list workloads and exit')
+    parser.add_argument('--show', metavar='JSON', help='print the table of a saved result')
     args = parser.parse_args(argv)
+    if args.show:
+        with open(args.show) as f:
+            saved = json.load(f)
+        print(header_line(saved['machine']))
+        print(format_table(judge(WORKLOADS, saved['workloads'])))
+        return 0
     if args.list:
         for w in WORKLOADS:
             print('%-20s %s' % (w.name, '; '.join(r.label.strip() for r in w.rows)))
@@ -211,8 +224,7 @@ def main(argv=None):
     info['size'] = size
     table = format_table(rows)
     print()
-    print('%s, %s (%d cores), Python %s, commit %s, %s sizes' % (
-        info['date'], info['cpu'], info['cores'], info['python'], info['commit'], size))
+    print(header_line(info))
     print(table)
     os.makedirs(RESULTS_DIR, exist_ok=True)
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
