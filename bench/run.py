@@ -168,9 +168,13 @@ def machine_info():
 
 
 def header_line(info):
-    return '%s, %s (%d cores), Python %s, commit %s, %s sizes' % (
+    line = '%s, %s (%d cores), Python %s, commit %s, %s sizes' % (
         info['date'], info['cpu'], info['cores'], info['python'], info['commit'],
         info['size'])
+    if 'load_average' in info:
+        line += ', load average %.1f at start, %.1f at end' % (
+            info['load_average']['start'][0], info['load_average']['end'][0])
+    return line
 
 
 def main(argv=None):
@@ -200,6 +204,7 @@ def main(argv=None):
         selected = [by_name()[n] for n in names]
     size = 'quick' if args.quick else 'full'
     pythons = {'ours': sys.executable, 'durus43': durus43_venv.ensure()}
+    load_at_start = os.getloadavg()
 
     results = []
     for workload in selected:
@@ -219,8 +224,9 @@ def main(argv=None):
             outcome['unavailable'] = missing
         results.append(outcome)
 
-    rows = judge(selected, results)
     info = machine_info()
+    info['load_average'] = {'start': load_at_start, 'end': os.getloadavg()}
+    rows = judge(selected, results)
     info['size'] = size
     table = format_table(rows)
     print()
