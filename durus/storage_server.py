@@ -59,6 +59,7 @@ __all__ = [
 TIMEOUT = 10
 DEFAULT_GCBYTES = 0
 COMMIT_LOCK_GRACE = 1.0
+GROUP_COMMIT_WINDOW = 0.002
 RECV_SIZE = 256 * 1024
 OUTPUT_LIMIT = 8 * 1024 * 1024   # stop reading a client that doesn't read
 SWEEP_INTERVAL = 1.0
@@ -85,6 +86,7 @@ class _Client(object):
         self.closed = False
         self.waiting = None        # a CommitStart waiting for the lock
         self.throttled = False     # requests held back: output too large
+        self.held_from = None      # output from here waits for the fsync
         self.closing = None        # (reason, level): close once flushed
         self.lock_since = None
         self.lock_revoked = False
@@ -100,13 +102,21 @@ class StorageServer(object):
     def __init__(self, storage, host=DEFAULT_HOST, port=DEFAULT_PORT,
                  address=None, gcbytes=DEFAULT_GCBYTES,
                  max_frame=DEFAULT_MAX_FRAME, timeout=TIMEOUT,
-                 commit_lock_grace=COMMIT_LOCK_GRACE):
+                 commit_lock_grace=COMMIT_LOCK_GRACE,
+                 group_commit_window=GROUP_COMMIT_WINDOW):
         self.storage = storage
         self.address = SocketAddress.new(address or (host, port))
         self.gcbytes = gcbytes or 0
         self.max_frame = max_frame
         self.timeout = timeout
         self.commit_lock_grace = commit_lock_grace
+        self.group_commit_window = group_commit_window
+        # Group commit needs a storage that can defer its fsync.
+        self._end_deferred = getattr(storage, 'end_deferred', None)
+        self._make_durable = getattr(storage, 'make_durable', None)
+        if self._make_durable is None or not group_commit_window:
+            self._end_deferred = None
+        self._dirty_since = None   # when the oldest un-fsynced commit ended
         self.clients = set()
         self.packer = None
         self.bytes_since_pack = 0
@@ -170,6 +180,8 @@ class StorageServer(object):
                         if mask & selectors.EVENT_READ and not client.closed:
                             self._receive(client)
                 self._run_runnable()
+                if self._dirty_since is not None:
+                    self._group_fsync_if_due()
                 if self.packer is not None:
                     self._step_packer()
                 self._sweep(time.monotonic())
@@ -191,6 +203,9 @@ class StorageServer(object):
         if not self.clients:
             return None
         timeout = SWEEP_INTERVAL
+        if self._dirty_since is not None:
+            timeout = max(0.0, self._dirty_since + self.group_commit_window -
+                          time.monotonic())
         holder = self.commit_holder
         if holder is not None and self.commit_waiters:
             timeout = min(timeout, max(0.0, holder.lock_since +
@@ -198,7 +213,36 @@ class StorageServer(object):
                                        time.monotonic()))
         return timeout
 
+    def _group_fsync_if_due(self):
+        """Make the batch of commits durable, then release held replies.
+
+        The batch grows while the commit lock passes from client to
+        client; it is closed when nobody holds the lock or the window is
+        over.
+        """
+        if (self.commit_holder is not None and time.monotonic() -
+                self._dirty_since < self.group_commit_window):
+            return
+        self._dirty_since = None
+        try:
+            self._make_durable()
+        except Exception as error:
+            log(logging.CRITICAL, 'Making commits durable failed: %s: %s',
+                type(error).__name__, error)
+            for client in list(self.clients):
+                if client.held_from is not None:
+                    self._drop(client, 'its commit may not be durable',
+                               logging.ERROR)
+            return
+        for client in list(self.clients):
+            if client.held_from is not None:
+                client.held_from = None
+                self._flush(client)
+
     def _shutdown(self, listener, wake_reader):
+        if self._dirty_since is not None:
+            self._dirty_since = None
+            self._make_durable()
         for client in list(self.clients):
             self._drop(client, 'server is stopping', logging.DEBUG)
         if self.packer is not None:
@@ -257,7 +301,7 @@ class StorageServer(object):
                     break
                 reply = handlers[type(request)](client, request)
                 if reply is not None:
-                    client.output += protocol.send(reply)
+                    self._queue(client, protocol.send(reply))
                 if protocol.state == CLOSED:
                     if not client.closed:
                         self._close_when_flushed(client)
@@ -272,17 +316,31 @@ class StorageServer(object):
         if not client.closed:
             self._flush(client)
 
+    def _queue(self, client, data, urgent=False):
+        """Append a reply; while commits await their group fsync, replies
+        (which may show their data) are held until it is done."""
+        if (self._dirty_since is not None and not urgent and
+                client.held_from is None):
+            client.held_from = len(client.output)
+        client.output += data
+
     def _flush(self, client):
         output = client.output
-        while output:
+        while output and client.held_from != 0:
             try:
-                sent = client.sock.send(output)
+                if client.held_from is None:
+                    sent = client.sock.send(output)
+                else:
+                    sent = client.sock.send(
+                        memoryview(output)[:client.held_from])
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as error:
                 self._drop(client, 'socket error: %s' % error, logging.INFO)
                 return
             del output[:sent]
+            if client.held_from is not None:
+                client.held_from -= sent
             client.last_activity = time.monotonic()
         if not output and client.closing is not None:
             self._drop(client, *client.closing)
@@ -299,7 +357,7 @@ class StorageServer(object):
         if (client.waiting is None and client.closing is None and
                 len(client.output) < OUTPUT_LIMIT):
             mask = selectors.EVENT_READ
-        if client.output:
+        if client.output and client.held_from != 0:
             mask |= selectors.EVENT_WRITE
         if mask == client.mask:
             return
@@ -394,8 +452,10 @@ class StorageServer(object):
                 continue
             self._acquire_commit_lock(waiter)
             waiter.waiting = None
-            waiter.output += waiter.protocol.send(
-                self._take_invalidations(waiter))
+            # An invalidation list holds no data, so it may go out before
+            # a pending group fsync: that is what lets commits batch.
+            self._queue(waiter, waiter.protocol.send(
+                self._take_invalidations(waiter)), urgent=True)
             self._runnable.append(waiter)
             self._flush(waiter)
 
@@ -465,7 +525,12 @@ class StorageServer(object):
             storage.begin()
             for oid, record in items:
                 storage.store(oid, record)
-            storage.end(self._invalidate)
+            if self._end_deferred is not None:
+                self._end_deferred(self._invalidate)
+                if self._dirty_since is None:
+                    self._dirty_since = time.monotonic()
+            else:
+                storage.end(self._invalidate)
         except ConflictError:
             return Status(STATUS_INVALID)
         except Exception as error:

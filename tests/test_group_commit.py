@@ -1,0 +1,159 @@
+"""Group commit: with a storage that can defer its fsync, commits of
+several clients share one fsync, and no reply that could show a commit
+(its 'O', a load of its records) leaves the server before it is durable.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from durus.client_storage import ClientStorage
+from durus.serialize import pack_record
+from durus.storage import MemoryStorage
+from durus.storage_server import StorageServer
+
+from server_process import wait_for
+
+
+def oid(n):
+    return n.to_bytes(8, 'big')
+
+
+class DeferringStorage(MemoryStorage):
+    """MemoryStorage that tells durable records from written ones."""
+
+    def __init__(self):
+        MemoryStorage.__init__(self)
+        self.durable = {}
+        self.fsyncs = 0
+        self.plain_ends = 0
+
+    def end(self, handle_invalidations=None):
+        self.plain_ends += 1
+        MemoryStorage.end(self, handle_invalidations)
+        self.durable.update(self.records)
+
+    def end_deferred(self, handle_invalidations=None):
+        MemoryStorage.end(self, handle_invalidations)
+
+    def make_durable(self):
+        self.fsyncs += 1
+        self.durable.update(self.records)
+
+
+@pytest.fixture
+def serve():
+    running = []
+
+    def start(storage, **options):
+        server = StorageServer(storage, port=0, **options)
+        server.listen()
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in running:
+        server.stop()
+        thread.join(10)
+
+
+def commit(storage, number, data):
+    storage.begin()
+    storage.store(number, pack_record(number, data, b''))
+    storage.end()
+
+
+def test_a_commit_is_acknowledged_only_once_durable(serve):
+    storage = DeferringStorage()
+    server = serve(storage)
+    client = ClientStorage(port=server.address.port)
+    new = client.new_oid()
+    commit(client, new, b'one')
+    assert storage.durable[new] == pack_record(new, b'one', b'')
+    assert storage.plain_ends == 0 and storage.fsyncs == 1
+
+
+def test_concurrent_commits_share_fsyncs(serve):
+    storage = DeferringStorage()
+    server = serve(storage, group_commit_window=0.05)
+    rounds, clients = 15, 4
+    errors = []
+
+    def work():
+        try:
+            client = ClientStorage(port=server.address.port)
+            mine = client.new_oid()
+            for i in range(rounds):
+                commit(client, mine, b'%d' % i)
+                # acknowledged means durable
+                assert storage.durable[mine] == pack_record(
+                    mine, b'%d' % i, b'')
+        except Exception as error:    # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert storage.fsyncs < rounds * clients
+
+
+def test_loads_of_undurable_commits_wait_for_the_fsync(serve):
+    storage = DeferringStorage()
+    server = serve(storage, group_commit_window=5)
+    port = server.address.port
+    ClientStorage(port=port)
+    writer = ClientStorage(port=port)
+    target = writer.new_oid()
+    commit(writer, target, b'v1')
+    x = socket.create_connection(('127.0.0.1', port), 5)
+    y = socket.create_connection(('127.0.0.1', port), 5)
+    for sock in (x, y):
+        sock.settimeout(5)
+    x.sendall(b'C')                           # x holds the commit lock
+    assert x.recv(4) == b'\x00\x00\x00\x00'
+    y.sendall(b'C')                           # y waits for it
+    assert wait_for(lambda: server.commit_waiters)
+    record = pack_record(target, b'v2', b'')
+    item = (8 + len(record)).to_bytes(4, 'big') + target + record
+    x.sendall(len(item).to_bytes(4, 'big') + item)
+    # y gets its list at once (the lock passed on), naming x's commit ...
+    assert y.recv(12) == b'\x00\x00\x00\x01' + target
+    # ... but x's 'O' and a load of the new record wait for the fsync
+    z = socket.create_connection(('127.0.0.1', port), 5)
+    z.sendall(b'L' + target)
+    z.settimeout(0.3)
+    x.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        z.recv(1)
+    with pytest.raises(socket.timeout):
+        x.recv(1)
+    assert storage.durable[target] != record
+    y.sendall(b'\x00\x00\x00\x00')            # y backs out: batch closes
+    x.settimeout(5)
+    z.settimeout(5)
+    assert x.recv(1) == b'O'
+    assert storage.durable[target] == record
+    reply = z.recv(5 + len(record))
+    while len(reply) < 5 + len(record):
+        reply += z.recv(100)
+    assert reply[5:] == record
+    for sock in (x, y, z):
+        sock.close()
+
+
+def test_storages_without_the_hook_fsync_in_end(serve):
+    storage = MemoryStorage()
+    server = serve(storage)
+    client = ClientStorage(port=server.address.port)
+    new = client.new_oid()
+    started = time.monotonic()
+    commit(client, new, b'x')
+    assert time.monotonic() - started < 1
+    assert storage.records[new] == pack_record(new, b'x', b'')
