@@ -273,11 +273,12 @@ class Connection(ConnectionBase):
             storage.begin()
             store = storage.store
             serial = self.transaction_serial
+            get_state = writer.get_state
             for changed in list(self.changed.values()):
                 for obj in writer.gen_new_objects(changed):
                     if obj._p_serial != serial:
                         self.note_access(obj)
-                    data, refs = writer.get_state(obj)
+                    data, refs = get_state(obj)
                     oid = obj._p_oid
                     store(oid, pack_record(oid, data, refs))
                     written.append(obj)
@@ -289,8 +290,10 @@ class Connection(ConnectionBase):
         finally:
             writer.close()
         for obj in written:
-            obj._p_status = SAVED
-            refresh_hooks(obj)
+            _raw_set(obj, '_p_status', SAVED)
+        # Their hook variants are brought up to date when the transaction
+        # ends, right after this (new objects are already listed).
+        self._unhooked.extend(self.changed.values())
         self.changed.clear()
 
     def pack(self):

@@ -119,13 +119,13 @@ class ObjectWriter(object):
         self.connection = connection
         self.sio = BytesIO()
         self.pickler = Pickler(self.sio, PICKLE_PROTOCOL)
-        self.pickler.persistent_id = self._persistent_id
         self.refs = set()
         self.objects_found = []
         self.new_objects = []
+        self.pickler.persistent_id = self._make_persistent_id()
 
     def close(self):
-        # Break the pickler <-> bound-method cycle.
+        # Break the pickler <-> persistent_id closure cycle.
         self.pickler = None
         self.sio = None
 
@@ -140,46 +140,67 @@ class ObjectWriter(object):
         while queue:
             yield queue.pop()
 
-    def _persistent_id(self, obj):
-        if not isinstance(obj, PersistentBase):
-            return None
-        oid = obj._p_oid
+    def _make_persistent_id(self):
+        # A closure over locals: the pickler calls it for every object it
+        # writes, so it must return None for plain values as fast as it can.
         connection = self.connection
-        if oid is None:
-            if obj._p_connection is not None:
-                raise ValueError('%r has a connection but no oid' % (obj,))
-            oid = connection.new_oid()
-            connection._bind_new_object(obj, oid)
-            self.new_objects.append(obj)
-            self.objects_found.append(obj)
-        elif obj._p_connection is not connection:
-            raise ValueError(
-                'cannot store a reference to %r: it belongs to another '
-                'connection; copy the object instead' % (obj,))
-        self.refs.add(oid)
-        return oid, obj.__class__
+        new_objects = self.new_objects
+        objects_found = self.objects_found
+        writer = self
+
+        def persistent_id(obj, isinstance=isinstance, base=PersistentBase):
+            if not isinstance(obj, base):
+                return None
+            oid = obj._p_oid
+            if oid is None:
+                if obj._p_connection is not None:
+                    raise ValueError('%r has a connection but no oid' % (obj,))
+                oid = connection.new_oid()
+                connection._bind_new_object(obj, oid)
+                new_objects.append(obj)
+                objects_found.append(obj)
+            elif obj._p_connection is not connection:
+                raise ValueError(
+                    'cannot store a reference to %r: it belongs to another '
+                    'connection; copy the object instead' % (obj,))
+            writer.refs.add(oid)
+            return oid, obj.__class__
+        return persistent_id
 
     def get_state(self, obj):
+        cls = obj.__class__
+        class_pickle = _class_pickles.get(cls)
+        if class_pickle is None:
+            class_pickle = _class_pickles[cls] = _pickle_class(cls)
         sio = self.sio
-        pickler = self.pickler
         sio.seek(0)
         sio.truncate()
-        # A fresh memo: clear_memo() costs as much as the largest memo seen.
-        pickler.memo = {}
-        pickler.dump(obj.__class__)
-        class_end = sio.tell()
+        # The state pickle continues the class pickle's memo, in which the
+        # class is entry 0 (a fresh memo also keeps clear_memo() cheap).
+        pickler = self.pickler
+        pickler.memo = {id(cls): (0, cls)}
         self.refs = refs = set()
         pickler.dump(obj.__getstate__())
-        data = sio.getvalue()
+        state = sio.getvalue()
         if (WRITE_COMPRESSED_STATE_PICKLES and
-                len(data) - class_end >= COMPRESS_MIN_SIZE):
-            data = data[:class_end] + _compress(data[class_end:])
+                len(state) >= COMPRESS_MIN_SIZE):
+            state = _compress(state)
         refs.discard(obj._p_oid)
         if not refs:
-            return data, b''
+            return class_pickle + state, b''
         if len(refs) == 1:
-            return data, refs.pop()
-        return data, b''.join(sorted(refs))
+            return class_pickle + state, refs.pop()
+        return class_pickle + state, b''.join(sorted(refs))
+
+
+_class_pickles = {}
+
+
+def _pickle_class(cls):
+    """The class pickle of a record: protocol 2, GLOBAL, memo entry 0."""
+    sio = BytesIO()
+    Pickler(sio, PICKLE_PROTOCOL).dump(cls)
+    return sio.getvalue()
 
 
 class _RecordUnpickler(Unpickler):
