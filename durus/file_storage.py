@@ -27,7 +27,7 @@ from durus.error import (
 from durus.file import File
 from durus.packing import discard_pack_file, gen_pack_records, switch_to_packed
 from durus.serialize import RecordError, unpack_record
-from durus.shelf import PREFIX, Shelf, ShelfWriter
+from durus.shelf import PREFIX, Shelf, ShelfWriter, is_well_formed
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -143,23 +143,28 @@ class FileStorage(Storage):
     # Oids
 
     def _reset_oid_candidates(self):
-        def candidates(shelf):
-            for number in shelf.map.gen_holes():
-                yield number
-            number = max(len(shelf.map), shelf.index.max_number + 1)
-            while True:
-                yield number
-                number += 1
-        self.oid_candidates = candidates(self.shelf)
+        """Oids come from the map's holes first, then from a counter that
+        starts above every oid with a record (nothing can appear above it
+        but oids this storage hands out)."""
+        self._holes = self.shelf.map.gen_holes()
+        self._next_number = None
 
     def new_oid(self):
-        shelf = self.shelf
-        for number in self.oid_candidates:
-            if (number in self.allocated or number in self.invalid
-                    or shelf.has(number)):
-                continue
-            self.allocated.add(number)
-            return int8_to_str(number)
+        if self._holes is not None:
+            for number in self._holes:
+                if not (number in self.allocated or number in self.invalid
+                        or self.shelf.has(number)):
+                    self.allocated.add(number)
+                    return int8_to_str(number)
+            self._holes = None
+            self._next_number = max(len(self.shelf.map),
+                                    self.shelf.index.max_number + 1)
+        number = self._next_number
+        while number in self.invalid or number in self.allocated:
+            number += 1
+        self._next_number = number + 1
+        self.allocated.add(number)
+        return int8_to_str(number)
 
     # Committing
 
@@ -173,29 +178,27 @@ class FileStorage(Storage):
         if self.pending is None:
             self.pending = {}
         number = str_to_int8(oid)
-        if not (oid == ROOT_OID or number in self.allocated
+        if not (number in self.allocated or oid == ROOT_OID
                 or self.shelf.has(number)):
             self.pending = {}
             raise UnexpectedOidError(
                 'oid %d is a surprise: it has no record and was not handed '
                 'out by new_oid() of this storage' % number)
-        if record[:8] != oid:
+        if record[:8] != oid or not is_well_formed(record):
             self.pending = {}
+            unpack_record(record)  # raises RecordError with the details
             raise RecordError('record for oid %d starts with another oid'
                               % number)
-        unpack_record(record)  # raises RecordError if malformed
         self.pending[oid] = record
 
     def end(self, handle_invalidations=None):
         pending, self.pending = self.pending, None
         if not pending:
             return
-        self.shelf.append_transaction(pending.items())
-        for oid in pending:
-            number = str_to_int8(oid)
-            self.allocated.discard(number)
-            if self.pack_commits is not None:
-                self.pack_commits.add(number)
+        numbers = self.shelf.append_transaction(pending.items())
+        self.allocated.difference_update(numbers)
+        if self.pack_commits is not None:
+            self.pack_commits.update(numbers)
 
     def sync(self):
         invalid = [int8_to_str(number) for number in sorted(self.invalid)]

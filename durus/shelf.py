@@ -47,6 +47,7 @@ CHUNK = 4 << 20
 _int8 = struct.Struct('>Q')
 _record_head = struct.Struct('>QQQI')  # R, key, embedded oid, data length
 _map_head = struct.Struct('>QQQ')
+_data_length = struct.Struct('>I')
 _READ_GUESS = 2048
 
 
@@ -355,6 +356,31 @@ def build_offset_map(start, offsets):
         bytes(packed)
 
 
+def is_well_formed(record):
+    """Cheaply: is ``record`` laid out as oid, data length, data, refs?"""
+    if len(record) < 12:
+        return False
+    rest = len(record) - 12 - _data_length.unpack_from(record, 8)[0]
+    return rest >= 0 and not rest & 7
+
+
+def encode_transaction(items, start):
+    """The bytes of a transaction of ``(oid, record)`` pairs to be written
+    at ``start``, and ``(oid number, offset)`` of each disk-record."""
+    pack = _int8.pack
+    unpack = _int8.unpack
+    parts = [b'']
+    placed = []
+    position = start + 8
+    for oid, record in items:
+        size = len(record)
+        parts += (pack(8 + size), oid, record)
+        placed.append((unpack(oid)[0], position))
+        position += 16 + size
+    parts[0] = pack(position - start - 8)
+    return b''.join(parts), placed
+
+
 class Shelf(object):
     """An open SHELF-1 file: lookups, appends, sequential scans.
 
@@ -475,25 +501,16 @@ class Shelf(object):
     def append_transaction(self, items):
         """Append ``(oid, record)`` pairs as one transaction, durably.
 
-        Returns when the bytes are fsynced.  On failure the file is cut
-        back to where the transaction started.
+        Returns the oid numbers written, once the bytes are fsynced.  On
+        failure the file is cut back to where the transaction started.
         """
         if self.file.is_readonly():
             raise ReadOnlyError('%s is open read-only; reopen it without '
                                 'readonly to commit' % self.name)
-        parts = [b'']
-        offsets = []
-        position = self.end + 8
-        for oid, record in items:
-            parts.append(_int8.pack(8 + len(record)))
-            parts.append(oid)
-            parts.append(record)
-            offsets.append((_int8.unpack(oid)[0], position))
-            position += 16 + len(record)
-        parts[0] = _int8.pack(position - self.end - 8)
         start = self.end
+        data, placed = encode_transaction(items, start)
         try:
-            self.file.pwrite(b''.join(parts), start)
+            self.file.pwrite(data, start)
             self.file.fsync()
         except BaseException:
             try:
@@ -501,9 +518,11 @@ class Shelf(object):
             except OSError:
                 pass
             raise
-        for number, offset in offsets:
-            self.index.set(number, offset)
-        self.end = position
+        index_set = self.index.set
+        for number, offset in placed:
+            index_set(number, offset)
+        self.end = start + len(data)
+        return [number for number, _ in placed]
 
     def close(self):
         self.file.close()
@@ -553,15 +572,11 @@ class ShelfWriter(object):
         self.written = self.position
 
     def append_transaction(self, items):
-        parts = []
-        for oid, record in items:
-            parts.append(_int8.pack(8 + len(record)))
-            parts.append(oid)
-            parts.append(record)
-        if parts:
-            body = b''.join(parts)
-            self.file.pwrite(_int8.pack(len(body)) + body, self.position)
-            self.position += 8 + len(body)
+        items = list(items)
+        if items:
+            data, _ = encode_transaction(items, self.position)
+            self.file.pwrite(data, self.position)
+            self.position += len(data)
 
     def fsync(self):
         self.file.fsync()

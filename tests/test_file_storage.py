@@ -126,6 +126,10 @@ def test_store_refuses_surprise_oids(tmp_path):
     storage.store(fresh, record(fresh))
     with pytest.raises(RecordError):
         storage.store(fresh, record(ROOT_OID))  # record of another oid
+    with pytest.raises(RecordError):
+        storage.store(fresh, record(fresh) + b'\x01')  # refs not 8*k
+    with pytest.raises(RecordError):
+        storage.store(fresh, fresh + b'\x00\x00')  # shorter than 12
     storage.close()
 
 
