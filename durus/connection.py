@@ -21,7 +21,7 @@ import weakref
 from durus.error import (ConflictError, DurusError, DurusKeyError,
                          ReadConflictError, WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
-                              refresh_hooks)
+                              hook_variants, refresh_hooks)
 from durus.persistent_dict import PersistentDict
 from durus.serialize import ObjectReader, ObjectWriter, pack_record
 from durus.storage import ROOT_OID, Storage
@@ -161,6 +161,7 @@ class Connection(ConnectionBase):
 
     def _bind_new_object(self, obj, oid):
         """Give a new object its oid and this connection (during commit)."""
+        hook_variants(obj.__class__)  # fail here, before anything is stored
         obj._p_oid = oid
         obj._p_connection = self
         obj._p_serial = self.transaction_serial

@@ -139,11 +139,24 @@ def _make_variants(cls):
             namespace['__getattribute__'] = getattribute
         return type(cls)(cls.__name__, (cls,), namespace)
 
-    watched = make(watched_getattribute)
-    saved = make(None)
+    try:
+        watched = make(watched_getattribute)
+        saved = make(None)
+    except Exception as error:
+        # Without the variants changes would go unnoticed: refuse loudly.
+        raise TypeError('cannot track changes of persistent class %s.%s: '
+                        'subclassing it failed (%s); make it subclassable '
+                        'without arguments' % (cls.__module__,
+                                               cls.__qualname__, error)
+                        ) from error
     triple = (cls, watched, saved)
     _variants[cls] = _variants[watched] = _variants[saved] = triple
     return triple
+
+
+def hook_variants(cls):
+    """``(cls, watched variant, saved variant)``, created on first use."""
+    return _variants.get(cls) or _make_variants(cls)
 
 
 def refresh_hooks(obj):

@@ -314,3 +314,19 @@ def test_class_identity_is_kept_through_hook_switching(connection):
     item.__class__ = WithDefault
     assert item.__class__ is WithDefault
     assert item.colour == 'red'
+
+
+class NeedsKeyword(Persistent):
+    def __init_subclass__(cls, required, **kwargs):
+        super().__init_subclass__(**kwargs)
+
+
+def test_class_that_cannot_get_hook_variants_is_refused_clearly(connection):
+    connection.root['x'] = NeedsKeyword()
+    serial = connection.transaction_serial
+    with pytest.raises(TypeError) as info:
+        connection.commit()
+    assert 'NeedsKeyword' in str(info.value)
+    assert connection.transaction_serial == serial
+    assert connection.root['x']._p_oid is None
+    assert len(connection.storage.records) == 1
