@@ -235,3 +235,41 @@ def test_too_many_systemd_sockets_is_an_error(monkeypatch):
         get_systemd_socket()
     monkeypatch.setenv('LISTEN_PID', '1')
     assert get_systemd_socket() is None
+
+
+def test_wait_for_server(durus_server):
+    from durus.storage_server import wait_for_server
+    server = durus_server()
+    wait_for_server(port=server.port, maxtries=3, sleeptime=0.1)
+    with pytest.raises(SystemExit, match='No storage server'):
+        wait_for_server(port=free_port(), maxtries=2, sleeptime=0.01)
+
+
+def test_sigint_stops_and_removes_the_socket_file(durus_server, tmp_path):
+    import signal
+    path = str(tmp_path / 'int.sock')
+    server = durus_server('--address', path)
+    server.process.send_signal(signal.SIGINT)
+    assert server.wait(10) == 0
+    assert not os.path.exists(path)
+    assert 'Stopping on signal %d' % signal.SIGINT in server.log()
+
+
+def test_logger_helpers(monkeypatch):
+    import io
+    import logging
+    from durus import logger as durus_logger
+    monkeypatch.setattr(sys, 'stdout', sys.stdout)
+    monkeypatch.setattr(sys, 'stderr', sys.stderr)
+    stream = io.StringIO()
+    old_stream = durus_logger._handler.stream
+    try:
+        durus_logger.direct_output(stream)
+        assert sys.stderr is stream and sys.stdout is stream
+        assert durus_logger.is_logging(logging.INFO)
+        assert not durus_logger.is_logging(logging.DEBUG)
+        durus_logger.log(logging.INFO, 'hello %s', 'there')
+        durus_logger.log(logging.DEBUG, 'hidden')
+    finally:
+        durus_logger._handler.setStream(old_stream)
+    assert stream.getvalue() == 'hello there\n'
