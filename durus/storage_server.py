@@ -240,21 +240,24 @@ class StorageServer(object):
                 self._flush(client)
 
     def _shutdown(self, listener, wake_reader):
-        if self._dirty_since is not None:
-            self._dirty_since = None
-            self._make_durable()
-        for client in list(self.clients):
-            self._drop(client, 'server is stopping', logging.DEBUG)
-        if self.packer is not None:
-            self.packer.close()
-            self.packer = None
-        self._selector.close()
-        self.address.close(listener)
-        self._listener = None
-        wake_reader.close()
-        self._wakeup.close()
-        self._wakeup = None
-        self.storage.close()
+        """Release everything; the storage is closed even if a step fails."""
+        try:
+            if self._dirty_since is not None:
+                self._dirty_since = None
+                self._make_durable()
+            for client in list(self.clients):
+                self._drop(client, 'server is stopping', logging.DEBUG)
+            if self.packer is not None:
+                self.packer.close()
+                self.packer = None
+        finally:
+            self._selector.close()
+            self.address.close(listener)
+            self._listener = None
+            wake_reader.close()
+            self._wakeup.close()
+            self._wakeup = None
+            self.storage.close()
         log(logging.INFO, 'Stopped serving %s', self.address)
 
     def _accept(self, listener):
