@@ -48,6 +48,7 @@ _int8 = struct.Struct('>Q')
 _record_head = struct.Struct('>QQQI')  # R, key, embedded oid, data length
 _map_head = struct.Struct('>QQQ')
 _data_length = struct.Struct('>I')
+_key_head = struct.Struct('>QQ')  # R, key
 _READ_GUESS = 2048
 
 
@@ -228,37 +229,6 @@ def _damage_at(file, filename, position, empty_run, size, reason,
     return Damage(filename, cut, size - cut, reason, repairable)
 
 
-def gen_disk_records(file, start, end):
-    """``(offset, key, record)`` of the disk-records of the transactions
-    in ``[start, end)``, read sequentially in large chunks."""
-    window = _Window(file, start)
-    position = start
-    unpack = _int8.unpack_from
-    while position < end:
-        if not window.ensure(position, 8):
-            raise _short(file, position)
-        txn_end = position + 8 + unpack(window.buffer,
-                                        position - window.base)[0]
-        position += 8
-        while position < txn_end:
-            local = position - window.base
-            buffer = window.buffer
-            if local < 0 or local + 8 > len(buffer):
-                if not window.ensure(position, 8):
-                    raise _short(file, position)
-                buffer = window.buffer
-                local = 0
-            total = 8 + unpack(buffer, local)[0]
-            if local + total > len(buffer):
-                if not window.ensure(position, total):
-                    raise _short(file, position)
-                buffer = window.buffer
-                local = 0
-            yield position, buffer[local + 8:local + 16], \
-                buffer[local + 16:local + total]
-            position += total
-
-
 def _short(file, offset):
     return DamagedFileError(
         '%s ends inside a record at offset %d; open it writable with '
@@ -319,14 +289,24 @@ class OffsetMap(object):
                 return
             current = following
 
+    def load_words(self):
+        """Every word of the map, as an ``array('Q')`` (one read)."""
+        size = self.word_size
+        data = self.file.pread(size * self.count, self.start + 24)
+        wide = bytearray(8 * self.count)
+        for byte in range(size):  # right-align each word in 8 bytes
+            wide[8 - size + byte::8] = data[byte::size]
+        words = array('Q')
+        words.frombytes(bytes(wide))
+        if sys.byteorder != 'big':
+            words.byteswap()
+        return words
+
     def gen_numbers(self):
         """Numbers of the oids that have a record in the map."""
-        data = self.file.pread(self.word_size * self.count, self.start + 24)
-        size = self.word_size
-        for number in range(self.count):
-            word = int.from_bytes(data[number * size:(number + 1) * size],
-                                  'big')
-            if word < self.start:
+        start = self.start
+        for number, word in enumerate(self.load_words()):
+            if word < start:
                 yield number
 
 
@@ -484,17 +464,46 @@ class Shelf(object):
     def gen_current_records(self):
         """``(oid, record)`` of the newest record of every oid, in file order.
 
-        Reads the file sequentially and skips superseded versions.
+        Reads the file sequentially in large chunks and skips superseded
+        versions: a record is current if the index (or, in the initial
+        transaction, the offset map) points at it.
         """
-        index_get = self.index.get
-        map_get = self.map.get
-        for start, end in ((8, self.map_start), (self.map.end, self.end)):
-            for offset, key, record in gen_disk_records(self.file, start,
-                                                        end):
-                number = _int8.unpack(key)[0]
-                current = index_get(number) or map_get(number)
-                if current == offset:
-                    yield key, record
+        dense = self.index.dense
+        overflow = self.index.overflow
+        words = self.map.load_words()
+        head = _key_head.unpack_from
+        for start, end, initial in ((8, self.map_start, True),
+                                    (self.map.end, self.end, False)):
+            window = _Window(self.file, start)
+            position = start
+            while position < end:
+                if not window.ensure(position, 8):
+                    raise _short(self.file, position)
+                txn_end = position + 8 + _int8.unpack_from(
+                    window.buffer, position - window.base)[0]
+                position += 8
+                while position < txn_end:
+                    local = position - window.base
+                    buffer = window.buffer
+                    if local + 16 > len(buffer):
+                        if not window.ensure(position, 16):
+                            raise _short(self.file, position)
+                        buffer, local = window.buffer, 0
+                    size, number = head(buffer, local)
+                    total = 8 + size
+                    if local + total > len(buffer):
+                        if not window.ensure(position, total):
+                            raise _short(self.file, position)
+                        buffer, local = window.buffer, 0
+                    newest = (dense[number] if number < len(dense)
+                              else overflow.get(number, 0))
+                    if newest == position or (
+                            initial and not newest
+                            and number < len(words)
+                            and words[number] == position):
+                        yield (buffer[local + 8:local + 16],
+                               buffer[local + 16:local + total])
+                    position += total
 
     # Appending
 
