@@ -360,3 +360,15 @@ def test_names_and_format_check(tmp_path):
     with open(path, 'rb') as f:
         assert FileStorage.has_format(f)
     storage.close()
+
+
+def test_gen_oid_record_after_pack_yields_each_oid_once_newest(tmp_path):
+    storage = FileStorage(str(tmp_path / 'db.durus'))
+    root, a, b = storage.new_oid(), storage.new_oid(), storage.new_oid()
+    commit(storage, record(root, b'Root', [a, b]), record(a), record(b))
+    storage.pack()
+    commit(storage, record(b, b'Newer'))
+    found = list(storage.gen_oid_record())
+    assert sorted(found) == sorted([(root, record(root, b'Root', [a, b])),
+                                    (a, record(a)), (b, record(b, b'Newer'))])
+    storage.close()
