@@ -29,6 +29,7 @@ from durus.utils import int8_to_str, str_to_int8
 
 _raw_get = object.__getattribute__
 _raw_set = object.__setattr__
+_set_type = object.__dict__['__class__'].__set__
 
 __all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
            'ReferenceContainer', 'touch_every_reference',
@@ -142,18 +143,18 @@ class Connection(ConnectionBase):
 
     def load_state(self, obj):
         """Fill the ghost ``obj`` with its stored state."""
-        if obj._p_status != GHOST:
+        if _raw_get(obj, '_p_status') != GHOST:
             raise ValueError('%r is not a ghost' % (obj,))
-        oid = obj._p_oid
+        oid = _raw_get(obj, '_p_oid')
         try:
             data = self.get_stored_pickle(oid)
         except DurusKeyError:
             # The record is gone (packed away): the cached ghost is stale.
             raise ReadConflictError([oid]) from None
-        obj.__setstate__(self.reader.get_state(data))
+        _raw_get(obj, '__setstate__')(self.reader.get_state(data))
 
     def note_access(self, obj):
-        obj._p_serial = self.transaction_serial
+        _raw_set(obj, '_p_serial', self.transaction_serial)
         self.cache.recent_objects.add(obj)
 
     def note_change(self, obj):
@@ -427,12 +428,15 @@ class Cache(object):
     def get_instance(self, oid, cls, connection):
         """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
         obj = self.objects.get(oid)
-        if obj is not None and obj.__class__ is cls:
+        if obj is not None and (type(obj) is cls or obj.__class__ is cls):
             return obj
+        watched = hook_variants(cls)[1]
         obj = cls.__new__(cls)
         obj._p_oid = oid
         obj._p_connection = connection
-        obj._p_set_status_ghost()
+        obj._p_status = GHOST
+        # A fresh object has no state to drop: just give it the hooks.
+        _set_type(obj, watched)
         self.objects[oid] = obj
         return obj
 

@@ -184,7 +184,7 @@ def refresh_hooks(obj):
 
 def _note_read(obj):
     if _raw_get(obj, '_p_status') == GHOST:
-        obj._p_load_state()
+        _raw_get(obj, '_p_load_state')()
     connection = _raw_get(obj, '_p_connection')
     if (connection is not None and
             _raw_get(obj, '_p_serial') != connection.transaction_serial):
@@ -282,16 +282,18 @@ class PersistentObject(PersistentBase):
         return '<%s %s>' % (name, int.from_bytes(oid, 'big'))
 
     def _p_load_state(self):
-        if self._p_status != GHOST:
+        # Raw slot access: this runs for every load, often from a hook.
+        if _raw_get(self, '_p_status') != GHOST:
             raise ValueError('%r is not a ghost: its state is already loaded'
                              % (self,))
-        connection = self._p_connection
+        connection = _raw_get(self, '_p_connection')
         if connection is None:
             raise ValueError('%r is a ghost without a connection: nothing '
                              'to load its state from' % (self,))
         connection.load_state(self)
-        self._p_status = SAVED
-        refresh_hooks(self)
+        # Still the watched variant, which is always safe; the hook that
+        # asked for the load moves it on.
+        _raw_set(self, '_p_status', SAVED)
 
     def _p_note_change(self):
         if self._p_status != UNSAVED:

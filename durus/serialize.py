@@ -240,6 +240,7 @@ class ObjectReader(object):
         self.connection = connection
         self.load_count = 0
         self._classes = {}
+        self._record_classes = {}
         # placeholder made for a non-persistent use -> (module, name)
         self._placeholder_origins = {}
 
@@ -280,16 +281,36 @@ class ObjectReader(object):
         unpickler.record_class = record_class
         return unpickler
 
-    def _split(self, data):
-        """``(class part, state pickle)`` of record data."""
+    def _record_class(self, class_pickle):
+        """``(class, memo)`` of a class pickle, cached by its bytes.
+
+        ``memo`` is the unpickler memo after the class pickle: state
+        pickles are read with a copy of it (they may refer to the class
+        by memo index).
+        """
+        entry = self._record_classes.get(class_pickle)
+        if entry is None:
+            unpickler = self._unpickler(class_pickle, True)
+            cls = unpickler.load()
+            entry = self._record_classes[class_pickle] = (cls,
+                                                          unpickler.memo)
+        return entry
+
+    def _class_pickle_length(self, data):
         end = _class_pickle_end(data)
         if end < 0:
+            # Not the form Durus writes: unpickle to find where it stops.
             stream = BytesIO(data)
             unpickler = _RecordUnpickler(stream)
             unpickler.reader = self
             unpickler.record_class = True
             unpickler.load()
             end = stream.tell()
+        return end
+
+    def _split(self, data):
+        """``(class pickle, state pickle)`` of record data."""
+        end = self._class_pickle_length(data)
         state = data[end:]
         if state[:1] == b'\x78':
             try:
@@ -300,10 +321,7 @@ class ObjectReader(object):
 
     def get_class(self, data):
         """The class of the record whose data is ``data``."""
-        path = extract_class_path(data) if _class_pickle_end(data) > 0 else None
-        if path is not None:
-            return self.resolve_class(path[0], path[1], True)
-        return self._unpickler(data, True).load()
+        return self._record_class(data[:self._class_pickle_length(data)])[0]
 
     def get_ghost(self, data):
         """A new, unbound ghost of the record's class."""
@@ -317,13 +335,12 @@ class ObjectReader(object):
         return self._split(data)[1]
 
     def get_state(self, data, load=True):
-        class_part, state = self._split(data)
+        class_pickle, state = self._split(data)
         if not load:
             return state
         self.load_count += 1
-        unpickler = self._unpickler(class_part + state, True)
-        unpickler.load()
-        unpickler.record_class = False
+        unpickler = self._unpickler(state, False)
+        unpickler.memo = self._record_class(class_pickle)[1]
         return unpickler.load()
 
 
