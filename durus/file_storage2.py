@@ -26,7 +26,8 @@ from durus.file import File
 from durus.oid_index import OidIndex
 from durus.packing import discard_pack_file, gen_pack_records, switch_to_packed
 from durus.serialize import RecordError, unpack_record
-from durus.shelf import CHUNK, Damage, save_and_truncate
+from durus.shelf import (
+    Damage, ReadWindow, damage_at, save_and_truncate)
 from durus.storage import Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -75,22 +76,6 @@ def _encode_transaction(items):
     return b''.join(parts)
 
 
-class _Window(object):
-    def __init__(self, file):
-        self.file = file
-        self.base = 0
-        self.buffer = b''
-
-    def get(self, position, n):
-        start = position - self.base
-        if not (start >= 0 and start + n <= len(self.buffer)):
-            self.buffer = self.file.pread(max(CHUNK, n), position)
-            self.base = position
-            start = 0
-        return self.buffer[start:start + n] if n <= len(self.buffer) - start \
-            else None
-
-
 def scan_transactions(file, start, size, index, filename=None,
                       probe=True):
     """Index the transactions in ``[start, size)``; ``(end, records, damage)``.
@@ -98,7 +83,7 @@ def scan_transactions(file, start, size, index, filename=None,
     ``probe``: on damage, look whether intact transactions follow (then
     the damage is not repairable by truncation).
     """
-    window = _Window(file)
+    window = ReadWindow(file)
     position = start
     records = 0
     empty_run = None
@@ -131,10 +116,9 @@ def scan_transactions(file, start, size, index, filename=None,
             entries.append((oid, pointer))
             pointer += 4 + length
         if reason is not None:
-            return position, records, _damage(
-                file, filename, position, empty_run, size, reason,
-                resume if probe and resume is not None and resume < size
-                else None)
+            return position, records, damage_at(
+                scan_transactions, file, filename, position, empty_run,
+                size, reason, resume if probe else None)
         for number, offset in entries:
             index.set(number, offset)
         records += len(entries)
@@ -148,17 +132,6 @@ def scan_transactions(file, start, size, index, filename=None,
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))
     return position, records, None
-
-
-def _damage(file, filename, position, empty_run, size, reason, resume):
-    cut = position if empty_run is None else empty_run
-    repairable = True
-    if resume is not None:
-        _, found, later = scan_transactions(file, resume, size, OidIndex(),
-                                            probe=False)
-        if later is None and found:
-            repairable = False
-    return Damage(filename, cut, size - cut, reason, repairable)
 
 
 class FileStorage2(Storage):
@@ -293,7 +266,7 @@ class FileStorage2(Storage):
         return self._gen_current()
 
     def _gen_current(self):
-        window = _Window(self.file)
+        window = ReadWindow(self.file)
         index_get = self.index.get
         regions = [(14, self.index_offset)]
         after_index = self.index_offset + 8 + _int8.unpack(

@@ -121,10 +121,10 @@ def save_and_truncate(file, damage):
     return path
 
 
-class _Window(object):
+class ReadWindow(object):
     """Sequential reads of a file region through a large buffer."""
 
-    def __init__(self, file, position):
+    def __init__(self, file, position=0):
         self.file = file
         self.base = position
         self.buffer = b''
@@ -138,6 +138,13 @@ class _Window(object):
         self.base = position
         return len(self.buffer) >= n
 
+    def get(self, position, n):
+        """The ``n`` bytes at ``position``, or None past the end of file."""
+        if not self.ensure(position, n):
+            return None
+        start = position - self.base
+        return self.buffer[start:start + n]
+
 
 def scan_transactions(file, start, size, index, filename=None,
                       probe=True):
@@ -150,25 +157,25 @@ def scan_transactions(file, start, size, index, filename=None,
     ``probe``: on damage, look whether intact transactions follow (then
     the damage is not repairable by truncation).
     """
-    window = _Window(file, start)
+    window = ReadWindow(file, start)
     position = start
     records = 0
     empty_run = None  # start of a trailing run of empty transactions
     while position < size:
         if not window.ensure(position, 8):
-            return position, records, _damage_at(
-                file, filename, position, empty_run, size,
+            return position, records, damage_at(
+                scan_transactions, file, filename, position, empty_run, size,
                 'a partial transaction length', None)
         buffer = window.buffer
         length = _int8.unpack_from(buffer, position - window.base)[0]
         end = position + 8 + length
         if end > size:
-            return position, records, _damage_at(
-                file, filename, position, empty_run, size,
+            return position, records, damage_at(
+                scan_transactions, file, filename, position, empty_run, size,
                 'a transaction of %d bytes is cut short' % length, None)
         if not window.ensure(position, 8 + length):
-            return position, records, _damage_at(
-                file, filename, position, empty_run, size,
+            return position, records, damage_at(
+                scan_transactions, file, filename, position, empty_run, size,
                 'the file shrank while being read', None)
         buffer = window.buffer
         local_end = end - window.base
@@ -191,9 +198,9 @@ def scan_transactions(file, start, size, index, filename=None,
             entries.append((key, pointer + window.base))
             pointer += 8 + size_r
         if reason is not None:
-            return position, records, _damage_at(
-                file, filename, position, empty_run, size, reason,
-                end if probe else None)
+            return position, records, damage_at(
+                scan_transactions, file, filename, position, empty_run, size,
+                reason, end if probe else None)
         for key, offset in entries:
             index.set(key, offset)
         records += len(entries)
@@ -210,20 +217,20 @@ def scan_transactions(file, start, size, index, filename=None,
     return position, records, None
 
 
-def _damage_at(file, filename, position, empty_run, size, reason,
-               claimed_end):
+def damage_at(scan, file, filename, position, empty_run, size, reason,
+              resume):
     """Damage found at ``position``: repairable unless intact data follows.
 
-    A run of empty transactions just before the damage (zero bytes, or a
-    length placeholder from an interrupted write) is dropped with it.
+    ``scan`` is the format's ``scan_transactions``; ``resume`` is where
+    intact transactions could start again after the damaged one (None if
+    the damage runs to the end of the file).  A run of empty transactions
+    just before the damage (zero bytes, or a length placeholder from an
+    interrupted write) is dropped with it.
     """
     cut = position if empty_run is None else empty_run
     repairable = True
-    if claimed_end is not None and claimed_end < size:
-        # The damaged transaction has a plausible length; if intact,
-        # non-empty transactions follow it, the damage is in the middle.
-        _, found, later = scan_transactions(file, claimed_end, size,
-                                            OidIndex(), probe=False)
+    if resume is not None and resume < size:
+        _, found, later = scan(file, resume, size, OidIndex(), probe=False)
         if later is None and found:
             repairable = False
     return Damage(filename, cut, size - cut, reason, repairable)
@@ -474,7 +481,7 @@ class Shelf(object):
         head = _key_head.unpack_from
         for start, end, initial in ((8, self.map_start, True),
                                     (self.map.end, self.end, False)):
-            window = _Window(self.file, start)
+            window = ReadWindow(self.file, start)
             position = start
             while position < end:
                 if not window.ensure(position, 8):
