@@ -191,21 +191,22 @@ class StorageServer(object):
     def stop(self):
         """Ask ``serve()`` to return (safe from signal handlers/threads)."""
         self._stopping = True
-        if self._wakeup is not None:
+        wakeup = self._wakeup
+        if wakeup is not None:
             try:
-                self._wakeup.send(b'x')
+                wakeup.send(b'x')
             except OSError:
                 pass
 
     def _select_timeout(self):
         if self._runnable or self.packer is not None:
             return 0
+        if self._dirty_since is not None:
+            return max(0.0, self._dirty_since + self.group_commit_window -
+                       time.monotonic())
         if not self.clients:
             return None
         timeout = SWEEP_INTERVAL
-        if self._dirty_since is not None:
-            timeout = max(0.0, self._dirty_since + self.group_commit_window -
-                          time.monotonic())
         holder = self.commit_holder
         if holder is not None and self.commit_waiters:
             timeout = min(timeout, max(0.0, holder.lock_since +
