@@ -118,3 +118,25 @@ def test_oids_issued_before_a_pack_are_not_issued_again(tmp_path):
     storage.pack()
     assert storage.new_oid() not in issued
     storage.close()
+
+
+def test_damage_before_the_last_transaction_is_refused_even_with_repair(
+        tmp_path):
+    from durus.error import DamagedFileError
+    path = str(tmp_path / 'db.durus')
+    storage = FileStorage2(path)
+    one = int8_to_str(1)
+    commit(storage, record(ROOT_OID, b'Root', [one]))
+    first_end = storage.file_end
+    commit(storage, record(one))
+    commit(storage, record(ROOT_OID, b'Root2', [one]))
+    storage.close()
+    data = bytearray(open(path, 'rb').read())
+    data[first_end + 4 + 8 + 3] ^= 0x40  # the data length of oid 1's record
+    with open(path, 'wb') as f:
+        f.write(bytes(data))
+    for repair in (False, True):
+        with pytest.raises(DamagedFileError, match='backup') as info:
+            FileStorage2(path, repair=repair)
+        assert info.value.offset == first_end
+    assert open(path, 'rb').read() == bytes(data)
