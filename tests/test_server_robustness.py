@@ -330,3 +330,14 @@ def test_absurd_length_does_not_allocate(durus_server):
     for sock in socks:
         sock.close()
     assert Connection(ClientStorage(port=server.port)).get_root() is not None
+
+
+def test_client_leaving_inside_the_commit_exchange_frees_the_lock(
+        start_server, log_records):
+    server = start_server(timeout=5)        # grace 1 s: not what frees it
+    leaver = raw(server)
+    start_commit(leaver)
+    leaver.close()
+    assert wait_for(lambda: server.commit_holder is None, 2)
+    assert well_behaved_round(server) < 0.9
+    assert 'middle of a request' in log_records.text()
