@@ -1,8 +1,9 @@
 """Key bindings: Enter runs complete input, command keys run commands.
 
-* Enter: runs the input when it is complete Python (or a :command) and the
-  cursor is at its end; otherwise inserts a newline, keeping the indent
-  (four more after a line ending in ':').  A blank last line ends a block.
+* Enter: runs the input when it is complete Python (or a :command) and it
+  is one line or the cursor is at its end; otherwise inserts a newline,
+  keeping the indent (four more after a line ending in ':').  A blank last
+  line ends a block.
 * Each command's ``key`` (commands registry) runs ``:name``; text being
   typed is kept and offered again at the next prompt (``stash``).
 * Tab on a blank line of a multi-line input indents; elsewhere it completes.
@@ -13,7 +14,8 @@ import codeop
 import warnings
 
 from prompt_toolkit.application.current import get_app
-from prompt_toolkit.filters import Condition, has_completions
+from prompt_toolkit.enums import DEFAULT_BUFFER
+from prompt_toolkit.filters import Condition, has_completions, has_focus
 from prompt_toolkit.key_binding import KeyBindings
 
 from durus_shell import commands
@@ -68,22 +70,27 @@ def indenting():
 
 def shell_key_bindings(stash=None):
     kb = KeyBindings()
+    # Only the input line: Enter in the Ctrl-R search field ends the search.
+    editing = has_focus(DEFAULT_BUFFER)
 
-    @kb.add('enter', filter=~has_completions)
+    @kb.add('enter', filter=editing & ~has_completions)
     def enter(event):
         buffer = event.current_buffer
-        at_end = not buffer.document.text_after_cursor.strip()
+        # One line runs from anywhere in it (as after a Ctrl-R search);
+        # a block only from its end, so Enter inside it adds a line.
+        at_end = (not buffer.document.text_after_cursor.strip()
+                  or '\n' not in buffer.text)
         if at_end and input_is_complete(buffer.text):
             buffer.validate_and_handle()
             return
         line = buffer.document.current_line_before_cursor
         buffer.insert_text('\n' + next_line_indent(line))
 
-    @kb.add('tab', filter=indenting)
+    @kb.add('tab', filter=editing & indenting)
     def indent(event):
         event.current_buffer.insert_text(INDENT)
 
-    @kb.add('enter', filter=has_completions)
+    @kb.add('enter', filter=editing & has_completions)
     def take_completion(event):
         buffer = event.current_buffer
         state = buffer.complete_state

@@ -5,6 +5,7 @@ fixture_app.models imports), and a real `python -m durus -s` server.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -135,6 +136,16 @@ def test_ctrl_c_interrupts_a_statement_and_keys_run_commands(fixture_copy,
     child.expect(PROMPT)
     child.send('6 * 7\r')
     child.expect('42')
+    child.expect(PROMPT)
+    child.send('1 + 1\r')
+    child.expect(PROMPT)
+    child.sendcontrol('r')  # reverse history search finds '6 * 7'
+    child.expect('I-search backward')
+    child.send('6 *')
+    time.sleep(0.3)
+    child.send('\r')  # ends the search with '6 * 7' in the line
+    child.send('\r')  # runs it
+    child.expect('42')
     child.send(F1)
     child.expect('what it does')
     child.expect(PROMPT)
@@ -200,3 +211,27 @@ def test_repair_asks_before_repairing(fixture_copy, env, manifest):
     assert finish(child) == 0
     assert os.path.getsize(path) == \
         manifest['files']['shelf-torn.durus']['intact_size']
+
+
+def test_colour_and_startup_variable(fixture_copy, env, tmp_path):
+    path = fixture_copy('shelf.durus')
+    startup = tmp_path / 'startup.py'
+    startup.write_text("users = root['users']\n")
+    env = dict(env, DURUSSTARTUP=str(startup))
+    del env['NO_COLOR']
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send("users[3].name\r")
+    child.expect(r"\x1b\[[0-9;]*m'user3'")  # a coloured string
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+    child = spawn(env, path, '--path', TESTS_DIR, '--no-color')
+    child.expect(PROMPT)
+    child.send("users[3].name\r")
+    child.expect("'user3'")
+    # Only resets, no colour code right before it.
+    assert not re.search(r'\x1b\[[0-9;]*[39][0-7]m$', child.before)
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
