@@ -233,6 +233,8 @@ def shell_arguments(options):
     argv = []
     if options.file:
         argv.append(options.file)
+        if not os.path.exists(options.file):
+            argv.append('--create')     # durus -c creates, as in 4.3
     elif options.address:
         address = options.address
         if not address.startswith('@') and '/' not in address:

@@ -179,12 +179,14 @@ def test_client_options_map_to_durus_shell(monkeypatch):
     assert durus_main.main(['-c', '--host', '::1', '--port', '3000']) == 0
     assert durus_main.main(['-c', '--address', 'local.sock']) == 0
     assert durus_main.main(['-c', '--address=@abstract']) == 0
+    assert durus_main.main(['-c', '--file', __file__]) == 0
     assert calls == [
-        ['db.durus', '--readonly', '--repair', '--cache-size', '50',
-         '--startup', 'start.py'],
+        ['db.durus', '--create', '--readonly', '--repair', '--cache-size',
+         '50', '--startup', 'start.py'],
         ['--client', '[::1]:3000', '--cache-size', '10000'],
         ['--client', './local.sock', '--cache-size', '10000'],
         ['--client', '@abstract', '--cache-size', '10000'],
+        [__file__, '--cache-size', '10000'],       # exists: no --create
     ]
 
 
@@ -273,3 +275,15 @@ def test_logger_helpers(monkeypatch):
     finally:
         durus_logger._handler.setStream(old_stream)
     assert stream.getvalue() == 'hello there\n'
+
+
+def test_client_command_reaches_a_server(durus_server):
+    server = durus_server()
+    result = subprocess.run(
+        [sys.executable, '-m', 'durus', '-c', '--port', str(server.port)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert wait_for(lambda: 'connected' in server.log())
+    nobody = durus('-c', '--port', str(free_port()))
+    assert nobody.returncode != 0
+    assert 'durus -s' in nobody.stderr
