@@ -1,5 +1,7 @@
 """durus_shell.session and the built-in commands, without a terminal."""
 
+import os
+
 import pytest
 
 from durus.error import WriteConflictError
@@ -310,3 +312,21 @@ def test_readonly_client_cannot_commit(server_address):
         assert check.run("root['users'][3].name").value == 'user3'
     finally:
         check.close()
+
+
+def test_unix_socket_and_abstract_addresses(fixture_copy, tmp_path):
+    from server_process import ServerProcess
+    path = fixture_copy('shelf.durus')
+    for number, address in enumerate((str(tmp_path / 'durus.sock'),
+                                      '@durus-shell-test-%d' % os.getpid())):
+        process = ServerProcess(['--file', path, '--address', address],
+                                tmp_path / ('server%d.log' % number))
+        try:
+            session = client_session(address)
+            try:
+                assert session.target.label == 'server ' + address
+                assert session.run("root['users'][3].name").value == 'user3'
+            finally:
+                session.close()
+        finally:
+            process.stop()
