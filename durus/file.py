@@ -185,6 +185,22 @@ class File(object):
             view = view[done:]
             offset += done
 
+    def append_durably(self, data, offset):
+        """Write ``data`` at ``offset`` (the end of the file) and fsync.
+
+        If anything fails, the file is cut back to ``offset`` (as far as
+        possible) and the error propagates: no partial write stays.
+        """
+        try:
+            self.pwrite(data, offset)
+            self.fsync()
+        except BaseException:
+            try:
+                self.truncate(offset)
+            except OSError:
+                pass
+            raise
+
     def truncate(self, size):
         self._check_writable()
         os.ftruncate(self.fd, size)

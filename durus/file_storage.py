@@ -25,10 +25,11 @@ from durus import shelf_index
 from durus.error import (
     DamagedFileError, DurusKeyError, ReadOnlyError, UnexpectedOidError)
 from durus.file import File
-from durus.packing import discard_pack_file, gen_pack_records, switch_to_packed
+from durus.file_storage_base import (
+    SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
 from durus.serialize import RecordError, unpack_record
 from durus.shelf import PREFIX, Shelf, ShelfWriter, is_well_formed
-from durus.storage import ROOT_OID, Storage
+from durus.storage import ROOT_OID
 from durus.utils import int8_to_str, str_to_int8
 
 # Save NAME.index when at least this many records sit after the map.
@@ -39,8 +40,10 @@ READONLY_RETRIES = 3
 PACK_STEP = 1000
 
 
-class FileStorage(Storage):
+class FileStorage(SingleFileStorage):
     """A storage in one SHELF-1 file (``filename=None``: a temporary file)."""
+
+    MAGIC = PREFIX
 
     def __init__(self, filename=None, readonly=False, repair=False):
         self.file = File(filename, readonly=readonly)
@@ -83,24 +86,6 @@ class FileStorage(Storage):
                 if open_file.get_size() == size:
                     raise
         return Shelf(open_file, repair=repair)
-
-    @classmethod
-    def has_format(cls, f):
-        """True if the open binary file ``f`` starts with the SHELF-1 prefix."""
-        f.seek(0)
-        return f.read(len(PREFIX)) == PREFIX
-
-    def __str__(self):
-        return 'FileStorage(%r)' % (self.get_filename(),)
-
-    def get_filename(self):
-        return self.file.name
-
-    def is_temporary(self):
-        return self.file.is_temporary()
-
-    def is_readonly(self):
-        return self.file.is_readonly()
 
     # Reading
 
@@ -200,11 +185,6 @@ class FileStorage(Storage):
         if self.pack_commits is not None:
             self.pack_commits.update(numbers)
 
-    def sync(self):
-        invalid = [int8_to_str(number) for number in sorted(self.invalid)]
-        self.invalid.clear()
-        return invalid
-
     # Closing
 
     def _save_index(self):
@@ -227,21 +207,6 @@ class FileStorage(Storage):
             self.file.close()
 
     # Packing
-
-    def pack(self):
-        for _ in self.get_packer():
-            pass
-
-    def get_packer(self):
-        """A generator that packs step by step (the server runs one step
-        between requests); empty when there is nothing it may do."""
-        if self.file.is_readonly():
-            raise ReadOnlyError('%s is open read-only; it cannot be packed'
-                                % self.file.name)
-        if (self.pending or self.pack_commits is not None
-                or self.file.is_temporary()):
-            return iter(())
-        return self._packer()
 
     def _packer(self):
         name = self.file.name

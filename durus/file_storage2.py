@@ -24,7 +24,8 @@ from durus.error import (
     DamagedFileError, DurusKeyError, ReadOnlyError, UnknownFormatError)
 from durus.file import File
 from durus.oid_index import OidIndex
-from durus.packing import discard_pack_file, gen_pack_records, switch_to_packed
+from durus.file_storage_base import (
+    SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
 from durus.serialize import RecordError, unpack_record
 from durus.shelf import (
     Damage, ReadWindow, damage_at, save_and_truncate)
@@ -134,7 +135,7 @@ def scan_transactions(file, start, size, index, filename=None,
     return position, records, None
 
 
-class FileStorage2(Storage):
+class FileStorage2(SingleFileStorage):
     """A storage in one DFS20 file (``file=None``: a temporary file)."""
 
     MAGIC = MAGIC
@@ -216,23 +217,6 @@ class FileStorage2(Storage):
         open_file.fsync()
         return index
 
-    @classmethod
-    def has_format(cls, f):
-        f.seek(0)
-        return f.read(len(MAGIC)) == MAGIC
-
-    def __str__(self):
-        return 'FileStorage2(%r)' % (self.get_filename(),)
-
-    def get_filename(self):
-        return self.file.name
-
-    def is_temporary(self):
-        return self.file.is_temporary()
-
-    def is_readonly(self):
-        return self.file.is_readonly()
-
     # Reading
 
     def _load_number(self, number):
@@ -311,15 +295,7 @@ class FileStorage2(Storage):
             return
         data = _encode_transaction(pending.items())
         start = self.file_end
-        try:
-            self.file.pwrite(data, start)
-            self.file.fsync()
-        except BaseException:
-            try:
-                self.file.truncate(start)
-            except OSError:
-                pass
-            raise
+        self.file.append_durably(data, start)
         position = start
         for oid, record in pending.items():
             number = str_to_int8(oid)
@@ -330,11 +306,6 @@ class FileStorage2(Storage):
             if self.pack_commits is not None:
                 self.pack_commits.add(number)
         self.file_end = start + len(data)
-
-    def sync(self):
-        invalid = [int8_to_str(number) for number in sorted(self.invalid)]
-        self.invalid.clear()
-        return invalid
 
     def close(self):
         self.file.close()
@@ -347,19 +318,6 @@ class FileStorage2(Storage):
             raise ReadOnlyError('%s is open read-only' % self.file.name)
         self._write_fresh(self.file, list(oid_records))
         self._open(repair=False)
-
-    def pack(self):
-        for _ in self.get_packer():
-            pass
-
-    def get_packer(self):
-        if self.file.is_readonly():
-            raise ReadOnlyError('%s is open read-only; it cannot be packed'
-                                % self.file.name)
-        if (self.pending or self.pack_commits is not None
-                or self.file.is_temporary()):
-            return iter(())
-        return self._packer()
 
     def _packer(self):
         name = self.file.name

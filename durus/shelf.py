@@ -525,15 +525,7 @@ class Shelf(object):
                                 'readonly to commit' % self.name)
         start = self.end
         data, placed = encode_transaction(items, start)
-        try:
-            self.file.pwrite(data, start)
-            self.file.fsync()
-        except BaseException:
-            try:
-                self.file.truncate(start)
-            except OSError:
-                pass
-            raise
+        self.file.append_durably(data, start)
         index_set = self.index.set
         for number, offset in placed:
             index_set(number, offset)

@@ -1,4 +1,4 @@
-"""What packing a file storage has in common across formats.
+"""What the one-file storages (FileStorage, FileStorage2) share.
 
 A pack copies the records reachable from the root (through ``refs``
 only) into ``NAME.pack``, then swaps files so that ``NAME`` always exists:
@@ -9,10 +9,62 @@ atomically replaces ``NAME``.
 import heapq
 import os
 
-from durus.error import DamagedFileError
+from durus.error import DamagedFileError, ReadOnlyError
 from durus.file import fsync_directory
 from durus.serialize import RecordError, unpack_record
+from durus.storage import Storage
 from durus.utils import int8_to_str, str_to_int8
+
+
+class SingleFileStorage(Storage):
+    """Base of the storages kept in one locked ``durus.file.File``.
+
+    Subclasses set ``MAGIC`` (the format's first bytes) and, on the
+    instance, ``file``, ``pending`` (records of the open commit, or
+    None), ``invalid`` (oid numbers removed by a pack, not yet reported
+    by ``sync()``) and ``pack_commits`` (numbers committed while a pack
+    runs, else None); they implement ``_packer()``.
+    """
+
+    MAGIC = None
+
+    @classmethod
+    def has_format(cls, f):
+        """True if the open binary file ``f`` starts with this format's magic."""
+        f.seek(0)
+        return f.read(len(cls.MAGIC)) == cls.MAGIC
+
+    def __str__(self):
+        return '%s(%r)' % (type(self).__name__, self.get_filename())
+
+    def get_filename(self):
+        return self.file.name
+
+    def is_temporary(self):
+        return self.file.is_temporary()
+
+    def is_readonly(self):
+        return self.file.is_readonly()
+
+    def sync(self):
+        invalid = [int8_to_str(number) for number in sorted(self.invalid)]
+        self.invalid.clear()
+        return invalid
+
+    def pack(self):
+        for _ in self.get_packer():
+            pass
+
+    def get_packer(self):
+        """A generator that packs step by step (the server runs one step
+        between requests); empty when there is nothing it may do."""
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only; it cannot be packed'
+                                % self.file.name)
+        if (self.pending or self.pack_commits is not None
+                or self.file.is_temporary()):
+            return iter(())
+        return self._packer()
 
 
 def gen_pack_records(load_number, roots, written, refresh, filename):
