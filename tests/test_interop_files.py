@@ -7,16 +7,11 @@ import pytest
 
 import durus.file_storage
 from durus.connection import Connection
-from durus.btree import BTree
 from durus.file_storage import FileStorage
 from durus.file_storage2 import FileStorage2
 from durus.format import open_storage
-from durus.persistent_dict import PersistentDict
-from durus.persistent_list import PersistentList
-from durus.persistent_set import PersistentSet
 from durus.sqlite_storage import SqliteStorage
 from durus43_env import run_durus43
-from fixture_app.models import User
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +29,30 @@ def dump(root):
         'round': root['round'],
     }
 '''
+# Also shared: the graph both sides write (same module paths in both).
+POPULATE = '''
+from durus.btree import BTree
+from durus.persistent_dict import PersistentDict
+from durus.persistent_list import PersistentList
+from durus.persistent_set import PersistentSet
+from fixture_app.models import User
+def populate(root, text):
+    root['text'] = text
+    root['list'] = PersistentList(['a', 'b'])
+    root['set'] = PersistentSet(['x', 'y'])
+    tree = BTree()
+    for n in range(300):
+        tree['k%04d' % n] = n
+    root['tree'] = tree
+    root['child'] = PersistentDict({'n': 1})
+    user = User()
+    user.name, user.uid = 'ann', 7
+    root['user'] = user
+    root['round'] = 1
+'''
 namespace = {}
-exec(DUMP, namespace)
-dump = namespace['dump']
+exec(DUMP + POPULATE, namespace)
+dump, populate = namespace['dump'], namespace['populate']
 
 OPEN_43 = '''
 import json, sys
@@ -61,25 +77,7 @@ for arg in sys.argv[1:]:
 print(json.dumps(out))
 '''
 
-WRITE_43 = OPEN_43 + '''
-from durus.btree import BTree
-from durus.persistent_dict import PersistentDict
-from durus.persistent_list import PersistentList
-from durus.persistent_set import PersistentSet
-from fixture_app.models import User
-def populate(root, text):
-    root['text'] = text
-    root['list'] = PersistentList(['a', 'b'])
-    root['set'] = PersistentSet(['x', 'y'])
-    tree = BTree()
-    for n in range(300):
-        tree['k%04d' % n] = n
-    root['tree'] = tree
-    root['child'] = PersistentDict({'n': 1})
-    user = User()
-    user.name, user.uid = 'ann', 7
-    root['user'] = user
-    root['round'] = 1
+WRITE_43 = OPEN_43 + POPULATE + '''
 for arg in sys.argv[1:]:
     kind, path, mode = arg.split('=', 2)
     connection = Connection(open_43(kind, path, False))
@@ -104,21 +102,6 @@ for arg in sys.argv[1:]:
 '''
 
 KINDS = {'shelf': FileStorage, 'dfs20': FileStorage2, 'sqlite': SqliteStorage}
-
-
-def populate(root, text):
-    root['text'] = text
-    root['list'] = PersistentList(['a', 'b'])
-    root['set'] = PersistentSet(['x', 'y'])
-    tree = BTree()
-    for n in range(300):
-        tree['k%04d' % n] = n
-    root['tree'] = tree
-    root['child'] = PersistentDict({'n': 1})
-    user = User()
-    user.name, user.uid = 'ann', 7
-    root['user'] = user
-    root['round'] = 1
 
 
 def write_here(kind, path, pack):
