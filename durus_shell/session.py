@@ -19,6 +19,7 @@ made by the operator's code, so a script commits only at its end, through
 import ast
 import builtins
 import contextlib
+import io
 import linecache
 import pickle
 import sys
@@ -431,26 +432,16 @@ def _referenced_persistents(obj):
     def persistent_id(value):
         if isinstance(value, PersistentBase) and value is not obj:
             found.append(value)
-            return 0
+            return 0  # stop here: referenced objects are records of their own
         return None
 
-    class Collector(pickle.Pickler):
-        pass
-
-    import io
-    pickler = Collector(io.BytesIO(), 2)
+    pickler = pickle.Pickler(io.BytesIO(), 2)
     pickler.persistent_id = persistent_id
     try:
         pickler.dump(obj.__getstate__())
     except Exception:
-        return []
+        return []  # the commit itself will report what cannot be pickled
     return found
-
-
-def oid_number(obj):
-    """The decimal oid of a persistent object, or None."""
-    oid = _getattribute(obj, '_p_oid')
-    return None if oid is None else str_to_int8(oid)
 
 
 def describe_error(error):

@@ -4,8 +4,9 @@ A UI offers ``show(text)`` (a str or styled fragments from
 durus_shell.render), ``ask(question, choices, default)`` returning one of
 the choice keys, ``interactive`` (True at a prompt) and ``color``.
 
-``ScriptUI`` answers every question with a fixed policy so scripts never
-wait for input; ``RecordingUI`` is the test double.
+``StreamUI`` writes plain text and answers questions from a fixed table
+(else the default), so scripts never wait for input; ``ConsoleUI`` asks on
+the terminal before the app runs; ``RecordingUI`` is the test double.
 """
 
 import sys
@@ -52,8 +53,6 @@ class StreamUI(UI):
         self.show('%s %s' % (question, answer))
         return answer
 
-
-ScriptUI = StreamUI
 
 
 class RecordingUI(UI):
