@@ -22,13 +22,12 @@ import heapq
 import time
 
 from durus import shelf_index
-from durus.error import (
-    DamagedFileError, DurusKeyError, ReadOnlyError, UnexpectedOidError)
+from durus.error import DamagedFileError, DurusKeyError, UnexpectedOidError
 from durus.file import File
 from durus.file_storage_base import (
     SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
-from durus.serialize import RecordError, unpack_record
-from durus.shelf import PREFIX, Shelf, ShelfWriter, is_well_formed
+from durus.serialize import unpack_record
+from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str, str_to_int8
 
@@ -153,15 +152,7 @@ class FileStorage(SingleFileStorage):
 
     # Committing
 
-    def begin(self):
-        self.pending = {}
-
-    def store(self, oid, record):
-        if self.file.is_readonly():
-            raise ReadOnlyError('%s is open read-only; reopen it without '
-                                'readonly to commit' % self.file.name)
-        if self.pending is None:
-            self.pending = {}
+    def _check_oid(self, oid):
         number = str_to_int8(oid)
         if not (number in self.allocated or oid == ROOT_OID
                 or self.shelf.has(number)):
@@ -169,12 +160,6 @@ class FileStorage(SingleFileStorage):
             raise UnexpectedOidError(
                 'oid %d is a surprise: it has no record and was not handed '
                 'out by new_oid() of this storage' % number)
-        if record[:8] != oid or not is_well_formed(record):
-            self.pending = {}
-            unpack_record(record)  # raises RecordError with the details
-            raise RecordError('record for oid %d starts with another oid'
-                              % number)
-        self.pending[oid] = record
 
     def end(self, handle_invalidations=None):
         pending, self.pending = self.pending, None

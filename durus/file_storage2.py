@@ -26,7 +26,6 @@ from durus.file import File
 from durus.oid_index import OidIndex
 from durus.file_storage_base import (
     SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
-from durus.serialize import RecordError, unpack_record
 from durus.shelf import (
     Damage, ReadWindow, damage_at, save_and_truncate)
 from durus.storage import Storage
@@ -273,21 +272,6 @@ class FileStorage2(SingleFileStorage):
         number = self.next_number
         self.next_number += 1
         return int8_to_str(number)
-
-    def begin(self):
-        self.pending = {}
-
-    def store(self, oid, record):
-        if self.file.is_readonly():
-            raise ReadOnlyError('%s is open read-only; reopen it without '
-                                'readonly to commit' % self.file.name)
-        if self.pending is None:
-            self.pending = {}
-        if record[:8] != oid:
-            raise RecordError('record for oid %d starts with another oid'
-                              % str_to_int8(oid))
-        unpack_record(record)
-        self.pending[oid] = record
 
     def end(self, handle_invalidations=None):
         pending, self.pending = self.pending, None

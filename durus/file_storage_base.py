@@ -12,6 +12,7 @@ import os
 from durus.error import DamagedFileError, ReadOnlyError
 from durus.file import fsync_directory
 from durus.serialize import RecordError, unpack_record
+from durus.shelf import is_well_formed
 from durus.storage import Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -45,6 +46,28 @@ class SingleFileStorage(Storage):
 
     def is_readonly(self):
         return self.file.is_readonly()
+
+    def begin(self):
+        self.pending = {}
+
+    def store(self, oid, record):
+        """Stage a record; refuse it on a read-only storage, for an oid
+        ``_check_oid`` rejects, or when it is not a record of ``oid``."""
+        if self.file.is_readonly():
+            raise ReadOnlyError('%s is open read-only; reopen it without '
+                                'readonly to commit' % self.file.name)
+        if self.pending is None:
+            self.pending = {}
+        self._check_oid(oid)
+        if record[:8] != oid or not is_well_formed(record):
+            self.pending = {}
+            unpack_record(record)  # raises RecordError with the details
+            raise RecordError('record for oid %d starts with another oid'
+                              % str_to_int8(oid))
+        self.pending[oid] = record
+
+    def _check_oid(self, oid):
+        """Raise if ``oid`` may not be stored (default: any oid may)."""
 
     def sync(self):
         invalid = [int8_to_str(number) for number in sorted(self.invalid)]
