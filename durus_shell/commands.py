@@ -225,6 +225,10 @@ def commit_command(session, args, ui):
     if session.readonly:
         raise CommandError('read-only session: nothing can be committed'
                            ' (reopen without --readonly)')
+    if session.connection.invalid_oids:
+        raise CommandError('another client changed objects this transaction '
+                           'read (a conflict): run :abort, then redo the '
+                           'change')
     changes = session.pending_changes()
     if not changes:
         ui.show('Nothing to commit.')

@@ -330,3 +330,30 @@ def test_unix_socket_and_abstract_addresses(fixture_copy, tmp_path):
                 session.close()
         finally:
             process.stop()
+
+
+def test_commit_after_a_read_conflict_says_to_abort(server_address):
+    mine = client_session(server_address)
+    other = client_session(server_address)
+    try:
+        mine.run("root['users'][3].name")  # read: part of the transaction
+        other.run("root['users'][3].name = 'theirs'\n"
+                  "root['users'][4].name = 'theirs too'")
+        other.commit()
+        # Loading user 4 (changed meanwhile) tells this client about the
+        # commit: user 3, read in this transaction, is stale.
+        result = mine.run("root['users'][3].name = 'mine'\n"
+                          "root['users'][4].email")
+        assert result.kind == 'error'
+        assert 'ReadConflictError' in result.traceback
+        assert 'run :abort and redo the change' in result.traceback
+        result = mine.run(':commit', RecordingUI(answers=['y']))
+        assert result.kind == 'error'
+        assert 'run :abort, then redo the change' in result.traceback
+        mine.run(':abort', RecordingUI())
+        mine.run("root['users'][3].name = 'mine'")
+        mine.run(':commit', RecordingUI(answers=['y']))
+        assert mine.change_count() == 0
+    finally:
+        mine.close()
+        other.close()
