@@ -272,6 +272,8 @@ class PersistentObject(PersistentBase):
     def __reduce_ex__(self, protocol):
         # Plain pickling (outside Durus) copies the state by value and
         # names the class itself, never a hook variant.
+        if type(self).__reduce__ is not object.__reduce__:
+            return self.__reduce__()
         return (copyreg.__newobj__, (self.__class__,), self.__getstate__())
 
     def __repr__(self):
