@@ -330,3 +330,77 @@ def test_class_that_cannot_get_hook_variants_is_refused_clearly(connection):
     assert connection.transaction_serial == serial
     assert connection.root['x']._p_oid is None
     assert len(connection.storage.records) == 1
+
+
+# -- hook switching must never hide an access or a change ---------------------
+
+def test_every_transaction_sees_reads_of_objects_used_before(connection):
+    item = Item()
+    item.x = 1
+    connection.root['i'] = item
+    connection.commit()
+    for _ in range(3):
+        item.x
+        assert item._p_serial == connection.transaction_serial
+        connection.commit()
+        assert item._p_serial != connection.transaction_serial
+    item.x
+    connection.abort()
+    item.x
+    assert item._p_serial == connection.transaction_serial
+
+
+def test_repeated_changes_across_commits_are_all_stored(connection):
+    item = Item()
+    connection.root['i'] = item
+    connection.commit()
+    storage = connection.storage
+    for value in range(4):
+        item.x = value
+        assert item._p_status == UNSAVED
+        assert connection.changed == {item._p_oid: item}
+        connection.commit()
+        assert Connection(storage).root['i'].x == value
+    item.x
+    connection.commit()
+    del item.x
+    assert item._p_oid in connection.changed
+
+
+def test_new_object_is_tracked_after_its_first_commit(connection):
+    item = Item()
+    item.x = 1
+    connection.root['i'] = item
+    connection.commit()
+    item.x = 2
+    assert item._p_oid in connection.changed
+    connection.commit()
+    item.y = 3
+    assert item._p_oid in connection.changed
+
+
+def test_ghosted_object_loads_again_whatever_its_variant(connection):
+    item = Item()
+    item.x = 'v'
+    connection.root['i'] = item
+    connection.commit()
+    item.x
+    item._p_set_status_ghost()
+    assert item.x == 'v'
+    item.x = 'w'
+    item._p_set_status_ghost()
+    assert item.x == 'v'
+
+
+def test_slotted_objects_track_changes_across_transactions(connection):
+    obj = Slotted()
+    obj.a = 1
+    connection.root['s'] = obj
+    connection.commit()
+    obj.b = 2
+    assert obj._p_oid in connection.changed
+    connection.commit()
+    fresh = Connection(connection.storage).root['s']
+    assert (fresh.a, fresh.b) == (1, 2)
+    fresh.a = 5
+    assert fresh._p_oid in fresh._p_connection.changed
