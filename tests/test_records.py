@@ -298,3 +298,53 @@ def test_fixture_records_round_trip_through_our_writer(fixture_connection):
     assert fresh.root['log'][-1] == 'by-us'
     assert fresh.root['users'][0].name == 'renamed'
     assert fresh.root['users'][0].account.owner is fresh.root['users'][0]
+
+
+DURUS43_READER = r'''
+import pickle, sys
+sys.path.insert(0, sys.argv[2])
+from durus.connection import Connection
+from durus.storage import MemoryStorage
+storage = MemoryStorage()
+with open(sys.argv[1], 'rb') as f:
+    storage.records.update(pickle.load(f))
+storage.next_oid = len(storage.records) + 1
+root = Connection(storage).get_root()
+users = root['users']
+print(len(users), users[7].name, users[7].account.balance,
+      users[7].account.owner is users[7], sorted(root['tags']),
+      len(root['text']), list(root['log']))
+'''
+
+
+@pytest.mark.slow
+def test_records_written_here_are_read_by_durus43(durus43_python, tmp_path):
+    import subprocess
+    import sys
+    from fixture_app.models import Account, User
+    from durus.persistent_list import PersistentList
+    from durus.persistent_set import PersistentSet
+    storage = MemoryStorage()
+    connection = Connection(storage)
+    users = BTree()
+    for uid in range(100):
+        user = User()
+        user.name = 'user%d' % uid
+        user.account = Account()
+        user.account.balance = uid * 2
+        user.account.owner = user
+        users[uid] = user
+    connection.root.update(users=users, tags=PersistentSet(['b', 'a']),
+                           text='long ' * 300, log=PersistentList(['x']))
+    connection.commit()
+    dump = tmp_path / 'records.pickle'
+    dump.write_bytes(pickle.dumps(dict(storage.records)))
+    script = tmp_path / 'read43.py'
+    script.write_text(DURUS43_READER)
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [durus43_python, str(script), str(dump), tests_dir],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split('\n')[0] == (
+        "100 user7 14 True ['a', 'b'] 1500 ['x']")
