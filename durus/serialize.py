@@ -4,11 +4,22 @@ A record is ``oid (8) | int4 N | data (N) | refs (8*k)``.  ``data`` is
 the class pickle followed by the state pickle (zlib-compressed when it
 starts with 0x78); ``refs`` are the oids the state refers to, sorted and
 without duplicates.  See docs/formats.md and the spec, formats.md §1.
+
+``ObjectWriter`` turns objects into record data during a commit;
+``ObjectReader`` turns record data back into classes, ghosts and states,
+and is the one place where a pickled (module, name) becomes a class.
 """
 
 import struct
+import sys
+import zlib
+from io import BytesIO
+from pickle import Pickler, Unpickler
 
-from durus.error import ProtocolError
+from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+
+from durus.error import ClassImportError, ProtocolError
+from durus.persistent import PersistentBase
 
 PICKLE_PROTOCOL = 2
 WRITE_COMPRESSED_STATE_PICKLES = True
@@ -78,30 +89,14 @@ def extract_class_path(data):
 # ---------------------------------------------------------------------------
 # Writing and reading object states.
 
-import zlib
-from io import BytesIO
-from pickle import Pickler, Unpickler
-
-from durus.error import ClassImportError
-from durus.persistent import PersistentBase
-
 _compress = zlib.compress
+_decompress = zlib.decompress
 
 # State pickles shorter than this are written uncompressed: zlib gains
 # little on them and costs more than the rest of writing the record
 # (Durus 4.3 compresses every state; its readers accept both forms, and
 # setting this to 0 makes records byte-identical to Durus 4.3's).
 COMPRESS_MIN_SIZE = 256
-_decompress = zlib.decompress
-
-
-def real_class(obj):
-    """The class of ``obj`` as the application defined it.
-
-    Persistent objects switch between hook variants of their class (see
-    durus.persistent); ``__class__`` always names the class itself.
-    """
-    return obj.__class__
 
 
 class ObjectWriter(object):
@@ -346,8 +341,6 @@ class ObjectReader(object):
 
 def _import_global(module, name):
     """The object a pickle GLOBAL names (with Python 2 name mapping)."""
-    import sys
-    from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
     if (module, name) in NAME_MAPPING:
         module, name = NAME_MAPPING[(module, name)]
     elif module in IMPORT_MAPPING:
