@@ -397,8 +397,11 @@ class BTree(PersistentObject):
         while True:
             items = node.items
             i = bisect_left(items, key, key=_first)
-            if i < len(items):
+            try:
                 item = items[i]
+            except IndexError:
+                pass  # key is beyond this node's items
+            else:
                 if item[0] == key:
                     return item[1]
             nodes = node.nodes
@@ -412,8 +415,11 @@ class BTree(PersistentObject):
         while True:
             items = node.items
             i = bisect_left(items, key, key=_first)
-            if i < len(items):
+            try:
                 item = items[i]
+            except IndexError:
+                pass
+            else:
                 if item[0] == key:
                     return item[1]
             nodes = node.nodes
