@@ -165,15 +165,26 @@ def test_stop_option_sends_quit(durus_server):
 
 
 def test_unix_socket_server(durus_server, tmp_path):
+    import grp
+    import pwd
     path = str(tmp_path / 'durus.sock')
-    server = durus_server('--address', path, '--umask', '077')
-    assert os.path.exists(path)
-    assert os.stat(path).st_mode & 0o077 == 0
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    server = durus_server('--address', path, '--umask', '077',
+                          '--owner', user, '--group', group)
+    info = os.stat(path)
+    assert info.st_mode & 0o077 == 0
+    assert (info.st_uid, info.st_gid) == (os.getuid(), os.getgid())
     a = connect(server)
     a.get_root()['unix'] = True
     a.commit()
     assert connect(server).get_root()['unix'] is True
-    server.stop()
+    # --stop sends Q; the server removes its socket file on the way out
+    stop = subprocess.run([sys.executable, '-m', 'durus', '-s', '--stop',
+                           '--address', path], capture_output=True,
+                          text=True, timeout=30)
+    assert stop.returncode == 0
+    assert server.wait(10) == 0
     assert not os.path.exists(path)
 
 
