@@ -176,7 +176,9 @@ def refresh_hooks(obj):
             wanted = triple[1]
         else:
             wanted = triple[2] if status == SAVED else triple[0]
-            if cls is triple[1]:
+            if wanted is not cls:
+                # Listed (possibly twice) to be hooked again when the
+                # transaction ends.
                 unhooked.append(obj)
     if wanted is not cls:
         _set_type(obj, wanted)

@@ -404,3 +404,17 @@ def test_slotted_objects_track_changes_across_transactions(connection):
     assert (fresh.a, fresh.b) == (1, 2)
     fresh.a = 5
     assert fresh._p_oid in fresh._p_connection.changed
+
+
+def test_class_change_of_an_accessed_ghost_stays_tracked(connection):
+    item = Item()
+    item.x = 1
+    connection.root['i'] = item
+    connection.commit()
+    item.x
+    item._p_set_status_ghost()
+    item.__class__ = WithDefault
+    item.x
+    connection.commit()
+    item.x
+    assert item._p_serial == connection.transaction_serial
