@@ -413,8 +413,8 @@ def test_class_change_of_an_accessed_ghost_stays_tracked(connection):
     connection.commit()
     item.x
     item._p_set_status_ghost()
+    item._p_load_state()
     item.__class__ = WithDefault
-    item.x
     connection.commit()
     item.x
     assert item._p_serial == connection.transaction_serial
