@@ -16,7 +16,7 @@ from durus.error import (
     DurusKeyError, ProtocolError, ReadConflictError,
     ServerUnreachableError, ShortRead, WriteConflictError)
 from durus.protocol import (
-    NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
+    MAX_BULK_OIDS, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
     STATUS_OKAY, BulkLoad, ClientConnection, CommitBackOut, CommitData,
     CommitStart, Goodbye, Load, NewOids, Pack, Sync, Version)
 from durus.prefetch import Prefetcher
@@ -172,9 +172,10 @@ class ClientStorage(Storage):
         the first missing or invalidated oid raises, so the connection
         stays in step."""
         oids = list(oids)
-        if not oids:
-            return
-        replies = self._call(BulkLoad(oids)).replies
+        replies = []
+        for start in range(0, len(oids), MAX_BULK_OIDS):
+            replies += self._call(
+                BulkLoad(oids[start:start + MAX_BULK_OIDS])).replies
         for oid, reply in zip(oids, replies):
             yield self._record(oid, reply)
 

@@ -46,6 +46,8 @@ STATUS_INVALID = b'I'
 
 # Largest commit payload, record, oid list or bulk request accepted.
 DEFAULT_MAX_FRAME = 512 * 1024 * 1024
+# Most oids in one bulk load: its replies are built in memory at once.
+MAX_BULK_OIDS = 65536
 
 _int4 = struct.Struct('>I')
 _unpack_int4 = _int4.unpack_from
@@ -463,10 +465,10 @@ class ServerConnection(object):
             return Load(buf.take(9)[1:])
         if kind is BulkLoad:
             count = _unpack_int4(data, start + 1)[0]
-            if 8 * count > self.max_frame:
+            if count > MAX_BULK_OIDS or 8 * count > self.max_frame:
                 raise FrameTooLargeError(
-                    'bulk load of %d oids exceeds the frame limit of %d bytes'
-                    % (count, self.max_frame))
+                    'bulk load of %d oids exceeds the limit of %d oids per '
+                    'request' % (count, MAX_BULK_OIDS))
             if buf.available() < 5 + 8 * count:
                 return NEED_DATA
             raw = buf.take(5 + 8 * count)

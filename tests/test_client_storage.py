@@ -119,6 +119,10 @@ def test_bulk_load_reads_every_reply_before_raising(server):
     # the stream stayed in step: the next request gets its own reply
     assert storage.load(ROOT) == pack_record(ROOT, b'root', b'')
     assert list(storage.bulk_load([])) == []
+    # more oids than one request may carry are split into several
+    before = storage.requests
+    assert len(list(storage.bulk_load([ROOT] * 70000))) == 70000
+    assert storage.requests - before == 2
 
 
 def test_invalidated_load_is_a_read_conflict(server):

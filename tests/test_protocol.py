@@ -9,7 +9,7 @@ import pytest
 
 from durus.error import FrameTooLargeError, ProtocolError
 from durus.protocol import (
-    CLOSED, COMMITTING, IDLE, NEED_DATA, STATUS_INVALID, STATUS_KEYERROR,
+    CLOSED, COMMITTING, IDLE, MAX_BULK_OIDS, NEED_DATA, STATUS_INVALID, STATUS_KEYERROR,
     STATUS_OKAY, BulkLoad, BulkLoadReply, ClientConnection, CommitBackOut,
     CommitData, CommitStart, ConnectionClosed, Goodbye, Invalidations, Load,
     LoadReply, NewOid, NewOids, Oids, OutOfTurnError, Pack, Quit,
@@ -186,6 +186,11 @@ def test_absurd_bulk_load_count_is_rejected():
     server = ServerConnection(max_frame=1024)
     server.receive_data(b'B\xff\xff\xff\xff')
     with pytest.raises(FrameTooLargeError):
+        server.next_event()
+    # replies are built in memory: the oid count has its own limit
+    server = ServerConnection()
+    server.receive_data(b'B' + (MAX_BULK_OIDS + 1).to_bytes(4, 'big'))
+    with pytest.raises(FrameTooLargeError, match='65536 oids'):
         server.next_event()
 
 

@@ -125,7 +125,9 @@ def start_commit(sock):
 
 @pytest.mark.parametrize('name, payload, reason', [
     ('unknown command', b'X', "No such command code: 'X'"),
-    ('absurd bulk load', b'B\xff\xff\xff\xff', 'exceeds the frame limit'),
+    ('absurd bulk load', b'B\xff\xff\xff\xff', 'exceeds the limit'),
+    ('bulk load beyond the per-request limit', b'B\x00\x01\x00\x01',
+     'limit of 65536 oids'),
 ])
 def test_bad_requests_disconnect_only_that_client(
         start_server, log_records, name, payload, reason):
