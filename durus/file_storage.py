@@ -141,6 +141,7 @@ class FileStorage(SingleFileStorage):
                     self.allocated.add(number)
                     return int8_to_str(number)
             self._holes = None
+            self.shelf.complete_index()
             self._next_number = max(len(self.shelf.map),
                                     self.shelf.index.max_number + 1)
         number = self._next_number
@@ -176,8 +177,10 @@ class FileStorage(SingleFileStorage):
         """Save NAME.index if it would spare the next open a long scan."""
         shelf = self.shelf
         if (self.file.is_readonly() or self.file.is_temporary()
-                or self.file.is_closed()
-                or len(shelf.index) < SAVE_INDEX_MIN_RECORDS
+                or self.file.is_closed()):
+            return
+        shelf.complete_index()  # after a lazy open: pay once, here
+        if (len(shelf.index) < SAVE_INDEX_MIN_RECORDS
                 or shelf.end == self._index_covered):
             return
         shelf_index.save(self.file, shelf.index, shelf.end, shelf.map_start)

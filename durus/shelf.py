@@ -31,8 +31,9 @@ repaired by truncation; damage followed by intact transactions cannot.
 
 import os
 import struct
-from array import array
 import sys
+from array import array
+from bisect import bisect_right
 
 from durus.error import (
     DamagedFileError, DurusKeyError, ReadOnlyError, UnknownFormatError)
@@ -50,6 +51,11 @@ _map_head = struct.Struct('>QQQ')
 _data_length = struct.Struct('>I')
 _key_head = struct.Struct('>QQ')  # R, key
 _READ_GUESS = 2048
+# A tail of appended transactions this large, with no saved index, is
+# indexed lazily (newest first) instead of being read in full on open.
+LAZY_MIN_BYTES = 16 << 20
+# Lookups answered by searching the unindexed bytes before indexing all.
+SEARCH_LIMIT = 16
 
 
 class Damage(object):
@@ -147,7 +153,7 @@ class ReadWindow(object):
 
 
 def scan_transactions(file, start, size, index, filename=None,
-                      probe=True):
+                      probe=True, tail=True):
     """Read the transactions in ``[start, size)`` into ``index``.
 
     Records each disk-record's key number -> offset (later transactions
@@ -155,7 +161,8 @@ def scan_transactions(file, start, size, index, filename=None,
     good transaction, the number of records indexed, and a ``Damage`` or
     None.  A transaction enters the index only when all of it is valid.
     ``probe``: on damage, look whether intact transactions follow (then
-    the damage is not repairable by truncation).
+    the damage is not repairable by truncation).  ``tail``: ``size`` is
+    the end of the file, so a run of empty transactions there is zeros.
     """
     window = ReadWindow(file, start)
     position = start
@@ -177,26 +184,9 @@ def scan_transactions(file, start, size, index, filename=None,
             return position, records, damage_at(
                 scan_transactions, file, filename, position, empty_run, size,
                 'the file shrank while being read', None)
-        buffer = window.buffer
-        local_end = end - window.base
-        pointer = position + 8 - window.base
-        entries = []
-        reason = None
-        while pointer < local_end:
-            if pointer + 28 > local_end:
-                reason = 'a disk-record header crosses the transaction end'
-                break
-            size_r, key, oid, data_length = _record_head.unpack_from(
-                buffer, pointer)
-            body = size_r - 8
-            if (size_r < 20 or pointer + 8 + size_r > local_end
-                    or key != oid or data_length > body - 12
-                    or (body - 12 - data_length) % 8):
-                reason = ('a malformed disk-record at offset %d'
-                          % (pointer + window.base))
-                break
-            entries.append((key, pointer + window.base))
-            pointer += 8 + size_r
+        entries, reason = parse_records(window.buffer,
+                                        position + 8 - window.base,
+                                        end - window.base, window.base)
         if reason is not None:
             return position, records, damage_at(
                 scan_transactions, file, filename, position, empty_run, size,
@@ -210,11 +200,62 @@ def scan_transactions(file, start, size, index, filename=None,
         else:
             empty_run = None
         position = end
-    if empty_run is not None and size - empty_run >= 5 * 8:
+    if tail and empty_run is not None and size - empty_run >= 5 * 8:
         return empty_run, records, Damage(
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))
     return position, records, None
+
+
+def parse_records(buffer, pointer, local_end, base):
+    """The disk-records of one transaction body ``buffer[pointer:local_end]``.
+
+    Returns ``(entries, reason)``: ``(oid number, file offset)`` pairs
+    (``base`` is the file offset of ``buffer[0]``), and None or why the
+    body is not a valid sequence of disk-records.
+    """
+    entries = []
+    while pointer < local_end:
+        if pointer + 28 > local_end:
+            return entries, 'a disk-record header crosses the transaction end'
+        size, key, oid, data_length = _record_head.unpack_from(buffer,
+                                                               pointer)
+        body = size - 20
+        if (body < 0 or pointer + 8 + size > local_end or key != oid
+                or data_length > body or (body - data_length) & 7):
+            return entries, ('a malformed disk-record at offset %d'
+                             % (pointer + base))
+        entries.append((key, pointer + base))
+        pointer += 8 + size
+    return entries, None
+
+
+def walk_transaction_heads(file, start, size):
+    """Offsets of the transactions in ``[start, size)``, reading only
+    their length fields.  None if the chain does not end exactly at
+    ``size`` or ends in zero bytes (then a full scan gives the verdict).
+    """
+    starts = array('Q')
+    buffer, base = b'', start
+    position = start
+    empty_run = None
+    while position < size:
+        if not base <= position <= base + len(buffer) - 8:
+            buffer, base = file.pread(1 << 16, position), position
+            if len(buffer) < 8:
+                return None
+        length = _int8.unpack_from(buffer, position - base)[0]
+        if position + 8 + length > size:
+            return None
+        starts.append(position)
+        if length:
+            empty_run = None
+        elif empty_run is None:
+            empty_run = position
+        position += 8 + length
+    if empty_run is not None and size - empty_run >= 5 * 8:
+        return None
+    return starts
 
 
 def damage_at(scan, file, filename, position, empty_run, size, reason,
@@ -413,8 +454,13 @@ class Shelf(object):
             self.index = saved_index.index
             scan_from = saved_index.covered_end
         self.scan_start = scan_from
-        self.end, self.scanned_records, self.damage = scan_transactions(
-            open_file, scan_from, size, self.index, self.name)
+        self._unindexed = 0  # transactions not indexed yet (lazy mode)
+        self.damage = None
+        if (repair or check_only or saved_index is not None
+                or size - scan_from < LAZY_MIN_BYTES
+                or not self._open_lazily(size)):
+            self.end, self.scanned_records, self.damage = scan_transactions(
+                open_file, scan_from, size, self.index, self.name)
         if self.damage is not None and not check_only:
             if repair and not open_file.is_readonly():
                 self.repaired_to = save_and_truncate(open_file, self.damage)
@@ -427,11 +473,120 @@ class Shelf(object):
                         error.filename, error.offset, error.nbytes)
                 raise error
 
+    # Lazy indexing of a large never-indexed tail
+    #
+    # The index then covers the newest transaction only; the older ones
+    # (``_starts[:_unindexed]``) are indexed when something needs them
+    # all.  A lookup that misses the index searches the unindexed bytes
+    # for the oid written twice (disk-record key, then the record's own
+    # oid) and checks the match by parsing its transaction; after
+    # SEARCH_LIMIT such searches everything left is indexed instead.
+
+    def _open_lazily(self, size):
+        """Index only the newest transaction now; older ones on demand.
+
+        Opening then costs a walk over the transaction length fields.
+        Returns False (nothing changed) if the tail needs a full scan to
+        judge it: its length chain is broken, it ends in zero bytes, or
+        its last transaction is malformed.
+        """
+        starts = walk_transaction_heads(self.file, self.map.end, size)
+        if not starts:
+            return False
+        entries, reason = self._read_transaction(starts[-1], size)
+        if reason is not None:
+            return False
+        for number, offset in entries:
+            self.index.set(number, offset)
+        self._starts = starts
+        self._unindexed = len(starts) - 1
+        self._found = {}
+        self._searches = 0
+        self.end = size
+        self.scanned_records = len(entries)
+        return True
+
+    def _transaction_end(self, position):
+        following = position + 1
+        return (self._starts[following] if following < len(self._starts)
+                else self.end)
+
+    def _read_transaction(self, start, end):
+        body = self.file.pread(end - start, start)
+        return parse_records(body, 8, len(body), start)
+
+    def _parse_unindexed(self, position):
+        """Entries of unindexed transaction number ``position``."""
+        start = self._starts[position]
+        entries, reason = self._read_transaction(
+            start, self._transaction_end(position))
+        if reason is not None:
+            raise Damage(self.name, start, self.end - start, reason,
+                         repairable=False).error()
+        return entries
+
+    def is_complete(self):
+        """True when the index covers every transaction after the map."""
+        return not self._unindexed
+
+    def complete_index(self):
+        """Index every transaction left (one forward scan; the entries
+        already indexed are newer and win)."""
+        if not self._unindexed:
+            return
+        start, end = self._starts[0], self._starts[self._unindexed]
+        older = OidIndex()
+        _, _, damage = scan_transactions(self.file, start, end, older,
+                                         self.name, probe=False, tail=False)
+        if damage is not None:
+            raise Damage(self.name, damage.offset, self.end - damage.offset,
+                         damage.reason, repairable=False).error()
+        for number, offset in self.index.items():
+            older.set(number, offset)
+        self.index = older
+        self._unindexed = 0
+        self._found = {}
+
+    def _search_unindexed(self, number):
+        """Offset of the newest disk-record of ``number`` among the
+        unindexed transactions, or 0."""
+        pattern = _int8.pack(number) * 2
+        low = self._starts[0]
+        region_end = high = self._starts[self._unindexed]
+        while high > low:
+            chunk_start = max(low, high - CHUNK)
+            data = self.file.pread(min(high + 15, region_end) - chunk_start,
+                                   chunk_start)
+            search_end = len(data)
+            while True:
+                found = data.rfind(pattern, 0, search_end)
+                if found < 0:
+                    break
+                offset = chunk_start + found - 8
+                position = bisect_right(self._starts, offset) - 1
+                if (0 <= position < self._unindexed and (number, offset)
+                        in self._parse_unindexed(position)):
+                    return offset
+                search_end = found + 15  # look further back
+            high = chunk_start
+        return 0
+
     # Lookups
 
     def get_offset(self, number):
         """Offset of the newest disk-record of oid ``number``, or 0."""
-        return self.index.get(number) or self.map.get(number)
+        offset = self.index.get(number)
+        if not offset and self._unindexed:
+            offset = self._found.get(number)
+            if offset is None:
+                if self._searches < SEARCH_LIMIT:
+                    self._searches += 1
+                    offset = self._found[number] = \
+                        self._search_unindexed(number)
+                else:
+                    self.complete_index()
+                    offset = self.index.get(number)
+        return offset or self.map.get(number)
 
     def has(self, number):
         return bool(self.get_offset(number))
@@ -462,6 +617,7 @@ class Shelf(object):
 
     def gen_numbers(self):
         """Numbers of every oid that has a record."""
+        self.complete_index()
         for number in self.map.gen_numbers():
             if number not in self.index:
                 yield number
@@ -475,6 +631,7 @@ class Shelf(object):
         versions: a record is current if the index (or, in the initial
         transaction, the offset map) points at it.
         """
+        self.complete_index()
         dense = self.index.dense
         overflow = self.index.overflow
         words = self.map.load_words()

@@ -372,3 +372,97 @@ def test_gen_oid_record_after_pack_yields_each_oid_once_newest(tmp_path):
     assert sorted(found) == sorted([(root, record(root, b'Root', [a, b])),
                                     (a, record(a)), (b, record(b, b'Newer'))])
     storage.close()
+
+
+def _file_of_several_transactions(path):
+    storage = FileStorage(path)
+    oids = [storage.new_oid() for _ in range(10)]
+    commit(storage, record(oids[0], b'Root', oids[1:]),
+           *[record(oid) for oid in oids[1:]])
+    commit(storage, record(oids[3], b'Three'))
+    commit(storage, record(oids[5], b'Five'))
+    storage.close()
+    return oids
+
+
+def test_a_large_unindexed_tail_is_indexed_lazily_newest_first(
+        tmp_path, monkeypatch):
+    import durus.shelf
+    monkeypatch.setattr(durus.shelf, 'LAZY_MIN_BYTES', 1)
+    path = str(tmp_path / 'db.durus')
+    oids = _file_of_several_transactions(path)
+    storage = FileStorage(path)
+    shelf = storage.shelf
+    assert not shelf.is_complete()
+    assert storage.load(oids[5]) == record(oids[5], b'Five')  # newest txn
+    # Older records are found by searching, without indexing everything.
+    assert storage.load(oids[3]) == record(oids[3], b'Three')
+    assert storage.load(oids[1]) == record(oids[1])
+    with pytest.raises(DurusKeyError):
+        storage.load(int8_to_str(99))
+    assert not shelf.is_complete() and shelf._searches == 3
+    commit(storage, record(oids[1], b'Newest'))
+    assert storage.load(oids[1]) == record(oids[1], b'Newest')
+    assert storage.new_oid() not in oids  # needs every oid: indexes all
+    assert shelf.is_complete()
+    assert storage.load(oids[3]) == record(oids[3], b'Three')
+    assert len(dict(storage.gen_oid_record())) == 10
+    storage.close()
+
+
+def test_lazy_lookups_index_everything_after_the_search_limit(
+        tmp_path, monkeypatch):
+    import durus.shelf
+    monkeypatch.setattr(durus.shelf, 'LAZY_MIN_BYTES', 1)
+    monkeypatch.setattr(durus.shelf, 'SEARCH_LIMIT', 2)
+    path = str(tmp_path / 'db.durus')
+    oids = _file_of_several_transactions(path)
+    storage = FileStorage(path, readonly=True)
+    for oid in oids[1:3]:
+        storage.load(oid)
+    assert not storage.shelf.is_complete()
+    assert storage.load(oids[4]) == record(oids[4])
+    assert storage.shelf.is_complete()
+    storage.close()
+
+
+def test_lazy_open_reports_older_damage_when_met(tmp_path, monkeypatch):
+    import durus.shelf
+    monkeypatch.setattr(durus.shelf, 'LAZY_MIN_BYTES', 1)
+    path = str(tmp_path / 'db.durus')
+    oids = _file_of_several_transactions(path)
+    data = bytearray(open(path, 'rb').read())
+    data[40 + 8 + 8 + 8] ^= 0x55  # first record's embedded oid
+    with open(path, 'wb') as f:
+        f.write(bytes(data))
+    storage = FileStorage(path, readonly=True)
+    assert storage.load(oids[5]) == record(oids[5], b'Five')
+    with pytest.raises(DamagedFileError, match='backup'):
+        storage.load(oids[1])
+    storage.close()
+    with pytest.raises(DamagedFileError, match='backup'):
+        FileStorage(path, repair=True)  # repair always checks everything
+    assert open(path, 'rb').read() == bytes(data)
+
+
+def test_lazy_open_then_close_saves_a_complete_index(tmp_path,
+                                                    monkeypatch):
+    import durus.file_storage
+    import durus.shelf
+    monkeypatch.setattr(durus.shelf, 'LAZY_MIN_BYTES', 1)
+    monkeypatch.setattr(durus.file_storage, 'SAVE_INDEX_MIN_RECORDS', 1)
+    path = str(tmp_path / 'db.durus')
+    oids = _file_of_several_transactions(path)
+    os.unlink(path + '.index')
+    reader = FileStorage(path, readonly=True)
+    reader.load(oids[5])
+    reader.close()
+    assert not os.path.exists(path + '.index')  # readers never write
+    storage = FileStorage(path)
+    assert not storage.shelf.is_complete()
+    storage.close()
+    assert os.path.exists(path + '.index')
+    storage = FileStorage(path)
+    assert storage.shelf.is_complete()  # from the saved index
+    assert storage.load(oids[3]) == record(oids[3], b'Three')
+    storage.close()
