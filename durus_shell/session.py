@@ -22,7 +22,9 @@ import contextlib
 import io
 import linecache
 import pickle
+import signal
 import sys
+import threading
 import traceback
 
 from durus.connection import Connection
@@ -363,11 +365,13 @@ class Session(object):
         """Write the pending changes; returns the Changes written.
 
         On a conflict the transaction is aborted and CommitConflict raised.
+        Ctrl-C waits until the commit is over: a commit cut in the middle
+        could leave a server connection out of step.
         """
         changes = self.pending_changes()
         self.hooks.call('before_commit', self, changes)
         try:
-            with self.gate.allow():
+            with self.gate.allow(), _sigint_deferred():
                 self.connection.commit()
         except ConflictError as error:
             oids = list(error.oids or ())
@@ -419,6 +423,20 @@ class Session(object):
             'sys': sys,
             'os': os,
         }
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold SIGINT while the block runs; an interrupt is dropped, since
+    the block (a commit) completed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda number, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class QuitRequest(Exception):

@@ -357,3 +357,26 @@ def test_commit_after_a_read_conflict_says_to_abort(server_address):
     finally:
         mine.close()
         other.close()
+
+
+class InterruptedStorage(MemoryStorage):
+    """The operator presses Ctrl-C while the commit is being written."""
+
+    def end(self, handle_invalidations=None):
+        import signal
+        os.kill(os.getpid(), signal.SIGINT)
+        MemoryStorage.end(self, handle_invalidations)
+
+
+def test_ctrl_c_during_a_commit_waits_for_it():
+    storage = InterruptedStorage()
+    session = make_session(storage)
+    session.run('root["n"] = 1')
+    ui = RecordingUI(answers=['y'])
+    assert session.run(':commit', ui).kind == 'command'
+    assert 'Committed 1 object.' in ui.text
+    assert stored_root_data(storage)['n'] == 1
+    # Afterwards Ctrl-C interrupts statements again.
+    result = session.run('import os, signal\nos.kill(os.getpid(), '
+                         'signal.SIGINT)\nwhile True: pass')
+    assert result.kind == 'interrupted'
