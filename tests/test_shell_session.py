@@ -362,15 +362,19 @@ def test_commit_after_a_read_conflict_says_to_abort(server_address):
 class InterruptedStorage(MemoryStorage):
     """The operator presses Ctrl-C while the commit is being written."""
 
+    armed = False
+
     def end(self, handle_invalidations=None):
         import signal
-        os.kill(os.getpid(), signal.SIGINT)
+        if self.armed:
+            os.kill(os.getpid(), signal.SIGINT)
         MemoryStorage.end(self, handle_invalidations)
 
 
 def test_ctrl_c_during_a_commit_waits_for_it():
     storage = InterruptedStorage()
     session = make_session(storage)
+    storage.armed = True
     session.run('root["n"] = 1')
     ui = RecordingUI(answers=['y'])
     assert session.run(':commit', ui).kind == 'command'
