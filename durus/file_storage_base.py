@@ -10,7 +10,6 @@ import heapq
 import os
 
 from durus.error import DamagedFileError, ReadOnlyError
-from durus.file import fsync_directory
 from durus.serialize import RecordError, unpack_record
 from durus.shelf import is_well_formed
 from durus.storage import Storage
@@ -139,8 +138,7 @@ def switch_to_packed(old_file, pack_file, name):
         os.link(name, prepack)
     except OSError:
         os.replace(name, prepack)  # no hard links here: brief gap
-    pack_file.rename(name)
-    fsync_directory(name)
+    pack_file.rename(name)  # syncs the directory: both names are durable
     old_file.close()
 
 
