@@ -90,6 +90,8 @@ WORKLOADS = [
         rows=[
             Row(3, 'open never-packed 1M file: first open (fresh copy)', 'first_open_s',
                 True, Target('speedup', 20)),
+            Row(3, '  first open + root + close (index saved)', 'first_session_s', True,
+                None),
             Row(3, 'open never-packed 1M file: later opens', 'later_open_s', True,
                 Target('speedup', 20)),
         ]),
