@@ -450,13 +450,15 @@ class Shelf(object):
         self.map = OffsetMap(open_file, self.map_start)
         self.index = OidIndex()
         scan_from = self.map.end
-        if saved_index is not None and saved_index.map_start == self.map_start:
+        use_saved = (saved_index is not None
+                     and saved_index.map_start == self.map_start)
+        if use_saved:
             self.index = saved_index.index
             scan_from = saved_index.covered_end
         self.scan_start = scan_from
         self._unindexed = 0  # transactions not indexed yet (lazy mode)
         self.damage = None
-        if (repair or check_only or saved_index is not None
+        if (repair or check_only or use_saved
                 or size - scan_from < LAZY_MIN_BYTES
                 or not self._open_lazily(size)):
             self.end, self.scanned_records, self.damage = scan_transactions(
@@ -747,7 +749,7 @@ class ShelfWriter(object):
         self.file.fsync()
 
 
-def read_transaction_offsets(file, start=None):
+def read_transaction_offsets(file):
     """``{oid: offset}`` of every disk-record after the map of ``file``.
 
     ``file`` is a ``durus.file.File``; a convenience for tools.
