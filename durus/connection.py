@@ -303,6 +303,13 @@ class Connection(ConnectionBase):
         self.storage.pack()
 
 
+class _OidRef(weakref.ref):
+    """A weak reference that remembers the oid it is filed under."""
+
+    # Cheaper to create than weakref.KeyedRef (no Python __new__/__init__).
+    __slots__ = ('key',)
+
+
 class ObjectDictionary(object):
     """oid -> object, holding only weak references.
 
@@ -338,7 +345,9 @@ class ObjectDictionary(object):
         return obj
 
     def __setitem__(self, oid, obj):
-        self.mapping[oid] = weakref.KeyedRef(obj, self._died, oid)
+        ref = _OidRef(obj, self._died)
+        ref.key = oid
+        self.mapping[oid] = ref
 
     def __delitem__(self, oid):
         del self.mapping[oid]
