@@ -319,11 +319,13 @@ def _normal_prefix(partial):
 
 
 def _key_text(key, partial):
+    """The key as Python source, in the quote the operator typed."""
     if isinstance(key, str):
+        quote = _typed_quote(partial)
         text = repr(key)
-        if (_typed_quote(partial) == '"' and "'" not in key
-                and '"' not in key and '\\' not in text):
-            text = '"%s"' % key
+        if text[0] != quote and key.isprintable():
+            text = quote + key.replace('\\', '\\\\').replace(
+                quote, '\\' + quote) + quote
         return text
     if isinstance(key, (int, float, bytes, tuple)) and not isinstance(
             key, bool):

@@ -159,3 +159,16 @@ def test_completion_never_raises():
     for text in ('', '[', '.', 'root[[', "root['x'", ')', '"', ':', '1.',
                  'root.__class__.__mro__[0].'):
         assert isinstance(suggest(text, session.namespace), list)
+
+
+def test_keys_come_back_in_the_quote_typed_and_stay_valid_python():
+    session = Session(MemoryStorage())
+    namespace = session.namespace
+    data = namespace['data'] = {"it's": 1, 'say "hi"': 2, 'a\\b': 3}
+    assert texts(suggest("data['it", namespace)) == ["'it\\'s']"]
+    assert texts(suggest('data["it', namespace)) == ['"it\'s"]']
+    assert texts(suggest('data["say', namespace)) == ['"say \\"hi\\""]']
+    for text in ('data[', 'data["', "data['a"):
+        for found in suggest(text, namespace):
+            key = eval(found.text[:-1])  # without the closing bracket
+            assert key in data
