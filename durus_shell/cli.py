@@ -189,6 +189,9 @@ def _check(args):
 
 def add_class_paths(dirs):
     """Put --path directories and $DURUS_SHELL_PATH first on sys.path."""
+    for path in dirs:
+        if not os.path.isdir(os.path.expanduser(path)):
+            raise UsageError('--path %s is not a directory' % path)
     env = os.environ.get(PATH_VARIABLE, '')
     paths = list(dirs) + [p for p in env.split(os.pathsep) if p]
     for path in reversed(paths):

@@ -197,6 +197,8 @@ def test_usage_errors_and_version(capsys):
     assert main(['x.durus', '--client', 'h:1']) == 2
     assert main(['x.durus', '-c', '1', '--script', 'f']) == 2
     assert main(['x.durus', '--commit', '--dry-run', '-c', '1']) == 2
+    assert main(['x.durus', '--path', '/no/such/dir', '-c', '1']) == 2
+    assert '--path /no/such/dir is not a directory' in capsys.readouterr().err
     assert main(['--help']) == 0
     assert '--client' in capsys.readouterr().out
 
