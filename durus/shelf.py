@@ -55,7 +55,7 @@ _READ_GUESS = 2048
 # indexed lazily (newest first) instead of being read in full on open.
 LAZY_MIN_BYTES = 16 << 20
 # Lookups answered by searching the unindexed bytes before indexing all.
-SEARCH_LIMIT = 16
+SEARCH_LIMIT = 4
 
 
 class Damage(object):

@@ -391,6 +391,7 @@ def test_a_large_unindexed_tail_is_indexed_lazily_newest_first(
     monkeypatch.setattr(durus.shelf, 'LAZY_MIN_BYTES', 1)
     path = str(tmp_path / 'db.durus')
     oids = _file_of_several_transactions(path)
+    monkeypatch.setattr(durus.shelf, 'SEARCH_LIMIT', 16)
     storage = FileStorage(path)
     shelf = storage.shelf
     assert not shelf.is_complete()
