@@ -222,9 +222,10 @@ class SqliteStorage(Storage):
         return self._packer()
 
     def _packer(self):
+        # One step: between a reachability walk and the delete, a commit
+        # could make a new object reachable that the walk did not see.
         reachable = set(oid for oid, _ in
                         Storage.gen_oid_record(self, ROOT_OID))
-        yield
         doomed = [(value,) for (value,) in self.connection.execute(
             'select id from objects')
             if int8_to_str(_unsigned(value)) not in reachable]
@@ -233,3 +234,4 @@ class SqliteStorage(Storage):
                                         doomed)
         self.invalid.extend(int8_to_str(_unsigned(value))
                             for (value,) in doomed)
+        yield

@@ -228,3 +228,37 @@ def test_connection_round_trip(kind, path):
         assert root['child']['n'] == 1
     finally:
         storage.close()
+
+
+def test_commits_between_incremental_pack_steps_are_kept(kind, storage,
+                                                         monkeypatch):
+    import durus.file_storage
+    import durus.file_storage2
+    for module in (durus.file_storage, durus.file_storage2):
+        monkeypatch.setattr(module, 'PACK_STEP', 1)  # yield after each record
+    root, a, b, c, d = build_graph(storage)
+    packer = storage.get_packer()
+    if packer is None:
+        storage.pack()
+        packer = iter(())
+    steps = iter(packer)
+    next(steps, None)
+    late = storage.new_oid()
+    commit(storage, record(root, b'Root', [a, c, late]),
+           record(late, b'Late'))
+    for _ in steps:
+        pass
+    assert storage.load(late) == record(late, b'Late')
+    assert storage.load(root) == record(root, b'Root', [a, c, late])
+    with pytest.raises(KeyError):
+        storage.load(d)
+
+
+def test_sync_reports_pack_removals_once(kind, storage):
+    root, a, b, c, d = build_graph(storage)
+    storage.sync()
+    storage.pack()
+    first = storage.sync()
+    assert storage.sync() == []
+    if kind.reports_pack:
+        assert first == [d]
