@@ -441,13 +441,37 @@ class BTree(PersistentObject):
     # -- changes -----------------------------------------------------------
 
     def add(self, key, value=True):
-        root = self.root
-        if len(root.items) == root.max_items:
-            new_root = root.__class__()
-            new_root.nodes = [root]
-            new_root.split_child(0, root)
-            self.root = root = new_root
-        root.insert_item((key, value))
+        node = self.root
+        if len(node.items) == node.max_items:
+            new_root = node.__class__()
+            new_root.nodes = [node]
+            new_root.split_child(0, node)
+            self.root = node = new_root
+        # BNode.insert_item, inlined: inserts are a hot path.
+        while True:
+            items = node.items
+            i = bisect_left(items, key, key=_first)
+            if i < len(items) and items[i][0] == key:
+                if node._p_status != UNSAVED:
+                    node._p_note_change()
+                items[i] = (key, value)
+                return
+            nodes = node.nodes
+            if nodes is None:
+                if node._p_status != UNSAVED:
+                    node._p_note_change()
+                items.insert(i, (key, value))
+                return
+            child = nodes[i]
+            if len(child.items) == child.max_items:
+                node.split_child(i, child)
+                middle = items[i][0]
+                if key == middle:
+                    items[i] = (key, value)
+                    return
+                if middle < key:
+                    child = nodes[i + 1]
+            node = child
 
     __setitem__ = add
 
