@@ -287,6 +287,7 @@ class ObjectReader(object):
         if entry is None:
             unpickler = self._unpickler(class_pickle, True)
             cls = unpickler.load()
+            unpickler.reader = None  # kept for its memo only: no cycle
             entry = self._record_classes[class_pickle] = (cls,
                                                           unpickler.memo)
         return entry
