@@ -43,23 +43,36 @@ def stored(path, expression):
         session.close()
 
 
-def drive(session, keys):
-    """Type ``keys`` into the shell; a Tab waits a moment, as a person
-    would, so the completion lands before the next keys."""
+def drive(session, keys, tab_completes=True):
+    """Type ``keys`` into the shell.  After a Tab the typist waits, as a
+    person would, until the completer has answered (and a moment for the
+    completion to be inserted) before typing on."""
+    answered = threading.Event()
+    completer_get = app.ShellCompleter.get_completions
+
+    def get_completions(self, document, event):
+        yield from completer_get(self, document, event)
+        answered.set()
+
     with create_pipe_input() as pipe:
         def type_keys():
             for index, piece in enumerate(keys.split(TAB)):
                 if index:
+                    answered.clear()
                     pipe.send_text(TAB)
-                    time.sleep(0.3)
+                    if tab_completes:
+                        answered.wait(10)
+                    time.sleep(0.2)
                 pipe.send_text(piece)
         typist = threading.Thread(target=type_keys, daemon=True)
+        app.ShellCompleter.get_completions = get_completions
         typist.start()
         try:
             return app.run_app(session, color=False, input=pipe,
                                output=DummyOutput(),
                                history=InMemoryHistory())
         finally:
+            app.ShellCompleter.get_completions = completer_get
             typist.join(5)
 
 
@@ -91,7 +104,7 @@ def test_command_key_binding_and_multiline_block(fixture_copy, shown):
     path, session = open_session(fixture_copy)
     drive(session, "for uid in (1, 2):\rroot['users'][uid].email = 'x'\r"
           "if uid:\r\troot['log'].append(1)\r\r"
-          + CTRL_X + 'c' + 'y\r' + CTRL_D)
+          + CTRL_X + 'c' + 'y\r' + CTRL_D, tab_completes=False)
     session.close()
     assert 'Committed 3 objects.' in '\n'.join(shown)
     assert stored(path, "list(root['log'])")[-2:] == [1, 1]
