@@ -19,7 +19,7 @@ from pickle import Pickler, Unpickler
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
 from durus.error import ClassImportError, ProtocolError
-from durus.persistent import PersistentBase
+from durus.persistent import PersistentBase, _variants
 
 PICKLE_PROTOCOL = 2
 WRITE_COMPRESSED_STATE_PICKLES = True
@@ -91,12 +91,17 @@ def extract_class_path(data):
 
 _compress = zlib.compress
 _decompress = zlib.decompress
+_raw_get = object.__getattribute__
 
-# State pickles shorter than this are written uncompressed: zlib gains
-# little on them and costs more than the rest of writing the record
-# (Durus 4.3 compresses every state; its readers accept both forms, and
-# setting this to 0 makes records byte-identical to Durus 4.3's).
+# How states are compressed.  Durus 4.3 compresses every state at zlib's
+# default level (6); its readers accept any level and uncompressed states.
+# Here states shorter than COMPRESS_MIN_SIZE are left uncompressed (zlib
+# gains little on them and costs more than the rest of writing the
+# record) and the others use level 1, several times faster than 6 for
+# about the same size.  COMPRESS_MIN_SIZE = 0 with COMPRESSION_LEVEL = 6
+# makes records byte-identical to Durus 4.3's.
 COMPRESS_MIN_SIZE = 256
+COMPRESSION_LEVEL = 1
 
 
 class ObjectWriter(object):
@@ -143,23 +148,28 @@ class ObjectWriter(object):
         objects_found = self.objects_found
         writer = self
 
-        def persistent_id(obj, isinstance=isinstance, base=PersistentBase):
+        def persistent_id(obj, isinstance=isinstance, base=PersistentBase,
+                          raw_get=_raw_get, variants=_variants):
             if not isinstance(obj, base):
                 return None
-            oid = obj._p_oid
+            # Raw reads: referenced objects are mostly hooked ghosts.
+            oid = raw_get(obj, '_p_oid')
             if oid is None:
-                if obj._p_connection is not None:
+                if raw_get(obj, '_p_connection') is not None:
                     raise ValueError('%r has a connection but no oid' % (obj,))
                 oid = connection.new_oid()
                 connection._bind_new_object(obj, oid)
                 new_objects.append(obj)
                 objects_found.append(obj)
-            elif obj._p_connection is not connection:
+            elif raw_get(obj, '_p_connection') is not connection:
                 raise ValueError(
                     'cannot store a reference to %r: it belongs to another '
                     'connection; copy the object instead' % (obj,))
             writer.refs.add(oid)
-            return oid, obj.__class__
+            cls = type(obj)
+            if cls in variants:
+                cls = variants[cls][0]
+            return oid, cls
         return persistent_id
 
     def get_state(self, obj):
@@ -179,7 +189,7 @@ class ObjectWriter(object):
         state = sio.getvalue()
         if (WRITE_COMPRESSED_STATE_PICKLES and
                 len(state) >= COMPRESS_MIN_SIZE):
-            state = _compress(state)
+            state = _compress(state, COMPRESSION_LEVEL)
         refs.discard(obj._p_oid)
         if not refs:
             return class_pickle + state, b''

@@ -50,6 +50,7 @@ CHILD_RECORD = (b'\x00' * 7 + b'\x01' + b'\x00\x00\x00\x30' +
 @pytest.fixture
 def byte_identical(monkeypatch):
     monkeypatch.setattr(serialize, 'COMPRESS_MIN_SIZE', 0)
+    monkeypatch.setattr(serialize, 'COMPRESSION_LEVEL', 6)
 
 
 def read_shelf_records(path):
