@@ -173,7 +173,9 @@ class ObjectWriter(object):
         return persistent_id
 
     def get_state(self, obj):
-        cls = obj.__class__
+        cls = type(obj)
+        if cls in _variants:
+            cls = _variants[cls][0]  # the class itself, not a hook variant
         class_pickle = _class_pickles.get(cls)
         if class_pickle is None:
             class_pickle = _class_pickles[cls] = _pickle_class(cls)
