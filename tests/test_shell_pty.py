@@ -16,8 +16,10 @@ import pytest
 from server_process import ServerProcess, free_port
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-PROMPT = 'durus> '
-RO_PROMPT = r'durus\[ro\]> '
+# A *new* prompt: prompt_toolkit turns bracketed paste on (ESC[?2004h) as
+# each prompt starts; the redraw of the line just entered does not match.
+PROMPT = r'\x1b\[\?2004h[^\n]*?durus> '
+RO_PROMPT = r'\x1b\[\?2004h[^\n]*?durus\[ro\]> '
 F1 = '\x1bOP'
 CTRL_X = '\x18'
 
