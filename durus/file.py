@@ -79,6 +79,7 @@ class File(object):
     def __init__(self, name=None, readonly=False, **tmpkw):
         self.readonly = readonly
         self.locked = False
+        self.unsynced = False  # written with durable=False, not yet fsynced
         self.temporary = name is None
         if self.temporary:
             if readonly:
@@ -185,15 +186,21 @@ class File(object):
             view = view[done:]
             offset += done
 
-    def append_durably(self, data, offset):
+    def append_durably(self, data, offset, durable=True):
         """Write ``data`` at ``offset`` (the end of the file) and fsync.
 
         If anything fails, the file is cut back to ``offset`` (as far as
         possible) and the error propagates: no partial write stays.
+        With ``durable=False`` the fsync is left to a later ``fsync()``
+        (group commit: the caller must not report the write as committed
+        before that).
         """
         try:
             self.pwrite(data, offset)
-            self.fsync()
+            if durable:
+                self.fsync()
+            else:
+                self.unsynced = True
         except BaseException:
             try:
                 self.truncate(offset)
@@ -207,6 +214,7 @@ class File(object):
 
     def fsync(self):
         os.fsync(self.fd)
+        self.unsynced = False
 
     def rename(self, name):
         """Give the file a new name (replacing any file there), durably."""
@@ -217,6 +225,8 @@ class File(object):
 
     def close(self):
         if self.fd is not None:
+            if self.unsynced:
+                self.fsync()  # a deferred commit must not stay in the cache
             fd, self.fd = self.fd, None
             self.locked = False  # closing the descriptor drops the lock
             os.close(fd)

@@ -162,14 +162,27 @@ class FileStorage(SingleFileStorage):
                 'oid %d is a surprise: it has no record and was not handed '
                 'out by new_oid() of this storage' % number)
 
-    def end(self, handle_invalidations=None):
+    def end(self, handle_invalidations=None, durable=True):
         pending, self.pending = self.pending, None
         if not pending:
             return
-        numbers = self.shelf.append_transaction(pending.items())
+        numbers = self.shelf.append_transaction(pending.items(), durable)
         self.allocated.difference_update(numbers)
         if self.pack_commits is not None:
             self.pack_commits.update(numbers)
+
+    def end_deferred(self, handle_invalidations=None):
+        """``end()`` without the fsync: ``make_durable()`` must follow.
+
+        The storage server uses this to let the commits of several
+        clients share one fsync; it answers none of them before
+        ``make_durable()`` has returned.
+        """
+        self.end(handle_invalidations, durable=False)
+
+    def make_durable(self):
+        """fsync every transaction written so far."""
+        self.file.fsync()
 
     # Closing
 

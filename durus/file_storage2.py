@@ -273,13 +273,13 @@ class FileStorage2(SingleFileStorage):
         self.next_number += 1
         return int8_to_str(number)
 
-    def end(self, handle_invalidations=None):
+    def end(self, handle_invalidations=None, durable=True):
         pending, self.pending = self.pending, None
         if not pending:
             return
         data = _encode_transaction(pending.items())
         start = self.file_end
-        self.file.append_durably(data, start)
+        self.file.append_durably(data, start, durable)
         position = start
         for oid, record in pending.items():
             number = str_to_int8(oid)
@@ -290,6 +290,14 @@ class FileStorage2(SingleFileStorage):
             if self.pack_commits is not None:
                 self.pack_commits.add(number)
         self.file_end = start + len(data)
+
+    def end_deferred(self, handle_invalidations=None):
+        """``end()`` without the fsync: ``make_durable()`` must follow."""
+        self.end(handle_invalidations, durable=False)
+
+    def make_durable(self):
+        """fsync every transaction written so far."""
+        self.file.fsync()
 
     def close(self):
         self.file.close()

@@ -673,10 +673,11 @@ class Shelf(object):
 
     # Appending
 
-    def append_transaction(self, items):
+    def append_transaction(self, items, durable=True):
         """Append ``(oid, record)`` pairs as one transaction, durably.
 
-        Returns the oid numbers written, once the bytes are fsynced.  On
+        Returns the oid numbers written, once the bytes are fsynced (with
+        ``durable=False``: once written; the caller fsyncs later).  On
         failure the file is cut back to where the transaction started.
         """
         if self.file.is_readonly():
@@ -684,7 +685,7 @@ class Shelf(object):
                                 'readonly to commit' % self.name)
         start = self.end
         data, placed = encode_transaction(items, start)
-        self.file.append_durably(data, start)
+        self.file.append_durably(data, start, durable)
         index_set = self.index.set
         for number, offset in placed:
             index_set(number, offset)

@@ -157,3 +157,35 @@ def test_storages_without_the_hook_fsync_in_end(serve):
     commit(client, new, b'x')
     assert time.monotonic() - started < 1
     assert storage.records[new] == pack_record(new, b'x', b'')
+
+
+@pytest.mark.parametrize('kind', ['SHELF-1', 'DFS20'])
+def test_file_storages_defer_fsync_until_make_durable(tmp_path, monkeypatch,
+                                                       kind):
+    """end_deferred() writes without fsync; make_durable() (or close) syncs."""
+    import os
+    from durus.format import open_storage
+    path = str(tmp_path / 'db')
+    storage = open_storage(path, create=True, kind=kind)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(fd),
+                                                 real_fsync(fd)))
+    root = pack_record(oid(0), b'\x80\x02cdurus.persistent\nPersistent\n'
+                       b'q\x00.\x80\x02}q\x01.', b'')
+    storage.begin()
+    storage.store(oid(0), root)
+    storage.end_deferred()
+    assert synced == []
+    assert storage.load(oid(0)) == root
+    storage.make_durable()
+    assert len(synced) == 1
+    storage.begin()
+    storage.store(oid(0), root)
+    storage.end_deferred()
+    storage.close()  # closing must not leave a deferred commit unsynced
+    assert len(synced) == 2
+    monkeypatch.undo()
+    reopened = open_storage(path)
+    assert reopened.load(oid(0)) == root
+    reopened.close()
