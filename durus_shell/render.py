@@ -125,6 +125,9 @@ class Renderer(object):
                 (T_STATE[status], status)]
         if status == 'ghost':
             out.append((T_NOTE, ' (loaded to show it)'))
+        if _is_placeholder(cls):
+            out.append((T_ERROR, '  placeholder: the class cannot be '
+                        'imported (read-only; give --path)'))
         try:
             kind = peek.container_kind(obj)
             if kind == 'btree':
@@ -275,9 +278,20 @@ class Renderer(object):
             out += [(T_TEXT, ' '), (T_OID, str(int.from_bytes(oid, 'big')))]
         if status != 'saved':
             out += [(T_TEXT, ' '), (T_STATE[status], status)]
+        if _is_placeholder(peek.real_class(obj)):
+            out += [(T_TEXT, ' '), (T_ERROR, 'placeholder')]
         out.append((T_PUNCT, '>'))
         if cycle:
             out.append((T_NOTE, ' (cycle: this object)'))
+
+
+def _is_placeholder(cls):
+    """Whether ``cls`` stands in for an unimportable class (issue 6)."""
+    try:
+        from durus_shell.placeholders import is_placeholder_class
+    except ImportError:
+        return False
+    return is_placeholder_class(cls)
 
 
 def _first(iterable, n):

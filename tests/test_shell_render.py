@@ -116,3 +116,17 @@ def test_root_table(session):
     users = [line for line in lines if line.startswith("'users'")][0]
     assert users.split()[1:3] == ['BTree', '1']
     assert session.connection.get_load_count() <= 1
+
+
+def test_placeholders_are_marked(fixture_copy):
+    # Without fixture_app importable, its objects open as placeholders.
+    import subprocess
+    import sys
+    done = subprocess.run(
+        [sys.executable, '-m', 'durus_shell', fixture_copy('shelf.durus'),
+         '-c', "root['users'][3]\nroot['users'][3].account.owner"],
+        capture_output=True, text=True, timeout=60, cwd='/')
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith('<User 6>') and 'placeholder' in lines[0]
+    assert 'placeholder>' in done.stdout  # a reference to one
