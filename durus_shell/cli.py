@@ -208,7 +208,11 @@ def open_target(args, interactive):
     if args.demo:
         from durus_shell import demo
         path = args.file or demo.default_path()
-        demo.ensure_demo(path)
+        try:
+            demo.ensure_demo(path)
+        except Exception as error:
+            raise OpenError('cannot create the demo database at %s: %s'
+                            % (path, error))
         return opening.open_file(path, readonly=args.readonly)
     if args.yes:
         ui = StreamUI(sys.stderr, answers={'Repair the file?': 'y'})
