@@ -152,6 +152,10 @@ def _run(args):
     try:
         startup = args.startup or (os.environ.get(STARTUP_VARIABLE)
                                    if interactive else None)
+        if startup and not os.path.isfile(startup):
+            sys.stderr.write('durus-shell: startup file %s not found; '
+                             'going on without it\n' % startup)
+            startup = None
         if interactive:
             from durus_shell.app import run_app
             return run_app(session, color=color, startup=startup)
@@ -183,6 +187,8 @@ def _check(args):
         raise UsageError('give either --commit or --dry-run, not both')
     if args.readonly and args.commit:
         raise UsageError('--commit cannot write to a --readonly database')
+    if args.startup and not os.path.isfile(args.startup):
+        raise UsageError('--startup %s: no such file' % args.startup)
     if args.cache_size <= 0:
         raise UsageError('--cache-size must be positive')
 

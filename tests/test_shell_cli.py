@@ -199,6 +199,8 @@ def test_usage_errors_and_version(capsys):
     assert main(['x.durus', '--commit', '--dry-run', '-c', '1']) == 2
     assert main(['x.durus', '--path', '/no/such/dir', '-c', '1']) == 2
     assert '--path /no/such/dir is not a directory' in capsys.readouterr().err
+    assert main(['x.durus', '--startup', '/no/such.py', '-c', '1']) == 2
+    assert '--startup /no/such.py: no such file' in capsys.readouterr().err
     assert main(['--help']) == 0
     assert '--client' in capsys.readouterr().out
 
