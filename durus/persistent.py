@@ -45,6 +45,7 @@ Deviation from Durus 4.3: a hooked *set* also notes the access.
 """
 
 import copyreg
+from abc import ABCMeta
 from sys import intern as _intern
 
 GHOST = -1
@@ -137,7 +138,7 @@ def _make_variants(cls):
         }
         if getattribute is not None:
             namespace['__getattribute__'] = getattribute
-        return type(cls)(cls.__name__, (cls,), namespace)
+        return _new_hidden_subclass(cls, namespace)
 
     try:
         watched = make(watched_getattribute)
@@ -152,6 +153,36 @@ def _make_variants(cls):
     triple = (cls, watched, saved)
     _variants[cls] = _variants[watched] = _variants[saved] = triple
     return triple
+
+
+_MISSING = object()
+
+
+def _ignore_subclass(cls, **kwargs):
+    pass
+
+
+def _new_hidden_subclass(cls, namespace):
+    """A subclass of ``cls`` that the application's own hooks never see.
+
+    Variants are an implementation detail: an ``__init_subclass__`` or a
+    metaclass ``__init__`` that registers subclasses (plugin registries,
+    ORMs) must not meet them, so both are bypassed while it is made.
+    """
+    meta = type(cls)
+    own_hook = cls.__dict__.get('__init_subclass__', _MISSING)
+    type.__setattr__(cls, '__init_subclass__', classmethod(_ignore_subclass))
+    try:
+        if meta is type or meta is ABCMeta:
+            # Their __new__ has no side effects; ABCMeta's sets up the
+            # abstract-class bookkeeping the containers rely on.
+            return meta(cls.__name__, (cls,), namespace)
+        return type.__new__(meta, cls.__name__, (cls,), namespace)
+    finally:
+        if own_hook is _MISSING:
+            type.__delattr__(cls, '__init_subclass__')
+        else:
+            type.__setattr__(cls, '__init_subclass__', own_hook)
 
 
 def hook_variants(cls):

@@ -321,15 +321,15 @@ class NeedsKeyword(Persistent):
         super().__init_subclass__(**kwargs)
 
 
-def test_class_that_cannot_get_hook_variants_is_refused_clearly(connection):
+def test_class_whose_subclass_hook_needs_arguments_still_works(connection):
+    """Variants bypass __init_subclass__, so even this class is tracked."""
     connection.root['x'] = NeedsKeyword()
-    serial = connection.transaction_serial
-    with pytest.raises(TypeError) as info:
-        connection.commit()
-    assert 'NeedsKeyword' in str(info.value)
-    assert connection.transaction_serial == serial
-    assert connection.root['x']._p_oid is None
-    assert len(connection.storage.records) == 1
+    connection.commit()
+    connection.root['x'].value = 5
+    assert connection.root['x']._p_is_unsaved()
+    connection.commit()
+    connection.abort()
+    assert connection.root['x'].value == 5
 
 
 # -- hook switching must never hide an access or a change ---------------------
@@ -418,3 +418,52 @@ def test_class_change_of_an_accessed_ghost_stays_tracked(connection):
     connection.commit()
     item.x
     assert item._p_serial == connection.transaction_serial
+
+
+registered_subclasses = []
+made_by_metaclass = []
+
+
+class RegisteringBase(Persistent):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        registered_subclasses.append(cls)
+
+
+class RegisteredThing(RegisteringBase):
+    pass
+
+
+class RegisteringMeta(type):
+    def __init__(cls, name, bases, namespace):
+        super().__init__(name, bases, namespace)
+        made_by_metaclass.append(name)
+
+
+class MetaThing(Persistent, metaclass=RegisteringMeta):
+    pass
+
+
+def test_hook_variants_stay_hidden_from_subclass_registries():
+    """Tracking variants must not reach __init_subclass__ or a metaclass."""
+    assert registered_subclasses == [RegisteredThing]
+    assert made_by_metaclass == ['MetaThing']
+    storage = MemoryStorage()
+    connection = Connection(storage)
+    root = connection.get_root()
+    root['r'] = RegisteredThing()
+    root['m'] = MetaThing()
+    connection.commit()
+    root['r'].x = 1
+    root['m'].x = 2
+    connection.commit()
+    assert registered_subclasses == [RegisteredThing]
+    assert made_by_metaclass == ['MetaThing']
+    # The application's own hook is still in place for real subclasses.
+    assert '__init_subclass__' in RegisteringBase.__dict__
+
+    class Later(RegisteringBase):
+        pass
+    assert registered_subclasses == [RegisteredThing, Later]
+    other = Connection(storage).get_root()
+    assert (other['r'].x, other['m'].x) == (1, 2)
