@@ -74,7 +74,8 @@ WORKLOADS = [
         quick={'path': '{shop_packed}', 'repeats': 3}, reps=5, quick_reps=2,
         requires=FILES, data=('shop',),
         rows=[Row(3, 'open packed 1M-object file + root, in-process', 'first_open_s',
-                  True, Target('speedup', 1))]),
+                  True, Target('speedup', 1)),
+              Row(3, '  later opens in the same process', 'later_open_s', True, None)]),
     Workload(
         'open_packed_process', 'open_process.py',
         full={'path': '{shop_packed}', 'repeats': 5},
