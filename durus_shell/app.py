@@ -118,13 +118,30 @@ def history_path():
     return os.path.join(base, 'durus-shell', 'history')
 
 
+class SafeFileHistory(FileHistory):
+    """History in a file; a file that cannot be read or written only
+    costs the history, never the session."""
+
+    def load_history_strings(self):
+        try:
+            yield from FileHistory.load_history_strings(self)
+        except (OSError, UnicodeDecodeError):
+            return
+
+    def store_string(self, string):
+        try:
+            FileHistory.store_string(self, string)
+        except OSError:
+            pass
+
+
 def _history():
     path = history_path()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        return FileHistory(path)
     except OSError:
         return InMemoryHistory()
+    return SafeFileHistory(path)
 
 
 def make_prompt_session(session, ui, stash, input=None, output=None,
@@ -181,14 +198,24 @@ def run_app(session, color=True, startup=None, input=None, output=None,
     if startup:
         result = session.run_file(startup)
         ui.show_result(result)
+    failures = 0
     while True:
         try:
             text = prompt.prompt(default=stash.take())
+            failures = 0
         except KeyboardInterrupt:
             continue
         except EOFError:
             if not session.change_count() or decide_exit(session, ui):
                 break
+            continue
+        except Exception as error:  # e.g. the history file cannot be written
+            failures += 1
+            ui.show([(render.T_ERROR, 'durus-shell: the prompt failed: %s: %s'
+                      % (type(error).__name__, error))])
+            if failures >= 3:
+                return 1
+            prompt.history = InMemoryHistory()
             continue
         try:
             result = session.run(text, ui)

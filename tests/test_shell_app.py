@@ -179,3 +179,24 @@ def test_enter_rules():
     assert input_is_complete('1 +* 2')  # a syntax error runs, to show it
     assert next_line_indent('    if x:') == ' ' * 8
     assert next_line_indent('    y = 1') == ' ' * 4
+
+
+def test_an_unwritable_history_file_costs_only_the_history(fixture_copy,
+                                                           shown):
+    path, session = open_session(fixture_copy)
+    history = app.SafeFileHistory('/proc/no-such-dir/history')
+    with create_pipe_input() as pipe:
+        pipe.send_text("6 * 7\r6 * 8\r" + CTRL_D)
+        status = app.run_app(session, color=False, input=pipe,
+                             output=DummyOutput(), history=history)
+    session.close()
+    assert status == 0 and shown[-2:] == ['42', '48']
+
+
+def test_history_goes_to_the_state_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv('XDG_STATE_HOME', str(tmp_path))
+    assert app.history_path() == str(tmp_path / 'durus-shell' / 'history')
+    monkeypatch.delenv('XDG_STATE_HOME')
+    monkeypatch.setenv('HOME', str(tmp_path))
+    assert app.history_path() == str(
+        tmp_path / '.local' / 'state' / 'durus-shell' / 'history')
