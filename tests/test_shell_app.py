@@ -139,12 +139,17 @@ def test_readonly_prompt_toolbar_and_refusal(fixture_copy, shown):
     assert stored(path, "root['users'][3].name") == 'user3'
 
 
-def test_long_output_is_cut_with_a_note(fixture_copy, shown):
+def test_long_output_is_cut_with_a_note(fixture_copy, shown, monkeypatch):
+    import pydoc
+    paged = []
+    monkeypatch.setattr(pydoc, 'pager', paged.append)
     path, session = open_session(fixture_copy)
-    drive(session, "list(range(5000))\r['x' * 50] * 200\r" + CTRL_D)
+    drive(session, "list(range(5000))\r['x' * 50] * 200\r:more\r" + CTRL_D)
     session.close()
     assert any('more lines (:more shows all of it' in line for line in shown)
     assert session.last_output.count('\n') > 40
+    assert paged == [session.last_output]
+    assert paged[0].splitlines()[-1] == '  ... 150 more'
 
 
 class Unshowable(object):
