@@ -247,3 +247,18 @@ def test_files_that_cannot_be_opened(tmp_path, shelf):
         assert done.returncode == 0 and "'user3'" in done.stdout
     finally:
         holder.close()
+
+
+def test_client_address_forms():
+    from durus_shell.opening import OpenError, parse_client_address
+    assert parse_client_address('db.example.org:3000') == (
+        'db.example.org', 3000)
+    assert parse_client_address('db.example.org') == ('db.example.org', 2972)
+    assert parse_client_address(':3000') == ('127.0.0.1', 3000)
+    assert parse_client_address('[::1]:3000') == ('::1', 3000)
+    assert parse_client_address('/run/durus.sock') == '/run/durus.sock'
+    assert parse_client_address('./durus.sock') == './durus.sock'
+    assert parse_client_address('@durus') == '@durus'
+    for bad in ('', 'host:port', 'host:0', 'host:70000'):
+        with pytest.raises(OpenError):
+            parse_client_address(bad)
