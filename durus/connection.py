@@ -21,7 +21,8 @@ import weakref
 from durus.error import (ConflictError, DurusError, DurusKeyError,
                          ReadConflictError, WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
-                              hook_variants, refresh_hooks)
+                              PersistentBase, _variants, hook_variants,
+                              refresh_hooks)
 from durus.persistent_dict import PersistentDict
 from durus.serialize import ObjectReader, ObjectWriter, pack_record
 from durus.storage import ROOT_OID, Storage
@@ -30,6 +31,12 @@ from durus.utils import int8_to_str, str_to_int8
 _raw_get = object.__getattribute__
 _raw_set = object.__setattr__
 _set_type = object.__dict__['__class__'].__set__
+_object_new = object.__new__
+_base_new = PersistentBase.__new__
+_set_oid = PersistentBase._p_oid.__set__
+_set_connection = PersistentBase._p_connection.__set__
+_set_status = PersistentBase._p_status.__set__
+_set_serial = PersistentBase._p_serial.__set__
 
 __all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
            'ReferenceContainer', 'touch_every_reference',
@@ -320,6 +327,8 @@ class ObjectDictionary(object):
     def __init__(self):
         self.mapping = {}
         self.dead = []
+        # One bound method for every weakref (not one per object).
+        self._callback = self._died
 
     def _died(self, ref, _append=None):
         self.dead.append(ref.key)
@@ -345,7 +354,7 @@ class ObjectDictionary(object):
         return obj
 
     def __setitem__(self, oid, obj):
-        ref = _OidRef(obj, self._died)
+        ref = _OidRef(obj, self._callback)
         ref.key = oid
         self.mapping[oid] = ref
 
@@ -436,17 +445,27 @@ class Cache(object):
 
     def get_instance(self, oid, cls, connection):
         """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
-        obj = self.objects.get(oid)
-        if obj is not None and (type(obj) is cls or obj.__class__ is cls):
-            return obj
-        watched = hook_variants(cls)[1]
-        obj = cls.__new__(cls)
-        obj._p_oid = oid
-        obj._p_connection = connection
-        obj._p_status = GHOST
-        # A fresh object has no state to drop: just give it the hooks.
-        _set_type(obj, watched)
-        self.objects[oid] = obj
+        objects = self.objects
+        ref = objects.mapping.get(oid)
+        if ref is not None:
+            obj = ref()
+            if obj is not None and (type(obj) is cls or obj.__class__ is cls):
+                return obj
+        watched = (_variants.get(cls) or hook_variants(cls))[1]
+        if cls.__new__ is _base_new:
+            # The common case, without PersistentBase.__new__'s Python
+            # frame; a fresh object has no state to drop.
+            obj = _object_new(watched)
+            _set_serial(obj, 0)
+        else:
+            obj = cls.__new__(cls)
+            _set_type(obj, watched)
+        _set_oid(obj, oid)
+        _set_connection(obj, connection)
+        _set_status(obj, GHOST)
+        ref = _OidRef(obj, objects._callback)
+        ref.key = oid
+        objects.mapping[oid] = ref
         return obj
 
     def shrink(self, connection):

@@ -388,10 +388,14 @@ class Persistent(PersistentObject):
         # match keys by identity (unpickled strings are not interned).
         if not state:
             _raw_set(self, '__dict__', {})
-        else:
-            _raw_set(self, '__dict__', {
-                _intern(key) if type(key) is str else key: value
-                for key, value in state.items()})
+            return
+        try:
+            attributes = dict(zip(map(_intern, state), state.values()))
+        except (TypeError, AttributeError):
+            # A key that is not a str (or a state that is not a dict).
+            attributes = {_intern(key) if type(key) is str else key: value
+                          for key, value in state.items()}
+        _raw_set(self, '__dict__', attributes)
 
 
 class ComputedAttribute(PersistentObject):

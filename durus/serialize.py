@@ -211,13 +211,50 @@ def _pickle_class(cls):
 
 
 class _RecordUnpickler(Unpickler):
-    """One unpickler per record; class resolution goes to the reader."""
+    """Unpickles record pickles; class resolution goes to the reader.
+
+    ``persistent_load`` is set on each instance (the reader's
+    ``load_persistent_id``).
+    """
 
     def find_class(self, module, name):
         return self.reader.resolve_class(module, name, self.record_class)
 
-    def persistent_load(self, pid):
-        return self.reader.load_persistent_id(pid)
+
+class _Feed(object):
+    """A file over one pickle at a time, for the reader's shared unpickler.
+
+    The C unpickler takes the whole pickle in one ``peek`` (so it makes no
+    call per opcode, unlike with a BytesIO) and ``read``s what it used at
+    the end; ``pos`` then tells whether it stopped exactly at the end.
+    """
+
+    __slots__ = ('data', 'pos')
+
+    def __init__(self):
+        self.data = b''
+        self.pos = 0
+
+    def peek(self, n=0):
+        return self.data[self.pos:]
+
+    def read(self, n=-1):
+        start = self.pos
+        end = len(self.data) if n is None or n < 0 else start + n
+        self.pos = min(end, len(self.data))
+        return self.data[start:end]
+
+    def readinto(self, buffer):
+        chunk = self.read(len(buffer))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+    def readline(self, size=-1):
+        end = self.data.find(b'\n', self.pos)
+        return self.read(-1 if end < 0 else end + 1 - self.pos)
+
+
+_EMPTY_MEMO = {}
 
 
 def _class_pickle_end(data):
@@ -247,9 +284,15 @@ class ObjectReader(object):
         self.connection = connection
         self.load_count = 0
         self._classes = {}
+        # class pickle (bytes, validated) -> (class, memo after it)
         self._record_classes = {}
         # placeholder made for a non-persistent use -> (module, name)
         self._placeholder_origins = {}
+        # One unpickler reused for state pickles (making one per record
+        # costs more than most states take to read); None while in use,
+        # so that a nested load makes its own.
+        self._feed = _Feed()
+        self._shared = None
 
     def get_load_count(self):
         return self.load_count
@@ -276,16 +319,19 @@ class ObjectReader(object):
         oid, cls = pid
         if type(oid) is str:
             oid = oid.encode('latin-1')
-        if cls in self._placeholder_origins:
+        if self._placeholder_origins and cls in self._placeholder_origins:
             # The GLOBAL before BINPERSID was resolved as a plain global.
             module, name = self._placeholder_origins[cls]
             cls = self.resolve_class(module, name, True)
-        return self.connection.cache.get_instance(oid, cls, self.connection)
+        connection = self.connection
+        return connection.cache.get_instance(oid, cls, connection)
 
-    def _unpickler(self, data, record_class):
-        unpickler = _RecordUnpickler(BytesIO(data))
+    def _unpickler(self, stream, record_class):
+        unpickler = _RecordUnpickler(stream)
         unpickler.reader = self
         unpickler.record_class = record_class
+        # Straight to the reader, without a method frame in between.
+        unpickler.persistent_load = self.load_persistent_id
         return unpickler
 
     def _record_class(self, class_pickle):
@@ -297,7 +343,7 @@ class ObjectReader(object):
         """
         entry = self._record_classes.get(class_pickle)
         if entry is None:
-            unpickler = self._unpickler(class_pickle, True)
+            unpickler = self._unpickler(BytesIO(class_pickle), True)
             cls = unpickler.load()
             unpickler.reader = None  # kept for its memo only: no cycle
             entry = self._record_classes[class_pickle] = (cls,
@@ -309,12 +355,23 @@ class ObjectReader(object):
         if end < 0:
             # Not the form Durus writes: unpickle to find where it stops.
             stream = BytesIO(data)
-            unpickler = _RecordUnpickler(stream)
-            unpickler.reader = self
-            unpickler.record_class = True
-            unpickler.load()
+            self._unpickler(stream, True).load()
             end = stream.tell()
         return end
+
+    def _class_entry(self, data):
+        """``(class pickle length, class, memo)`` of record data."""
+        # Fast path: Durus's class pickles end with b'\nq\x00.'; a prefix
+        # found that way is trusted only if it is a class pickle already
+        # validated (the cache holds only those).
+        end = data.find(b'\nq\x00.', 3) + 4
+        if end > 3:
+            entry = self._record_classes.get(data[:end])
+            if entry is not None:
+                return end, entry[0], entry[1]
+        end = self._class_pickle_length(data)
+        cls, memo = self._record_class(data[:end])
+        return end, cls, memo
 
     def _split(self, data):
         """``(class pickle, state pickle)`` of record data."""
@@ -329,7 +386,7 @@ class ObjectReader(object):
 
     def get_class(self, data):
         """The class of the record whose data is ``data``."""
-        return self._record_class(data[:self._class_pickle_length(data)])[0]
+        return self._class_entry(data)[1]
 
     def get_ghost(self, data):
         """A new, unbound ghost of the record's class."""
@@ -343,13 +400,47 @@ class ObjectReader(object):
         return self._split(data)[1]
 
     def get_state(self, data, load=True):
-        class_pickle, state = self._split(data)
+        end, cls, memo = self._class_entry(data)
+        if len(data) > end and data[end] == COMPRESSED_START_BYTE:
+            try:
+                state = _decompress(memoryview(data)[end:])
+            except zlib.error:
+                state = data[end:]
+        else:
+            state = data[end:]
         if not load:
             return state
         self.load_count += 1
-        unpickler = self._unpickler(state, False)
-        unpickler.memo = self._record_class(class_pickle)[1]
-        return unpickler.load()
+        return self._load_state_pickle(state, memo)
+
+    def _load_state_pickle(self, state, memo):
+        unpickler = self._shared
+        if unpickler is None:
+            if self._feed is None:
+                # The shared unpickler is busy (a nested load).
+                unpickler = self._unpickler(BytesIO(state), False)
+                unpickler.memo = memo
+                return unpickler.load()
+            unpickler = self._unpickler(self._feed, False)
+        feed = self._feed
+        self._shared = self._feed = None
+        feed.data = state
+        feed.pos = 0
+        unpickler.memo = memo
+        try:
+            value = unpickler.load()
+        except BaseException:
+            # Its input buffer may hold the rest of this pickle: drop it.
+            self._feed = _Feed()
+            raise
+        self._feed = feed
+        if feed.pos == len(state):
+            # Its memo would keep this state's objects alive.
+            unpickler.memo = _EMPTY_MEMO
+            self._shared = unpickler
+        # else: bytes after the STOP opcode are still buffered: drop it.
+        feed.data = b''
+        return value
 
 
 def _import_global(module, name):

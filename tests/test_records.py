@@ -237,6 +237,43 @@ def test_missing_class_factory_gets_persistent_flag_right():
     assert ('gone', 'Value', False) in calls
 
 
+def test_reader_survives_bad_state_pickles_between_good_ones():
+    # The reader reuses one unpickler: a pickle with bytes after its STOP,
+    # a truncated one or a failing one must not leak into the next load.
+    reader = Connection(MemoryStorage()).reader
+    good = CLASS_PICKLE + pickle.dumps({'data': {'k': 1}}, 2)
+    assert reader.get_state(good) == {'data': {'k': 1}}
+    trailing = CLASS_PICKLE + pickle.dumps({'data': {}}, 2) + b'K\x05.'
+    assert reader.get_state(trailing) == {'data': {}}
+    assert reader.get_state(good) == {'data': {'k': 1}}
+    truncated = good[:-6]
+    with pytest.raises(Exception):
+        reader.get_state(truncated)
+    assert reader.get_state(good) == {'data': {'k': 1}}
+    unknown = CLASS_PICKLE + b'\x80\x02cno_such_module\nX\nq\x01.'
+    with pytest.raises(ClassImportError):
+        reader.get_state(unknown)
+    assert reader.get_state(good) == {'data': {'k': 1}}
+
+
+def test_reader_loads_a_state_while_loading_another():
+    # A class factory that itself reads a record (nested use of the reader).
+    reader = Connection(MemoryStorage()).reader
+    inner = CLASS_PICKLE + pickle.dumps({'data': {'inner': 2}}, 2)
+    seen = []
+
+    def factory(module, name, persistent):
+        seen.append(reader.get_state(inner))
+        return dict
+
+    reader.missing_class_factory = factory
+    outer = (CLASS_PICKLE + b'\x80\x02}q\x01X\x01\x00\x00\x00aq\x02'
+             b'cgone\nThing\nq\x03s.')
+    assert reader.get_state(outer) == {'a': dict}
+    assert seen == [{'data': {'inner': 2}}]
+    assert reader.get_state(inner) == {'data': {'inner': 2}}
+
+
 # -- Durus 4.3 fixture records --------------------------------------------------
 
 def test_fixture_walker_finds_the_census(fixture_records, manifest):
