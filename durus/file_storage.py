@@ -162,7 +162,10 @@ class FileStorage(SingleFileStorage):
                 'oid %d is a surprise: it has no record and was not handed '
                 'out by new_oid() of this storage' % number)
 
-    def end(self, handle_invalidations=None, durable=True):
+    def end(self, handle_invalidations=None):
+        self._append_pending(durable=True)
+
+    def _append_pending(self, durable):
         pending, self.pending = self.pending, None
         if not pending:
             return
@@ -178,7 +181,7 @@ class FileStorage(SingleFileStorage):
         clients share one fsync; it answers none of them before
         ``make_durable()`` has returned.
         """
-        self.end(handle_invalidations, durable=False)
+        self._append_pending(durable=False)
 
     def make_durable(self):
         """fsync every transaction written so far."""

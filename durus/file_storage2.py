@@ -273,7 +273,10 @@ class FileStorage2(SingleFileStorage):
         self.next_number += 1
         return int8_to_str(number)
 
-    def end(self, handle_invalidations=None, durable=True):
+    def end(self, handle_invalidations=None):
+        self._append_pending(durable=True)
+
+    def _append_pending(self, durable):
         pending, self.pending = self.pending, None
         if not pending:
             return
@@ -293,7 +296,7 @@ class FileStorage2(SingleFileStorage):
 
     def end_deferred(self, handle_invalidations=None):
         """``end()`` without the fsync: ``make_durable()`` must follow."""
-        self.end(handle_invalidations, durable=False)
+        self._append_pending(durable=False)
 
     def make_durable(self):
         """fsync every transaction written so far."""

@@ -292,7 +292,7 @@ def test_pipelined_requests_are_answered_in_order(start_server):
 def test_write_conflict_reply_from_the_storage(start_server):
     """A storage whose end() raises ConflictError makes the commit answer
     'I', which the client turns into WriteConflictError."""
-    server = start_server()
+    server = start_server(group_commit_window=0)  # commits call end()
 
     def refuse(handle_invalidations=None):
         from durus.error import ConflictError
