@@ -206,7 +206,7 @@ def run_app(session, color=True, startup=None, input=None, output=None,
         except KeyboardInterrupt:
             continue
         except EOFError:
-            if not session.change_count() or decide_exit(session, ui):
+            if not session.has_unsaved_work() or decide_exit(session, ui):
                 break
             continue
         except Exception as error:  # e.g. the history file cannot be written
@@ -231,6 +231,6 @@ def run_app(session, color=True, startup=None, input=None, output=None,
         if result.kind == 'quit':
             if result.source.lstrip().startswith(':'):
                 break  # :quit already asked about pending changes
-            if not session.change_count() or decide_exit(session, ui):
+            if not session.has_unsaved_work() or decide_exit(session, ui):
                 break
     return 0

@@ -187,6 +187,12 @@ def status_command(session, args, ui):
     if target is not None:
         ui.show('\n'.join(target.describe()))
     changes = session.pending_changes()
+    unnoted = session.unnoted_changes()
+    if unnoted:
+        ui.show('%d object%s changed in place without _p_note_change(): a '
+                'commit would not write them (:diff shows them, :touch EXPR '
+                'includes one).' % (len(unnoted), '' if len(unnoted) == 1
+                                    else 's'))
     if not changes:
         ui.show('No uncommitted changes.')
         return
@@ -286,22 +292,38 @@ def abort_command(session, args, ui):
 def quit_command(session, args, ui):
     """Leave the shell; with uncommitted changes, ask: commit, abort or stay."""
     from durus_shell.session import QuitRequest
-    if session.change_count() and ui.interactive:
+    if ui.interactive and session.has_unsaved_work():
         if not decide_exit(session, ui):
             return
     raise QuitRequest()
 
 
 def decide_exit(session, ui):
-    """Ask what to do with uncommitted changes; True means leave."""
+    """Ask what to do with uncommitted changes; True means leave.
+
+    Objects changed in place without ``_p_note_change()`` count too: a
+    commit would not write them, so leaving would silently lose them.
+    Choosing commit includes them (as ``:touch`` would).
+    """
     count = session.change_count()
+    unnoted = session.unnoted_changes()
     if session.readonly:
         choices = [('a', 'abort'), ('s', 'stay')]
     else:
         choices = [('c', 'commit'), ('a', 'abort'), ('s', 'stay')]
-    answer = ui.ask('%d uncommitted change%s:' % (count, '' if count == 1
-                                                  else 's'), choices, 's')
+    parts = []
+    if count:
+        parts.append('%d uncommitted change%s' % (count, '' if count == 1
+                                                  else 's'))
+    if unnoted:
+        parts.append('%d object%s changed in place without _p_note_change()'
+                     ' (see :diff)' % (len(unnoted), '' if len(unnoted) == 1
+                                       else 's'))
+    answer = ui.ask(' and '.join(parts) + ':', choices, 's')
     if answer == 'c' and not session.readonly:
+        touch = session.extensions.get('touch')
+        for obj in unnoted:
+            touch(obj)
         return commit_now(session, ui)
     if answer == 'a':
         session.abort()

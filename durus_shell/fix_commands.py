@@ -39,6 +39,8 @@ def attach_session(session):
     tracker = changes.ChangeTracker(connection)
     extensions[TRACKER] = tracker
     extensions['diff_lines'] = lambda: diff_lines(session)
+    extensions['find_unnoted'] = lambda: changes.find_unnoted(connection)
+    extensions['touch'] = lambda obj: changes.touch(connection, obj)
     session.hooks.add('before_statement',
                       lambda session, source: tracker.begin_statement())
     session.hooks.add('after_statement',

@@ -118,6 +118,17 @@ def run_script(session, text, filename, out=None, err=None, commit=False,
 def finish(session, out, err, commit, dry_run):
     """Apply the commit policy at the end of a script."""
     changes = session.pending_changes()
+    unnoted = session.unnoted_changes()
+    if unnoted and not dry_run:
+        # Committing the rest would apply half of the fix: refuse it all.
+        err.write('%d object%s changed in place without _p_note_change() '
+                  'would not be written: %s. Nothing was committed; call '
+                  'obj._p_note_change() after changing an object in place '
+                  '(or :touch EXPR), then run the script again.\n' % (
+                      len(unnoted), '' if len(unnoted) == 1 else 's',
+                      ', '.join(repr(obj) for obj in unnoted[:5])))
+        session.abort()
+        return EXIT_ERROR if commit else EXIT_UNCOMMITTED
     if dry_run:
         if changes:
             # With change tracking attached, show the full :diff.

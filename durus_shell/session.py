@@ -231,6 +231,19 @@ class Session(object):
         """Number of changed objects awaiting commit (cheap)."""
         return len(self.connection.changed)
 
+    def unnoted_changes(self):
+        """Loaded objects changed in place without ``_p_note_change()``.
+
+        A commit would not write them.  Found by the change-tracking
+        extension (comparing with stored records); empty without it.
+        """
+        finder = self.extensions.get('find_unnoted')
+        return finder() if finder is not None else []
+
+    def has_unsaved_work(self):
+        """Whether leaving now would lose an edit (noted or not)."""
+        return bool(self.change_count() or self.unnoted_changes())
+
     def pending_changes(self):
         """The objects a commit would write now, changed and new.
 

@@ -115,3 +115,32 @@ def test_bad_arguments_are_one_line_errors(session):
         result = session.run_command(line, ui)
         assert result.kind == 'error', line
         assert '\n' not in result.traceback
+
+
+def test_leaving_with_only_an_unnoted_change_asks_first(session):
+    """An edit made in place without _p_note_change() is not lost at exit."""
+    from durus_shell.commands import decide_exit
+    session.run("root['users'][1].tags.append('late')")
+    assert session.change_count() == 0
+    assert session.has_unsaved_work()
+    assert 'changed in place' in command(session, ':status')
+    stay = RecordingUI(answers=['s'])
+    assert decide_exit(session, stay) is False
+    assert 'changed in place without _p_note_change()' in stay.questions[0]
+    # Commit includes the unnoted object (touched), after the usual check.
+    leave = RecordingUI(answers=['c', 'y'])
+    assert decide_exit(session, leave) is True
+    session.close()
+    reopened = Connection(open_storage(session.path))
+    assert reopened.get_root()['users'][1].tags == ['t1', 'all', 'late']
+    reopened.storage.close()
+
+
+def test_quit_command_asks_about_unnoted_changes(session):
+    session.run("root['users'][2].tags.append('late')")
+    ui = RecordingUI(answers=['a'])
+    result = session.run_command(':quit', ui)
+    assert ui.questions and 'changed in place' in ui.questions[0]
+    assert result.kind == 'quit'
+    # :abort-like choice restored the stored state in memory.
+    assert session.run("root['users'][2].tags").value == ['t2', 'all']

@@ -66,6 +66,22 @@ def test_commit_writes(shelf):
     assert value_of(shelf, "root['users'][3].name") == "'Zed'"
 
 
+def test_commit_refuses_a_script_with_an_unnoted_change(shelf):
+    """A partial fix is worse than none: commit nothing, say why."""
+    done = shell(shelf, '--path', TESTS_DIR, '--commit', '-c',
+                 "root['users'][3].name = 'Zed'\n"
+                 "root['users'][4].tags.append('lost')")
+    assert done.returncode == 1
+    assert 'changed in place without _p_note_change()' in done.stderr
+    assert 'Nothing was committed' in done.stderr
+    assert value_of(shelf, "root['users'][3].name") == "'user3'"
+    done = shell(shelf, '--path', TESTS_DIR, '--commit', '-c',
+                 "root['users'][4].tags.append('kept')\n"
+                 "root['users'][4]._p_note_change()")
+    assert done.returncode == 0, done.stderr
+    assert value_of(shelf, "root['users'][4].tags") == "['t1', 'all', 'kept']"
+
+
 def test_dry_run_shows_and_discards(shelf):
     done = shell(shelf, '--path', TESTS_DIR, '--dry-run', '-c',
                  "root['users'][3].name = 'Zed'")

@@ -105,6 +105,23 @@ def test_exit_guard(fixture_copy, env):
     assert value_of(path, '-c', "root['users'][3].name") == "'user3'"
 
 
+def test_exit_guard_catches_a_change_made_in_place(fixture_copy, env):
+    """tags.append() without _p_note_change(): Ctrl-D still asks."""
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send("root['users'][3].tags.append('late')\r")
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    child.expect(r'1 object changed in place without _p_note_change\(\) '
+                 r'\(see :diff\): \[c\]ommit, \[a\]bort, \[s\]tay')
+    child.send('c\r')
+    child.expect('Committed 1 object.')
+    assert finish(child) == 0
+    assert value_of(path, '-c', "root['users'][3].tags") == \
+        "['t0', 'all', 'late']"
+
+
 def test_readonly_refuses_to_commit(fixture_copy, env):
     path = fixture_copy('shelf.durus')
     child = spawn(env, path, '--readonly', '--path', TESTS_DIR)
