@@ -49,9 +49,12 @@ class ConflictError(DurusError):
         self.oids = oids
 
     def __str__(self):
+        # Durus 4.3's form: the first oid, '...' when there are more
+        # (``oids`` has them all).
         if not self.oids:
             return 'conflicting oids not available'
-        return 'oids=[%s]' % _format_oids(self.oids)
+        more = ' ...' if len(self.oids) > 1 else ''
+        return 'oids=[%s%s]' % (_format_oids(self.oids[:1]), more)
 
 
 class WriteConflictError(ConflictError):
