@@ -170,9 +170,9 @@ class Connection(ConnectionBase):
     def _bind_new_object(self, obj, oid):
         """Give a new object its oid and this connection (during commit)."""
         hook_variants(obj.__class__)  # fail here, before anything is stored
-        obj._p_oid = oid
-        obj._p_connection = self
-        obj._p_serial = self.transaction_serial
+        _set_oid(obj, oid)
+        _set_connection(obj, self)
+        _set_serial(obj, self.transaction_serial)
         # The object will change type (durus.persistent): swapping types
         # leaves CPython's compact instance dict in a form that reads
         # slowly, so give it a plain dict now.
@@ -182,8 +182,12 @@ class Connection(ConnectionBase):
             pass
         else:
             _raw_set(obj, '__dict__', dict(attributes))
-        self.cache[oid] = obj
-        self.cache.recent_objects.add(obj)
+        cache = self.cache
+        objects = cache.objects
+        ref = _OidRef(obj, objects._callback)
+        ref.key = oid
+        objects.mapping[oid] = ref
+        cache.recent_objects.map[id(obj)] = obj
         self._unhooked.append(obj)
 
     def _unbind_new_object(self, obj):

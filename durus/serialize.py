@@ -119,10 +119,15 @@ class ObjectWriter(object):
         self.connection = connection
         self.sio = BytesIO()
         self.pickler = Pickler(self.sio, PICKLE_PROTOCOL)
-        self.refs = set()
+        # The oids met while pickling one state (duplicates included).
+        self._refs = []
         self.objects_found = []
         self.new_objects = []
         self.pickler.persistent_id = self._make_persistent_id()
+
+    @property
+    def refs(self):
+        return set(self._refs)
 
     def close(self):
         # Break the pickler <-> persistent_id closure cycle.
@@ -142,11 +147,12 @@ class ObjectWriter(object):
 
     def _make_persistent_id(self):
         # A closure over locals: the pickler calls it for every object it
-        # writes, so it must return None for plain values as fast as it can.
+        # writes (about ten times per reference), so it must return None
+        # for plain values as fast as it can.
         connection = self.connection
         new_objects = self.new_objects
         objects_found = self.objects_found
-        writer = self
+        add_ref = self._refs.append
 
         def persistent_id(obj, isinstance=isinstance, base=PersistentBase,
                           raw_get=_raw_get, variants=_variants):
@@ -165,7 +171,7 @@ class ObjectWriter(object):
                 raise ValueError(
                     'cannot store a reference to %r: it belongs to another '
                     'connection; copy the object instead' % (obj,))
-            writer.refs.add(oid)
+            add_ref(oid)
             cls = type(obj)
             if cls in variants:
                 cls = variants[cls][0]
@@ -173,34 +179,51 @@ class ObjectWriter(object):
         return persistent_id
 
     def get_state(self, obj):
-        cls = type(obj)
-        if cls in _variants:
-            cls = _variants[cls][0]  # the class itself, not a hook variant
-        class_pickle = _class_pickles.get(cls)
-        if class_pickle is None:
-            class_pickle = _class_pickles[cls] = _pickle_class(cls)
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
         sio = self.sio
         sio.seek(0)
         sio.truncate()
         # The state pickle continues the class pickle's memo, in which the
         # class is entry 0 (a fresh memo also keeps clear_memo() cheap).
         pickler = self.pickler
-        pickler.memo = {id(cls): (0, cls)}
-        self.refs = refs = set()
+        pickler.memo = entry[2]
+        refs = self._refs
+        if refs:
+            refs.clear()  # left by a state that failed to pickle
         pickler.dump(obj.__getstate__())
         state = sio.getvalue()
         if (WRITE_COMPRESSED_STATE_PICKLES and
                 len(state) >= COMPRESS_MIN_SIZE):
             state = _compress(state, COMPRESSION_LEVEL)
-        refs.discard(obj._p_oid)
         if not refs:
-            return class_pickle + state, b''
+            return entry[1] + state, b''
+        oid = _raw_get(obj, '_p_oid')
         if len(refs) == 1:
-            return class_pickle + state, refs.pop()
-        return class_pickle + state, b''.join(sorted(refs))
+            ref = refs.pop()
+            return entry[1] + state, (b'' if ref == oid else ref)
+        found = set(refs)
+        refs.clear()
+        found.discard(oid)
+        return entry[1] + state, b''.join(sorted(found))
 
 
-_class_pickles = {}
+# class or hook variant -> (class, class pickle, pickler memo after it)
+_class_entries = {}
+
+
+def _class_entry(cls):
+    real = _variants[cls][0] if cls in _variants else cls
+    sio = BytesIO()
+    pickler = Pickler(sio, PICKLE_PROTOCOL)
+    pickler.dump(real)
+    # The memo proxy keeps the pickler: assigning it copies its memo.
+    entry = (real, sio.getvalue(), pickler.memo)
+    _class_entries[cls] = entry
+    if real is not cls:
+        _class_entries[real] = entry
+    return entry
 
 
 def _pickle_class(cls):
