@@ -136,8 +136,9 @@ def test_store_refuses_surprise_oids(tmp_path):
 def test_commit_returns_only_after_fsync(tmp_path, monkeypatch):
     storage = FileStorage(str(tmp_path / 'db.durus'))
     calls = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, 'fsync',
+    sync_name = 'fdatasync' if hasattr(os, 'fdatasync') else 'fsync'
+    real_fsync = getattr(os, sync_name)
+    monkeypatch.setattr(os, sync_name,
                         lambda fd: (calls.append(fd), real_fsync(fd)))
     oid = storage.new_oid()
     commit(storage, record(oid))

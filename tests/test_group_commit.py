@@ -168,8 +168,9 @@ def test_file_storages_defer_fsync_until_make_durable(tmp_path, monkeypatch,
     path = str(tmp_path / 'db')
     storage = open_storage(path, create=True, kind=kind)
     synced = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(fd),
+    sync_name = 'fdatasync' if hasattr(os, 'fdatasync') else 'fsync'
+    real_fsync = getattr(os, sync_name)
+    monkeypatch.setattr(os, sync_name, lambda fd: (synced.append(fd),
                                                  real_fsync(fd)))
     root = pack_record(oid(0), b'\x80\x02cdurus.persistent\nPersistent\n'
                        b'q\x00.\x80\x02}q\x01.', b'')
