@@ -392,16 +392,17 @@ class BTree(PersistentObject):
 
     # -- lookups -----------------------------------------------------------
 
-    def get(self, key, default=None):
+    # The hot methods take their globals as keyword-only defaults (read
+    # as fast locals); callers never pass them.
+
+    def get(self, key, default=None, *, _bisect=bisect_left, _first=_first,
+            _len=len):
         node = self.root
         while True:
             items = node.items
-            i = bisect_left(items, key, key=_first)
-            try:
+            i = _bisect(items, key, key=_first)
+            if i < _len(items):
                 item = items[i]
-            except IndexError:
-                pass  # key is beyond this node's items
-            else:
                 if item[0] == key:
                     return item[1]
             nodes = node.nodes
@@ -409,17 +410,15 @@ class BTree(PersistentObject):
                 return default
             node = nodes[i]
 
-    def __getitem__(self, key):
+    def __getitem__(self, key, *, _bisect=bisect_left, _first=_first,
+                    _len=len):
         # The loop of get(), repeated: lookups are the hot path.
         node = self.root
         while True:
             items = node.items
-            i = bisect_left(items, key, key=_first)
-            try:
+            i = _bisect(items, key, key=_first)
+            if i < _len(items):
                 item = items[i]
-            except IndexError:
-                pass
-            else:
                 if item[0] == key:
                     return item[1]
             nodes = node.nodes
@@ -440,9 +439,10 @@ class BTree(PersistentObject):
 
     # -- changes -----------------------------------------------------------
 
-    def add(self, key, value=True):
+    def add(self, key, value=True, *, _bisect=bisect_left, _first=_first,
+            _len=len, _unsaved=UNSAVED):
         node = self.root
-        if len(node.items) == node.max_items:
+        if _len(node.items) == node.max_items:
             new_root = node.__class__()
             new_root.nodes = [node]
             new_root.split_child(0, node)
@@ -450,20 +450,20 @@ class BTree(PersistentObject):
         # BNode.insert_item, inlined: inserts are a hot path.
         while True:
             items = node.items
-            i = bisect_left(items, key, key=_first)
-            if i < len(items) and items[i][0] == key:
-                if node._p_status != UNSAVED:
+            i = _bisect(items, key, key=_first)
+            if i < _len(items) and items[i][0] == key:
+                if node._p_status != _unsaved:
                     node._p_note_change()
                 items[i] = (key, value)
                 return
             nodes = node.nodes
             if nodes is None:
-                if node._p_status != UNSAVED:
+                if node._p_status != _unsaved:
                     node._p_note_change()
                 items.insert(i, (key, value))
                 return
             child = nodes[i]
-            if len(child.items) == child.max_items:
+            if _len(child.items) == child.max_items:
                 node.split_child(i, child)
                 middle = items[i][0]
                 if key == middle:
