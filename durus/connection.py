@@ -221,8 +221,16 @@ class Connection(ConnectionBase):
         unhooked = self._unhooked
         if unhooked:
             self._unhooked = []
+            variants = _variants
             for obj in unhooked:
-                refresh_hooks(obj)
+                # refresh_hooks, inlined: a bound object has not been
+                # accessed in the new transaction, so it is watched.
+                triple = variants.get(type(obj))
+                if (triple is None or
+                        _raw_get(obj, '_p_connection') is not self):
+                    refresh_hooks(obj)
+                elif type(obj) is not triple[1]:
+                    _set_type(obj, triple[1])
 
     def _sync(self):
         # Conflicting objects were left as they were when the conflict was
@@ -303,7 +311,7 @@ class Connection(ConnectionBase):
         finally:
             writer.close()
         for obj in written:
-            _raw_set(obj, '_p_status', SAVED)
+            _set_status(obj, SAVED)
         # Their hook variants are brought up to date when the transaction
         # ends, right after this (new objects are already listed).
         self._unhooked.extend(self.changed.values())

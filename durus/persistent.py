@@ -66,12 +66,20 @@ class PersistentBase(object):
     __slots__ = ['_p_status', '_p_serial', '_p_connection', '_p_oid']
 
     def __new__(cls, *args, **kwargs):
-        obj = object.__new__(cls)
-        obj._p_status = UNSAVED
-        obj._p_serial = 0
-        obj._p_connection = None
-        obj._p_oid = None
+        obj = _object_new(cls)
+        # Slot setters: no __setattr__ of the class in the way.
+        _init_status(obj, UNSAVED)
+        _init_serial(obj, 0)
+        _init_connection(obj, None)
+        _init_oid(obj, None)
         return obj
+
+
+_object_new = object.__new__
+_init_status = PersistentBase._p_status.__set__
+_init_serial = PersistentBase._p_serial.__set__
+_init_connection = PersistentBase._p_connection.__set__
+_init_oid = PersistentBase._p_oid.__set__
 
 
 class ConnectionBase(object):
