@@ -47,7 +47,7 @@ WORKLOADS = [
     Workload(
         'attr', 'attr_access.py',
         full={'n': 2000000, 'repeats': 5}, quick={'n': 200000, 'repeats': 3},
-        reps=3, requires=FILES,
+        reps=5, requires=FILES,
         rows=[
             Row(2, 'attribute read, loaded persistent obj', 'persistent_read_ns', True,
                 Target('floor', 2, 'plain_read_ns')),
@@ -57,7 +57,7 @@ WORKLOADS = [
         ]),
     Workload(
         'btree', 'btree_ops.py', full={'n': 100000}, quick={'n': 20000},
-        reps=3, requires=('durus.btree',),
+        reps=5, requires=('durus.btree',),
         rows=[
             Row(2, 'BTree 100k shuffled inserts + 100k lookups', 'total_s', True,
                 Target('speedup', 4)),
@@ -71,7 +71,7 @@ WORKLOADS = [
                   'commit_s', True, Target('speedup', 3))]),
     Workload(
         'open_packed', 'open_file.py', full={'path': '{shop_packed}', 'repeats': 3},
-        quick={'path': '{shop_packed}', 'repeats': 3}, reps=5, quick_reps=2,
+        quick={'path': '{shop_packed}', 'repeats': 3}, reps=9, quick_reps=2,
         requires=FILES, data=('shop',),
         rows=[Row(3, 'open packed 1M-object file + root, in-process', 'first_open_s',
                   True, Target('speedup', 1)),
