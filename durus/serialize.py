@@ -104,6 +104,13 @@ COMPRESS_MIN_SIZE = 256
 COMPRESSION_LEVEL = 1
 
 
+class _RecordPickler(Pickler):
+    """A Pickler whose instances accept a ``persistent_id`` attribute.
+
+    (Python 3.13 made that attribute read-only on plain Picklers.)
+    """
+
+
 class ObjectWriter(object):
     """Turns persistent objects into record data for one connection.
 
@@ -118,7 +125,7 @@ class ObjectWriter(object):
     def __init__(self, connection):
         self.connection = connection
         self.sio = BytesIO()
-        self.pickler = Pickler(self.sio, PICKLE_PROTOCOL)
+        self.pickler = _RecordPickler(self.sio, PICKLE_PROTOCOL)
         # The oids met while pickling one state (duplicates included).
         self._refs = []
         self.objects_found = []
@@ -259,13 +266,18 @@ class _Feed(object):
         self.pos = 0
 
     def peek(self, n=0):
+        if not self.pos:
+            return self.data  # the usual call: no copy
         return self.data[self.pos:]
 
     def read(self, n=-1):
         start = self.pos
-        end = len(self.data) if n is None or n < 0 else start + n
-        self.pos = min(end, len(self.data))
-        return self.data[start:end]
+        data = self.data
+        end = len(data) if n is None or n < 0 else start + n
+        self.pos = min(end, len(data))
+        if not start and end >= len(data):
+            return data  # the usual call (all of it was used): no copy
+        return data[start:end]
 
     def readinto(self, buffer):
         chunk = self.read(len(buffer))
