@@ -397,10 +397,12 @@ class Persistent(PersistentObject):
         if not state:
             _raw_set(self, '__dict__', {})
             return
+        attributes = {}
         try:
-            attributes = dict(zip(map(_intern, state), state.values()))
-        except (TypeError, AttributeError):
-            # A key that is not a str (or a state that is not a dict).
+            for key, value in state.items():
+                attributes[_intern(key)] = value
+        except TypeError:
+            # A key that is not an exact str.
             attributes = {_intern(key) if type(key) is str else key: value
                           for key, value in state.items()}
         _raw_set(self, '__dict__', attributes)

@@ -467,3 +467,17 @@ def test_hook_variants_stay_hidden_from_subclass_registries():
     assert registered_subclasses == [RegisteredThing, Later]
     other = Connection(storage).get_root()
     assert (other['r'].x, other['m'].x) == (1, 2)
+
+
+def test_setstate_interns_str_keys_and_keeps_other_keys():
+    # Interned keys keep attribute reads fast; other keys pass unchanged.
+    import sys
+    obj = Persistent()
+    key = ''.join(['na', 'me'])
+    assert key is not sys.intern('name')
+    obj.__setstate__({key: 1, 7: 'seven', 'tail': 2})
+    stored = [k for k in obj.__dict__ if k == 'name']
+    assert stored[0] is sys.intern('name')
+    assert obj.__dict__ == {'name': 1, 7: 'seven', 'tail': 2}
+    obj.__setstate__({})
+    assert obj.__dict__ == {}
