@@ -162,9 +162,6 @@ class FileStorage(SingleFileStorage):
                 'oid %d is a surprise: it has no record and was not handed '
                 'out by new_oid() of this storage' % number)
 
-    def end(self, handle_invalidations=None):
-        self._append_pending(durable=True)
-
     def _append_pending(self, durable):
         pending, self.pending = self.pending, None
         if not pending:
@@ -173,19 +170,6 @@ class FileStorage(SingleFileStorage):
         self.allocated.difference_update(numbers)
         if self.pack_commits is not None:
             self.pack_commits.update(numbers)
-
-    def end_deferred(self, handle_invalidations=None):
-        """``end()`` without the fsync: ``make_durable()`` must follow.
-
-        The storage server uses this to let the commits of several
-        clients share one fsync; it answers none of them before
-        ``make_durable()`` has returned.
-        """
-        self._append_pending(durable=False)
-
-    def make_durable(self):
-        """fsync every transaction written so far."""
-        self.file.fsync()
 
     # Closing
 

@@ -273,9 +273,6 @@ class FileStorage2(SingleFileStorage):
         self.next_number += 1
         return int8_to_str(number)
 
-    def end(self, handle_invalidations=None):
-        self._append_pending(durable=True)
-
     def _append_pending(self, durable):
         pending, self.pending = self.pending, None
         if not pending:
@@ -293,14 +290,6 @@ class FileStorage2(SingleFileStorage):
             if self.pack_commits is not None:
                 self.pack_commits.add(number)
         self.file_end = start + len(data)
-
-    def end_deferred(self, handle_invalidations=None):
-        """``end()`` without the fsync: ``make_durable()`` must follow."""
-        self._append_pending(durable=False)
-
-    def make_durable(self):
-        """fsync every transaction written so far."""
-        self.file.fsync()
 
     def close(self):
         self.file.close()

@@ -68,6 +68,27 @@ class SingleFileStorage(Storage):
     def _check_oid(self, oid):
         """Raise if ``oid`` may not be stored (default: any oid may)."""
 
+    def end(self, handle_invalidations=None):
+        self._append_pending(durable=True)
+
+    def end_deferred(self, handle_invalidations=None):
+        """``end()`` without the fsync: ``make_durable()`` must follow.
+
+        The storage server uses this to let the commits of several
+        clients share one fsync; it answers none of them before
+        ``make_durable()`` has returned.
+        """
+        self._append_pending(durable=False)
+
+    def make_durable(self):
+        """fsync every transaction written so far."""
+        self.file.fsync()
+
+    def _append_pending(self, durable):
+        """Append the staged records as one transaction (fsynced if
+        ``durable``) and forget them."""
+        raise NotImplementedError
+
     def sync(self):
         invalid = [int8_to_str(number) for number in sorted(self.invalid)]
         self.invalid.clear()
