@@ -265,7 +265,10 @@ def _slot_names(cls):
 _slot_cache = {}
 
 
-def _data_slots_of(cls):
+def data_slot_names(cls):
+    """Names of the data slots of a persistent class (what a state holds
+    besides ``__dict__``), mangled, without ``__weakref__``/``__dict__``
+    and the ``_p_`` slots.  Cached; hook variants map to their class."""
     real = _variants[cls][0] if cls in _variants else cls
     try:
         return _slot_cache[real]
@@ -289,7 +292,7 @@ class PersistentObject(PersistentBase):
             state.update(_raw_get(self, '__dict__'))
         except AttributeError:
             pass
-        for name in _data_slots_of(type(self)):
+        for name in data_slot_names(type(self)):
             try:
                 state[name] = _raw_get(self, name)
             except AttributeError:
@@ -301,7 +304,7 @@ class PersistentObject(PersistentBase):
             _raw_get(self, '__dict__').clear()
         except AttributeError:
             pass
-        for name in _data_slots_of(type(self)):
+        for name in data_slot_names(type(self)):
             try:
                 _raw_del(self, name)
             except AttributeError:
@@ -376,7 +379,7 @@ class PersistentObject(PersistentBase):
         return self._p_status == UNSAVED
 
     def _p_gen_data_slots(self):
-        for name in _data_slots_of(type(self)):
+        for name in data_slot_names(type(self)):
             try:
                 _raw_get(self, name)
             except AttributeError:

@@ -18,7 +18,8 @@ of a million-key tree loads a handful of nodes, never the whole tree.
 import bisect
 
 from durus.persistent import (GHOST, SAVED, UNSAVED, PersistentBase,
-                              _getattribute, _hasattribute)
+                              _getattribute, _hasattribute,
+                              data_slot_names)
 from durus.persistent import peek as _peek_attribute
 
 
@@ -56,32 +57,9 @@ def class_path(cls):
     return '%s.%s' % (cls.__module__, cls.__qualname__)
 
 
-_slot_names = {}
-
-
 def slot_names(cls):
-    """Every slot declared along the MRO (except the persistence ones)."""
-    try:
-        return _slot_names[cls]
-    except KeyError:
-        names = _slot_names[cls] = _find_slot_names(cls)
-        return names
-
-
-def _find_slot_names(cls):
-    names = []
-    for klass in cls.__mro__:
-        slots = klass.__dict__.get('__slots__', ())
-        if isinstance(slots, str):
-            slots = (slots,)
-        for name in slots:
-            if name in ('__weakref__', '__dict__') or name.startswith('_p_'):
-                continue
-            if name.startswith('__') and not name.endswith('__'):
-                name = '_%s%s' % (klass.__name__.lstrip('_'), name)
-            if name not in names:
-                names.append(name)
-    return names
+    """Every data slot declared along the MRO (except the persistence ones)."""
+    return data_slot_names(cls)
 
 
 def raw_state(obj):
