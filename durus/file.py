@@ -10,7 +10,12 @@ Invariants:
   writer holds.  It refuses every write with ``ReadOnlyError``.
 * Reads and writes are positional (``pread``/``pwrite``), so readers
   never disturb the append position and no user-space buffer can hold
-  stale bytes.
+  stale bytes.  Reads inside the part of the file that existed when it
+  was first read come from a read-only memory map of the page cache (no
+  system call per read); reads past it use ``pread``, and the map is
+  renewed once the file has grown.  The file is only ever appended to
+  while open (``truncate`` only cuts bytes that no record uses), so the
+  mapped part never changes under a reader.
 * ``fsync()`` returns only when the bytes written so far are on disk.
   Creating or renaming the file also syncs its directory, so the new name
   survives a power loss.
@@ -18,6 +23,11 @@ Invariants:
 
 import errno
 import os
+
+try:
+    import mmap
+except ImportError:
+    mmap = None
 
 from durus.error import (
     DatabaseInUseError, DatabaseNotFoundError, DatabasePermissionError,
@@ -28,6 +38,10 @@ try:
 except ImportError:  # Windows
     fcntl = None
     import msvcrt
+
+
+# Reads past the mapped part of a growing file before it is mapped again.
+_REMAP_AFTER = 64
 
 
 def fsync_directory(path):
@@ -91,6 +105,9 @@ class File(object):
             fd = self._open(name, readonly)
         self.name = name
         self.fd = fd
+        self._map = None
+        self._mapped = 0        # bytes readable through _map
+        self._reads_past = _REMAP_AFTER  # preads past the map; map at once
         if not readonly:
             try:
                 self.obtain_lock()
@@ -164,6 +181,13 @@ class File(object):
 
     def pread(self, n, offset):
         """Up to ``n`` bytes at ``offset`` (fewer only at end of file)."""
+        if offset + n <= self._mapped:
+            return self._map[offset:offset + n]
+        if self._reads_past >= _REMAP_AFTER:
+            self._remap()
+            if offset + n <= self._mapped:
+                return self._map[offset:offset + n]
+        self._reads_past += 1
         data = os.pread(self.fd, n, offset)
         if len(data) == n or not data:
             return data
@@ -176,6 +200,31 @@ class File(object):
             parts.append(more)
             got += len(more)
         return b''.join(parts)
+
+    def _remap(self):
+        """Map the file as it is now (or keep using pread where mapping
+        is not possible: no mmap module, Windows, an empty file)."""
+        self._reads_past = 0
+        if mmap is None or fcntl is None or self.fd is None:
+            self._reads_past = -(1 << 62)  # never try again
+            return
+        size = os.fstat(self.fd).st_size
+        if size <= self._mapped:
+            return
+        try:
+            new_map = mmap.mmap(self.fd, size, access=mmap.ACCESS_READ)
+        except (OSError, ValueError, OverflowError):
+            self._reads_past = -(1 << 62)
+            return
+        self._drop_map()
+        self._map = new_map
+        self._mapped = size
+
+    def _drop_map(self):
+        old, self._map = self._map, None
+        self._mapped = 0
+        if old is not None:
+            old.close()
 
     def pwrite(self, data, offset):
         """Write all of ``data`` at ``offset``."""
@@ -210,6 +259,8 @@ class File(object):
 
     def truncate(self, size):
         self._check_writable()
+        # Mapped pages past the new end must never be read (SIGBUS).
+        self._mapped = min(self._mapped, size)
         os.ftruncate(self.fd, size)
 
     def fsync(self):
@@ -229,6 +280,7 @@ class File(object):
         if self.fd is not None:
             if self.unsynced:
                 self.fsync()  # a deferred commit must not stay in the cache
+            self._drop_map()  # it holds a duplicate of the descriptor
             fd, self.fd = self.fd, None
             self.locked = False  # closing the descriptor drops the lock
             os.close(fd)

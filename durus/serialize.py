@@ -10,6 +10,7 @@ without duplicates.  See docs/formats.md and the spec, formats.md §1.
 and is the one place where a pickled (module, name) becomes a class.
 """
 
+import _codecs
 import struct
 import sys
 import zlib
@@ -478,8 +479,27 @@ class ObjectReader(object):
         return value
 
 
+def _codecs_encode(obj, encoding='utf-8', errors='strict'):
+    """``_codecs.encode`` as protocol-2 pickles of bytes call it.
+
+    Every bytes value Durus pickles (the oid of each reference, among
+    others) reads back as ``_codecs.encode(text, 'latin1')``; str.encode
+    knows latin-1 itself, while the codec registry would first import
+    encodings.latin_1 (a noticeable part of opening a database).
+    """
+    if encoding == 'latin1' and errors == 'strict' and type(obj) is str:
+        return obj.encode('latin-1')
+    return _codecs.encode(obj, encoding, errors)
+
+
+_OWN_GLOBALS = {('_codecs', 'encode'): _codecs_encode}
+
+
 def _import_global(module, name):
     """The object a pickle GLOBAL names (with Python 2 name mapping)."""
+    own = _OWN_GLOBALS.get((module, name))
+    if own is not None:
+        return own
     if (module, name) in NAME_MAPPING:
         module, name = NAME_MAPPING[(module, name)]
     elif module in IMPORT_MAPPING:

@@ -50,7 +50,7 @@ _record_head = struct.Struct('>QQQI')  # R, key, embedded oid, data length
 _map_head = struct.Struct('>QQQ')
 _data_length = struct.Struct('>I')
 _key_head = struct.Struct('>QQ')  # R, key
-_READ_GUESS = 2048
+_READ_GUESS = 512
 # A tail of appended transactions this large, with no saved index, is
 # indexed lazily (newest first) instead of being read in full on open.
 LAZY_MIN_BYTES = 16 << 20
@@ -311,15 +311,18 @@ class OffsetMap(object):
                 % (file.name, start, total, self.word_size, self.count),
                 file.name, start, max(0, file.get_size() - start))
         self.words = WordArray(file, self.word_size, self.count, start + 24)
+        self._words_start = start + 24
 
     def __len__(self):
         return self.count
 
     def get(self, number):
         """Offset of ``number``'s disk-record in the initial transaction, or 0."""
-        if number >= self.count:
+        if not 0 <= number < self.count:
             return 0
-        word = self.words[number]
+        size = self.word_size
+        word = int.from_bytes(
+            self.file.pread(size, self._words_start + number * size), 'big')
         return word if word < self.start else 0
 
     def gen_holes(self):
@@ -612,9 +615,17 @@ class Shelf(object):
         return data[16:total]
 
     def load_number(self, number):
-        offset = self.get_offset(number)
+        # The common lookups inline (this runs for every object load):
+        # the index of appended transactions, then the packed map.
+        index = self.index
+        if number < len(index.dense):
+            offset = index.dense[number]
+        else:
+            offset = index.overflow.get(number, 0)
         if not offset:
-            raise DurusKeyError(_int8.pack(number))
+            offset = self.get_offset(number)
+            if not offset:
+                raise DurusKeyError(_int8.pack(number))
         return self.read_at(offset, number)
 
     def gen_numbers(self):

@@ -386,3 +386,38 @@ def test_records_written_here_are_read_by_durus43(durus43_python, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split('\n')[0] == (
         "100 user7 14 True ['a', 'b'] 1500 ['x']")
+
+
+def test_bytes_in_states_read_back_without_the_codec_registry(tmp_path):
+    # Protocol-2 pickles spell bytes as _codecs.encode(text, 'latin1'):
+    # the reader answers that itself, so opening a Durus 4.3 file (every
+    # reference holds an oid) does not import encodings.latin_1 first.
+    import subprocess
+    import sys
+    import textwrap
+    fixture = os.path.join(os.path.dirname(__file__), 'data', 'durus43',
+                           'shelf.durus')
+    script = textwrap.dedent('''
+        import sys
+        from durus.connection import Connection
+        from durus.file_storage import FileStorage
+        storage = FileStorage(sys.argv[1], readonly=True)
+        connection = Connection(storage)
+        root = connection.get_root()
+        for value in root.values():
+            getattr(value, '_p_oid', None)
+        print('encodings.latin_1' in sys.modules)
+    ''')
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    result = subprocess.run([sys.executable, '-c', script, fixture],
+                            capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'False'
+    # And the values are the same bytes the codec would have made.
+    state = pickle.dumps({'raw': b'\x00\xff abc', 'text': 'x'}, protocol=2)
+    assert b'_codecs' in state
+    data = pickle.dumps(PersistentDict, protocol=2)
+    reader = ObjectReader(None)
+    assert reader.get_state(data + state) == {'raw': b'\x00\xff abc',
+                                              'text': 'x'}
