@@ -129,6 +129,16 @@ WORKLOADS = [
                 Target('speedup', 1.5)),
         ]),
     Workload(
+        'floors', 'floors.py', full={'appends': 2000, 'trips': 5000},
+        quick={'appends': 200, 'trips': 500}, sides=('ours',), reps=3,
+        rows=[
+            Row(4, 'floor: durable 150-byte append (fdatasync)', 'append_s', True, None),
+            Row(4, 'floor: loopback TCP round trip, 2 processes', 'rtt_s', True, None),
+            Row(4, 'floor: 1-client commits/s, 1 trip + append, no CPU',
+                'best_commits_per_s', False, None,
+                ('server_commits', 'commits_per_s', "4.3 col: 4.3's 1-client rate")),
+        ]),
+    Workload(
         'shell_startup', 'shell_startup.py',
         full={'path': '{shop_packed}', 'repeats': 5},
         quick={'path': '{shop_packed}', 'repeats': 2}, sides=('ours',), reps=1,

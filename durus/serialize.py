@@ -439,7 +439,7 @@ class ObjectReader(object):
         end, cls, memo = self._class_entry(data)
         if len(data) > end and data[end] == COMPRESSED_START_BYTE:
             try:
-                state = _decompress(memoryview(data)[end:])
+                state = _decompress(data[end:])  # (a memoryview is slower)
             except zlib.error:
                 state = data[end:]
         else:

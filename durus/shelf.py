@@ -623,7 +623,10 @@ class Shelf(object):
         else:
             offset = index.overflow.get(number, 0)
         if not offset:
-            offset = self.get_offset(number)
+            if self._unindexed:
+                offset = self.get_offset(number)
+            else:
+                offset = self.map.get(number)
             if not offset:
                 raise DurusKeyError(_int8.pack(number))
         return self.read_at(offset, number)
