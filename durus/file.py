@@ -40,7 +40,8 @@ except ImportError:  # Windows
     import msvcrt
 
 
-# Reads past the mapped part of a growing file before it is mapped again.
+# Reads past the mapped part before the file is mapped (again).  Opening a
+# file makes a few reads only; mapping it would cost more than it saves.
 _REMAP_AFTER = 64
 
 
@@ -107,7 +108,7 @@ class File(object):
         self.fd = fd
         self._map = None
         self._mapped = 0        # bytes readable through _map
-        self._reads_past = _REMAP_AFTER  # preads past the map; map at once
+        self._reads_past = 0  # preads past the map (the first few map nothing)
         if not readonly:
             try:
                 self.obtain_lock()

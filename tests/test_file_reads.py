@@ -1,6 +1,7 @@
 """durus.file.File reads: the memory-mapped part and the pread fallback.
 
-Reads inside the mapped part of the file skip the system call; these tests
+Reads inside the mapped part of the file skip the system call (the file is
+mapped once a few reads have been made); these tests
 check that what is read is always what is on disk, however the file grew or
 was cut, and that the map never outlives the file's lock.
 """
@@ -17,10 +18,18 @@ from durus.error import DatabaseInUseError
 from durus.file import File
 
 
+def read_until_mapped(f):
+    """Make enough reads for ``f`` to map the file (the first few don't)."""
+    for _ in range(file_module._REMAP_AFTER + 1):
+        f.pread(1, 0)
+    assert f._map is not None  # the tests below need the mapped path
+
+
 def test_reads_follow_appends_past_the_mapped_part(tmp_path):
     f = File(str(tmp_path / 'grow.bin'))
     f.pwrite(b'a' * 5000, 0)
-    assert f.pread(10, 4995) == b'aaaaa'  # maps the 5000 bytes
+    read_until_mapped(f)
+    assert f.pread(10, 4995) == b'aaaaa'
     assert f.pread(3, 0) == b'aaa'
     # Appended after the map was made: read through pread, then (after
     # enough such reads) through a new, longer map; the bytes must match
@@ -44,6 +53,7 @@ def test_bytes_changed_in_place_are_read_back(tmp_path):
     # show the page cache, never a stale copy.
     f = File(str(tmp_path / 'same.bin'))
     f.pwrite(b'x' * 8192, 0)
+    read_until_mapped(f)
     assert f.pread(4, 100) == b'xxxx'
     f.pwrite(b'yyyy', 100)
     assert f.pread(6, 99) == b'xyyyyx'
@@ -56,10 +66,14 @@ def test_read_past_a_truncation_gives_nothing_and_does_not_crash(tmp_path):
     path = str(tmp_path / 'cut.bin')
     script = textwrap.dedent('''
         import sys
+        from durus import file as file_module
         from durus.file import File
         f = File(sys.argv[1])
         f.pwrite(b'z' * 3 * 65536, 0)
-        assert f.pread(4, 3 * 65536 - 4) == b'zzzz'  # all of it mapped
+        for _ in range(file_module._REMAP_AFTER + 1):
+            f.pread(1, 0)
+        assert f._mapped == 3 * 65536  # all of it mapped
+        assert f.pread(4, 3 * 65536 - 4) == b'zzzz'
         f.truncate(1000)
         print(repr(f.pread(4, 2 * 65536)), repr(f.pread(8, 996)))
         f.pwrite(b'new', 1000)
@@ -78,7 +92,7 @@ def test_closing_releases_the_lock_although_the_file_was_mapped(tmp_path):
     path = str(tmp_path / 'locked.bin')
     first = File(path)
     first.pwrite(b'q' * 10000, 0)
-    assert first.pread(4, 0) == b'qqqq'
+    read_until_mapped(first)
     with pytest.raises(DatabaseInUseError):
         File(path)
     first.close()
@@ -92,6 +106,7 @@ def test_readonly_file_is_mapped_and_reads_a_writers_appends(tmp_path):
     writer = File(path)
     writer.pwrite(b'w' * 4096, 0)
     reader = File(path, readonly=True)
+    read_until_mapped(reader)
     assert reader.pread(4, 0) == b'wwww'
     writer.pwrite(b'more', 4096)
     assert reader.pread(8, 4092) == b'wwwwmore'
@@ -102,7 +117,9 @@ def test_readonly_file_is_mapped_and_reads_a_writers_appends(tmp_path):
 def test_empty_file_is_read_without_a_map(tmp_path):
     path = str(tmp_path / 'empty.bin')
     f = File(path)
-    assert f.pread(16, 0) == b''  # an empty file cannot be mapped
+    for _ in range(file_module._REMAP_AFTER + 1):
+        assert f.pread(16, 0) == b''  # an empty file cannot be mapped
+    assert f._map is None
     f.pwrite(b'now', 0)
     assert f.pread(16, 0) == b'now'
     f.close()
