@@ -97,8 +97,8 @@ class ConnectionBase(object):
         return self
 
 
-# real class -> (real class, watched variant, saved variant); the variants
-# map to the same triple.
+# real class -> [real class, watched variant, saved variant or None until
+# first needed, function that makes it]; the variants map to the same list.
 _variants = {}
 
 
@@ -148,18 +148,28 @@ def _make_variants(cls):
             namespace['__getattribute__'] = getattribute
         return _new_hidden_subclass(cls, namespace)
 
-    try:
-        watched = make(watched_getattribute)
-        saved = make(None)
-    except Exception as error:
-        # Without the variants changes would go unnoticed: refuse loudly.
-        raise TypeError('cannot track changes of persistent class %s.%s: '
-                        'subclassing it failed (%s); make it subclassable '
-                        'without arguments' % (cls.__module__,
-                                               cls.__qualname__, error)
-                        ) from error
-    triple = (cls, watched, saved)
-    _variants[cls] = _variants[watched] = _variants[saved] = triple
+    def checked_make(getattribute):
+        try:
+            return make(getattribute)
+        except Exception as error:
+            # Without the variants changes would go unnoticed: refuse loudly.
+            raise TypeError('cannot track changes of persistent class %s.%s: '
+                            'subclassing it failed (%s); make it subclassable '
+                            'without arguments' % (cls.__module__,
+                                                   cls.__qualname__, error)
+                            ) from error
+
+    def make_saved():
+        saved = checked_make(None)
+        triple[2] = saved
+        _variants[saved] = triple
+        return saved
+
+    # The saved variant is made when first needed (refresh_hooks): most
+    # classes an open meets appear as ghosts only, and making a class
+    # costs tens of microseconds.  One list, shared by all the keys.
+    triple = [cls, checked_make(watched_getattribute), None, make_saved]
+    _variants[cls] = _variants[triple[1]] = triple
     return triple
 
 
@@ -194,7 +204,8 @@ def _new_hidden_subclass(cls, namespace):
 
 
 def hook_variants(cls):
-    """``(cls, watched variant, saved variant)``, created on first use."""
+    """``[cls, watched variant, saved variant or None, maker of the saved
+    variant]``, created on first use (the saved variant on first need)."""
     return _variants.get(cls) or _make_variants(cls)
 
 
@@ -214,7 +225,10 @@ def refresh_hooks(obj):
                 _raw_get(obj, '_p_serial') != connection.transaction_serial):
             wanted = triple[1]
         else:
-            wanted = triple[2] if status == SAVED else triple[0]
+            if status == SAVED:
+                wanted = triple[2] or triple[3]()
+            else:
+                wanted = triple[0]
             if wanted is not cls:
                 # Listed (possibly twice) to be hooked again when the
                 # transaction ends.

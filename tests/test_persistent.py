@@ -481,3 +481,41 @@ def test_setstate_interns_str_keys_and_keeps_other_keys():
     assert obj.__dict__ == {'name': 1, 7: 'seven', 'tail': 2}
     obj.__setstate__({})
     assert obj.__dict__ == {}
+
+
+
+def test_classes_met_as_ghosts_get_one_variant_until_loaded():
+    # Making a class costs tens of microseconds: opening a database whose
+    # root refers to objects of several classes makes only their watched
+    # variants; the saved one comes when an object is read.  A fresh
+    # process, so that no earlier test made the variants already.
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script = textwrap.dedent('''
+        import sys
+        from durus.connection import Connection
+        from durus.file_storage import FileStorage
+        from durus.persistent import PersistentBase
+        root = Connection(FileStorage(sys.argv[1], readonly=True)).get_root()
+        ghosts = [v for v in root.values()
+                  if isinstance(v, PersistentBase) and v._p_is_ghost()]
+        ghosts = [v for v in ghosts if v.__class__ is not root.__class__]
+        classes = {v.__class__ for v in ghosts}
+        print(sorted(len(c.__subclasses__()) for c in classes))
+        first = ghosts[0]
+        first.__dict__ if hasattr(first, '__dict__') else len(first)
+        print(len(first.__class__.__subclasses__()))
+    ''')
+    result = subprocess.run(
+        [sys.executable, '-c', script,
+         os.path.join(tests, 'data', 'durus43', 'shelf.durus')],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=tests))
+    assert result.returncode == 0, result.stderr
+    counts, after_read = result.stdout.split('\n')[:2]
+    counts = eval(counts)
+    assert len(counts) >= 2 and set(counts) == {1}  # one variant each
+    assert after_read == '2'
