@@ -35,7 +35,7 @@ MAGIC = b'DFS20\0'
 _int4 = struct.Struct('>I')
 _int8 = struct.Struct('>Q')
 _block_head = struct.Struct('>IQI')  # r, oid, data length
-_READ_GUESS = 2048
+_READ_GUESS = 512  # most records fit; a longer one takes a second read
 PACK_STEP = 1000
 
 

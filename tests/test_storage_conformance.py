@@ -262,3 +262,34 @@ def test_sync_reports_pack_removals_once(kind, storage):
     assert storage.sync() == []
     if kind.reports_pack:
         assert first == [d]
+
+
+def test_records_of_every_size_read_back_before_and_after_reopen(
+        persistent_kind, path):
+    # File storages read a guessed length first and the rest of a longer
+    # record second, and read through a memory map once a file has been
+    # read often enough: every size around those edges must come back
+    # whole, from the pread path and from the mapped one.
+    kind = persistent_kind
+    sizes = [0, 1, 200, 480, 490, 495, 500, 511, 512, 513, 1000, 2047, 2048,
+             2049, 5000, 70000]
+    storage = kind.make(path)
+    oids = [storage.new_oid() for _ in sizes]
+    records = [pack_record(oid, data_of(b'Sized') + b'x' * size, b'')
+               for oid, size in zip(oids, sizes)]
+    commit(storage, *records)
+    for _ in range(3):  # enough reads to map the file, then mapped ones
+        for oid, rec in zip(oids, records):
+            assert storage.load(oid) == rec
+        for _ in range(30):
+            storage.load(oids[0])
+    storage.close()
+    storage = kind.make(path)
+    try:
+        for _ in range(3):
+            for oid, rec in zip(oids, records):
+                assert storage.load(oid) == rec
+            for _ in range(30):
+                storage.load(oids[0])
+    finally:
+        storage.close()
