@@ -7,6 +7,11 @@ time.  Every failure names the server's address: ServerUnreachableError
 (nobody listening, or no answer in time), ShortRead (the server closed
 the connection), ProtocolError (the peer is not a matching Durus
 server).  After such a failure the object is unusable; open a new one.
+
+The client first asks for protocol 2 (this project's extension: a commit
+in one round trip, see durus.protocol); a server that does not know it
+(Durus 4.3) answers with its own version and hangs up, and the client
+connects again asking for protocol 1.  ``protocol=1`` skips the attempt.
 """
 
 import socket
@@ -16,9 +21,10 @@ from durus.error import (
     DurusKeyError, ProtocolError, ReadConflictError,
     ServerUnreachableError, ShortRead, WriteConflictError)
 from durus.protocol import (
-    MAX_BULK_OIDS, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
-    STATUS_OKAY, BulkLoad, ClientConnection, CommitBackOut, CommitData,
-    CommitStart, Goodbye, Load, NewOids, Pack, Sync, Version)
+    EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS, NEED_DATA, PROTOCOL_VERSION,
+    STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, BulkLoad,
+    ClientConnection, CommitAll, CommitBackOut, CommitData, CommitStart,
+    Goodbye, Load, NewOids, Pack, Sync, Version)
 from durus.prefetch import Prefetcher
 from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
 from durus.storage import Storage
@@ -35,15 +41,41 @@ class ClientStorage(Storage):
     oid_pool_size = 32
 
     def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, address=None,
-                 timeout=READ_TIMEOUT, connect_timeout=CONNECT_TIMEOUT):
+                 timeout=READ_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
+                 protocol=EXTENDED_PROTOCOL_VERSION):
         self.address = SocketAddress.new(address or (host, port))
         self.timeout = timeout
         self.oid_pool = []
         self.records = []
         self.transaction_oids = []
-        self.protocol = ClientConnection()
         self.prefetcher = Prefetcher()
         self.requests = 0       # round trips so far (for tests and tuning)
+        # After a one-step commit came back "retry" (others are
+        # committing), the next commits go the protocol-1 way: `_skip`
+        # of them, doubling while retries go on (up to 64).
+        self._one_step_skip = 0
+        self._one_step_backoff = 0
+        if protocol not in (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION):
+            raise ValueError('protocol must be %d or %d, not %r'
+                             % (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
+                                protocol))
+        self._connect(connect_timeout, protocol)
+        if self.version == PROTOCOL_VERSION != protocol:
+            # A protocol-1 server (Durus 4.3): it has hung up; ask again.
+            self._connect(connect_timeout, PROTOCOL_VERSION)
+        if self.s is None:
+            raise ProtocolError(
+                'the server at %s speaks protocol version %d, this client '
+                'speaks %d (is it a Durus storage server of another version?)'
+                % (self.address, self.version, PROTOCOL_VERSION))
+        _set_io_timeout(self.s, timeout)
+        self._io_timeout = timeout
+
+    def _connect(self, connect_timeout, version):
+        """Connect and ask for protocol ``version``; ``self.version`` is
+        then the server's answer (the connection is closed unless it is
+        ``version``)."""
+        self.protocol = ClientConnection()
         try:
             sock = self.address.get_connected_socket(timeout=connect_timeout)
         except OSError as error:
@@ -59,15 +91,9 @@ class ClientStorage(Storage):
         # the long read timeout for the handshake.
         sock.settimeout(connect_timeout)
         self._io_timeout = connect_timeout
-        reply = self._call(Version(PROTOCOL_VERSION))
-        if reply.protocol != PROTOCOL_VERSION:
+        self.version = self._call(Version(version)).protocol
+        if self.version != version:
             self._disconnect()
-            raise ProtocolError(
-                'the server at %s speaks protocol version %d, this client '
-                'speaks %d (is it a Durus storage server of another version?)'
-                % (self.address, reply.protocol, PROTOCOL_VERSION))
-        _set_io_timeout(sock, timeout)
-        self._io_timeout = timeout
 
     def __str__(self):
         return 'ClientStorage(%s)' % (self.address,)
@@ -189,6 +215,25 @@ class ClientStorage(Storage):
     def end(self, handle_invalidations=None):
         records, self.records = self.records, []
         self.prefetcher.forget_records()
+        if self._one_step_skip:
+            self._one_step_skip -= 1
+        elif records and self.version == EXTENDED_PROTOCOL_VERSION:
+            reply = self._call(CommitAll(records))
+            if reply.status != STATUS_RETRY:
+                self._one_step_backoff = 0
+                self._commit_status(reply.status, records)
+                return
+            self._one_step_backoff = min(64, 2 * self._one_step_backoff or 1)
+            self._one_step_skip = self._one_step_backoff
+            if reply.oids and handle_invalidations is not None:
+                try:
+                    handle_invalidations(reply.oids)
+                except BaseException:
+                    self._give_back_oids()  # nothing is open on the server
+                    raise
+            # Others committed first (or hold the commit lock): go the
+            # protocol-1 way, which takes the lock before it sends the
+            # records.
         oids = self._call(CommitStart()).oids
         if oids and handle_invalidations is not None:
             try:
@@ -202,7 +247,9 @@ class ClientStorage(Storage):
             self._send(CommitBackOut())
             self.transaction_oids = []
             return
-        status = self._call(CommitData(records)).status
+        self._commit_status(self._call(CommitData(records)).status, records)
+
+    def _commit_status(self, status, records):
         if status == STATUS_OKAY:
             self.transaction_oids = []
             return

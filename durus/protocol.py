@@ -21,6 +21,19 @@ Requests (client -> server) and replies (server -> client) are events::
     Quit()               'Q'                           (none)
     Goodbye()            '.'                           (none)
 
+Protocol 2 (this project's extension, spoken only when both ends asked
+for it with 'V' 2) adds one request, a commit in a single round trip::
+
+    CommitAll(items)     'A' int4 T, T bytes of items  CommitAllReply(oids,
+                                                       status)
+
+The server commits only if it has no invalidations for this client and
+no other client holds the commit lock.  Reply: the oid list of the
+invalidations it had (empty if it committed) and a status byte: 'O'
+committed, 'I' refused by the storage as a conflict, 'R' not committed
+(the client handles the invalidations, if any, and commits again the
+protocol-1 way).  Under protocol 1, 'A' is an unknown command.
+
 Conversation states, the same on both ends (``TRANSITIONS``): a
 connection is IDLE (expecting a command), COMMITTING (the invalidation
 list of a 'C' went out; the next bytes are a commit payload or a
@@ -39,10 +52,13 @@ import struct
 
 from durus.error import FrameTooLargeError, ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1          # Durus 4.3's; what a connection starts at
+EXTENDED_PROTOCOL_VERSION = 2  # protocol 1 plus CommitAll (see above)
+SUPPORTED_VERSIONS = (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION)
 STATUS_OKAY = b'O'
 STATUS_KEYERROR = b'K'
 STATUS_INVALID = b'I'
+STATUS_RETRY = b'R'
 
 # Largest commit payload, record, oid list or bulk request accepted.
 DEFAULT_MAX_FRAME = 512 * 1024 * 1024
@@ -140,6 +156,15 @@ class CommitBackOut(Event):
     __slots__ = ()
 
 
+class CommitAll(Event):
+    """Protocol 2: commit ``items`` (``(oid, record)`` pairs) at once."""
+
+    __slots__ = ('items',)
+
+    def __init__(self, items):
+        self.items = list(items)
+
+
 class Sync(Event):
     __slots__ = ()
 
@@ -210,6 +235,16 @@ class Status(Event):
         self.status = status
 
 
+class CommitAllReply(Event):
+    """The invalidations the server had for the client, and the status."""
+
+    __slots__ = ('oids', 'status')
+
+    def __init__(self, oids, status):
+        self.oids = list(oids)
+        self.status = status
+
+
 # The state machine, as data ---------------------------------------------
 
 IDLE = 'IDLE'
@@ -228,6 +263,7 @@ TRANSITIONS = {
     (IDLE, Pack): (Status, IDLE),
     (IDLE, Quit): (None, CLOSED),
     (IDLE, Goodbye): (None, CLOSED),
+    (IDLE, CommitAll): (CommitAllReply, IDLE),
     (COMMITTING, CommitData): (Status, IDLE),
     (COMMITTING, CommitBackOut): (None, IDLE),
 }
@@ -244,6 +280,7 @@ COMMANDS = {
     b'P'[0]: (Pack, 1),
     b'Q'[0]: (Quit, 1),
     b'.'[0]: (Goodbye, 1),
+    b'A'[0]: (CommitAll, 5),    # plus the items; protocol 2 only
 }
 
 _SIMPLE_CODES = {NewOid: b'N', CommitStart: b'C', Sync: b'S', Pack: b'P',
@@ -290,17 +327,11 @@ def encode_request(request):
             _check_oid(oid)
         return b'B' + _pack_int4(len(request.oids)) + b''.join(request.oids)
     if kind is CommitData:
-        parts = [b'']
-        total = 0
-        for oid, record in request.items:
-            _check_oid(oid)
-            size = 8 + len(record)
-            parts.append(_pack_int4(size))
-            parts.append(oid)
-            parts.append(record)
-            total += 4 + size
-        parts[0] = _pack_int4(total)
-        return b''.join(parts)
+        return _encode_items(request.items)
+    if kind is CommitAll:
+        if not request.items:
+            raise OutOfTurnError('CommitAll needs at least one record')
+        return b'A' + _encode_items(request.items)
     if kind is CommitBackOut:
         return b'\0\0\0\0'
     if kind is NewOids:
@@ -311,6 +342,21 @@ def encode_request(request):
     if kind is Version:
         return b'V' + _pack_int4(request.protocol)
     return _SIMPLE_CODES[kind]
+
+
+def _encode_items(items):
+    """int4 T, then T bytes of (int4 size, oid, record) items."""
+    parts = [b'']
+    total = 0
+    for oid, record in items:
+        _check_oid(oid)
+        size = 8 + len(record)
+        parts.append(_pack_int4(size))
+        parts.append(oid)
+        parts.append(record)
+        total += 4 + size
+    parts[0] = _pack_int4(total)
+    return b''.join(parts)
 
 
 def _encode_load_reply(reply):
@@ -339,6 +385,10 @@ def encode_reply(reply):
         return reply.status
     if kind is VersionReply:
         return _pack_int4(reply.protocol)
+    if kind is CommitAllReply:
+        if reply.status not in (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY):
+            raise OutOfTurnError('bad commit status %r' % (reply.status,))
+        return _encode_oid_list(reply.oids) + reply.status
     raise OutOfTurnError('%r is not a reply' % (reply,))
 
 
@@ -386,6 +436,7 @@ class ServerConnection(object):
     def __init__(self, max_frame=DEFAULT_MAX_FRAME):
         self.max_frame = max_frame
         self.state = IDLE
+        self.version = PROTOCOL_VERSION  # until a 'V' agrees on another
         self.pending = None   # request waiting for our reply
         self._input = _InputBuffer()
 
@@ -441,8 +492,11 @@ class ServerConnection(object):
             if len(reply.replies) != len(request.oids):
                 raise OutOfTurnError('bulk load of %d oids answered with %d'
                                      % (len(request.oids), len(reply.replies)))
-        elif reply_type is VersionReply and reply.protocol != request.protocol:
-            after = CLOSED      # versions differ: reply, then hang up
+        elif reply_type is VersionReply:
+            if reply.protocol != request.protocol:
+                after = CLOSED  # versions differ: reply, then hang up
+            else:
+                self.version = reply.protocol
         self.pending = None
         self.state = after
         return encode_reply(reply)
@@ -457,8 +511,10 @@ class ServerConnection(object):
         try:
             kind, size = COMMANDS[code]
         except KeyError:
-            raise ProtocolError('No such command code: %r'
-                                % chr(code)) from None
+            kind = None
+        if kind is None or (kind is CommitAll and
+                            self.version < EXTENDED_PROTOCOL_VERSION):
+            raise ProtocolError('No such command code: %r' % chr(code))
         if buf.available() < size:
             return NEED_DATA
         if kind is Load:
@@ -473,6 +529,16 @@ class ServerConnection(object):
                 return NEED_DATA
             raw = buf.take(5 + 8 * count)
             return BulkLoad([raw[i:i + 8] for i in range(5, len(raw), 8)])
+        if kind is CommitAll:
+            if buf.available() < 5:
+                return NEED_DATA
+            total = _unpack_int4(data, start + 1)[0]
+            if total == 0:
+                raise ProtocolError('a one-step commit of no records')
+            items = self._parse_items(start + 1)
+            if items is NEED_DATA:
+                return NEED_DATA
+            return CommitAll(items)
         buf.take(size)
         if kind is NewOids:
             return NewOids(data[start + 1])
@@ -484,21 +550,29 @@ class ServerConnection(object):
         buf = self._input
         if buf.available() < 4:
             return NEED_DATA
-        data = buf.data
-        start = buf.start
-        total = _unpack_int4(data, start)[0]
-        if total == 0:
+        if _unpack_int4(buf.data, buf.start)[0] == 0:
             buf.take(4)
             return CommitBackOut()
+        items = self._parse_items(buf.start)
+        if items is NEED_DATA:
+            return NEED_DATA
+        return CommitData(items)
+
+    def _parse_items(self, position):
+        """The items of the int4-sized payload at ``position`` (the buffer
+        then continues after it), or NEED_DATA."""
+        buf = self._input
+        data = buf.data
+        total = _unpack_int4(data, position)[0]
         if total > self.max_frame:
             raise FrameTooLargeError(
                 'commit of %d bytes exceeds the frame limit of %d bytes'
                 % (total, self.max_frame))
-        if buf.available() < 4 + total:
+        position += 4
+        end = position + total
+        if len(data) < end:
             return NEED_DATA
         items = []
-        position = start + 4
-        end = position + total
         view = memoryview(data)
         try:
             while position < end:
@@ -520,7 +594,7 @@ class ServerConnection(object):
         finally:
             view.release()
         buf.start = end
-        return CommitData(items)
+        return items
 
 
 class ClientConnection(object):
@@ -531,6 +605,7 @@ class ClientConnection(object):
     def __init__(self, max_frame=DEFAULT_MAX_FRAME):
         self.max_frame = max_frame
         self.state = IDLE
+        self.version = PROTOCOL_VERSION  # until a 'V' agrees on another
         self._expected = []     # requests awaiting replies, oldest first
         self._input = _InputBuffer()
         self._partial = None    # bulk load replies parsed so far
@@ -542,6 +617,10 @@ class ClientConnection(object):
         if kind is CommitData and not request.items:
             request = CommitBackOut()   # an empty payload is a back-out
             kind = CommitBackOut
+        if kind is CommitAll and self.version < EXTENDED_PROTOCOL_VERSION:
+            raise OutOfTurnError('CommitAll needs protocol %d; this '
+                                 'connection speaks %d'
+                                 % (EXTENDED_PROTOCOL_VERSION, self.version))
         reply_type, after = _transition(self.state, request, 'client')
         data = encode_request(request)
         if reply_type is not None:
@@ -570,6 +649,8 @@ class ClientConnection(object):
             reply = self._parse_bulk(len(request.oids))
         elif kind is CommitStart or kind is Sync:
             reply = self._parse_oid_list()
+        elif kind is CommitAll:
+            reply = self._parse_commit_all_reply()
         elif kind is NewOids or kind is NewOid:
             count = 1 if kind is NewOid else request.count
             reply = self._parse_fixed(8 * count, self._oids)
@@ -583,8 +664,11 @@ class ClientConnection(object):
                                     'answering %r' % (request,))
             return reply
         del self._expected[0]
-        if kind is Version and reply.protocol != request.protocol:
-            self.state = CLOSED
+        if kind is Version:
+            if reply.protocol != request.protocol:
+                self.state = CLOSED
+            else:
+                self.version = reply.protocol
         return reply
 
     @staticmethod
@@ -634,6 +718,26 @@ class ClientConnection(object):
             replies.append(reply)
         self._partial = None
         return BulkLoadReply(replies)
+
+    def _parse_commit_all_reply(self):
+        buf = self._input
+        if buf.available() < 4:
+            return NEED_DATA
+        count = _unpack_int4(buf.data, buf.start)[0]
+        if buf.available() < 5 + 8 * count:
+            if 8 * count > self.max_frame:
+                raise FrameTooLargeError(
+                    'list of %d oids exceeds the frame limit of %d bytes'
+                    % (count, self.max_frame))
+            return NEED_DATA
+        status = bytes(buf.data[buf.start + 4 + 8 * count:
+                                buf.start + 5 + 8 * count])
+        if status not in (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY):
+            raise ProtocolError('unexpected status byte %r in a commit reply'
+                                % status)
+        oids = self._parse_oid_list().oids
+        buf.take(1)
+        return CommitAllReply(oids, status)
 
     def _parse_oid_list(self):
         buf = self._input

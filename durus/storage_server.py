@@ -39,10 +39,11 @@ from durus.error import ConflictError, ProtocolError, ReadConflictError
 from durus.logger import log
 from durus.protocol import (
     CLOSED, DEFAULT_MAX_FRAME, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID,
-    STATUS_KEYERROR, STATUS_OKAY, BulkLoad, BulkLoadReply, CommitBackOut,
-    CommitData, CommitStart, ConnectionClosed, Goodbye, Invalidations, Load,
-    LoadReply, NewOid, NewOids, Oids, Pack, Quit, ServerConnection, Status,
-    Sync, Version, VersionReply)
+    STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, SUPPORTED_VERSIONS, BulkLoad,
+    BulkLoadReply, CommitAll, CommitAllReply, CommitBackOut, CommitData,
+    CommitStart, ConnectionClosed, Goodbye, Invalidations, Load, LoadReply,
+    NewOid, NewOids, Oids, Pack, Quit, ServerConnection, Status, Sync,
+    Version, VersionReply)
 from durus.socket_address import (
     DEFAULT_HOST, DEFAULT_PORT, HostPortAddress, InheritedSocket,
     SocketAddress, UnixAbstractAddress, UnixDomainSocketAddress)
@@ -134,7 +135,7 @@ class StorageServer(object):
             Version: self.handle_V, Load: self.handle_L,
             BulkLoad: self.handle_B, NewOid: self.handle_N,
             NewOids: self.handle_M, CommitStart: self.handle_C,
-            CommitData: self.handle_commit_data,
+            CommitData: self.handle_commit_data, CommitAll: self.handle_A,
             CommitBackOut: self.handle_back_out, Sync: self.handle_S,
             Pack: self.handle_P, Quit: self.handle_Q,
             Goodbye: self.handle_goodbye, ConnectionClosed: self.handle_goodbye,
@@ -466,11 +467,15 @@ class StorageServer(object):
     # Request handlers: each returns the reply, or None -----------------
 
     def handle_V(self, client, request):
-        if request.protocol != PROTOCOL_VERSION:
-            # The protocol closes the connection after this reply.
-            client.closing = ('it speaks protocol version %d, not %d'
-                              % (request.protocol, PROTOCOL_VERSION),
-                              logging.WARNING)
+        if request.protocol in SUPPORTED_VERSIONS:
+            return VersionReply(request.protocol)
+        # As Durus 4.3 does: our version, then the protocol hangs up.
+        # (A client of this project that asked for protocol 2 from a
+        # server that does not know it reconnects asking for 1.)
+        client.closing = ('it speaks protocol version %d, not %s'
+                          % (request.protocol, ' or '.join(
+                              str(v) for v in SUPPORTED_VERSIONS)),
+                          logging.WARNING)
         return VersionReply(PROTOCOL_VERSION)
 
     def _load(self, client, oid):
@@ -504,6 +509,24 @@ class StorageServer(object):
             return None
         self._acquire_commit_lock(client)
         return self._take_invalidations(client)
+
+    def handle_A(self, client, request):
+        """Protocol 2: commit at once if nothing stands in the way."""
+        if self.commit_holder is not None:
+            # Another client is between its 'C' and its payload: let this
+            # one take the protocol-1 way, which waits for the lock.
+            return CommitAllReply([], STATUS_RETRY)
+        invalidations = self._take_invalidations(client).oids
+        if invalidations:
+            # It has not seen these yet; they may be conflicts, which only
+            # the client can tell.
+            return CommitAllReply(invalidations, STATUS_RETRY)
+        self._acquire_commit_lock(client)
+        try:
+            status = self._commit(client, request.items).status
+        finally:
+            self._release_commit_lock(client)
+        return CommitAllReply([], status)
 
     def handle_back_out(self, client, request):
         self._release_commit_lock(client)

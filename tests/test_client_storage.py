@@ -44,21 +44,24 @@ def server():
 
 @pytest.fixture
 def fake_server():
-    """Factory: a listener whose one connection runs ``script(sock)``."""
+    """Factory: a listener whose connections run ``script(sock)`` (the
+    first ``connections`` of them, one after the other)."""
     threads = []
 
-    def start(script):
+    def start(script, connections=1):
         listener = socket.socket()
         listener.bind(('127.0.0.1', 0))
         listener.listen(1)
 
         def run():
-            conn, _ = listener.accept()
-            with conn, listener:
-                try:
-                    script(conn)
-                except OSError:
-                    pass
+            with listener:
+                for _ in range(connections):
+                    conn, _ = listener.accept()
+                    with conn:
+                        try:
+                            script(conn)
+                        except OSError:
+                            pass
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -70,8 +73,10 @@ def fake_server():
         thread.join(10)
 
 
-def answer_version(conn, version=1):
-    assert conn.recv(5) == b'V\x00\x00\x00\x01'
+def answer_version(conn, version=1, asked=1):
+    """Answer the client's 'V' (for protocol ``asked``) with ``version``.
+    The scripted servers below speak protocol 1, as Durus 4.3 does."""
+    assert conn.recv(5) == b'V' + asked.to_bytes(4, 'big')
     conn.sendall(version.to_bytes(4, 'big'))
 
 
@@ -199,11 +204,46 @@ def test_server_going_away_is_a_clear_error(server):
 
 
 def test_version_mismatch(fake_server):
-    port = fake_server(lambda conn: answer_version(conn, 2))
+    port = fake_server(lambda conn: answer_version(conn, 3))
     with pytest.raises(ProtocolError) as caught:
-        ClientStorage(port=port)
+        ClientStorage(port=port, protocol=1)
     message = str(caught.value)
-    assert '127.0.0.1:%d' % port in message and 'version 2' in message
+    assert '127.0.0.1:%d' % port in message and 'version 3' in message
+
+
+def test_asks_for_protocol_2_then_falls_back_to_1_like_with_durus_43(
+        fake_server):
+    # Durus 4.3 answers a 'V' it does not know with its own version and
+    # hangs up: the client connects again and asks for protocol 1.
+    asked = []
+
+    def server_of_protocol_1(conn):
+        request = conn.recv(5)
+        asked.append(request)
+        conn.sendall((1).to_bytes(4, 'big'))
+        if request != b'V\x00\x00\x00\x01':
+            return  # hang up
+        assert conn.recv(9) == b'L' + ROOT
+        conn.sendall(b'K')
+        conn.recv(1)
+    port = fake_server(server_of_protocol_1, connections=2)
+    storage = ClientStorage(port=port)
+    assert storage.version == 1
+    with pytest.raises(DurusKeyError):
+        storage.load(ROOT)
+    storage.close()
+    assert asked == [b'V\x00\x00\x00\x02', b'V\x00\x00\x00\x01']
+
+
+def test_a_server_of_another_version_is_an_error_without_retry(
+        fake_server):
+    # Only a protocol-1 answer means "ask again for 1".
+    def server_of_protocol_3(conn):
+        assert conn.recv(5) == b'V\x00\x00\x00\x02'
+        conn.sendall((3).to_bytes(4, 'big'))
+    port = fake_server(server_of_protocol_3, connections=1)
+    with pytest.raises(ProtocolError, match='version 3'):
+        ClientStorage(port=port)
 
 
 def test_peer_that_speaks_another_protocol(fake_server):
@@ -230,7 +270,7 @@ def test_read_timeout_on_a_stalled_server(fake_server):
     def stall(conn):
         answer_version(conn)
         done.wait(10)
-    storage = ClientStorage(port=fake_server(stall), timeout=0.3)
+    storage = ClientStorage(port=fake_server(stall), timeout=0.3, protocol=1)
     with pytest.raises(ServerUnreachableError, match='within 0.3 s'):
         storage.load(ROOT)
     done.set()
@@ -241,7 +281,7 @@ def test_unexpected_status_bytes_are_protocol_errors(fake_server):
         answer_version(conn)
         conn.recv(9)
         conn.sendall(b'Z')
-    storage = ClientStorage(port=fake_server(odd))
+    storage = ClientStorage(port=fake_server(odd), protocol=1)
     with pytest.raises(ProtocolError, match="unexpected status byte b'Z'"):
         storage.load(ROOT)
 
@@ -251,7 +291,7 @@ def test_unexpected_status_bytes_are_protocol_errors(fake_server):
         conn.sendall(b'\x00\x00\x00\x00')
         conn.recv(65536)
         conn.sendall(b'X')
-    storage = ClientStorage(port=fake_server(odd_commit))
+    storage = ClientStorage(port=fake_server(odd_commit), protocol=1)
     storage.begin()
     storage.store(ROOT, pack_record(ROOT, b'x', b''))
     with pytest.raises(ProtocolError, match='commit'):
@@ -266,7 +306,7 @@ def test_commit_refused_by_server_storage_is_a_write_conflict(fake_server):
         conn.recv(65536)
         conn.sendall(b'I')
         conn.recv(1)
-    storage = ClientStorage(port=fake_server(refuse))
+    storage = ClientStorage(port=fake_server(refuse), protocol=1)
     storage.begin()
     storage.store(ROOT, pack_record(ROOT, b'x', b''))
     with pytest.raises(ConflictError):
@@ -360,3 +400,55 @@ def test_prefetched_snapshot_still_detects_write_conflicts(empty_server):
         reader.commit()
     reader.abort()
     assert items[100]['v'] == 'new'
+
+
+def test_a_commit_takes_one_round_trip_with_protocol_2(empty_server):
+    connection = Connection(ClientStorage(port=empty_server.address.port))
+    storage = connection.storage
+    assert storage.version == 2
+    root = connection.get_root()
+    root['n'] = 0
+    connection.commit()
+    for expected in range(1, 4):
+        before = storage.requests
+        root['n'] = expected
+        connection.commit()
+        assert storage.requests - before == 1
+    # The same with protocol 1 (what a Durus 4.3 server speaks): 'C',
+    # then the payload.
+    old = Connection(ClientStorage(port=empty_server.address.port,
+                                   protocol=1))
+    assert old.storage.version == 1
+    old_root = old.get_root()
+    before = old.storage.requests
+    old_root['n'] = 10
+    old.commit()
+    assert old.storage.requests - before == 2
+    # The protocol-2 client has not seen that commit: its next one-step
+    # commit is refused with the invalidation, and the change it made to
+    # the same object is a conflict, exactly as under protocol 1.
+    root['n'] = 20
+    with pytest.raises(ConflictError):
+        connection.commit()
+    connection.abort()
+    assert root['n'] == 10
+    # Others are committing: the next commit goes the protocol-1 way
+    # (no one-step attempt that would only come back "retry"), the one
+    # after that tries one step again.
+    root['other'] = 1
+    before = storage.requests
+    connection.commit()
+    assert storage.requests - before == 2
+    root['other'] = 2
+    before = storage.requests
+    connection.commit()
+    assert storage.requests - before == 1
+    old.abort()
+    assert old.get_root()['other'] == 2 and old.get_root()['n'] == 10
+    storage.close()
+    old.storage.close()
+
+
+def test_protocol_argument_is_checked(empty_server):
+    with pytest.raises(ValueError, match='protocol must be 1 or 2'):
+        ClientStorage(port=empty_server.address.port, protocol=3)

@@ -41,6 +41,7 @@ print('ok')
 def test_durus43_client_against_our_server(durus_server, durus43_python):
     server = durus_server()
     ours = Connection(ClientStorage(port=server.port))
+    assert ours.get_storage().version == 2    # 4.3's client will ask for 1
     ours.get_root()['from_ours'] = PersistentDict(items=[1, 2, 3])
     ours.commit()
     result = run_durus43(durus43_python, WRITE_AND_CHECK, server.port)
@@ -113,6 +114,8 @@ def test_our_client_against_durus43_server(durus_server, durus43_python,
     server = durus_server(python=durus43_python)
     a = Connection(ClientStorage(port=server.port))
     b = Connection(ClientStorage(port=server.port))
+    # Asked for protocol 2, told 1 (and hung up on), connected again.
+    assert a.get_storage().version == b.get_storage().version == 1
     root = a.get_root()
     root['kids'] = PersistentDict((i, PersistentDict(i=i)) for i in range(100))
     a.commit()

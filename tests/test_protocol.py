@@ -10,7 +10,7 @@ import pytest
 from durus.error import FrameTooLargeError, ProtocolError
 from durus.protocol import (
     CLOSED, COMMITTING, IDLE, MAX_BULK_OIDS, NEED_DATA, STATUS_INVALID, STATUS_KEYERROR,
-    STATUS_OKAY, BulkLoad, BulkLoadReply, ClientConnection, CommitBackOut,
+    STATUS_OKAY, STATUS_RETRY, BulkLoad, CommitAll, CommitAllReply, BulkLoadReply, ClientConnection, CommitBackOut,
     CommitData, CommitStart, ConnectionClosed, Goodbye, Invalidations, Load,
     LoadReply, NewOid, NewOids, Oids, OutOfTurnError, Pack, Quit,
     ServerConnection, Status, Sync, TRANSITIONS, Version, VersionReply,
@@ -342,3 +342,69 @@ def test_both_ends_agree_on_a_whole_session():
         assert client.next_event() == answers[type(request)]
     server.receive_data(client.send(Goodbye()))
     assert server.next_event() == Goodbye()
+
+
+# Protocol 2: this project's one-step commit ----------------------------
+
+def _item_payload(items):
+    body = b''.join((8 + len(rec)).to_bytes(4, 'big') + o + rec
+                    for o, rec in items)
+    return len(body).to_bytes(4, 'big') + body
+
+
+def test_commit_all_is_an_unknown_command_under_protocol_1():
+    server = ServerConnection()
+    with pytest.raises(ProtocolError, match="No such command code: 'A'"):
+        events(server, b'A' + _item_payload([(ROOT, RECORD)]))
+    client = ClientConnection()
+    with pytest.raises(OutOfTurnError, match='protocol 2'):
+        client.send(CommitAll([(ROOT, RECORD)]))
+
+
+def _agreed_on_2(conn):
+    if isinstance(conn, ServerConnection):
+        assert events(conn, b'V\x00\x00\x00\x02') == [Version(2)]
+        assert conn.send(VersionReply(2)) == b'\x00\x00\x00\x02'
+    else:
+        assert conn.send(Version(2)) == b'V\x00\x00\x00\x02'
+        assert events(conn, b'\x00\x00\x00\x02') == [VersionReply(2)]
+    assert conn.version == 2 and conn.state == IDLE
+    return conn
+
+
+def test_commit_all_exchange_on_both_ends_byte_by_byte():
+    other = pack_record(oid(7), b'seven', b'')
+    items = [(ROOT, RECORD), (oid(7), other)]
+    client = _agreed_on_2(ClientConnection())
+    server = _agreed_on_2(ServerConnection())
+    wire = client.send(CommitAll(items))
+    assert wire == b'A' + _item_payload(items)
+    assert events(server, wire) == [CommitAll(items)]
+    for reply, raw in [
+            (CommitAllReply([], STATUS_OKAY), b'\x00\x00\x00\x00O'),
+            (CommitAllReply([oid(3)], STATUS_RETRY),
+             b'\x00\x00\x00\x01' + oid(3) + b'R')]:
+        assert server.send(reply) == raw
+        assert server.state == IDLE
+        assert events(client, raw) == [reply]
+        if reply.status == STATUS_OKAY:
+            wire = client.send(CommitAll(items))
+            assert events(server, wire) == [CommitAll(items)]
+
+
+def test_commit_all_bad_frames():
+    server = _agreed_on_2(ServerConnection(max_frame=1024))
+    with pytest.raises(FrameTooLargeError):
+        events(server, b'A\x00\x01\x00\x00')    # announced, not buffered
+    server = _agreed_on_2(ServerConnection())
+    with pytest.raises(ProtocolError, match='no records'):
+        events(server, b'A\x00\x00\x00\x00')
+    server = _agreed_on_2(ServerConnection())
+    with pytest.raises(ProtocolError, match='overruns'):
+        events(server, b'A\x00\x00\x00\x0e\x00\x00\x10\x00' + ROOT + b'xx')
+    client = _agreed_on_2(ClientConnection())
+    client.send(CommitAll([(ROOT, RECORD)]))
+    with pytest.raises(ProtocolError, match="status byte b'Z'"):
+        events(client, b'\x00\x00\x00\x00Z')
+    with pytest.raises(OutOfTurnError, match='at least one'):
+        _agreed_on_2(ClientConnection()).send(CommitAll([]))

@@ -125,6 +125,8 @@ def start_commit(sock):
 
 @pytest.mark.parametrize('name, payload, reason', [
     ('unknown command', b'X', "No such command code: 'X'"),
+    ('one-step commit under protocol 1', b'A\x00\x00\x00\x10',
+     "No such command code: 'A'"),
     ('absurd bulk load', b'B\xff\xff\xff\xff', 'exceeds the limit'),
     ('bulk load beyond the per-request limit', b'B\x00\x01\x00\x01',
      'limit of 65536 oids'),
@@ -153,16 +155,22 @@ def test_bad_requests_disconnect_only_that_client(
                                                      b'')), 'another oid'),
     ('oid never handed out', None, 'storage refused its commit'),
 ])
+@pytest.mark.parametrize('way', ['C then payload', 'A (protocol 2)'])
 def test_bad_commits_disconnect_and_store_nothing(
-        start_server, log_records, name, payload, reason):
+        start_server, log_records, name, payload, reason, way):
     server = start_server()
     if payload is None:
         stray = (12345).to_bytes(8, 'big')
         body = item(stray, pack_record(stray, b'data', b''))
         payload = len(body).to_bytes(4, 'big') + body
     sock = raw(server)
-    start_commit(sock)
-    sock.sendall(payload)
+    if way == 'A (protocol 2)':
+        sock.sendall(b'V\x00\x00\x00\x02')
+        assert sock.recv(4) == b'\x00\x00\x00\x02'
+        sock.sendall(b'A' + payload)
+    else:
+        start_commit(sock)
+        sock.sendall(payload)
     assert closed_by_server(sock)
     assert wait_for(lambda: reason in log_records.text())
     assert wait_for(lambda: server.commit_holder is None)
@@ -267,10 +275,44 @@ def test_client_that_never_reads_is_throttled_then_dropped(
 def test_version_mismatch_is_answered_then_closed(start_server, log_records):
     server = start_server()
     sock = raw(server)
-    sock.sendall(b'V\x00\x00\x00\x02')
+    sock.sendall(b'V\x00\x00\x00\x03')
     assert sock.recv(4) == b'\x00\x00\x00\x01'
     assert closed_by_server(sock)
-    assert 'protocol version 2' in log_records.text()
+    assert 'protocol version 3' in log_records.text()
+
+
+def test_protocol_2_commits_in_one_round_trip_unless_others_came_first(
+        start_server):
+    server = start_server()
+    sock = raw(server)
+    sock.sendall(b'V\x00\x00\x00\x02')
+    assert sock.recv(4) == b'\x00\x00\x00\x02'
+    sock.sendall(b'M\x01')
+    oid = sock.recv(8)
+
+    def one_step(value):
+        body = item(oid, pack_record(oid, value, b''))
+        sock.sendall(b'A' + len(body).to_bytes(4, 'big') + body)
+        reply = b''
+        while len(reply) < 5 or len(reply) < 5 + 8 * int.from_bytes(
+                reply[:4], 'big'):
+            reply += sock.recv(65536)
+        count = int.from_bytes(reply[:4], 'big')
+        return reply[4:4 + 8 * count], reply[4 + 8 * count:]
+
+    assert one_step(b'first') == (b'', b'O')
+    # Another client commits the same object: the next one-step commit
+    # is not made; the reply lists the oid it has not seen yet.
+    other = ClientStorage(port=server.address.port)
+    other.begin()
+    other.store(oid, pack_record(oid, b'other', b''))
+    other.end()
+    assert one_step(b'second') == (oid, b'R')
+    assert server.storage.load(oid) == pack_record(oid, b'other', b'')
+    assert one_step(b'third') == (b'', b'O')       # now it has seen it
+    assert server.storage.load(oid) == pack_record(oid, b'third', b'')
+    assert other.sync() == [oid]
+    other.close()
 
 
 def test_pipelined_requests_are_answered_in_order(start_server):
