@@ -238,9 +238,17 @@ def refresh_hooks(obj):
 
 
 def _note_read(obj):
-    if _raw_get(obj, '_p_status') == GHOST:
-        _raw_get(obj, '_p_load_state')()
     connection = _raw_get(obj, '_p_connection')
+    if _raw_get(obj, '_p_status') == GHOST:
+        if (connection is not None and
+                type(obj)._p_load_state is _standard_load_state):
+            # PersistentObject._p_load_state without its frame (this runs
+            # for every object load).
+            connection.load_state(obj)
+            _raw_set(obj, '_p_status', SAVED)
+        else:
+            _raw_get(obj, '_p_load_state')()
+            connection = _raw_get(obj, '_p_connection')
     if (connection is not None and
             _raw_get(obj, '_p_serial') != connection.transaction_serial):
         connection.note_access(obj)
@@ -399,6 +407,9 @@ class PersistentObject(PersistentBase):
             except AttributeError:
                 continue
             yield name
+
+
+_standard_load_state = PersistentObject._p_load_state
 
 
 class Persistent(PersistentObject):

@@ -519,3 +519,28 @@ def test_classes_met_as_ghosts_get_one_variant_until_loaded():
     counts = eval(counts)
     assert len(counts) >= 2 and set(counts) == {1}  # one variant each
     assert after_read == '2'
+
+
+class CountsItsLoads(Persistent):
+    loads = 0
+
+    def _p_load_state(self):
+        type(self).loads += 1
+        Persistent._p_load_state(self)
+
+
+def test_an_overridden_p_load_state_still_runs_on_attribute_access():
+    # The attribute hook loads standard ghosts without calling
+    # _p_load_state; a class that overrides it must still be called.
+    storage = MemoryStorage()
+    writer = Connection(storage)
+    writer.get_root()['x'] = CountsItsLoads()
+    writer.get_root()['x'].value = 5
+    writer.commit()
+    reader = Connection(storage)
+    ghost = reader.get_root()['x']
+    assert ghost._p_is_ghost()
+    before = CountsItsLoads.loads
+    assert ghost.value == 5
+    assert CountsItsLoads.loads == before + 1
+    assert ghost._p_is_saved()
