@@ -167,7 +167,8 @@ class Connection(ConnectionBase):
             # The record is gone (packed away): the cached ghost is stale.
             raise ReadConflictError([oid]) from None
         data = record[12:12 + int.from_bytes(record[8:12], 'big')]
-        _raw_get(obj, '__setstate__')(self.reader.get_state(data))
+        # Through the type: no bound method to make (this runs per load).
+        type(obj).__setstate__(obj, self.reader.get_state(data))
 
     def note_access(self, obj):
         _raw_set(obj, '_p_serial', self.transaction_serial)
