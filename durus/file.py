@@ -43,6 +43,8 @@ except ImportError:  # Windows
 # Reads past the mapped part before the file is mapped (again).  Opening a
 # file makes a few reads only; mapping it would cost more than it saves.
 _REMAP_AFTER = 64
+# _reads_past once mapping has proved impossible: never try again.
+_NEVER_MAP = -(1 << 62)
 
 
 def fsync_directory(path):
@@ -207,7 +209,7 @@ class File(object):
         is not possible: no mmap module, Windows, an empty file)."""
         self._reads_past = 0
         if mmap is None or fcntl is None or self.fd is None:
-            self._reads_past = -(1 << 62)  # never try again
+            self._reads_past = _NEVER_MAP
             return
         size = os.fstat(self.fd).st_size
         if size <= self._mapped:
@@ -215,7 +217,7 @@ class File(object):
         try:
             new_map = mmap.mmap(self.fd, size, access=mmap.ACCESS_READ)
         except (OSError, ValueError, OverflowError):
-            self._reads_past = -(1 << 62)
+            self._reads_past = _NEVER_MAP
             return
         self._drop_map()
         self._map = new_map

@@ -59,6 +59,7 @@ STATUS_OKAY = b'O'
 STATUS_KEYERROR = b'K'
 STATUS_INVALID = b'I'
 STATUS_RETRY = b'R'
+_COMMIT_ALL_STATUSES = (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY)
 
 # Largest commit payload, record, oid list or bulk request accepted.
 DEFAULT_MAX_FRAME = 512 * 1024 * 1024
@@ -386,7 +387,7 @@ def encode_reply(reply):
     if kind is VersionReply:
         return _pack_int4(reply.protocol)
     if kind is CommitAllReply:
-        if reply.status not in (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY):
+        if reply.status not in _COMMIT_ALL_STATUSES:
             raise OutOfTurnError('bad commit status %r' % (reply.status,))
         return _encode_oid_list(reply.oids) + reply.status
     raise OutOfTurnError('%r is not a reply' % (reply,))
@@ -530,15 +531,10 @@ class ServerConnection(object):
             raw = buf.take(5 + 8 * count)
             return BulkLoad([raw[i:i + 8] for i in range(5, len(raw), 8)])
         if kind is CommitAll:
-            if buf.available() < 5:
-                return NEED_DATA
-            total = _unpack_int4(data, start + 1)[0]
-            if total == 0:
+            if _unpack_int4(data, start + 1)[0] == 0:
                 raise ProtocolError('a one-step commit of no records')
             items = self._parse_items(start + 1)
-            if items is NEED_DATA:
-                return NEED_DATA
-            return CommitAll(items)
+            return items if items is NEED_DATA else CommitAll(items)
         buf.take(size)
         if kind is NewOids:
             return NewOids(data[start + 1])
@@ -719,27 +715,9 @@ class ClientConnection(object):
         self._partial = None
         return BulkLoadReply(replies)
 
-    def _parse_commit_all_reply(self):
-        buf = self._input
-        if buf.available() < 4:
-            return NEED_DATA
-        count = _unpack_int4(buf.data, buf.start)[0]
-        if buf.available() < 5 + 8 * count:
-            if 8 * count > self.max_frame:
-                raise FrameTooLargeError(
-                    'list of %d oids exceeds the frame limit of %d bytes'
-                    % (count, self.max_frame))
-            return NEED_DATA
-        status = bytes(buf.data[buf.start + 4 + 8 * count:
-                                buf.start + 5 + 8 * count])
-        if status not in (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY):
-            raise ProtocolError('unexpected status byte %r in a commit reply'
-                                % status)
-        oids = self._parse_oid_list().oids
-        buf.take(1)
-        return CommitAllReply(oids, status)
-
-    def _parse_oid_list(self):
+    def _oid_count(self):
+        """The length of the oid list starting the buffer, checked against
+        the frame limit before the list is waited for; or NEED_DATA."""
         buf = self._input
         if buf.available() < 4:
             return NEED_DATA
@@ -748,7 +726,26 @@ class ClientConnection(object):
             raise FrameTooLargeError(
                 'list of %d oids exceeds the frame limit of %d bytes'
                 % (count, self.max_frame))
-        if buf.available() < 4 + 8 * count:
+        return count
+
+    def _parse_commit_all_reply(self):
+        count = self._oid_count()
+        buf = self._input
+        if count is NEED_DATA or buf.available() < 5 + 8 * count:
+            return NEED_DATA  # the list and the status byte after it
+        status = bytes(buf.data[buf.start + 4 + 8 * count:
+                                buf.start + 5 + 8 * count])
+        if status not in _COMMIT_ALL_STATUSES:
+            raise ProtocolError('unexpected status byte %r in a commit reply'
+                                % status)
+        oids = self._parse_oid_list().oids
+        buf.take(1)
+        return CommitAllReply(oids, status)
+
+    def _parse_oid_list(self):
+        count = self._oid_count()
+        buf = self._input
+        if count is NEED_DATA or buf.available() < 4 + 8 * count:
             return NEED_DATA
         raw = buf.take(4 + 8 * count)
         return Invalidations([raw[i:i + 8] for i in range(4, len(raw), 8)])
