@@ -234,13 +234,6 @@ def _class_entry(cls):
     return entry
 
 
-def _pickle_class(cls):
-    """The class pickle of a record: protocol 2, GLOBAL, memo entry 0."""
-    sio = BytesIO()
-    Pickler(sio, PICKLE_PROTOCOL).dump(cls)
-    return sio.getvalue()
-
-
 class _RecordUnpickler(Unpickler):
     """Unpickles record pickles; class resolution goes to the reader.
 
