@@ -17,14 +17,17 @@ objects are simply turned into ghosts and reload on next use.
 import heapq
 import os
 import weakref
+import zlib
 
+from durus._accel import speedups as _speedups
 from durus.error import (ConflictError, DurusError, DurusKeyError,
                          ReadConflictError, WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
 from durus.persistent_dict import PersistentDict
-from durus.serialize import ObjectReader, ObjectWriter, pack_record
+from durus.serialize import (ObjectReader, ObjectWriter, pack_record,
+                             _EMPTY_MEMO, _decompress)
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -160,6 +163,16 @@ class Connection(ConnectionBase):
             raise ReadConflictError([oid]) from None
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, self.reader.get_state(data))
+
+    if _speedups is not None:
+        # The compiled twin (durus/_speedups.c): reads FileStorage records
+        # and fills the ghost without Python frames; anything unusual (a
+        # conflict, another storage, a missing record) comes back to the
+        # Python method above.
+        _py_load_state = load_state
+        load_state = _speedups.configure_loads(
+            ObjectReader, ObjectReader.get_state, _decompress, zlib.error,
+            _EMPTY_MEMO, ConnectionBase, load_state)
 
     def note_access(self, obj):
         _raw_set(obj, '_p_serial', self.transaction_serial)
@@ -330,6 +343,10 @@ class _OidRef(weakref.ref):
     __slots__ = ('key',)
 
 
+if _speedups is not None:
+    _speedups.set_ref_type(_OidRef)
+
+
 class ObjectDictionary(object):
     """oid -> object, holding only weak references.
 
@@ -480,6 +497,12 @@ class Cache(object):
         ref.key = oid
         objects.mapping[oid] = ref
         return obj
+
+    if _speedups is not None:
+        # The compiled twin: same steps, no Python frames.
+        def get_instance(self, oid, cls, connection, _get=_speedups.get_instance):
+            """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
+            return _get(self.objects, oid, cls, connection)
 
     def shrink(self, connection):
         count = self.get_count()

@@ -22,6 +22,7 @@ import heapq
 import time
 
 from durus import shelf_index
+from durus._accel import speedups as _speedups
 from durus.error import DamagedFileError, DurusKeyError, UnexpectedOidError
 from durus.file import File
 from durus.file_storage_base import (
@@ -90,7 +91,7 @@ class FileStorage(SingleFileStorage):
 
     def load(self, oid):
         try:
-            return self.shelf.load_number(str_to_int8(oid))
+            return _load_number(self.shelf, str_to_int8(oid))
         except DurusKeyError:
             raise DurusKeyError(oid) from None
 
@@ -246,3 +247,12 @@ def inspect_file(filename):
         return Shelf(open_file, check_only=True).damage
     finally:
         open_file.close()
+
+
+# Shelf.load_number, compiled when durus._speedups is present.
+if _speedups is None:
+    _load_number = Shelf.load_number
+else:
+    _load_number = _speedups.shelf_load_number
+    # Connection.load_state reads records of exactly this class directly.
+    _speedups.set_file_storage_type(FileStorage)

@@ -48,6 +48,8 @@ import copyreg
 from abc import ABCMeta
 from sys import intern as _intern
 
+from durus._accel import speedups as _speedups
+
 GHOST = -1
 UNSAVED = 1
 SAVED = 0
@@ -134,6 +136,12 @@ def _make_variants(cls):
         _note_write(self)
         real_del(self, name)
 
+    if _fast_getattribute is not None and real_get is _object_getattribute:
+        # The compiled twin of watched_getattribute (durus/_speedups.c).
+        watched = _fast_getattribute
+    else:
+        watched = watched_getattribute
+
     def make(getattribute):
         namespace = {
             '__slots__': (),
@@ -168,12 +176,15 @@ def _make_variants(cls):
     # The saved variant is made when first needed (refresh_hooks): most
     # classes an open meets appear as ghosts only, and making a class
     # costs tens of microseconds.  One list, shared by all the keys.
-    triple = [cls, checked_make(watched_getattribute), None, make_saved]
+    triple = [cls, checked_make(watched), None, make_saved]
     _variants[cls] = _variants[triple[1]] = triple
     return triple
 
 
 _MISSING = object()
+_object_getattribute = object.__getattribute__
+# Set at the end of this module when durus._speedups is present.
+_fast_getattribute = None
 
 
 def _ignore_subclass(cls, **kwargs):
@@ -468,6 +479,17 @@ class ComputedAttribute(PersistentObject):
         except AttributeError:
             pass
         self._p_note_change()
+
+
+if _speedups is not None:
+    # The compiled twins (durus/_speedups.c) replace the hot functions; the
+    # Python versions stay as the fallback they call for unusual cases.
+    _fast_getattribute, _fast_setstate = _speedups.configure(
+        PersistentBase, _variants, _EXEMPT, _standard_load_state, _note_read,
+        refresh_hooks, hook_variants, Persistent.__setstate__)
+    _note_read = _speedups.note_read
+    refresh_hooks = _speedups.refresh_hooks
+    Persistent.__setstate__ = _fast_setstate
 
 
 def _setattribute(obj, name, value):

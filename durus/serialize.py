@@ -19,6 +19,7 @@ from pickle import Pickler, Unpickler
 
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
+from durus._accel import speedups as _speedups
 from durus.error import ClassImportError, ProtocolError
 from durus.persistent import PersistentBase, _variants
 
@@ -283,6 +284,9 @@ class _Feed(object):
         return self.read(-1 if end < 0 else end + 1 - self.pos)
 
 
+if _speedups is not None:
+    _Feed = _speedups.Feed  # the same, compiled (durus/_speedups.c)
+
 _EMPTY_MEMO = {}
 
 
@@ -359,8 +363,12 @@ class ObjectReader(object):
         unpickler = _RecordUnpickler(stream)
         unpickler.reader = self
         unpickler.record_class = record_class
-        # Straight to the reader, without a method frame in between.
-        unpickler.persistent_load = self.load_persistent_id
+        if _speedups is None:
+            # Straight to the reader, without a method frame in between.
+            unpickler.persistent_load = self.load_persistent_id
+        else:
+            # Compiled; hands unusual pids back to load_persistent_id.
+            unpickler.persistent_load = _speedups.PersistentLoader(self)
         return unpickler
 
     def _record_class(self, class_pickle):
@@ -485,7 +493,8 @@ def _codecs_encode(obj, encoding='utf-8', errors='strict'):
     return _codecs.encode(obj, encoding, errors)
 
 
-_OWN_GLOBALS = {('_codecs', 'encode'): _codecs_encode}
+_OWN_GLOBALS = {('_codecs', 'encode'): (
+    _codecs_encode if _speedups is None else _speedups.codecs_encode)}
 
 
 def _import_global(module, name):
