@@ -246,7 +246,7 @@ class _RecordUnpickler(Unpickler):
         return self.reader.resolve_class(module, name, self.record_class)
 
 
-class _Feed(object):
+class _PyFeed(object):
     """A file over one pickle at a time, for the reader's shared unpickler.
 
     The C unpickler takes the whole pickle in one ``peek`` (so it makes no
@@ -284,8 +284,8 @@ class _Feed(object):
         return self.read(-1 if end < 0 else end + 1 - self.pos)
 
 
-if _speedups is not None:
-    _Feed = _speedups.Feed  # the same, compiled (durus/_speedups.c)
+# The same, compiled, when durus._speedups is present.
+_Feed = _PyFeed if _speedups is None else _speedups.Feed
 
 _EMPTY_MEMO = {}
 
