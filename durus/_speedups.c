@@ -309,7 +309,9 @@ static PyMethodDef watched_getattribute_def = {
     "Load a ghost and note the access before reading the attribute."
 };
 
-/* Persistent.__setstate__: a new __dict__ with interned keys. */
+/* Persistent.__setstate__: a new __dict__ with interned keys.  Only a
+   plain dict with str keys (what unpickling gives) is handled here: no
+   Python code can run while it is copied.  Anything else goes to Python. */
 static PyObject *
 persistent_setstate(PyObject *self, PyObject *state)
 {
@@ -317,15 +319,20 @@ persistent_setstate(PyObject *self, PyObject *state)
     Py_ssize_t pos = 0;
     int failed;
 
-    if (!PyDict_Check(state))
+    if (!PyDict_CheckExact(state))
         return PyObject_CallFunctionObjArgs(py_setstate, self, state, NULL);
-    attributes = _PyDict_NewPresized(PyDict_GET_SIZE(state));
+    while (PyDict_Next(state, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key))
+            return PyObject_CallFunctionObjArgs(py_setstate, self, state,
+                                                NULL);
+    }
+    attributes = PyDict_New();
     if (attributes == NULL)
         return NULL;
+    pos = 0;
     while (PyDict_Next(state, &pos, &key, &value)) {
         Py_INCREF(key);
-        if (PyUnicode_CheckExact(key))
-            PyUnicode_InternInPlace(&key);
+        PyUnicode_InternInPlace(&key);
         failed = PyDict_SetItem(attributes, key, value);
         Py_DECREF(key);
         if (failed < 0) {
@@ -643,9 +650,11 @@ static PyObject *
 feed_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     FeedObject *self;
-    if (!_PyArg_NoPositional("Feed", args) ||
-            (kwargs != NULL && !_PyArg_NoKeywords("Feed", kwargs)))
+    if (PyTuple_GET_SIZE(args) ||
+            (kwargs != NULL && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Feed() takes no arguments");
         return NULL;
+    }
     self = (FeedObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
