@@ -31,11 +31,16 @@ static PyObject *empty_tuple, *saved_value, *ghost_value, *zero_value,
     *one_value;
 static Py_ssize_t off_status, off_serial, off_connection, off_oid;
 static int configured;
+static PyObject *persistent_base_holder;  /* (PersistentBase,) */
 
 static PyObject *s_load_state, *s_p_load_state, *s_note_access,
     *s_transaction_serial, *s_unhooked, *s_key, *s_dict, *s_new, *s_append,
     *s_mapping, *s_callback, *s_latin1, *s_cache, *s_objects,
     *s_placeholder_origins, *s_connection, *s_load_persistent_id;
+
+static PyObject *s_index, *s_dense, *s_overflow, *s_unindexed, *s_map,
+    *s_count, *s_word_size, *s_words_start, *s_start, *s_file, *s_mm,
+    *s_mapped, *s_py_load_number;
 
 #define GHOST (-1)
 #define SAVED 0
@@ -823,6 +828,297 @@ static PyTypeObject FeedType = {
     .tp_getset = feed_getset,
 };
 
+/* PersistentIdWriter(func, base, connection, refs, new_objects,
+   objects_found): the pickler's persistent_id while writing records, the
+   twin of the closure made by ObjectWriter._make_persistent_id (func).
+   The pickler asks about every object it writes (about ten per
+   reference): plain values get None without a Python call; a persistent
+   object of this connection, or a new one, gets (oid, class) here; the
+   cases that raise go to func. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *func, *base, *connection, *refs, *new_objects, *objects_found;
+    vectorcallfunc vectorcall;
+} WriterObject;
+
+static PyObject *s_new_oid, *s_bind_new_object;
+
+static PyObject *
+writer_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
+{
+    WriterObject *writer = (WriterObject *)self;
+    PyObject *obj, *oid, *owner, *cls, *triple, *result;
+    int is_persistent;
+
+    if (PyVectorcall_NARGS(nargsf) != 1 ||
+            (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "persistent_id(obj)");
+        return NULL;
+    }
+    obj = args[0];
+    is_persistent = PyObject_IsInstance(obj, writer->base);
+    if (is_persistent < 0)
+        return NULL;
+    if (!is_persistent)
+        Py_RETURN_NONE;
+    if (!configured || !PyObject_TypeCheck(obj, (PyTypeObject *)writer->base)
+            || !PyList_CheckExact(writer->refs) ||
+            !PyList_CheckExact(writer->new_objects) ||
+            !PyList_CheckExact(writer->objects_found))
+        return PyObject_CallOneArg(writer->func, obj);
+    oid = slot(obj, off_oid);
+    owner = slot(obj, off_connection);
+    if (oid == NULL || owner == NULL)
+        return PyObject_CallOneArg(writer->func, obj);
+    if (oid == Py_None) {
+        PyObject *bound;
+        if (owner != Py_None)
+            return PyObject_CallOneArg(writer->func, obj);  /* raises */
+        oid = PyObject_CallMethodNoArgs(writer->connection, s_new_oid);
+        if (oid == NULL)
+            return NULL;
+        bound = PyObject_CallMethodObjArgs(writer->connection,
+                                           s_bind_new_object, obj, oid, NULL);
+        if (bound == NULL) {
+            Py_DECREF(oid);
+            return NULL;
+        }
+        Py_DECREF(bound);
+        if (PyList_Append(writer->new_objects, obj) < 0 ||
+                PyList_Append(writer->objects_found, obj) < 0) {
+            Py_DECREF(oid);
+            return NULL;
+        }
+    }
+    else if (owner != writer->connection)
+        return PyObject_CallOneArg(writer->func, obj);  /* raises */
+    else
+        Py_INCREF(oid);
+    if (PyList_Append(writer->refs, oid) < 0) {
+        Py_DECREF(oid);
+        return NULL;
+    }
+    cls = (PyObject *)Py_TYPE(obj);
+    triple = PyDict_GetItemWithError(variants, cls);
+    if (triple != NULL && PyList_CheckExact(triple) &&
+            PyList_GET_SIZE(triple) == 4)
+        cls = PyList_GET_ITEM(triple, 0);
+    else if (PyErr_Occurred()) {
+        Py_DECREF(oid);
+        return NULL;
+    }
+    result = PyTuple_Pack(2, oid, cls);
+    Py_DECREF(oid);
+    return result;
+}
+
+static PyObject *
+writer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func, *base, *connection, *refs, *new_objects, *objects_found;
+    WriterObject *self;
+    if (!PyArg_ParseTuple(args, "OO!OOOO:PersistentIdWriter", &func,
+                          &PyType_Type, &base, &connection, &refs,
+                          &new_objects, &objects_found))
+        return NULL;
+    self = (WriterObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->func = Py_NewRef(func);
+    self->base = Py_NewRef(base);
+    self->connection = Py_NewRef(connection);
+    self->refs = Py_NewRef(refs);
+    self->new_objects = Py_NewRef(new_objects);
+    self->objects_found = Py_NewRef(objects_found);
+    self->vectorcall = writer_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+writer_traverse(WriterObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->func);
+    Py_VISIT(self->base);
+    Py_VISIT(self->connection);
+    Py_VISIT(self->refs);
+    Py_VISIT(self->new_objects);
+    Py_VISIT(self->objects_found);
+    return 0;
+}
+
+static int
+writer_clear(WriterObject *self)
+{
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->base);
+    Py_CLEAR(self->connection);
+    Py_CLEAR(self->refs);
+    Py_CLEAR(self->new_objects);
+    Py_CLEAR(self->objects_found);
+    return 0;
+}
+
+static void
+writer_dealloc(WriterObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    writer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject WriterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "durus._speedups.PersistentIdWriter",
+    .tp_basicsize = sizeof(WriterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+                Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "persistent_id for an ObjectWriter (see durus.serialize)",
+    .tp_new = writer_new,
+    .tp_dealloc = (destructor)writer_dealloc,
+    .tp_traverse = (traverseproc)writer_traverse,
+    .tp_clear = (inquiry)writer_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(WriterObject, vectorcall),
+};
+
+/* Connection._bind_new_object(obj, oid): give a new object its oid and
+   this connection during a commit (see the Python method). */
+static PyObject *s_class, *s_recent_objects, *s_unhooked_name;
+
+static PyObject *
+bind_new_object(PyObject *connection, PyObject *const *args,
+                Py_ssize_t nargs)
+{
+    PyObject *obj, *oid, *real, *serial, *attributes, *cache = NULL,
+        *objects = NULL, *mapping = NULL, *callback = NULL, *ref = NULL,
+        *recent = NULL, *recent_map = NULL, *key = NULL, *unhooked = NULL;
+    PyObject *result = NULL;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_bind_new_object(obj, oid)");
+        return NULL;
+    }
+    obj = args[0];
+    oid = args[1];
+    if (!configured || oid_ref_type == NULL ||
+            !PyObject_TypeCheck(obj, (PyTypeObject *)PyTuple_GET_ITEM(
+                persistent_base_holder, 0)))
+        return PyObject_CallMethod(connection, "_py_bind_new_object", "OO",
+                                   obj, oid);
+    /* hook_variants(obj.__class__): fail here, before anything is stored */
+    real = PyObject_GetAttr(obj, s_class);
+    if (real == NULL)
+        return NULL;
+    if (PyDict_GetItemWithError(variants, real) == NULL) {
+        PyObject *made;
+        if (PyErr_Occurred()) {
+            Py_DECREF(real);
+            return NULL;
+        }
+        made = PyObject_CallOneArg(py_hook_variants, real);
+        if (made == NULL) {
+            Py_DECREF(real);
+            return NULL;
+        }
+        Py_DECREF(made);
+    }
+    Py_DECREF(real);
+    serial = PyObject_GetAttr(connection, s_transaction_serial);
+    if (serial == NULL)
+        return NULL;
+    set_slot(obj, off_oid, oid);
+    set_slot(obj, off_connection, connection);
+    set_slot(obj, off_serial, serial);
+    Py_DECREF(serial);
+    /* A plain dict: a compact instance dict reads slowly once the object
+       changes type (see the Python method). */
+    attributes = PyObject_GenericGetAttr(obj, s_dict);
+    if (attributes == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+    }
+    else {
+        PyObject *copy = PyDict_New();
+        int failed = copy == NULL || PyDict_Update(copy, attributes) < 0 ||
+                     PyObject_GenericSetAttr(obj, s_dict, copy) < 0;
+        Py_XDECREF(copy);
+        Py_DECREF(attributes);
+        if (failed)
+            return NULL;
+    }
+    if ((cache = PyObject_GetAttr(connection, s_cache)) == NULL ||
+            (objects = PyObject_GetAttr(cache, s_objects)) == NULL ||
+            (mapping = PyObject_GetAttr(objects, s_mapping)) == NULL ||
+            (callback = PyObject_GetAttr(objects, s_callback)) == NULL)
+        goto done;
+    ref = PyObject_CallFunctionObjArgs(oid_ref_type, obj, callback, NULL);
+    if (ref == NULL || PyObject_SetAttr(ref, s_key, oid) < 0 ||
+            PyObject_SetItem(mapping, oid, ref) < 0)
+        goto done;
+    if ((recent = PyObject_GetAttr(cache, s_recent_objects)) == NULL ||
+            (recent_map = PyObject_GetAttr(recent, s_map)) == NULL ||
+            (key = PyLong_FromVoidPtr(obj)) == NULL ||
+            PyObject_SetItem(recent_map, key, obj) < 0)
+        goto done;
+    if ((unhooked = PyObject_GetAttr(connection, s_unhooked_name)) == NULL)
+        goto done;
+    if (PyList_CheckExact(unhooked)) {
+        if (PyList_Append(unhooked, obj) < 0)
+            goto done;
+    }
+    else {
+        PyObject *r = PyObject_CallMethodOneArg(unhooked, s_append, obj);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(cache);
+    Py_XDECREF(objects);
+    Py_XDECREF(mapping);
+    Py_XDECREF(callback);
+    Py_XDECREF(ref);
+    Py_XDECREF(recent);
+    Py_XDECREF(recent_map);
+    Py_XDECREF(key);
+    Py_XDECREF(unhooked);
+    return result;
+}
+
+static PyMethodDef bind_new_object_def = {
+    "_bind_new_object", (PyCFunction)(void (*)(void))bind_new_object,
+    METH_FASTCALL, "Give a new object its oid and this connection."
+};
+
+/* PersistentBase.__new__: the four slots set, no Python frame. */
+static PyObject *
+persistent_new(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    PyObject *cls, *obj;
+    if (PyTuple_GET_SIZE(args) < 1 || !PyType_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "PersistentBase.__new__(cls): cls must be a class");
+        return NULL;
+    }
+    cls = PyTuple_GET_ITEM(args, 0);
+    if (!configured || !PyType_IsSubtype((PyTypeObject *)cls,
+            (PyTypeObject *)PyTuple_GET_ITEM(persistent_base_holder, 0))) {
+        PyErr_Format(PyExc_TypeError, "%R is not a persistent class", cls);
+        return NULL;
+    }
+    obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, empty_tuple, NULL);
+    if (obj == NULL)
+        return NULL;
+    set_slot(obj, off_status, one_value);  /* UNSAVED */
+    set_slot(obj, off_serial, zero_value);
+    set_slot(obj, off_connection, Py_None);
+    set_slot(obj, off_oid, Py_None);
+    return obj;
+}
+
 /* _codecs.encode as protocol-2 pickles of bytes call it. */
 static PyObject *
 codecs_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -885,6 +1181,9 @@ configure(PyObject *module, PyObject *args)
     off_oid = member_offset(base, "_p_oid");
     if (off_status < 0 || off_serial < 0 || off_connection < 0 || off_oid < 0)
         return NULL;
+    Py_XSETREF(persistent_base_holder, PyTuple_Pack(1, base));
+    if (persistent_base_holder == NULL)
+        return NULL;
     dict = ((PyTypeObject *)base)->tp_dict;
     Py_XSETREF(base_new, Py_XNewRef(PyDict_GetItemString(dict, "__new__")));
     Py_XSETREF(class_setter, Py_XNewRef(PyDict_GetItemString(
@@ -921,9 +1220,6 @@ configure(PyObject *module, PyObject *args)
    file, damage, a missing oid) goes to the Python method, which gives the
    answer or the error. */
 
-static PyObject *s_index, *s_dense, *s_overflow, *s_unindexed, *s_map,
-    *s_count, *s_word_size, *s_words_start, *s_start, *s_file, *s_mm,
-    *s_mapped, *s_py_load_number;
 
 static inline unsigned long long
 read_be(const unsigned char *p, int size)
@@ -1425,7 +1721,7 @@ static PyMethodDef connection_load_state_def = {
 
 /* configure_loads(ObjectReader, ObjectReader.get_state, decompress,
                    zlib.error, _EMPTY_MEMO, Connection, Connection.load_state)
-   -> load_state descriptor for Connection */
+   -> (load_state, _bind_new_object) descriptors for Connection */
 static PyObject *
 configure_loads(PyObject *module, PyObject *args)
 {
@@ -1442,8 +1738,11 @@ configure_loads(PyObject *module, PyObject *args)
     Py_XSETREF(zlib_error, Py_NewRef(error));
     Py_XSETREF(empty_memo, Py_NewRef(memo));
     Py_XSETREF(py_load_state, Py_NewRef(load_state));
-    return PyDescr_NewMethod((PyTypeObject *)connection_type,
-                             &connection_load_state_def);
+    return Py_BuildValue("(NN)",
+        PyDescr_NewMethod((PyTypeObject *)connection_type,
+                          &connection_load_state_def),
+        PyDescr_NewMethod((PyTypeObject *)connection_type,
+                          &bind_new_object_def));
 }
 
 /* set_ref_type(_OidRef): the weak reference class of the cache. */
@@ -1487,6 +1786,9 @@ py_refresh_c(PyObject *module, PyObject *obj)
 }
 
 static PyMethodDef module_methods[] = {
+    {"persistent_new", (PyCFunction)(void (*)(void))persistent_new,
+     METH_VARARGS | METH_KEYWORDS,
+     "PersistentBase.__new__: a new UNSAVED object, slots set."},
     {"configure", configure, METH_VARARGS,
      "Connect the module to durus.persistent (called once by it)."},
     {"configure_loads", configure_loads, METH_VARARGS,
@@ -1565,6 +1867,11 @@ PyInit__speedups(void)
     INTERN(s_invalid_oids, "invalid_oids");
     INTERN(s_setstate, "__setstate__");
     INTERN(s_get_state, "get_state");
+    INTERN(s_new_oid, "new_oid");
+    INTERN(s_bind_new_object, "_bind_new_object");
+    INTERN(s_class, "__class__");
+    INTERN(s_recent_objects, "recent_objects");
+    INTERN(s_unhooked_name, "_unhooked");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
     ghost_value = PyLong_FromLong(GHOST);
@@ -1585,6 +1892,17 @@ PyInit__speedups(void)
     Py_INCREF(&FeedType);
     if (PyModule_AddObject(module, "Feed", (PyObject *)&FeedType) < 0) {
         Py_DECREF(&FeedType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyType_Ready(&WriterType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&WriterType);
+    if (PyModule_AddObject(module, "PersistentIdWriter",
+                           (PyObject *)&WriterType) < 0) {
+        Py_DECREF(&WriterType);
         Py_DECREF(module);
         return NULL;
     }

@@ -170,7 +170,7 @@ class Connection(ConnectionBase):
         # conflict, another storage, a missing record) comes back to the
         # Python method above.
         _py_load_state = load_state
-        load_state = _speedups.configure_loads(
+        load_state, _fast_bind_new_object = _speedups.configure_loads(
             ObjectReader, ObjectReader.get_state, _decompress, zlib.error,
             _EMPTY_MEMO, ConnectionBase, load_state)
 
@@ -203,6 +203,12 @@ class Connection(ConnectionBase):
         objects.mapping[oid] = ref
         cache.recent_objects.map[id(obj)] = obj
         self._unhooked.append(obj)
+
+    if _speedups is not None:
+        # The compiled twin (durus/_speedups.c), same steps.
+        _py_bind_new_object = _bind_new_object
+        _bind_new_object = _fast_bind_new_object
+        del _fast_bind_new_object
 
     def _unbind_new_object(self, obj):
         self.cache.recent_objects.discard(obj)

@@ -484,6 +484,8 @@ class ComputedAttribute(PersistentObject):
 if _speedups is not None:
     # The compiled twins (durus/_speedups.c) replace the hot functions; the
     # Python versions stay as the fallback they call for unusual cases.
+    # __new__ first: configure() takes the one it finds as the standard.
+    PersistentBase.__new__ = staticmethod(_speedups.persistent_new)
     _fast_getattribute, _fast_setstate = _speedups.configure(
         PersistentBase, _variants, _EXEMPT, _standard_load_state, _note_read,
         refresh_hooks, hook_variants, Persistent.__setstate__)

@@ -132,7 +132,13 @@ class ObjectWriter(object):
         self._refs = []
         self.objects_found = []
         self.new_objects = []
-        self.pickler.persistent_id = self._make_persistent_id()
+        persistent_id = self._make_persistent_id()
+        if _speedups is not None:
+            # The compiled twin; the cases that raise go to the closure.
+            persistent_id = _speedups.PersistentIdWriter(
+                persistent_id, PersistentBase, connection, self._refs,
+                self.new_objects, self.objects_found)
+        self.pickler.persistent_id = persistent_id
 
     @property
     def refs(self):
