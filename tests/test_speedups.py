@@ -447,3 +447,85 @@ def test_loaded_objects_are_freed(tmp_path):
     alive = [obj for obj in gc.get_objects() if type(obj) is watched]
     assert alive == []
     storage.close()
+
+
+# Writing records
+
+
+class Holder(Persistent):
+    pass
+
+
+@compiled
+def test_persistent_id_writer_matches_the_python_closure():
+    results = []
+    for compiled_path in (True, False):
+        connection = Connection(MemoryStorage())
+        root = connection.get_root()
+        root['old'] = Item(1)
+        connection.commit()
+        writer_module = __import__('durus.serialize', fromlist=['x'])
+        writer = writer_module.ObjectWriter(connection)
+        closure = writer._make_persistent_id()
+        persistent_id = (writer.pickler.persistent_id if compiled_path
+                         else closure)
+        if compiled_path:
+            assert type(persistent_id).__name__ == 'PersistentIdWriter'
+        new = Item(2)
+        seen = [persistent_id(value) for value in
+                (1, 'text', None, [1], {'a': 2}, root['old'], new, new)]
+        oid_new = new._p_oid
+        assert oid_new is not None and new._p_connection is connection
+        assert seen[:5] == [None] * 5
+        assert seen[5] == (root['old']._p_oid, Item)
+        assert seen[6] == seen[7] == (oid_new, Item)
+        assert writer.new_objects == [new] and writer.objects_found == [new]
+        assert writer._refs == [root['old']._p_oid, oid_new, oid_new]
+        # Objects another connection owns, or bound without an oid.
+        other = Connection(MemoryStorage())
+        other.get_root()['x'] = foreign = Item(3)
+        other.commit()
+        with pytest.raises(ValueError, match='another connection'):
+            persistent_id(foreign)
+        odd = Item(4)
+        odd._p_connection = connection
+        with pytest.raises(ValueError, match='no oid'):
+            persistent_id(odd)
+        results.append((seen[:6], writer._refs[:1]))
+        writer.close()
+    assert results[0] == results[1]
+
+
+@compiled
+def test_bind_new_object_matches_the_python_method():
+    outcomes = []
+    for bind in (Connection._bind_new_object, Connection._py_bind_new_object):
+        connection = Connection(MemoryStorage())
+        obj = Holder()
+        obj.a = 1
+        obj.b = [2]
+        before = obj.__dict__
+        oid = connection.new_oid()
+        bind(connection, obj, oid)
+        assert obj._p_oid == oid and obj._p_connection is connection
+        assert obj._p_serial == connection.transaction_serial
+        assert obj.__dict__ == {'a': 1, 'b': [2]}
+        assert obj.__dict__ is not before  # a fresh, plain dict
+        assert connection.cache.get(oid) is obj
+        assert obj in connection.cache.recent_objects
+        assert connection._unhooked[-1] is obj
+        outcomes.append((type(obj), obj._p_status))
+    assert outcomes[0] == outcomes[1]
+
+
+@compiled
+def test_persistent_new_sets_the_slots():
+    item = Item.__new__(Item, 'ignored', key='ignored')
+    assert type(item) is Item
+    assert (item._p_status, item._p_serial, item._p_connection,
+            item._p_oid) == (1, 0, None, None)
+    with pytest.raises(TypeError):
+        PersistentBase.__new__(int)
+    with pytest.raises(TypeError):
+        PersistentBase.__new__()
+    assert Custom().made_by_new
