@@ -1416,10 +1416,10 @@ done:
    goes to the Python method. */
 
 static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
-    *reader_type, *file_storage_type, *py_load_state;
+    *reader_type, *file_storage_type, *py_load_state, *py_get_stored_pickle;
 static PyObject *s_record_classes, *s_shared, *s_feed, *s_memo, *s_load,
     *s_load_count, *s_reader, *s_storage, *s_shelf, *s_invalid_oids,
-    *s_setstate, *s_get_state;
+    *s_setstate, *s_get_state, *s_get_stored_pickle;
 
 /* The first b'\nq\x00.' at or after offset 3 (where Durus's class
    pickles end), or NULL. */
@@ -1634,8 +1634,10 @@ connection_load_state(PyObject *connection, PyObject *obj)
     unsigned long length;
     const unsigned char *p;
 
-    if (!is_persistent_instance(obj))
-        goto python;
+    if (!is_persistent_instance(obj) ||
+            _PyType_Lookup(Py_TYPE(connection), s_get_stored_pickle) !=
+            py_get_stored_pickle)
+        goto python;  /* (a subclass reads records its own way) */
     status = slot(obj, off_status);
     oid = slot(obj, off_oid);
     if (status == NULL || oid == NULL || status_of(status) != GHOST)
@@ -1720,18 +1722,21 @@ static PyMethodDef connection_load_state_def = {
 };
 
 /* configure_loads(ObjectReader, ObjectReader.get_state, decompress,
-                   zlib.error, _EMPTY_MEMO, Connection, Connection.load_state)
+                   zlib.error, _EMPTY_MEMO, Connection, Connection.load_state,
+                   Connection.get_stored_pickle)
    -> (load_state, _bind_new_object) descriptors for Connection */
 static PyObject *
 configure_loads(PyObject *module, PyObject *args)
 {
     PyObject *new_reader_type, *get_state, *decompress, *error, *memo,
-        *connection_type, *load_state;
-    if (!PyArg_ParseTuple(args, "O!OOOO!O!O:configure_loads",
+        *connection_type, *load_state, *stored_pickle;
+    if (!PyArg_ParseTuple(args, "O!OOOO!O!OO:configure_loads",
                           &PyType_Type, &new_reader_type, &get_state,
                           &decompress, &error, &PyDict_Type, &memo,
-                          &PyType_Type, &connection_type, &load_state))
+                          &PyType_Type, &connection_type, &load_state,
+                          &stored_pickle))
         return NULL;
+    Py_XSETREF(py_get_stored_pickle, Py_NewRef(stored_pickle));
     Py_XSETREF(reader_type, Py_NewRef(new_reader_type));
     Py_XSETREF(py_get_state, Py_NewRef(get_state));
     Py_XSETREF(decompress_func, Py_NewRef(decompress));
@@ -1867,6 +1872,7 @@ PyInit__speedups(void)
     INTERN(s_invalid_oids, "invalid_oids");
     INTERN(s_setstate, "__setstate__");
     INTERN(s_get_state, "get_state");
+    INTERN(s_get_stored_pickle, "get_stored_pickle");
     INTERN(s_new_oid, "new_oid");
     INTERN(s_bind_new_object, "_bind_new_object");
     INTERN(s_class, "__class__");

@@ -172,7 +172,7 @@ class Connection(ConnectionBase):
         _py_load_state = load_state
         load_state, _fast_bind_new_object = _speedups.configure_loads(
             ObjectReader, ObjectReader.get_state, _decompress, zlib.error,
-            _EMPTY_MEMO, ConnectionBase, load_state)
+            _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle)
 
     def note_access(self, obj):
         _raw_set(obj, '_p_serial', self.transaction_serial)

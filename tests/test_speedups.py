@@ -529,3 +529,21 @@ def test_persistent_new_sets_the_slots():
     with pytest.raises(TypeError):
         PersistentBase.__new__()
     assert Custom().made_by_new
+
+
+@compiled
+def test_load_state_uses_a_subclass_get_stored_pickle(tmp_path):
+    class Counting(Connection):
+        reads = 0
+
+        def get_stored_pickle(self, oid):
+            Counting.reads += 1
+            return Connection.get_stored_pickle(self, oid)
+
+    path = tmp_path / 'db.durus'
+    make_file(path)
+    storage = FileStorage(str(path), readonly=True)
+    connection = Counting(storage)
+    assert connection.get_root()[4].n == 4
+    assert Counting.reads >= 2
+    storage.close()
