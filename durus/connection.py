@@ -165,7 +165,7 @@ class Connection(ConnectionBase):
         type(obj).__setstate__(obj, self.reader.get_state(data))
 
     if _speedups is not None:
-        # The compiled twin (durus/_speedups.c): reads FileStorage records
+        # The compiled twin (csrc/): reads FileStorage records
         # and fills the ghost without Python frames; anything unusual (a
         # conflict, another storage, a missing record) comes back to the
         # Python method above.
@@ -205,7 +205,7 @@ class Connection(ConnectionBase):
         self._unhooked.append(obj)
 
     if _speedups is not None:
-        # The compiled twin (durus/_speedups.c), same steps.
+        # The compiled twin (csrc/), same steps.
         _py_bind_new_object = _bind_new_object
         _bind_new_object = _fast_bind_new_object
         del _fast_bind_new_object

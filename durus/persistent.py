@@ -137,7 +137,7 @@ def _make_variants(cls):
         real_del(self, name)
 
     if _fast_getattribute is not None and real_get is _object_getattribute:
-        # The compiled twin of watched_getattribute (durus/_speedups.c).
+        # The compiled twin of watched_getattribute (csrc/).
         watched = _fast_getattribute
     else:
         watched = watched_getattribute
@@ -482,7 +482,7 @@ class ComputedAttribute(PersistentObject):
 
 
 if _speedups is not None:
-    # The compiled twins (durus/_speedups.c) replace the hot functions; the
+    # The compiled twins (csrc/) replace the hot functions; the
     # Python versions stay as the fallback they call for unusual cases.
     # __new__ first: configure() takes the one it finds as the standard.
     PersistentBase.__new__ = staticmethod(_speedups.persistent_new)

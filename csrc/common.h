@@ -1,0 +1,107 @@
+/* durus._speedups: what every part shares.
+
+   The module's references to the Python side (set once by configure()
+   and configure_loads(), called by durus.persistent and durus.connection
+   at import), interned attribute names, and the slot helpers. */
+
+#ifndef DURUS_SPEEDUPS_COMMON_H
+#define DURUS_SPEEDUPS_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* Set once by configure(), from durus.persistent and durus.connection. */
+static PyObject *variants;          /* durus.persistent._variants */
+static PyObject *exempt;            /* durus.persistent._EXEMPT */
+static PyObject *standard_load_state;
+static PyObject *base_new;          /* PersistentBase.__dict__['__new__'] */
+static PyObject *class_setter;      /* object.__dict__['__class__'] */
+static PyObject *py_note_read;      /* the Python twins, for the rare paths */
+static PyObject *py_refresh_hooks;
+static PyObject *py_setstate;
+static PyObject *oid_ref_type;      /* durus.connection._OidRef */
+static PyObject *py_hook_variants;
+static PyObject *empty_tuple, *saved_value, *ghost_value, *zero_value,
+    *one_value;
+static Py_ssize_t off_status, off_serial, off_connection, off_oid;
+static int configured;
+static PyObject *persistent_base_holder;  /* (PersistentBase,) */
+
+static PyObject *s_load_state, *s_p_load_state, *s_note_access,
+    *s_transaction_serial, *s_unhooked, *s_key, *s_dict, *s_new, *s_append,
+    *s_mapping, *s_callback, *s_latin1, *s_cache, *s_objects,
+    *s_placeholder_origins, *s_connection, *s_load_persistent_id;
+
+static PyObject *s_index, *s_dense, *s_overflow, *s_unindexed, *s_map,
+    *s_count, *s_word_size, *s_words_start, *s_start, *s_file, *s_mm,
+    *s_mapped, *s_py_load_number;
+
+#define GHOST (-1)
+#define SAVED 0
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+/* The slot's value (borrowed), or NULL when unset: the caller then takes
+   the Python path, which raises the same AttributeError as before. */
+static inline PyObject *
+slot(PyObject *obj, Py_ssize_t off)
+{
+    return SLOT(obj, off);
+}
+
+static inline void
+set_slot(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *old = SLOT(obj, off);
+    Py_INCREF(value);
+    SLOT(obj, off) = value;
+    Py_XDECREF(old);
+}
+
+/* -1, 0 or 1 as a C long; anything else (an odd status) gives 2. */
+static inline long
+status_of(PyObject *status)
+{
+    if (PyLong_CheckExact(status)) {
+        int overflow;
+        long value = PyLong_AsLongAndOverflow(status, &overflow);
+        if (!overflow && value >= -1 && value <= 1)
+            return value;
+    }
+    return 2;
+}
+
+static int
+is_persistent_instance(PyObject *obj)
+{
+    /* The slot offsets are valid for instances of PersistentBase's
+       subclasses only; variants is keyed by exactly those classes. */
+    return configured && PyDict_GetItemWithError(variants,
+                                                 (PyObject *)Py_TYPE(obj))
+                         != NULL;
+}
+
+static int
+set_type(PyObject *obj, PyObject *cls)
+{
+    return Py_TYPE(class_setter)->tp_descr_set(class_setter, obj, cls);
+}
+
+/* connection._unhooked, or NULL with no error when absent; -1 on error. */
+static int
+get_unhooked(PyObject *connection, PyObject **result)
+{
+    PyObject *value = PyObject_GetAttr(connection, s_unhooked);
+    if (value == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        *result = NULL;
+        return 0;
+    }
+    *result = value;
+    return 0;
+}
+
+#endif

@@ -1,0 +1,281 @@
+/* Attribute hooks and object state: refresh_hooks, _note_read, the
+   watched variants' __getattribute__, Persistent.__setstate__ and
+   PersistentBase.__new__ (durus/persistent.py).
+
+   Part of durus._speedups, compiled as one translation unit by
+   csrc/module.c (which includes every part), so that the helpers of
+   common.h stay static. */
+
+/* refresh_hooks(obj) of durus.persistent.  Returns 0, or -1 with an error. */
+static int
+refresh(PyObject *obj)
+{
+    PyObject *cls = (PyObject *)Py_TYPE(obj);
+    PyObject *triple = PyDict_GetItemWithError(variants, cls);
+    PyObject *status = slot(obj, off_status);
+    PyObject *connection = slot(obj, off_connection);
+    PyObject *wanted = NULL, *unhooked = NULL, *serial = NULL,
+        *current = NULL;
+    long state;
+    int result = -1;
+
+    if (triple == NULL || !PyList_CheckExact(triple) ||
+            PyList_GET_SIZE(triple) != 4 || status == NULL ||
+            connection == NULL || slot(obj, off_serial) == NULL) {
+        PyObject *r;
+        if (PyErr_Occurred())
+            return -1;
+        r = PyObject_CallOneArg(py_refresh_hooks, obj);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    /* Python code may run below (attribute reads of the connection). */
+    Py_INCREF(triple);
+    Py_INCREF(connection);
+    state = status_of(status);
+    if (state == GHOST)
+        wanted = Py_NewRef(PyList_GET_ITEM(triple, 1));
+    else if (connection == Py_None)
+        wanted = Py_NewRef(PyList_GET_ITEM(triple, 0));
+    else {
+        int same = 0;
+        if (get_unhooked(connection, &unhooked) < 0)
+            goto done;
+        if (unhooked != NULL && unhooked != Py_None) {
+            serial = Py_NewRef(slot(obj, off_serial));
+            current = PyObject_GetAttr(connection, s_transaction_serial);
+            if (current == NULL)
+                goto done;
+            same = PyObject_RichCompareBool(serial, current, Py_EQ);
+            if (same < 0)
+                goto done;
+        }
+        if (!same)
+            wanted = Py_NewRef(PyList_GET_ITEM(triple, 1));
+        else {
+            if (state == SAVED) {
+                /* The saved variant is made on first need (by Python). */
+                wanted = PyList_GET_ITEM(triple, 2);
+                if (wanted == Py_None)
+                    wanted = PyObject_CallNoArgs(PyList_GET_ITEM(triple, 3));
+                else
+                    Py_INCREF(wanted);
+                if (wanted == NULL)
+                    goto done;
+            }
+            else
+                wanted = Py_NewRef(PyList_GET_ITEM(triple, 0));
+            if (wanted != cls) {
+                /* Listed to be hooked again when the transaction ends. */
+                if (PyList_CheckExact(unhooked)) {
+                    if (PyList_Append(unhooked, obj) < 0)
+                        goto done;
+                }
+                else {
+                    PyObject *r = PyObject_CallMethodOneArg(unhooked,
+                                                            s_append, obj);
+                    if (r == NULL)
+                        goto done;
+                    Py_DECREF(r);
+                }
+            }
+        }
+    }
+    if (wanted != cls && set_type(obj, wanted) < 0)
+        goto done;
+    result = 0;
+done:
+    Py_XDECREF(wanted);
+    Py_XDECREF(unhooked);
+    Py_XDECREF(serial);
+    Py_XDECREF(current);
+    Py_DECREF(connection);
+    Py_DECREF(triple);
+    return result;
+}
+
+/* _note_read(obj) of durus.persistent. */
+static int
+note_read(PyObject *obj)
+{
+    PyObject *connection = slot(obj, off_connection);
+    PyObject *status = slot(obj, off_status);
+    PyObject *serial, *current;
+    int same;
+
+    if (connection == NULL || status == NULL) {
+        PyObject *r = PyObject_CallOneArg(py_note_read, obj);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    Py_INCREF(connection);
+    if (status_of(status) == GHOST) {
+        PyObject *method = _PyType_Lookup(Py_TYPE(obj), s_p_load_state);
+        if (connection != Py_None && method == standard_load_state) {
+            PyObject *r = PyObject_CallMethodOneArg(connection, s_load_state,
+                                                    obj);
+            if (r == NULL) {
+                Py_DECREF(connection);
+                return -1;
+            }
+            Py_DECREF(r);
+            set_slot(obj, off_status, saved_value);
+        }
+        else {
+            PyObject *bound = PyObject_GenericGetAttr(obj, s_p_load_state);
+            PyObject *r;
+            if (bound == NULL) {
+                Py_DECREF(connection);
+                return -1;
+            }
+            r = PyObject_CallNoArgs(bound);
+            Py_DECREF(bound);
+            if (r == NULL) {
+                Py_DECREF(connection);
+                return -1;
+            }
+            Py_DECREF(r);
+            Py_DECREF(connection);
+            connection = slot(obj, off_connection);
+            if (connection == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "_p_connection");
+                return -1;
+            }
+            Py_INCREF(connection);
+        }
+    }
+    if (connection != Py_None) {
+        serial = slot(obj, off_serial);
+        if (serial == NULL) {
+            Py_DECREF(connection);
+            PyErr_SetString(PyExc_AttributeError, "_p_serial");
+            return -1;
+        }
+        Py_INCREF(serial);
+        current = PyObject_GetAttr(connection, s_transaction_serial);
+        if (current == NULL) {
+            Py_DECREF(serial);
+            Py_DECREF(connection);
+            return -1;
+        }
+        same = PyObject_RichCompareBool(serial, current, Py_EQ);
+        Py_DECREF(serial);
+        Py_DECREF(current);
+        if (same < 0) {
+            Py_DECREF(connection);
+            return -1;
+        }
+        if (!same) {
+            PyObject *r = PyObject_CallMethodOneArg(connection, s_note_access,
+                                                    obj);
+            if (r == NULL) {
+                Py_DECREF(connection);
+                return -1;
+            }
+            Py_DECREF(r);
+        }
+    }
+    Py_DECREF(connection);
+    return refresh(obj);
+}
+
+static int
+is_exempt(PyObject *name)
+{
+    /* name[:3] == '_p_' or name in _EXEMPT */
+    if (PyUnicode_GET_LENGTH(name) >= 3 &&
+            PyUnicode_READ_CHAR(name, 0) == '_' &&
+            PyUnicode_READ_CHAR(name, 1) == 'p' &&
+            PyUnicode_READ_CHAR(name, 2) == '_')
+        return 1;
+    return PySet_Contains(exempt, name);
+}
+
+/* The __getattribute__ of watched variants whose class reads attributes
+   the standard way (object.__getattribute__). */
+static PyObject *
+watched_getattribute(PyObject *self, PyObject *name)
+{
+    if (PyUnicode_Check(name)) {
+        int skip = is_exempt(name);
+        if (skip < 0)
+            return NULL;
+        if (!skip && note_read(self) < 0)
+            return NULL;
+    }
+    return PyObject_GenericGetAttr(self, name);
+}
+
+static PyMethodDef watched_getattribute_def = {
+    "__getattribute__", (PyCFunction)watched_getattribute, METH_O,
+    "Load a ghost and note the access before reading the attribute."
+};
+
+/* Persistent.__setstate__: a new __dict__ with interned keys.  Only a
+   plain dict with str keys (what unpickling gives) is handled here: no
+   Python code can run while it is copied.  Anything else goes to Python. */
+static PyObject *
+persistent_setstate(PyObject *self, PyObject *state)
+{
+    PyObject *attributes, *key, *value;
+    Py_ssize_t pos = 0;
+    int failed;
+
+    if (!PyDict_CheckExact(state))
+        return PyObject_CallFunctionObjArgs(py_setstate, self, state, NULL);
+    while (PyDict_Next(state, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key))
+            return PyObject_CallFunctionObjArgs(py_setstate, self, state,
+                                                NULL);
+    }
+    attributes = PyDict_New();
+    if (attributes == NULL)
+        return NULL;
+    pos = 0;
+    while (PyDict_Next(state, &pos, &key, &value)) {
+        Py_INCREF(key);
+        PyUnicode_InternInPlace(&key);
+        failed = PyDict_SetItem(attributes, key, value);
+        Py_DECREF(key);
+        if (failed < 0) {
+            Py_DECREF(attributes);
+            return NULL;
+        }
+    }
+    failed = PyObject_GenericSetAttr(self, s_dict, attributes);
+    Py_DECREF(attributes);
+    if (failed < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef persistent_setstate_def = {
+    "__setstate__", (PyCFunction)persistent_setstate, METH_O,
+    "Take the unpickled state as the instance __dict__ (keys interned)."
+};
+
+/* PersistentBase.__new__: the four slots set, no Python frame. */
+static PyObject *
+persistent_new(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    PyObject *cls, *obj;
+    if (PyTuple_GET_SIZE(args) < 1 || !PyType_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "PersistentBase.__new__(cls): cls must be a class");
+        return NULL;
+    }
+    cls = PyTuple_GET_ITEM(args, 0);
+    if (!configured || !PyType_IsSubtype((PyTypeObject *)cls,
+            (PyTypeObject *)PyTuple_GET_ITEM(persistent_base_holder, 0))) {
+        PyErr_Format(PyExc_TypeError, "%R is not a persistent class", cls);
+        return NULL;
+    }
+    obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, empty_tuple, NULL);
+    if (obj == NULL)
+        return NULL;
+    set_slot(obj, off_status, one_value);  /* UNSAVED */
+    set_slot(obj, off_serial, zero_value);
+    set_slot(obj, off_connection, Py_None);
+    set_slot(obj, off_oid, Py_None);
+    return obj;
+}

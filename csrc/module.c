@@ -1,0 +1,267 @@
+/* durus._speedups: optional compiled twins of durus's per-object steps.
+
+   Everything here has a pure-Python twin (durus.persistent, durus.connection,
+   durus.serialize, durus.shelf) that stays the reference and runs whenever
+   this module is missing or DURUS_NO_SPEEDUPS is set; the tests run both.
+   Each function handles the common case itself and hands anything unusual
+   (an unset slot, a class without variants yet, a connection or storage of
+   another kind, a conflict, damage) to its Python twin, so the two cannot
+   drift apart on rare paths.  docs/architecture.md lists what stands in for
+   what.
+
+   This file holds configure(), the module table and the module's init; the
+   parts below hold the functions, one job each. */
+
+#include "common.h"
+
+/* The parts, in dependency order (see the note at the top of each). */
+#include "hooks.c"
+#include "cache.c"
+#include "feed.c"
+#include "writer.c"
+#include "shelf.c"
+#include "reader.c"
+
+static Py_ssize_t
+member_offset(PyObject *cls, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString(cls, name);
+    Py_ssize_t offset = -1;
+    if (descr == NULL)
+        return -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX)
+            offset = member->offset;
+    }
+    Py_DECREF(descr);
+    if (offset < 0)
+        PyErr_Format(PyExc_TypeError, "%s is not an object slot", name);
+    return offset;
+}
+
+/* configure(PersistentBase, _variants, _EXEMPT, standard_load_state,
+              _note_read, refresh_hooks, hook_variants, setstate)
+   -> (watched __getattribute__, Persistent.__setstate__) descriptors. */
+static PyObject *
+configure(PyObject *module, PyObject *args)
+{
+    PyObject *base, *new_variants, *new_exempt, *load_state, *note, *refresh_,
+        *hooks, *setstate, *getattribute_descr, *setstate_descr;
+    PyObject *dict;
+
+    if (!PyArg_ParseTuple(args, "O!O!O!OOOOO:configure", &PyType_Type,
+                          &base, &PyDict_Type, &new_variants,
+                          &PyFrozenSet_Type, &new_exempt, &load_state, &note,
+                          &refresh_, &hooks, &setstate))
+        return NULL;
+    off_status = member_offset(base, "_p_status");
+    off_serial = member_offset(base, "_p_serial");
+    off_connection = member_offset(base, "_p_connection");
+    off_oid = member_offset(base, "_p_oid");
+    if (off_status < 0 || off_serial < 0 || off_connection < 0 || off_oid < 0)
+        return NULL;
+    Py_XSETREF(persistent_base_holder, PyTuple_Pack(1, base));
+    if (persistent_base_holder == NULL)
+        return NULL;
+    dict = ((PyTypeObject *)base)->tp_dict;
+    Py_XSETREF(base_new, Py_XNewRef(PyDict_GetItemString(dict, "__new__")));
+    Py_XSETREF(class_setter, Py_XNewRef(PyDict_GetItemString(
+        PyBaseObject_Type.tp_dict, "__class__")));
+    if (base_new == NULL || class_setter == NULL ||
+            Py_TYPE(class_setter)->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "unexpected PersistentBase");
+        return NULL;
+    }
+    Py_XSETREF(variants, Py_NewRef(new_variants));
+    Py_XSETREF(exempt, Py_NewRef(new_exempt));
+    Py_XSETREF(standard_load_state, Py_NewRef(load_state));
+    Py_XSETREF(py_note_read, Py_NewRef(note));
+    Py_XSETREF(py_refresh_hooks, Py_NewRef(refresh_));
+    Py_XSETREF(py_hook_variants, Py_NewRef(hooks));
+    Py_XSETREF(py_setstate, Py_NewRef(setstate));
+    getattribute_descr = PyDescr_NewMethod((PyTypeObject *)base,
+                                           &watched_getattribute_def);
+    if (getattribute_descr == NULL)
+        return NULL;
+    setstate_descr = PyDescr_NewMethod((PyTypeObject *)base,
+                                       &persistent_setstate_def);
+    if (setstate_descr == NULL) {
+        Py_DECREF(getattribute_descr);
+        return NULL;
+    }
+    configured = 1;
+    return Py_BuildValue("(NN)", getattribute_descr, setstate_descr);
+}
+
+/* set_ref_type(_OidRef): the weak reference class of the cache. */
+static PyObject *
+set_ref_type(PyObject *module, PyObject *ref_type)
+{
+    if (!PyType_Check(ref_type) ||
+            !PyType_IsSubtype((PyTypeObject *)ref_type,
+                              &_PyWeakref_RefType)) {
+        PyErr_SetString(PyExc_TypeError, "a weakref.ref subclass is needed");
+        return NULL;
+    }
+    Py_XSETREF(oid_ref_type, Py_NewRef(ref_type));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_note_read_c(PyObject *module, PyObject *obj)
+{
+    if (!is_persistent_instance(obj)) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_CallOneArg(py_note_read, obj);
+    }
+    if (note_read(obj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_refresh_c(PyObject *module, PyObject *obj)
+{
+    if (!is_persistent_instance(obj)) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_CallOneArg(py_refresh_hooks, obj);
+    }
+    if (refresh(obj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"persistent_new", (PyCFunction)(void (*)(void))persistent_new,
+     METH_VARARGS | METH_KEYWORDS,
+     "PersistentBase.__new__: a new UNSAVED object, slots set."},
+    {"configure", configure, METH_VARARGS,
+     "Connect the module to durus.persistent (called once by it)."},
+    {"configure_loads", configure_loads, METH_VARARGS,
+     "Connect the module to the reader, connection and FileStorage."},
+    {"set_file_storage_type", set_file_storage_type, METH_O,
+     "Name the FileStorage class whose shelf can be read directly."},
+    {"get_state", (PyCFunction)(void (*)(void))reader_get_state,
+     METH_FASTCALL, "ObjectReader.get_state(data) (the loading form)."},
+    {"set_ref_type", set_ref_type, METH_O,
+     "Give the cache's weak reference class (called once by connection)."},
+    {"note_read", py_note_read_c, METH_O,
+     "durus.persistent._note_read: load a ghost, note the access."},
+    {"refresh_hooks", py_refresh_c, METH_O,
+     "durus.persistent.refresh_hooks: the type variant for obj's state."},
+    {"shelf_load_number", (PyCFunction)(void (*)(void))shelf_load_number,
+     METH_FASTCALL, "Shelf.load_number for mapped files (else the Python one)."},
+    {"get_instance", (PyCFunction)(void (*)(void))get_instance, METH_FASTCALL,
+     "get_instance(objects, oid, cls, connection): cached object or ghost."},
+    {"codecs_encode", (PyCFunction)(void (*)(void))codecs_encode,
+     METH_FASTCALL, "_codecs.encode with latin-1 text answered directly."},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "durus._speedups",
+    "Compiled versions of durus's per-load steps (optional).", -1,
+    module_methods
+};
+
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyObject *module;
+    INTERN(s_load_state, "load_state");
+    INTERN(s_p_load_state, "_p_load_state");
+    INTERN(s_note_access, "note_access");
+    INTERN(s_transaction_serial, "transaction_serial");
+    INTERN(s_unhooked, "_unhooked");
+    INTERN(s_key, "key");
+    INTERN(s_dict, "__dict__");
+    INTERN(s_new, "__new__");
+    INTERN(s_append, "append");
+    INTERN(s_mapping, "mapping");
+    INTERN(s_callback, "_callback");
+    INTERN(s_latin1, "latin1");
+    INTERN(s_cache, "cache");
+    INTERN(s_objects, "objects");
+    INTERN(s_placeholder_origins, "_placeholder_origins");
+    INTERN(s_connection, "connection");
+    INTERN(s_load_persistent_id, "load_persistent_id");
+    INTERN(s_index, "index");
+    INTERN(s_dense, "dense");
+    INTERN(s_overflow, "overflow");
+    INTERN(s_unindexed, "_unindexed");
+    INTERN(s_map, "map");
+    INTERN(s_count, "count");
+    INTERN(s_word_size, "word_size");
+    INTERN(s_words_start, "_words_start");
+    INTERN(s_start, "start");
+    INTERN(s_file, "file");
+    INTERN(s_mm, "_map");
+    INTERN(s_mapped, "_mapped");
+    INTERN(s_py_load_number, "_py_load_number");
+    INTERN(s_record_classes, "_record_classes");
+    INTERN(s_shared, "_shared");
+    INTERN(s_feed, "_feed");
+    INTERN(s_memo, "memo");
+    INTERN(s_load, "load");
+    INTERN(s_load_count, "load_count");
+    INTERN(s_reader, "reader");
+    INTERN(s_storage, "storage");
+    INTERN(s_shelf, "shelf");
+    INTERN(s_invalid_oids, "invalid_oids");
+    INTERN(s_setstate, "__setstate__");
+    INTERN(s_get_state, "get_state");
+    INTERN(s_get_stored_pickle, "get_stored_pickle");
+    INTERN(s_new_oid, "new_oid");
+    INTERN(s_bind_new_object, "_bind_new_object");
+    INTERN(s_class, "__class__");
+    INTERN(s_recent_objects, "recent_objects");
+    INTERN(s_unhooked_name, "_unhooked");
+    empty_tuple = PyTuple_New(0);
+    saved_value = PyLong_FromLong(SAVED);
+    ghost_value = PyLong_FromLong(GHOST);
+    zero_value = PyLong_FromLong(0);
+    one_value = PyLong_FromLong(1);
+    if (!empty_tuple || !saved_value || !ghost_value || !zero_value ||
+            !one_value)
+        return NULL;
+    if (PyType_Ready(&LoaderType) < 0)
+        return NULL;
+    module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    if (PyType_Ready(&FeedType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&FeedType);
+    if (PyModule_AddObject(module, "Feed", (PyObject *)&FeedType) < 0) {
+        Py_DECREF(&FeedType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyType_Ready(&WriterType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&WriterType);
+    if (PyModule_AddObject(module, "PersistentIdWriter",
+                           (PyObject *)&WriterType) < 0) {
+        Py_DECREF(&WriterType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&LoaderType);
+    if (PyModule_AddObject(module, "PersistentLoader",
+                           (PyObject *)&LoaderType) < 0) {
+        Py_DECREF(&LoaderType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,372 @@
+/* Reading records: ObjectReader.get_state, Connection.load_state and
+   the _codecs.encode global (durus/serialize.py, durus/connection.py).
+
+   Part of durus._speedups, compiled as one translation unit by
+   csrc/module.c (which includes every part), so that the helpers of
+   common.h stay static. */
+
+/* _codecs.encode as protocol-2 pickles of bytes call it. */
+static PyObject *
+codecs_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 2 && PyUnicode_CheckExact(args[0]) &&
+            PyUnicode_CheckExact(args[1]) &&
+            PyUnicode_Compare(args[1], s_latin1) == 0)
+        return PyUnicode_AsLatin1String(args[0]);
+    {
+        PyObject *codecs = PyImport_ImportModule("_codecs");
+        PyObject *encode, *result;
+        if (codecs == NULL)
+            return NULL;
+        encode = PyObject_GetAttrString(codecs, "encode");
+        Py_DECREF(codecs);
+        if (encode == NULL)
+            return NULL;
+        result = PyObject_Vectorcall(encode, args, nargs, NULL);
+        Py_DECREF(encode);
+        return result;
+    }
+}
+
+/* ObjectReader.get_state(data) and Connection.load_state(obj).
+
+   get_state: the class pickle is found in the reader's cache of validated
+   class pickles, the state is decompressed and read with the reader's
+   shared unpickler, exactly as durus.serialize does; a class pickle not
+   seen yet, or a shared unpickler not made yet or busy (a nested load),
+   goes to the Python method. */
+
+static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
+    *reader_type, *file_storage_type, *py_load_state, *py_get_stored_pickle;
+static PyObject *s_record_classes, *s_shared, *s_feed, *s_memo, *s_load,
+    *s_load_count, *s_reader, *s_storage, *s_shelf, *s_invalid_oids,
+    *s_setstate, *s_get_state, *s_get_stored_pickle;
+
+/* The first b'\nq\x00.' at or after offset 3 (where Durus's class
+   pickles end), or NULL. */
+static const char *
+class_pickle_end(const char *bytes, Py_ssize_t size)
+{
+    const char *p = bytes + 3, *stop = bytes + size - 3;
+    while (p < stop) {
+        p = memchr(p, '\n', stop - p);
+        if (p == NULL)
+            return NULL;
+        if (p[1] == 'q' && p[2] == '\0' && p[3] == '.')
+            return p;
+        p++;
+    }
+    return NULL;
+}
+
+static PyObject *
+python_get_state(PyObject *reader, PyObject *data)
+{
+    return PyObject_CallMethodOneArg(reader, s_get_state, data);
+}
+
+static PyObject *
+get_state_impl(PyObject *reader, PyObject *data)
+{
+    PyObject *classes, *key, *entry, *memo, *state, *shared = NULL,
+        *feed = NULL, *value = NULL, *count, *new_count;
+    const char *bytes;
+    Py_ssize_t size, end;
+    const char *found;
+
+    if (!PyBytes_CheckExact(data) ||
+            (PyObject *)Py_TYPE(reader) != reader_type)
+        return python_get_state(reader, data);
+    bytes = PyBytes_AS_STRING(data);
+    size = PyBytes_GET_SIZE(data);
+    found = size > 7 ? class_pickle_end(bytes, size) : NULL;
+    if (found == NULL)
+        return python_get_state(reader, data);
+    end = found - bytes + 4;
+    classes = PyObject_GetAttr(reader, s_record_classes);
+    if (classes == NULL)
+        return NULL;
+    key = PyBytes_FromStringAndSize(bytes, end);
+    if (key == NULL) {
+        Py_DECREF(classes);
+        return NULL;
+    }
+    entry = PyDict_CheckExact(classes) ?
+        PyDict_GetItemWithError(classes, key) : NULL;
+    Py_DECREF(key);
+    if (entry == NULL || !PyTuple_CheckExact(entry) ||
+            PyTuple_GET_SIZE(entry) != 2) {
+        Py_DECREF(classes);
+        if (PyErr_Occurred())
+            return NULL;
+        return python_get_state(reader, data);
+    }
+    memo = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+    Py_DECREF(classes);
+    if (end < size && (unsigned char)bytes[end] == 0x78) {
+        PyObject *compressed = PyBytes_FromStringAndSize(bytes + end,
+                                                         size - end);
+        if (compressed == NULL) {
+            Py_DECREF(memo);
+            return NULL;
+        }
+        state = PyObject_CallOneArg(decompress_func, compressed);
+        if (state == NULL && PyErr_ExceptionMatches(zlib_error)) {
+            /* Not compressed after all: the bytes are the pickle. */
+            PyErr_Clear();
+            state = Py_NewRef(compressed);
+        }
+        Py_DECREF(compressed);
+    }
+    else
+        state = PyBytes_FromStringAndSize(bytes + end, size - end);
+    if (state == NULL) {
+        Py_DECREF(memo);
+        return NULL;
+    }
+    count = PyObject_GetAttr(reader, s_load_count);
+    if (count == NULL)
+        goto done;
+    new_count = PyNumber_Add(count, one_value);
+    Py_DECREF(count);
+    if (new_count == NULL)
+        goto done;
+    if (PyObject_SetAttr(reader, s_load_count, new_count) < 0) {
+        Py_DECREF(new_count);
+        goto done;
+    }
+    Py_DECREF(new_count);
+    shared = PyObject_GetAttr(reader, s_shared);
+    feed = shared ? PyObject_GetAttr(reader, s_feed) : NULL;
+    if (feed == NULL)
+        goto done;
+    if (shared == Py_None || !Py_IS_TYPE(feed, &FeedType) ||
+            !PyBytes_CheckExact(state)) {
+        /* Not made yet, or busy: the Python method knows what to do. */
+        value = PyObject_CallMethod(reader, "_load_state_pickle", "OO",
+                                    state, memo);
+        goto done;
+    }
+    if (PyObject_SetAttr(reader, s_shared, Py_None) < 0 ||
+            PyObject_SetAttr(reader, s_feed, Py_None) < 0)
+        goto done;
+    Py_SETREF(((FeedObject *)feed)->data, Py_NewRef(state));
+    ((FeedObject *)feed)->pos = 0;
+    if (PyObject_SetAttr(shared, s_memo, memo) == 0)
+        value = PyObject_CallMethodNoArgs(shared, s_load);
+    if (value == NULL) {
+        /* Its input buffer may hold the rest of this pickle: drop it. */
+        PyObject *type, *error, *traceback, *fresh;
+        PyErr_Fetch(&type, &error, &traceback);
+        fresh = PyObject_CallNoArgs((PyObject *)&FeedType);
+        if (fresh == NULL || PyObject_SetAttr(reader, s_feed, fresh) < 0)
+            PyErr_Clear();
+        Py_XDECREF(fresh);
+        PyErr_Restore(type, error, traceback);
+        goto done;
+    }
+    if (PyObject_SetAttr(reader, s_feed, feed) < 0)
+        goto fail;
+    if (((FeedObject *)feed)->pos == PyBytes_GET_SIZE(state)) {
+        /* Its memo would keep this state's objects alive. */
+        if (PyObject_SetAttr(shared, s_memo, empty_memo) < 0 ||
+                PyObject_SetAttr(reader, s_shared, shared) < 0)
+            goto fail;
+    }
+    /* else: bytes after the STOP opcode are still buffered: drop it. */
+    {
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        if (empty == NULL)
+            goto fail;
+        Py_SETREF(((FeedObject *)feed)->data, empty);
+    }
+    goto done;
+fail:
+    Py_CLEAR(value);
+done:
+    Py_XDECREF(shared);
+    Py_XDECREF(feed);
+    Py_DECREF(state);
+    Py_DECREF(memo);
+    return value;
+}
+
+static PyObject *
+reader_get_state(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "get_state(reader, data)");
+        return NULL;
+    }
+    if (reader_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "durus._speedups not configured");
+        return NULL;
+    }
+    return get_state_impl(args[0], args[1]);
+}
+
+/* The record of oid when the connection's storage is a plain FileStorage
+   and the compiled shelf lookup answers; NULL without an error when the
+   Python path must run. */
+static PyObject *
+fast_record(PyObject *connection, PyObject *oid)
+{
+    PyObject *storage, *shelf, *number, *record;
+    PyObject *args[2];
+
+    if (file_storage_type == NULL || !PyBytes_CheckExact(oid) ||
+            PyBytes_GET_SIZE(oid) != 8)
+        return NULL;
+    storage = PyObject_GetAttr(connection, s_storage);
+    if (storage == NULL)
+        return NULL;
+    if ((PyObject *)Py_TYPE(storage) != file_storage_type) {
+        Py_DECREF(storage);
+        return NULL;
+    }
+    shelf = PyObject_GetAttr(storage, s_shelf);
+    Py_DECREF(storage);
+    if (shelf == NULL)
+        return NULL;
+    number = PyLong_FromUnsignedLongLong(
+        read_be((const unsigned char *)PyBytes_AS_STRING(oid), 8));
+    if (number == NULL) {
+        Py_DECREF(shelf);
+        return NULL;
+    }
+    args[0] = shelf;
+    args[1] = number;
+    record = shelf_load_number(NULL, args, 2);
+    Py_DECREF(number);
+    Py_DECREF(shelf);
+    if (record == NULL) {
+        /* A missing oid and damage are for the Python path to report. */
+        PyErr_Clear();
+    }
+    return record;
+}
+
+static PyObject *
+connection_load_state(PyObject *connection, PyObject *obj)
+{
+    PyObject *status, *oid, *invalid, *record, *data, *reader, *state,
+        *setstate, *result;
+    Py_ssize_t size;
+    unsigned long length;
+    const unsigned char *p;
+
+    if (!is_persistent_instance(obj) ||
+            _PyType_Lookup(Py_TYPE(connection), s_get_stored_pickle) !=
+            py_get_stored_pickle)
+        goto python;  /* (a subclass reads records its own way) */
+    status = slot(obj, off_status);
+    oid = slot(obj, off_oid);
+    if (status == NULL || oid == NULL || status_of(status) != GHOST)
+        goto python;
+    invalid = PyObject_GetAttr(connection, s_invalid_oids);
+    if (invalid == NULL)
+        return NULL;
+    if (!PyAnySet_CheckExact(invalid) || PySet_GET_SIZE(invalid)) {
+        Py_DECREF(invalid);
+        goto python;
+    }
+    Py_DECREF(invalid);
+    Py_INCREF(oid);
+    record = fast_record(connection, oid);
+    Py_DECREF(oid);
+    if (record == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto python;
+    }
+    size = PyBytes_GET_SIZE(record);
+    p = (const unsigned char *)PyBytes_AS_STRING(record);
+    length = size >= 12 ? (unsigned long)read_be(p + 8, 4) : 0;
+    if (size < 12 || (Py_ssize_t)length > size - 12) {
+        Py_DECREF(record);
+        goto python;
+    }
+    data = PyBytes_FromStringAndSize((const char *)p + 12, length);
+    Py_DECREF(record);
+    if (data == NULL)
+        return NULL;
+    reader = PyObject_GetAttr(connection, s_reader);
+    if (reader == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    Py_INCREF(obj);
+    state = get_state_impl(reader, data);
+    Py_DECREF(reader);
+    Py_DECREF(data);
+    if (state == NULL) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    /* type(obj).__setstate__(obj, state) */
+    setstate = _PyType_Lookup(Py_TYPE(obj), s_setstate);
+    if (setstate == NULL) {
+        Py_DECREF(state);
+        Py_DECREF(obj);
+        PyErr_Format(PyExc_AttributeError, "%R has no __setstate__", obj);
+        return NULL;
+    }
+    Py_INCREF(setstate);
+    {
+        PyObject *call_args[2] = {obj, state};
+        result = PyObject_Vectorcall(setstate, call_args, 2, NULL);
+    }
+    Py_DECREF(setstate);
+    Py_DECREF(state);
+    Py_DECREF(obj);
+    return result;
+python:
+    return PyObject_CallFunctionObjArgs(py_load_state, connection, obj, NULL);
+}
+
+/* set_file_storage_type(FileStorage): loads from exactly this class read
+   its shelf through shelf_load_number. */
+static PyObject *
+set_file_storage_type(PyObject *module, PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "a class is needed");
+        return NULL;
+    }
+    Py_XSETREF(file_storage_type, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef connection_load_state_def = {
+    "load_state", (PyCFunction)connection_load_state, METH_O,
+    "Fill the ghost obj with its stored state."
+};
+
+/* configure_loads(ObjectReader, ObjectReader.get_state, decompress,
+                   zlib.error, _EMPTY_MEMO, Connection, Connection.load_state,
+                   Connection.get_stored_pickle)
+   -> (load_state, _bind_new_object) descriptors for Connection */
+static PyObject *
+configure_loads(PyObject *module, PyObject *args)
+{
+    PyObject *new_reader_type, *get_state, *decompress, *error, *memo,
+        *connection_type, *load_state, *stored_pickle;
+    if (!PyArg_ParseTuple(args, "O!OOOO!O!OO:configure_loads",
+                          &PyType_Type, &new_reader_type, &get_state,
+                          &decompress, &error, &PyDict_Type, &memo,
+                          &PyType_Type, &connection_type, &load_state,
+                          &stored_pickle))
+        return NULL;
+    Py_XSETREF(py_get_stored_pickle, Py_NewRef(stored_pickle));
+    Py_XSETREF(reader_type, Py_NewRef(new_reader_type));
+    Py_XSETREF(py_get_state, Py_NewRef(get_state));
+    Py_XSETREF(decompress_func, Py_NewRef(decompress));
+    Py_XSETREF(zlib_error, Py_NewRef(error));
+    Py_XSETREF(empty_memo, Py_NewRef(memo));
+    Py_XSETREF(py_load_state, Py_NewRef(load_state));
+    return Py_BuildValue("(NN)",
+        PyDescr_NewMethod((PyTypeObject *)connection_type,
+                          &connection_load_state_def),
+        PyDescr_NewMethod((PyTypeObject *)connection_type,
+                          &bind_new_object_def));
+}
