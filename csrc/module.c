@@ -108,30 +108,31 @@ set_ref_type(PyObject *module, PyObject *ref_type)
     Py_RETURN_NONE;
 }
 
+/* step(obj) for objects of a hooked persistent class, else the Python
+   twin (which makes the class's variants, or raises). */
 static PyObject *
-py_note_read_c(PyObject *module, PyObject *obj)
+run_step(int (*step)(PyObject *), PyObject *python_twin, PyObject *obj)
 {
     if (!is_persistent_instance(obj)) {
         if (PyErr_Occurred())
             return NULL;
-        return PyObject_CallOneArg(py_note_read, obj);
+        return PyObject_CallOneArg(python_twin, obj);
     }
-    if (note_read(obj) < 0)
+    if (step(obj) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *
+py_note_read_c(PyObject *module, PyObject *obj)
+{
+    return run_step(note_read, py_note_read, obj);
+}
+
+static PyObject *
 py_refresh_c(PyObject *module, PyObject *obj)
 {
-    if (!is_persistent_instance(obj)) {
-        if (PyErr_Occurred())
-            return NULL;
-        return PyObject_CallOneArg(py_refresh_hooks, obj);
-    }
-    if (refresh(obj) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return run_step(refresh, py_refresh_hooks, obj);
 }
 
 static PyMethodDef module_methods[] = {
