@@ -46,6 +46,12 @@ __all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
            'gen_every_instance', 'StillConflictedError']
 
 
+# ObjectReader.get_state, compiled when durus._speedups is present (it
+# calls the reader's own get_state for ObjectReader subclasses).
+_get_state = (ObjectReader.get_state if _speedups is None
+              else _speedups.get_state)
+
+
 class StillConflictedError(DurusError, AssertionError):
     """A commit with changes was attempted before ``abort()`` after a conflict.
 
@@ -162,7 +168,7 @@ class Connection(ConnectionBase):
             # The record is gone (packed away): the cached ghost is stale.
             raise ReadConflictError([oid]) from None
         # Through the type: no bound method to make (this runs per load).
-        type(obj).__setstate__(obj, self.reader.get_state(data))
+        type(obj).__setstate__(obj, _get_state(self.reader, data))
 
     if _speedups is not None:
         # The compiled twin (csrc/): reads FileStorage records

@@ -547,3 +547,31 @@ def test_load_state_uses_a_subclass_get_stored_pickle(tmp_path):
     assert connection.get_root()[4].n == 4
     assert Counting.reads >= 2
     storage.close()
+
+
+@compiled
+def test_load_state_through_a_wrapping_storage_reads_states_in_c(tmp_path):
+    # The shell wraps its storage (a commit gate): records then come from
+    # the wrapper's load(), states are still read by the compiled reader,
+    # and a reader subclass keeps its own get_state.
+    from durus_shell.session import CommitGate
+
+    class Reader(ObjectReader):
+        states = 0
+
+        def get_state(self, data, load=True):
+            Reader.states += 1
+            return ObjectReader.get_state(self, data, load)
+
+    path = tmp_path / 'db.durus'
+    make_file(path)
+    storage = FileStorage(str(path), readonly=True)
+    gate = CommitGate(storage)
+    connection = Connection(gate)
+    before = connection.reader.load_count
+    assert connection.get_root()[6].tags == ['t6']
+    assert connection.reader.load_count - before >= 1
+    connection.reader = Reader(connection)
+    assert connection.get_root()[7].n == 7
+    assert Reader.states >= 1
+    storage.close()
