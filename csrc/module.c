@@ -48,7 +48,6 @@ configure(PyObject *module, PyObject *args)
 {
     PyObject *base, *new_variants, *new_exempt, *load_state, *note, *refresh_,
         *hooks, *setstate, *getattribute_descr, *setstate_descr;
-    PyObject *dict;
 
     if (!PyArg_ParseTuple(args, "O!O!O!OOOOO:configure", &PyType_Type,
                           &base, &PyDict_Type, &new_variants,
@@ -64,10 +63,12 @@ configure(PyObject *module, PyObject *args)
     Py_XSETREF(persistent_base_holder, PyTuple_Pack(1, base));
     if (persistent_base_holder == NULL)
         return NULL;
-    dict = ((PyTypeObject *)base)->tp_dict;
-    Py_XSETREF(base_new, Py_XNewRef(PyDict_GetItemString(dict, "__new__")));
-    Py_XSETREF(class_setter, Py_XNewRef(PyDict_GetItemString(
-        PyBaseObject_Type.tp_dict, "__class__")));
+    /* Through _PyType_Lookup: the tp_dict of built-in types is not
+       reachable directly on Python 3.12 and later. */
+    Py_XSETREF(base_new, Py_XNewRef(_PyType_Lookup((PyTypeObject *)base,
+                                                   s_new)));
+    Py_XSETREF(class_setter, Py_XNewRef(_PyType_Lookup(&PyBaseObject_Type,
+                                                       s_class)));
     if (base_new == NULL || class_setter == NULL ||
             Py_TYPE(class_setter)->tp_descr_set == NULL) {
         PyErr_SetString(PyExc_TypeError, "unexpected PersistentBase");

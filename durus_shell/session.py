@@ -456,23 +456,33 @@ class QuitRequest(Exception):
     """Raised by :quit once leaving is decided."""
 
 
-def _referenced_persistents(obj):
-    """The persistent objects directly referenced by ``obj``'s state."""
-    found = []
+class _ReferenceFinder(pickle.Pickler):
+    """Pickles a state only to collect the persistent objects it refers to.
 
-    def persistent_id(value):
-        if isinstance(value, PersistentBase) and value is not obj:
-            found.append(value)
+    ``persistent_id`` is a method here: Python 3.13 made the attribute
+    read-only on plain Pickler instances.
+    """
+
+    def __init__(self, obj):
+        super().__init__(io.BytesIO(), 2)
+        self.obj = obj
+        self.found = []
+
+    def persistent_id(self, value):
+        if isinstance(value, PersistentBase) and value is not self.obj:
+            self.found.append(value)
             return 0  # stop here: referenced objects are records of their own
         return None
 
-    pickler = pickle.Pickler(io.BytesIO(), 2)
-    pickler.persistent_id = persistent_id
+
+def _referenced_persistents(obj):
+    """The persistent objects directly referenced by ``obj``'s state."""
+    finder = _ReferenceFinder(obj)
     try:
-        pickler.dump(obj.__getstate__())
+        finder.dump(obj.__getstate__())
     except Exception:
         return []  # the commit itself will report what cannot be pickled
-    return found
+    return finder.found
 
 
 def describe_error(error):
