@@ -14,10 +14,38 @@ import textwrap
 
 import pytest
 
-CACHE_DIR = os.environ.get(
-    'DURUS43_VENV',
-    os.path.join(os.path.expanduser('~'), '.cache', 'durus-shell-tests',
-                 'durus43-venv-py%d%d' % sys.version_info[:2]))
+# Durus 4.3 assigns Unpickler.persistent_load and Pickler.persistent_id on
+# plain instances, which Python 3.13 made read-only: it cannot read or
+# write records there.  On such a Python its venv is built with an older
+# interpreter from PATH; compatibility is about bytes on disk and on the
+# wire, which do not depend on which Python runs the other side.
+LAST_PYTHON_FOR_DURUS43 = (3, 12)
+OLDER_PYTHONS = ('python3.12', 'python3.11', 'python3.10')
+
+
+def _host_python():
+    """An interpreter Durus 4.3 runs on: this one if it can, else an older
+    one found on PATH, else None."""
+    if sys.version_info[:2] <= LAST_PYTHON_FOR_DURUS43:
+        return sys.executable
+    import shutil
+    for name in OLDER_PYTHONS:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _venv_tag(python):
+    if python == sys.executable:
+        return 'durus43-venv-py%d%d' % sys.version_info[:2]
+    version = subprocess.run(
+        [python, '-c', 'import sys; print("%d%d" % sys.version_info[:2])'],
+        capture_output=True, text=True, check=True).stdout.strip()
+    return 'durus43-venv-py' + version
+
+
+CACHE_DIR = os.environ.get('DURUS43_VENV')
 
 _UNREACHABLE_HINTS = (
     'Could not find a version', 'No matching distribution',
@@ -26,12 +54,19 @@ _UNREACHABLE_HINTS = (
 )
 
 
-def _python_path():
-    return os.path.join(CACHE_DIR, 'bin', 'python')
+def _cache_dir(host):
+    if CACHE_DIR:
+        return CACHE_DIR
+    return os.path.join(os.path.expanduser('~'), '.cache',
+                        'durus-shell-tests', _venv_tag(host))
 
 
-def _is_ready():
-    python = _python_path()
+def _python_path(cache_dir):
+    return os.path.join(cache_dir, 'bin', 'python')
+
+
+def _is_ready(cache_dir):
+    python = _python_path(cache_dir)
     if not os.path.exists(python):
         return False
     check = subprocess.run(
@@ -43,13 +78,20 @@ def _is_ready():
 
 def ensure_durus43():
     """Path of a Python interpreter that imports the real Durus 4.3."""
-    if _is_ready():
-        return _python_path()
-    subprocess.run([sys.executable, '-m', 'venv', '--clear', CACHE_DIR],
+    host = _host_python()
+    if host is None:
+        pytest.skip('Durus 4.3 does not run on Python %d.%d (it assigns '
+                    'Unpickler.persistent_load, read-only since 3.13) and no '
+                    'python3.10-3.12 is on PATH to run it'
+                    % sys.version_info[:2])
+    cache_dir = _cache_dir(host)
+    if _is_ready(cache_dir):
+        return _python_path(cache_dir)
+    subprocess.run([host, '-m', 'venv', '--clear', cache_dir],
                    check=True, capture_output=True)
     result = subprocess.run(
-        [_python_path(), '-m', 'pip', 'install', '--disable-pip-version-check',
-         '-q', 'durus==4.3'],
+        [_python_path(cache_dir), '-m', 'pip', 'install',
+         '--disable-pip-version-check', '-q', 'durus==4.3'],
         capture_output=True, text=True)
     if result.returncode != 0:
         output = result.stdout + result.stderr
@@ -57,7 +99,7 @@ def ensure_durus43():
             pytest.skip('durus==4.3 cannot be installed: the package index '
                         'is not reachable')
         raise RuntimeError('installing durus==4.3 failed:\n' + output)
-    return _python_path()
+    return _python_path(cache_dir)
 
 
 def run_durus43(python, script, *args, timeout=120, check=True):
