@@ -8,6 +8,7 @@ with that reason; any other failure is an error.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,26 +24,31 @@ LAST_PYTHON_FOR_DURUS43 = (3, 12)
 OLDER_PYTHONS = ('python3.12', 'python3.11', 'python3.10')
 
 
+def _version_of(python):
+    """(major, minor) of an interpreter, or None if it does not run (a
+    pyenv shim for a version that is not selected exits with 127)."""
+    try:
+        result = subprocess.run(
+            [python, '-c', 'import sys; print("%d %d" % sys.version_info[:2])'],
+            capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    if result.returncode != 0:
+        return None
+    return tuple(int(part) for part in result.stdout.split())
+
+
 def _host_python():
-    """An interpreter Durus 4.3 runs on: this one if it can, else an older
-    one found on PATH, else None."""
+    """(interpreter, (major, minor)) that Durus 4.3 runs on: this one if it
+    can, else an older one found on PATH; None if there is none."""
     if sys.version_info[:2] <= LAST_PYTHON_FOR_DURUS43:
-        return sys.executable
-    import shutil
+        return sys.executable, sys.version_info[:2]
     for name in OLDER_PYTHONS:
         found = shutil.which(name)
-        if found:
-            return found
+        version = found and _version_of(found)
+        if version and version <= LAST_PYTHON_FOR_DURUS43:
+            return found, version
     return None
-
-
-def _venv_tag(python):
-    if python == sys.executable:
-        return 'durus43-venv-py%d%d' % sys.version_info[:2]
-    version = subprocess.run(
-        [python, '-c', 'import sys; print("%d%d" % sys.version_info[:2])'],
-        capture_output=True, text=True, check=True).stdout.strip()
-    return 'durus43-venv-py' + version
 
 
 CACHE_DIR = os.environ.get('DURUS43_VENV')
@@ -54,11 +60,11 @@ _UNREACHABLE_HINTS = (
 )
 
 
-def _cache_dir(host):
+def _cache_dir(version):
     if CACHE_DIR:
         return CACHE_DIR
     return os.path.join(os.path.expanduser('~'), '.cache',
-                        'durus-shell-tests', _venv_tag(host))
+                        'durus-shell-tests', 'durus43-venv-py%d%d' % version)
 
 
 def _python_path(cache_dir):
@@ -78,13 +84,14 @@ def _is_ready(cache_dir):
 
 def ensure_durus43():
     """Path of a Python interpreter that imports the real Durus 4.3."""
-    host = _host_python()
-    if host is None:
+    found = _host_python()
+    if found is None:
         pytest.skip('Durus 4.3 does not run on Python %d.%d (it assigns '
                     'Unpickler.persistent_load, read-only since 3.13) and no '
                     'python3.10-3.12 is on PATH to run it'
                     % sys.version_info[:2])
-    cache_dir = _cache_dir(host)
+    host, version = found
+    cache_dir = _cache_dir(version)
     if _is_ready(cache_dir):
         return _python_path(cache_dir)
     subprocess.run([host, '-m', 'venv', '--clear', cache_dir],
