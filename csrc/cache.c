@@ -6,13 +6,64 @@
    csrc/module.c (which includes every part), so that the helpers of
    common.h stay static. */
 
+/* The hook variants entry of cls, [cls, watched, saved or None, maker]
+   (borrowed), made by Python's hook_variants on first use (which raises
+   for a class that cannot be subclassed); NULL with an error. */
+static PyObject *
+variants_entry(PyObject *cls)
+{
+    PyObject *triple = PyDict_GetItemWithError(variants, cls);
+    if (triple == NULL) {
+        PyObject *made;
+        if (PyErr_Occurred())
+            return NULL;
+        made = PyObject_CallOneArg(py_hook_variants, cls);
+        if (made == NULL)
+            return NULL;
+        Py_DECREF(made);
+        triple = PyDict_GetItemWithError(variants, cls);
+        if (triple == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "no hook variants for %R", cls);
+            return NULL;
+        }
+    }
+    if (!PyList_CheckExact(triple) || PyList_GET_SIZE(triple) != 4) {
+        PyErr_SetString(PyExc_TypeError, "damaged hook variants entry");
+        return NULL;
+    }
+    return triple;
+}
+
+/* mapping[oid] = an _OidRef to obj whose callback is objects._callback:
+   ObjectDictionary.__setitem__ (mapping is objects.mapping). */
+static int
+file_in_cache(PyObject *objects, PyObject *mapping, PyObject *oid,
+              PyObject *obj)
+{
+    PyObject *callback, *ref;
+    int failed;
+
+    callback = PyObject_GetAttr(objects, s_callback);
+    if (callback == NULL)
+        return -1;
+    ref = PyObject_CallFunctionObjArgs(oid_ref_type, obj, callback, NULL);
+    Py_DECREF(callback);
+    if (ref == NULL)
+        return -1;
+    failed = PyObject_SetAttr(ref, s_key, oid) < 0 ||
+             PyObject_SetItem(mapping, oid, ref) < 0;
+    Py_DECREF(ref);
+    return failed ? -1 : 0;
+}
+
 /* Cache.get_instance: the cached object of oid if of class cls, else a new
    ghost filed in objects (an ObjectDictionary). */
 static PyObject *
 get_instance_impl(PyObject *objects, PyObject *oid, PyObject *cls,
                   PyObject *connection, PyObject *watched)
 {
-    PyObject *mapping, *ref, *obj, *callback, *new_ref;
+    PyObject *mapping, *ref, *obj;
     int failed;
 
     mapping = PyObject_GetAttr(objects, s_mapping);
@@ -92,22 +143,7 @@ get_instance_impl(PyObject *objects, PyObject *oid, PyObject *cls,
     set_slot(obj, off_oid, oid);
     set_slot(obj, off_connection, connection);
     set_slot(obj, off_status, ghost_value);
-    callback = PyObject_GetAttr(objects, s_callback);
-    if (callback == NULL) {
-        Py_DECREF(obj);
-        Py_DECREF(mapping);
-        return NULL;
-    }
-    new_ref = PyObject_CallFunctionObjArgs(oid_ref_type, obj, callback, NULL);
-    Py_DECREF(callback);
-    if (new_ref == NULL || PyObject_SetAttr(new_ref, s_key, oid) < 0) {
-        Py_XDECREF(new_ref);
-        Py_DECREF(obj);
-        Py_DECREF(mapping);
-        return NULL;
-    }
-    failed = PyDict_SetItem(mapping, oid, new_ref);
-    Py_DECREF(new_ref);
+    failed = file_in_cache(objects, mapping, oid, obj);
     Py_DECREF(mapping);
     if (failed < 0) {
         Py_DECREF(obj);
@@ -137,27 +173,9 @@ get_instance(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "durus._speedups not configured");
         return NULL;
     }
-    triple = PyDict_GetItemWithError(variants, cls);
-    if (triple == NULL) {
-        PyObject *made;
-        if (PyErr_Occurred())
-            return NULL;
-        /* Make the variants (or fail the way Python does) first. */
-        made = PyObject_CallOneArg(py_hook_variants, cls);
-        if (made == NULL)
-            return NULL;
-        Py_DECREF(made);
-        triple = PyDict_GetItemWithError(variants, cls);
-        if (triple == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "no hook variants for %R", cls);
-            return NULL;
-        }
-    }
-    if (!PyList_CheckExact(triple) || PyList_GET_SIZE(triple) != 4) {
-        PyErr_SetString(PyExc_TypeError, "damaged hook variants entry");
+    triple = variants_entry(cls);
+    if (triple == NULL)
         return NULL;
-    }
     {
         PyObject *watched = Py_NewRef(PyList_GET_ITEM(triple, 1));
         PyObject *result = get_instance_impl(objects, oid, cls, connection,
@@ -293,15 +311,15 @@ static PyTypeObject LoaderType = {
 
 /* Connection._bind_new_object(obj, oid): give a new object its oid and
    this connection during a commit (see the Python method). */
-static PyObject *s_class, *s_recent_objects, *s_unhooked_name;
+static PyObject *s_class, *s_recent_objects;
 
 static PyObject *
 bind_new_object(PyObject *connection, PyObject *const *args,
                 Py_ssize_t nargs)
 {
     PyObject *obj, *oid, *real, *serial, *attributes, *cache = NULL,
-        *objects = NULL, *mapping = NULL, *callback = NULL, *ref = NULL,
-        *recent = NULL, *recent_map = NULL, *key = NULL, *unhooked = NULL;
+        *objects = NULL, *mapping = NULL, *recent = NULL, *recent_map = NULL,
+        *key = NULL, *unhooked = NULL;
     PyObject *result = NULL;
 
     if (nargs != 2) {
@@ -311,26 +329,16 @@ bind_new_object(PyObject *connection, PyObject *const *args,
     obj = args[0];
     oid = args[1];
     if (!configured || oid_ref_type == NULL ||
-            !PyObject_TypeCheck(obj, (PyTypeObject *)PyTuple_GET_ITEM(
-                persistent_base_holder, 0)))
+            !PyObject_TypeCheck(obj, (PyTypeObject *)persistent_base))
         return PyObject_CallMethod(connection, "_py_bind_new_object", "OO",
                                    obj, oid);
     /* hook_variants(obj.__class__): fail here, before anything is stored */
     real = PyObject_GetAttr(obj, s_class);
     if (real == NULL)
         return NULL;
-    if (PyDict_GetItemWithError(variants, real) == NULL) {
-        PyObject *made;
-        if (PyErr_Occurred()) {
-            Py_DECREF(real);
-            return NULL;
-        }
-        made = PyObject_CallOneArg(py_hook_variants, real);
-        if (made == NULL) {
-            Py_DECREF(real);
-            return NULL;
-        }
-        Py_DECREF(made);
+    if (variants_entry(real) == NULL) {
+        Py_DECREF(real);
+        return NULL;
     }
     Py_DECREF(real);
     serial = PyObject_GetAttr(connection, s_transaction_serial);
@@ -360,36 +368,21 @@ bind_new_object(PyObject *connection, PyObject *const *args,
     if ((cache = PyObject_GetAttr(connection, s_cache)) == NULL ||
             (objects = PyObject_GetAttr(cache, s_objects)) == NULL ||
             (mapping = PyObject_GetAttr(objects, s_mapping)) == NULL ||
-            (callback = PyObject_GetAttr(objects, s_callback)) == NULL)
-        goto done;
-    ref = PyObject_CallFunctionObjArgs(oid_ref_type, obj, callback, NULL);
-    if (ref == NULL || PyObject_SetAttr(ref, s_key, oid) < 0 ||
-            PyObject_SetItem(mapping, oid, ref) < 0)
+            file_in_cache(objects, mapping, oid, obj) < 0)
         goto done;
     if ((recent = PyObject_GetAttr(cache, s_recent_objects)) == NULL ||
             (recent_map = PyObject_GetAttr(recent, s_map)) == NULL ||
             (key = PyLong_FromVoidPtr(obj)) == NULL ||
             PyObject_SetItem(recent_map, key, obj) < 0)
         goto done;
-    if ((unhooked = PyObject_GetAttr(connection, s_unhooked_name)) == NULL)
+    if ((unhooked = PyObject_GetAttr(connection, s_unhooked)) == NULL ||
+            append_to(unhooked, obj) < 0)
         goto done;
-    if (PyList_CheckExact(unhooked)) {
-        if (PyList_Append(unhooked, obj) < 0)
-            goto done;
-    }
-    else {
-        PyObject *r = PyObject_CallMethodOneArg(unhooked, s_append, obj);
-        if (r == NULL)
-            goto done;
-        Py_DECREF(r);
-    }
     result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(cache);
     Py_XDECREF(objects);
     Py_XDECREF(mapping);
-    Py_XDECREF(callback);
-    Py_XDECREF(ref);
     Py_XDECREF(recent);
     Py_XDECREF(recent_map);
     Py_XDECREF(key);

@@ -26,7 +26,7 @@ static PyObject *empty_tuple, *saved_value, *ghost_value, *zero_value,
     *one_value;
 static Py_ssize_t off_status, off_serial, off_connection, off_oid;
 static int configured;
-static PyObject *persistent_base_holder;  /* (PersistentBase,) */
+static PyObject *persistent_base;   /* durus.persistent.PersistentBase */
 
 static PyObject *s_load_state, *s_p_load_state, *s_note_access,
     *s_transaction_serial, *s_unhooked, *s_key, *s_dict, *s_new, *s_append,
@@ -86,6 +86,27 @@ static int
 set_type(PyObject *obj, PyObject *cls)
 {
     return Py_TYPE(class_setter)->tp_descr_set(class_setter, obj, cls);
+}
+
+/* func(obj), the Python twin of a step: 0, or -1 with its error. */
+static int
+call_twin(PyObject *func, PyObject *obj)
+{
+    PyObject *result = PyObject_CallOneArg(func, obj);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
+/* sequence.append(obj), directly for a list: 0, or -1 with an error. */
+static int
+append_to(PyObject *sequence, PyObject *obj)
+{
+    PyObject *result;
+    if (PyList_CheckExact(sequence))
+        return PyList_Append(sequence, obj);
+    result = PyObject_CallMethodOneArg(sequence, s_append, obj);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
 }
 
 /* connection._unhooked, or NULL with no error when absent; -1 on error. */

@@ -22,12 +22,9 @@ refresh(PyObject *obj)
     if (triple == NULL || !PyList_CheckExact(triple) ||
             PyList_GET_SIZE(triple) != 4 || status == NULL ||
             connection == NULL || slot(obj, off_serial) == NULL) {
-        PyObject *r;
         if (PyErr_Occurred())
             return -1;
-        r = PyObject_CallOneArg(py_refresh_hooks, obj);
-        Py_XDECREF(r);
-        return r == NULL ? -1 : 0;
+        return call_twin(py_refresh_hooks, obj);
     }
     /* Python code may run below (attribute reads of the connection). */
     Py_INCREF(triple);
@@ -65,20 +62,9 @@ refresh(PyObject *obj)
             }
             else
                 wanted = Py_NewRef(PyList_GET_ITEM(triple, 0));
-            if (wanted != cls) {
-                /* Listed to be hooked again when the transaction ends. */
-                if (PyList_CheckExact(unhooked)) {
-                    if (PyList_Append(unhooked, obj) < 0)
-                        goto done;
-                }
-                else {
-                    PyObject *r = PyObject_CallMethodOneArg(unhooked,
-                                                            s_append, obj);
-                    if (r == NULL)
-                        goto done;
-                    Py_DECREF(r);
-                }
-            }
+            /* Listed to be hooked again when the transaction ends. */
+            if (wanted != cls && append_to(unhooked, obj) < 0)
+                goto done;
         }
     }
     if (wanted != cls && set_type(obj, wanted) < 0)
@@ -103,11 +89,8 @@ note_read(PyObject *obj)
     PyObject *serial, *current;
     int same;
 
-    if (connection == NULL || status == NULL) {
-        PyObject *r = PyObject_CallOneArg(py_note_read, obj);
-        Py_XDECREF(r);
-        return r == NULL ? -1 : 0;
-    }
+    if (connection == NULL || status == NULL)
+        return call_twin(py_note_read, obj);
     Py_INCREF(connection);
     if (status_of(status) == GHOST) {
         PyObject *method = _PyType_Lookup(Py_TYPE(obj), s_p_load_state);
@@ -266,7 +249,7 @@ persistent_new(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     cls = PyTuple_GET_ITEM(args, 0);
     if (!configured || !PyType_IsSubtype((PyTypeObject *)cls,
-            (PyTypeObject *)PyTuple_GET_ITEM(persistent_base_holder, 0))) {
+            (PyTypeObject *)persistent_base)) {
         PyErr_Format(PyExc_TypeError, "%R is not a persistent class", cls);
         return NULL;
     }

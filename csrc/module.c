@@ -60,9 +60,7 @@ configure(PyObject *module, PyObject *args)
     off_oid = member_offset(base, "_p_oid");
     if (off_status < 0 || off_serial < 0 || off_connection < 0 || off_oid < 0)
         return NULL;
-    Py_XSETREF(persistent_base_holder, PyTuple_Pack(1, base));
-    if (persistent_base_holder == NULL)
-        return NULL;
+    Py_XSETREF(persistent_base, Py_NewRef(base));
     /* Through _PyType_Lookup: the tp_dict of built-in types is not
        reachable directly on Python 3.12 and later. */
     Py_XSETREF(base_new, Py_XNewRef(_PyType_Lookup((PyTypeObject *)base,
@@ -223,7 +221,6 @@ PyInit__speedups(void)
     INTERN(s_bind_new_object, "_bind_new_object");
     INTERN(s_class, "__class__");
     INTERN(s_recent_objects, "recent_objects");
-    INTERN(s_unhooked_name, "_unhooked");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
     ghost_value = PyLong_FromLong(GHOST);

@@ -174,8 +174,7 @@ class Connection(ConnectionBase):
         # The compiled twin (csrc/): reads FileStorage records
         # and fills the ghost without Python frames; anything unusual (a
         # conflict, another storage, a missing record) comes back to the
-        # Python method above.
-        _py_load_state = load_state
+        # Python method above (configure_loads keeps it for that).
         load_state, _fast_bind_new_object = _speedups.configure_loads(
             ObjectReader, ObjectReader.get_state, _decompress, zlib.error,
             _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle)
