@@ -35,7 +35,7 @@ static PyObject *s_load_state, *s_p_load_state, *s_note_access,
 
 static PyObject *s_index, *s_dense, *s_overflow, *s_unindexed, *s_map,
     *s_count, *s_word_size, *s_words_start, *s_start, *s_file, *s_mm,
-    *s_mapped, *s_py_load_number;
+    *s_mapped, *s_load_number;
 
 #define GHOST (-1)
 #define SAVED 0

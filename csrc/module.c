@@ -203,7 +203,7 @@ PyInit__speedups(void)
     INTERN(s_file, "file");
     INTERN(s_mm, "_map");
     INTERN(s_mapped, "_mapped");
-    INTERN(s_py_load_number, "_py_load_number");
+    INTERN(s_load_number, "load_number");
     INTERN(s_record_classes, "_record_classes");
     INTERN(s_shared, "_shared");
     INTERN(s_feed, "_feed");

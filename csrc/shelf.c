@@ -183,7 +183,7 @@ python:
         PyBuffer_Release(&view);
         have_view = 0;
     }
-    result = PyObject_CallMethodOneArg(shelf, s_py_load_number, args[1]);
+    result = PyObject_CallMethodOneArg(shelf, s_load_number, args[1]);
     goto done;
 error:
     result = NULL;

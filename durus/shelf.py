@@ -630,10 +630,6 @@ class Shelf(object):
                 raise DurusKeyError(_int8.pack(number))
         return self.read_at(offset, number)
 
-    # The Python method, for durus._speedups.shelf_load_number to fall
-    # back on (it handles mapped files and indexed or packed oids).
-    _py_load_number = load_number
-
     def gen_numbers(self):
         """Numbers of every oid that has a record."""
         self.complete_index()

@@ -188,9 +188,9 @@ def test_shelf_reads_match_the_python_method(tmp_path):
     assert len(numbers) > 30
     for number in numbers:
         assert (speedups.shelf_load_number(shelf, number) ==
-                Shelf._py_load_number(shelf, number))
+                Shelf.load_number(shelf, number))
     for missing in (max(numbers) + 1, 10 ** 6, 2 ** 64 - 1):
-        for load in (speedups.shelf_load_number, Shelf._py_load_number):
+        for load in (speedups.shelf_load_number, Shelf.load_number):
             with pytest.raises(DurusKeyError):
                 load(shelf, missing)
     storage.close()
@@ -203,7 +203,7 @@ def test_shelf_reads_before_the_file_is_mapped(tmp_path):
     storage = FileStorage(str(path), readonly=True)
     assert storage.shelf.file._map is None
     assert (speedups.shelf_load_number(storage.shelf, 1) ==
-            Shelf._py_load_number(storage.shelf, 1))
+            Shelf.load_number(storage.shelf, 1))
     storage.close()
 
 
@@ -216,7 +216,7 @@ def test_shelf_read_of_a_damaged_index_entry_is_reported(tmp_path):
     # Point one oid at another's record: the compiled read must not return
     # the wrong record; it hands over to Python, which names the damage.
     shelf.index.set(appended[0], shelf.index.get(appended[1]))
-    for load in (speedups.shelf_load_number, Shelf._py_load_number):
+    for load in (speedups.shelf_load_number, Shelf.load_number):
         with pytest.raises(DamagedFileError):
             load(shelf, appended[0])
     storage.close()
