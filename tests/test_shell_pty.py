@@ -6,6 +6,7 @@ fixture_app.models imports), and a real `python -m durus -s` server.
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -35,11 +36,42 @@ def env(tmp_path):
     return environment
 
 
-def spawn(env, *args, module='durus_shell'):
+# Every shell a test starts; the autouse fixture below kills what is left.
+_children = []
+# Signals the shell gets from a terminal or from pexpect's close(); set in
+# the child, so no test depends on what the test runner inherited.
+DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM,
+                   signal.SIGQUIT)
+
+
+def default_signals(ignored=()):
+    """preexec_fn: default dispositions, except the signals ``ignored``."""
+    def set_dispositions():
+        for number in DEFAULT_SIGNALS:
+            signal.signal(number, signal.SIG_IGN if number in ignored
+                          else signal.SIG_DFL)
+    return set_dispositions
+
+
+def spawn(env, *args, module='durus_shell', ignored=()):
     child = pexpect.spawn(sys.executable, ['-m', module] + list(args),
                           env=env, encoding='utf-8', timeout=15,
-                          dimensions=(40, 120), cwd=TESTS_DIR)
+                          dimensions=(40, 120), cwd=TESTS_DIR,
+                          preexec_fn=default_signals(ignored))
+    _children.append(child)
     return child
+
+
+@pytest.fixture(autouse=True)
+def reap_shells():
+    """Kill every shell the test started, even when the test failed."""
+    yield
+    while _children:
+        child = _children.pop()
+        if child.isalive():
+            child.close(force=True)  # SIGHUP, SIGINT, then SIGKILL
+        else:
+            child.close()
 
 
 def finish(child):
@@ -176,6 +208,69 @@ def test_ctrl_c_interrupts_a_statement_and_keys_run_commands(fixture_copy,
     child.expect(PROMPT)
     child.sendcontrol('d')
     assert finish(child) == 0
+
+
+def test_ctrl_c_interrupts_when_started_with_sigint_ignored(fixture_copy,
+                                                          env):
+    """A background job of a non-interactive shell starts with SIGINT
+    ignored; the shell still stops a runaway statement on Ctrl-C."""
+    inherited = subprocess.run(
+        [sys.executable, '-c', 'import signal; '
+         'print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)'],
+        preexec_fn=default_signals(ignored=(signal.SIGINT,)),
+        capture_output=True, text=True, timeout=30)
+    assert inherited.stdout.strip() == 'True'  # the setup does ignore it
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR, ignored=(signal.SIGINT,))
+    child.expect(PROMPT)
+    child.send("print('running'); any(False for _ in iter(int, 1))\r")
+    child.expect('running')
+    time.sleep(0.3)  # the terminal is back in cooked mode: ^C is SIGINT
+    child.sendcontrol('c')
+    child.expect('Interrupted')
+    child.expect(PROMPT)
+    child.send('6 * 7\r')
+    child.expect('42')
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+
+
+# One write of ~290 KB: far more than the terminal buffers, so after the
+# first thousand lines the shell is still writing (cooked mode).
+LONG_OUTPUT = "print('\\n'.join(map(str, range(50000))))\r"
+
+
+def test_ctrl_d_typed_during_output_is_kept(fixture_copy, env):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send(LONG_OUTPUT)
+    child.expect('\r\n1000\r\n')
+    child.sendcontrol('d')
+    child.expect('\r\n49999\r\n')
+    assert finish(child) == 0  # no prompt needed a second Ctrl-D
+
+
+def test_keys_typed_during_output_run_in_order(fixture_copy, env):
+    """Typed ahead: a statement, then Ctrl-D; the statement runs, then
+    the Ctrl-D reaches the exit guard (an uncommitted change)."""
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send("root['users'][3].name = 'Zed'\r")
+    child.expect(PROMPT)
+    child.send(LONG_OUTPUT)
+    child.expect('\r\n1000\r\n')
+    child.send('6 * 7\r')
+    child.sendcontrol('d')
+    child.expect('\r\n49999\r\n')
+    child.expect('42')
+    child.expect(r'1 uncommitted change: \[c\]ommit, \[a\]bort, \[s\]tay')
+    child.send('a\r')
+    child.expect('Changes dropped.')
+    assert finish(child) == 0
+    assert value_of(path, '-c', "root['users'][3].name") == "'user3'"
 
 
 @pytest.fixture
