@@ -14,7 +14,7 @@ import time
 import pexpect
 import pytest
 
-from server_process import ServerProcess, free_port
+from server_process import ServerProcess, default_signals, free_port
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # A *new* prompt: prompt_toolkit turns bracketed paste on (ESC[?2004h) as
@@ -38,21 +38,6 @@ def env(tmp_path):
 
 # Every shell a test starts; the autouse fixture below kills what is left.
 _children = []
-# Signals the shell gets from a terminal or from pexpect's close(); set in
-# the child, so no test depends on what the test runner inherited.
-DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM,
-                   signal.SIGQUIT)
-
-
-def default_signals(ignored=()):
-    """preexec_fn: default dispositions, except the signals ``ignored``."""
-    def set_dispositions():
-        for number in DEFAULT_SIGNALS:
-            signal.signal(number, signal.SIG_IGN if number in ignored
-                          else signal.SIG_DFL)
-    return set_dispositions
-
-
 def spawn(env, *args, module='durus_shell', ignored=()):
     child = pexpect.spawn(sys.executable, ['-m', module] + list(args),
                           env=env, encoding='utf-8', timeout=15,
