@@ -45,6 +45,7 @@ Deviation from Durus 4.3: a hooked *set* also notes the access.
 """
 
 import copyreg
+import struct
 from abc import ABCMeta
 from sys import intern as _intern
 
@@ -60,6 +61,7 @@ _raw_get = object.__getattribute__
 _raw_set = object.__setattr__
 _raw_del = object.__delattr__
 _set_type = object.__dict__['__class__'].__set__
+_unpack_oid = struct.Struct('>Q').unpack
 
 
 class PersistentBase(object):
@@ -91,6 +93,10 @@ class ConnectionBase(object):
     ``note_change(obj)``.  ``_unhooked`` is None unless the subclass
     takes part in hook switching (see the module docstring).
     """
+
+    # A class-level default, so ConnectionBase.transaction_serial exists as
+    # in 4.3 (a slot there); __new__ gives each connection its own.
+    transaction_serial = 1
 
     def __new__(cls, *args, **kwargs):
         self = object.__new__(cls)
@@ -382,10 +388,15 @@ class PersistentObject(PersistentBase):
                 connection.note_change(self)
 
     def _p_format_oid(self):
+        """The oid as a decimal string; as in 4.3, a falsy oid (None, b'')
+        is shown by its str(), a str oid is read as latin-1 bytes and an
+        oid of the wrong length raises struct.error."""
         oid = self._p_oid
-        if oid is None:
-            return 'None'
-        return str(int.from_bytes(oid, 'big'))
+        if not oid:
+            return str(oid)
+        if isinstance(oid, str):
+            oid = oid.encode('latin-1')
+        return str(_unpack_oid(oid)[0])
 
     def _p_set_status_ghost(self):
         self.__setstate__({})

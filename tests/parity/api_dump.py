@@ -85,7 +85,11 @@ def raw_member(cls, name):
 def describe_member(cls, name):
     raw = raw_member(cls, name)
     if isinstance(raw, staticmethod):
-        return {'kind': 'staticmethod', 'signature': signature_of(raw.__func__)}
+        signature = signature_of(raw.__func__)
+        if name == '__new__' and signature:
+            # Without the class argument, as C types report theirs.
+            signature = signature[1:]
+        return {'kind': 'staticmethod', 'signature': signature}
     if isinstance(raw, classmethod):
         return {'kind': 'classmethod', 'signature': signature_of(raw.__func__)}
     if isinstance(raw, property):
