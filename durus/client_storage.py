@@ -148,8 +148,10 @@ class ClientStorage(Storage):
 
     def _disconnect(self):
         sock, self.s = self.s, None
-        if sock is not None:
-            sock.close()
+        # Wrapped sockets and test doubles may have no close().
+        close = getattr(sock, 'close', None)
+        if close is not None:
+            close()
 
     # The Storage contract ----------------------------------------------
 

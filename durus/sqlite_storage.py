@@ -142,7 +142,8 @@ class SqliteStorage(Storage):
             raise DurusKeyError(oid)
         return pack_record(oid, row[0], row[1] or b'')
 
-    def gen_oid_record(self, start_oid=None, batch_size=100):
+    def gen_oid_record(self, start_oid=None, batch_size=100, **other):
+        # **other: 4.3's took and ignored any other keyword; so does this.
         if start_oid is not None:
             return Storage.gen_oid_record(self, start_oid, batch_size)
         return self._gen_all()
