@@ -21,7 +21,8 @@ import zlib
 
 from durus._accel import speedups as _speedups
 from durus.error import (ConflictError, DurusError, DurusKeyError,
-                         ReadConflictError, WriteConflictError)
+                         ReadConflictError, StateLoadError,
+                         WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
@@ -63,6 +64,14 @@ class RootClassError(DurusError, AssertionError):
     """The database root is not of the ``root_class`` asked for."""
 
 
+class NotAStorageError(DurusError, TypeError, AssertionError):
+    """Connection() was given something that is not a storage."""
+
+
+class FirstOidError(DurusError, AssertionError):
+    """A storage without a root gave a first new oid other than 0."""
+
+
 class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
@@ -71,8 +80,8 @@ class Connection(ConnectionBase):
             from durus.file_storage import FileStorage
             storage = FileStorage(os.fspath(storage))
         if not isinstance(storage, Storage):
-            raise TypeError('Connection needs a durus.storage.Storage or a '
-                            'file name, not %r' % (storage,))
+            raise NotAStorageError('Connection needs a durus.storage.Storage '
+                                   'or a file name, not %r' % (storage,))
         self.storage = storage
         self.cache = Cache(cache_size)
         self.reader = ObjectReader(self)
@@ -84,9 +93,9 @@ class Connection(ConnectionBase):
         if self.root is None:
             oid = self.new_oid()
             if oid != ROOT_OID:
-                raise DurusError('the storage has no root object but its '
-                                 'first new oid is %d, not 0: the storage is '
-                                 'damaged' % str_to_int8(oid))
+                raise FirstOidError('the storage has no root object but its '
+                                    'first new oid is %d, not 0: the storage '
+                                    'is damaged' % str_to_int8(oid))
             root = self.cache.get_instance(ROOT_OID,
                                            root_class or PersistentDict, self)
             root._p_set_status_saved()
@@ -160,7 +169,7 @@ class Connection(ConnectionBase):
     def load_state(self, obj):
         """Fill the ghost ``obj`` with its stored state."""
         if _raw_get(obj, '_p_status') != GHOST:
-            raise ValueError('%r is not a ghost' % (obj,))
+            raise StateLoadError('%r is not a ghost' % (obj,))
         oid = _raw_get(obj, '_p_oid')
         try:
             data = self.get_stored_pickle(oid)

@@ -50,6 +50,7 @@ from abc import ABCMeta
 from sys import intern as _intern
 
 from durus._accel import speedups as _speedups
+from durus.error import StateLoadError
 
 GHOST = -1
 UNSAVED = 1
@@ -369,12 +370,12 @@ class PersistentObject(PersistentBase):
     def _p_load_state(self):
         # Raw slot access: this runs for every load, often from a hook.
         if _raw_get(self, '_p_status') != GHOST:
-            raise ValueError('%r is not a ghost: its state is already loaded'
-                             % (self,))
+            raise StateLoadError('%r is not a ghost: its state is already '
+                                 'loaded' % (self,))
         connection = _raw_get(self, '_p_connection')
         if connection is None:
-            raise ValueError('%r is a ghost without a connection: nothing '
-                             'to load its state from' % (self,))
+            raise StateLoadError('%r is a ghost without a connection: '
+                                 'nothing to load its state from' % (self,))
         connection.load_state(self)
         # Still the watched variant, which is always safe; the hook that
         # asked for the load moves it on.
@@ -548,7 +549,8 @@ def peek(obj, name):
     if _raw_get(obj, '_p_status') == GHOST:
         connection = _raw_get(obj, '_p_connection')
         if connection is None:
-            raise ValueError('%r is a ghost without a connection' % (obj,))
+            raise StateLoadError('%r is a ghost without a connection'
+                                 % (obj,))
         connection.load_state(obj)
         _raw_set(obj, '_p_status', SAVED)
         refresh_hooks(obj)

@@ -50,10 +50,15 @@ def unpack_record(record):
     return record[:8], record[12:data_end], record[data_end:]
 
 
+class OidListError(RecordError, AssertionError):
+    """A list of references is not a whole number of 8-byte oids (an
+    assert in 4.3)."""
+
+
 def split_oids(s):
     """The 8-byte oids concatenated in ``s``."""
     if len(s) % 8:
-        raise RecordError('oid list of %d bytes is not a multiple of 8'
+        raise OidListError('oid list of %d bytes is not a multiple of 8'
                           % len(s))
     return [s[i:i + 8] for i in range(0, len(s), 8)]
 

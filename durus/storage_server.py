@@ -94,6 +94,10 @@ class _Client(object):
         self.commit_seq = 0        # server.commit_seq when its list went out
 
 
+class GcBytesError(TypeError, AssertionError):
+    """StorageServer(gcbytes=...) is not a number (an assert in 4.3)."""
+
+
 class StorageServer(object):
     """Serve ``storage`` at ``address`` (or ``(host, port)``) until ``Q``
     or ``stop()``; ``serve()`` closes the storage when it returns."""
@@ -107,6 +111,11 @@ class StorageServer(object):
                  group_commit_window=GROUP_COMMIT_WINDOW):
         self.storage = storage
         self.address = SocketAddress.new(address or (host, port))
+        if gcbytes is not None and (not isinstance(gcbytes, (int, float))
+                                    or isinstance(gcbytes, bool)):
+            raise GcBytesError('gcbytes is the number of bytes written '
+                               'between automatic packs (0: never), not %r'
+                               % (gcbytes,))
         self.gcbytes = gcbytes or 0
         self.max_frame = max_frame
         self.timeout = timeout
