@@ -305,3 +305,24 @@ def _set_io_timeout(sock, timeout):
         sock.settimeout(timeout)
         return
     sock.settimeout(None)
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.error import ConflictError  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, int4_to_str, iteritems, join_bytes, read, read_int4, write, write_all,
+    write_int4, write_int4_str)
+
+
+def __getattr__(name):
+    # StorageServer too, imported only when asked for: clients need not
+    # load the server.
+    if name == 'StorageServer':
+        from durus.storage_server import StorageServer
+        return StorageServer
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
+
+def __dir__():
+    return sorted(list(globals()) + ['StorageServer'])

@@ -590,3 +590,8 @@ def gen_every_instance(connection, *classes):
         data = record[12:12 + int.from_bytes(record[8:12], 'big')]
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.serialize import unpack_record  # noqa: E402,F401
+from durus.utils import as_bytes, byte_string, iteritems  # noqa: E402,F401

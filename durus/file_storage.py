@@ -256,3 +256,10 @@ else:
     _load_number = _speedups.shelf_load_number
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.storage import Storage  # noqa: E402,F401
+from durus.utils import IntSet, iteritems  # noqa: E402,F401

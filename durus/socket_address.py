@@ -122,6 +122,9 @@ class HostPortAddress(SocketAddress):
     def is_loopback(self):
         return self.host in ('localhost', '::1') or self.host.startswith('127.')
 
+    def bind_socket(self, socket):      # 4.3's parameter name here
+        self._bind(socket)
+
     def set_connection_options(self, s):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

@@ -236,3 +236,9 @@ class SqliteStorage(Storage):
         self.invalid.extend(int8_to_str(_unsigned(value))
                             for (value,) in doomed)
         yield
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.utils import as_bytes, iteritems  # noqa: E402,F401

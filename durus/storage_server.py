@@ -675,3 +675,12 @@ def wait_for_server(host=DEFAULT_HOST, port=DEFAULT_PORT, maxtries=300,
             time.sleep(sleeptime)
     raise SystemExit('No storage server answered at %s after %d attempts'
                      % (address, maxtries))
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import extract_class_name, split_oids  # noqa: E402,F401
+from durus.systemd_socket import get_systemd_socket  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, join_bytes, read, read_int4, read_int4_str, str_to_int4,
+    str_to_int8, write, write_all, write_int4_str)

@@ -25,10 +25,11 @@ def signature_problems(theirs, ours):
     for index, (name, kind, default, has_default) in enumerate(their_positional):
         if index < len(our_positional):
             ours_here = our_positional[index]
-            if (ours_here[0] != name and kind == 'POSITIONAL_OR_KEYWORD'
-                    and not our_var_keyword):
-                problems.append('argument %d is %r, 4.3 calls it %r'
-                                % (index + 1, ours_here[0], name))
+            if ours_here[0] != name:
+                # Positional-only in 4.3: only the position matters.
+                if kind == 'POSITIONAL_OR_KEYWORD' and not our_var_keyword:
+                    problems.append('argument %d is %r, 4.3 calls it %r'
+                                    % (index + 1, ours_here[0], name))
                 renamed.update((name, ours_here[0]))
             if has_default and not ours_here[3]:
                 problems.append('%r is required, optional in 4.3' % name)

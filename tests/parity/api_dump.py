@@ -144,8 +144,10 @@ def describe_module(name):
         module = importlib.import_module(name)
     except Exception as error:  # the comparison reports it
         return {'error': '%s: %s' % (type(error).__name__, error)}
-    return {'names': {key: describe(value)
-                      for key, value in sorted(vars(module).items())
+    # dir() and getattr(), so names a module provides lazily through
+    # __getattr__/__dir__ (PEP 562) count.
+    return {'names': {key: describe(getattr(module, key))
+                      for key in sorted(dir(module))
                       if not key.startswith('_')}}
 
 
