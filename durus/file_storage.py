@@ -155,6 +155,9 @@ class FileStorage(SingleFileStorage):
     # Committing
 
     def _check_oid(self, oid):
+        if not isinstance(oid, bytes) or len(oid) != 8:
+            self.pending = {}
+            raise UnexpectedOidError('an oid is 8 bytes, not %r' % (oid,))
         number = str_to_int8(oid)
         if not (number in self.allocated or oid == ROOT_OID
                 or self.shelf.has(number)):

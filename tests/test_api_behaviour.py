@@ -258,3 +258,56 @@ def test_sd_listen_fds_counts_this_processs_sockets_and_hides_them():
                             cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ['1', 'False']
+
+
+# -- durus.__main__ and the logger ----------------------------------------------
+
+def test_interactive_client_opens_durus_shell_with_4_3s_arguments(
+        monkeypatch, tmp_path):
+    import durus.__main__ as command
+    import durus_shell.cli
+    calls = []
+    monkeypatch.setattr(durus_shell.cli, 'main',
+                        lambda argv: calls.append(argv) or 0)
+    path = str(tmp_path / 'new.durus')
+    command.interactive_client(path, None, 500, False, True, None)
+    command.interactive_client(None, ('127.0.0.1', 2999), 100, True, False,
+                               'startup.py')
+    command.interactive_client('', '@abstract', 100, False, False, None)
+    assert calls == [
+        [path, '--create', '--repair', '--cache-size', '500'],
+        ['--client', '127.0.0.1:2999', '--readonly', '--cache-size', '100',
+         '--startup', 'startup.py'],
+        ['--client', '@abstract', '--cache-size', '100'],
+    ]
+
+
+def test_durus_main_offers_4_3s_names(capsys):
+    import durus.__main__ as command
+    from durus.__main__ import ClientStorage as lazy_client
+    assert lazy_client is ClientStorage
+    assert command.StorageServer.__name__ == 'StorageServer'
+    assert 'wait_for_server' in dir(command)
+    with pytest.raises(AttributeError):
+        command.no_such_name
+    command.usage()
+    assert '-s' in capsys.readouterr().out
+
+
+def test_configure_readline_keeps_history(tmp_path):
+    readline = pytest.importorskip('readline')
+    import durus.__main__ as command
+    history = tmp_path / 'history'
+    history.write_text('root.keys()\n')
+    command.configure_readline({'root': {}}, str(history))
+    assert readline.get_history_item(readline.get_current_history_length()) \
+        == 'root.keys()'
+
+
+def test_log_passes_logging_keywords(monkeypatch):
+    from durus import logger
+    seen = []
+    monkeypatch.setattr(logger.logger, 'log',
+                        lambda *args, **kwargs: seen.append((args, kwargs)))
+    logger.log(20, 'oid %s', 7, exc_info=False)
+    assert seen == [((20, 'oid %s', 7), {'exc_info': False})]

@@ -107,6 +107,47 @@ def file_storage_pack_of_a_temporary_file():
     connection.pack()
 
 
+def store_and_end(storage, oid):
+    from durus.serialize import pack_record
+    storage.begin()
+    storage.store(oid, pack_record(oid, b'data', b''))
+    storage.end()
+
+
+def file_storage_store_of_a_short_oid():
+    from durus.file_storage import FileStorage
+    storage = FileStorage(path('short_oid'))
+    Connection(storage).commit()
+    store_and_end(storage, b'abc')
+
+
+def file_storage_store_of_an_oid_never_handed_out():
+    from durus.file_storage import FileStorage
+    storage = FileStorage(path('unknown_oid'))
+    Connection(storage).commit()
+    store_and_end(storage, int8_to_str(999))
+
+
+def file_storage2_store_of_a_short_oid():
+    from durus.file_storage2 import FileStorage2
+    storage = FileStorage2(path('short_oid2'))
+    Connection(storage).commit()
+    store_and_end(storage, b'abc')
+
+
+def sqlite_store_of_a_short_oid():
+    from durus.sqlite_storage import SqliteStorage
+    storage = SqliteStorage(path('short_oid.sqlite'))
+    Connection(storage).commit()
+    store_and_end(storage, b'abc')
+
+
+def memory_storage_store_of_a_short_oid():
+    storage = MemoryStorage()
+    Connection(storage).commit()
+    store_and_end(storage, b'abc')
+
+
 def server_with_non_numeric_gcbytes():
     from durus.storage_server import StorageServer
     StorageServer(MemoryStorage(), address=path('server.sock'),
@@ -188,6 +229,11 @@ CASES = [
     file_storage2_on_a_non_dfs_file,
     file_storage2_pack_of_a_temporary_file,
     file_storage_pack_of_a_temporary_file,
+    file_storage_store_of_a_short_oid,
+    file_storage_store_of_an_oid_never_handed_out,
+    file_storage2_store_of_a_short_oid,
+    sqlite_store_of_a_short_oid,
+    memory_storage_store_of_a_short_oid,
     server_with_non_numeric_gcbytes,
     client_with_nobody_listening,
     client_with_nobody_listening_on_tcp,
