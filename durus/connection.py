@@ -499,7 +499,8 @@ class Cache(object):
                 yield obj
 
     def get_instance(self, oid, klass, connection):
-        """The cached object of ``oid`` if of class ``klass``, else a new ghost."""
+        """The cached object of ``oid`` if of class ``klass``, else a new
+        ghost."""
         objects = self.objects
         ref = objects.mapping.get(oid)
         if ref is not None:
@@ -525,8 +526,10 @@ class Cache(object):
 
     if _speedups is not None:
         # The compiled twin: same steps, no Python frames.
-        def get_instance(self, oid, klass, connection, _get=_speedups.get_instance):
-            """The cached object of ``oid`` if of class ``klass``, else a new ghost."""
+        def get_instance(self, oid, klass, connection,
+                         _get=_speedups.get_instance):
+            """The cached object of ``oid`` if of class ``klass``, else a
+            new ghost."""
             return _get(self.objects, oid, klass, connection)
 
     def shrink(self, connection):

@@ -135,14 +135,16 @@ class PersistentSet(PersistentObject, MutableSet):
         self.s.remove(item)
 
     def difference(self, other, *others):
-        return self._new(self.s.difference(_plain(other), *map(_plain, others)))
+        return self._new(self.s.difference(_plain(other),
+                                           *map(_plain, others)))
 
     def difference_update(self, other, *others):
         self._p_note_change()
         self.s.difference_update(_plain(other), *map(_plain, others))
 
     def intersection(self, other, *others):
-        return self._new(self.s.intersection(_plain(other), *map(_plain, others)))
+        return self._new(self.s.intersection(_plain(other),
+                                             *map(_plain, others)))
 
     def intersection_update(self, other, *others):
         self._p_note_change()
