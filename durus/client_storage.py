@@ -19,7 +19,7 @@ import struct
 
 from durus.error import (
     DurusKeyError, ProtocolError, ReadConflictError,
-    ServerUnreachableError, ShortRead, WriteConflictError)
+    ServerUnreachableError, ShortRead, UnexpectedOidError, WriteConflictError)
 from durus.protocol import (
     EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS, NEED_DATA, PROTOCOL_VERSION,
     STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, BulkLoad,
@@ -212,6 +212,8 @@ class ClientStorage(Storage):
         self.transaction_oids = []
 
     def store(self, oid, record):
+        if len(oid) != 8:
+            raise UnexpectedOidError('an oid is 8 bytes, not %r' % (oid,))
         self.records.append((oid, record))
 
     def end(self, handle_invalidations=None):

@@ -148,9 +148,10 @@ class DatabasePermissionError(DurusError, PermissionError):
     """The operating system refuses access to the database file."""
 
 
-class UnexpectedOidError(DurusError, ValueError):
-    """``store()`` got an oid that is neither the root, nor an existing
-    object, nor one handed out by this storage's ``new_oid()``."""
+class UnexpectedOidError(DurusError, ValueError, AssertionError):
+    """``store()`` got an oid that is not 8 bytes, or neither the root, nor
+    an existing object, nor one handed out by this storage's ``new_oid()``
+    (4.3 raised ValueError or asserted)."""
 
 
 class StateLoadError(DurusError, ValueError, AssertionError):
