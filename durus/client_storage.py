@@ -308,6 +308,7 @@ def _set_io_timeout(sock, timeout):
         return
     sock.settimeout(None)
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.error import ConflictError  # noqa: E402,F401

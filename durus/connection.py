@@ -594,6 +594,7 @@ def gen_every_instance(connection, *classes):
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.serialize import unpack_record  # noqa: E402,F401

@@ -158,6 +158,7 @@ class StateLoadError(DurusError, ValueError, AssertionError):
     """A state load was asked for an object that is not a ghost, or for a
     ghost without a connection (4.3 asserted the object was a ghost)."""
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.utils import str_to_int8  # noqa: E402,F401

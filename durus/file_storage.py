@@ -260,6 +260,7 @@ else:
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.logger import is_logging  # noqa: E402,F401

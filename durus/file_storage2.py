@@ -357,6 +357,7 @@ def inspect_file(filename):
     finally:
         storage.file.close()
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.logger import is_logging  # noqa: E402,F401

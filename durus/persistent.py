@@ -556,6 +556,7 @@ def peek(obj, name):
         refresh_hooks(obj)
     return _raw_get(obj, name)
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.utils import as_bytes, iteritems, str_to_int8  # noqa: E402,F401

@@ -125,6 +125,7 @@ class PersistentDict(PersistentObject, MutableMapping):
     def itervalues(self):
         return iter(self.data.values())
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.utils import iteritems  # noqa: E402,F401

@@ -524,11 +524,6 @@ def _import_global(module, name):
         target = getattr(target, part)
     return target
 
-# Names Durus 4.3 also offered from this module (it imported them for
-# its own use), for code that imports them from here.
-from durus.persistent import call_if_persistent  # noqa: E402,F401
-from durus.utils import (  # noqa: E402,F401
-    as_bytes, int4_to_str, join_bytes, str_to_int4)
 
 NEWLINE = b'\n'     # ends the class line of a state pickle (4.3's name)
 
@@ -536,3 +531,10 @@ NEWLINE = b'\n'     # ends the class line of a state pickle (4.3's name)
 def method(a, b):
     """``types.MethodType(a, b)``: function ``a`` bound to ``b`` (4.3's)."""
     return MethodType(a, b)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.persistent import call_if_persistent  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, int4_to_str, join_bytes, str_to_int4)

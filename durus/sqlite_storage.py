@@ -237,6 +237,7 @@ class SqliteStorage(Storage):
                             for (value,) in doomed)
         yield
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.logger import is_logging  # noqa: E402,F401

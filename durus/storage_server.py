@@ -676,6 +676,7 @@ def wait_for_server(host=DEFAULT_HOST, port=DEFAULT_PORT, maxtries=300,
     raise SystemExit('No storage server answered at %s after %d attempts'
                      % (address, maxtries))
 
+
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.logger import is_logging  # noqa: E402,F401
