@@ -19,7 +19,7 @@ import struct
 
 from durus.error import (
     DurusKeyError, ProtocolError, ReadConflictError,
-    ServerUnreachableError, ShortRead, WriteConflictError)
+    ServerUnreachableError, ShortRead, UnexpectedOidError, WriteConflictError)
 from durus.protocol import (
     EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS, NEED_DATA, PROTOCOL_VERSION,
     STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, BulkLoad,
@@ -148,8 +148,10 @@ class ClientStorage(Storage):
 
     def _disconnect(self):
         sock, self.s = self.s, None
-        if sock is not None:
-            sock.close()
+        # Wrapped sockets and test doubles may have no close().
+        close = getattr(sock, 'close', None)
+        if close is not None:
+            close()
 
     # The Storage contract ----------------------------------------------
 
@@ -210,6 +212,8 @@ class ClientStorage(Storage):
         self.transaction_oids = []
 
     def store(self, oid, record):
+        if len(oid) != 8:
+            raise UnexpectedOidError('an oid is 8 bytes, not %r' % (oid,))
         self.records.append((oid, record))
 
     def end(self, handle_invalidations=None):
@@ -303,3 +307,25 @@ def _set_io_timeout(sock, timeout):
         sock.settimeout(timeout)
         return
     sock.settimeout(None)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.error import ConflictError  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, int4_to_str, iteritems, join_bytes, read, read_int4, write, write_all,
+    write_int4, write_int4_str)
+
+
+def __getattr__(name):
+    # StorageServer too, imported only when asked for: clients need not
+    # load the server.
+    if name == 'StorageServer':
+        from durus.storage_server import StorageServer
+        return StorageServer
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
+
+def __dir__():
+    return sorted(list(globals()) + ['StorageServer'])

@@ -3,8 +3,8 @@
 Every error this package raises on purpose is a ``DurusError``.  Where
 Durus 4.3 raised a builtin error (``KeyError``, ``IOError``, an
 ``AssertionError``), the class here also derives from the builtin it
-replaces (except ``AssertionError``), so application code that caught the
-old error keeps working while new code can catch precisely.
+replaces, ``AssertionError`` included, so application code that caught
+the old error keeps working while new code can catch precisely.
 
 Errors cross the wire and process boundaries, so each class keeps its
 constructor arguments in ``self.args`` and survives ``pickle``.
@@ -73,7 +73,7 @@ class FrameTooLargeError(ProtocolError):
     """A peer announced a frame larger than the configured limit."""
 
 
-class ServerUnreachableError(DurusError, ConnectionError):
+class ServerUnreachableError(DurusError, ConnectionError, AssertionError):
     """No storage server answers at the given address."""
 
 
@@ -106,11 +106,11 @@ class DatabaseInUseError(DurusError, BlockingIOError):
         return self.args[0] if self.args else 'database is in use'
 
 
-class ReadOnlyError(DurusError):
+class ReadOnlyError(DurusError, AssertionError):
     """A write was attempted on a storage opened read-only."""
 
 
-class UnknownFormatError(DurusError, ValueError):
+class UnknownFormatError(DurusError, ValueError, AssertionError):
     """A file is not a database of any supported format."""
 
 
@@ -148,6 +148,17 @@ class DatabasePermissionError(DurusError, PermissionError):
     """The operating system refuses access to the database file."""
 
 
-class UnexpectedOidError(DurusError, ValueError):
-    """``store()`` got an oid that is neither the root, nor an existing
-    object, nor one handed out by this storage's ``new_oid()``."""
+class UnexpectedOidError(DurusError, ValueError, AssertionError):
+    """``store()`` got an oid that is not 8 bytes, or neither the root, nor
+    an existing object, nor one handed out by this storage's ``new_oid()``
+    (4.3 raised ValueError or asserted)."""
+
+
+class StateLoadError(DurusError, ValueError, AssertionError):
+    """A state load was asked for an object that is not a ghost, or for a
+    ghost without a connection (4.3 asserted the object was a ghost)."""
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.utils import str_to_int8  # noqa: E402,F401

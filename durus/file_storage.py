@@ -155,6 +155,9 @@ class FileStorage(SingleFileStorage):
     # Committing
 
     def _check_oid(self, oid):
+        if not isinstance(oid, bytes) or len(oid) != 8:
+            self.pending = {}
+            raise UnexpectedOidError('an oid is 8 bytes, not %r' % (oid,))
         number = str_to_int8(oid)
         if not (number in self.allocated or oid == ROOT_OID
                 or self.shelf.has(number)):
@@ -256,3 +259,11 @@ else:
     _load_number = _speedups.shelf_load_number
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.storage import Storage  # noqa: E402,F401
+from durus.utils import IntSet, iteritems  # noqa: E402,F401

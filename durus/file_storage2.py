@@ -356,3 +356,13 @@ def inspect_file(filename):
         return storage.damage
     finally:
         storage.file.close()
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import split_oids, unpack_record  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    IntSet, ShortRead, as_bytes, byte_string, iteritems, read, read_int4_str,
+    read_int8, read_int8_str, write, write_int4, write_int4_str, write_int8,
+    write_int8_str)

@@ -29,10 +29,10 @@ class SingleFileStorage(Storage):
     MAGIC = None
 
     @classmethod
-    def has_format(cls, f):
-        """True if the open binary file ``f`` starts with this format's magic."""
-        f.seek(0)
-        return f.read(len(cls.MAGIC)) == cls.MAGIC
+    def has_format(klass, file):
+        """True if the open binary ``file`` starts with this format's magic."""
+        file.seek(0)
+        return file.read(len(klass.MAGIC)) == klass.MAGIC
 
     def __str__(self):
         return '%s(%r)' % (type(self).__name__, self.get_filename())

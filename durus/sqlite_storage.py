@@ -142,7 +142,8 @@ class SqliteStorage(Storage):
             raise DurusKeyError(oid)
         return pack_record(oid, row[0], row[1] or b'')
 
-    def gen_oid_record(self, start_oid=None, batch_size=100):
+    def gen_oid_record(self, start_oid=None, batch_size=100, **other):
+        # **other: 4.3's took and ignored any other keyword; so does this.
         if start_oid is not None:
             return Storage.gen_oid_record(self, start_oid, batch_size)
         return self._gen_all()
@@ -235,3 +236,10 @@ class SqliteStorage(Storage):
         self.invalid.extend(int8_to_str(_unsigned(value))
                             for (value,) in doomed)
         yield
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.utils import as_bytes, iteritems  # noqa: E402,F401

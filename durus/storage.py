@@ -138,10 +138,13 @@ class MemoryStorage(Storage):
     def sync(self):
         return []
 
-    def gen_oid_record(self, start_oid=None, **other):
-        if start_oid is None:
-            return iter(list(self.records.items()))
-        return Storage.gen_oid_record(self, start_oid=start_oid, **other)
+    def gen_oid_record(self, start_oid=None, batch_size=100):
+        """The records reachable from ``start_oid`` (the root by default):
+        as in 4.3, unreachable records are not listed.  Nothing before the
+        root is stored (4.3 raised KeyError)."""
+        if start_oid is None and ROOT_OID not in self.records:
+            return iter(())
+        return Storage.gen_oid_record(self, start_oid, batch_size)
 
     def pack(self):
         reachable = set(oid for oid, _ in

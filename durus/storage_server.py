@@ -94,6 +94,10 @@ class _Client(object):
         self.commit_seq = 0        # server.commit_seq when its list went out
 
 
+class GcBytesError(TypeError, AssertionError):
+    """StorageServer(gcbytes=...) is not a number (an assert in 4.3)."""
+
+
 class StorageServer(object):
     """Serve ``storage`` at ``address`` (or ``(host, port)``) until ``Q``
     or ``stop()``; ``serve()`` closes the storage when it returns."""
@@ -107,6 +111,11 @@ class StorageServer(object):
                  group_commit_window=GROUP_COMMIT_WINDOW):
         self.storage = storage
         self.address = SocketAddress.new(address or (host, port))
+        if gcbytes is not None and (not isinstance(gcbytes, (int, float))
+                                    or isinstance(gcbytes, bool)):
+            raise GcBytesError('gcbytes is the number of bytes written '
+                               'between automatic packs (0: never), not %r'
+                               % (gcbytes,))
         self.gcbytes = gcbytes or 0
         self.max_frame = max_frame
         self.timeout = timeout
@@ -666,3 +675,13 @@ def wait_for_server(host=DEFAULT_HOST, port=DEFAULT_PORT, maxtries=300,
             time.sleep(sleeptime)
     raise SystemExit('No storage server answered at %s after %d attempts'
                      % (address, maxtries))
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import extract_class_name, split_oids  # noqa: E402,F401
+from durus.systemd_socket import get_systemd_socket  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, join_bytes, read, read_int4, read_int4_str, str_to_int4,
+    str_to_int8, write, write_all, write_int4_str)

@@ -452,3 +452,19 @@ def test_a_commit_takes_one_round_trip_with_protocol_2(empty_server):
 def test_protocol_argument_is_checked(empty_server):
     with pytest.raises(ValueError, match='protocol must be 1 or 2'):
         ClientStorage(port=empty_server.address.port, protocol=3)
+
+
+def test_store_of_an_oid_that_is_not_8_bytes_is_refused(server):
+    # Durus 4.3 asserted the length: the error is still an AssertionError.
+    from durus.error import UnexpectedOidError
+    storage = ClientStorage(port=server.address.port)
+    try:
+        storage.begin()
+        with pytest.raises(UnexpectedOidError) as info:
+            storage.store(b'abc', pack_record(oid(1), b'x', b''))
+        assert isinstance(info.value, AssertionError)
+        assert isinstance(info.value, ValueError)
+        storage.end()
+        assert storage.load(ROOT) == pack_record(ROOT, b'root', b'')
+    finally:
+        storage.close()
