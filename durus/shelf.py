@@ -313,9 +313,11 @@ class OffsetMap(object):
             for _ in self.generate(file, max_oid, max_offset):
                 pass
         file.seek(start)
+        stream = file
         if not hasattr(file, 'pread'):  # a plain stream, such as BytesIO
             file = StreamAccess(file)
         self._read(file, start)
+        stream.seek(self.end)  # where the transactions after it start
 
     @classmethod
     def at(cls, file, start):
@@ -1177,6 +1179,25 @@ def read_transaction_offsets(file, repair=False):
                        reason, end)
     if not repair:
         raise damage.error()
+    appended = _appended_start(file)
+    if appended is None or start < appended:
+        raise ShelfUsageError(
+            'repair cuts only transactions appended after the offset map; '
+            'position %d of %s is before them (they start at %s): seek '
+            'there first' % (start, file.name, appended))
     save_and_truncate(file, damage)
     file.seek(start)
     return None
+
+
+def _appended_start(file):
+    """Offset of the first transaction after the map of the SHELF-1 file
+    ``file``, or None if it does not have that layout."""
+    head = file.pread(16, 0)
+    if len(head) < 16 or not head.startswith(PREFIX):
+        return None
+    map_start = 16 + _int8.unpack_from(head, 8)[0]
+    total = file.pread(8, map_start)
+    if len(total) < 8:
+        return None
+    return map_start + 8 + _int8.unpack(total)[0]
