@@ -120,21 +120,21 @@ class ByteArray(object):
         self.file.seek(self.start + low)
         return _read_exactly(self.file, high - low)
 
-    def __setitem__(self, j, value):
-        value = _as_bytes(value)
+    def __setitem__(self, j, v):
+        v = _as_bytes(v)
         if isinstance(j, slice):
             low, high = self._slice_bounds(j)
-            if len(value) != high - low:
+            if len(v) != high - low:
                 raise ValueError('%d bytes given for %d places'
-                                 % (len(value), high - low))
+                                 % (len(v), high - low))
             self.file.seek(self.start + low)
         else:
             if not 0 <= j < self.size:
                 raise IndexError(j)
-            if len(value) != 1:
-                raise ValueError('one byte is needed, not %r' % (value,))
+            if len(v) != 1:
+                raise ValueError('one byte is needed, not %r' % (v,))
             self.file.seek(self.start + j)
-        self.file.write(value)
+        self.file.write(v)
 
     def __len__(self):
         return self.size

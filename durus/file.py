@@ -144,7 +144,7 @@ class File(object):
 
     _position = 0  # of the stream interface
 
-    def __init__(self, name=None, readonly=False, **tmpkw):
+    def __init__(self, name=None, readonly=False, **kwargs):
         self.readonly = readonly
         self.locked = False
         self.unsynced = False  # written with durable=False, not yet fsynced
@@ -153,7 +153,7 @@ class File(object):
             if readonly:
                 raise ReadOnlyFileError('a temporary file cannot be '
                                         'read-only')
-            fd, name = _make_temporary(tmpkw)
+            fd, name = _make_temporary(kwargs)
         else:
             fd = self._open(name, readonly)
         self.name = name

@@ -367,18 +367,18 @@ class OffsetMap(object):
     def __len__(self):
         return self.count
 
-    def get(self, number, default=None):
-        """Offset of ``number``'s disk-record in the initial transaction,
-        or ``default``."""
-        if not 0 <= number < self.count:
-            if not -self.count <= number < 0:
+    def get(self, j, default=None):
+        """Offset of oid number ``j``'s disk-record in the initial
+        transaction, or ``default``."""
+        if not 0 <= j < self.count:
+            if not -self.count <= j < 0:
                 return default
-            number += self.count  # Durus 4.3 indexed from the end too
+            j += self.count  # Durus 4.3 indexed from the end too
         # The word read here rather than through _word (the same bytes):
         # a call less on every load.
         size = self.word_size
         word = int.from_bytes(
-            self.file.pread(size, self._words_start + number * size), 'big')
+            self.file.pread(size, self._words_start + j * size), 'big')
         return word if word < self.start else default
 
     def _slot(self, j):
