@@ -968,6 +968,14 @@ class Shelf(object):
     def offset_map(self):
         return self.map
 
+    @property
+    def memory_index(self):
+        """``{name: position}`` of the records appended after the map (a
+        snapshot: Durus 4.3 kept this dict itself)."""
+        self.complete_index()
+        return dict((_int8.pack(number), position)
+                    for number, position in self.index.items())
+
     def get_position(self, name):
         """Offset of the newest record of ``name``, or None."""
         if len(name) != 8:

@@ -377,6 +377,8 @@ def test_store_appends_a_transaction_and_reports_positions(tmp_path):
         (name(7), 106), (name(20), 208)]
     assert sorted(shelf) == [name(n) for n in (0, 1, 2, 3, 7, 20)]
     assert dict(shelf.items())[name(20)] == value(20)
+    assert shelf.memory_index == {name(3): 177, name(20): 208,
+                                  name(2): 241}
     shelf.close()
     reopened = Shelf(path, readonly=True)
     assert reopened.get_position(name(20)) == 208
