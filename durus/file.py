@@ -23,7 +23,7 @@ Invariants:
 
 import errno
 import os
-from os.path import exists
+from os.path import exists  # noqa: F401 (a name of Durus 4.3's module)
 
 try:
     import mmap
