@@ -580,3 +580,46 @@ def test_each_side_reads_what_the_other_stored(tmp_path, durus43_python):
     assert json.loads(run_durus43(durus43_python, READ_43,
                                   path).stdout) == expected
     assert [name(3).hex(), value(3, b'changed here').hex()] in expected
+
+
+LOCATE_43 = '''
+import durus.file_storage
+print(durus.file_storage.__file__)
+'''
+
+
+@pytest.mark.slow
+def test_durus43s_own_file_storage_runs_on_these_modules(tmp_path,
+                                                         durus43_python):
+    # Durus 4.3's FileStorage is built on File, Shelf and durus.utils: load
+    # its module from the 4.3 install and run it, pack included, here.
+    import importlib.util
+    from durus.connection import Connection
+    from durus.file_storage import FileStorage
+    from durus.persistent_dict import PersistentDict
+    source = run_durus43(durus43_python, LOCATE_43).stdout.strip()
+    spec = importlib.util.spec_from_file_location('durus43_file_storage',
+                                                  source)
+    theirs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(theirs)
+    path = str(tmp_path / 'hybrid.durus')
+    storage = theirs.FileStorage(path)
+    connection = Connection(storage)
+    root = connection.get_root()
+    for n in range(40):
+        root[n] = PersistentDict({'n': n})
+    connection.commit()
+    for n in range(0, 40, 2):
+        del root[n]
+    connection.commit()
+    connection.pack()
+    root['after pack'] = PersistentDict({'n': -1})
+    connection.commit()
+    storage.close()
+    for opened in (theirs.FileStorage(path, readonly=True),
+                   FileStorage(path, readonly=True)):
+        root = Connection(opened).get_root()
+        assert sorted(k for k in root if k != 'after pack') == \
+            list(range(1, 40, 2))
+        assert root[39]['n'] == 39 and root['after pack']['n'] == -1
+        opened.close()
