@@ -583,27 +583,32 @@ def test_each_side_reads_what_the_other_stored(tmp_path, durus43_python):
 
 
 LOCATE_43 = '''
-import durus.file_storage
-print(durus.file_storage.__file__)
+import sys, durus.file_storage, durus.file_storage2
+print(getattr(durus, sys.argv[1]).__file__)
 '''
 
 
 @pytest.mark.slow
-def test_durus43s_own_file_storage_runs_on_these_modules(tmp_path,
-                                                         durus43_python):
-    # Durus 4.3's FileStorage is built on File, Shelf and durus.utils: load
-    # its module from the 4.3 install and run it, pack included, here.
+@pytest.mark.parametrize('module, class_name', [
+    ('file_storage', 'FileStorage'), ('file_storage2', 'FileStorage2')])
+def test_durus43s_own_storages_run_on_these_modules(
+        tmp_path, durus43_python, module, class_name):
+    # Durus 4.3's file storages are built on File, Shelf and durus.utils:
+    # load their module from the 4.3 install and run it here, pack
+    # included; then both implementations read the result.
+    import importlib
     import importlib.util
     from durus.connection import Connection
-    from durus.file_storage import FileStorage
     from durus.persistent_dict import PersistentDict
-    source = run_durus43(durus43_python, LOCATE_43).stdout.strip()
-    spec = importlib.util.spec_from_file_location('durus43_file_storage',
+    ours = getattr(importlib.import_module('durus.' + module), class_name)
+    source = run_durus43(durus43_python, LOCATE_43, module).stdout.strip()
+    spec = importlib.util.spec_from_file_location('durus43_' + module,
                                                   source)
-    theirs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(theirs)
+    theirs_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(theirs_module)
+    theirs = getattr(theirs_module, class_name)
     path = str(tmp_path / 'hybrid.durus')
-    storage = theirs.FileStorage(path)
+    storage = theirs(path)
     connection = Connection(storage)
     root = connection.get_root()
     for n in range(40):
@@ -616,8 +621,7 @@ def test_durus43s_own_file_storage_runs_on_these_modules(tmp_path,
     root['after pack'] = PersistentDict({'n': -1})
     connection.commit()
     storage.close()
-    for opened in (theirs.FileStorage(path, readonly=True),
-                   FileStorage(path, readonly=True)):
+    for opened in (theirs(path, readonly=True), ours(path, readonly=True)):
         root = Connection(opened).get_root()
         assert sorted(k for k in root if k != 'after pack') == \
             list(range(1, 40, 2))
