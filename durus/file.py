@@ -219,6 +219,7 @@ class File(object):
         return self.locked
 
     def obtain_lock(self):
+        self._check_writable()  # a reader must not block the writer
         if not self.locked:
             _lock(self.fd, self.name)
             self.locked = True

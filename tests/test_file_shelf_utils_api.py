@@ -105,6 +105,8 @@ def test_read_only_file_refuses_writes_as_an_assertion(tmp_path):
             attempt()
         assert isinstance(caught.value, AssertionError)
         assert 'read-only' in str(caught.value)
+    with pytest.raises(AssertionError):
+        f.obtain_lock()  # a reader never takes the writer's lock
     assert not f.has_lock and len(f) == 0
     f.close()
 
