@@ -7,15 +7,19 @@ Invariants:
   (another process, or another ``File`` in this process) gets
   ``DatabaseInUseError`` at once instead of waiting.
 * A read-only ``File`` takes no lock, so it can open a file that a
-  writer holds.  It refuses every write with ``ReadOnlyError``.
+  writer holds.  It refuses every write with ``ReadOnlyFileError`` (a
+  ``ReadOnlyError``).
 * Reads and writes are positional (``pread``/``pwrite``), so readers
   never disturb the append position and no user-space buffer can hold
-  stale bytes.  Reads inside the part of the file that existed when it
-  was first read come from a read-only memory map of the page cache (no
-  system call per read); reads past it use ``pread``, and the map is
-  renewed once the file has grown.  The file is only ever appended to
-  while open (``truncate`` only cuts bytes that no record uses), so the
-  mapped part never changes under a reader.
+  stale bytes.  Durus 4.3's stream calls (``seek``/``read``/``write``)
+  keep a position of their own on top of them.  Reads inside the part of
+  the file that existed when it was first read come from a read-only
+  memory map of the page cache (no system call per read); reads past it
+  use ``pread``, and the map is renewed once the file has grown.  The
+  storages only append to an open file (``truncate`` only cuts bytes
+  that no record uses), so records never change under a reader; a write
+  inside the mapped part (4.3's tools patch a length or an offset map)
+  is seen through the map at once, since it maps the same page cache.
 * ``fsync()`` returns only when the bytes written so far are on disk.
   Creating or renaming the file also syncs its directory, so the new name
   survives a power loss.
