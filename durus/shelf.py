@@ -590,6 +590,14 @@ class Shelf(object):
     def __init__(self, file=None, items=None, repair=False, readonly=False,
                  saved_index=None, check_only=False):
         open_file = self._prepare_file(file, items, repair, readonly)
+        try:
+            self._open(open_file, repair, saved_index, check_only)
+        except BaseException:
+            if open_file is not file:  # opened here: do not leak its lock
+                open_file.close()
+            raise
+
+    def _open(self, open_file, repair, saved_index, check_only):
         self.file = open_file
         self.name = open_file.name
         size = open_file.get_size()
@@ -652,19 +660,27 @@ class Shelf(object):
             if readonly or repair:
                 raise ShelfUsageError('a Shelf on a new temporary file can '
                                       'be neither read-only nor repaired')
-            file = File()
+            opened = File()
         elif not hasattr(file, 'seek'):
-            file = File(file, readonly=readonly)
-        if file.get_size() == 0:
-            if items:  # as in 4.3: [] and None give the same empty shelf
-                for _ in cls.generate_shelf(file, items):
-                    pass
-                file.fsync()
-        elif items is not None:
-            raise ShelfUsageError(
-                'items are for a new, empty file; %s already holds %d bytes '
-                '(store() appends to it)' % (file.name, file.get_size()))
-        return file
+            opened = File(file, readonly=readonly)
+        else:
+            opened = file
+        try:
+            if opened.get_size() == 0:
+                if items:  # as in 4.3: [] and None make the same empty shelf
+                    for _ in cls.generate_shelf(opened, items):
+                        pass
+                    opened.fsync()
+            elif items is not None:
+                raise ShelfUsageError(
+                    'items are for a new, empty file; %s already holds %d '
+                    'bytes (store() appends to it)'
+                    % (opened.name, opened.get_size()))
+        except BaseException:
+            if opened is not file:
+                opened.close()
+            raise
+        return opened
 
     # Lazy indexing of a large never-indexed tail
     #

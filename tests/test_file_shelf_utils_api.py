@@ -427,6 +427,12 @@ def test_shelf_constructor_arguments_of_durus43(tmp_path):
     with pytest.raises(AssertionError):
         Shelf(path, items=[])  # items are for a new file only
     assert Shelf(path, readonly=True).get_file().is_readonly()
+    with open(path, 'ab') as raw:
+        raw.write(b'torn')
+    with pytest.raises(DamagedFileError):
+        Shelf(path)
+    # The failed open let go of the file it opened, lock included.
+    Shelf(path, repair=True).close()
 
 
 def test_get_value_notices_a_record_of_another_name(tmp_path):
