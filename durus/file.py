@@ -261,6 +261,7 @@ class File(object):
     def seek(self, n, whence=0):
         """Move the stream position: ``whence`` 0 from the start, 1 from
         the current position, 2 from the end."""
+        self._open_fd()
         if whence == 0:
             position = n
         elif whence == 1:
@@ -276,23 +277,26 @@ class File(object):
         self._position = position
 
     def seek_end(self):
+        self._open_fd()
         self._position = self.get_size()
 
     def tell(self):
+        self._open_fd()
         return self._position
 
     def read(self, n=None):
         """Up to ``n`` bytes (all up to the end when None or negative)
         from the stream position, which moves past them."""
+        self._open_fd()
         if n is None or n < 0:
             n = max(0, self.get_size() - self._position)
-        self._open_fd()
         data = self.pread(n, self._position)
         self._position += len(data)
         return data
 
     def write(self, s):
         """Write ``s`` at the stream position, which moves past it."""
+        self._open_fd()
         self.pwrite(s, self._position)
         self._position += memoryview(s).nbytes
 

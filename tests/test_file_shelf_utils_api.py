@@ -91,8 +91,10 @@ def test_file_seek_errors_are_those_of_a_python_file(tmp_path):
     with pytest.raises(ValueError):
         f.seek(0, 7)
     f.close()
-    with pytest.raises(ValueError):
-        f.flush()
+    for call in (f.flush, f.tell, f.seek_end, f.read, lambda: f.seek(0),
+                 lambda: f.write(b'x')):
+        with pytest.raises(ValueError):  # as for a closed Python file
+            call()
 
 
 def test_read_only_file_refuses_writes_as_an_assertion(tmp_path):
