@@ -248,10 +248,14 @@ class File(object):
         return self.name
 
     def __len__(self):
-        return self.get_size()
+        return self.stat().st_size
 
     def stat(self):
-        return os.fstat(self._open_fd())
+        # Of the open descriptor (an anonymous temporary file has no
+        # name); by name once closed, as in Durus 4.3.
+        if self.fd is None:
+            return os.stat(self.name)
+        return os.fstat(self.fd)
 
     def _open_fd(self):
         if self.fd is None:

@@ -95,6 +95,7 @@ def test_file_seek_errors_are_those_of_a_python_file(tmp_path):
                  lambda: f.write(b'x')):
         with pytest.raises(ValueError):  # as for a closed Python file
             call()
+    assert len(f) == 0 and f.stat().st_size == 0  # by name, as in 4.3
 
 
 def test_read_only_file_refuses_writes_as_an_assertion(tmp_path):
