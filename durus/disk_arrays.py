@@ -425,7 +425,7 @@ def word_size_for(maximum):
 
 
 class MemoryBuffer(object):
-    """An in-memory stand-in for a file: ``pread``/``pwrite`` on a bytearray."""
+    """An in-memory stand-in for a file: ``pread``/``pwrite`` on bytes."""
 
     def __init__(self, size=0):
         self.data = bytearray(size)
