@@ -7,15 +7,19 @@ Invariants:
   (another process, or another ``File`` in this process) gets
   ``DatabaseInUseError`` at once instead of waiting.
 * A read-only ``File`` takes no lock, so it can open a file that a
-  writer holds.  It refuses every write with ``ReadOnlyError``.
+  writer holds.  It refuses every write with ``ReadOnlyFileError`` (a
+  ``ReadOnlyError``).
 * Reads and writes are positional (``pread``/``pwrite``), so readers
   never disturb the append position and no user-space buffer can hold
-  stale bytes.  Reads inside the part of the file that existed when it
-  was first read come from a read-only memory map of the page cache (no
-  system call per read); reads past it use ``pread``, and the map is
-  renewed once the file has grown.  The file is only ever appended to
-  while open (``truncate`` only cuts bytes that no record uses), so the
-  mapped part never changes under a reader.
+  stale bytes.  Durus 4.3's stream calls (``seek``/``read``/``write``)
+  keep a position of their own on top of them.  Reads inside the part of
+  the file that existed when it was first read come from a read-only
+  memory map of the page cache (no system call per read); reads past it
+  use ``pread``, and the map is renewed once the file has grown.  The
+  storages only append to an open file (``truncate`` only cuts bytes
+  that no record uses), so records never change under a reader; a write
+  inside the mapped part (4.3's tools patch a length or an offset map)
+  is seen through the map at once, since it maps the same page cache.
 * ``fsync()`` returns only when the bytes written so far are on disk.
   Creating or renaming the file also syncs its directory, so the new name
   survives a power loss.
@@ -23,6 +27,7 @@ Invariants:
 
 import errno
 import os
+from os.path import exists  # noqa: F401 (a name of Durus 4.3's module)
 
 try:
     import mmap
@@ -32,6 +37,10 @@ except ImportError:
 from durus.error import (
     DatabaseInUseError, DatabaseNotFoundError, DatabasePermissionError,
     ReadOnlyError, UnknownFormatError)
+
+
+class ReadOnlyFileError(ReadOnlyError, AssertionError):
+    """A write to a ``File`` opened read-only (Durus 4.3 asserted)."""
 
 try:
     import fcntl
@@ -86,24 +95,69 @@ def _unlock(fd):
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
+# Keywords of tempfile.NamedTemporaryFile that Durus 4.3's File passed
+# on.  The file is always binary and unbuffered here, so the ones about
+# text and buffering are accepted and have no effect.
+_TEMPORARY_NAMING = ('suffix', 'prefix', 'dir')
+_TEMPORARY_IGNORED = ('mode', 'buffering', 'encoding', 'newline', 'errors')
+
+
+def _make_temporary(keywords):
+    """``(fd, name)`` of a new temporary file.  It is anonymous (unlinked
+    at once) unless ``delete=False`` asks to keep it, as in
+    ``tempfile.NamedTemporaryFile``."""
+    unknown = set(keywords) - set(_TEMPORARY_NAMING + _TEMPORARY_IGNORED
+                                  + ('delete',))
+    if unknown:
+        raise TypeError('File() got an unexpected keyword argument %r'
+                        % sorted(unknown)[0])
+    import tempfile  # only here: it costs ~7 ms to import
+    fd, name = tempfile.mkstemp(
+        **dict((key, keywords[key]) for key in _TEMPORARY_NAMING
+               if key in keywords))
+    if keywords.get('delete', True):
+        os.unlink(name)
+    return fd, name
+
+
+def __getattr__(name):
+    # Durus 4.3's module offered tempfile's NamedTemporaryFile; imported
+    # on first use to keep ``import durus.file`` cheap.
+    if name == 'NamedTemporaryFile':
+        import tempfile
+        return tempfile.NamedTemporaryFile
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
+
+def __dir__():
+    return sorted(list(globals()) + ['NamedTemporaryFile'])
+
+
 class File(object):
-    """An open database file (or an anonymous temporary one when name is None).
+    """An open database file (or a temporary one when name is None).
 
     ``readonly`` opens without a lock and refuses writes.  A missing path
-    is created when writable; ``tmpkw`` go to ``tempfile.mkstemp``.
+    is created when writable.  A temporary file is anonymous unless
+    ``delete=False``; its other keywords are those of
+    ``tempfile.NamedTemporaryFile`` (``suffix``, ``prefix``, ``dir``).
+
+    Besides positional ``pread``/``pwrite``, a ``File`` has Durus 4.3's
+    stream interface (``seek``, ``tell``, ``read``, ``write``): a current
+    position of its own, which the positional calls neither use nor move.
     """
 
-    def __init__(self, name=None, readonly=False, **tmpkw):
+    _position = 0  # of the stream interface
+
+    def __init__(self, name=None, readonly=False, **kwargs):
         self.readonly = readonly
         self.locked = False
         self.unsynced = False  # written with durable=False, not yet fsynced
         self.temporary = name is None
         if self.temporary:
             if readonly:
-                raise ReadOnlyError('a temporary file cannot be read-only')
-            import tempfile  # only here: it costs ~7 ms to import
-            fd, name = tempfile.mkstemp(**tmpkw)
-            os.unlink(name)  # anonymous: gone when closed
+                raise ReadOnlyFileError('a temporary file cannot be '
+                                        'read-only')
+            fd, name = _make_temporary(kwargs)
         else:
             fd = self._open(name, readonly)
         self.name = name
@@ -163,7 +217,13 @@ class File(object):
     def is_closed(self):
         return self.fd is None
 
+    @property
+    def has_lock(self):
+        """Durus 4.3's name for ``locked``."""
+        return self.locked
+
     def obtain_lock(self):
+        self._check_writable()  # a reader must not block the writer
         if not self.locked:
             _lock(self.fd, self.name)
             self.locked = True
@@ -175,12 +235,78 @@ class File(object):
 
     def _check_writable(self):
         if self.readonly:
-            raise ReadOnlyError(
+            raise ReadOnlyFileError(
                 '%s is open read-only; reopen it without readonly to change '
                 'it' % self.name)
 
     def get_size(self):
         return os.fstat(self.fd).st_size
+
+    # Durus 4.3's stream interface
+
+    def get_name(self):
+        return self.name
+
+    def __len__(self):
+        return self.stat().st_size
+
+    def stat(self):
+        # Of the open descriptor (an anonymous temporary file has no
+        # name); by name once closed, as in Durus 4.3.
+        if self.fd is None:
+            return os.stat(self.name)
+        return os.fstat(self.fd)
+
+    def _open_fd(self):
+        if self.fd is None:
+            raise ValueError('I/O operation on closed file %s' % self.name)
+        return self.fd
+
+    def seek(self, n, whence=0):
+        """Move the stream position: ``whence`` 0 from the start, 1 from
+        the current position, 2 from the end."""
+        self._open_fd()
+        if whence == 0:
+            position = n
+        elif whence == 1:
+            position = self._position + n
+        elif whence == 2:
+            position = self.get_size() + n
+        else:
+            raise ValueError('whence value %r unsupported (0, 1 or 2)'
+                             % (whence,))
+        if position < 0:
+            raise OSError(errno.EINVAL, 'cannot seek %s to the negative '
+                          'position %d' % (self.name, position))
+        self._position = position
+
+    def seek_end(self):
+        self._open_fd()
+        self._position = self.get_size()
+
+    def tell(self):
+        self._open_fd()
+        return self._position
+
+    def read(self, n=None):
+        """Up to ``n`` bytes (all up to the end when None or negative)
+        from the stream position, which moves past them."""
+        self._open_fd()
+        if n is None or n < 0:
+            n = max(0, self.get_size() - self._position)
+        data = self.pread(n, self._position)
+        self._position += len(data)
+        return data
+
+    def write(self, s):
+        """Write ``s`` at the stream position, which moves past it."""
+        self._open_fd()
+        self.pwrite(s, self._position)
+        self._position += memoryview(s).nbytes
+
+    def flush(self):
+        # Writes are unbuffered (pwrite): nothing waits in user space.
+        self._open_fd()
 
     def pread(self, n, offset):
         """Up to ``n`` bytes at ``offset`` (fewer only at end of file)."""
@@ -260,8 +386,11 @@ class File(object):
                 pass
             raise
 
-    def truncate(self, size):
+    def truncate(self, size=None):
+        """Cut the file to ``size`` bytes (None: at the stream position)."""
         self._check_writable()
+        if size is None:
+            size = self._position
         # Mapped pages past the new end must never be read (SIGBUS).
         self._mapped = min(self._mapped, size)
         os.ftruncate(self.fd, size)
