@@ -136,6 +136,13 @@ class ByteArray(object):
             self.file.seek(self.start + j)
         self.file.write(v)
 
+    # Python 2's slice protocol, kept because Durus 4.3 offered it by name.
+    def __getslice__(self, j, k):
+        return self[j:k]
+
+    def __setslice__(self, j, k, value):
+        self[j:k] = value
+
     def __len__(self):
         return self.size
 

@@ -10,6 +10,8 @@ Errors cross the wire and process boundaries, so each class keeps its
 constructor arguments in ``self.args`` and survives ``pickle``.
 """
 
+import struct
+
 
 class DurusError(Exception):
     """Root of every error raised by durus."""
@@ -159,6 +161,9 @@ class StateLoadError(DurusError, ValueError, AssertionError):
     ghost without a connection (4.3 asserted the object was a ghost)."""
 
 
-# Names Durus 4.3 also offered from this module (it imported them for
-# its own use), for code that imports them from here.
-from durus.utils import str_to_int8  # noqa: E402,F401
+# Durus 4.3 also offered str_to_int8 from this module (it imported it for
+# its own use).  Defined here rather than imported from durus.utils, which
+# imports this module: the error hierarchy stays a leaf of the package.
+def str_to_int8(s, _unpack=struct.Struct('>Q').unpack):
+    """The number held in 8 big-endian bytes (as durus.utils's)."""
+    return _unpack(s)[0]

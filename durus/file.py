@@ -103,9 +103,10 @@ _TEMPORARY_IGNORED = ('mode', 'buffering', 'encoding', 'newline', 'errors')
 
 
 def _make_temporary(keywords):
-    """``(fd, name)`` of a new temporary file.  It is anonymous (unlinked
-    at once) unless ``delete=False`` asks to keep it, as in
-    ``tempfile.NamedTemporaryFile``."""
+    """``(fd, name)`` of a new temporary file.  As with
+    ``tempfile.NamedTemporaryFile`` it has a name while open (so another
+    process can open it read-only, as with Durus 4.3) and is removed when
+    closed, unless ``delete=False`` asks to keep it."""
     unknown = set(keywords) - set(_TEMPORARY_NAMING + _TEMPORARY_IGNORED
                                   + ('delete',))
     if unknown:
@@ -115,8 +116,6 @@ def _make_temporary(keywords):
     fd, name = tempfile.mkstemp(
         **dict((key, keywords[key]) for key in _TEMPORARY_NAMING
                if key in keywords))
-    if keywords.get('delete', True):
-        os.unlink(name)
     return fd, name
 
 
@@ -137,8 +136,8 @@ class File(object):
     """An open database file (or a temporary one when name is None).
 
     ``readonly`` opens without a lock and refuses writes.  A missing path
-    is created when writable.  A temporary file is anonymous unless
-    ``delete=False``; its other keywords are those of
+    is created when writable.  A temporary file is named while open and
+    removed when closed unless ``delete=False``; its other keywords are those of
     ``tempfile.NamedTemporaryFile`` (``suffix``, ``prefix``, ``dir``).
 
     Besides positional ``pread``/``pwrite``, a ``File`` has Durus 4.3's
@@ -153,11 +152,13 @@ class File(object):
         self.locked = False
         self.unsynced = False  # written with durable=False, not yet fsynced
         self.temporary = name is None
+        self._delete_on_close = False
         if self.temporary:
             if readonly:
                 raise ReadOnlyFileError('a temporary file cannot be '
                                         'read-only')
             fd, name = _make_temporary(kwargs)
+            self._delete_on_close = kwargs.get('delete', True)
         else:
             fd = self._open(name, readonly)
         self.name = name
@@ -251,8 +252,8 @@ class File(object):
         return self.stat().st_size
 
     def stat(self):
-        # Of the open descriptor (an anonymous temporary file has no
-        # name); by name once closed, as in Durus 4.3.
+        # Of the open descriptor while open; by name once closed, as in
+        # Durus 4.3.
         if self.fd is None:
             return os.stat(self.name)
         return os.fstat(self.fd)
@@ -406,6 +407,7 @@ class File(object):
         self._check_writable()
         os.replace(self.name, name)
         self.name = name
+        self._delete_on_close = False  # it now has the name it was given
         fsync_directory(name)
 
     def close(self):
@@ -416,3 +418,9 @@ class File(object):
             fd, self.fd = self.fd, None
             self.locked = False  # closing the descriptor drops the lock
             os.close(fd)
+            if self._delete_on_close:
+                self._delete_on_close = False
+                try:
+                    os.unlink(self.name)
+                except FileNotFoundError:
+                    pass

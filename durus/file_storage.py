@@ -239,7 +239,8 @@ class FileStorage(SingleFileStorage):
 
 
 def TempFileStorage():
-    """A FileStorage in an anonymous temporary file (gone when closed)."""
+    """A FileStorage in a temporary file (named while open, removed when
+    closed)."""
     return FileStorage()
 
 

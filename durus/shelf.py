@@ -912,17 +912,17 @@ class Shelf(object):
     # Durus 4.3's API: names (8-byte oids), values (records), positions
 
     @classmethod
-    def has_format(cls, file):
+    def has_format(klass, file):
         """Does ``file`` (moved to just after the prefix) start like a
         SHELF-1 file?"""
         file.seek(0)
         try:
-            return read(file, len(cls.prefix)) == cls.prefix
+            return read(file, len(klass.prefix)) == klass.prefix
         except ShortRead:
             return False
 
     @classmethod
-    def generate_shelf(cls, file, items):
+    def generate_shelf(klass, file, items):
         """Write a new shelf holding ``items`` ((name, value) pairs) into
         the empty ``file``, yielding progress numbers as it goes (in the
         order Durus 4.3 yielded them); the bytes are those 4.3 writes."""

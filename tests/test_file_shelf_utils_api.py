@@ -115,14 +115,16 @@ def test_read_only_file_refuses_writes_as_an_assertion(tmp_path):
 
 
 def test_temporary_file_takes_named_temporary_file_keywords(tmp_path):
-    anonymous = File(suffix='.tmpdb', dir=str(tmp_path), mode='w+b')
-    assert anonymous.is_temporary() and anonymous.has_lock
-    assert anonymous.get_name().endswith('.tmpdb')
-    assert not os.path.exists(anonymous.get_name())
-    anonymous.write(b'abc')
-    anonymous.seek(0)
-    assert anonymous.read() == b'abc'
-    anonymous.close()
+    temporary = File(suffix='.tmpdb', dir=str(tmp_path), mode='w+b')
+    assert temporary.is_temporary() and temporary.has_lock
+    assert temporary.get_name().endswith('.tmpdb')
+    # Named while open (as Durus 4.3's NamedTemporaryFile), gone once closed.
+    assert os.path.exists(temporary.get_name())
+    temporary.write(b'abc')
+    temporary.seek(0)
+    assert temporary.read() == b'abc'
+    temporary.close()
+    assert not os.path.exists(temporary.get_name())
     kept = File(prefix='kept-', dir=str(tmp_path), delete=False)
     assert os.path.exists(kept.get_name())
     assert os.path.basename(kept.get_name()).startswith('kept-')
