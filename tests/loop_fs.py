@@ -1,0 +1,121 @@
+"""A small ext4 file system on a loop device, and "power cuts" of it.
+
+``LoopFs`` makes an image file, formats it ext4 and mounts it through a
+loop device.  ``snapshot()`` copies the image file: what the loop device
+has handed to its backing file is exactly what a disk would hold after a
+power cut; the dirty page cache of the ext4 mounted on top (data and
+metadata not yet written back or committed to its journal) is not in the
+copy.  ``mount_copy()`` checks a snapshot with ``e2fsck -fy`` and mounts
+it read-write on another loop device, so its journal is replayed as after
+a reboot.
+
+The file system is mounted with options that keep the page cache from
+being written behind the writer's back during a trial: ``commit=60``
+(no periodic journal commit), delayed allocation (the default), and
+``noauto_da_alloc`` (no implicit flush on close/rename of a replaced
+file: only an explicit fsync makes anything durable).
+
+Every mount and loop device is undone by ``close()``, which tests call in
+finalizers; an unmount that fails falls back to ``umount -l``.
+"""
+
+import os
+import shutil
+import subprocess
+
+MOUNT_OPTIONS = 'data=ordered,commit=60,noauto_da_alloc'
+IMAGE_MB = 64
+TOOLS = ('losetup', 'mkfs.ext4', 'e2fsck', 'mount', 'umount')
+
+
+def unavailable_reason():
+    """Why loop-device tests cannot run here, or None."""
+    if not hasattr(os, 'geteuid') or os.geteuid() != 0:
+        return 'loop devices need root (mount, losetup)'
+    for tool in TOOLS:
+        if shutil.which(tool) is None:
+            return '%s is not installed' % tool
+    if not os.path.exists('/dev/loop-control'):
+        return 'no /dev/loop-control: this kernel has no loop devices'
+    return None
+
+
+def _run(*command, check=True):
+    return subprocess.run(command, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          check=check, timeout=60)
+
+
+class _Mount(object):
+    """One image attached to a loop device and mounted at a directory."""
+
+    def __init__(self, image, mountpoint, options):
+        self.image = image
+        self.mountpoint = mountpoint
+        self.device = None
+        self.mounted = False
+        os.makedirs(mountpoint, exist_ok=True)
+        self.device = _run('losetup', '-f', '--show', image) \
+            .stdout.decode().strip()
+        _run('mount', '-t', 'ext4', '-o', options, self.device, mountpoint)
+        self.mounted = True
+
+    def close(self):
+        if self.mounted:
+            if _run('umount', self.mountpoint, check=False).returncode:
+                _run('umount', '-l', self.mountpoint, check=False)
+            self.mounted = False
+        if self.device:
+            _run('losetup', '-d', self.device, check=False)
+            self.device = None
+
+
+class LoopFs(object):
+    """A mounted ext4 in ``workdir`` (image, mount point, snapshots)."""
+
+    def __init__(self, workdir, size_mb=IMAGE_MB, options=MOUNT_OPTIONS):
+        self.workdir = str(workdir)
+        self.image = os.path.join(self.workdir, 'disk.img')
+        self.mounts = []
+        with open(self.image, 'wb') as f:
+            f.truncate(size_mb << 20)
+        _run('mkfs.ext4', '-q', '-F', self.image)
+        self.live = self._mount(self.image, 'live', options)
+        self.path = self.live.mountpoint
+        self.snapshots = 0
+
+    def _mount(self, image, name, options):
+        mount = _Mount(image, os.path.join(self.workdir, name), options)
+        self.mounts.append(mount)
+        return mount
+
+    def snapshot(self):
+        """Copy the image as the disk holds it now (the power cut)."""
+        self.snapshots += 1
+        copy = os.path.join(self.workdir, 'cut-%d.img' % self.snapshots)
+        shutil.copyfile(self.image, copy)
+        return copy
+
+    def mount_copy(self, copy):
+        """fsck the snapshot, then mount it (journal replay); returns the
+        mount point and the fsck output (exit codes 0-2: fixed or clean)."""
+        fsck = _run('e2fsck', '-fy', copy, check=False)
+        if fsck.returncode > 2:
+            raise AssertionError('e2fsck could not fix the cut image (exit '
+                                 '%d):\n%s' % (fsck.returncode,
+                                               fsck.stdout.decode()))
+        mount = self._mount(copy, 'after-%d' % self.snapshots,
+                            'data=ordered')
+        return mount, fsck.stdout.decode()
+
+    def release(self, mount):
+        """Unmount a copy's mount and delete its image."""
+        mount.close()
+        self.mounts.remove(mount)
+        if mount.image != self.image:
+            os.unlink(mount.image)
+
+    def close(self):
+        for mount in reversed(self.mounts):
+            mount.close()
+        self.mounts = []
