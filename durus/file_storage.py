@@ -30,7 +30,7 @@ from durus.file_storage_base import (
 from durus.serialize import unpack_record
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
-from durus.utils import int8_to_str, str_to_int8
+from durus.utils import int8_to_str, oid_number, str_to_int8
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
@@ -91,7 +91,7 @@ class FileStorage(SingleFileStorage):
 
     def load(self, oid):
         try:
-            return _load_number(self.shelf, str_to_int8(oid))
+            return _load_number(self.shelf, oid_number(oid))
         except DurusKeyError:
             raise DurusKeyError(oid) from None
 
@@ -155,7 +155,7 @@ class FileStorage(SingleFileStorage):
     # Committing
 
     def _check_oid(self, oid):
-        number = str_to_int8(oid)
+        number = oid_number(oid)
         if not (number in self.allocated or oid == ROOT_OID
                 or self.shelf.has(number)):
             self.pending = {}

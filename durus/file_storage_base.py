@@ -13,7 +13,7 @@ from durus.error import DamagedFileError, ReadOnlyError
 from durus.serialize import RecordError, unpack_record
 from durus.shelf import is_well_formed
 from durus.storage import Storage
-from durus.utils import int8_to_str, str_to_int8
+from durus.utils import check_oid, int8_to_str, str_to_int8
 
 
 class SingleFileStorage(Storage):
@@ -57,6 +57,7 @@ class SingleFileStorage(Storage):
                                 'readonly to commit' % self.file.name)
         if self.pending is None:
             self.pending = {}
+        check_oid(oid)
         self._check_oid(oid)
         if record[:8] != oid or not is_well_formed(record):
             self.pending = {}

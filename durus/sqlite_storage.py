@@ -18,19 +18,30 @@ Differences from Durus 4.3, on purpose:
   file storages, so two writers cannot hand out the same oids
   (``DatabaseInUseError``).  The lock (``flock``) is independent of
   SQLite's own locks, and its descriptor is closed only after SQLite's.
+* Durus 4.3 takes no such lock, so a 4.3 writer could commit beside us
+  and both would hand out the same oids.  Between commits a writable
+  storage therefore keeps a read transaction open: SQLite lets no other
+  connection commit meanwhile (a 4.3 commit waits, then fails with
+  "database is locked").  If another connection still commits (in the
+  moment between our commit and the next read transaction, or in WAL
+  mode), SQLite's ``data_version`` changes and our next commit refuses
+  with ``ConcurrentWriterError`` instead of overwriting its objects.
+* Commits use ``synchronous=EXTRA`` so that a power cut cannot undo an
+  acknowledged commit (see ``_make_commits_durable``).
 """
 
+import errno
 import os
 import sqlite3
 from urllib.parse import quote
 
 from durus.error import (
-    DatabaseNotFoundError, DatabasePermissionError, DurusKeyError,
-    ReadOnlyError, UnknownFormatError)
+    ConcurrentWriterError, DatabaseNotFoundError, DatabaseWriteError,
+    DurusKeyError, ReadOnlyError, UnknownFormatError, permission_error)
 from durus.file import File
 from durus.serialize import pack_record, unpack_record
 from durus.storage import ROOT_OID, Storage
-from durus.utils import int8_to_str, str_to_int8
+from durus.utils import check_oid, int8_to_str, oid_number, str_to_int8
 
 SQLITE_MAGIC = b'SQLite format 3\0'
 _SCHEMA = 'create table objects (id integer primary key, data blob, refs blob)'
@@ -90,15 +101,17 @@ class SqliteStorage(Storage):
                 '%s is not a usable SQLite durus database (%s)'
                 % (filename, error)) from None
         self.next_number = 0 if value is None else self._max_number() + 1
+        self.data_version = None
+        if not readonly:
+            self.data_version = self._data_version()
+            self._hold_read_lock()
 
     def _check_magic(self):
         try:
             with open(self.filename, 'rb') as f:
                 head = f.read(len(SQLITE_MAGIC))
         except PermissionError:
-            raise DatabasePermissionError(
-                'no permission to read %s; check its mode and owner'
-                % self.filename) from None
+            raise permission_error(self.filename, 'read') from None
         if head != SQLITE_MAGIC:
             raise UnknownFormatError(
                 '%s is not a SQLite database' % self.filename)
@@ -117,6 +130,36 @@ class SqliteStorage(Storage):
         if self.connection.execute('pragma synchronous').fetchone()[0] < 3:
             # SQLite before 3.12 reads an unknown level as NORMAL.
             self.connection.execute('pragma synchronous = full')
+
+    def _data_version(self):
+        """Changes whenever another connection commits to the file."""
+        return self.connection.execute('pragma data_version').fetchone()[0]
+
+    def _hold_read_lock(self):
+        """Open a read transaction that lasts until our next commit.
+
+        While it is open, SQLite (in its default rollback-journal mode)
+        lets no other connection commit, so a Durus 4.3 writer, which
+        takes no other lock, fails instead of reusing our oids.  If the
+        lock cannot be had now (another connection is committing), the
+        next commit's ``data_version`` check still catches the change.
+        """
+        try:
+            if not self.connection.in_transaction:
+                self.connection.execute('begin')
+            self.connection.execute(
+                'select count(*) from sqlite_master').fetchone()
+        except sqlite3.OperationalError:
+            self.connection.rollback()
+
+    def _check_sole_writer(self):
+        if self._data_version() != self.data_version:
+            raise ConcurrentWriterError(
+                '%s was changed by another program since this storage '
+                'opened it (Durus 4.3 takes no lock on SQLite files); '
+                'nothing was committed, because the oids handed out here '
+                'may be the other writer\'s: stop the other writer and '
+                'reopen the database' % self.filename)
 
     def _max_number(self):
         # Oids >= 2**63 are negative in SQLite: the largest unsigned one
@@ -153,7 +196,7 @@ class SqliteStorage(Storage):
     def load(self, oid):
         row = self.connection.execute(
             'select data, refs from objects where id = ?',
-            (_signed(str_to_int8(oid)),)).fetchone()
+            (_signed(oid_number(oid)),)).fetchone()
         if row is None:
             raise DurusKeyError(oid)
         return pack_record(oid, row[0], row[1] or b'')
@@ -184,6 +227,7 @@ class SqliteStorage(Storage):
         if self.readonly:
             raise ReadOnlyError('%s is open read-only; reopen it without '
                                 'readonly to commit' % self.filename)
+        check_oid(oid)
         if self.pending is None:
             self.pending = {}
         self.pending[oid] = record
@@ -199,10 +243,42 @@ class SqliteStorage(Storage):
             rows.append((_signed(number), data, refs))
             if number >= self.next_number:
                 self.next_number = number + 1
-        with self.connection:
-            self.connection.executemany(
-                'insert or replace into objects (id, data, refs) '
-                'values (?, ?, ?)', rows)
+        self._write(lambda execute: execute(
+            'insert or replace into objects (id, data, refs) '
+            'values (?, ?, ?)', rows))
+
+    def _write(self, change):
+        """Run ``change(executemany)`` as one commit, if no other
+        program committed since our last one; then hold the read lock
+        again."""
+        self._check_sole_writer()
+        try:
+            with self.connection:
+                change(self.connection.executemany)
+        except sqlite3.OperationalError as error:
+            raise self._write_error(error) from None
+        finally:
+            self._hold_read_lock()
+
+    def _write_error(self, error):
+        """A clear error, naming the file, for a commit SQLite refused."""
+        text = str(error)
+        if 'locked' in text:
+            return ConcurrentWriterError(
+                '%s is being written by another program (Durus 4.3 takes no '
+                'lock on SQLite files); nothing was committed: stop the other '
+                'writer and reopen the database' % self.filename)
+        if 'full' in text:
+            return DatabaseWriteError(
+                errno.ENOSPC, self.filename, 'commit to',
+                'nothing was committed; free space and commit again')
+        if 'readonly' in text:
+            return DatabaseWriteError(
+                errno.EROFS, self.filename, 'commit to',
+                'nothing was committed; the file or its directory cannot be '
+                'written (read-only file system or no permission)')
+        return DatabaseWriteError(errno.EIO, self.filename, 'commit to',
+                                  'nothing was committed (%s)' % text)
 
     def sync(self):
         invalid, self.invalid = self.invalid, []
@@ -245,9 +321,8 @@ class SqliteStorage(Storage):
         doomed = [(value,) for (value,) in self.connection.execute(
             'select id from objects')
             if int8_to_str(_unsigned(value)) not in reachable]
-        with self.connection:
-            self.connection.executemany('delete from objects where id = ?',
-                                        doomed)
+        self._write(lambda execute: execute(
+            'delete from objects where id = ?', doomed))
         self.invalid.extend(int8_to_str(_unsigned(value))
                             for (value,) in doomed)
         yield
