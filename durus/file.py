@@ -292,9 +292,11 @@ class File(object):
             except OSError:
                 pass
             if isinstance(error, DatabaseWriteError):
-                raise DatabaseWriteError(
-                    error.errno, self.name, 'commit to',
-                    'nothing was committed; ' + error.advice) from None
+                advice = 'nothing was committed'
+                if error.advice:
+                    advice += '; ' + error.advice
+                raise DatabaseWriteError(error.errno, self.name, 'commit to',
+                                         advice) from None
             raise
 
     def truncate(self, size):

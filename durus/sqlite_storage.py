@@ -36,15 +36,25 @@ import sqlite3
 from urllib.parse import quote
 
 from durus.error import (
-    ConcurrentWriterError, DatabaseNotFoundError, DatabaseWriteError,
-    DurusKeyError, ReadOnlyError, UnknownFormatError, permission_error)
-from durus.file import File
+    ConcurrentWriterError, DatabaseNotFoundError, DurusKeyError,
+    ReadOnlyError, UnknownFormatError, permission_error)
+from durus.file import File, write_error
 from durus.serialize import pack_record, unpack_record
 from durus.storage import ROOT_OID, Storage
 from durus.utils import check_oid, int8_to_str, oid_number, str_to_int8
 
 SQLITE_MAGIC = b'SQLite format 3\0'
 _SCHEMA = 'create table objects (id integer primary key, data blob, refs blob)'
+
+
+def _reopen_errno(path):
+    """SQLite reports EROFS as a mere I/O error: the errno of opening the
+    file for writing now, or None if that works."""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as error:
+        return error.errno
+    return None
 
 
 def _signed(number):
@@ -268,17 +278,15 @@ class SqliteStorage(Storage):
                 '%s is being written by another program (Durus 4.3 takes no '
                 'lock on SQLite files); nothing was committed: stop the other '
                 'writer and reopen the database' % self.filename)
-        if 'full' in text:
-            return DatabaseWriteError(
-                errno.ENOSPC, self.filename, 'commit to',
-                'nothing was committed; free space and commit again')
-        if 'readonly' in text:
-            return DatabaseWriteError(
-                errno.EROFS, self.filename, 'commit to',
-                'nothing was committed; the file or its directory cannot be '
-                'written (read-only file system or no permission)')
-        return DatabaseWriteError(errno.EIO, self.filename, 'commit to',
-                                  'nothing was committed (%s)' % text)
+        number = _reopen_errno(self.filename)
+        if number is None:
+            number = (errno.ENOSPC if 'full' in text else
+                      errno.EACCES if 'readonly' in text else errno.EIO)
+        advice = 'nothing was committed'
+        if number == errno.EIO:
+            advice += ' (SQLite: %s)' % text
+        return write_error(OSError(number, text), self.filename, 'commit to',
+                           advice)
 
     def sync(self):
         invalid, self.invalid = self.invalid, []

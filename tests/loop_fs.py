@@ -89,6 +89,14 @@ class LoopFs(object):
         self.mounts.append(mount)
         return mount
 
+    def turn_read_only(self):
+        """Make the kernel report an ext4 error: mounted with
+        ``errors=remount-ro``, the file system turns read-only at once
+        (writes then fail with EROFS), as after a real disk error."""
+        name = os.path.basename(self.live.device)
+        with open('/sys/fs/ext4/%s/trigger_fs_error' % name, 'w') as f:
+            f.write('test: turning read-only\n')
+
     def snapshot(self):
         """Copy the image as the disk holds it now (the power cut)."""
         self.snapshots += 1
