@@ -125,6 +125,19 @@ class FileStorage(SingleFileStorage):
                     seen.add(ref)
                     heapq.heappush(todo, ref)
 
+    # Catching up with a writer (read-only)
+
+    def _read_appended(self):
+        return self.shelf.read_appended()
+
+    def _open_again(self):
+        self.shelf = self._open_shelf(self.file, False)
+        self._reset_oid_candidates()
+        self._index_covered = None
+
+    def _all_numbers(self):
+        return self.shelf.gen_numbers()
+
     # Oids
 
     def _reset_oid_candidates(self):

@@ -266,6 +266,26 @@ class FileStorage2(SingleFileStorage):
                         yield record[:8], record
                 position += 4 + length
 
+    # Catching up with a writer (read-only)
+
+    def _read_appended(self):
+        size = self.file.get_size()
+        if size <= self.file_end:
+            return []
+        found = OidIndex()
+        self.file_end, _, _ = scan_transactions(
+            self.file, self.file_end, size, found, self.file.name,
+            probe=False)
+        for number, offset in found.items():
+            self.index.set(number, offset)
+        return list(found.numbers())
+
+    def _open_again(self):
+        self._open(repair=False)
+
+    def _all_numbers(self):
+        return self.index.numbers()
+
     # Oids and commits
 
     def new_oid(self):

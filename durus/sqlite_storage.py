@@ -111,9 +111,11 @@ class SqliteStorage(Storage):
                 '%s is not a usable SQLite durus database (%s)'
                 % (filename, error)) from None
         self.next_number = 0 if value is None else self._max_number() + 1
-        self.data_version = None
+        self.data_version = self._data_version()
+        # Read-only: a fingerprint of each record handed out, so that
+        # sync() can tell which of them another program changed.
+        self.loaded = {}
         if not readonly:
-            self.data_version = self._data_version()
             self._hold_read_lock()
 
     def _check_magic(self):
@@ -209,7 +211,10 @@ class SqliteStorage(Storage):
             (_signed(oid_number(oid)),)).fetchone()
         if row is None:
             raise DurusKeyError(oid)
-        return pack_record(oid, row[0], row[1] or b'')
+        record = pack_record(oid, row[0], row[1] or b'')
+        if self.readonly:
+            self.loaded[oid] = hash(record)
+        return record
 
     def gen_oid_record(self, start_oid=None, batch_size=100):
         if start_oid is not None:
@@ -289,8 +294,33 @@ class SqliteStorage(Storage):
                            advice)
 
     def sync(self):
+        """Oids a pack removed; read-only: also the loaded oids whose
+        rows another program changed or deleted since they were read."""
         invalid, self.invalid = self.invalid, []
+        if self.readonly and self.loaded:
+            version = self._data_version()
+            if version != self.data_version:
+                self.data_version = version
+                invalid.extend(self._changed_since_loaded())
         return invalid
+
+    def _changed_since_loaded(self):
+        oids = list(self.loaded)
+        changed = []
+        for start in range(0, len(oids), 500):
+            batch = oids[start:start + 500]
+            cursor = self.connection.execute(
+                'select id, data, refs from objects where id in (%s)'
+                % ','.join('?' * len(batch)),
+                [_signed(oid_number(oid)) for oid in batch])
+            rows = dict((value, (data, refs)) for value, data, refs in cursor)
+            for oid in batch:
+                row = rows.get(_signed(oid_number(oid)))
+                if row is None or self.loaded[oid] != hash(
+                        pack_record(oid, row[0], row[1] or b'')):
+                    del self.loaded[oid]
+                    changed.append(oid)
+        return changed
 
     def close(self):
         if self.connection is not None:

@@ -141,3 +141,29 @@ def test_a_durus43_writer_beside_ours_cannot_commit(tmp_path, durus43_python):
     assert sorted(connection.get_root().items()) == [
         ('from 4.3', True), ('ours', 2)]
     connection.get_storage().close()
+
+
+def test_read_only_sync_reports_the_loaded_objects_others_changed(tmp_path):
+    from durus.connection import Connection
+    from durus.persistent_dict import PersistentDict
+    path = str(tmp_path / 'db.sqlite')
+    writer = Connection(SqliteStorage(path))
+    root = writer.get_root()
+    root['a'], root['b'] = PersistentDict(n=1), PersistentDict(n=1)
+    writer.commit()
+    reader = Connection(SqliteStorage(path, readonly=True))
+    assert reader.get_root()['a']['n'] == 1  # loads root and a, not b
+    assert reader.get_storage().sync() == []
+    root['a']['n'] = 2
+    root['b']['n'] = 2
+    writer.commit()
+    invalid = reader.get_storage().sync()
+    assert invalid == [root['a']._p_oid]  # b was never loaded here
+    reader.get_root()['a']._p_set_status_ghost()
+    assert reader.get_root()['a']['n'] == 2
+    root['c'] = 3
+    writer.commit()
+    reader.abort()
+    assert reader.get_root()['c'] == 3
+    writer.get_storage().close()
+    reader.get_storage().close()
