@@ -2,8 +2,8 @@
 
     python power_cut_writer.py KIND TARGET SEED
 
-KIND is ``shelf``, ``dfs20`` or ``sqlite`` (TARGET: a file path, created
-here) or ``client`` (TARGET: ``host:port`` of a storage server).  Commit
+KIND is ``shelf``, ``dfs20``, ``sqlite`` or ``sqlite-full`` (SQLite's
+default synchronous level, a canary; TARGET: a file path, created here) or ``client`` (TARGET: ``host:port`` of a storage server).  Commit
 number ``i`` stores ``root['item-i']``, a PersistentDict holding
 ``payload(i)``, and sets ``root['last'] = i``; every few commits a file
 storage is packed.  After ``commit()`` (or ``pack()``) returns, a line
@@ -40,6 +40,13 @@ def open_storage(kind, target):
     if kind == 'sqlite':
         from durus.sqlite_storage import SqliteStorage
         return SqliteStorage(target)
+    if kind == 'sqlite-full':
+        # The canary: SQLite's default level, known to lose commits.
+        from durus.sqlite_storage import SqliteStorage
+        storage = SqliteStorage(target)
+        storage.connection.commit()  # leave the read transaction
+        storage.connection.execute('pragma synchronous = full')
+        return storage
     if kind == 'client':
         from durus.client_storage import ClientStorage
         host, port = target.rsplit(':', 1)
