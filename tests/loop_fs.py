@@ -1,4 +1,4 @@
-"""A small ext4 file system on a loop device, and "power cuts" of it.
+"""A small ext4 (or ext2) file system on a loop device, and "power cuts" of it.
 
 ``LoopFs`` makes an image file, formats it ext4 and mounts it through a
 loop device.  ``snapshot()`` copies the image file: what the loop device
@@ -25,7 +25,7 @@ import subprocess
 
 MOUNT_OPTIONS = 'data=ordered,commit=60,noauto_da_alloc'
 IMAGE_MB = 64
-TOOLS = ('losetup', 'mkfs.ext4', 'e2fsck', 'mount', 'umount')
+TOOLS = ('losetup', 'mkfs.ext4', 'mkfs.ext2', 'e2fsck', 'mount', 'umount')
 
 
 def unavailable_reason():
@@ -49,7 +49,7 @@ def _run(*command, check=True):
 class _Mount(object):
     """One image attached to a loop device and mounted at a directory."""
 
-    def __init__(self, image, mountpoint, options):
+    def __init__(self, image, mountpoint, options, fstype):
         self.image = image
         self.mountpoint = mountpoint
         self.device = None
@@ -57,7 +57,7 @@ class _Mount(object):
         os.makedirs(mountpoint, exist_ok=True)
         self.device = _run('losetup', '-f', '--show', image) \
             .stdout.decode().strip()
-        _run('mount', '-t', 'ext4', '-o', options, self.device, mountpoint)
+        _run('mount', '-t', fstype, '-o', options, self.device, mountpoint)
         self.mounted = True
 
     def close(self):
@@ -73,19 +73,22 @@ class _Mount(object):
 class LoopFs(object):
     """A mounted ext4 in ``workdir`` (image, mount point, snapshots)."""
 
-    def __init__(self, workdir, size_mb=IMAGE_MB, options=MOUNT_OPTIONS):
+    def __init__(self, workdir, size_mb=IMAGE_MB, options=MOUNT_OPTIONS,
+                 fstype='ext4'):
         self.workdir = str(workdir)
+        self.fstype = fstype
         self.image = os.path.join(self.workdir, 'disk.img')
         self.mounts = []
         with open(self.image, 'wb') as f:
             f.truncate(size_mb << 20)
-        _run('mkfs.ext4', '-q', '-F', self.image)
+        _run('mkfs.' + fstype, '-q', '-F', self.image)
         self.live = self._mount(self.image, 'live', options)
         self.path = self.live.mountpoint
         self.snapshots = 0
 
     def _mount(self, image, name, options):
-        mount = _Mount(image, os.path.join(self.workdir, name), options)
+        mount = _Mount(image, os.path.join(self.workdir, name), options,
+                       self.fstype)
         self.mounts.append(mount)
         return mount
 
@@ -112,8 +115,7 @@ class LoopFs(object):
             raise AssertionError('e2fsck could not fix the cut image (exit '
                                  '%d):\n%s' % (fsck.returncode,
                                                fsck.stdout.decode()))
-        mount = self._mount(copy, 'after-%d' % self.snapshots,
-                            'data=ordered')
+        mount = self._mount(copy, 'after-%d' % self.snapshots, 'defaults')
         return mount, fsck.stdout.decode()
 
     def release(self, mount):
