@@ -57,7 +57,12 @@ class _Mount(object):
         os.makedirs(mountpoint, exist_ok=True)
         self.device = _run('losetup', '-f', '--show', image) \
             .stdout.decode().strip()
-        _run('mount', '-t', fstype, '-o', options, self.device, mountpoint)
+        try:
+            _run('mount', '-t', fstype, '-o', options, self.device,
+                 mountpoint)
+        except BaseException:
+            self.close()
+            raise
         self.mounted = True
 
     def close(self):
@@ -71,7 +76,8 @@ class _Mount(object):
 
 
 class LoopFs(object):
-    """A mounted ext4 in ``workdir`` (image, mount point, snapshots)."""
+    """A mounted ext4 (or ``fstype``) in ``workdir``: its image, mount
+    point (``path``) and snapshots."""
 
     def __init__(self, workdir, size_mb=IMAGE_MB, options=MOUNT_OPTIONS,
                  fstype='ext4'):
@@ -108,8 +114,9 @@ class LoopFs(object):
         return copy
 
     def mount_copy(self, copy):
-        """fsck the snapshot, then mount it (journal replay); returns the
-        mount point and the fsck output (exit codes 0-2: fixed or clean)."""
+        """fsck the snapshot (replaying its journal; exit codes 0-2 mean
+        clean or fixed), then mount it; returns the mount (``release()``
+        it) and the fsck output."""
         fsck = _run('e2fsck', '-fy', copy, check=False)
         if fsck.returncode > 2:
             raise AssertionError('e2fsck could not fix the cut image (exit '
