@@ -152,3 +152,23 @@ def test_shell_abort_counts_what_the_writer_changed(storage_class, tmp_path):
     assert '26 objects changed by other clients' in ui.text, ui.text
     assert session.root['last'] == 24
     session.close()
+
+
+def test_a_read_only_server_passes_the_writer_on_to_its_clients(tmp_path):
+    from durus.client_storage import ClientStorage
+    from server_process import ServerProcess, free_port
+    path = str(tmp_path / 'db.durus')
+    Connection(FileStorage(path)).get_storage().close()  # a root only
+    port = free_port()
+    server = ServerProcess(['--file', path, '--readonly', '--port',
+                            str(port)], tmp_path / 'server.log')
+    try:
+        client = Connection(ClientStorage(port=port))
+        assert 'last' not in client.get_root()
+        write_in_another_process(path, 5)
+        client.abort()
+        assert client.get_root()['last'] == 4
+        assert client.get_root()['n3']['number'] == 3
+        client.get_storage().close()
+    finally:
+        server.stop()
