@@ -36,8 +36,8 @@ import sqlite3
 from urllib.parse import quote
 
 from durus.error import (
-    ConcurrentWriterError, DatabaseNotFoundError, DurusKeyError,
-    ReadOnlyError, UnknownFormatError, permission_error)
+    ConcurrentWriterError, DatabaseInUseError, DatabaseNotFoundError,
+    DurusKeyError, ReadOnlyError, UnknownFormatError, permission_error)
 from durus.file import File, write_error
 from durus.serialize import pack_record, unpack_record
 from durus.storage import ROOT_OID, Storage
@@ -213,7 +213,7 @@ class SqliteStorage(Storage):
             raise DurusKeyError(oid)
         record = pack_record(oid, row[0], row[1] or b'')
         if self.readonly:
-            self.loaded[oid] = hash(record)
+            self.loaded[bytes(oid)] = hash(record)
         return record
 
     def gen_oid_record(self, start_oid=None, batch_size=100):
@@ -279,10 +279,11 @@ class SqliteStorage(Storage):
         """A clear error, naming the file, for a commit SQLite refused."""
         text = str(error)
         if 'locked' in text:
-            return ConcurrentWriterError(
-                '%s is being written by another program (Durus 4.3 takes no '
-                'lock on SQLite files); nothing was committed: stop the other '
-                'writer and reopen the database' % self.filename)
+            return DatabaseInUseError(
+                '%s is locked by another program (a writer, such as Durus '
+                '4.3, which takes no lock of its own on SQLite files, or a '
+                'long read); nothing was committed: stop any other writer, '
+                'then commit again' % self.filename)
         number = _reopen_errno(self.filename)
         if number is None:
             number = (errno.ENOSPC if 'full' in text else

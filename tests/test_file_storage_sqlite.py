@@ -167,3 +167,21 @@ def test_read_only_sync_reports_the_loaded_objects_others_changed(tmp_path):
     assert reader.get_root()['c'] == 3
     writer.get_storage().close()
     reader.get_storage().close()
+
+
+def test_a_commit_blocked_by_another_lock_is_refused_clearly(tmp_path):
+    path = str(tmp_path / 'db.sqlite')
+    storage = SqliteStorage(path)
+    commit(storage, record(ROOT_OID))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute('begin immediate')  # another writer is under way
+    with pytest.raises(DatabaseInUseError) as caught:
+        commit(storage, record(ROOT_OID, b'Mine'))
+    assert not isinstance(caught.value, ConcurrentWriterError)
+    assert path in str(caught.value) and 'nothing was committed' in str(
+        caught.value)
+    other.rollback()  # it wrote nothing: our next commit goes through
+    other.close()
+    commit(storage, record(ROOT_OID, b'Mine'))
+    assert storage.load(ROOT_OID) == record(ROOT_OID, b'Mine')
+    storage.close()
