@@ -28,6 +28,7 @@ from durus.protocol import (
 from durus.prefetch import Prefetcher
 from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
 from durus.storage import Storage
+from durus.utils import check_oid
 
 CONNECT_TIMEOUT = 10
 # Generous: a server may be busy with a large commit or a synchronous pack.
@@ -180,6 +181,7 @@ class ClientStorage(Storage):
         raise ProtocolError('unexpected load status %r' % (status,))
 
     def load(self, oid):
+        check_oid(oid)
         prefetcher = self.prefetcher
         record = prefetcher.take(oid)
         if record is None:
@@ -200,6 +202,8 @@ class ClientStorage(Storage):
         the first missing or invalidated oid raises, so the connection
         stays in step."""
         oids = list(oids)
+        for oid in oids:
+            check_oid(oid)
         replies = []
         for start in range(0, len(oids), MAX_BULK_OIDS):
             replies += self._call(
@@ -212,8 +216,7 @@ class ClientStorage(Storage):
         self.transaction_oids = []
 
     def store(self, oid, record):
-        if len(oid) != 8:
-            raise UnexpectedOidError('an oid is 8 bytes, not %r' % (oid,))
+        check_oid(oid)
         self.records.append((oid, record))
 
     def end(self, handle_invalidations=None):

@@ -35,8 +35,8 @@ except ImportError:
     mmap = None
 
 from durus.error import (
-    DatabaseInUseError, DatabaseNotFoundError, DatabasePermissionError,
-    ReadOnlyError, UnknownFormatError)
+    DatabaseInUseError, DatabaseNotFoundError, DatabaseWriteError,
+    ReadOnlyError, UnknownFormatError, permission_error)
 
 
 class ReadOnlyFileError(ReadOnlyError, AssertionError):
@@ -69,6 +69,32 @@ def fsync_directory(path):
         pass
     finally:
         os.close(fd)
+
+
+# What to do about a failed write, by errno.
+_ADVICE = {
+    errno.ENOSPC: 'the file system is full; free space, then try again',
+    errno.EDQUOT: 'the disk quota is exhausted; free space, then try again',
+    errno.EROFS: 'the file system is read-only (it may have been remounted '
+                 'read-only after an error: see dmesg); fix it, then reopen',
+    errno.EIO: 'the disk reported an I/O error (see dmesg); check it, '
+               'then reopen',
+}
+
+
+def write_error(error, name, action, advice=None):
+    """``error`` (an OSError from writing ``name``) as a clear
+    ``DatabaseWriteError`` naming the file, or unchanged if it is not
+    an operating-system error about the file."""
+    if not isinstance(error, OSError) or isinstance(error, DatabaseWriteError) \
+            or error.errno is None:
+        return error
+    if isinstance(error, PermissionError):
+        return permission_error(name, 'write')
+    text = _ADVICE.get(error.errno)
+    if advice:
+        text = advice if text is None else '%s; %s' % (advice, text)
+    return DatabaseWriteError(error.errno, name, action, text)
 
 
 def _lock(fd, name):
@@ -189,10 +215,13 @@ class File(object):
                     'No "%s" found: a read-only open needs an existing '
                     'database file' % name) from None
         except PermissionError:
-            raise DatabasePermissionError(
-                'no permission to open %s %s; check the file mode or open '
-                'it read-only' % (name, 'for reading' if readonly
-                                  else 'for writing')) from None
+            raise permission_error(
+                name, 'read' if readonly else 'write') from None
+        except OSError as error:
+            if readonly:
+                raise
+            raise write_error(error, name, 'open',
+                              'open it read-only') from None
         try:
             fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | binary,
                          0o666)
@@ -201,8 +230,9 @@ class File(object):
                 'cannot create %s: its directory does not exist' % name) \
                 from None
         except PermissionError:
-            raise DatabasePermissionError(
-                'no permission to create %s' % name) from None
+            raise permission_error(name, 'create') from None
+        except OSError as error:
+            raise write_error(error, name, 'create') from None
         fsync_directory(name)
         return fd
 
@@ -360,10 +390,13 @@ class File(object):
         """Write all of ``data`` at ``offset``."""
         self._check_writable()
         view = memoryview(data)
-        while view:
-            done = os.pwrite(self.fd, view, offset)
-            view = view[done:]
-            offset += done
+        try:
+            while view:
+                done = os.pwrite(self.fd, view, offset)
+                view = view[done:]
+                offset += done
+        except OSError as error:
+            raise write_error(error, self.name, 'write to') from None
 
     def append_durably(self, data, offset, durable=True):
         """Write ``data`` at ``offset`` (the end of the file) and fsync.
@@ -380,11 +413,17 @@ class File(object):
                 self.fsync()
             else:
                 self.unsynced = True
-        except BaseException:
+        except BaseException as error:
             try:
                 self.truncate(offset)
             except OSError:
                 pass
+            if isinstance(error, DatabaseWriteError):
+                advice = 'nothing was committed'
+                if error.advice:
+                    advice += '; ' + error.advice
+                raise DatabaseWriteError(error.errno, self.name, 'commit to',
+                                         advice) from None
             raise
 
     def truncate(self, size=None):
@@ -394,18 +433,28 @@ class File(object):
             size = self._position
         # Mapped pages past the new end must never be read (SIGBUS).
         self._mapped = min(self._mapped, size)
-        os.ftruncate(self.fd, size)
+        try:
+            os.ftruncate(self.fd, size)
+        except OSError as error:
+            raise write_error(error, self.name, 'truncate') from None
 
     def fsync(self):
         # fdatasync is enough for an append-only file (it flushes the new
         # size too) and skips the timestamp updates fsync also writes.
-        getattr(os, 'fdatasync', os.fsync)(self.fd)
+        try:
+            getattr(os, 'fdatasync', os.fsync)(self.fd)
+        except OSError as error:
+            raise write_error(error, self.name, 'sync') from None
         self.unsynced = False
 
     def rename(self, name):
         """Give the file a new name (replacing any file there), durably."""
         self._check_writable()
-        os.replace(self.name, name)
+        try:
+            os.replace(self.name, name)
+        except OSError as error:
+            raise write_error(error, name, 'rename %s to' % self.name) \
+                from None
         self.name = name
         self._delete_on_close = False  # it now has the name it was given
         fsync_directory(name)

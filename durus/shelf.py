@@ -906,6 +906,21 @@ class Shelf(object):
         self.end = start + len(data)
         return [number for number, _ in placed]
 
+    def read_appended(self):
+        """Index the complete transactions another process appended since
+        ``end`` (read-only storages); returns their oid numbers.  A
+        transaction still being written is left for the next call."""
+        size = self.file.get_size()
+        if size <= self.end:
+            return []
+        found = OidIndex()
+        self.end, _, _ = scan_transactions(self.file, self.end, size, found,
+                                           self.name, probe=False,
+                                           tail=False)
+        for number, offset in found.items():
+            self.index.set(number, offset)
+        return list(found.numbers())
+
     def close(self):
         self.file.close()
 

@@ -14,7 +14,7 @@ from io import BytesIO
 from pickle import Pickler, Unpickler, dumps, loads
 from struct import pack, unpack
 
-from durus.error import ShortRead
+from durus.error import ShortRead, bad_oid_error
 
 __all__ = [
     'int8_to_str', 'str_to_int8', 'int4_to_str', 'str_to_int4', 'as_bytes',
@@ -47,6 +47,21 @@ def int8_to_str(n):
 def str_to_int8(s):
     """The number held in 8 big-endian bytes."""
     return _int8.unpack(s)[0]
+
+
+def oid_number(oid):
+    """The number of ``oid``; ``bad_oid_error`` (a TypeError or
+    ValueError naming it) when it is not 8 bytes."""
+    try:
+        return _int8.unpack(oid)[0]
+    except (struct.error, TypeError):
+        raise bad_oid_error(oid) from None
+
+
+def check_oid(oid):
+    """Raise ``bad_oid_error`` unless ``oid`` is 8 bytes."""
+    if type(oid) is not bytes or len(oid) != 8:
+        raise bad_oid_error(oid)
 
 
 def int4_to_str(v):

@@ -11,6 +11,7 @@ Other test modules may also add kinds with ``register_storage_kind``.
 """
 
 import os
+import re
 
 import pytest
 
@@ -113,6 +114,17 @@ def test_first_new_oid_of_an_empty_storage_is_the_root(storage):
 def test_load_of_a_missing_oid_raises_key_error(storage):
     with pytest.raises(KeyError):
         storage.load(int8_to_str(12345))
+
+
+@pytest.mark.parametrize('bad, error', [
+    ('00000000', TypeError), (7, TypeError), (None, TypeError),
+    (b'\0' * 7, ValueError), (b'\0' * 9, ValueError)])
+def test_a_bad_oid_is_a_type_or_value_error_naming_it(storage, bad, error):
+    with pytest.raises(error, match=re.escape(repr(bad))):
+        storage.load(bad)
+    storage.begin()
+    with pytest.raises(error, match=re.escape(repr(bad))):
+        storage.store(bad, record(ROOT_OID))
 
 
 def test_stored_records_are_invisible_until_end(storage):
