@@ -73,6 +73,12 @@ class FrameTooLargeError(ProtocolError):
     """A peer announced a frame larger than the configured limit."""
 
 
+class ServerRefusedError(ProtocolError):
+    """The storage server refused a request (its storage could not
+    commit, the request was over its limits) and closed the connection;
+    the message gives the server's reason."""
+
+
 class ServerUnreachableError(DurusError, ConnectionError):
     """No storage server answers at the given address."""
 

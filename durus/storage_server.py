@@ -64,12 +64,22 @@ GROUP_COMMIT_WINDOW = 0.002
 RECV_SIZE = 256 * 1024
 OUTPUT_LIMIT = 8 * 1024 * 1024   # stop reading a client that doesn't read
 SWEEP_INTERVAL = 1.0
+# After refusing a request, how long the server reads and discards what
+# the client still sends (so closing does not reset the connection and
+# destroy the refusal before the client has read it).
+LINGER = 2.0
 
 _WAKEUP = object()
 
 
 class ClientError(ProtocolError):
-    """A client broke the rules; the server disconnects it."""
+    """A client broke the rules, or its request cannot be carried out;
+    the server refuses it and disconnects.  ``reason``, if given, is
+    what the client is told (the message is what the log says)."""
+
+    def __init__(self, message, reason=None):
+        ProtocolError.__init__(self, message)
+        self.reason = reason or message
 
 
 class _Client(object):
@@ -89,6 +99,7 @@ class _Client(object):
         self.throttled = False     # requests held back: output too large
         self.held_from = None      # output from here waits for the fsync
         self.closing = None        # (reason, level): close once flushed
+        self.linger_until = None   # refused: discarding input until then
         self.lock_since = None
         self.lock_revoked = False
         self.commit_seq = 0        # server.commit_seq when its list went out
@@ -119,6 +130,7 @@ class StorageServer(object):
             self._end_deferred = None
         self._dirty_since = None   # when the oldest un-fsynced commit ended
         self.clients = set()
+        self._lingering = set()   # refused clients, closing
         self.packer = None
         self.bytes_since_pack = 0
         self.commit_seq = 0
@@ -205,7 +217,7 @@ class StorageServer(object):
         if self._dirty_since is not None:
             return max(0.0, self._dirty_since + self.group_commit_window -
                        time.monotonic())
-        if not self.clients:
+        if not self.clients and not self._lingering:
             return None
         timeout = SWEEP_INTERVAL
         holder = self.commit_holder
@@ -231,12 +243,12 @@ class StorageServer(object):
         except Exception as error:
             log(logging.CRITICAL, 'Making commits durable failed: %s: %s',
                 type(error).__name__, error)
-            for client in list(self.clients):
+            for client in list(self.clients | self._lingering):
                 if client.held_from is not None:
                     self._drop(client, 'its commit may not be durable',
                                logging.ERROR)
             return
-        for client in list(self.clients):
+        for client in list(self.clients | self._lingering):
             if client.held_from is not None:
                 client.held_from = None
                 self._flush(client)
@@ -247,7 +259,7 @@ class StorageServer(object):
             if self._dirty_since is not None:
                 self._dirty_since = None
                 self._make_durable()
-            for client in list(self.clients):
+            for client in list(self.clients) + list(self._lingering):
                 self._drop(client, 'server is stopping', logging.DEBUG)
             if self.packer is not None:
                 self.packer.close()
@@ -288,6 +300,10 @@ class StorageServer(object):
         except OSError as error:
             self._drop(client, 'socket error: %s' % error, logging.INFO)
             return
+        if client.linger_until is not None:
+            if not data:
+                self._drop(client, 'it was refused', logging.DEBUG)
+            return
         client.last_activity = time.monotonic()
         client.protocol.receive_data(data)
         self._serve_client(client)
@@ -297,7 +313,8 @@ class StorageServer(object):
         protocol = client.protocol
         handlers = self._handlers
         try:
-            while not client.closed and client.waiting is None:
+            while (not client.closed and client.waiting is None and
+                   client.linger_until is None):
                 if len(client.output) >= OUTPUT_LIMIT:
                     client.throttled = True
                     break
@@ -312,12 +329,13 @@ class StorageServer(object):
                         self._close_when_flushed(client)
                     break
         except ProtocolError as error:
-            self._drop(client, str(error), logging.WARNING)
+            self._refuse(client, str(error), getattr(error, 'reason', None),
+                         logging.WARNING)
         except Exception as error:
             log(logging.ERROR, 'Client %s: unexpected %s', client.name,
                 type(error).__name__, exc_info=True)
-            self._drop(client, '%s: %s' % (type(error).__name__, error),
-                       logging.ERROR)
+            self._refuse(client, '%s: %s' % (type(error).__name__, error),
+                         None, logging.ERROR)
         if not client.closed:
             self._flush(client)
 
@@ -348,8 +366,15 @@ class StorageServer(object):
                 client.held_from -= sent
             client.last_activity = time.monotonic()
         if not output and client.closing is not None:
-            self._drop(client, *client.closing)
-            return
+            if client.linger_until is None:
+                self._drop(client, *client.closing)
+                return
+            try:
+                client.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self._drop(client, 'it was refused', logging.DEBUG)
+                return
+            client.closing = None
         self._update_interest(client)
         if client.throttled and len(output) < OUTPUT_LIMIT:
             client.throttled = False
@@ -385,10 +410,29 @@ class StorageServer(object):
             if not client.closed:
                 self._serve_client(client)
 
+    def _refuse(self, client, reason, client_reason, level):
+        """Tell the client why it is dropped (where its reply can say
+        so), then close once that is sent; meanwhile it is no longer
+        served, holds no lock and is read only to discard."""
+        if client.closed or client.linger_until is not None:
+            return
+        log(level, 'Client %s disconnected: %s', client.name, reason)
+        self._queue(client, client.protocol.refuse(client_reason or reason))
+        client.linger_until = time.monotonic() + LINGER
+        client.closing = (reason, logging.DEBUG)
+        self.clients.discard(client)
+        self._lingering.add(client)
+        if self.commit_holder is client:
+            self._release_commit_lock(client)
+        client.waiting = None
+        self._flush(client)
+
     def _drop(self, client, reason, level):
         if client.closed:
             return
-        log(level, 'Client %s disconnected: %s', client.name, reason)
+        if client.linger_until is None:
+            log(level, 'Client %s disconnected: %s', client.name, reason)
+        self._lingering.discard(client)
         client.closed = True
         self.clients.discard(client)
         if self.commit_holder is client:
@@ -411,6 +455,9 @@ class StorageServer(object):
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_INTERVAL
+        for client in list(self._lingering):
+            if now >= client.linger_until:
+                self._drop(client, 'it was refused', logging.DEBUG)
         for client in list(self.clients):
             if ((client.protocol.in_frame() or client.output) and
                     now - client.last_activity > self.timeout):
@@ -453,7 +500,7 @@ class StorageServer(object):
         client.lock_since = None
         while self.commit_holder is None and self.commit_waiters:
             waiter = self.commit_waiters.popleft()
-            if waiter.closed:
+            if waiter.closed or waiter.linger_until is not None:
                 continue
             self._acquire_commit_lock(waiter)
             waiter.waiting = None
@@ -561,8 +608,9 @@ class StorageServer(object):
         except ConflictError:
             return Status(STATUS_INVALID)
         except Exception as error:
-            raise ClientError('the storage refused its commit: %s: %s'
-                              % (type(error).__name__, error)) from None
+            reason = '%s: %s' % (type(error).__name__, error)
+            raise ClientError('the storage refused its commit: ' + reason,
+                              reason) from None
         self.commit_seq += 1
         client.unused_oids.difference_update(oids)
         self._invalidate(oids, except_client=client)

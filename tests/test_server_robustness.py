@@ -15,7 +15,7 @@ import pytest
 
 from durus.client_storage import ClientStorage
 from durus.connection import Connection
-from durus.error import WriteConflictError
+from durus.error import ServerRefusedError, WriteConflictError
 from durus.file_storage import FileStorage
 from durus.persistent_dict import PersistentDict
 from durus.serialize import pack_record
@@ -182,7 +182,8 @@ def test_commit_on_a_readonly_storage(start_server, log_records):
     connection = Connection(ClientStorage(port=server.address.port))
     assert connection.get_root()['data']['n'] == 0       # loads work
     connection.get_root()['data']['n'] = 1
-    with pytest.raises(OSError):                         # dropped: ShortRead
+    with pytest.raises(ServerRefusedError,
+                       match='refused the commit: ReadOnlyError: .* read-only'):
         connection.commit()
     assert 'storage refused its commit: ReadOnlyError' in log_records.text()
     other = Connection(ClientStorage(port=server.address.port))
