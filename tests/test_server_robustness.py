@@ -267,7 +267,7 @@ def test_client_that_never_reads_is_throttled_then_dropped(
     assert sent * 110_000 > OUTPUT_LIMIT      # more was asked than is kept
     clients = list(server.clients)
     assert max(len(c.output) for c in clients) < OUTPUT_LIMIT + 200_000
-    assert max(c.protocol.buffered() for c in clients) < 4 * 1024 * 1024
+    assert max(c.session.protocol.buffered() for c in clients) < 4 << 20
     assert well_behaved_round(server) < 3     # well before the hog's timeout
     assert wait_for(lambda: 'stalled for' in log_records.text(), 10)
     hog.close()
