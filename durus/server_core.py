@@ -364,15 +364,17 @@ class ServerCore(object):
         """Queue a reply; while commits it could show are not durable, it
         (and all after it) waits for their batch."""
         held = session.held
-        if held:
+        batch = self._last_commit_batch
+        if urgent or batch <= self._durable_batch:
+            if not held:
+                self._queue_now(session, data)
+                return
+            batch = held[-1][0]     # not before the replies ahead of it
+        if held and held[-1][0] == batch:
             held[-1][1] += data
-            session.held_size += len(data)
-        elif (not urgent and
-              self._last_commit_batch > self._durable_batch):
-            held.append([self._last_commit_batch, bytearray(data)])
-            session.held_size += len(data)
         else:
-            self._queue_now(session, data)
+            held.append([batch, bytearray(data)])
+        session.held_size += len(data)
 
     def _queue_now(self, session, data):
         if not session.unsent:
