@@ -266,9 +266,11 @@ class StorageServer(object):
             for action in actions:
                 kind = type(action)
                 if kind is Send:
-                    connection = self._connections[action.session]
-                    connection.output += action.data
-                    self._write(connection)
+                    # (None if a socket error closed it meanwhile)
+                    connection = self._connections.get(action.session)
+                    if connection is not None:
+                        connection.output += action.data
+                        self._write(connection)
                 elif kind is Close:
                     self._close(action)
                 elif kind is MakeDurable:
@@ -286,7 +288,9 @@ class StorageServer(object):
             self.core.durable(batch, time.monotonic())
 
     def _close(self, action):
-        connection = self._connections.pop(action.session)
+        connection = self._connections.pop(action.session, None)
+        if connection is None or connection.closed:
+            return
         if not action.flush:
             connection.output = bytearray()
             self._close_socket(connection)
