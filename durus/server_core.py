@@ -63,7 +63,8 @@ Invariants:
 * A session that breaks the protocol, or whose request the storage
   cannot carry out, is refused: answered ``ErrorReply`` where its reply
   can carry one (``ServerConnection.refuse``), then closed with linger.
-  The core goes on with the others.
+  So is every session whose held replies wait for a batch whose
+  ``MakeDurable`` failed.  The core goes on with the others.
 
 Authentication and roles (to come) slot in at ``open`` (a session starts
 unauthenticated when the server requires it) and ``_execute`` (the one
@@ -81,7 +82,7 @@ from durus.protocol import (
     BulkLoadReply, CommitAll, CommitAllReply, CommitBackOut, CommitData,
     CommitStart, ConnectionClosed, Goodbye, Invalidations, Load, LoadReply,
     NewOid, NewOids, Oids, Pack, Quit, ServerConnection, Status, Sync,
-    Version, VersionReply)
+    Version, VersionReply, encode_error_reply)
 
 TIMEOUT = 10
 COMMIT_LOCK_GRACE = 1.0
@@ -161,7 +162,9 @@ class Session(object):
         self.lock_revoked = False
         self.commit_seq = 0        # core.commit_seq when its list went out
         self.unsent = bytearray()  # replies to go out in the next Send
-        self.held = deque()        # [batch, bytearray]: wait for durability
+        # Replies waiting for their batch to be durable, in chunks of
+        # [batch, bytes, type of the request the first one answers].
+        self.held = deque()
         self.in_flight = 0         # bytes Sent and not yet flushed
         self.held_size = 0
 
@@ -257,12 +260,12 @@ class ServerCore(object):
         self._fsync_batch = None
         self._durable_batch = batch
         if error is not None:
-            log(logging.CRITICAL, 'Making commits durable failed: %s: %s',
-                type(error).__name__, error)
+            detail = '%s: %s' % (type(error).__name__, error)
+            log(logging.CRITICAL, 'Making commits durable failed: %s', detail)
+            reason = 'commits could not be made durable: ' + detail
             for session in list(self.sessions):
                 if session.held:
-                    self._close(session, 'its commit may not be durable',
-                                logging.ERROR, flush=False)
+                    self._refuse_held(session, reason)
             return
         for session in list(self.sessions):
             held = session.held
@@ -343,7 +346,8 @@ class ServerCore(object):
                     break
                 reply = self._execute(session, request)
                 if reply is not None:
-                    self._queue(session, protocol.send(reply))
+                    self._queue(session, protocol.send(reply),
+                                request_type=type(request))
                 if protocol.state == CLOSED and session.open:
                     self._close(session, 'closed the connection',
                                 logging.DEBUG, flush=True)
@@ -360,9 +364,10 @@ class ServerCore(object):
         """The reply to ``request`` (None if it has none or must wait)."""
         return self._handlers[type(request)](session, request)
 
-    def _queue(self, session, data, urgent=False):
-        """Queue a reply; while commits it could show are not durable, it
-        (and all after it) waits for their batch."""
+    def _queue(self, session, data, urgent=False, request_type=None):
+        """Queue a reply (to a request of ``request_type``); while
+        commits it could show are not durable, it (and all after it)
+        waits for their batch."""
         held = session.held
         batch = self._last_commit_batch
         if urgent or batch <= self._durable_batch:
@@ -373,7 +378,7 @@ class ServerCore(object):
         if held and held[-1][0] == batch:
             held[-1][1] += data
         else:
-            held.append([batch, bytearray(data)])
+            held.append([batch, bytearray(data), request_type])
         session.held_size += len(data)
 
     def _queue_now(self, session, data):
@@ -424,6 +429,18 @@ class ServerCore(object):
             self._close(session, reason, level, flush=False)
             return
         self._close(session, reason, level, flush=True, linger=True)
+
+    def _refuse_held(self, session, reason):
+        """Its replies wait for commits that failed to become durable:
+        refuse the first of them instead, and close."""
+        request_type = session.held[0][2]
+        session.held.clear()
+        session.held_size = 0
+        data = encode_error_reply(request_type, reason,
+                                  session.protocol.version)
+        if data:
+            self._queue_now(session, data)
+        self._close(session, reason, logging.ERROR, flush=True, linger=True)
 
     # Time ------------------------------------------------------------
 

@@ -423,7 +423,7 @@ def test_commits_during_an_fsync_wait_for_the_next_one():
     assert a.reply() == CommitAllReply([], STATUS_OKAY)
 
 
-def test_a_failed_fsync_drops_the_clients_waiting_for_it(log_messages):
+def test_a_failed_fsync_refuses_the_replies_waiting_for_it(log_messages):
     storage = DeferringStorage()
     harness = Harness(storage)
     harness.auto_durable = False
@@ -432,8 +432,10 @@ def test_a_failed_fsync_drops_the_clients_waiting_for_it(log_messages):
     commit_one_step(a, [(x, pack_record(x, b'a', b''))])
     harness.advance()
     harness.finish_fsync(OSError(5, 'Input/output error'))
-    assert a.replies() == [] and a.closed is not None
-    assert any('may not be durable' in m for m in log_messages)
+    assert a.reply() == ErrorReply('commits could not be made durable: '
+                                   'OSError: [Errno 5] Input/output error')
+    assert a.closed.linger
+    assert any('Making commits durable failed' in m for m in log_messages)
     bystander.send(Load(oid(99)))         # later replies are not held
     assert bystander.reply() == LoadReply(STATUS_KEYERROR)
 
