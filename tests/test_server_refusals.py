@@ -203,3 +203,37 @@ def test_commit_to_a_read_only_file_system_is_refused_with_the_reason(
     reader.abort()
     assert reader.get_root()['data']['n'] == 1
     assert connect(server).get_root()['data']['n'] == 1
+
+
+def test_a_client_still_sending_reads_the_refusal_after_its_send_fails(
+        monkeypatch):
+    """With no linger the server closes while the client is still
+    sending a 32 MB commit: its send fails, and it looks for the reason
+    the server sent before (Linux keeps received bytes readable after a
+    reset)."""
+    import threading
+    import durus.storage_server
+    from durus.serialize import pack_record
+    from durus.storage import MemoryStorage
+    monkeypatch.setattr(durus.storage_server, 'LINGER', 0)
+    looked = []
+    look = ClientStorage._refusal_after_failed_send
+    monkeypatch.setattr(ClientStorage, '_refusal_after_failed_send',
+                        lambda self: looked.append(1) or look(self))
+    server = durus.storage_server.StorageServer(
+        MemoryStorage(), port=0, max_frame=64 * 1024)
+    server.listen()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        client = ClientStorage(port=server.address.port)
+        oid = client.new_oid()
+        client.begin()
+        client.store(oid, pack_record(oid, os.urandom(32 << 20), b''))
+        with pytest.raises(ServerRefusedError, match='exceeds the frame limit'):
+            client.end()
+        assert looked                    # it was found after a failed send
+    finally:
+        server.stop()
+        thread.join(10)
+    assert not thread.is_alive()
