@@ -104,6 +104,8 @@ class ClientError(ProtocolError):
 # Actions ----------------------------------------------------------------
 
 class Send(object):
+    """``data`` is a bytearray the core no longer uses."""
+
     __slots__ = ('session', 'data')
 
     def __init__(self, session, data):

@@ -269,7 +269,10 @@ class StorageServer(object):
                     # (None if a socket error closed it meanwhile)
                     connection = self._connections.get(action.session)
                     if connection is not None:
-                        connection.output += action.data
+                        if connection.output:
+                            connection.output += action.data
+                        else:   # the core hands the buffer over
+                            connection.output = action.data
                         self._write(connection)
                 elif kind is Close:
                     self._close(action)
