@@ -40,6 +40,7 @@ from durus.error import (
 from durus.disk_arrays import WordArray, word_size_for
 from durus.file import fsync_directory
 from durus.oid_index import OidIndex
+from durus.record_check import transaction_problem
 
 PREFIX = b'SHELF-1\n'
 EMPTY_FILE = PREFIX + struct.pack('>QQQQ', 0, 16, 1, 0)  # 40 bytes
@@ -86,7 +87,7 @@ class Damage(object):
                     'follow, so repair would lose them; the file was left '
                     'unchanged: restore it from a backup'
                     % (self.filename, self.offset, self.reason))
-        return ('%s has an incomplete last transaction at offset %d: %d '
+        return ('%s has a damaged last transaction at offset %d: %d '
                 'bytes up to the end of the file (%s); open it with '
                 'repair=True (command line: --repair) to truncate it to %d '
                 'bytes, keeping the dropped bytes in %s'
@@ -94,8 +95,10 @@ class Damage(object):
                    self.offset, self.torn_name()))
 
     def error(self):
-        return DamagedFileError(self.message(), self.filename, self.offset,
-                                self.nbytes)
+        error = DamagedFileError(self.message(), self.filename, self.offset,
+                                 self.nbytes)
+        error.repairable = self.repairable
+        return error
 
 
 def save_and_truncate(file, damage):
@@ -153,7 +156,7 @@ class ReadWindow(object):
 
 
 def scan_transactions(file, start, size, index, filename=None,
-                      probe=True, tail=True):
+                      probe=True, tail=True, check_last=False):
     """Read the transactions in ``[start, size)`` into ``index``.
 
     Records each disk-record's key number -> offset (later transactions
@@ -163,6 +166,8 @@ def scan_transactions(file, start, size, index, filename=None,
     ``probe``: on damage, look whether intact transactions follow (then
     the damage is not repairable by truncation).  ``tail``: ``size`` is
     the end of the file, so a run of empty transactions there is zeros.
+    ``check_last``: check the records of the last (non-empty)
+    transaction in depth (durus.record_check) before indexing them.
     """
     window = ReadWindow(file, start)
     position = start
@@ -187,6 +192,9 @@ def scan_transactions(file, start, size, index, filename=None,
         entries, reason = parse_records(window.buffer,
                                         position + 8 - window.base,
                                         end - window.base, window.base)
+        if reason is None and check_last and length and is_last(
+                file, end, size):
+            reason = deep_problem(file, entries)
         if reason is not None:
             return position, records, damage_at(
                 scan_transactions, file, filename, position, empty_run, size,
@@ -205,6 +213,28 @@ def scan_transactions(file, start, size, index, filename=None,
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))
     return position, records, None
+
+
+def is_last(file, end, size):
+    """True if only a few empty transactions (zeros) follow ``end``."""
+    rest = size - end
+    return rest < 5 * 8 and not rest & 7 and not any(file.pread(rest, end))
+
+
+def _read_disk_record(file, offset):
+    head = file.pread(8, offset)
+    return file.pread(_int8.unpack(head)[0] - 8, offset + 16)
+
+
+def deep_problem(file, entries):
+    """Why a transaction of well-laid-out disk-records (``entries``:
+    ``(oid number, offset)``) is damaged inside a record, or None."""
+    found = transaction_problem(lambda offset: _read_disk_record(file, offset),
+                                [offset for _, offset in entries])
+    if found is None:
+        return None
+    offset, problem = found
+    return 'the record at offset %d: %s' % (offset, problem)
 
 
 def parse_records(buffer, pointer, local_end, base):
@@ -426,10 +456,11 @@ class Shelf(object):
     """
 
     def __init__(self, open_file, repair=False, saved_index=None,
-                 check_only=False):
+                 check_only=False, size=None):
         self.file = open_file
         self.name = open_file.name
-        size = open_file.get_size()
+        if size is None:
+            size = open_file.get_size()
         if size == 0:
             if open_file.is_readonly() or check_only:
                 raise UnknownFormatError(
@@ -468,7 +499,8 @@ class Shelf(object):
                 or size - scan_from < LAZY_MIN_BYTES
                 or not self._open_lazily(size)):
             self.end, self.scanned_records, self.damage = scan_transactions(
-                open_file, scan_from, size, self.index, self.name)
+                open_file, scan_from, size, self.index, self.name,
+                check_last=True)
         if self.damage is not None and not check_only:
             if repair and not open_file.is_readonly():
                 self.repaired_to = save_and_truncate(open_file, self.damage)
@@ -502,8 +534,9 @@ class Shelf(object):
         if not starts:
             return False
         entries, reason = self._read_transaction(starts[-1], size)
-        if reason is not None:
-            return False
+        if reason is not None or not entries or deep_problem(self.file,
+                                                             entries):
+            return False  # (ends in an empty transaction: rare)
         for number, offset in entries:
             self.index.set(number, offset)
         self._starts = starts

@@ -1,0 +1,294 @@
+"""A deep check of object records that never unpickles them.
+
+Opening a file checks its last transaction record by record (a power
+cut can leave it with its length written but its bytes zeroed or
+garbage from any byte on).  ``record_problem(record)`` says what is
+wrong with one record (spec formats.md §1), or returns None:
+
+* the class pickle and the state pickle must each parse to their STOP
+  (the state ends exactly there), walking the opcodes with a model of
+  the unpickler's stack and memo: no code runs and nothing is imported;
+* a state starting with 0x78 must be one complete zlib stream (Durus
+  would fall back to the raw bytes, which can never unpickle);
+* when the state names persistent references, the refs trailer must
+  list exactly those oids (minus the record's own), each once.  (A
+  state without references accepts any trailer: storage-level callers
+  may write such records.)
+"""
+
+import pickle
+import pickletools
+import struct
+import zlib
+
+_ANY = object()   # a stack value the check does not follow
+_MARK = object()
+_ENCODE = ('_codecs', 'encode')
+_int4 = struct.Struct('>I')
+
+
+class _Bad(Exception):
+    """The pickle does not parse; the message says where and why."""
+
+
+def _build_table():
+    """opcode byte -> (name, arg kind, pops, pops to a mark, pushes)."""
+    table = {}
+    for op in pickletools.opcodes:
+        before = op.stack_before
+        if pickletools.markobject in before:
+            pops = before.index(pickletools.markobject)
+            to_mark = True
+        else:
+            pops, to_mark = len(before), False
+        arg = None if op.arg is None else op.arg.n
+        if op.name in ('GLOBAL', 'INST'):
+            arg = 'pair'
+        table[ord(op.code.encode('latin-1'))] = (
+            op.name, arg, pops, to_mark, len(op.stack_after))
+    return table
+
+
+_TABLE = _build_table()
+_FIXED_VALUES = {1: lambda data, at: data[at],
+                 2: lambda data, at: data[at] | data[at + 1] << 8,
+                 4: lambda data, at: int.from_bytes(data[at:at + 4], 'little')}
+_LENGTH_SIZES = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
+                 pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+                 pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
+                 pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
+_TEXT = frozenset(('SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8'))
+_BYTES = frozenset(('SHORT_BINSTRING', 'BINSTRING', 'SHORT_BINBYTES',
+                    'BINBYTES', 'BINBYTES8'))
+# Opcodes whose pushed value the check follows (to read pids).
+_VALUE_PUSHERS = _TEXT | _BYTES | frozenset((
+    'UNICODE', 'GLOBAL', 'STACK_GLOBAL', 'REDUCE', 'TUPLE', 'TUPLE1',
+    'TUPLE2', 'TUPLE3', 'EMPTY_TUPLE'))
+_NUMBER_LINES = {'INT': int, 'LONG': lambda text: int(text.rstrip('L')),
+                 'FLOAT': float}
+
+
+def walk_pickle(data, position, memo):
+    """Walk one pickle in ``data`` from ``position`` to its STOP.
+
+    ``memo`` (a dict, updated) holds the memo the pickle starts with.
+    Returns ``(end, pids)``: the offset after STOP and the oids of the
+    persistent references met (None if one of them is not an
+    ``(oid, class)`` pair this check can read).  Raises ``_Bad``.
+    """
+    stack = []
+    marks = []
+    pids = []
+    size = len(data)
+    table = _TABLE
+    while True:
+        if position >= size:
+            raise _Bad('it ends before its STOP opcode')
+        entry = table.get(data[position])
+        if entry is None:
+            raise _Bad('byte 0x%02x at %d is no pickle opcode'
+                       % (data[position], position))
+        name, arg, pops, to_mark, pushes = entry
+        at = position + 1
+        value = _ANY
+        if arg is None:
+            position = at
+        elif type(arg) is int and arg >= 0:
+            position = at + arg
+            if position > size:
+                raise _Bad('%s at %d is cut short' % (name, at - 1))
+            if arg in _FIXED_VALUES and name in (
+                    'BINPUT', 'LONG_BINPUT', 'BINGET', 'LONG_BINGET',
+                    'PROTO'):
+                value = _FIXED_VALUES[arg](data, at)
+        elif arg in _LENGTH_SIZES:
+            width, signed = _LENGTH_SIZES[arg]
+            if at + width > size:
+                raise _Bad('%s at %d is cut short' % (name, at - 1))
+            length = int.from_bytes(data[at:at + width], 'little',
+                                    signed=signed)
+            start = at + width
+            position = start + length
+            if length < 0 or position > size:
+                raise _Bad('%s at %d is cut short' % (name, at - 1))
+            if name in _TEXT:
+                try:
+                    value = data[start:position].decode('utf-8',
+                                                        'surrogatepass')
+                except UnicodeDecodeError:
+                    raise _Bad('%s at %d is not UTF-8' % (name, at - 1))
+            elif name in _BYTES and length <= 64:
+                value = bytes(data[start:position])
+        else:  # one line, or two for GLOBAL and INST
+            end = data.find(b'\n', at)
+            if end < 0:
+                raise _Bad('%s at %d has no line end' % (name, at - 1))
+            line = data[at:end]
+            position = end + 1
+            if arg == 'pair':
+                end = data.find(b'\n', position)
+                if end < 0:
+                    raise _Bad('%s at %d has no second line'
+                               % (name, at - 1))
+                value = (line.decode('utf-8', 'replace'),
+                         data[position:end].decode('utf-8', 'replace'))
+                position = end + 1
+            elif name in _NUMBER_LINES or name in ('GET', 'PUT'):
+                try:
+                    text = line.decode('ascii')
+                    value = _NUMBER_LINES.get(name, int)(text)
+                except (UnicodeDecodeError, ValueError):
+                    raise _Bad('%s at %d has a bad number'
+                               % (name, at - 1)) from None
+            elif name == 'UNICODE':
+                try:
+                    value = line.decode('raw-unicode-escape')
+                except UnicodeDecodeError:
+                    raise _Bad('UNICODE at %d does not decode' % (at - 1))
+        # The stack, as the unpickler would see it.
+        if name == 'MARK':
+            marks.append(len(stack))
+            continue
+        if to_mark:
+            if not marks:
+                raise _Bad('%s at %d has no MARK' % (name, at - 1))
+            cut = marks.pop()
+            items = stack[cut:]
+            del stack[cut:]
+            if name == 'OBJ' and not items:
+                raise _Bad('OBJ at %d has no class' % (at - 1))
+            if name == 'TUPLE':
+                value = tuple(items)
+        if len(stack) - (marks[-1] if marks else 0) < pops:
+            raise _Bad('%s at %d finds too few items on the stack'
+                       % (name, at - 1))
+        if name in ('BINPUT', 'LONG_BINPUT', 'PUT', 'MEMOIZE'):
+            if not stack:
+                raise _Bad('%s at %d with an empty stack' % (name, at - 1))
+            memo[len(memo) if name == 'MEMOIZE' else value] = stack[-1]
+            continue
+        if name in ('BINGET', 'LONG_BINGET', 'GET'):
+            if value not in memo:
+                raise _Bad('%s at %d reads memo %r, never written'
+                           % (name, at - 1, value))
+            stack.append(memo[value])
+            continue
+        if name == 'STOP':
+            if len(stack) != 1 or marks:
+                raise _Bad('STOP at %d leaves %d items on the stack'
+                           % (at - 1, len(stack)))
+            return position, pids
+        if name == 'PROTO':
+            if value > pickle.HIGHEST_PROTOCOL:
+                raise _Bad('unknown protocol %d' % value)
+            continue
+        if name in ('NEXT_BUFFER', 'READONLY_BUFFER', 'PERSID'):
+            if name != 'PERSID':
+                raise _Bad('%s at %d needs out-of-band buffers'
+                           % (name, at - 1))
+            if pids is not None:
+                pids = None  # a text pid: not one this check reads
+        popped = stack[len(stack) - pops:] if pops else ()
+        if pops:
+            del stack[len(stack) - pops:]
+        if name in ('TUPLE1', 'TUPLE2', 'TUPLE3'):
+            value = tuple(popped)
+        elif name == 'EMPTY_TUPLE':
+            value = ()
+        elif name == 'STACK_GLOBAL':
+            value = tuple(popped) if all(
+                isinstance(item, str) for item in popped) else _ANY
+        elif name == 'REDUCE':
+            value = _reduce(popped[0], popped[1])
+        elif name == 'BINPERSID':
+            pid = popped[0]
+            if (pids is not None and type(pid) is tuple and len(pid) == 2
+                    and isinstance(pid[0], bytes) and len(pid[0]) == 8):
+                pids.append(pid[0])
+            else:
+                pids = None
+        elif name == 'DUP':
+            stack.extend((popped[0], popped[0]))
+            continue
+        if pushes:
+            stack.append(value if name in _VALUE_PUSHERS else _ANY)
+
+
+def _reduce(function, args):
+    """What ``_codecs.encode(text, 'latin1')`` (a pickled bytes) gives."""
+    if (function == _ENCODE and type(args) is tuple and len(args) == 2
+            and isinstance(args[0], str)
+            and args[1] in ('latin1', 'latin-1')):
+        try:
+            return args[0].encode('latin-1')
+        except UnicodeEncodeError:
+            return _ANY
+    return _ANY
+
+
+def record_problem(record):
+    """Why ``record`` (oid, int4 N, data, refs) is damaged, or None."""
+    if len(record) < 12:
+        return 'a record of %d bytes is too short' % len(record)
+    data_end = 12 + _int4.unpack_from(record, 8)[0]
+    if data_end > len(record) or (len(record) - data_end) & 7:
+        return 'a bad data length'
+    oid = record[:8]
+    data = record[12:data_end]
+    memo = {}
+    try:
+        class_end, _ = walk_pickle(data, 0, memo)
+    except _Bad as error:
+        return 'its class pickle does not parse (%s)' % error
+    state = data[class_end:]
+    if state[:1] == b'\x78':
+        inflater = zlib.decompressobj()
+        try:
+            state = inflater.decompress(state)
+        except zlib.error as error:
+            return 'its compressed state is damaged (zlib: %s)' % error
+        if not inflater.eof or inflater.unused_data:
+            return 'its compressed state is %s' % (
+                'cut short' if not inflater.eof
+                else 'followed by stray bytes')
+    try:
+        state_end, pids = walk_pickle(state, 0, memo)
+    except _Bad as error:
+        return 'its state pickle does not parse (%s)' % error
+    if state_end != len(state):
+        return 'its state pickle is followed by %d stray bytes' % (
+            len(state) - state_end)
+    if pids:
+        refs = record[data_end:]
+        listed = set(refs[i:i + 8] for i in range(0, len(refs), 8))
+        expected = set(pids)
+        expected.discard(oid)
+        if listed != expected or len(listed) * 8 != len(refs):
+            return ('its reference list does not match the references in '
+                    'its state')
+    return None
+
+
+# At most this many record bytes of a transaction are checked in depth,
+# newest record first: damage from a power cut reaches the end of the
+# transaction, and every record's layout is checked anyway.  It bounds
+# the cost of opening a file whose last transaction is huge.
+DEEP_CHECK_BYTES = 1 << 20
+
+
+def transaction_problem(read_record, offsets):
+    """``(offset, reason)`` of the newest damaged record, or None.
+
+    ``offsets`` are the file offsets of one transaction's records, in
+    file order; ``read_record(offset)`` returns the §1 record there.
+    """
+    checked = 0
+    for offset in reversed(offsets):
+        if checked >= DEEP_CHECK_BYTES:
+            break
+        record = read_record(offset)
+        checked += len(record)
+        problem = record_problem(record)
+        if problem is not None:
+            return offset, problem
+    return None
