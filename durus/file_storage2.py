@@ -24,8 +24,10 @@ from durus.error import (
     DamagedFileError, DurusKeyError, ReadOnlyError, UnknownFormatError)
 from durus.file import File
 from durus.oid_index import OidIndex
+from durus.record_check import transaction_problem
 from durus.file_storage_base import (
-    SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
+    SingleFileStorage, discard_pack_file, gen_pack_records,
+    open_readonly_tail, switch_to_packed)
 from durus.shelf import (
     Damage, ReadWindow, damage_at, save_and_truncate)
 from durus.storage import Storage
@@ -77,11 +79,13 @@ def _encode_transaction(items):
 
 
 def scan_transactions(file, start, size, index, filename=None,
-                      probe=True):
+                      probe=True, check_last=False):
     """Index the transactions in ``[start, size)``; ``(end, records, damage)``.
 
     ``probe``: on damage, look whether intact transactions follow (then
-    the damage is not repairable by truncation).
+    the damage is not repairable by truncation).  ``check_last``: check
+    the records of the last (non-empty) transaction in depth
+    (durus.record_check) before indexing them.
     """
     window = ReadWindow(file)
     position = start
@@ -115,6 +119,9 @@ def scan_transactions(file, start, size, index, filename=None,
                 break
             entries.append((oid, pointer))
             pointer += 4 + length
+        if (reason is None and check_last and entries
+                and _is_last(file, pointer, size)):
+            reason = _deep_problem(file, entries)
         if reason is not None:
             return position, records, damage_at(
                 scan_transactions, file, filename, position, empty_run,
@@ -134,6 +141,24 @@ def scan_transactions(file, start, size, index, filename=None,
     return position, records, None
 
 
+def _is_last(file, end, size):
+    """True if only a few empty transactions (zeros) follow ``end``."""
+    rest = size - end
+    return rest < 5 * 4 and not rest & 3 and not any(file.pread(rest, end))
+
+
+def _deep_problem(file, entries):
+    """Why one of the records at ``entries`` (``(oid, offset of its
+    length)``) is damaged inside, or None."""
+    def read_record(offset):
+        return file.pread(_int4.unpack(file.pread(4, offset))[0], offset + 4)
+    found = transaction_problem(read_record,
+                                [offset for _, offset in entries])
+    if found is None:
+        return None
+    return 'the record at offset %d: %s' % found
+
+
 class FileStorage2(SingleFileStorage):
     """A storage in one DFS20 file (``file=None``: a temporary file)."""
 
@@ -142,7 +167,8 @@ class FileStorage2(SingleFileStorage):
     def __init__(self, file=None, readonly=False, repair=False):
         self.file = File(file, readonly=readonly)
         try:
-            self._open(repair)
+            open_readonly_tail(self.file, lambda size: self._open(
+                repair, size=size))
         except BaseException:
             self.file.close()
             raise
@@ -150,10 +176,13 @@ class FileStorage2(SingleFileStorage):
         self.invalid = set()
         self.pack_commits = None
 
-    def _open(self, repair, check_only=False):
+    def _open(self, repair, check_only=False, size=None):
+        """Read the index and scan what follows it (up to ``size``, by
+        default the end of the file)."""
         open_file = self.file
         name = open_file.name
-        size = open_file.get_size()
+        if size is None:
+            size = open_file.get_size()
         if size == 0:
             if open_file.is_readonly() or check_only:
                 raise UnknownFormatError(
@@ -185,7 +214,7 @@ class FileStorage2(SingleFileStorage):
         self.index_offset = index_offset
         start = index_offset + 8 + length
         self.file_end, _, self.damage = scan_transactions(
-            open_file, start, size, self.index, name)
+            open_file, start, size, self.index, name, check_last=True)
         if self.damage is not None and not check_only:
             if repair and not open_file.is_readonly():
                 save_and_truncate(open_file, self.damage)
