@@ -84,18 +84,19 @@ def scan_transactions(file, start, size, index, filename=None,
 
     ``probe``: on damage, look whether intact transactions follow (then
     the damage is not repairable by truncation).  ``check_last``: check
-    the records of the last (non-empty) transaction in depth
-    (durus.record_check) before indexing them.
+    in depth (durus.record_check) the records of the last non-empty
+    transaction before the end or before the damage, and index them only
+    if they pass (as in durus.shelf).
     """
     window = ReadWindow(file)
     position = start
     records = 0
     empty_run = None
+    held = None  # check_last: (start, entries, empty_run, end), unindexed
+    reason = resume = None
     while position < size:
         entries = []
         pointer = position
-        reason = None
-        resume = None  # where intact data could start again after damage
         while True:
             head = window.get(pointer, 4)
             if head is None:
@@ -119,21 +120,36 @@ def scan_transactions(file, start, size, index, filename=None,
                 break
             entries.append((oid, pointer))
             pointer += 4 + length
-        if (reason is None and check_last and entries
-                and _is_last(file, pointer, size)):
-            reason = _deep_problem(file, entries)
         if reason is not None:
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run,
-                size, reason, resume if probe else None)
-        for number, offset in entries:
-            index.set(number, offset)
-        records += len(entries)
-        if entries:
+            if not probe:
+                resume = None
+            break
+        if not entries:
+            if empty_run is None:
+                empty_run = position
+        elif check_last:
+            if held is not None:
+                records += _index_entries(index, held[1])
+            held = (position, entries, empty_run, pointer)
             empty_run = None
-        elif empty_run is None:
-            empty_run = position
+        else:
+            records += _index_entries(index, entries)
+            empty_run = None
         position = pointer
+    if held is not None:
+        problem = _deep_problem(file, held[1])
+        if (problem is None and empty_run == held[3]
+                and (reason is not None or size - empty_run >= 5 * 4)):
+            problem = _cut_at_a_record(file, index, held[1])
+        if problem is not None:
+            return held[0], records, damage_at(
+                scan_transactions, file, filename, held[0], held[2], size,
+                problem, held[3] if probe else None)
+        records += _index_entries(index, held[1])
+    if reason is not None:
+        return position, records, damage_at(
+            scan_transactions, file, filename, position, empty_run,
+            size, reason, resume)
     if empty_run is not None and size - empty_run >= 5 * 4:
         return empty_run, records, Damage(
             filename, empty_run, size - empty_run,
@@ -141,10 +157,34 @@ def scan_transactions(file, start, size, index, filename=None,
     return position, records, None
 
 
-def _is_last(file, end, size):
-    """True if only a few empty transactions (zeros) follow ``end``."""
-    rest = size - end
-    return rest < 5 * 4 and not rest & 3 and not any(file.pread(rest, end))
+def _index_entries(index, entries):
+    for number, offset in entries:
+        index.set(number, offset)
+    return len(entries)
+
+
+def _cut_at_a_record(file, index, entries):
+    """Why the transaction at ``entries``, followed by zero bytes, looks
+    cut short, or None.
+
+    A DFS20 transaction ends with 4 zero bytes and has no length, so
+    zeros written over it from a record boundary on leave a shorter
+    transaction that parses.  That is told from zeros after a complete
+    transaction only when its records refer to objects the file does not
+    have (a commit stores its new objects in the same transaction).
+    """
+    own = set(number for number, _ in entries)
+    for _, offset in entries:
+        length = _int4.unpack(file.pread(4, offset))[0]
+        record = file.pread(length, offset + 4)
+        refs = record[12 + _int4.unpack_from(record, 8)[0]:]
+        for position in range(0, len(refs), 8):
+            number = _int8.unpack_from(refs, position)[0]
+            if number not in own and not index.get(number):
+                return ('its records refer to oid %d, which has no record: '
+                        'the zero bytes after it may have replaced the '
+                        'rest of it' % number)
+    return None
 
 
 def _deep_problem(file, entries):

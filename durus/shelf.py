@@ -166,48 +166,59 @@ def scan_transactions(file, start, size, index, filename=None,
     ``probe``: on damage, look whether intact transactions follow (then
     the damage is not repairable by truncation).  ``tail``: ``size`` is
     the end of the file, so a run of empty transactions there is zeros.
-    ``check_last``: check the records of the last (non-empty)
-    transaction in depth (durus.record_check) before indexing them.
+    ``check_last``: check in depth (durus.record_check) the records of
+    the last non-empty transaction before the end or before the damage
+    (bytes damaged from inside it on can still make a well-laid-out
+    transaction), and index them only if they pass.
     """
     window = ReadWindow(file, start)
     position = start
     records = 0
     empty_run = None  # start of a trailing run of empty transactions
+    held = None  # check_last: (start, entries, empty_run, end), unindexed
+    reason = resume = None
     while position < size:
         if not window.ensure(position, 8):
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                'a partial transaction length', None)
+            reason = 'a partial transaction length'
+            break
         buffer = window.buffer
         length = _int8.unpack_from(buffer, position - window.base)[0]
         end = position + 8 + length
         if end > size:
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                'a transaction of %d bytes is cut short' % length, None)
+            reason = 'a transaction of %d bytes is cut short' % length
+            break
         if not window.ensure(position, 8 + length):
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                'the file shrank while being read', None)
+            reason = 'the file shrank while being read'
+            break
         entries, reason = parse_records(window.buffer,
                                         position + 8 - window.base,
                                         end - window.base, window.base)
-        if reason is None and check_last and length and is_last(
-                file, end, size):
-            reason = deep_problem(file, entries)
         if reason is not None:
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                reason, end if probe else None)
-        for key, offset in entries:
-            index.set(key, offset)
-        records += len(entries)
+            resume = end if probe else None
+            break
         if length == 0:
             if empty_run is None:
                 empty_run = position
+        elif check_last:
+            if held is not None:
+                records += _index_entries(index, held[1])
+            held = (position, entries, empty_run, end)
+            empty_run = None
         else:
+            records += _index_entries(index, entries)
             empty_run = None
         position = end
+    if held is not None:
+        problem = deep_problem(file, held[1])
+        if problem is not None:
+            return held[0], records, damage_at(
+                scan_transactions, file, filename, held[0], held[2], size,
+                problem, held[3] if probe else None)
+        records += _index_entries(index, held[1])
+    if reason is not None:
+        return position, records, damage_at(
+            scan_transactions, file, filename, position, empty_run, size,
+            reason, resume)
     if tail and empty_run is not None and size - empty_run >= 5 * 8:
         return empty_run, records, Damage(
             filename, empty_run, size - empty_run,
@@ -215,10 +226,10 @@ def scan_transactions(file, start, size, index, filename=None,
     return position, records, None
 
 
-def is_last(file, end, size):
-    """True if only a few empty transactions (zeros) follow ``end``."""
-    rest = size - end
-    return rest < 5 * 8 and not rest & 7 and not any(file.pread(rest, end))
+def _index_entries(index, entries):
+    for key, offset in entries:
+        index.set(key, offset)
+    return len(entries)
 
 
 def _read_disk_record(file, offset):
