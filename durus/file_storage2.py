@@ -196,7 +196,9 @@ def _deep_problem(file, entries):
                                 [offset for _, offset in entries])
     if found is None:
         return None
-    return 'the record at offset %d: %s' % found
+    offset, problem = found
+    return 'the record of oid %d at offset %d is damaged: %s' % (
+        _int8.unpack(file.pread(8, offset + 4))[0], offset, problem)
 
 
 class FileStorage2(SingleFileStorage):

@@ -28,7 +28,14 @@ _int4 = struct.Struct('>I')
 
 
 class _Bad(Exception):
-    """The pickle does not parse; the message says where and why."""
+    """The pickle does not parse: ``what`` went wrong with opcode
+    ``name`` at byte ``at`` of the pickle (not of the file)."""
+
+    def __str__(self):
+        what, name, at = (self.args + (None, None))[:3]
+        if name is None:
+            return what
+        return '%s at pickle byte %d %s' % (name, at, what)
 
 
 def _build_table():
@@ -86,8 +93,8 @@ def walk_pickle(data, position, memo):
             raise _Bad('it ends before its STOP opcode')
         entry = table.get(data[position])
         if entry is None:
-            raise _Bad('byte 0x%02x at %d is no pickle opcode'
-                       % (data[position], position))
+            raise _Bad('is no opcode', 'byte 0x%02x' % data[position],
+                       position)
         name, arg, pops, to_mark, pushes = entry
         at = position + 1
         value = _ANY
@@ -96,7 +103,7 @@ def walk_pickle(data, position, memo):
         elif type(arg) is int and arg >= 0:
             position = at + arg
             if position > size:
-                raise _Bad('%s at %d is cut short' % (name, at - 1))
+                raise _Bad('is cut short', name, at - 1)
             if arg in _FIXED_VALUES and name in (
                     'BINPUT', 'LONG_BINPUT', 'BINGET', 'LONG_BINGET',
                     'PROTO'):
@@ -104,32 +111,31 @@ def walk_pickle(data, position, memo):
         elif arg in _LENGTH_SIZES:
             width, signed = _LENGTH_SIZES[arg]
             if at + width > size:
-                raise _Bad('%s at %d is cut short' % (name, at - 1))
+                raise _Bad('is cut short', name, at - 1)
             length = int.from_bytes(data[at:at + width], 'little',
                                     signed=signed)
             start = at + width
             position = start + length
             if length < 0 or position > size:
-                raise _Bad('%s at %d is cut short' % (name, at - 1))
+                raise _Bad('is cut short', name, at - 1)
             if name in _TEXT:
                 try:
                     value = data[start:position].decode('utf-8',
                                                         'surrogatepass')
                 except UnicodeDecodeError:
-                    raise _Bad('%s at %d is not UTF-8' % (name, at - 1))
+                    raise _Bad('is not UTF-8', name, at - 1)
             elif name in _BYTES and length <= 64:
                 value = bytes(data[start:position])
         else:  # one line, or two for GLOBAL and INST
             end = data.find(b'\n', at)
             if end < 0:
-                raise _Bad('%s at %d has no line end' % (name, at - 1))
+                raise _Bad('has no line end', name, at - 1)
             line = data[at:end]
             position = end + 1
             if arg == 'pair':
                 end = data.find(b'\n', position)
                 if end < 0:
-                    raise _Bad('%s at %d has no second line'
-                               % (name, at - 1))
+                    raise _Bad('has no second line', name, at - 1)
                 value = (line.decode('utf-8', 'replace'),
                          data[position:end].decode('utf-8', 'replace'))
                 position = end + 1
@@ -138,45 +144,43 @@ def walk_pickle(data, position, memo):
                     text = line.decode('ascii')
                     value = _NUMBER_LINES.get(name, int)(text)
                 except (UnicodeDecodeError, ValueError):
-                    raise _Bad('%s at %d has a bad number'
-                               % (name, at - 1)) from None
+                    raise _Bad('has a bad number', name, at - 1) from None
             elif name == 'UNICODE':
                 try:
                     value = line.decode('raw-unicode-escape')
                 except UnicodeDecodeError:
-                    raise _Bad('UNICODE at %d does not decode' % (at - 1))
+                    raise _Bad('does not decode', 'UNICODE', at - 1)
         # The stack, as the unpickler would see it.
         if name == 'MARK':
             marks.append(len(stack))
             continue
         if to_mark:
             if not marks:
-                raise _Bad('%s at %d has no MARK' % (name, at - 1))
+                raise _Bad('has no MARK', name, at - 1)
             cut = marks.pop()
             items = stack[cut:]
             del stack[cut:]
             if name == 'OBJ' and not items:
-                raise _Bad('OBJ at %d has no class' % (at - 1))
+                raise _Bad('has no class', 'OBJ', at - 1)
             if name == 'TUPLE':
                 value = tuple(items)
         if len(stack) - (marks[-1] if marks else 0) < pops:
-            raise _Bad('%s at %d finds too few items on the stack'
-                       % (name, at - 1))
+            raise _Bad('finds too few items on the stack', name, at - 1)
         if name in ('BINPUT', 'LONG_BINPUT', 'PUT', 'MEMOIZE'):
             if not stack:
-                raise _Bad('%s at %d with an empty stack' % (name, at - 1))
+                raise _Bad('with an empty stack', name, at - 1)
             memo[len(memo) if name == 'MEMOIZE' else value] = stack[-1]
             continue
         if name in ('BINGET', 'LONG_BINGET', 'GET'):
             if value not in memo:
-                raise _Bad('%s at %d reads memo %r, never written'
-                           % (name, at - 1, value))
+                raise _Bad('reads memo %r, never written' % (value,), name,
+                           at - 1)
             stack.append(memo[value])
             continue
         if name == 'STOP':
             if len(stack) != 1 or marks:
-                raise _Bad('STOP at %d leaves %d items on the stack'
-                           % (at - 1, len(stack)))
+                raise _Bad('leaves %d items on the stack' % len(stack),
+                           name, at - 1)
             return position, pids
         if name == 'PROTO':
             if value > pickle.HIGHEST_PROTOCOL:
@@ -184,8 +188,7 @@ def walk_pickle(data, position, memo):
             continue
         if name in ('NEXT_BUFFER', 'READONLY_BUFFER', 'PERSID'):
             if name != 'PERSID':
-                raise _Bad('%s at %d needs out-of-band buffers'
-                           % (name, at - 1))
+                raise _Bad('needs out-of-band buffers', name, at - 1)
             if pids is not None:
                 pids = None  # a text pid: not one this check reads
         popped = stack[len(stack) - pops:] if pops else ()

@@ -245,7 +245,8 @@ def deep_problem(file, entries):
     if found is None:
         return None
     offset, problem = found
-    return 'the record at offset %d: %s' % (offset, problem)
+    return 'the record of oid %d at offset %d is damaged: %s' % (
+        _int8.unpack(file.pread(8, offset + 8))[0], offset, problem)
 
 
 def parse_records(buffer, pointer, local_end, base):

@@ -22,6 +22,7 @@ transaction).  The test accepts exactly that, for DFS20 zeros only.
 import collections
 import os
 import random
+import re
 import shutil
 import tempfile
 
@@ -222,3 +223,27 @@ def test_every_damage_of_the_last_transaction(fast_dir, storage_class):
     refused = sum(count for (kind, outcome), count in outcomes.items()
                   if outcome.startswith('refused'))
     assert refused >= sum(outcomes.values()) - 20
+
+
+@pytest.mark.parametrize('storage_class', [FileStorage, FileStorage2])
+def test_shell_names_the_transaction_start_and_the_way_out(
+        tmp_path, capsys, storage_class):
+    from durus_shell.cli import main
+    path = str(tmp_path / 'db.durus')
+    last_start = build_file(storage_class, path)
+    size = os.path.getsize(path)
+    with open(path, 'r+b') as f:  # zeros from inside the last record on
+        f.seek(size - 40)
+        f.write(bytes(40))
+    assert main([path, '-c', '1']) == 2
+    message = capsys.readouterr().err
+    first_offset = re.search(r'offset (\d+)', message).group(1)
+    assert int(first_offset) == last_start
+    assert '--repair' in message
+    assert main([path, '--repair', '-c', '1']) == 2  # asks; no answer
+    message = capsys.readouterr().err
+    assert 'damaged from byte offset %d on' % last_start in message
+    assert os.path.getsize(path) == size
+    assert main([path, '--repair', '--yes', '-c', "root['one']['a']"]) == 0
+    assert capsys.readouterr().out.strip() == '1'
+    assert os.path.getsize(path) == last_start
