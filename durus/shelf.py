@@ -24,7 +24,10 @@ whose disk-records do not tile it exactly or do not look like records
 (key != embedded oid, bad data length), a partial length field, or a
 tail of five or more empty transactions (at least 40 zero bytes: the
 smallest transaction zeroed by a crash) is damage.  Durus itself may
-end a file with an empty transaction or two, so fewer are accepted.  Damage
+end a file with an empty transaction or two, so fewer are accepted.  The
+records of the last non-empty transaction (and of the one just before
+any damage) are also checked in depth (durus.record_check): a power cut
+can leave a transaction well laid out but zeroed or garbage inside.  Damage
 in the final transaction (or garbage after the last good one) can be
 repaired by truncation; damage followed by intact transactions cannot.
 """
