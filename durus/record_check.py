@@ -251,7 +251,7 @@ def record_problem(record):
         except zlib.error as error:
             return 'its compressed state is damaged (zlib: %s)' % error
         if not inflater.eof or inflater.unused_data:
-            return 'its compressed state is %s' % (
+            return 'its compressed state (zlib stream) is %s' % (
                 'cut short' if not inflater.eof
                 else 'followed by stray bytes')
     try:
