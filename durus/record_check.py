@@ -16,8 +16,6 @@ wrong with one record (spec formats.md §1), or returns None:
   may write such records.)
 """
 
-import pickle
-import pickletools
 import struct
 import zlib
 
@@ -38,32 +36,94 @@ class _Bad(Exception):
         return '%s at pickle byte %d %s' % (name, at, what)
 
 
-def _build_table():
-    """opcode byte -> (name, arg kind, pops, pops to a mark, pushes)."""
-    table = {}
-    for op in pickletools.opcodes:
-        before = op.stack_before
-        if pickletools.markobject in before:
-            pops = before.index(pickletools.markobject)
-            to_mark = True
-        else:
-            pops, to_mark = len(before), False
-        arg = None if op.arg is None else op.arg.n
-        if op.name in ('GLOBAL', 'INST'):
-            arg = 'pair'
-        table[ord(op.code.encode('latin-1'))] = (
-            op.name, arg, pops, to_mark, len(op.stack_after))
-    return table
+# How each opcode's argument is laid out (an int >= 0: that many bytes).
+_HIGHEST_PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL (checked by the tests)
+_LINE = 'line'        # up to a newline
+_PAIR = 'pair'        # two lines (GLOBAL, INST)
+_LEN1 = 'len1'        # a 1-byte length, then that many bytes
+_LEN4 = 'len4'        # a 4-byte signed little-endian length, then bytes
+_LEN4U = 'len4u'      # the same, unsigned
+_LEN8 = 'len8'        # an 8-byte unsigned length, then bytes
 
-
-_TABLE = _build_table()
+# opcode byte -> (name, argument, items popped, pops to a MARK first,
+# items pushed); the facts of pickletools.opcodes (the test suite checks
+# them against it), written out so that opening a file does not import
+# pickletools.
+_TABLE = {
+    0x28: ('MARK', None, 0, False, 1),
+    0x29: ('EMPTY_TUPLE', None, 0, False, 1),
+    0x2e: ('STOP', None, 1, False, 0),
+    0x30: ('POP', None, 1, False, 0),
+    0x31: ('POP_MARK', None, 0, True, 0),
+    0x32: ('DUP', None, 1, False, 2),
+    0x42: ('BINBYTES', _LEN4U, 0, False, 1),
+    0x43: ('SHORT_BINBYTES', _LEN1, 0, False, 1),
+    0x46: ('FLOAT', _LINE, 0, False, 1),
+    0x47: ('BINFLOAT', 8, 0, False, 1),
+    0x49: ('INT', _LINE, 0, False, 1),
+    0x4a: ('BININT', 4, 0, False, 1),
+    0x4b: ('BININT1', 1, 0, False, 1),
+    0x4c: ('LONG', _LINE, 0, False, 1),
+    0x4d: ('BININT2', 2, 0, False, 1),
+    0x4e: ('NONE', None, 0, False, 1),
+    0x50: ('PERSID', _LINE, 0, False, 1),
+    0x51: ('BINPERSID', None, 1, False, 1),
+    0x52: ('REDUCE', None, 2, False, 1),
+    0x53: ('STRING', _LINE, 0, False, 1),
+    0x54: ('BINSTRING', _LEN4, 0, False, 1),
+    0x55: ('SHORT_BINSTRING', _LEN1, 0, False, 1),
+    0x56: ('UNICODE', _LINE, 0, False, 1),
+    0x58: ('BINUNICODE', _LEN4U, 0, False, 1),
+    0x5d: ('EMPTY_LIST', None, 0, False, 1),
+    0x61: ('APPEND', None, 2, False, 1),
+    0x62: ('BUILD', None, 2, False, 1),
+    0x63: ('GLOBAL', _PAIR, 0, False, 1),
+    0x64: ('DICT', None, 0, True, 1),
+    0x65: ('APPENDS', None, 1, True, 1),
+    0x67: ('GET', _LINE, 0, False, 1),
+    0x68: ('BINGET', 1, 0, False, 1),
+    0x69: ('INST', _PAIR, 0, True, 1),
+    0x6a: ('LONG_BINGET', 4, 0, False, 1),
+    0x6c: ('LIST', None, 0, True, 1),
+    0x6f: ('OBJ', None, 0, True, 1),
+    0x70: ('PUT', _LINE, 0, False, 0),
+    0x71: ('BINPUT', 1, 0, False, 0),
+    0x72: ('LONG_BINPUT', 4, 0, False, 0),
+    0x73: ('SETITEM', None, 3, False, 1),
+    0x74: ('TUPLE', None, 0, True, 1),
+    0x75: ('SETITEMS', None, 1, True, 1),
+    0x7d: ('EMPTY_DICT', None, 0, False, 1),
+    0x80: ('PROTO', 1, 0, False, 0),
+    0x81: ('NEWOBJ', None, 2, False, 1),
+    0x82: ('EXT1', 1, 0, False, 1),
+    0x83: ('EXT2', 2, 0, False, 1),
+    0x84: ('EXT4', 4, 0, False, 1),
+    0x85: ('TUPLE1', None, 1, False, 1),
+    0x86: ('TUPLE2', None, 2, False, 1),
+    0x87: ('TUPLE3', None, 3, False, 1),
+    0x88: ('NEWTRUE', None, 0, False, 1),
+    0x89: ('NEWFALSE', None, 0, False, 1),
+    0x8a: ('LONG1', _LEN1, 0, False, 1),
+    0x8b: ('LONG4', _LEN4, 0, False, 1),
+    0x8c: ('SHORT_BINUNICODE', _LEN1, 0, False, 1),
+    0x8d: ('BINUNICODE8', _LEN8, 0, False, 1),
+    0x8e: ('BINBYTES8', _LEN8, 0, False, 1),
+    0x8f: ('EMPTY_SET', None, 0, False, 1),
+    0x90: ('ADDITEMS', None, 1, True, 1),
+    0x91: ('FROZENSET', None, 0, True, 1),
+    0x92: ('NEWOBJ_EX', None, 3, False, 1),
+    0x93: ('STACK_GLOBAL', None, 2, False, 1),
+    0x94: ('MEMOIZE', None, 1, False, 1),
+    0x95: ('FRAME', 8, 0, False, 0),
+    0x96: ('BYTEARRAY8', _LEN8, 0, False, 1),
+    0x97: ('NEXT_BUFFER', None, 0, False, 1),
+    0x98: ('READONLY_BUFFER', None, 1, False, 1),
+}
 _FIXED_VALUES = {1: lambda data, at: data[at],
                  2: lambda data, at: data[at] | data[at + 1] << 8,
                  4: lambda data, at: int.from_bytes(data[at:at + 4], 'little')}
-_LENGTH_SIZES = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
-                 pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
-                 pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
-                 pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
+_LENGTH_SIZES = {_LEN1: (1, False), _LEN4: (4, True), _LEN4U: (4, False),
+                 _LEN8: (8, False)}
 _TEXT = frozenset(('SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8'))
 _BYTES = frozenset(('SHORT_BINSTRING', 'BINSTRING', 'SHORT_BINBYTES',
                     'BINBYTES', 'BINBYTES8'))
@@ -132,7 +192,7 @@ def walk_pickle(data, position, memo):
                 raise _Bad('has no line end', name, at - 1)
             line = data[at:end]
             position = end + 1
-            if arg == 'pair':
+            if arg == _PAIR:
                 end = data.find(b'\n', position)
                 if end < 0:
                     raise _Bad('has no second line', name, at - 1)
@@ -183,7 +243,7 @@ def walk_pickle(data, position, memo):
                            name, at - 1)
             return position, pids
         if name == 'PROTO':
-            if value > pickle.HIGHEST_PROTOCOL:
+            if value > _HIGHEST_PROTOCOL:
                 raise _Bad('unknown protocol %d' % value)
             continue
         if name in ('NEXT_BUFFER', 'READONLY_BUFFER', 'PERSID'):
@@ -273,10 +333,12 @@ def record_problem(record):
 
 
 # At most this many record bytes of a transaction are checked in depth,
-# newest record first: damage from a power cut reaches the end of the
-# transaction, and every record's layout is checked anyway.  It bounds
-# the cost of opening a file whose last transaction is huge.
-DEEP_CHECK_BYTES = 1 << 20
+# newest record first (always at least one record).  Damage from a power
+# cut or a bad copy runs from some byte to the end of the transaction, so
+# it always reaches the newest record, and every record's layout is
+# checked anyway.  The bound keeps the open of a file whose last
+# transaction is huge cheap (the walk costs about 0.1 ms per KiB).
+DEEP_CHECK_BYTES = 8 << 10
 
 
 def transaction_problem(read_record, offsets):

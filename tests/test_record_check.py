@@ -121,3 +121,27 @@ def test_compressed_and_raw_states_pass():
     state = b'\x80\x02}q\x01X\x01\x00\x00\x00aK\x01s.'
     for form in (state, zlib.compress(state), zlib.compress(state, 1)):
         assert record_problem(pack_record(OID, CLASS + form, b'')) is None
+
+
+def test_opcode_table_matches_pickletools():
+    import pickletools
+    from durus import record_check as check
+    kinds = {pickletools.UP_TO_NEWLINE: check._LINE,
+             pickletools.TAKEN_FROM_ARGUMENT1: check._LEN1,
+             pickletools.TAKEN_FROM_ARGUMENT4: check._LEN4,
+             pickletools.TAKEN_FROM_ARGUMENT4U: check._LEN4U,
+             pickletools.TAKEN_FROM_ARGUMENT8U: check._LEN8}
+    expected = {}
+    for op in pickletools.opcodes:
+        before = op.stack_before
+        to_mark = pickletools.markobject in before
+        pops = before.index(pickletools.markobject) if to_mark else len(
+            before)
+        arg = None if op.arg is None else kinds.get(op.arg.n, op.arg.n)
+        if op.name in ('GLOBAL', 'INST'):
+            arg = check._PAIR
+        expected[ord(op.code)] = (op.name, arg, pops, to_mark,
+                                  len(op.stack_after))
+    assert check._TABLE == expected
+    import pickle
+    assert check._HIGHEST_PROTOCOL >= pickle.HIGHEST_PROTOCOL
