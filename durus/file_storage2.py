@@ -29,7 +29,8 @@ from durus.file_storage_base import (
     SingleFileStorage, discard_pack_file, gen_pack_records,
     open_readonly_tail, switch_to_packed)
 from durus.shelf import (
-    Damage, ReadWindow, damage_at, save_and_truncate)
+    Damage, ReadWindow, damage_at, index_entries, resume_after,
+    save_and_truncate)
 from durus.storage import Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -129,11 +130,11 @@ def scan_transactions(file, start, size, index, filename=None,
                 empty_run = position
         elif check_last:
             if held is not None:
-                records += _index_entries(index, held[1])
+                records += index_entries(index, held[1])
             held = (position, entries, empty_run, pointer)
             empty_run = None
         else:
-            records += _index_entries(index, entries)
+            records += index_entries(index, entries)
             empty_run = None
         position = pointer
     if held is not None:
@@ -144,8 +145,8 @@ def scan_transactions(file, start, size, index, filename=None,
         if problem is not None:
             return held[0], records, damage_at(
                 scan_transactions, file, filename, held[0], held[2], size,
-                problem, held[3] if probe else None)
-        records += _index_entries(index, held[1])
+                problem, resume_after(held, reason, resume, probe))
+        records += index_entries(index, held[1])
     if reason is not None:
         return position, records, damage_at(
             scan_transactions, file, filename, position, empty_run,
@@ -155,12 +156,6 @@ def scan_transactions(file, start, size, index, filename=None,
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))
     return position, records, None
-
-
-def _index_entries(index, entries):
-    for number, offset in entries:
-        index.set(number, offset)
-    return len(entries)
 
 
 def _cut_at_a_record(file, index, entries):

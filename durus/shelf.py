@@ -204,11 +204,11 @@ def scan_transactions(file, start, size, index, filename=None,
                 empty_run = position
         elif check_last:
             if held is not None:
-                records += _index_entries(index, held[1])
+                records += index_entries(index, held[1])
             held = (position, entries, empty_run, end)
             empty_run = None
         else:
-            records += _index_entries(index, entries)
+            records += index_entries(index, entries)
             empty_run = None
         position = end
     if held is not None:
@@ -216,8 +216,8 @@ def scan_transactions(file, start, size, index, filename=None,
         if problem is not None:
             return held[0], records, damage_at(
                 scan_transactions, file, filename, held[0], held[2], size,
-                problem, held[3] if probe else None)
-        records += _index_entries(index, held[1])
+                problem, resume_after(held, reason, resume, probe))
+        records += index_entries(index, held[1])
     if reason is not None:
         return position, records, damage_at(
             scan_transactions, file, filename, position, empty_run, size,
@@ -229,7 +229,16 @@ def scan_transactions(file, start, size, index, filename=None,
     return position, records, None
 
 
-def _index_entries(index, entries):
+def resume_after(held, reason, resume, probe):
+    """Where intact transactions could follow when the ``held``
+    transaction is damaged: after it, or after the later damage."""
+    if not probe:
+        return None
+    return held[3] if reason is None else resume
+
+
+def index_entries(index, entries):
+    """Index ``(oid number, offset)`` pairs; how many there were."""
     for key, offset in entries:
         index.set(key, offset)
     return len(entries)
@@ -526,6 +535,7 @@ class Shelf(object):
                     error = DamagedFileError(
                         error.message + ' (repair needs a writable open)',
                         error.filename, error.offset, error.nbytes)
+                    error.repairable = True
                 raise error
 
     # Lazy indexing of a large never-indexed tail

@@ -247,3 +247,29 @@ def test_shell_names_the_transaction_start_and_the_way_out(
     assert main([path, '--repair', '--yes', '-c', "root['one']['a']"]) == 0
     assert capsys.readouterr().out.strip() == '1'
     assert os.path.getsize(path) == last_start
+
+
+def test_damage_with_intact_transactions_after_it_is_never_cut(tmp_path):
+    """A transaction damaged inside a record, then one with a broken
+    layout, then an intact one: truncating would lose the intact one."""
+    path = str(tmp_path / 'db.durus')
+    connection = Connection(FileStorage(path))
+    root = connection.get_root()
+    starts = []
+    for number in range(4):
+        starts.append(os.path.getsize(path))
+        root['item %d' % number] = PersistentDict(n='%d' % number * 400)
+        connection.commit()
+    connection.storage.close()
+    with open(path, 'r+b') as f:
+        f.seek(starts[2] - 30)  # inside the last record of starts[1]'s
+        f.write(bytes(10))
+        f.seek(starts[2] + 16)  # the key of starts[2]'s first record
+        f.write(b'\xff' * 8)
+    before = open(path, 'rb').read()
+    for repair in (False, True):
+        with pytest.raises(DamagedFileError) as info:
+            FileStorage(path, repair=repair)
+        assert 'restore it from a backup' in str(info.value)
+        assert info.value.offset == starts[1]
+    assert open(path, 'rb').read() == before
