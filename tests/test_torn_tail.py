@@ -55,7 +55,7 @@ def build_file(storage_class, path):
     connection = Connection(storage_class(path))
     root = connection.get_root()
     root['tree'] = BTree()
-    for number in range(20):
+    for number in range(6):
         root['tree'][number] = 'value %d' % number
     root['items'] = PersistentList()
     connection.commit()
