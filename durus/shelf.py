@@ -476,7 +476,9 @@ class Shelf(object):
     initialised.  Damage found while opening is repaired when ``repair``
     is true (and the damage is repairable), otherwise raised.
     ``saved_index`` (a ``durus.shelf_index.SavedIndex`` or None) may
-    supply the index of a prefix of the appended transactions.
+    supply the index of a prefix of the appended transactions.  ``size``
+    (default: the file's size) is where the file is taken to end: a
+    reader opens at the last complete transaction while a writer appends.
     """
 
     def __init__(self, open_file, repair=False, saved_index=None,
@@ -561,7 +563,7 @@ class Shelf(object):
         entries, reason = self._read_transaction(starts[-1], size)
         if reason is not None or not entries or deep_problem(self.file,
                                                              entries):
-            return False  # (ends in an empty transaction: rare)
+            return False  # a full scan judges it (damaged, or empty)
         for number, offset in entries:
             self.index.set(number, offset)
         self._starts = starts
