@@ -26,8 +26,9 @@ from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
 from durus.persistent_dict import PersistentDict
-from durus.serialize import (ObjectReader, ObjectWriter, pack_record,
-                             _EMPTY_MEMO, _decompress)
+from durus.record import pack_record, record_data
+from durus.serialize import (ObjectReader, ObjectWriter, _EMPTY_MEMO,
+                             _decompress)
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -155,7 +156,7 @@ class Connection(ConnectionBase):
             # Another client changed objects: learn which, then retry.
             self._handle_invalidations(self.storage.sync(), read_oid=oid)
             record = self.storage.load(oid)
-        return record[12:12 + int.from_bytes(record[8:12], 'big')]
+        return record_data(record)
 
     def load_state(self, obj):
         """Fill the ghost ``obj`` with its stored state."""
@@ -228,7 +229,7 @@ class Connection(ConnectionBase):
         """Every object reachable from ``start_oid``, loaded, in storage order."""
         for oid, record in self.storage.gen_oid_record(
                 start_oid=start_oid, batch_size=batch_size):
-            data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+            data = record_data(record)
             obj = self.cache.get_instance(
                 oid, self.reader.get_class(data), self)
             if obj._p_status == GHOST:
@@ -563,7 +564,7 @@ def touch_every_reference(connection, *words):
                for word in words]
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
-        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        data = record_data(record)
         texts = (data, reader.get_state_pickle(data))
         if any(needle in text for needle in needles for text in texts):
             connection.get(oid)._p_note_change()
@@ -573,6 +574,6 @@ def gen_every_instance(connection, *classes):
     """Every stored object that is an instance of one of ``classes``."""
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
-        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        data = record_data(record)
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)

@@ -27,7 +27,7 @@ from durus.error import DamagedFileError, DurusKeyError, UnexpectedOidError
 from durus.file import File
 from durus.file_storage_base import (
     SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
-from durus.serialize import unpack_record
+from durus.record import refs_start
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str, str_to_int8
@@ -118,9 +118,8 @@ class FileStorage(SingleFileStorage):
             except KeyError:
                 continue
             yield oid, record
-            refs = unpack_record(record)[2]
-            for position in range(0, len(refs) - 7, 8):
-                ref = refs[position:position + 8]
+            for position in range(refs_start(record), len(record), 8):
+                ref = record[position:position + 8]
                 if ref not in seen:
                     seen.add(ref)
                     heapq.heappush(todo, ref)

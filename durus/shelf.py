@@ -48,7 +48,6 @@ CHUNK = 4 << 20
 _int8 = struct.Struct('>Q')
 _record_head = struct.Struct('>QQQI')  # R, key, embedded oid, data length
 _map_head = struct.Struct('>QQQ')
-_data_length = struct.Struct('>I')
 _key_head = struct.Struct('>QQ')  # R, key
 _READ_GUESS = 512
 # A tail of appended transactions this large, with no saved index, is
@@ -388,14 +387,6 @@ def build_offset_map(start, offsets):
         packed[byte::word_size] = full[8 - word_size + byte::8]
     return _map_head.pack(16 + word_size * count, word_size, count) + \
         bytes(packed)
-
-
-def is_well_formed(record):
-    """Cheaply: is ``record`` laid out as oid, data length, data, refs?"""
-    if len(record) < 12:
-        return False
-    rest = len(record) - 12 - _data_length.unpack_from(record, 8)[0]
-    return rest >= 0 and not rest & 7
 
 
 def encode_transaction(items, start):

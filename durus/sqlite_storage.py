@@ -28,7 +28,7 @@ from durus.error import (
     DatabaseNotFoundError, DatabasePermissionError, DurusKeyError,
     ReadOnlyError, UnknownFormatError)
 from durus.file import File
-from durus.serialize import pack_record, unpack_record
+from durus.record import pack_record, unpack_record
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
