@@ -19,14 +19,14 @@ import os
 import weakref
 import zlib
 
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (ConflictError, DurusError, DurusKeyError,
                          ReadConflictError, WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
 from durus.persistent_dict import PersistentDict
-from durus.record import pack_record, record_data
+from durus.record import class_pickle_end, pack_record, record_data
 from durus.serialize import (ObjectReader, ObjectWriter, _EMPTY_MEMO,
                              _decompress)
 from durus.storage import ROOT_OID, Storage
@@ -47,10 +47,9 @@ __all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
            'gen_every_instance', 'StillConflictedError']
 
 
-# ObjectReader.get_state, compiled when durus._speedups is present (it
-# calls the reader's own get_state for ObjectReader subclasses).
-_get_state = (ObjectReader.get_state if _speedups is None
-              else _speedups.get_state)
+# ObjectReader.get_state, or its compiled twin (which calls the reader's
+# own get_state for ObjectReader subclasses).
+_get_state = _use_compiled('get_state', ObjectReader.get_state)
 
 
 class StillConflictedError(DurusError, AssertionError):
@@ -171,15 +170,6 @@ class Connection(ConnectionBase):
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, _get_state(self.reader, data))
 
-    if _speedups is not None:
-        # The compiled twin (csrc/): reads FileStorage records
-        # and fills the ghost without Python frames; anything unusual (a
-        # conflict, another storage, a missing record) comes back to the
-        # Python method above (configure_loads keeps it for that).
-        load_state, _fast_bind_new_object = _speedups.configure_loads(
-            ObjectReader, ObjectReader.get_state, _decompress, zlib.error,
-            _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle)
-
     def note_access(self, obj):
         _raw_set(obj, '_p_serial', self.transaction_serial)
         self.cache.recent_objects.add(obj)
@@ -210,11 +200,22 @@ class Connection(ConnectionBase):
         cache.recent_objects.map[id(obj)] = obj
         self._unhooked.append(obj)
 
+    # The compiled twins of load_state and _bind_new_object (listed in
+    # durus/_accel.py): load_state reads FileStorage records and fills the
+    # ghost without Python frames; anything unusual (a conflict, another
+    # storage, a missing record) comes back to the Python methods above,
+    # which configure_loads is handed for that.
+    _compiled = (None, None)
     if _speedups is not None:
-        # The compiled twin (csrc/), same steps.
-        _py_bind_new_object = _bind_new_object
-        _bind_new_object = _fast_bind_new_object
-        del _fast_bind_new_object
+        _compiled = _speedups.configure_loads(
+            ObjectReader, ObjectReader.get_state,
+            ObjectReader._load_state_pickle, _decompress, zlib.error,
+            _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle,
+            _bind_new_object, record_data, class_pickle_end)
+    load_state = _use_compiled('load_state', load_state, _compiled[0])
+    _bind_new_object = _use_compiled('bind_new_object', _bind_new_object,
+                                     _compiled[1])
+    del _compiled
 
     def _unbind_new_object(self, obj):
         self.cache.recent_objects.discard(obj)
@@ -510,11 +511,15 @@ class Cache(object):
         objects.mapping[oid] = ref
         return obj
 
+    # The compiled twin (durus/_accel.py): same steps, no Python frames.
+    _compiled = None
     if _speedups is not None:
-        # The compiled twin: same steps, no Python frames.
-        def get_instance(self, oid, cls, connection, _get=_speedups.get_instance):
+        def _compiled(self, oid, cls, connection,
+                      _get=_speedups.get_instance):
             """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
             return _get(self.objects, oid, cls, connection)
+    get_instance = _use_compiled('get_instance', get_instance, _compiled)
+    del _compiled
 
     def shrink(self, connection):
         count = self.get_count()

@@ -22,7 +22,7 @@ import heapq
 import time
 
 from durus import shelf_index
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import DamagedFileError, DurusKeyError, UnexpectedOidError
 from durus.file import File
 from durus.file_storage_base import (
@@ -248,10 +248,8 @@ def inspect_file(filename):
         open_file.close()
 
 
-# Shelf.load_number, compiled when durus._speedups is present.
-if _speedups is None:
-    _load_number = Shelf.load_number
-else:
-    _load_number = _speedups.shelf_load_number
+# Shelf.load_number, or its compiled twin (durus/_accel.py).
+_load_number = _use_compiled('shelf_load_number', Shelf.load_number)
+if _speedups is not None:
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)

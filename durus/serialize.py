@@ -19,7 +19,7 @@ from pickle import Pickler, Unpickler
 
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import ClassImportError
 from durus.persistent import PersistentBase, _variants
 from durus.record import (  # noqa: F401 (re-exported)
@@ -79,13 +79,7 @@ class ObjectWriter(object):
         self._refs = []
         self.objects_found = []
         self.new_objects = []
-        persistent_id = self._make_persistent_id()
-        if _speedups is not None:
-            # The compiled twin; the cases that raise go to the closure.
-            persistent_id = _speedups.PersistentIdWriter(
-                persistent_id, PersistentBase, connection, self._refs,
-                self.new_objects, self.objects_found)
-        self.pickler.persistent_id = persistent_id
+        self.pickler.persistent_id = _persistent_id_for(self)
 
     @property
     def refs(self):
@@ -171,6 +165,23 @@ class ObjectWriter(object):
         return entry[1] + state, b''.join(sorted(found))
 
 
+def _py_persistent_id_for(writer):
+    return writer._make_persistent_id()
+
+
+def _compiled_persistent_id_for(writer):
+    # The compiled twin; the cases that raise go to the closure.
+    return _speedups.PersistentIdWriter(
+        writer._make_persistent_id(), PersistentBase, writer.connection,
+        writer._refs, writer.new_objects, writer.objects_found)
+
+
+# The pickler's persistent_id for a writer (durus/_accel.py).
+_persistent_id_for = _use_compiled(
+    'PersistentIdWriter', _py_persistent_id_for,
+    _compiled_persistent_id_for if _speedups is not None else None)
+
+
 # class or hook variant -> (class, class pickle, pickler memo after it)
 _class_entries = {}
 
@@ -237,8 +248,19 @@ class _PyFeed(object):
         return self.read(-1 if end < 0 else end + 1 - self.pos)
 
 
-# The same, compiled, when durus._speedups is present.
-_Feed = _PyFeed if _speedups is None else _speedups.Feed
+# The same, or its compiled twin (durus/_accel.py).
+_Feed = _use_compiled('Feed', _PyFeed)
+
+
+def _py_persistent_load_for(reader):
+    # Straight to the reader, without a method frame in between.
+    return reader.load_persistent_id
+
+
+# The unpickler's persistent_load for a reader: the reader's method, or
+# the compiled twin, which hands unusual pids back to it.
+_persistent_load_for = _use_compiled('PersistentLoader',
+                                     _py_persistent_load_for)
 
 _EMPTY_MEMO = {}
 
@@ -307,12 +329,7 @@ class ObjectReader(object):
         unpickler = _RecordUnpickler(stream)
         unpickler.reader = self
         unpickler.record_class = record_class
-        if _speedups is None:
-            # Straight to the reader, without a method frame in between.
-            unpickler.persistent_load = self.load_persistent_id
-        else:
-            # Compiled; hands unusual pids back to load_persistent_id.
-            unpickler.persistent_load = _speedups.PersistentLoader(self)
+        unpickler.persistent_load = _persistent_load_for(self)
         return unpickler
 
     def _record_class(self, class_pickle):
@@ -437,8 +454,8 @@ def _codecs_encode(obj, encoding='utf-8', errors='strict'):
     return _codecs.encode(obj, encoding, errors)
 
 
-_OWN_GLOBALS = {('_codecs', 'encode'): (
-    _codecs_encode if _speedups is None else _speedups.codecs_encode)}
+_own_codecs_encode = _use_compiled('codecs_encode', _codecs_encode)
+_OWN_GLOBALS = {('_codecs', 'encode'): _own_codecs_encode}
 
 
 def _import_global(module, name):

@@ -473,7 +473,8 @@ def test_persistent_id_writer_matches_the_python_closure():
 @compiled
 def test_bind_new_object_matches_the_python_method():
     outcomes = []
-    for bind in (Connection._bind_new_object, Connection._py_bind_new_object):
+    for bind in (Connection._bind_new_object,
+                 _accel.python_twin('bind_new_object')):
         connection = Connection(MemoryStorage())
         obj = Holder()
         obj.a = 1
