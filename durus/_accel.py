@@ -19,7 +19,6 @@ attribute names it still reads by name are listed in
 """
 
 import os
-from collections import namedtuple
 
 
 def _load():
@@ -35,7 +34,7 @@ def _load():
 speedups = _load()
 
 
-class Twin(namedtuple('Twin', 'name python installed made_by')):
+class Twin(object):
     """One compiled function.
 
     ``name``: its name in durus._speedups (or, when ``made_by`` names a
@@ -44,6 +43,18 @@ class Twin(namedtuple('Twin', 'name python installed made_by')):
     durus finds the one in use (None: used only inside compiled code,
     exported for the comparison tests).
     """
+
+    # (A plain class: a namedtuple costs more to import than this module.)
+    __slots__ = ('name', 'python', 'installed', 'made_by')
+
+    def __init__(self, name, python, installed, made_by):
+        self.name = name
+        self.python = python
+        self.installed = installed
+        self.made_by = made_by
+
+    def __repr__(self):
+        return '<Twin %s of %s>' % (self.name, self.python)
 
 
 TWINS = (
