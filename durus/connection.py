@@ -512,14 +512,16 @@ class Cache(object):
         return obj
 
     # The compiled twin (durus/_accel.py): same steps, no Python frames.
-    _compiled = None
     if _speedups is not None:
-        def _compiled(self, oid, cls, connection,
-                      _get=_speedups.get_instance):
+        def _compiled_get_instance(self, oid, cls, connection,
+                                   _get=_speedups.get_instance):
             """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
             return _get(self.objects, oid, cls, connection)
-    get_instance = _use_compiled('get_instance', get_instance, _compiled)
-    del _compiled
+    else:
+        _compiled_get_instance = None
+    get_instance = _use_compiled('get_instance', get_instance,
+                                 _compiled_get_instance)
+    del _compiled_get_instance
 
     def shrink(self, connection):
         count = self.get_count()
