@@ -40,6 +40,7 @@ static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
     *reader_type, *file_storage_type, *py_load_state, *py_get_stored_pickle;
 static PyObject *s_record_classes, *s_shared, *s_feed, *s_memo, *s_load,
     *s_load_count, *s_reader, *s_storage, *s_shelf, *s_invalid_oids,
+    *s_loading_oid,
     *s_setstate, *s_get_state, *s_get_stored_pickle;
 
 /* The first b'\nq\x00.' at or after offset 3 (where Durus's class
@@ -292,6 +293,12 @@ connection_load_state(PyObject *connection, PyObject *obj)
         return NULL;
     reader = PyObject_GetAttr(connection, s_reader);
     if (reader == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    /* Names the record in refusals of the unpickling policy. */
+    if (PyObject_SetAttr(reader, s_loading_oid, oid) < 0) {
+        Py_DECREF(reader);
         Py_DECREF(data);
         return NULL;
     }
