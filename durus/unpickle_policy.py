@@ -216,7 +216,7 @@ class RefusedGlobal(type):
                 cls.refused_oid == other.refused_oid)
 
     def __ne__(cls, other):
-        result = cls.__eq__(other)
+        result = RefusedGlobal.__eq__(cls, other)
         return result if result is NotImplemented else not result
 
     def __hash__(cls):
