@@ -595,5 +595,6 @@ def gen_every_instance(connection, *classes):
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
         data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        reader.loading_oid = oid
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)

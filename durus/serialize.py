@@ -339,6 +339,8 @@ class ObjectReader(object):
         self._handed_out = set()
         self._refused_names = set()
         self._standins = {}  # (module, name, oid) -> stand-in
+        # refused class pickle -> (RefusedObject subclass, memo after it)
+        self._refused_record_classes = {}
         self.load_count = 0
         self._classes = {}
         # class pickle (bytes, validated) -> (class, memo after it)
@@ -396,7 +398,7 @@ class ObjectReader(object):
         RefusedGlobalError, or return a stand-in when the policy asks for
         placeholders."""
         oid = self.loading_oid
-        self.refusals.setdefault(oid, set()).add('%s.%s' % (module, name))
+        self._note_refusal('%s.%s' % (module, name))
         if not self.policy.placeholders:
             raise RefusedGlobalError(module, name, oid)
         key = (module, name, oid)
@@ -407,6 +409,9 @@ class ObjectReader(object):
         # stand-ins, instead of the compiled loader.)
         self._placeholder_origins[standin] = None
         return standin
+
+    def _note_refusal(self, text):
+        self.refusals.setdefault(self.loading_oid, set()).add(text)
 
     def _safe_helper(self, module, name):
         if module == 'copyreg':
@@ -487,11 +492,21 @@ class ObjectReader(object):
         """
         entry = self._record_classes.get(class_pickle)
         if entry is None:
+            refused = self._refused_record_classes.get(class_pickle)
+            if refused is not None:
+                # Kept apart from _record_classes, so that every record
+                # with this class pickle comes here and is noted.
+                self._note_refusal(refused[0].refused_global)
+                return refused
             unpickler = self._unpickler(BytesIO(class_pickle), True)
             cls = unpickler.load()
             if not self.policy.trusted and not (
                     isinstance(cls, type) and issubclass(cls, PersistentBase)):
                 cls = self._refused_record_class(cls)
+                unpickler.reader = None
+                entry = self._refused_record_classes[class_pickle] = (
+                    cls, unpickler.memo)
+                return entry
             unpickler.reader = None  # kept for its memo only: no cycle
             entry = self._record_classes[class_pickle] = (cls,
                                                           unpickler.memo)

@@ -30,6 +30,7 @@ from durus import unpickle_policy
 from durus.unpickle_policy import UnpicklePolicy, is_refused
 
 from hostile_records import write_hostile_database
+from server_process import durus_server  # noqa: F401
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 FIXTURE_DIRS = [os.path.join(TESTS_DIR, 'data', 'durus43'),
@@ -338,4 +339,46 @@ def test_pure_python_path_agrees(hostile):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == '<refused posix.system in oid 1>'
+    assert not os.path.exists(marker)
+
+
+def test_every_record_of_a_refused_class_is_noted(tmp_path):
+    path = str(tmp_path / 'two.durus')
+    storage = FileStorage(path)
+    connection = Connection(storage)
+    root = connection.get_root()
+    root['a'], root['b'] = Persistent(), Persistent()
+    connection.commit()
+    marker = str(tmp_path / 'MARKER')
+    command = ('touch ' + marker).encode()
+    class_pickle = (b'\x80\x02cposix\nsystem\nq\x00X' +
+                    len(command).to_bytes(4, 'little') + command + b'\x85R.')
+    storage.begin()
+    for obj in (root['a'], root['b']):
+        storage.store(obj._p_oid, pack_record(
+            obj._p_oid, class_pickle + pickle.dumps({'v': 1}, 2), b''))
+    storage.end()
+    storage.close()
+    safe = open_safe(path, placeholders=True)
+    a, b = safe.get_root()['a'], safe.get_root()['b']
+    assert a.v == 1 and b.v == 1
+    assert safe.reader.refusals[a._p_oid] == {'posix.system'}
+    assert safe.reader.refusals[b._p_oid] == {'posix.system'}
+    with pytest.raises(RefusedValueError):
+        b.v = 2
+    assert not os.path.exists(marker)
+
+
+def test_durus_pack_command_runs_nothing(hostile, durus_server):
+    path, marker, _ = hostile
+    done = subprocess.run(
+        [sys.executable, '-m', 'durus', '-p', '--file', path],
+        capture_output=True, text=True, timeout=60, cwd=TESTS_DIR)
+    assert done.returncode == 0, done.stderr
+    server = durus_server(file=path)
+    done = subprocess.run(
+        [sys.executable, '-m', 'durus', '-p', '--port', str(server.port)],
+        capture_output=True, text=True, timeout=60, cwd=TESTS_DIR)
+    assert done.returncode == 0, done.stderr
+    assert 'Traceback' not in server.log()
     assert not os.path.exists(marker)
