@@ -381,6 +381,8 @@ class ObjectReader(object):
             cls = factory(module, name, persistent)
             if not persistent:
                 self._placeholder_origins[cls] = (module, name)
+            if not policy.trusted and isinstance(cls, type):
+                self._handed_out.add(cls)  # the tool's own stand-in
         else:
             if not policy.trusted:
                 if not policy.allows(mapped[0], mapped[1], cls, False):
