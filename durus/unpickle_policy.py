@@ -150,6 +150,8 @@ class UnpicklePolicy(object):
                 (module, name) in PLAIN_CONSTANTS or
                 (module, name) in HARMLESS_FUNCTIONS):
             return True
+        if module.endswith('.__main__'):
+            return False  # a package's command line: runs when imported
         return module.partition('.')[0] not in _STDLIB
 
     def allows(self, module, name, value, persistent):

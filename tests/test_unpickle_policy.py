@@ -382,3 +382,13 @@ def test_durus_pack_command_runs_nothing(hostile, durus_server):
     assert done.returncode == 0, done.stderr
     assert 'Traceback' not in server.log()
     assert not os.path.exists(marker)
+
+
+def test_command_line_modules_are_never_imported(tmp_path):
+    # durus_shell.__main__ starts a shell when imported (before the guard
+    # it now has); any package's __main__ is refused without importing.
+    path = _raw_root_state(tmp_path, b'cdurus_shell.__main__\nmain\n')
+    sys.modules.pop('durus_shell.__main__', None)
+    root = open_safe(path, placeholders=True).get_root()
+    assert repr(root.x) == '<refused durus_shell.__main__.main in oid 0>'
+    assert 'durus_shell.__main__' not in sys.modules
