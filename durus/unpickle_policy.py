@@ -250,6 +250,10 @@ class _RefusedBase(object, metaclass=RefusedGlobal):
     def extend(cls, items):
         pass
 
+    @classmethod
+    def add(cls, item):
+        pass
+
 
 def make_refused(module, name, oid):
     """A new stand-in for ``module.name`` refused in record ``oid``."""

@@ -92,9 +92,14 @@ def operate(child, marker):
         r'refused posix.system in oid 2')
     run(child, "root['harmless_looking']['count'] = 4",
         r'RefusedValueError: cannot change <PersistentDict 1>')
-    for line in (':find payload', ':tree', ":get root['inst']", ':ls',
-                 ':census', ':refs 1', ':diff', ':path 3'):
-        run(child, line)
+    run(child, ':find Persistent', '2 found')
+    run(child, ':get 3', r'<refused os.system in oid 3>')
+    run(child, ':ls', r'<refused subprocess.Popen in oid 0>')
+    run(child, ':census', r'posix.system +1')  # read from record headers
+    run(child, ':refs 1', r'PersistentDict +len 7')
+    run(child, ':tree', r"\['inst'\]")
+    run(child, ':path 3', r"root\['inst'\]")
+    run(child, ':diff', 'no uncommitted changes')
     assert not os.path.exists(marker)
     child.sendcontrol('d')
     child.expect(pexpect.EOF)
