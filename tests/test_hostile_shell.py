@@ -182,6 +182,8 @@ def test_allow_loads_a_named_global(hostile, env):
     assert done.returncode == 0, done.stderr
     assert 'Gur Mra bs Clguba' in done.stdout  # this.s, loaded
     assert 'refused this.s' not in done.stderr
+    done = shell_output(dict(env, DURUS_ALLOW='nodots'), path, '-c', '1')
+    assert done.returncode != 0 and 'DURUS_ALLOW' in done.stderr
     env = dict(env, DURUS_ALLOW='this:s')
     done = shell_output(env, path, '--readonly', '-c', "root['this'].x")
     assert 'Gur Mra bs Clguba' in done.stdout, done.stderr
