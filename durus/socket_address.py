@@ -60,8 +60,15 @@ class SocketAddress(object):
         """True when only processes on this machine can connect."""
         return True
 
-    def set_connection_options(self, sock):
+    def set_connection_options(self, s):
         """Options for each connected socket (either end)."""
+
+    def get_address_family(self):
+        return self.family
+
+    def bind_socket(self, s):
+        """Bind ``s`` (a new socket of this family) to this address."""
+        self._bind(s)
 
     def _new_socket(self):
         return socket.socket(self.family, socket.SOCK_STREAM)
@@ -98,8 +105,8 @@ class SocketAddress(object):
         self.set_connection_options(sock)
         return sock
 
-    def close(self, sock):
-        sock.close()
+    def close(self, s):
+        s.close()
 
 
 class HostPortAddress(SocketAddress):
@@ -115,8 +122,11 @@ class HostPortAddress(SocketAddress):
     def is_loopback(self):
         return self.host in ('localhost', '::1') or self.host.startswith('127.')
 
-    def set_connection_options(self, sock):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def bind_socket(self, socket):      # 4.3's parameter name here
+        self._bind(socket)
+
+    def set_connection_options(self, s):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def get_connected_socket(self, timeout=None):
         try:
@@ -132,9 +142,25 @@ class HostPortAddress(SocketAddress):
         return '%s:%s' % (self.host, self.port)
 
 
-class UnixDomainSocketAddress(SocketAddress):
+class UnixAbstractAddress(SocketAddress):
+    """A Linux abstract socket named ``@name``; nothing on the filesystem."""
+
+    family = getattr(socket, 'AF_UNIX', None)
+
+    def __init__(self, filename, **ignored):
+        self.name = filename
+
+    def target(self):
+        return self.name.replace('@', '\0')
+
+    def __str__(self):
+        return self.name
+
+
+class UnixDomainSocketAddress(UnixAbstractAddress):
     """A socket file; optional ``owner``/``group`` (names or ids) are set
-    after binding, ``umask`` applies only while binding."""
+    after binding, ``umask`` applies only while binding.  (A subclass of
+    UnixAbstractAddress, as in 4.3.)"""
 
     family = getattr(socket, 'AF_UNIX', None)
 
@@ -177,8 +203,8 @@ class UnixDomainSocketAddress(SocketAddress):
         sock.close()
         return False
 
-    def close(self, sock):
-        sock.close()
+    def close(self, s):
+        s.close()
         try:
             os.unlink(self.filename)
         except OSError:
@@ -186,21 +212,6 @@ class UnixDomainSocketAddress(SocketAddress):
 
     def __str__(self):
         return self.filename
-
-
-class UnixAbstractAddress(SocketAddress):
-    """A Linux abstract socket named ``@name``; nothing on the filesystem."""
-
-    family = getattr(socket, 'AF_UNIX', None)
-
-    def __init__(self, name, **ignored):
-        self.name = name
-
-    def target(self):
-        return self.name.replace('@', '\0')
-
-    def __str__(self):
-        return self.name
 
 
 class InheritedSocket(SocketAddress):
@@ -216,9 +227,9 @@ class InheritedSocket(SocketAddress):
     def get_connected_socket(self, timeout=None):
         return None
 
-    def set_connection_options(self, sock):
+    def set_connection_options(self, s):
         if self.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def is_loopback(self):
         if self.family == getattr(socket, 'AF_UNIX', None):
