@@ -22,10 +22,9 @@ from pickle import Pickler, Unpickler
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
 from durus._accel import speedups as _speedups
-from durus.error import ClassImportError, ProtocolError
+from durus.error import ClassImportError, ProtocolError, RefusedGlobalError
 from durus.persistent import PersistentBase, _variants
-from durus.unpickle_policy import (RefusedGlobalError, UnpicklePolicy,
-                                   is_refused, make_refused,
+from durus.unpickle_policy import (UnpicklePolicy, is_refused, make_refused,
                                    refused_object_class)
 
 PICKLE_PROTOCOL = 2

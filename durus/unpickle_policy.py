@@ -25,7 +25,7 @@ import enum
 import os
 import sys
 
-from durus.error import RefusedGlobalError, RefusedValueError
+from durus.error import RefusedValueError
 from durus.persistent import Persistent, PersistentBase, _getattribute
 from durus.utils import str_to_int8
 
@@ -317,7 +317,3 @@ def refused_object_class(refused_global):
     return type('RefusedObject', (RefusedObject,), {
         'refused_global': refused_global, '__module__': __name__,
         '__slots__': ()})
-
-
-def refusal_error(module, name, oid, what='names'):
-    return RefusedGlobalError(module, name, oid, what)

@@ -16,7 +16,6 @@ from durus.file_storage import FileStorage
 from durus.persistent import Persistent
 from durus.persistent_dict import PersistentDict
 from durus.serialize import pack_record
-from durus.utils import int8_to_str
 
 
 class SystemCall(object):
