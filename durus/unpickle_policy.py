@@ -277,10 +277,25 @@ def _refuse_to_pickle(standin):
 copyreg.pickle(RefusedGlobal, _refuse_to_pickle)
 
 
-class RefusedObject(Persistent):
+class RefusedObjectType(type):
+    """Metaclass of RefusedObject: a reference to one cannot be stored
+    (the class it would name is not the record's real class)."""
+
+
+def _refuse_to_pickle_class(cls):
+    raise RefusedValueError(
+        'cannot store a reference to an object of refused class %s: its '
+        'record names a global the safe unpickling policy refused, so its '
+        'real class is unknown' % (cls.refused_global,))
+
+
+copyreg.pickle(RefusedObjectType, _refuse_to_pickle_class)
+
+
+class RefusedObject(Persistent, metaclass=RefusedObjectType):
     """Base of the stand-ins for persistent objects whose class pickle was
-    refused.  Their state stays readable; changing or storing them raises
-    ``RefusedValueError``."""
+    refused.  Their state stays readable; changing or storing them (or a
+    reference to them) raises ``RefusedValueError``."""
 
     __slots__ = ()
     refused_global = '?'

@@ -392,3 +392,32 @@ def test_command_line_modules_are_never_imported(tmp_path):
     root = open_safe(path, placeholders=True).get_root()
     assert repr(root.x) == '<refused durus_shell.__main__.main in oid 0>'
     assert 'durus_shell.__main__' not in sys.modules
+
+
+def test_a_reference_to_a_refused_class_object_cannot_be_stored(tmp_path):
+    path = str(tmp_path / 'ref.durus')
+    storage = FileStorage(path)
+    connection = Connection(storage)
+    root = connection.get_root()
+    root['gone'] = Persistent()
+    connection.commit()
+    oid = root['gone']._p_oid
+    del root['gone']
+    connection.commit()  # (the record stays until a pack)
+    storage.begin()
+    storage.store(oid, pack_record(
+        oid, b'\x80\x02cposix\nsystem\nq\x00.' + pickle.dumps({}, 2), b''))
+    storage.end()
+    storage.close()
+    storage = FileStorage(path)
+    safe = Connection(storage, unpickle_policy=UnpicklePolicy.safe(
+        placeholders=True, use_environment=False))
+    stand_in = safe.get(oid)
+    assert isinstance(stand_in, unpickle_policy.RefusedObject)
+    assert repr(stand_in) == '<refused class posix.system: oid %d>' % (
+        int.from_bytes(oid, 'big'))
+    safe.get_root()['ref'] = stand_in
+    with pytest.raises(RefusedValueError, match='refused class posix.system'):
+        safe.commit()
+    safe.abort()
+    storage.close()
