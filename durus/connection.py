@@ -21,7 +21,8 @@ import zlib
 
 from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (ConflictError, DurusError, DurusKeyError,
-                         ReadConflictError, StateLoadError,
+                         ReadConflictError, RefusedValueError,
+                         StateLoadError,
                          WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
@@ -75,7 +76,8 @@ class FirstOidError(DurusError, AssertionError):
 class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
-    def __init__(self, storage, cache_size=100000, root_class=None):
+    def __init__(self, storage, cache_size=100000, root_class=None,
+                 unpickle_policy=None):
         if isinstance(storage, (str, os.PathLike)):
             from durus.file_storage import FileStorage
             storage = FileStorage(os.fspath(storage))
@@ -84,7 +86,10 @@ class Connection(ConnectionBase):
                                    'or a file name, not %r' % (storage,))
         self.storage = storage
         self.cache = Cache(cache_size)
-        self.reader = ObjectReader(self)
+        # Which globals records may name (durus.unpickle_policy): None or
+        # 'trusted' is Durus 4.3's behaviour, 'safe' refuses every global
+        # that is not a persistent class or a plain value type.
+        self.reader = ObjectReader(self, unpickle_policy)
         self.changed = {}
         self.invalid_oids = set()
         self.new_oid = storage.new_oid
@@ -146,6 +151,7 @@ class Connection(ConnectionBase):
             data = self.get_stored_pickle(oid)
         except KeyError:
             return None
+        self.reader.loading_oid = oid
         obj = self.cache.get_instance(oid, self.reader.get_class(data), self)
         if obj._p_status == GHOST:
             obj.__setstate__(self.reader.get_state(data))
@@ -176,6 +182,7 @@ class Connection(ConnectionBase):
         except DurusKeyError:
             # The record is gone (packed away): the cached ghost is stale.
             raise ReadConflictError([oid]) from None
+        self.reader.loading_oid = oid
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, _get_state(self.reader, data))
 
@@ -184,7 +191,20 @@ class Connection(ConnectionBase):
         self.cache.recent_objects.add(obj)
 
     def note_change(self, obj):
+        if self.reader.refusals and obj._p_oid in self.reader.refusals:
+            self._refuse_change(obj)
         self.changed[obj._p_oid] = obj
+
+    def _refuse_change(self, obj):
+        # Its record named globals the safe policy refused: the state in
+        # memory is not the stored one, so writing it would lose data.
+        names = ', '.join(sorted(self.reader.refusals[obj._p_oid]))
+        obj._p_set_status_saved()  # _p_note_change marked it first
+        raise RefusedValueError(
+            'cannot change %r: its record names %s, which the safe '
+            'unpickling policy refused to load, so its real state is '
+            'unknown; reopen with the trusted policy (durus-shell --trust) '
+            'or allow the name to change it' % (obj, names))
 
     def _bind_new_object(self, obj, oid):
         """Give a new object its oid and this connection (during commit)."""
@@ -240,6 +260,7 @@ class Connection(ConnectionBase):
         for oid, record in self.storage.gen_oid_record(
                 start_oid=start_oid, batch_size=batch_size):
             data = record_data(record)
+            self.reader.loading_oid = oid
             obj = self.cache.get_instance(
                 oid, self.reader.get_class(data), self)
             if obj._p_status == GHOST:
@@ -597,6 +618,7 @@ def gen_every_instance(connection, *classes):
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
         data = record_data(record)
+        reader.loading_oid = oid
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)
 

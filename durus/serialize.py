@@ -12,6 +12,7 @@ and is the one place where a pickled (module, name) becomes a class.
 """
 
 import _codecs
+import copyreg
 import sys
 import zlib
 from io import BytesIO
@@ -21,11 +22,13 @@ from pickle import Pickler, Unpickler
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
 from durus._accel import speedups as _speedups, use as _use_compiled
-from durus.error import ClassImportError
+from durus.error import ClassImportError, RefusedGlobalError
 from durus.persistent import PersistentBase, _variants
 from durus.record import (  # noqa: F401 (re-exported)
     OidListError, RecordError, class_name, class_pickle_end, class_pickle_length,
     data_class_path, pack_record, split_oids, unpack_record)
+from durus.unpickle_policy import (UnpicklePolicy, is_refused, make_refused,
+                                   refused_object_class)
 
 PICKLE_PROTOCOL = 2
 WRITE_COMPRESSED_STATE_PICKLES = True
@@ -276,12 +279,28 @@ class ObjectReader(object):
     ``missing_class_factory`` is set: then ``factory(module, name,
     persistent)`` returns a class to use instead (``persistent`` is True
     for the record's class and for classes of persistent ids).
+
+    ``policy`` (durus.unpickle_policy) decides which globals may be
+    resolved at all; under a safe policy, ``refusals`` maps the oid of each
+    record that named a refused global to the names refused.  Callers
+    that know which record they load set ``loading_oid`` first (it only
+    serves to name the record in refusals).
     """
 
     missing_class_factory = None
 
-    def __init__(self, connection):
+    def __init__(self, connection, policy=None):
         self.connection = connection
+        self.policy = UnpicklePolicy.from_argument(policy)
+        self.loading_oid = None
+        self.refusals = {}
+        # Classes this reader handed out (the safe reconstructor wrappers
+        # rebuild only those).
+        self._handed_out = set()
+        self._refused_names = set()
+        self._standins = {}  # (module, name, oid) -> stand-in
+        # refused class pickle -> (RefusedObject subclass, memo after it)
+        self._refused_record_classes = {}
         self.load_count = 0
         self._classes = {}
         # class pickle (bytes, validated) -> (class, memo after it)
@@ -303,6 +322,16 @@ class ObjectReader(object):
             return self._classes[key]
         except KeyError:
             pass
+        policy = self.policy
+        if not policy.trusted:
+            mapped = _map_name(module, name)
+            helper = self._safe_helper(*mapped)
+            if helper is not None:
+                self._classes[key] = helper
+                return helper
+            if (mapped in self._refused_names or
+                    not policy.may_import(*mapped)):
+                return self.refuse(*mapped)
         try:
             cls = _import_global(module, name)
         except Exception as error:
@@ -312,17 +341,95 @@ class ObjectReader(object):
             cls = factory(module, name, persistent)
             if not persistent:
                 self._placeholder_origins[cls] = (module, name)
+            if not policy.trusted and isinstance(cls, type):
+                self._handed_out.add(cls)  # the tool's own stand-in
+        else:
+            if not policy.trusted:
+                if not policy.allows(mapped[0], mapped[1], cls, False):
+                    self._refused_names.add(mapped)
+                    return self.refuse(*mapped)
+                if isinstance(cls, type):
+                    self._handed_out.add(cls)
         self._classes[key] = cls
         return cls
+
+    # -- the safe policy ---------------------------------------------------
+
+    def refuse(self, module, name):
+        """Refuse ``module.name`` in the record being loaded: raise
+        RefusedGlobalError, or return a stand-in when the policy asks for
+        placeholders."""
+        oid = self.loading_oid
+        self._note_refusal('%s.%s' % (module, name))
+        if not self.policy.placeholders:
+            raise RefusedGlobalError(module, name, oid)
+        key = (module, name, oid)
+        standin = self._standins.get(key)
+        if standin is None:
+            standin = self._standins[key] = make_refused(module, name, oid)
+        # (Also sends persistent ids to load_persistent_id, which knows
+        # stand-ins, instead of the compiled loader.)
+        self._placeholder_origins[standin] = None
+        return standin
+
+    def _note_refusal(self, text):
+        self.refusals.setdefault(self.loading_oid, set()).add(text)
+
+    def _safe_helper(self, module, name):
+        if module == 'copyreg':
+            if name == '_reconstructor':
+                return self._safe_reconstructor
+            if name == '__newobj__':
+                return self._safe_newobj
+            if name == '__newobj_ex__':
+                return self._safe_newobj_ex
+        return None
+
+    def _check_rebuilt(self, *classes):
+        """The first of ``classes`` that may not be rebuilt (a stand-in is
+        returned as is), or None."""
+        for cls in classes:
+            if is_refused(cls):
+                return cls
+            if not (cls in self._handed_out or
+                    self.policy.allows_class(cls)):
+                return self.refuse(getattr(cls, '__module__', '?'),
+                                   getattr(cls, '__qualname__', repr(cls)))
+        return None
+
+    def _safe_reconstructor(self, cls, base, state):
+        refused = self._check_rebuilt(cls, base)
+        if refused is not None:
+            return refused
+        return copyreg._reconstructor(cls, base, state)
+
+    def _safe_newobj(self, cls, *args):
+        refused = self._check_rebuilt(cls)
+        if refused is not None:
+            return refused
+        return cls.__new__(cls, *args)
+
+    def _safe_newobj_ex(self, cls, args, kwargs):
+        refused = self._check_rebuilt(cls)
+        if refused is not None:
+            return refused
+        return cls.__new__(cls, *args, **kwargs)
 
     def load_persistent_id(self, pid):
         oid, cls = pid
         if type(oid) is str:
             oid = oid.encode('latin-1')
         if self._placeholder_origins and cls in self._placeholder_origins:
+            origin = self._placeholder_origins[cls]
+            if origin is None:
+                return cls  # a refused stand-in: show it in the reference
             # The GLOBAL before BINPERSID was resolved as a plain global.
-            module, name = self._placeholder_origins[cls]
+            module, name = origin
             cls = self.resolve_class(module, name, True)
+        if not self.policy.trusted and not (
+                isinstance(cls, type) and issubclass(cls, PersistentBase)):
+            return self.refuse(getattr(cls, '__module__', '?'),
+                               getattr(cls, '__qualname__', repr(cls)))
         connection = self.connection
         return connection.cache.get_instance(oid, cls, connection)
 
@@ -342,12 +449,35 @@ class ObjectReader(object):
         """
         entry = self._record_classes.get(class_pickle)
         if entry is None:
+            refused = self._refused_record_classes.get(class_pickle)
+            if refused is not None:
+                # Kept apart from _record_classes, so that every record
+                # with this class pickle comes here and is noted.
+                self._note_refusal(refused[0].refused_global)
+                return refused
             unpickler = self._unpickler(BytesIO(class_pickle), True)
             cls = unpickler.load()
+            if not self.policy.trusted and not (
+                    isinstance(cls, type) and issubclass(cls, PersistentBase)):
+                cls = self._refused_record_class(cls)
+                unpickler.reader = None
+                entry = self._refused_record_classes[class_pickle] = (
+                    cls, unpickler.memo)
+                return entry
             unpickler.reader = None  # kept for its memo only: no cycle
             entry = self._record_classes[class_pickle] = (cls,
                                                           unpickler.memo)
         return entry
+
+    def _refused_record_class(self, cls):
+        """A record's class pickle gave ``cls``, not a persistent class."""
+        if is_refused(cls):
+            text = cls.refused_global
+        else:
+            text = '%s.%s' % (getattr(cls, '__module__', '?'),
+                              getattr(cls, '__qualname__', repr(cls)))
+            self.refuse(*text.rsplit('.', 1))  # raises unless placeholders
+        return refused_object_class(text)
 
     def _class_pickle_length(self, data):
         end = class_pickle_length(data)
@@ -398,7 +528,9 @@ class ObjectReader(object):
         """The uncompressed state pickle of record data."""
         return self._split(data)[1]
 
-    def get_state(self, data, load=True):
+    def get_state(self, data, load=True, oid=None):
+        if oid is not None:
+            self.loading_oid = oid
         end, cls, memo = self._class_entry(data)
         if len(data) > end and data[end] == COMPRESSED_START_BYTE:
             try:
@@ -459,15 +591,21 @@ _own_codecs_encode = _use_compiled('codecs_encode', _codecs_encode)
 _OWN_GLOBALS = {('_codecs', 'encode'): _own_codecs_encode}
 
 
+def _map_name(module, name):
+    """``(module, name)`` with Python 2 names mapped to Python 3's."""
+    if (module, name) in NAME_MAPPING:
+        return NAME_MAPPING[(module, name)]
+    if module in IMPORT_MAPPING:
+        return IMPORT_MAPPING[module], name
+    return module, name
+
+
 def _import_global(module, name):
     """The object a pickle GLOBAL names (with Python 2 name mapping)."""
     own = _OWN_GLOBALS.get((module, name))
     if own is not None:
         return own
-    if (module, name) in NAME_MAPPING:
-        module, name = NAME_MAPPING[(module, name)]
-    elif module in IMPORT_MAPPING:
-        module = IMPORT_MAPPING[module]
+    module, name = _map_name(module, name)
     __import__(module)
     target = sys.modules[module]
     for part in name.split('.'):
