@@ -110,6 +110,13 @@ class ReadOnlyError(DurusError):
     """A write was attempted on a storage opened read-only."""
 
 
+class CommitVetoedError(DurusError):
+    """A connection observer refused a commit (its reason is the message).
+
+    Nothing was stored: the changes are still pending.
+    """
+
+
 class UnknownFormatError(DurusError, ValueError):
     """A file is not a database of any supported format."""
 

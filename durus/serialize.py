@@ -124,7 +124,7 @@ class ObjectWriter(object):
     queued, so that ``gen_new_objects`` yields it for writing too.
     """
 
-    def __init__(self, connection):
+    def __init__(self, connection, dry_run=False):
         self.connection = connection
         self.sio = BytesIO()
         self.pickler = _RecordPickler(self.sio, PICKLE_PROTOCOL)
@@ -132,8 +132,11 @@ class ObjectWriter(object):
         self._refs = []
         self.objects_found = []
         self.new_objects = []
+        # A dry run finds new objects exactly as a commit would, but
+        # neither gives them oids nor binds them (durus.inspect).
+        self.dry_run = dry_run
         persistent_id = self._make_persistent_id()
-        if _speedups is not None:
+        if _speedups is not None and not dry_run:
             # The compiled twin; the cases that raise go to the closure.
             persistent_id = _speedups.PersistentIdWriter(
                 persistent_id, PersistentBase, connection, self._refs,
@@ -168,6 +171,8 @@ class ObjectWriter(object):
         new_objects = self.new_objects
         objects_found = self.objects_found
         add_ref = self._refs.append
+        dry_run = self.dry_run
+        met = {}  # dry run: id of a new object -> the stand-in oid it got
 
         def persistent_id(obj, isinstance=isinstance, base=PersistentBase,
                           raw_get=_raw_get, variants=_variants):
@@ -178,10 +183,17 @@ class ObjectWriter(object):
             if oid is None:
                 if raw_get(obj, '_p_connection') is not None:
                     raise ValueError('%r has a connection but no oid' % (obj,))
-                oid = connection.new_oid()
-                connection._bind_new_object(obj, oid)
-                new_objects.append(obj)
-                objects_found.append(obj)
+                if dry_run:
+                    oid = met.get(id(obj))
+                    if oid is None:
+                        oid = met[id(obj)] = b'new:%04d' % len(met)
+                        new_objects.append(obj)
+                        objects_found.append(obj)
+                else:
+                    oid = connection.new_oid()
+                    connection._bind_new_object(obj, oid)
+                    new_objects.append(obj)
+                    objects_found.append(obj)
             elif raw_get(obj, '_p_connection') is not connection:
                 raise ValueError(
                     'cannot store a reference to %r: it belongs to another '
@@ -192,6 +204,21 @@ class ObjectWriter(object):
                 cls = variants[cls][0]
             return oid, cls
         return persistent_id
+
+    def get_state_pickle(self, obj, state):
+        """The pickle of ``state`` (``obj``'s state) as a commit would
+        write it for ``obj``, before compression."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        sio = self.sio
+        sio.seek(0)
+        sio.truncate()
+        pickler = self.pickler
+        pickler.memo = entry[2]
+        self._refs.clear()
+        pickler.dump(state)
+        return sio.getvalue()
 
     def get_state(self, obj):
         entry = _class_entries.get(type(obj))
@@ -311,16 +338,19 @@ class ObjectReader(object):
     ``resolve_class`` is the one place where a pickled (module, name)
     becomes a class: for the record's class, for the class inside every
     persistent id and for every other global in a state.  A class that
-    cannot be imported raises ``ClassImportError``, unless
-    ``missing_class_factory`` is set: then ``factory(module, name,
-    persistent)`` returns a class to use instead (``persistent`` is True
-    for the record's class and for classes of persistent ids).
+    cannot be imported raises ``ClassImportError``, unless a class
+    factory is given (``class_factory``, or the ``missing_class_factory``
+    attribute of this reader): then ``factory(module, name, persistent)``
+    returns a class to use instead (``persistent`` is True for the
+    record's class and for classes of persistent ids).
     """
 
     missing_class_factory = None
 
-    def __init__(self, connection):
+    def __init__(self, connection, class_factory=None):
         self.connection = connection
+        if class_factory is not None:
+            self.missing_class_factory = class_factory
         self.load_count = 0
         self._classes = {}
         # class pickle (bytes, validated) -> (class, memo after it)
