@@ -175,14 +175,16 @@ def commit_command(session, args, ui):
         ui.show('Nothing to commit.')
         return
     ui.show(describe_changes(changes, 'Will write: '))
-    if changes.unnoted:
-        choices = [('t', 'touch them and commit all')]
-        if changes.written:
-            choices.append(('y', 'commit without them'))
-        choices.append(('n', 'no'))
+    if changes.unnoted and changes.written:
+        choices = [('t', 'touch them and commit all'),
+                   ('y', 'yes, without them'), ('n', 'no')]
         question = 'Commit %s, and the %s changed in place?' % (
             _plural(changes.written, 'object'),
             _plural(len(changes.unnoted), 'object'))
+    elif changes.unnoted:
+        choices = [('t', 'touch and commit'), ('n', 'no')]
+        question = 'Commit the %s changed in place?' % _plural(
+            len(changes.unnoted), 'object')
     else:
         choices = [('y', 'yes'), ('n', 'no')]
         question = 'Commit %s?' % _plural(changes.written, 'object')

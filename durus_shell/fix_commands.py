@@ -268,10 +268,11 @@ def undo_command(session, args, ui):
     done = session.tracker.undo(count)
     if not done:
         raise CommandError('nothing to undo since the last commit or abort')
-    ui.show('undid %d statement%s; %d changed object%s remain (:diff, '
-            ':redo)' % (done, '' if done == 1 else 's',
-                        session.change_count(),
-                        '' if session.change_count() == 1 else 's'))
+    remaining = session.change_count()
+    ui.show('undid %d statement%s; %d changed object%s remain%s (:diff, '
+            ':redo)' % (done, '' if done == 1 else 's', remaining,
+                        '' if remaining == 1 else 's',
+                        's' if remaining == 1 else ''))
 
 
 @command('redo', usage=':redo [N]')
