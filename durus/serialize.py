@@ -136,11 +136,12 @@ class ObjectWriter(object):
         # neither gives them oids nor binds them (durus.inspect).
         self.dry_run = dry_run
         persistent_id = self._make_persistent_id()
-        if _speedups is not None and not dry_run:
-            # The compiled twin; the cases that raise go to the closure.
+        if _speedups is not None:
+            # The compiled twin; the cases that raise (and, in a dry run,
+            # new objects) go to the closure.
             persistent_id = _speedups.PersistentIdWriter(
                 persistent_id, PersistentBase, connection, self._refs,
-                self.new_objects, self.objects_found)
+                self.new_objects, self.objects_found, dry_run)
         self.pickler.persistent_id = persistent_id
 
     @property
@@ -204,6 +205,13 @@ class ObjectWriter(object):
                 cls = variants[cls][0]
             return oid, cls
         return persistent_id
+
+    def get_class_pickle(self, obj):
+        """The class pickle a commit writes at the start of ``obj``'s record."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        return entry[1]
 
     def get_state_pickle(self, obj, state):
         """The pickle of ``state`` (``obj``'s state) as a commit would

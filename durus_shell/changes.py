@@ -56,8 +56,8 @@ from durus.connection import ConnectionObserver
 from durus.error import ReadConflictError
 from durus.persistent import PersistentBase
 from durus_shell import peek
-from durus_shell.peek import (SAVED, UNSAVED, copy_value, peek_state,
-                              same_value, set_state)
+from durus_shell.peek import (IMMUTABLE_TYPES, SAVED, UNSAVED, copy_value,
+                              peek_state, same_value, set_state)
 
 MISSING = type('Missing', (), {'__repr__': lambda self: '<missing>',
                                '__bool__': lambda self: False})()
@@ -245,14 +245,24 @@ class ChangeTracker(ConnectionObserver):
 
     def _check_in_place(self, touched, record=True):
         candidates = {}
+        exposed = {}
         for obj in touched:
             if inspect.is_btree(obj):
                 self._trees[id(obj)] = obj
             if (inspect.status(obj) == SAVED
-                    and inspect.oid_of(obj) is not None
-                    and _holds_mutable(obj)):
-                candidates[id(obj)] = obj
-        candidates.update(self._exposed)
+                    and inspect.oid_of(obj) is not None):
+                parts = _mutable_parts(obj)
+                if parts:
+                    candidates[id(obj)] = obj
+                    if parts == EXPOSED:
+                        exposed[id(obj)] = obj
+        for key, obj in self._exposed.items():
+            if key not in candidates:
+                candidates[key] = obj
+                if (inspect.status(obj) == SAVED
+                        and _mutable_parts(obj) == EXPOSED):
+                    exposed[key] = obj
+        self._exposed = exposed
         candidates.update(self.unnoted)
         if not candidates:
             return []
@@ -280,10 +290,9 @@ class ChangeTracker(ConnectionObserver):
             elif key in self.unnoted:
                 del self.unnoted[key]
                 known = self._unnoted_last.pop(key)[1]
-                entries.append(Entry(obj, known,
-                                     copy_value(peek_state(obj)), False))
-        self._exposed = {key: obj for key, obj in candidates.items()
-                         if inspect.status(obj) == SAVED and _exposed(obj)}
+                if inspect.status(obj) == SAVED:   # put back by the code
+                    entries.append(Entry(obj, known,
+                                         copy_value(peek_state(obj)), False))
         return entries if record else []
 
     def _reconcile(self, objects):
@@ -385,29 +394,71 @@ class ChangeTracker(ConnectionObserver):
 
 # -- what can change in place -------------------------------------------------
 
-def _holds_mutable(obj):
-    state = peek_state(obj)
-    if isinstance(state, dict):
-        return any(peek.contains_mutable(value) for value in state.values())
-    return peek.contains_mutable(state)
+NOTHING_MUTABLE, MUTABLE, EXPOSED = 0, 1, 2
 
 
-def _exposed(obj):
-    """Whether a mutable part of ``obj``'s state is referenced from
-    outside the state (so it can change without ``obj`` being read)."""
+def _mutable_parts(obj):
+    """NOTHING_MUTABLE, MUTABLE (the state holds values that can change
+    in place) or EXPOSED (one of them is also referenced from outside the
+    state, so it can change without ``obj`` being read)."""
     state = peek_state(obj)
-    if isinstance(state, dict):
-        return _any_held(state.values(), 0)
-    return _any_held((state,), 0)
+    if type(state) is dict:
+        try:
+            own = state is object.__getattribute__(obj, '__dict__')
+        except AttributeError:
+            own = False
+        # A state made for the occasion (slots, own __getstate__) holds
+        # its values once more than the object does.
+        return _classify(state.values(), 0 if own else 1)
+    return _classify((state,), 1)
+
+
+def _classify(values, extra):
+    found = NOTHING_MUTABLE
+    immutable = IMMUTABLE_TYPES
+    for value in values:
+        kind = type(value)
+        if kind in immutable or kind is frozenset or kind is type:
+            continue
+        if isinstance(value, PersistentBase):
+            continue
+        if kind is tuple:
+            nested = _classify(value, 0)
+            if nested == EXPOSED:
+                return EXPOSED
+            found = max(found, nested)
+            continue
+        found = MUTABLE
+        if sys.getrefcount(value) > _TOP_REFERENCES + extra:
+            return EXPOSED
+        if _inner_held(value, kind):
+            return EXPOSED
+    return found
+
+
+def _inner_held(value, kind):
+    if kind is dict:
+        return _any_held(value.values(), 1)
+    if kind is list or kind is set:
+        return _any_held(value, 1)
+    try:
+        attributes = object.__getattribute__(value, '__dict__')
+    except AttributeError:
+        return False
+    return _any_held(attributes.values(), 1)
 
 
 _OWN_REFERENCES = None   # a value's reference count when only its
                          # container holds it (measured below)
+_TOP_REFERENCES = None
 _probe = []
 
 
 def _any_held(children, depth):
+    immutable = IMMUTABLE_TYPES
     for child in children:
+        if type(child) in immutable:
+            continue   # the common case, without a call
         if _held(child, depth):
             return True
     return False
@@ -415,7 +466,7 @@ def _any_held(children, depth):
 
 def _held(value, depth):
     kind = type(value)
-    if (kind in peek._IMMUTABLE or kind is frozenset or kind is type
+    if (kind in IMMUTABLE_TYPES or kind is frozenset or kind is type
             or isinstance(value, PersistentBase)):
         return False
     count = sys.getrefcount(value)
@@ -426,20 +477,24 @@ def _held(value, depth):
         return True
     if depth > 30:
         return False
-    if kind is dict:
-        return _any_held(value.values(), depth + 1)
-    if kind is list or kind is tuple or kind is set:
+    if kind is tuple:
         return _any_held(value, depth + 1)
-    try:
-        attributes = object.__getattribute__(value, '__dict__')
-    except AttributeError:
-        return False
-    return _any_held(attributes.values(), depth + 1)
+    return _inner_held(value, kind) if depth < 30 else False
 
 
-_any_held([[]], 0)
-_OWN_REFERENCES = _probe[0]
-del _probe
+def _calibrate():
+    global _OWN_REFERENCES, _TOP_REFERENCES
+    _any_held([[]], 0)
+    _OWN_REFERENCES = _probe.pop()
+    # The top level: a value held by the state only, seen by _classify.
+    for threshold in range(1, 20):
+        _TOP_REFERENCES = threshold
+        if _classify({'x': []}.values(), 0) == MUTABLE:
+            return
+    raise RuntimeError('cannot measure reference counts here')
+
+
+_calibrate()
 
 
 # -- diff computation -------------------------------------------------------

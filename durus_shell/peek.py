@@ -37,7 +37,7 @@ from durus.persistent_set import PersistentSet
 __all__ = ['GHOST', 'SAVED', 'UNSAVED', 'is_persistent', 'load_quietly',
            'peek_state', 'raw_attribute', 'real_class']
 
-_IMMUTABLE = frozenset([str, bytes, int, float, bool, type(None), complex,
+IMMUTABLE_TYPES = frozenset([str, bytes, int, float, bool, type(None), complex,
                         range, decimal.Decimal, fractions.Fraction, uuid.UUID,
                         datetime.date, datetime.datetime, datetime.time,
                         datetime.timedelta, datetime.timezone])
@@ -177,7 +177,7 @@ def copy_value(value):
     copy refers to the same objects but can be changed independently.
     """
     kind = type(value)
-    if kind in _IMMUTABLE:
+    if kind in IMMUTABLE_TYPES:
         return value
     if kind is dict:
         return {key: copy_value(item) for key, item in value.items()}
@@ -203,7 +203,7 @@ def same_value(a, b):
     kind = type(a)
     if kind is not type(b):
         return False
-    if kind in _IMMUTABLE:
+    if kind in IMMUTABLE_TYPES:
         return a == b
     if kind is dict:
         if len(a) != len(b):
@@ -243,7 +243,7 @@ def _reduced(value):
 def contains_mutable(value):
     """Whether ``value`` holds anything that can change in place."""
     kind = type(value)
-    if kind in _IMMUTABLE or kind is frozenset:
+    if kind in IMMUTABLE_TYPES or kind is frozenset:
         return False
     if kind is dict:
         return True
@@ -258,7 +258,7 @@ def gen_plain_refs(value, prefix=''):
     """``(step, persistent object)`` for every persistent object inside a
     plain value, the step written as Python (``['k'][2]``)."""
     kind = type(value)
-    if kind in _IMMUTABLE:
+    if kind in IMMUTABLE_TYPES:
         return
     if isinstance(value, PersistentBase):
         yield prefix, value
