@@ -200,39 +200,40 @@ def _quiet_state_pickle(writer, obj):
 def _stored_data(connection, objects):
     """``[(obj, record data or None, error or None)]`` for objects with oids.
 
-    Read through ``bulk_load`` (one request on a server); an oid that
-    another client invalidated gives its ReadConflictError, a missing
-    record None.
+    Read through ``bulk_load`` (one request per batch on a server); an
+    oid that another client invalidated gives its ReadConflictError, a
+    missing record None.  A failing oid costs one more request for the
+    ones after it, never one request per object.
     """
     storage = connection.storage
-    with_oid = [obj for obj in objects if oid_of(obj) is not None]
-    if not with_oid:
-        return []
     invalid = connection.invalid_oids
     result = []
     readable = []
-    for obj in with_oid:
-        if oid_of(obj) in invalid:
-            result.append((obj, None, ReadConflictError([oid_of(obj)])))
+    for obj in objects:
+        oid = oid_of(obj)
+        if oid is None:
+            continue
+        if oid in invalid:
+            result.append((obj, None, ReadConflictError([oid])))
         else:
             readable.append(obj)
-    try:
-        records = list(storage.bulk_load([oid_of(obj) for obj in readable]))
-    except Exception:
-        records = None
-    if records is not None and len(records) == len(readable):
-        for obj, record in zip(readable, records):
-            result.append((obj, unpack_record(record)[1], None))
-        return result
-    for obj in readable:
+    while readable:
+        done = 0
         try:
-            record = storage.load(oid_of(obj))
+            records = storage.bulk_load([oid_of(obj) for obj in readable])
+            for record in records:
+                result.append((readable[done], unpack_record(record)[1],
+                               None))
+                done += 1
+            if done != len(readable):
+                raise ValueError('bulk_load gave %d records for %d oids'
+                                 % (done, len(readable)))
+            return result
         except ReadConflictError as error:
-            result.append((obj, None, error))
+            result.append((readable[done], None, error))
         except KeyError:
-            result.append((obj, None, None))
-        else:
-            result.append((obj, unpack_record(record)[1], None))
+            result.append((readable[done], None, None))
+        readable = readable[done + 1:]
     return result
 
 

@@ -295,3 +295,38 @@ def test_record_bytes_stay_the_same_for_a_dry_run():
     assert pending.changed == [a] and pending.new == []
     assert connection.storage.load(a._p_oid) == stored
     assert pack_record  # the record format is unchanged by dry runs
+
+
+class ConflictingStorage(MemoryStorage):
+    """bulk_load raises ReadConflictError at the oids in ``stale`` (after
+    yielding the records before it), as ClientStorage does; counts calls."""
+
+    def __init__(self):
+        MemoryStorage.__init__(self)
+        self.stale = set()
+        self.bulk_calls = 0
+
+    def bulk_load(self, oids):
+        self.bulk_calls += 1
+        for oid in oids:
+            if oid in self.stale:
+                raise ReadConflictError([oid])
+            yield self.load(oid)
+
+
+def test_stored_states_around_conflicts_in_one_bulk_load_each():
+    storage = ConflictingStorage()
+    connection = Connection(storage)
+    things = [Thing(str(i)) for i in range(10)]
+    connection.root['things'] = PersistentList(things)
+    connection.commit()
+    storage.stale = {things[3]._p_oid, things[7]._p_oid}
+    storage.bulk_calls = 0
+    states = inspect.stored_states(connection, things)
+    assert storage.bulk_calls == 3
+    for index, thing in enumerate(things):
+        state, error = states[id(thing)]
+        if index in (3, 7):
+            assert state is None and isinstance(error, ReadConflictError)
+        else:
+            assert state['name'] == str(index) and error is None

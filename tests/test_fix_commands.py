@@ -128,9 +128,12 @@ def test_leaving_with_only_an_unnoted_change_asks_first(session):
     stay = RecordingUI(answers=['s'])
     assert decide_exit(session, stay) is False
     assert 'changed in place without _p_note_change()' in stay.questions[0]
-    # Commit includes the unnoted object (touched), after the usual check.
-    leave = RecordingUI(answers=['c', 'y'])
+    # Commit includes the unnoted object (touched); what it writes is
+    # listed before the question.
+    leave = RecordingUI(answers=['c'])
     assert decide_exit(session, leave) is True
+    assert 'in place <User 4>' in leave.shown[0]
+    assert 'Committed 1 object.' in leave.text
     session.close()
     reopened = Connection(open_storage(session.path))
     assert reopened.get_root()['users'][1].tags == ['t1', 'all', 'late']
