@@ -771,17 +771,3 @@ def format_diffs(diffs, max_objects=None, max_items=20):
         counts.get('changed', 0), counts.get('new', 0),
         counts.get('unnoted', 0)))
     return lines
-
-
-def describe_unnoted(objects, max_shown=5):
-    """A warning line about unnoted changes (empty string if none)."""
-    if not objects:
-        return ''
-    names = ', '.join(repr(obj) for obj in objects[:max_shown])
-    more = '' if len(objects) <= max_shown else ' and %d more' % (
-        len(objects) - max_shown)
-    return ('warning: %d object(s) changed in place without _p_note_change() '
-            'would NOT be committed: %s%s (use :touch EXPR to include, '
-            ':abort to drop)' % (len(objects), names, more))
-
-

@@ -22,7 +22,6 @@ import copy
 import datetime
 import decimal
 import fractions
-import sys
 import uuid
 
 from durus import inspect

@@ -38,7 +38,7 @@ from durus.connection import Connection, ConnectionObserver
 from durus.error import ConflictError, ReadOnlyError
 from durus.utils import int8_to_str, str_to_int8
 from durus_shell import placeholders
-from durus_shell.changes import Changes, ChangeTracker
+from durus_shell.changes import ChangeTracker
 
 HOOK_NAMES = ('before_statement', 'after_statement', 'before_commit',
               'after_commit', 'after_abort', 'on_close')
