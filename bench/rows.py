@@ -197,6 +197,8 @@ WORKLOADS = [
                 True, Target('max', 0.3)),
             Row(12, '  the statement loading 1M (in-place check included)',
                 'statement_s', True, None),
+            Row(12, '  the same walk through a plain Connection', 'plain_walk_s',
+                True, None),
         ]),
 ]
 

@@ -210,7 +210,7 @@ def _stored_data(connection, objects):
     result = []
     readable = []
     for obj in objects:
-        oid = oid_of(obj)
+        oid = _raw_get(obj, '_p_oid')
         if oid is None:
             continue
         if oid in invalid:
@@ -220,10 +220,15 @@ def _stored_data(connection, objects):
     while readable:
         done = 0
         try:
-            records = storage.bulk_load([oid_of(obj) for obj in readable])
+            records = storage.bulk_load([_raw_get(obj, '_p_oid')
+                                         for obj in readable])
+            append = result.append
             for record in records:
-                result.append((readable[done], unpack_record(record)[1],
-                               None))
+                # unpack_record's data field, inlined (this runs per object)
+                end = 12 + int.from_bytes(record[8:12], 'big')
+                if end > len(record):
+                    unpack_record(record)   # raises, naming the problem
+                append((readable[done], record[12:end], None))
                 done += 1
             if done != len(readable):
                 raise ValueError('bulk_load gave %d records for %d oids'
@@ -275,20 +280,17 @@ def differing_from_records(connection, objects, same=None):
         return []
     reader = connection.reader
     writer = ObjectWriter(connection, dry_run=True)
-    get_state_pickle = writer.get_state_pickle
-    get_class_pickle = writer.get_class_pickle
+    matches_record = writer.matches_record
     found = []
     try:
         for obj, data, error in _stored_data(connection, candidates):
             if data is None:
                 continue
             try:
-                now = get_state_pickle(obj, peek_state(obj))
-                head = get_class_pickle(obj)
-                if (len(data) == len(head) + len(now)
-                        and data.startswith(head) and data.endswith(now)):
+                state = peek_state(obj)
+                if matches_record(obj, state, data):
                     continue   # the common case: the same bytes
-                stored = reader.get_state_pickle(data)
+                now = writer.get_state_pickle(obj, state)
                 stored = reader.get_state_pickle(data)
             except Exception:
                 continue

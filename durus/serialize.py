@@ -213,6 +213,25 @@ class ObjectWriter(object):
             entry = _class_entry(type(obj))
         return entry[1]
 
+    def matches_record(self, obj, state, data):
+        """Whether record data ``data`` holds exactly ``state`` as this
+        writer would write it for ``obj`` (uncompressed records only;
+        False means: compare another way)."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        head = entry[1]
+        if not data.startswith(head):
+            return False
+        sio = self.sio
+        sio.seek(0)
+        sio.truncate()
+        pickler = self.pickler
+        pickler.memo = entry[2]
+        self._refs.clear()
+        pickler.dump(state)
+        return data[len(head):] == sio.getvalue()
+
     def get_state_pickle(self, obj, state):
         """The pickle of ``state`` (``obj``'s state) as a commit would
         write it for ``obj``, before compression."""

@@ -437,10 +437,14 @@ def _classify(values, extra):
 
 
 def _inner_held(value, kind):
+    if kind is list or kind is set:
+        immutable = IMMUTABLE_TYPES
+        for item in value:   # _any_held inlined: most items are plain
+            if type(item) not in immutable and _held(item, 1):
+                return True
+        return False
     if kind is dict:
         return _any_held(value.values(), 1)
-    if kind is list or kind is set:
-        return _any_held(value, 1)
     try:
         attributes = object.__getattribute__(value, '__dict__')
     except AttributeError:

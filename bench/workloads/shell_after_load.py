@@ -9,7 +9,8 @@ shell's look at what it touched, see docs/shell.md).  Separately, a cold
 walk of `cold_n` Items through a Session's connection and through a plain
 Connection on the same file (the load path must be the same).
 Params: path, n, cold_n.  Metrics: session_load_s, plain_load_s,
-statement_s, status_s, diff_s, commit_s, quit_check_s, loaded.
+statement_s, plain_walk_s (the statement's walk through a plain
+Connection), status_s, diff_s, commit_s, quit_check_s, loaded.
 """
 
 import gc
@@ -41,7 +42,7 @@ def cold_walk(connection, n):
     return clock() - start
 
 
-def compare_cold_loads(path, n, rounds=2):
+def compare_cold_loads(path, n, rounds=3):
     """Best of ``rounds`` cold walks each way, alternating, every
     connection freed before the next (garbage left by one walk would
     slow the other)."""
@@ -85,6 +86,13 @@ def main():
         path = os.path.join(tmp, 'shop.durus')
         shutil.copyfile(p['path'], path)
         session_load_s, plain_s = compare_cold_loads(path, cold_n)
+        # The loading statement's walk without the shell, for scale.
+        storage = FileStorage(path, readonly=True)
+        connection = Connection(storage, cache_size=max(100000, 2 * n))
+        plain_walk_s = cold_walk(connection, n)
+        storage.close()
+        del connection, storage
+        gc.collect()
         session = Session(FileStorage(path), cache_size=max(100000, 2 * n))
         try:
             ui = RecordingUI(answers=['y'])
@@ -106,7 +114,7 @@ def main():
         finally:
             session.close()
     emit(session_load_s=session_load_s, plain_load_s=plain_s,
-         statement_s=statement_s, status_s=status_s, diff_s=diff_s,
+         statement_s=statement_s, plain_walk_s=plain_walk_s, status_s=status_s, diff_s=diff_s,
          commit_s=commit_s, quit_check_s=quit_check_s, loaded=loaded)
 
 
