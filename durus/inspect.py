@@ -198,7 +198,9 @@ def _quiet_state_pickle(writer, obj):
 # -- stored states ------------------------------------------------------------
 
 def _stored_data(connection, objects):
-    """``[(obj, record data or None, error or None)]`` for objects with oids.
+    """``(obj, record data or None, error or None)`` for each object with
+    an oid, generated (a list of a million tuples would wake the cyclic
+    garbage collector over and over).
 
     Read through ``bulk_load`` (one request per batch on a server); an
     oid that another client invalidated gives its ReadConflictError, a
@@ -207,14 +209,13 @@ def _stored_data(connection, objects):
     """
     storage = connection.storage
     invalid = connection.invalid_oids
-    result = []
     readable = []
     for obj in objects:
         oid = _raw_get(obj, '_p_oid')
         if oid is None:
             continue
         if oid in invalid:
-            result.append((obj, None, ReadConflictError([oid])))
+            yield obj, None, ReadConflictError([oid])
         else:
             readable.append(obj)
     while readable:
@@ -222,24 +223,23 @@ def _stored_data(connection, objects):
         try:
             records = storage.bulk_load([_raw_get(obj, '_p_oid')
                                          for obj in readable])
-            append = result.append
             for record in records:
                 # unpack_record's data field, inlined (this runs per object)
                 end = 12 + int.from_bytes(record[8:12], 'big')
                 if end > len(record):
                     unpack_record(record)   # raises, naming the problem
-                append((readable[done], record[12:end], None))
+                obj = readable[done]
                 done += 1
+                yield obj, record[12:end], None
             if done != len(readable):
                 raise ValueError('bulk_load gave %d records for %d oids'
                                  % (done, len(readable)))
-            return result
+            return
         except ReadConflictError as error:
-            result.append((readable[done], None, error))
+            yield readable[done], None, error
         except KeyError:
-            result.append((readable[done], None, None))
+            yield readable[done], None, None
         readable = readable[done + 1:]
-    return result
 
 
 def stored_states(connection, objects):
