@@ -144,7 +144,11 @@ class ChangeTracker(ConnectionObserver):
 
     def after_commit(self, connection, written):
         lines, self._commit_lines = self._commit_lines, None
+        # In-place edits the commit did not write are still in memory,
+        # and kept references can still change objects: carried over.
+        keep = list(self.unnoted.values()) + list(self._exposed.values())
         self.reset()
+        self._carry(keep)
         if lines is not None and written:
             for listener in list(self.commit_listeners):
                 listener(lines)
@@ -294,6 +298,17 @@ class ChangeTracker(ConnectionObserver):
                     entries.append(Entry(obj, known,
                                          copy_value(peek_state(obj)), False))
         return entries if record else []
+
+    def _carry(self, objects):
+        """Look again, in the new transaction, at objects that differed
+        from their records or were exposed in the last one."""
+        if not objects:
+            return
+        self._reconcile(objects)
+        self._exposed = {id(obj): obj for obj in objects
+                         if inspect.status(obj) == SAVED
+                         and _mutable_parts(obj) == EXPOSED}
+        self._pending = None
 
     def _reconcile(self, objects):
         """Bring the in-place-edit bookkeeping of ``objects`` up to date

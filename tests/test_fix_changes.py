@@ -308,3 +308,18 @@ def test_objects_not_read_are_not_compared(monkeypatch):
     tracker.end_statement()
     assert root[7] in compared and len(compared) <= 2   # root[7] (+ root)
     assert tracker.pending().unnoted == [root[7]]
+
+
+def test_an_in_place_edit_left_out_of_a_commit_stays_pending(db):
+    path, connection, tracker = db
+    root = connection.get_root()
+    tracker.begin_statement()
+    root['user'].tags.append('t2')
+    root['count'] = 2
+    tracker.end_statement()
+    pending = tracker.pending()
+    assert pending.unnoted == [root['user']] and pending.written == 1
+    connection.commit()                 # writes the root only
+    assert tracker.pending().unnoted == [root['user']]
+    assert stored_root(path)['count'] == 2
+    assert [d.kind for d in tracker.diff()] == ['unnoted']
