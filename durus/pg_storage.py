@@ -178,6 +178,10 @@ class PgStorage(Storage):
     ``replica_dsn``: one or several hot standbys that serve loads.
     """
 
+    # Any oid may be stored (the oid sequence is moved past it): durus
+    # copy need not reserve oids first.
+    accepts_any_oid = True
+
     def __init__(self, dsn, create=False, readonly=False, replica_dsn=None,
                  lock_timeout=30.0, connect_timeout=10,
                  reconnect_timeout=30.0, replica_wait=0.05,
