@@ -82,6 +82,11 @@ class PgConnectionError(DurusError, ConnectionError):
     """
 
 
+class CommitUnknownError(DurusError):
+    """The connection was lost after the COMMIT was sent and no server
+    could be reached again to learn whether it was made."""
+
+
 class StaleStorageError(DurusError):
     """The PostgreSQL server now answering has lost commits this client
     already saw (an asynchronous standby was promoted): open a new
@@ -202,6 +207,10 @@ class PgStorage(Storage):
         if isinstance(replica_dsn, str):
             replica_dsn = [replica_dsn]
         self.replicas = [_Replica(r) for r in (replica_dsn or ())]
+        # Statements that read records, by where they went (for tests and
+        # tuning).
+        self.reads = {'primary': 0, 'replica': 0}
+        self.reconnects = 0
         random.shuffle(self.replicas)   # spread clients over replicas
         self.conn = None
         self.conn = self._connect(dsn)
@@ -237,8 +246,11 @@ class PgStorage(Storage):
         return conn
 
     def _lost(self, error):
-        """Whether ``error`` means the primary connection is gone."""
-        return self.conn is None or self.conn.broken or self.conn.closed
+        """Whether ``error`` means the primary connection is gone (closed,
+        broken, or the server shutting down)."""
+        state = getattr(error, 'sqlstate', None) or ''
+        return (self.conn is None or self.conn.broken or self.conn.closed
+                or state.startswith(('08', '57P')))
 
     def _reconnect(self):
         """Connect again (libpq tries the hosts of the dsn in order), for
@@ -247,6 +259,7 @@ class PgStorage(Storage):
         if self.conn is not None:
             self.conn.close()
         self.conn = None
+        self.reconnects += 1
         deadline = time.monotonic() + self.reconnect_timeout
         while True:
             try:
@@ -296,7 +309,9 @@ class PgStorage(Storage):
         for replica in self.replicas:
             rows = self._read_replica(replica, sql, params)
             if rows is not None:
+                self.reads['replica'] += 1
                 return rows
+        self.reads['primary'] += 1
         return self._primary(lambda conn: conn.execute(
             sql % ('-1',), params, binary=True).fetchall())
 
@@ -509,7 +524,17 @@ class PgStorage(Storage):
     def _commit_lost(self, error, sent, new_tid):
         """The connection broke during a commit: reconnect and return if
         the commit happened, raise PgConnectionError if it did not."""
-        self._reconnect()
+        try:
+            self._reconnect()
+        except PgConnectionError as again:
+            if not sent:
+                raise
+            raise CommitUnknownError(
+                'the connection to PostgreSQL at %s was lost while a commit '
+                'was being made (%s) and no server answers since (%s): '
+                'whether the commit was made is unknown; look before '
+                'retrying' % (safe_dsn(self.dsn), _one_line(error),
+                              _one_line(again))) from None
         if sent and new_tid is not None:
             made = self.conn.execute(
                 'SELECT count(*) FROM durus_commit WHERE tid = %s',
