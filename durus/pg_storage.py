@@ -31,6 +31,7 @@ import time
 from durus.error import (
     DurusError, DurusKeyError, ReadConflictError, ReadOnlyError,
     UnexpectedOidError, UnknownFormatError)
+from durus.prefetch import Prefetcher
 from durus.serialize import RecordError, unpack_record
 from durus.storage import Storage
 
@@ -200,6 +201,7 @@ class PgStorage(Storage):
         self.replica_wait = replica_wait
         self.prepare_threshold = prepare_threshold
         self.records = {}
+        self.prefetcher = Prefetcher()
         self.oid_pool = []
         self.max_oid_given = -1
         self.last_tid = 0
@@ -364,6 +366,32 @@ class PgStorage(Storage):
         return _record(zoid, data, refs)
 
     def load(self, oid):
+        """The record of ``oid``; siblings of a container being walked
+        come along in the same statement (durus.prefetch), kept until
+        the next sync or commit."""
+        prefetcher = self.prefetcher
+        record = prefetcher.take(oid)
+        if record is None:
+            siblings = prefetcher.siblings_to_fetch_with(oid)
+            if siblings:
+                records = self._load_many([oid] + siblings)
+                for sibling in siblings:
+                    kept = records.get(oid_to_int(sibling))
+                    if kept is not None and kept[0] is not None:
+                        try:
+                            prefetcher.keep(sibling, self._check(
+                                oid_to_int(sibling), *kept))
+                        except (DurusKeyError, ReadConflictError):
+                            pass    # raised if and when it is asked for
+                zoid = oid_to_int(oid)
+                record = self._check(zoid, *records.get(
+                    zoid, (None, None, None)))
+            else:
+                record = self._load_one(oid)
+        prefetcher.note_record(oid, record)
+        return record
+
+    def _load_one(self, oid):
         zoid = oid_to_int(oid)
         rows = self._read(
             'SELECT o.tid, o.data, o.refs, %s FROM (SELECT 1) AS one '
@@ -371,22 +399,28 @@ class PgStorage(Storage):
         tid, data, refs, _ = rows[0]
         return self._check(zoid, tid, data, refs)
 
-    def bulk_load(self, oids):
-        """The records of ``oids`` in order; missing or changed ones raise
-        when their turn comes, as with ClientStorage."""
-        oids = list(oids)
+    def _load_many(self, oids):
+        """``{zoid: (tid, data, refs)}`` of the rows of ``oids``."""
         zoids = [oid_to_int(oid) for oid in oids]
         found = {}
         for start in range(0, len(zoids), 1000):
             chunk = zoids[start:start + 1000]
             rows = self._read(
                 'SELECT o.zoid, o.tid, o.data, o.refs, %s FROM (SELECT 1) '
-                'AS one LEFT JOIN durus_object o ON o.zoid = ANY(%%s::bigint[])',
-                (chunk,))
+                'AS one LEFT JOIN durus_object o ON o.zoid = '
+                'ANY(%%s::bigint[])', (chunk,))
             for zoid, tid, data, refs, _ in rows:
                 if zoid is not None:
                     found[zoid] = (tid, data, refs)
-        for zoid in zoids:
+        return found
+
+    def bulk_load(self, oids):
+        """The records of ``oids`` in order; missing or changed ones raise
+        when their turn comes, as with ClientStorage."""
+        oids = list(oids)
+        found = self._load_many(oids)
+        for oid in oids:
+            zoid = oid_to_int(oid)
             tid, data, refs = found.get(zoid, (None, None, None))
             yield self._check(zoid, tid, data, refs)
 
@@ -442,6 +476,7 @@ class PgStorage(Storage):
         self.records[oid] = _split(oid, record)
 
     def sync(self):
+        self.prefetcher.forget_records()
         if self.replicas:
             sql = ('SELECT o.zoid, o.tid, %s FROM (SELECT 1) AS one LEFT '
                    'JOIN durus_object o ON o.tid > %%s::bigint' % _LSN)
@@ -465,6 +500,7 @@ class PgStorage(Storage):
 
     def end(self, handle_invalidations=None):
         records, self.records = self.records, {}
+        self.prefetcher.forget_records()
         if not records:
             oids = self.sync()
             if oids and handle_invalidations is not None:
