@@ -516,46 +516,65 @@ class PgStorage(Storage):
         sent = False    # whether the COMMIT may have reached the server
         new_tid = None
         try:
+            # Plain BEGIN/COMMIT statements in one pipeline: two syncs,
+            # i.e. two round trips (conn.transaction() would add more).
             with conn.pipeline() as pipeline:
-                with conn.transaction():
-                    conn.execute('SELECT pg_advisory_xact_lock(%d, %d)'
-                                 % (LOCK_NAMESPACE, COMMIT_LOCK))
-                    news = conn.execute(
-                        'SELECT zoid, tid, 0 FROM durus_object WHERE '
-                        'tid > %s::bigint', (self.last_tid,))
-                    tid_cursor = conn.execute(_NEXT_TID)
-                    pipeline.sync()
-                    oids = self._take_news(news.fetchall())
-                    new_tid = tid_cursor.fetchone()[0]
-                    if oids and handle_invalidations is not None:
-                        handle_invalidations(oids)  # may raise: rolled back
-                    cursor = conn.cursor()
-                    cursor.executemany(
-                        _UPSERT, [(zoid, new_tid, data, refs)
-                                  for zoid, data, refs in rows])
-                    conn.execute('INSERT INTO durus_commit (tid) VALUES '
-                                 '(%s)', (new_tid,))
-                    highest = max(zoid for zoid, _, _ in rows)
-                    if highest > self.max_oid_given:
-                        # Oids not handed out by the sequence (a copy):
-                        # the sequence must never hand them out.
-                        conn.execute(
-                            "SELECT setval('durus_oid_seq', greatest("
-                            "(SELECT last_value FROM durus_oid_seq), %s))",
-                            (highest,))
-                    sent = True
+                conn.execute('BEGIN')
+                conn.execute('SELECT pg_advisory_xact_lock(%d, %d)'
+                             % (LOCK_NAMESPACE, COMMIT_LOCK))
+                news = conn.execute(
+                    'SELECT zoid, tid, 0 FROM durus_object WHERE '
+                    'tid > %s::bigint', (self.last_tid,))
+                tid_cursor = conn.execute(_NEXT_TID)
+                pipeline.sync()
+                oids = self._take_news(news.fetchall())
+                new_tid = tid_cursor.fetchone()[0]
+                if oids and handle_invalidations is not None:
+                    try:
+                        handle_invalidations(oids)
+                    except BaseException:
+                        conn.execute('ROLLBACK')    # sent on the way out
+                        raise
+                conn.cursor().executemany(
+                    _UPSERT, [(zoid, new_tid, data, refs)
+                              for zoid, data, refs in rows])
+                conn.execute('INSERT INTO durus_commit (tid) VALUES (%s)',
+                             (new_tid,))
+                highest = max(zoid for zoid, _, _ in rows)
+                if highest > self.max_oid_given:
+                    # Oids not handed out by the sequence (a copy): the
+                    # sequence must never hand them out.
+                    conn.execute(
+                        "SELECT setval('durus_oid_seq', greatest("
+                        "(SELECT last_value FROM durus_oid_seq), %s))",
+                        (highest,))
+                sent = True
+                conn.execute('COMMIT')
                 lsn_cursor = conn.execute('SELECT %s' % _LSN)
             self.need_lsn = max(self.need_lsn, lsn_cursor.fetchone()[0])
-        except psycopg.errors.LockNotAvailable:
-            raise CommitLockTimeout(
-                'the commit lock of %s was not obtained within %s s (a '
-                'long commit or pack holds it); nothing was written'
-                % (self, self.lock_timeout)) from None
         except psycopg.OperationalError as error:
-            if not self._lost(error):
+            if self._lost(error):
+                self._commit_lost(error, sent, new_tid)
+            else:
+                self._rollback()
+                if isinstance(error, psycopg.errors.LockNotAvailable):
+                    raise CommitLockTimeout(
+                        'the commit lock of %s was not obtained within %s s '
+                        '(a long commit or pack holds it); nothing was '
+                        'written' % (self, self.lock_timeout)) from None
                 raise
-            self._commit_lost(error, sent, new_tid)
+        except psycopg.Error:
+            self._rollback()
+            raise
         self.last_tid = max(self.last_tid, new_tid)
+
+    def _rollback(self):
+        """End a commit's failed transaction so the connection is usable."""
+        if self.conn is not None and not self.conn.broken:
+            try:
+                self.conn.execute('ROLLBACK')
+            except self.psycopg.Error:
+                pass
 
     def _commit_lost(self, error, sent, new_tid):
         """The connection broke during a commit: reconnect and return if
