@@ -163,3 +163,32 @@ def test_durus_c_passes_a_url_to_the_shell_without_create():
                           host='127.0.0.1', port=2972, readonly=True,
                           repair=False, cache_size=None, startup=None))
     assert shell_arguments(options) == ['postgresql:///app', '--readonly']
+
+
+def test_served_and_direct_clients_see_each_others_commits(dsn,
+                                                           durus_server):
+    direct_storage = PgStorage(dsn, create=True)
+    direct = Connection(direct_storage)
+    direct.get_root()['box'] = PersistentDict(n=0)
+    direct.commit()
+    server = durus_server('--pg', dsn, file=False)
+    served_storage = ClientStorage(port=server.port)
+    try:
+        served = Connection(served_storage)
+        assert served.get_root()['box']['n'] == 0
+        direct.get_root()['box']['n'] = 1
+        direct.commit()
+        served.abort()
+        assert served.get_root()['box']['n'] == 1
+        served.get_root()['box']['n'] = 2
+        served.commit()
+        # Both change the box: the second commit is a conflict.
+        direct.get_root()['box']['n'] = 3
+        from durus.error import ConflictError
+        with pytest.raises(ConflictError):
+            direct.commit()
+        direct.abort()
+        assert direct.get_root()['box']['n'] == 2
+    finally:
+        served_storage.close()
+        direct_storage.close()

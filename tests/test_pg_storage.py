@@ -232,3 +232,30 @@ def test_no_transaction_stays_open_between_requests(dsn, opened):
             "current_database() AND pid <> pg_backend_pid() AND "
             "backend_type = 'client backend'").fetchall()
     assert ('idle in transaction',) not in states
+
+
+def test_pack_rescues_garbage_reattached_between_mark_and_sweep(
+        opened, monkeypatch):
+    import durus.pg_storage
+    monkeypatch.setattr(durus.pg_storage, 'PACK_BATCH', 1)
+    storage = opened()
+    connection = Connection(storage)
+    root = connection.get_root()
+    held = PersistentDict(child=PersistentDict(leaf=1))
+    root['held'] = held
+    root['junk'] = [PersistentDict(i=i) for i in range(3)]
+    connection.commit()
+    del root['held']
+    del root['junk']
+    connection.commit()
+    packer = storage.get_packer()
+    next(packer)                    # marked: held, its child, junk garbage
+    root['again'] = held            # re-attached while the pack runs
+    connection.commit()
+    steps = sum(1 for _ in packer)
+    assert steps >= 2               # swept in several batches
+    other = opened()
+    again = Connection(other).get_root()['again']
+    assert again['child']['leaf'] == 1
+    assert other.conn.execute('SELECT count(*) FROM durus_object WHERE '
+                              'data IS NULL').fetchone()[0] == 3
