@@ -520,6 +520,10 @@ class PgStorage(Storage):
             # i.e. two round trips (conn.transaction() would add more).
             with conn.pipeline() as pipeline:
                 conn.execute('BEGIN')
+                # Not waiting for the WAL flush while holding the commit
+                # lock: the flush is waited for below, after the lock is
+                # released, so concurrent commits share fsyncs.
+                conn.execute('SET LOCAL synchronous_commit = off')
                 conn.execute('SELECT pg_advisory_xact_lock(%d, %d)'
                              % (LOCK_NAMESPACE, COMMIT_LOCK))
                 news = conn.execute(
@@ -551,6 +555,14 @@ class PgStorage(Storage):
                 sent = True
                 conn.execute('COMMIT')
                 lsn_cursor = conn.execute('SELECT %s' % _LSN)
+                # A transaction with an xid commits with the session's own
+                # synchronous_commit: it returns once the WAL up to it,
+                # hence the commit above, is as durable (fsynced, or on a
+                # synchronous standby) as a plain commit would have been.
+                conn.execute('BEGIN')
+                conn.execute("SELECT pg_current_xact_id(), "
+                             "pg_logical_emit_message(false, 'durus', '')")
+                conn.execute('COMMIT')
             self.need_lsn = max(self.need_lsn, lsn_cursor.fetchone()[0])
         except psycopg.OperationalError as error:
             if self._lost(error):
