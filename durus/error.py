@@ -10,6 +10,9 @@ Errors cross the wire and process boundaries, so each class keeps its
 constructor arguments in ``self.args`` and survives ``pickle``.
 """
 
+import os
+import struct
+
 
 class DurusError(Exception):
     """Root of every error raised by durus."""
@@ -81,6 +84,13 @@ class ShortRead(DurusError, OSError):
     """Fewer bytes than required could be read (file or socket)."""
 
 
+class ServerRefusedError(ProtocolError, ShortRead):
+    """The storage server refused a request (its storage could not
+    commit, the request was over its limits) and closed the connection;
+    the message gives the server's reason.  Also a ShortRead (an
+    OSError), what a client saw when the server hung up without a word."""
+
+
 class DamagedFileError(ShortRead):
     """A database file is damaged at a known place.
 
@@ -104,6 +114,11 @@ class DatabaseInUseError(DurusError, BlockingIOError):
 
     def __str__(self):
         return self.args[0] if self.args else 'database is in use'
+
+
+class ConcurrentWriterError(DatabaseInUseError):
+    """Another program committed to a database this storage writes
+    (a Durus 4.3 writer on a SQLite file: 4.3 takes no lock there)."""
 
 
 class ReadOnlyError(DurusError, AssertionError):
@@ -159,6 +174,62 @@ class StateLoadError(DurusError, ValueError, AssertionError):
     ghost without a connection (4.3 asserted the object was a ghost)."""
 
 
-# Names Durus 4.3 also offered from this module (it imported them for
-# its own use), for code that imports them from here.
-from durus.utils import str_to_int8  # noqa: E402,F401
+# Durus 4.3 also offered str_to_int8 from this module (it imported it for
+# its own use).  Defined here rather than imported from durus.utils, which
+# imports this module: the error hierarchy stays a leaf of the package.
+def str_to_int8(s, _unpack=struct.Struct('>Q').unpack):
+    """The number held in 8 big-endian bytes (as durus.utils's)."""
+    return _unpack(s)[0]
+
+
+def permission_error(path, access):
+    """The one ``DatabasePermissionError`` for ``access`` ('read',
+    'write' or 'create') of ``path``."""
+    way_out = 'check the mode and owner of the file and its directory'
+    if access != 'read':
+        way_out += ', or open it read-only'
+    return DatabasePermissionError(
+        'no permission to %s %s; %s' % (access, path, way_out))
+
+
+class DatabaseWriteError(DurusError, OSError):
+    """Writing a database file failed (full disk, read-only file system,
+    I/O error); nothing of the commit stays.
+
+    ``errno`` is the operating system's error number, ``filename`` the
+    file; the message says what was being done and the way out.
+    """
+
+    def __init__(self, number, filename, action, advice=None):
+        OSError.__init__(self, number, os.strerror(number), filename)
+        self.action = action
+        self.advice = advice
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.filename, self.action,
+                             self.advice))
+
+    def __str__(self):
+        text = 'cannot %s %s: %s' % (self.action, self.filename,
+                                     self.strerror)
+        if self.advice:
+            text += '; ' + self.advice
+        return text
+
+
+class InvalidOidError(DurusError, ValueError, AssertionError):
+    """An oid argument is bytes of the wrong length (an oid is 8 bytes)."""
+
+
+class OidTypeError(DurusError, TypeError, AssertionError):
+    """An oid argument is not bytes."""
+
+
+def bad_oid_error(oid):
+    """The error for ``oid``, which is not 8 bytes: ``OidTypeError``
+    (a ``TypeError``) or ``InvalidOidError`` (a ``ValueError``)."""
+    if isinstance(oid, (bytes, bytearray)):
+        return InvalidOidError('an oid is 8 bytes, not %d: %r'
+                               % (len(oid), oid))
+    return OidTypeError('an oid is 8 bytes, not %s %r'
+                        % (type(oid).__name__, oid))

@@ -34,6 +34,7 @@ from durus.error import (
 from durus.prefetch import Prefetcher
 from durus.serialize import RecordError, unpack_record
 from durus.storage import Storage
+from durus.utils import check_oid
 
 SCHEMA_VERSION = '1'
 FORMAT_NAME = 'durus-pg'
@@ -108,6 +109,9 @@ def import_psycopg():
 
 
 def oid_to_int(oid):
+    """The signed bigint of ``oid``; a TypeError or ValueError naming it
+    when it is not 8 bytes."""
+    check_oid(oid)
     return int.from_bytes(oid, 'big', signed=True)
 
 
@@ -130,8 +134,7 @@ def _record(zoid, data, refs):
 
 def _split(oid, record):
     """``(zoid, data, refs)`` for storing ``record`` under ``oid``."""
-    if len(oid) != 8:
-        raise UnexpectedOidError('an oid is 8 bytes, not %r' % (oid,))
+    check_oid(oid)
     record_oid, data, refs = unpack_record(record)
     if record_oid != oid:
         raise UnexpectedOidError('the record stored under oid %r starts '

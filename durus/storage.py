@@ -24,7 +24,7 @@ import heapq
 
 from durus.error import DurusKeyError
 from durus.serialize import extract_class_name, split_oids, unpack_record
-from durus.utils import int8_to_str
+from durus.utils import check_oid, int8_to_str
 
 ROOT_OID = b'\x00' * 8
 
@@ -120,6 +120,7 @@ class MemoryStorage(Storage):
         return oid
 
     def load(self, oid):
+        check_oid(oid)
         try:
             return self.records[oid]
         except KeyError:
@@ -129,6 +130,7 @@ class MemoryStorage(Storage):
         self.transaction = {}
 
     def store(self, oid, record):
+        check_oid(oid)
         self.transaction[oid] = record
 
     def end(self, handle_invalidations=None):

@@ -334,3 +334,40 @@ def test_colour_and_startup_variable(fixture_copy, env, tmp_path):
     child.expect(PROMPT)
     child.sendcontrol('d')
     assert finish(child) == 0
+
+
+APPEND_USERS = '''
+import sys
+from durus.connection import Connection
+from durus.file_storage import FileStorage
+from fixture_app.models import User
+connection = Connection(FileStorage(sys.argv[1]))
+users = connection.get_root()['users']
+for number in range(100, 110):
+    user = User()
+    user.name = 'late%d' % number
+    users[number] = user
+    connection.commit()
+'''
+
+
+def test_readonly_abort_shows_what_a_writer_appended(fixture_copy, env):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--readonly', '--path', TESTS_DIR)
+    child.expect(RO_PROMPT)
+    child.send("len(root['users'])\r")
+    child.expect(r'\x1b\[0m(\d+)\r')
+    before = int(child.match.group(1))
+    child.expect(RO_PROMPT)
+    subprocess.run([sys.executable, '-c', APPEND_USERS, path], check=True,
+                   timeout=60, cwd=TESTS_DIR)
+    child.send(':abort\r')
+    child.expect(r'Dropped 0 changed objects; (\d+) objects? changed by '
+                 r'other clients')
+    assert int(child.match.group(1)) >= 11  # 10 users and the tree
+    child.expect(RO_PROMPT)
+    child.send("len(root['users']), root['users'][109].name\r")
+    child.expect(r"\(%d, 'late109'\)" % (before + 10))
+    child.expect(RO_PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
