@@ -162,6 +162,10 @@ _UPSERT = ('INSERT INTO durus_object (zoid, tid, data, refs) '
 _NEXT_TID = ('SELECT greatest(coalesce(max(tid), 0) + 1, '
              '(extract(epoch FROM clock_timestamp()) * 1e6)::bigint) '
              'FROM durus_commit')
+# In a transaction of its own: an xid and a WAL record, so that its commit
+# waits (per synchronous_commit) for the WAL up to it to be durable.
+_WAIT_DURABLE = ("SELECT pg_current_xact_id(), "
+                 "pg_logical_emit_message(false, 'durus', '')")
 _LSN = "(pg_current_wal_insert_lsn() - '0/0')::bigint"
 _REPLAY_LSN = "coalesce((pg_last_wal_replay_lsn() - '0/0')::bigint, -1)"
 
@@ -326,7 +330,12 @@ class PgStorage(Storage):
             return None
         try:
             if replica.conn is None:
-                replica.conn = self._connect(replica.dsn)
+                try:
+                    replica.conn = self._connect(replica.dsn)
+                except PgConnectionError:
+                    replica.down_until = (time.monotonic()
+                                          + replica.RETRY_AFTER)
+                    return None
             if replica.replayed < self.need_lsn and not self._wait_replay(
                     replica):
                 return None
@@ -563,8 +572,7 @@ class PgStorage(Storage):
                 # hence the commit above, is as durable (fsynced, or on a
                 # synchronous standby) as a plain commit would have been.
                 conn.execute('BEGIN')
-                conn.execute("SELECT pg_current_xact_id(), "
-                             "pg_logical_emit_message(false, 'durus', '')")
+                conn.execute(_WAIT_DURABLE)
                 conn.execute('COMMIT')
             self.need_lsn = max(self.need_lsn, lsn_cursor.fetchone()[0])
         except psycopg.OperationalError as error:
@@ -610,6 +618,10 @@ class PgStorage(Storage):
                 'SELECT count(*) FROM durus_commit WHERE tid = %s',
                 (new_tid,)).fetchone()[0]
             if made:
+                # It may have been committed without waiting for the
+                # flush: wait for it now, as end() would have.
+                with self.conn.transaction():
+                    self.conn.execute(_WAIT_DURABLE)
                 return
         raise PgConnectionError(
             'the connection to PostgreSQL at %s was lost during a commit '
@@ -688,8 +700,12 @@ class PgStorage(Storage):
                         # up to the snapshot (the newest row stays).
                         conn.execute('DELETE FROM durus_object WHERE data '
                                      'IS NULL AND tid <= %s', (snapshot,))
-                        conn.execute('DELETE FROM durus_commit WHERE tid < '
-                                     '%s', (snapshot,))
+                        # (An hour of it stays: a client that lost its
+                        # connection during COMMIT looks its tid up.)
+                        conn.execute(
+                            'DELETE FROM durus_commit WHERE tid < least(%s, '
+                            '(extract(epoch FROM clock_timestamp()) * 1e6 '
+                            '- 3600e6)::bigint)', (snapshot,))
                 if not left:
                     break
                 yield

@@ -145,7 +145,7 @@ def test_failover_to_a_promoted_standby_loses_no_acknowledged_commit():
         setup.commit()
         storage.close()
         worker = subprocess.Popen(
-            [sys.executable, 'pg_failover_worker.py', dsn, '8'], cwd=TESTS,
+            [sys.executable, 'pg_failover_worker.py', dsn, '6'], cwd=TESTS,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(2)
         primary.stop_server('immediate')

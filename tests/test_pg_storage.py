@@ -259,3 +259,16 @@ def test_pack_rescues_garbage_reattached_between_mark_and_sweep(
     assert again['child']['leaf'] == 1
     assert other.conn.execute('SELECT count(*) FROM durus_object WHERE '
                               'data IS NULL').fetchone()[0] == 3
+
+
+def test_an_unreachable_replica_is_skipped_and_not_retried_at_once(
+        tmp_path, opened):
+    writer = opened()
+    commit(writer, thing(ROOT_OID))
+    reader = opened(replica_dsn='postgresql:///x?host=%s&port=1'
+                    % tmp_path, connect_timeout=2)
+    assert reader.load(ROOT_OID) == thing(ROOT_OID)
+    replica = reader.replicas[0]
+    assert replica.conn is None and replica.down_until > 0
+    assert list(reader.bulk_load([ROOT_OID])) == [thing(ROOT_OID)]
+    assert reader.reads == {'primary': 2, 'replica': 0}
