@@ -154,6 +154,32 @@ def test_copy_from_a_server_into_postgresql(tmp_path, dsn, durus_server):
         check(pg, 50)
     finally:
         pg.close()
+    # And into another (empty) server: its file storage hands the oids out.
+    second = durus_server()
+    out = run('durus', 'copy', dsn, 'durus://127.0.0.1:%d' % second.port)
+    assert 'copied 52 records' in out.stdout
+    client = ClientStorage(port=second.port)
+    try:
+        check(client, 50)
+    finally:
+        client.close()
+
+
+def test_copy_progress_bar_on_a_terminal():
+    import io
+    from durus.copy import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream = Terminal()
+    progress = Progress(200, stream)
+    progress.update(50, final=True)
+    assert stream.getvalue().startswith('\r[' + '#' * 7 + ' ' * 23 + ']  25% '
+                                        '50/200 records')
+    quiet = io.StringIO()
+    Progress(200, quiet).update(200, final=True)
+    assert quiet.getvalue() == ''
 
 
 def test_durus_c_passes_a_url_to_the_shell_without_create():

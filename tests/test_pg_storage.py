@@ -272,3 +272,55 @@ def test_an_unreachable_replica_is_skipped_and_not_retried_at_once(
     assert replica.conn is None and replica.down_until > 0
     assert list(reader.bulk_load([ROOT_OID])) == [thing(ROOT_OID)]
     assert reader.reads == {'primary': 2, 'replica': 0}
+
+
+def test_a_connection_lost_before_commit_is_a_clear_not_made_error(
+        dsn, opened):
+    import threading
+    from durus.pg_storage import PgConnectionError
+    storage = opened(reconnect_timeout=10)
+    commit(storage, thing(ROOT_OID))
+    pid = storage.conn.info.backend_pid
+    outcome = []
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute('BEGIN')
+        holder.execute('SELECT pg_advisory_xact_lock(17493, 1)')
+
+        def committer():
+            storage.begin()
+            storage.store(ROOT_OID, thing(ROOT_OID, size=7))
+            try:
+                storage.end()
+                outcome.append('returned')
+            except Exception as error:
+                outcome.append(error)
+        thread = threading.Thread(target=committer)
+        thread.start()
+        try:
+            assert pg_cluster.wait_until(lambda: holder.execute(
+                "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT "
+                "granted", (pid,)).fetchone()[0] == 1, 10)
+            holder.execute('SELECT pg_terminate_backend(%s)', (pid,))
+        finally:
+            holder.execute('ROLLBACK')
+            thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], PgConnectionError)
+    assert 'was not made' in str(outcome[0])
+    assert storage.load(ROOT_OID) == thing(ROOT_OID)   # reconnected
+    commit(storage, thing(ROOT_OID, size=8))
+    assert opened().load(ROOT_OID) == thing(ROOT_OID, size=8)
+
+
+def test_after_a_lost_connection_a_commit_is_found_or_reported_not_made(
+        opened):
+    from durus.pg_storage import PgConnectionError
+    storage = opened()
+    commit(storage, thing(ROOT_OID))
+    made = storage.last_tid
+    lost = psycopg.OperationalError('server closed the connection')
+    storage._commit_lost(lost, True, made)      # found: returns
+    with pytest.raises(PgConnectionError, match='not made'):
+        storage._commit_lost(lost, True, made + 1)
+    with pytest.raises(PgConnectionError, match='not made'):
+        storage._commit_lost(lost, False, None)
+    assert storage.reconnects == 3
