@@ -398,8 +398,10 @@ def copy_main(args=None):
         for storage in (source, destination):
             if storage is not None:
                 storage.close()
+    from durus.storage_names import shown_name
     sys.stdout.write('copied %d records from %s to %s; the destination '
-                     'has them all\n' % (count, rest[0], rest[1]))
+                     'has them all\n' % (count, shown_name(rest[0]),
+                                          shown_name(rest[1])))
     return 0
 
 

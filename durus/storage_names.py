@@ -22,6 +22,14 @@ def is_server(name):
     return isinstance(name, str) and name.lower().startswith(SERVER_SCHEME)
 
 
+def shown_name(name):
+    """``name`` for messages: a PostgreSQL URL without its password."""
+    if is_postgresql(name):
+        from durus.pg_storage import safe_dsn
+        return safe_dsn(name)
+    return name
+
+
 def server_address(name):
     """``durus://HOST:PORT`` -> ``(host, port)``; ``durus:///path`` ->
     the socket path."""

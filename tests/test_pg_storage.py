@@ -324,3 +324,16 @@ def test_after_a_lost_connection_a_commit_is_found_or_reported_not_made(
     with pytest.raises(PgConnectionError, match='not made'):
         storage._commit_lost(lost, False, None)
     assert storage.reconnects == 3
+
+
+def test_messages_never_show_a_password():
+    from durus.pg_storage import safe_dsn
+    from durus.storage_names import shown_name
+    for dsn in ('postgresql://app:s3cret@db1/app',
+                'host=db1 password=s3cret dbname=app'):
+        assert 's3cret' not in safe_dsn(dsn) and 'db1' in safe_dsn(dsn)
+    assert 's3cret' not in shown_name('postgresql://app:s3cret@db1/app')
+    with pytest.raises(Exception) as info:
+        PgStorage('postgresql://app:s3cret@/app?host=/nonexistent&port=1',
+                  connect_timeout=2)
+    assert 's3cret' not in str(info.value)
