@@ -592,12 +592,13 @@ class PgStorage(Storage):
         self.last_tid = max(self.last_tid, new_tid)
 
     def _rollback(self):
-        """End a commit's failed transaction so the connection is usable."""
-        if self.conn is not None and not self.conn.broken:
-            try:
-                self.conn.execute('ROLLBACK')
-            except self.psycopg.Error:
-                pass
+        """Make the connection usable after an error inside a commit's
+        pipeline: a new connection, since psycopg may believe statements
+        skipped in the aborted pipeline were prepared (seen with a variant
+        of this commit whose check aborted the pipeline: 'prepared
+        statement "_pg3_3" does not exist' on the next commit).  The
+        server rolls the failed transaction back when this one closes."""
+        self._reconnect()
 
     def _commit_lost(self, error, sent, new_tid):
         """The connection broke during a commit: reconnect and return if

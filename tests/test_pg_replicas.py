@@ -154,9 +154,10 @@ def test_failover_to_a_promoted_standby_loses_no_acknowledged_commit():
         out, err = worker.communicate(timeout=60)
         assert worker.returncode == 0, err
         result = json.loads(out)
-        print(result, err, primary.log_text()[-1500:])
-        assert result['before'] > 0 and result['after'] > 0 and result['after'] > 0
-        assert result['lost'] >= 1      # the primary went away under it
+        # Commits went on after the primary went away under the client
+        # (it reconnected); a commit in flight then either went through
+        # or raised "not made" (counted as lost, not acknowledged).
+        assert result['before'] > 0 and result['after'] > 0, (result, err)
         storage = PgStorage(standby.dsn())
         try:
             final = Connection(storage).get_root()['counter']['n']

@@ -337,3 +337,20 @@ def test_messages_never_show_a_password():
         PgStorage('postgresql://app:s3cret@/app?host=/nonexistent&port=1',
                   connect_timeout=2)
     assert 's3cret' not in str(info.value)
+
+
+def test_commits_work_after_repeated_lock_timeouts(dsn, opened):
+    # Each timeout aborts a commit's pipeline midway (past psycopg's
+    # prepare_threshold): the storage stays usable.
+    storage = opened(lock_timeout=0.05)
+    commit(storage, thing(ROOT_OID))
+    with psycopg.connect(dsn) as holder:
+        holder.execute('SELECT pg_advisory_xact_lock(17493, 1)')
+        for size in range(8):
+            storage.begin()
+            storage.store(ROOT_OID, thing(ROOT_OID, size=size))
+            with pytest.raises(CommitLockTimeout):
+                storage.end()
+    for size in range(8):
+        commit(storage, thing(ROOT_OID, size=100 + size))
+    assert opened().load(ROOT_OID) == thing(ROOT_OID, size=107)
