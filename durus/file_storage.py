@@ -19,7 +19,6 @@ Invariants beyond the Storage contract (durus.storage):
 """
 
 import heapq
-import time
 
 from durus import shelf_index
 from durus._accel import speedups as _speedups
@@ -27,7 +26,8 @@ from durus.error import (DamagedFileError, DurusKeyError, UnexpectedOidError,
                          bad_oid_error)
 from durus.file import File
 from durus.file_storage_base import (
-    SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
+    SingleFileStorage, discard_pack_file, gen_pack_records,
+    open_readonly_tail, switch_to_packed)
 from durus.serialize import unpack_record
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
@@ -35,8 +35,6 @@ from durus.utils import int8_to_str, oid_number, str_to_int8
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
-# How often a read-only open looks again at a tail that is still growing.
-READONLY_RETRIES = 3
 # Records written per step of the incremental packer.
 PACK_STEP = 1000
 
@@ -67,26 +65,19 @@ class FileStorage(SingleFileStorage):
 
     @staticmethod
     def _open_shelf(open_file, repair):
+        saved = None
         if not open_file.is_temporary():
             saved = shelf_index.load(open_file)
+
+        def open_at(size):
             if saved is not None:
                 try:
-                    return Shelf(open_file, repair=repair, saved_index=saved)
+                    return Shelf(open_file, repair=repair, saved_index=saved,
+                                 size=size)
                 except DamagedFileError:
                     pass  # judge the damage on the file alone
-        for _ in range(READONLY_RETRIES):
-            size = open_file.get_size()
-            try:
-                return Shelf(open_file, repair=repair)
-            except DamagedFileError:
-                # A reader may have met a commit being written: if the
-                # file is still growing, look again.
-                if not open_file.is_readonly():
-                    raise
-                time.sleep(0.05)
-                if open_file.get_size() == size:
-                    raise
-        return Shelf(open_file, repair=repair)
+            return Shelf(open_file, repair=repair, size=size)
+        return open_readonly_tail(open_file, open_at)
 
     # Reading
 

@@ -8,6 +8,7 @@ atomically replaces ``NAME``.
 
 import heapq
 import os
+import time
 
 from durus.error import DamagedFileError, ReadOnlyError
 from durus.file import File
@@ -157,6 +158,47 @@ class SingleFileStorage(Storage):
                 or self.file.is_temporary()):
             return iter(())
         return self._packer()
+
+
+# How often, and after what pause, a read-only open looks again at a
+# damaged-looking end of the file while a writer holds the lock.
+READONLY_RETRIES = 4
+READONLY_PAUSE = 0.02
+
+
+def open_readonly_tail(open_file, open_at):
+    """``open_at(None)``, telling a commit being written from damage.
+
+    ``open_at(size)`` opens the file as if it ended at ``size`` (None:
+    its real end).  A read-only reader can meet a transaction that a
+    writer is appending at that moment; it looks like damage at the end
+    of the file.  While a writer holds the lock (or the file is still
+    changing) the reader looks again a few times, then opens at the end
+    of the last complete transaction.  Damage is reported only when no
+    writer holds the lock and the file stands still, so a reader never
+    suggests repairing a file that is only being written.
+    """
+    if not open_file.is_readonly():
+        return open_at(None)
+    error = None
+    for _ in range(READONLY_RETRIES):
+        size = open_file.get_size()
+        try:
+            return open_at(None)
+        except DamagedFileError as damaged:
+            if not getattr(damaged, 'repairable', False):
+                raise
+            error = damaged
+        writer = open_file.writer_holds_lock()
+        if not writer and open_file.get_size() == size:
+            if writer is False:
+                raise error
+            time.sleep(READONLY_PAUSE)  # no lock to ask: watch the size
+            if open_file.get_size() == size:
+                raise error
+            continue
+        time.sleep(READONLY_PAUSE)
+    return open_at(error.offset)
 
 
 def gen_pack_records(load_number, roots, written, refresh, filename):
