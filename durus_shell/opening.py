@@ -19,7 +19,8 @@ class OpenError(Exception):
 
 
 class Target(object):
-    """What is open: ``kind`` 'file', 'server' or 'memory'."""
+    """What is open: ``kind`` 'file', 'server', 'postgresql' or
+    'memory'."""
 
     def __init__(self, storage, kind, readonly=False, path=None,
                  format=None, address=None):
@@ -37,6 +38,8 @@ class Target(object):
             return '%s (%s)' % (os.path.basename(self.path), self.format)
         if self.kind == 'server':
             return 'server %s' % self.address
+        if self.kind == 'postgresql':
+            return 'postgresql %s' % self.address
         return 'memory'
 
     def describe(self):
@@ -55,6 +58,12 @@ class Target(object):
         if self.kind == 'server':
             return ['Connected to the storage server at %s%s'
                     % (self.address, mode)]
+        if self.kind == 'postgresql':
+            count, exact = object_count(self.storage)
+            objects = '' if count is None else ', %s objects' % (
+                _thousands(count))
+            return ['PostgreSQL database %s%s%s' % (self.address, objects,
+                                                    mode)]
         return ['In-memory storage%s' % mode]
 
 
@@ -214,6 +223,27 @@ def open_client(text, readonly=False):
 def _one_line(error):
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__)
+
+
+# -- PostgreSQL ----------------------------------------------------------------
+
+def open_postgresql(url, readonly=False, create=False):
+    """Open a PgStorage; OpenError (one line) when it cannot be."""
+    from durus.error import DurusError
+    if create and readonly:
+        raise OpenError('--create and --readonly exclude each other')
+    try:
+        from durus.pg_storage import PgStorage, safe_dsn
+        storage = PgStorage(url, readonly=readonly, create=create)
+    except ImportError as error:
+        raise OpenError(_one_line(error))
+    except DurusError as error:
+        message = _one_line(error)
+        if 'create=True' in message:
+            message += ' (durus-shell: --create)'
+        raise OpenError(message)
+    return Target(storage, 'postgresql', readonly=readonly,
+                  address=safe_dsn(url))
 
 
 # -- the root table ----------------------------------------------------------
