@@ -27,6 +27,17 @@ for it with 'V' 2) adds one request, a commit in a single round trip::
     CommitAll(items)     'A' int4 T, T bytes of items  CommitAllReply(oids,
                                                        status)
 
+Protocol 3 is protocol 2 on a server that authenticates its clients
+(``durus -s --users``).  After 'V' 3 the client proves who it is (SCRAM,
+see durus.auth) before any other request, in two exchanges of::
+
+    Auth(message)        'U' int4 n, n bytes           AuthReply(message)
+
+answered 'O' int4 n, n bytes (the server's SCRAM message), or refused
+with an error reply.  A server without users answers 'V' 3 with 2 and
+hangs up; a server with users answers 'V' 1 or 2 with 3 and hangs up
+(Durus 4.3's client then says "Protocol version mismatch").
+
 The server commits only if it has no invalidations for this client and
 no other client holds the commit lock.  Reply: the oid list of the
 invalidations it had (empty if it committed) and a status byte: 'O'
@@ -65,7 +76,9 @@ from durus.error import FrameTooLargeError, ProtocolError
 
 PROTOCOL_VERSION = 1          # Durus 4.3's; what a connection starts at
 EXTENDED_PROTOCOL_VERSION = 2  # protocol 1 plus CommitAll (see above)
+AUTH_PROTOCOL_VERSION = 3      # protocol 2 after authentication
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION)
+MAX_AUTH_MESSAGE = 1024
 STATUS_OKAY = b'O'
 STATUS_KEYERROR = b'K'
 STATUS_INVALID = b'I'
@@ -180,6 +193,15 @@ class CommitAll(Event):
         self.items = list(items)
 
 
+class Auth(Event):
+    """Protocol 3: one SCRAM message of the client (see durus.auth)."""
+
+    __slots__ = ('message',)
+
+    def __init__(self, message):
+        self.message = message
+
+
 class Sync(Event):
     __slots__ = ()
 
@@ -260,6 +282,13 @@ class CommitAllReply(Event):
         self.status = status
 
 
+class AuthReply(Event):
+    __slots__ = ('message',)
+
+    def __init__(self, message):
+        self.message = message
+
+
 class ErrorReply(Event):
     """The server refused the request and closes the connection;
     ``reason`` says why (None under protocol 1, which carries no
@@ -290,6 +319,7 @@ TRANSITIONS = {
     (IDLE, Quit): (None, CLOSED),
     (IDLE, Goodbye): (None, CLOSED),
     (IDLE, CommitAll): (CommitAllReply, IDLE),
+    (IDLE, Auth): (AuthReply, IDLE),
     (COMMITTING, CommitData): (Status, IDLE),
     (COMMITTING, CommitBackOut): (None, IDLE),
 }
@@ -307,12 +337,13 @@ COMMANDS = {
     b'Q'[0]: (Quit, 1),
     b'.'[0]: (Goodbye, 1),
     b'A'[0]: (CommitAll, 5),    # plus the items; protocol 2 only
+    b'U'[0]: (Auth, 5),         # plus the message; protocol 3 only
 }
 
 # Requests whose reply can be an error reply, and the bytes before its
 # status byte.
 _ERROR_PREFIX = {Load: b'', BulkLoad: b'', CommitData: b'', Pack: b'',
-                 CommitAll: b'\0\0\0\0'}
+                 CommitAll: b'\0\0\0\0', Auth: b''}
 
 _SIMPLE_CODES = {NewOid: b'N', CommitStart: b'C', Sync: b'S', Pack: b'P',
                  Quit: b'Q', Goodbye: b'.'}
@@ -372,6 +403,8 @@ def encode_request(request):
         return b'M' + bytes((request.count,))
     if kind is Version:
         return b'V' + _pack_int4(request.protocol)
+    if kind is Auth:
+        return b'U' + _pack_int4(len(request.message)) + request.message
     return _SIMPLE_CODES[kind]
 
 
@@ -416,6 +449,8 @@ def encode_reply(reply):
         return reply.status
     if kind is VersionReply:
         return _pack_int4(reply.protocol)
+    if kind is AuthReply:
+        return STATUS_OKAY + _pack_int4(len(reply.message)) + reply.message
     if kind is CommitAllReply:
         if reply.status not in _COMMIT_ALL_STATUSES:
             raise OutOfTurnError('bad commit status %r' % (reply.status,))
@@ -482,10 +517,20 @@ class ServerConnection(object):
         self.version = PROTOCOL_VERSION  # until a 'V' agrees on another
         self.pending = None   # request waiting for our reply
         self._parsing = None  # type of the request being parsed
+        self.requests = 0     # requests parsed so far
         self._input = _InputBuffer()
 
     def receive_data(self, data):
         self._input.feed(data)
+
+    def discard_input(self):
+        """Drop every received byte (the session is over)."""
+        self._input.data = bytearray()
+        self._input.start = 0
+
+    def buffer_size(self):
+        """Bytes of memory the input buffer holds (parsed or not)."""
+        return len(self._input.data)
 
     def buffered(self):
         """Bytes received but not yet parsed into a request."""
@@ -514,6 +559,7 @@ class ServerConnection(object):
                 return ConnectionClosed()
             return request
         self._parsing = None
+        self.requests += 1
         reply_type, after = TRANSITIONS[self.state, type(request)]
         if reply_type is None:
             self.state = after
@@ -528,11 +574,20 @@ class ServerConnection(object):
         if self.pending is not None:
             request_type = type(self.pending)
         else:
-            request_type = self._parsing
+            request_type = self._parsing or self._request_type_buffered()
         self.pending = None
         self._parsing = None
         self.state = CLOSED
         return encode_error_reply(request_type, reason, self.version)
+
+    def _request_type_buffered(self):
+        """The type of the request whose bytes start the buffer, if any."""
+        if self.state == COMMITTING:
+            return CommitData
+        buf = self._input
+        if not buf.available():
+            return None
+        return COMMANDS.get(buf.data[buf.start], (None,))[0]
 
     def send(self, reply):
         request = self.pending
@@ -571,7 +626,12 @@ class ServerConnection(object):
         except KeyError:
             kind = None
         if kind is None or (kind is CommitAll and
-                            self.version < EXTENDED_PROTOCOL_VERSION):
+                            self.version < EXTENDED_PROTOCOL_VERSION) or (
+                kind is Auth and self.version < AUTH_PROTOCOL_VERSION):
+            if code == 0x16 and not self.requests:
+                raise ProtocolError('it sent a TLS handshake, but this '
+                                    'server does not use TLS (start it with '
+                                    '--tls-cert and --tls-key)')
             raise ProtocolError('No such command code: %r' % chr(code))
         self._parsing = kind
         if buf.available() < size:
@@ -588,6 +648,15 @@ class ServerConnection(object):
                 return NEED_DATA
             raw = buf.take(5 + 8 * count)
             return BulkLoad([raw[i:i + 8] for i in range(5, len(raw), 8)])
+        if kind is Auth:
+            length = _unpack_int4(data, start + 1)[0]
+            if length > MAX_AUTH_MESSAGE:
+                raise FrameTooLargeError(
+                    'authentication message of %d bytes exceeds the limit '
+                    'of %d' % (length, MAX_AUTH_MESSAGE))
+            if buf.available() < 5 + length:
+                return NEED_DATA
+            return Auth(buf.take(5 + length)[5:])
         if kind is CommitAll:
             if _unpack_int4(data, start + 1)[0] == 0:
                 raise ProtocolError('a one-step commit of no records')
@@ -673,6 +742,9 @@ class ClientConnection(object):
         if kind is CommitData and not request.items:
             request = CommitBackOut()   # an empty payload is a back-out
             kind = CommitBackOut
+        if kind is Auth and self.version < AUTH_PROTOCOL_VERSION:
+            raise OutOfTurnError('Auth needs protocol %d'
+                                 % AUTH_PROTOCOL_VERSION)
         if kind is CommitAll and self.version < EXTENDED_PROTOCOL_VERSION:
             raise OutOfTurnError('CommitAll needs protocol %d; this '
                                  'connection speaks %d'
@@ -712,6 +784,8 @@ class ClientConnection(object):
             reply = self._parse_fixed(8 * count, self._oids)
         elif kind is Version:
             reply = self._parse_fixed(4, self._version)
+        elif kind is Auth:
+            reply = self._parse_auth_reply()
         else:   # CommitData, Pack
             reply = self._parse_status()
         if reply is NEED_DATA:
@@ -770,6 +844,26 @@ class ClientConnection(object):
             return self._parse_error(0)
         raise ProtocolError('unexpected status byte %r in a load reply'
                             % bytes(status))
+
+    def _parse_auth_reply(self):
+        buf = self._input
+        if not buf.available():
+            return NEED_DATA
+        status = buf.data[buf.start:buf.start + 1]
+        if status == STATUS_ERROR:
+            return self._parse_error(0)
+        if status != STATUS_OKAY:
+            raise ProtocolError('unexpected status byte %r in an '
+                                'authentication reply' % bytes(status))
+        if buf.available() < 5:
+            return NEED_DATA
+        size = _unpack_int4(buf.data, buf.start + 1)[0]
+        if size > MAX_AUTH_MESSAGE:
+            raise ProtocolError('authentication reply of %d bytes exceeds '
+                                'the limit of %d' % (size, MAX_AUTH_MESSAGE))
+        if buf.available() < 5 + size:
+            return NEED_DATA
+        return AuthReply(buf.take(5 + size)[5:])
 
     def _parse_status(self):
         buf = self._input

@@ -53,15 +53,25 @@ def test_listens_on_loopback_by_default(durus_server):
     assert 'Storage file=' in server.log()
 
 
-def test_warns_when_listening_beyond_loopback(durus_server):
-    server = durus_server('--host', '0.0.0.0')
-    assert 'no authentication' in server.log()
+def test_listening_beyond_loopback_needs_users_or_insecure(durus_server,
+                                                          tmp_path):
+    result = durus('-s', '--host', '0.0.0.0', '--port', str(free_port()),
+                   '--file', str(tmp_path / 'refused.durus'))
+    assert result.returncode == 1
+    assert 'refusing to listen on 0.0.0.0' in result.stderr
+    assert 'durus passwd' in result.stderr and '--insecure' in result.stderr
+    server = durus_server('--host', '0.0.0.0', '--insecure')
+    assert 'without users (--insecure)' in server.log()
     Connection(ClientStorage(port=server.port)).commit()
 
 
 def test_abstract_address_option_works(durus_server):
     name = '@durus-cmd-%s' % uuid.uuid4().hex
-    server = durus_server('--address', name, '--owner', str(os.getuid()))
+    # An abstract socket has no permissions: users, or --insecure.
+    refused = durus('-s', '--address', name)
+    assert refused.returncode == 1 and 'without users' in refused.stderr
+    server = durus_server('--address', name, '--owner', str(os.getuid()),
+                          '--insecure')
     connection = Connection(ClientStorage(address=name))
     connection.get_root()['ok'] = True
     connection.commit()
