@@ -482,8 +482,8 @@ class ServerCore(object):
         return self._handlers[kind](session, request)
 
     def _deny(self, session, kind, why):
-        who = ('user %s' % session.user) if session.user else 'it'
-        raise ClientError('refused: %s (%s)' % (why, who),
+        who = (' (user %s)' % session.user) if session.user else ''
+        raise ClientError('refused: %s%s' % (why, who),
                           'permission denied: %s' % why)
 
     def _queue(self, session, data, urgent=False, request_type=None):

@@ -296,8 +296,12 @@ class StorageServer(object):
             self._set_mask(connection, selectors.EVENT_WRITE)
             return
         except (OSError, ValueError) as error:
-            log(logging.WARNING, 'Client %s: TLS handshake failed: %s',
-                connection.name, _one_line(error))
+            hint = ''
+            if getattr(error, 'reason', None) in ('WRONG_VERSION_NUMBER',
+                                                  'HTTP_REQUEST'):
+                hint = ' (a client without TLS?)'
+            log(logging.WARNING, 'Client %s: TLS handshake failed: %s%s',
+                connection.name, _one_line(error), hint)
             self._close_socket(connection)
             return
         self._handshaking.discard(connection)
