@@ -336,3 +336,47 @@ def test_a_trickling_client_is_dropped_and_others_stay_fast(tmp_path):
         slow.close()
         server.stop()
         thread.join(10)
+
+
+def peak_rss_kb(server):
+    with open('/proc/%d/status' % server.pid) as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    raise AssertionError('no VmHWM')
+
+
+def test_buffered_input_is_bounded_in_total_and_given_back(durus_server):
+    limit = 40 << 20
+    server = durus_server('--max-buffered', str(limit), '--max-frame',
+                          str(200 << 20))
+    baseline = server.rss_kb()
+    hogs = []
+    try:
+        chunk = b'x' * (1 << 20)
+        for number in range(2):
+            hog = socket.create_connection(('127.0.0.1', server.port), 10)
+            hogs.append(hog)
+            hog.sendall(b'V\0\0\0\x02')
+            assert hog.recv(4) == b'\0\0\0\x02'
+            hog.sendall(b'A' + (150 << 20).to_bytes(4, 'big'))
+            try:
+                for _ in range(30):        # 30 MiB each: 60 MiB in all
+                    hog.sendall(chunk)
+            except OSError:
+                break                      # refused and closed meanwhile
+        assert wait_for(lambda: 'would pass the limit' in server.log(), 10)
+        peak = peak_rss_kb(server)
+        # 60 MiB were sent; at most the limit (and slack) is held.
+        assert peak - baseline < (limit >> 10) + 12 * 1024, (baseline, peak)
+        # One hog is still served; the server answers others.
+        other = client(server)
+        assert Connection(other).get_root() is not None
+        other.close()
+    finally:
+        for hog in hogs:
+            hog.close()
+    assert wait_for(lambda: 'closed in the middle of a request'
+                    in server.log(), 10)
+    assert wait_for(lambda: server.rss_kb() - baseline < 24 * 1024, 5), (
+        baseline, server.rss_kb())
