@@ -371,6 +371,7 @@ def client_main(args=None):
     parser.add_option('--readonly', action='store_true', default=False)
     parser.add_option('--startup', default=os.environ.get('DURUSSTARTUP'),
                       help='Python file to run at start [$DURUSSTARTUP]')
+    add_client_options(parser)
     options, rest = parser.parse_args(args)
     if rest:
         parser.error('unexpected arguments: %s' % ' '.join(rest))
@@ -406,6 +407,10 @@ def shell_arguments(options):
         argv += ['--cache-size', str(options.cache_size)]
     if options.startup:
         argv += ['--startup', options.startup]
+    for name in ('user', 'secret_file', 'tls_ca', 'tls_cert', 'tls_key'):
+        value = getattr(options, name, None)
+        if value:
+            argv += ['--' + name.replace('_', '-'), value]
     return argv
 
 

@@ -299,3 +299,23 @@ def test_client_command_reaches_a_server(durus_server):
     nobody = durus('-c', '--port', str(free_port()))
     assert nobody.returncode != 0
     assert 'durus -s' in nobody.stderr
+
+
+def test_durus_c_passes_credentials_and_tls_options_to_the_shell():
+    parser_args = ['--host', '127.0.0.1', '--port', '3000', '--user', 'ops',
+                   '--secret-file', 's.txt', '--tls-ca', 'ca.pem']
+    from optparse import OptionParser
+    parser = OptionParser()
+    durus_main._address_options(parser)
+    durus_main.add_client_options(parser)
+    for name in ('--cache_size', '--startup'):
+        parser.add_option(name, default=None)
+    parser.add_option('--file', default=None)
+    parser.add_option('--readonly', action='store_true', default=False)
+    parser.add_option('--repair', action='store_true', default=False)
+    options, _ = parser.parse_args(parser_args)
+    argv = durus_main.shell_arguments(options)
+    assert argv[:2] == ['--client', '127.0.0.1:3000']
+    assert argv[argv.index('--user') + 1] == 'ops'
+    assert argv[argv.index('--secret-file') + 1] == 's.txt'
+    assert argv[argv.index('--tls-ca') + 1] == 'ca.pem'

@@ -380,3 +380,71 @@ def test_buffered_input_is_bounded_in_total_and_given_back(durus_server):
                     in server.log(), 10)
     assert wait_for(lambda: server.rss_kb() - baseline < 24 * 1024, 5), (
         baseline, server.rss_kb())
+
+
+# The shell ------------------------------------------------------------------
+
+def test_shell_asks_for_the_secret_without_echo(durus_server, users_file,
+                                                tmp_path):
+    import pexpect
+    server = durus_server('--users', users_file)
+    setup = Connection(client(server, 'writer'))
+    setup.get_root()['greeting'] = 'hello'
+    setup.commit()
+    env = dict(os.environ, TERM='xterm', PROMPT_TOOLKIT_NO_CPR='1',
+               NO_COLOR='1', HOME=str(tmp_path))
+    env.pop('DURUS_SECRET', None)
+    child = pexpect.spawn(sys.executable, [
+        '-m', 'durus_shell', '--client', '127.0.0.1:%d' % server.port,
+        '--user', 'reader'], env=env, encoding='utf-8', timeout=20,
+        dimensions=(40, 120))
+    try:
+        child.expect('Secret for reader: ')
+        child.sendline('pw-reader')
+        child.expect(r'durus\S*> ')
+        assert 'pw-reader' not in child.before
+        child.send("root['greeting']\r")
+        child.expect("'hello'")
+        child.sendcontrol('d')
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    # Wrong secret from DURUS_SECRET, without a prompt: one clear line.
+    done = subprocess.run(
+        [sys.executable, '-m', 'durus_shell', '--client',
+         '127.0.0.1:%d' % server.port, '--user', 'reader', '-c', '1'],
+        capture_output=True, text=True, timeout=60,
+        env=dict(env, DURUS_SECRET='nope'), stdin=subprocess.DEVNULL)
+    assert done.returncode != 0
+    assert 'wrong user name or secret' in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    # Right secret from a file, TLS-less script mode:
+    secret_file = tmp_path / 'secret'
+    secret_file.write_text('pw-reader\n')
+    done = subprocess.run(
+        [sys.executable, '-m', 'durus_shell', '--client',
+         '127.0.0.1:%d' % server.port, '--user', 'reader', '--secret-file',
+         str(secret_file), '-c', "print(root['greeting'])"],
+        capture_output=True, text=True, timeout=60, env=env,
+        stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == 'hello'
+
+
+def test_shell_over_tls(durus_server, pki, tmp_path):
+    server = durus_server('--tls-cert', pki['server.pem'], '--tls-key',
+                          pki['server.key'])
+    setup = Connection(client(server, ssl_context=client_context(
+        pki['ca.pem'])))
+    setup.get_root()['tls'] = 'on'
+    setup.commit()
+    base = [sys.executable, '-m', 'durus_shell', '--client',
+            '127.0.0.1:%d' % server.port, '-c', "print(root['tls'])"]
+    done = subprocess.run(base + ['--tls-ca', pki['ca.pem']],
+                          capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == 'on'
+    done = subprocess.run(base, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode != 0 and '--tls-ca' in done.stderr
