@@ -262,7 +262,7 @@ def run_durus_main(args=None):
     parser.add_option('--max-buffered', dest='max_buffered', type='int',
                       default=None,
                       help='most bytes of partial requests buffered across '
-                           'all clients (default 512 MiB)')
+                           'all clients (default 1 GiB)')
     stop_options = OptionParser(add_help_option=False)
     add_client_options(stop_options)
     for option in stop_options.option_list:

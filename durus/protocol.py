@@ -528,6 +528,17 @@ class ServerConnection(object):
         self._input.data = bytearray()
         self._input.start = 0
 
+    def compact(self):
+        """Give back the memory of parsed bytes (a large commit's buffer
+        would otherwise stay until the next bytes arrive)."""
+        buf = self._input
+        if buf.start and buf.start == len(buf.data):
+            buf.data = bytearray()
+            buf.start = 0
+        elif buf.start > 65536:
+            del buf.data[:buf.start]
+            buf.start = 0
+
     def buffer_size(self):
         """Bytes of memory the input buffer holds (parsed or not)."""
         return len(self._input.data)

@@ -109,8 +109,9 @@ COMMIT_LOCK_GRACE = 1.0
 GROUP_COMMIT_WINDOW = 0.002
 OUTPUT_LIMIT = 8 * 1024 * 1024   # stop reading a client that doesn't read
 SWEEP_INTERVAL = 1.0
-# Input bytes buffered across all sessions (partial requests).
-MAX_BUFFERED = 512 * 1024 * 1024
+# Input bytes buffered across all sessions (partial requests): room for
+# two requests of the largest size (DEFAULT_MAX_FRAME).
+MAX_BUFFERED = 1024 * 1024 * 1024
 # A request in progress for longer than the timeout must arrive at this
 # rate (bytes/s) or its session is dropped.
 MIN_RATE = 16 * 1024
@@ -326,7 +327,11 @@ class ServerCore(object):
     def _account(self, session):
         """Keep ``buffered`` (and the session's progress clock) up to
         date with what its input buffer holds."""
-        size = session.protocol.buffer_size() if session.open else 0
+        if session.open:
+            session.protocol.compact()
+            size = session.protocol.buffer_size()
+        else:
+            size = 0
         self.buffered += size - session.buffer_size
         session.buffer_size = size
         if size > session.buffer_size_peak:

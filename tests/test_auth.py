@@ -360,3 +360,17 @@ def test_a_request_trickling_in_too_slowly_is_dropped(log_messages):
     assert slow.closed is not None
     assert any('too slow' in m for m in log_messages)
     assert idle.closed is None        # idle between requests is fine
+
+
+def test_a_large_commit_buffer_is_given_back_once_parsed():
+    harness = Harness(max_frame=1 << 22)
+    client = harness.connect('a')
+    client.send(NewOids(1))
+    [new] = client.reply().oids
+    client.send(Version(2))
+    client.reply()
+    client.send(CommitAll([(new, record(int.from_bytes(new, 'big'),
+                                        b'x' * (2 << 20)))]))
+    assert client.reply().status == STATUS_OKAY
+    assert client.session.protocol.buffer_size() == 0
+    assert harness.core.buffered == 0

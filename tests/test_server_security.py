@@ -448,3 +448,27 @@ def test_shell_over_tls(durus_server, pki, tmp_path):
     done = subprocess.run(base, capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)
     assert done.returncode != 0 and '--tls-ca' in done.stderr
+
+
+# Packing never unpickles --------------------------------------------------------
+
+def test_packing_a_server_holding_hostile_records_runs_nothing(
+        durus_server, users_file, tmp_path):
+    from durus.serialize import pack_record
+    marker = tmp_path / 'pwned'
+    evil = ("cos\nsystem\n(S'touch %s'\ntR." % marker).encode()
+    server = durus_server('--users', users_file)
+    storage = client(server, 'boss')
+    root, child = b'\0' * 8, storage.new_oid()
+    if child == root:
+        child = storage.new_oid()
+    storage.begin()
+    storage.store(root, pack_record(root, evil + evil, child))
+    storage.store(child, pack_record(child, evil + evil, b''))
+    storage.end()
+    storage.pack()
+    assert wait_for(lambda: 'Pack finished' in server.log(), 10)
+    assert not marker.exists()
+    assert storage.load(child)[12:12 + len(evil)] == evil    # kept: reachable
+    storage.close()
+    assert os.path.exists(str(tmp_path / 'db0.durus.prepack'))
