@@ -146,7 +146,10 @@ class ClientStorage(Storage):
                 raise ShortRead('%s (if that server uses TLS, connect with '
                                 'a TLS context: ssl_context=, durus-shell '
                                 '--tls-ca)' % error) from None
-            raise
+            raise ShortRead('%s (if that server requires client '
+                            'certificates, give one this CA trusts: '
+                            'durus-shell --tls-cert/--tls-key)'
+                            % error) from None
         if self.version >> 24 in _TLS_RECORD_TYPES:
             self._disconnect()
             raise ProtocolError(

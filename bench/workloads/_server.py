@@ -38,14 +38,14 @@ def wait_until_listening(port, process, log_path, timeout=60.0):
 
 
 @contextlib.contextmanager
-def running_server(path, log_path):
+def running_server(path, log_path, extra_args=()):
     """Yield the port of a server on `path`; stop it on the way out."""
     port = free_port()
     with open(log_path, 'w') as log:
         # cwd: `python -m` puts the working directory first on sys.path.
         process = subprocess.Popen(
             [sys.executable, '-m', 'durus', '-s', '--file', path,
-             '--host', HOST, '--port', str(port)],
+             '--host', HOST, '--port', str(port)] + list(extra_args),
             stdout=log, stderr=subprocess.STDOUT, cwd=WORKLOADS_DIR)
     try:
         wait_until_listening(port, process, log_path)
