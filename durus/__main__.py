@@ -141,7 +141,8 @@ def stop_durus(address, **client_options):
     ``client_options``: ClientStorage keywords (user, secret,
     ssl_context) for a server that needs them.
 
-    Returns True when it stopped, False when nobody was listening.
+    Returns True when it stopped, False when nobody was listening, None
+    when it is still answering after STOP_WAIT seconds.
     """
     address = SocketAddress.new(address)
     if client_options:
@@ -176,9 +177,12 @@ def stop_durus(address, **client_options):
             return True
         probe.close()
         time.sleep(0.05)
-    log(logging.WARNING, 'Durus server %s is still answering after %d s.',
-        address, STOP_WAIT)
-    return True
+    hint = '' if client_options else (
+        ' (a server with users stops only for an admin: durus -s --stop '
+        '--user NAME)')
+    log(logging.WARNING, 'Durus server %s is still answering after %d s%s.',
+        address, STOP_WAIT, hint)
+    return None
 
 
 def _address_options(parser):
@@ -280,8 +284,8 @@ def run_durus_main(args=None):
                                  'as 0660, not %r' % options.socket_mode)
         address = _address(options)
         if options.stop:
-            stop_durus(address, **client_storage_options(options))
-            return 0
+            stopped = stop_durus(address, **client_storage_options(options))
+            return 1 if stopped is None else 0
         server_options = _server_options(options)
         storage = get_storage(options.file, options.storage_class,
                               readonly=options.readonly,

@@ -31,6 +31,8 @@ from durus43_env import run_durus43
 from server_process import durus_server, free_port, wait_for  # noqa: F401
 
 ITERATIONS = 4096
+# A new prompt of durus-shell (as in test_shell_pty.py).
+PROMPT = r'\x1b\[\?2004h[^\n]*?durus> '
 
 
 def durus(*args, timeout=60, **kw):
@@ -401,10 +403,11 @@ def test_shell_asks_for_the_secret_without_echo(durus_server, users_file,
     try:
         child.expect('Secret for reader: ')
         child.sendline('pw-reader')
-        child.expect(r'durus\S*> ')
+        child.expect(PROMPT)
         assert 'pw-reader' not in child.before
         child.send("root['greeting']\r")
         child.expect("'hello'")
+        child.expect(PROMPT)
         child.sendcontrol('d')
         child.expect(pexpect.EOF)
     finally:
@@ -472,3 +475,27 @@ def test_packing_a_server_holding_hostile_records_runs_nothing(
     assert storage.load(child)[12:12 + len(evil)] == evil    # kept: reachable
     storage.close()
     assert os.path.exists(str(tmp_path / 'db0.durus.prepack'))
+
+
+def test_a_plain_stop_of_a_server_with_users_says_how(durus_server,
+                                                      users_file,
+                                                      monkeypatch):
+    import logging
+    import durus.__main__ as durus_main
+    server = durus_server('--users', users_file)
+    monkeypatch.setattr(durus_main, 'STOP_WAIT', 0.5)
+    messages = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Handler()
+    logging.getLogger('durus').addHandler(handler)
+    try:
+        assert durus_main.stop_durus(('127.0.0.1', server.port)) is None
+    finally:
+        logging.getLogger('durus').removeHandler(handler)
+    assert server.process.poll() is None
+    assert any('--stop --user NAME' in m for m in messages)
+    assert wait_for(lambda: 'stopping the server (Q)' in server.log())
