@@ -43,23 +43,89 @@ listen on 127.0.0.1 or a Unix socket file, or accept the risk with
 --insecure."""
 
 STOP_WAIT = 10.0
+DEFAULT_GCBYTES = 0     # the server's default: never pack automatically
+
+# Names Durus 4.3's durus.__main__ also offered, imported when first asked
+# for (so `durus -p` does not load the server): name -> module.
+_LAZY_NAMES = {
+    'ClientStorage': 'durus.client_storage', 'Connection': 'durus.connection',
+    'StorageServer': 'durus.storage_server',
+    'wait_for_server': 'durus.storage_server',
+    'int8_to_str': 'durus.utils', 'str_to_int8': 'durus.utils',
+    'write': 'durus.utils',
+}
 
 
-def import_class(dotted):
+def __getattr__(name):
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError('module %r has no attribute %r'
+                             % (__name__, name))
+    return getattr(__import__(module, {}, {}, [name]), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY_NAMES))
+
+
+def usage():
+    """Write the command's usage to stdout."""
+    sys.stdout.write(USAGE + '\n')
+
+
+def configure_readline(namespace, history_path):
+    """Tab completion over ``namespace`` and a history kept in
+    ``history_path``, where the readline module exists."""
+    try:
+        import atexit
+        import readline
+        import rlcompleter
+    except ImportError:
+        return
+    readline.set_completer(rlcompleter.Completer(namespace).complete)
+    readline.parse_and_bind('tab: complete')
+    if os.path.exists(history_path):
+        try:
+            readline.read_history_file(history_path)
+        except OSError:
+            pass    # an unreadable history only loses the history
+    atexit.register(readline.write_history_file, history_path)
+
+
+def interactive_client(file, address, cache_size, readonly, repair,
+                       startup, storage_class=None):
+    """Durus 4.3's ``durus -c`` entry point: here it opens durus-shell on
+    ``file``, or on the server at ``address`` when ``file`` is empty.
+    ``storage_class`` is not needed: the shell recognises the format."""
+    from optparse import Values
+    options = Values(dict(file=file, address=None, host=DEFAULT_HOST,
+                          port=DEFAULT_PORT, cache_size=cache_size,
+                          readonly=readonly, repair=repair, startup=startup))
+    if not file:
+        address = SocketAddress.new(address)
+        if isinstance(address, HostPortAddress):
+            options.host, options.port = address.host, address.port
+        else:
+            options.address = str(address)
+    from durus_shell.cli import main as shell_main
+    return shell_main(shell_arguments(options))
+
+
+def import_class(name):
     """The class named by a dotted path such as ``durus.file_storage.FileStorage``."""
-    module_name, _, class_name = dotted.rpartition('.')
+    module_name, _, class_name = name.rpartition('.')
     if not module_name:
         raise ValueError('--storage-class needs module.Class, not %r'
-                         % dotted)
+                         % name)
     module = __import__(module_name, {}, {}, [class_name])
     return getattr(module, class_name)
 
 
-def get_storage_class(path):
+def get_storage_class(file):
     """The storage class for an existing file (sniffed), FileStorage for
     a new one."""
     from durus.format import get_storage_class as sniff
-    return sniff(path)
+    return sniff(file)
 
 
 def get_storage(file, storage_class=None, **kw):
@@ -82,7 +148,7 @@ def _storage_name(storage):
     return get_filename() if get_filename is not None else str(storage)
 
 
-def start_durus(logfile, level, address, storage, gcbytes=0,
+def start_durus(logfile, logginglevel, address, storage, gcbytes=0,
                 max_frame=None, insecure=False, **server_options):
     """Serve ``storage`` until Q, SIGTERM or SIGINT; then close it.
     ``server_options``: StorageServer keywords (users, ssl_context, ...).
@@ -91,7 +157,7 @@ def start_durus(logfile, level, address, storage, gcbytes=0,
     from durus.storage_server import StorageServer
     if logfile:
         direct_output(open(logfile, 'a', buffering=1))
-    logger.setLevel(level)
+    logger.setLevel(logginglevel)
     from durus.systemd_socket import get_systemd_socket
     inherited = get_systemd_socket()
     address = SocketAddress.new(inherited or address)

@@ -19,7 +19,7 @@ lists marks that node changed.  Attribute names (``items``, ``nodes``,
 """
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from operator import itemgetter
 
 from durus.error import DurusError
@@ -30,6 +30,11 @@ _first = itemgetter(0)
 
 class EmptyBTreeError(DurusError, AssertionError):
     """The smallest or largest item of an empty BTree was asked for."""
+
+
+class NodeClassError(TypeError, AssertionError):
+    """BTree() was given something other than a BNode class (an assert in
+    4.3, hence also an AssertionError)."""
 
 
 class BNode(PersistentObject):
@@ -100,8 +105,8 @@ class BNode(PersistentObject):
                     child = nodes[i + 1]
             node = child
 
-    def split_child(self, i, child):
-        """Split the full ``child`` (``self.nodes[i]``) around its middle item."""
+    def split_child(self, position, child):
+        """Split the full ``child`` (``self.nodes[position]``) in two."""
         t = child.minimum_degree
         sibling = child.__class__()
         sibling.items = child.items[t:]
@@ -111,8 +116,8 @@ class BNode(PersistentObject):
             child.nodes = child.nodes[:t]
         child.items = child.items[:t - 1]
         self._p_note_change()
-        self.items.insert(i, middle)
-        self.nodes.insert(i + 1, sibling)
+        self.items.insert(position, middle)
+        self.nodes.insert(position + 1, sibling)
 
     def get_min_item(self):
         node = self
@@ -374,20 +379,34 @@ class BNode512(BNode):
     minimum_degree = 512
 
 
+# Attribute types, for QP-style spec checkers (as 4.3 sets them).
+for _node_class in [BNode] + BNode.__subclasses__():
+    _node_class.items_is = [tuple]
+    _node_class.nodes_is = (None, [_node_class])
+del _node_class
+
 _node_classes = {2: BNode, 4: BNode4, 8: BNode8, 16: BNode16, 32: BNode32,
                  64: BNode64, 128: BNode128, 256: BNode256, 512: BNode512}
 
 
-class BTree(PersistentObject):
+class BTree(PersistentObject, MutableMapping):
     """A sorted mapping; keys must be mutually orderable.
 
     The state is ``{'root': node}``; nodes are separate records, so only
-    the nodes on the path of a lookup are loaded.
+    the nodes on the path of a lookup are loaded.  ``pop`` and ``popitem``
+    (the smallest key first) come from ``MutableMapping``, as in 4.3.
     """
 
     __slots__ = ['root']
 
+    root_is = BNode     # attribute type, for QP-style spec checkers (4.3)
+
     def __init__(self, node_constructor=BNode16):
+        if not (isinstance(node_constructor, type)
+                and issubclass(node_constructor, BNode)):
+            raise NodeClassError(
+                'BTree(node_constructor) takes a BNode class such as BNode16,'
+                ' not %r' % (node_constructor,))
         self.root = node_constructor()
 
     # -- lookups -----------------------------------------------------------
@@ -436,6 +455,8 @@ class BTree(PersistentObject):
 
     def __bool__(self):
         return bool(self.root.items)
+
+    __nonzero__ = __bool__      # the Python 2 name, still defined by 4.3
 
     # -- changes -----------------------------------------------------------
 

@@ -43,6 +43,7 @@ from durus.socket_address import HostPortAddress
 from durus.prefetch import Prefetcher
 from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
 from durus.storage import Storage
+from durus.utils import check_oid
 
 CONNECT_TIMEOUT = 10
 # Generous: a server may be busy with a large commit or a synchronous pack.
@@ -274,8 +275,10 @@ class ClientStorage(Storage):
 
     def _disconnect(self):
         sock, self.s = self.s, None
-        if sock is not None:
-            sock.close()
+        # Wrapped sockets and test doubles may have no close().
+        close = getattr(sock, 'close', None)
+        if close is not None:
+            close()
 
     # The Storage contract ----------------------------------------------
 
@@ -312,6 +315,7 @@ class ClientStorage(Storage):
         raise ProtocolError('unexpected load status %r' % (status,))
 
     def load(self, oid):
+        check_oid(oid)
         prefetcher = self.prefetcher
         record = prefetcher.take(oid)
         if record is None:
@@ -332,6 +336,8 @@ class ClientStorage(Storage):
         the first missing or invalidated oid raises, so the connection
         stays in step."""
         oids = list(oids)
+        for oid in oids:
+            check_oid(oid)
         replies = []
         for start in range(0, len(oids), MAX_BULK_OIDS):
             replies += self._call(
@@ -344,6 +350,7 @@ class ClientStorage(Storage):
         self.transaction_oids = []
 
     def store(self, oid, record):
+        check_oid(oid)
         self.records.append((oid, record))
 
     def end(self, handle_invalidations=None):
@@ -448,3 +455,25 @@ def _set_io_timeout(sock, timeout):
         sock.settimeout(timeout)
         return
     sock.settimeout(None)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.error import ConflictError  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, int4_to_str, iteritems, join_bytes, read, read_int4, write, write_all,
+    write_int4, write_int4_str)
+
+
+def __getattr__(name):
+    # StorageServer too, imported only when asked for: clients need not
+    # load the server.
+    if name == 'StorageServer':
+        from durus.storage_server import StorageServer
+        return StorageServer
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
+
+def __dir__():
+    return sorted(list(globals()) + ['StorageServer'])

@@ -21,7 +21,8 @@ import zlib
 
 from durus._accel import speedups as _speedups
 from durus.error import (ConflictError, DurusError, DurusKeyError,
-                         ReadConflictError, WriteConflictError)
+                         ReadConflictError, StateLoadError,
+                         WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
@@ -63,6 +64,14 @@ class RootClassError(DurusError, AssertionError):
     """The database root is not of the ``root_class`` asked for."""
 
 
+class NotAStorageError(DurusError, TypeError, AssertionError):
+    """Connection() was given something that is not a storage."""
+
+
+class FirstOidError(DurusError, AssertionError):
+    """A storage without a root gave a first new oid other than 0."""
+
+
 class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
@@ -71,8 +80,8 @@ class Connection(ConnectionBase):
             from durus.file_storage import FileStorage
             storage = FileStorage(os.fspath(storage))
         if not isinstance(storage, Storage):
-            raise TypeError('Connection needs a durus.storage.Storage or a '
-                            'file name, not %r' % (storage,))
+            raise NotAStorageError('Connection needs a durus.storage.Storage '
+                                   'or a file name, not %r' % (storage,))
         self.storage = storage
         self.cache = Cache(cache_size)
         self.reader = ObjectReader(self)
@@ -84,9 +93,9 @@ class Connection(ConnectionBase):
         if self.root is None:
             oid = self.new_oid()
             if oid != ROOT_OID:
-                raise DurusError('the storage has no root object but its '
-                                 'first new oid is %d, not 0: the storage is '
-                                 'damaged' % str_to_int8(oid))
+                raise FirstOidError('the storage has no root object but its '
+                                    'first new oid is %d, not 0: the storage '
+                                    'is damaged' % str_to_int8(oid))
             root = self.cache.get_instance(ROOT_OID,
                                            root_class or PersistentDict, self)
             root._p_set_status_saved()
@@ -160,7 +169,7 @@ class Connection(ConnectionBase):
     def load_state(self, obj):
         """Fill the ghost ``obj`` with its stored state."""
         if _raw_get(obj, '_p_status') != GHOST:
-            raise ValueError('%r is not a ghost' % (obj,))
+            raise StateLoadError('%r is not a ghost' % (obj,))
         oid = _raw_get(obj, '_p_oid')
         try:
             data = self.get_stored_pickle(oid)
@@ -368,8 +377,9 @@ class ObjectDictionary(object):
     def __init__(self):
         self.mapping = {}
         self.dead = []
-        # One bound method for every weakref (not one per object).
-        self._callback = self._died
+        # One bound method for every weakref (not one per object); public
+        # as `callback` like 4.3's.
+        self.callback = self._callback = self._died
 
     def _died(self, ref, _append=None):
         self.dead.append(ref.key)
@@ -385,8 +395,8 @@ class ObjectDictionary(object):
             if ref is not None and ref() is None:
                 del mapping[oid]
 
-    def get(self, oid, default=None):
-        ref = self.mapping.get(oid)
+    def get(self, key, default=None):
+        ref = self.mapping.get(key)
         if ref is None:
             return default
         obj = ref()
@@ -394,20 +404,24 @@ class ObjectDictionary(object):
             return default
         return obj
 
-    def __setitem__(self, oid, obj):
-        ref = _OidRef(obj, self._callback)
-        ref.key = oid
-        self.mapping[oid] = ref
+    def __setitem__(self, key, value):
+        ref = _OidRef(value, self._callback)
+        ref.key = key
+        self.mapping[key] = ref
 
-    def __delitem__(self, oid):
-        del self.mapping[oid]
+    def __delitem__(self, key):
+        del self.mapping[key]
 
-    def __contains__(self, oid):
-        return self.get(oid) is not None
+    def __contains__(self, key):
+        return self.get(key) is not None
 
     def __len__(self):
         self._purge()
         return len(self.mapping)
+
+    def clear_dead(self):
+        """Drop the entries of objects that died."""
+        self._purge()
 
     def __iter__(self):
         """The oids of live objects."""
@@ -423,11 +437,11 @@ class ReferenceContainer(object):
     def __init__(self):
         self.map = {}
 
-    def add(self, obj):
-        self.map[id(obj)] = obj
+    def add(self, x):
+        self.map[id(x)] = x
 
-    def discard(self, obj):
-        self.map.pop(id(obj), None)
+    def discard(self, x):
+        self.map.pop(id(x), None)
 
     def __contains__(self, obj):
         return id(obj) in self.map
@@ -468,15 +482,15 @@ class Cache(object):
     def get(self, oid):
         return self.objects.get(oid)
 
-    def __setitem__(self, oid, obj):
-        self.objects[oid] = obj
+    def __setitem__(self, key, obj):
+        self.objects[key] = obj
 
-    def __delitem__(self, oid):
-        obj = self.objects.get(oid)
+    def __delitem__(self, key):
+        obj = self.objects.get(key)
         if obj is not None and obj._p_oid is not None:
             raise ValueError('remove the oid of %r before dropping it from '
                              'the cache' % (obj,))
-        del self.objects[oid]
+        del self.objects[key]
 
     def __iter__(self):
         for oid in self.objects:
@@ -484,22 +498,23 @@ class Cache(object):
             if obj is not None:
                 yield obj
 
-    def get_instance(self, oid, cls, connection):
-        """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
+    def get_instance(self, oid, klass, connection):
+        """The cached object of ``oid`` if of class ``klass``, else a new
+        ghost."""
         objects = self.objects
         ref = objects.mapping.get(oid)
         if ref is not None:
             obj = ref()
-            if obj is not None and (type(obj) is cls or obj.__class__ is cls):
+            if obj is not None and (type(obj) is klass or obj.__class__ is klass):
                 return obj
-        watched = (_variants.get(cls) or hook_variants(cls))[1]
-        if cls.__new__ is _base_new:
+        watched = (_variants.get(klass) or hook_variants(klass))[1]
+        if klass.__new__ is _base_new:
             # The common case, without PersistentBase.__new__'s Python
             # frame; a fresh object has no state to drop.
             obj = _object_new(watched)
             _set_serial(obj, 0)
         else:
-            obj = cls.__new__(cls)
+            obj = klass.__new__(klass)
             _set_type(obj, watched)
         _set_oid(obj, oid)
         _set_connection(obj, connection)
@@ -511,9 +526,11 @@ class Cache(object):
 
     if _speedups is not None:
         # The compiled twin: same steps, no Python frames.
-        def get_instance(self, oid, cls, connection, _get=_speedups.get_instance):
-            """The cached object of ``oid`` if of class ``cls``, else a new ghost."""
-            return _get(self.objects, oid, cls, connection)
+        def get_instance(self, oid, klass, connection,
+                         _get=_speedups.get_instance):
+            """The cached object of ``oid`` if of class ``klass``, else a
+            new ghost."""
+            return _get(self.objects, oid, klass, connection)
 
     def shrink(self, connection):
         count = self.get_count()
@@ -576,3 +593,9 @@ def gen_every_instance(connection, *classes):
         data = record[12:12 + int.from_bytes(record[8:12], 'big')]
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.serialize import unpack_record  # noqa: E402,F401
+from durus.utils import as_bytes, byte_string, iteritems  # noqa: E402,F401

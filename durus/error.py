@@ -3,12 +3,15 @@
 Every error this package raises on purpose is a ``DurusError``.  Where
 Durus 4.3 raised a builtin error (``KeyError``, ``IOError``, an
 ``AssertionError``), the class here also derives from the builtin it
-replaces (except ``AssertionError``), so application code that caught the
-old error keeps working while new code can catch precisely.
+replaces, ``AssertionError`` included, so application code that caught
+the old error keeps working while new code can catch precisely.
 
 Errors cross the wire and process boundaries, so each class keeps its
 constructor arguments in ``self.args`` and survives ``pickle``.
 """
+
+import os
+import struct
 
 
 class DurusError(Exception):
@@ -73,7 +76,7 @@ class FrameTooLargeError(ProtocolError):
     """A peer announced a frame larger than the configured limit."""
 
 
-class ServerUnreachableError(DurusError, ConnectionError):
+class ServerUnreachableError(DurusError, ConnectionError, AssertionError):
     """No storage server answers at the given address."""
 
 
@@ -130,11 +133,16 @@ class DatabaseInUseError(DurusError, BlockingIOError):
         return self.args[0] if self.args else 'database is in use'
 
 
-class ReadOnlyError(DurusError):
+class ConcurrentWriterError(DatabaseInUseError):
+    """Another program committed to a database this storage writes
+    (a Durus 4.3 writer on a SQLite file: 4.3 takes no lock there)."""
+
+
+class ReadOnlyError(DurusError, AssertionError):
     """A write was attempted on a storage opened read-only."""
 
 
-class UnknownFormatError(DurusError, ValueError):
+class UnknownFormatError(DurusError, ValueError, AssertionError):
     """A file is not a database of any supported format."""
 
 
@@ -172,6 +180,73 @@ class DatabasePermissionError(DurusError, PermissionError):
     """The operating system refuses access to the database file."""
 
 
-class UnexpectedOidError(DurusError, ValueError):
-    """``store()`` got an oid that is neither the root, nor an existing
-    object, nor one handed out by this storage's ``new_oid()``."""
+class UnexpectedOidError(DurusError, ValueError, AssertionError):
+    """``store()`` got an oid that is not 8 bytes, or neither the root, nor
+    an existing object, nor one handed out by this storage's ``new_oid()``
+    (4.3 raised ValueError or asserted)."""
+
+
+class StateLoadError(DurusError, ValueError, AssertionError):
+    """A state load was asked for an object that is not a ghost, or for a
+    ghost without a connection (4.3 asserted the object was a ghost)."""
+
+
+# Durus 4.3 also offered str_to_int8 from this module (it imported it for
+# its own use).  Defined here rather than imported from durus.utils, which
+# imports this module: the error hierarchy stays a leaf of the package.
+def str_to_int8(s, _unpack=struct.Struct('>Q').unpack):
+    """The number held in 8 big-endian bytes (as durus.utils's)."""
+    return _unpack(s)[0]
+
+
+def permission_error(path, access):
+    """The one ``DatabasePermissionError`` for ``access`` ('read',
+    'write' or 'create') of ``path``."""
+    way_out = 'check the mode and owner of the file and its directory'
+    if access != 'read':
+        way_out += ', or open it read-only'
+    return DatabasePermissionError(
+        'no permission to %s %s; %s' % (access, path, way_out))
+
+
+class DatabaseWriteError(DurusError, OSError):
+    """Writing a database file failed (full disk, read-only file system,
+    I/O error); nothing of the commit stays.
+
+    ``errno`` is the operating system's error number, ``filename`` the
+    file; the message says what was being done and the way out.
+    """
+
+    def __init__(self, number, filename, action, advice=None):
+        OSError.__init__(self, number, os.strerror(number), filename)
+        self.action = action
+        self.advice = advice
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.filename, self.action,
+                             self.advice))
+
+    def __str__(self):
+        text = 'cannot %s %s: %s' % (self.action, self.filename,
+                                     self.strerror)
+        if self.advice:
+            text += '; ' + self.advice
+        return text
+
+
+class InvalidOidError(DurusError, ValueError, AssertionError):
+    """An oid argument is bytes of the wrong length (an oid is 8 bytes)."""
+
+
+class OidTypeError(DurusError, TypeError, AssertionError):
+    """An oid argument is not bytes."""
+
+
+def bad_oid_error(oid):
+    """The error for ``oid``, which is not 8 bytes: ``OidTypeError``
+    (a ``TypeError``) or ``InvalidOidError`` (a ``ValueError``)."""
+    if isinstance(oid, (bytes, bytearray)):
+        return InvalidOidError('an oid is 8 bytes, not %d: %r'
+                               % (len(oid), oid))
+    return OidTypeError('an oid is 8 bytes, not %s %r'
+                        % (type(oid).__name__, oid))

@@ -23,14 +23,15 @@ import time
 
 from durus import shelf_index
 from durus._accel import speedups as _speedups
-from durus.error import DamagedFileError, DurusKeyError, UnexpectedOidError
+from durus.error import (DamagedFileError, DurusKeyError, UnexpectedOidError,
+                         bad_oid_error)
 from durus.file import File
 from durus.file_storage_base import (
     SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
 from durus.serialize import unpack_record
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
-from durus.utils import int8_to_str, str_to_int8
+from durus.utils import int8_to_str, oid_number, str_to_int8
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
@@ -91,7 +92,7 @@ class FileStorage(SingleFileStorage):
 
     def load(self, oid):
         try:
-            return _load_number(self.shelf, str_to_int8(oid))
+            return _load_number(self.shelf, oid_number(oid))
         except DurusKeyError:
             raise DurusKeyError(oid) from None
 
@@ -125,6 +126,19 @@ class FileStorage(SingleFileStorage):
                     seen.add(ref)
                     heapq.heappush(todo, ref)
 
+    # Catching up with a writer (read-only)
+
+    def _read_appended(self):
+        return self.shelf.read_appended()
+
+    def _open_again(self):
+        self.shelf = self._open_shelf(self.file, False)
+        self._reset_oid_candidates()
+        self._index_covered = None
+
+    def _all_numbers(self):
+        return self.shelf.gen_numbers()
+
     # Oids
 
     def _reset_oid_candidates(self):
@@ -155,6 +169,9 @@ class FileStorage(SingleFileStorage):
     # Committing
 
     def _check_oid(self, oid):
+        if type(oid) is not bytes or len(oid) != 8:
+            self.pending = {}
+            raise bad_oid_error(oid)
         number = str_to_int8(oid)
         if not (number in self.allocated or oid == ROOT_OID
                 or self.shelf.has(number)):
@@ -236,7 +253,8 @@ class FileStorage(SingleFileStorage):
 
 
 def TempFileStorage():
-    """A FileStorage in an anonymous temporary file (gone when closed)."""
+    """A FileStorage in a temporary file (named while open, removed when
+    closed)."""
     return FileStorage()
 
 
@@ -256,3 +274,11 @@ else:
     _load_number = _speedups.shelf_load_number
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import split_oids  # noqa: E402,F401
+from durus.storage import Storage  # noqa: E402,F401
+from durus.utils import IntSet, iteritems  # noqa: E402,F401

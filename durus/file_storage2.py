@@ -29,7 +29,7 @@ from durus.file_storage_base import (
 from durus.shelf import (
     Damage, ReadWindow, damage_at, save_and_truncate)
 from durus.storage import Storage
-from durus.utils import int8_to_str, str_to_int8
+from durus.utils import int8_to_str, oid_number, str_to_int8
 
 MAGIC = b'DFS20\0'
 _int4 = struct.Struct('>I')
@@ -239,7 +239,7 @@ class FileStorage2(SingleFileStorage):
             self.file.name, offset, max(0, self.file.get_size() - offset))
 
     def load(self, oid):
-        return self._load_number(str_to_int8(oid))
+        return self._load_number(oid_number(oid))
 
     def gen_oid_record(self, start_oid=None, batch_size=100):
         """Without ``start_oid``: the newest record of every oid, read
@@ -265,6 +265,26 @@ class FileStorage2(SingleFileStorage):
                     if index_get(str_to_int8(record[:8])) == position:
                         yield record[:8], record
                 position += 4 + length
+
+    # Catching up with a writer (read-only)
+
+    def _read_appended(self):
+        size = self.file.get_size()
+        if size <= self.file_end:
+            return []
+        found = OidIndex()
+        self.file_end, _, _ = scan_transactions(
+            self.file, self.file_end, size, found, self.file.name,
+            probe=False)
+        for number, offset in found.items():
+            self.index.set(number, offset)
+        return list(found.numbers())
+
+    def _open_again(self):
+        self._open(repair=False)
+
+    def _all_numbers(self):
+        return self.index.numbers()
 
     # Oids and commits
 
@@ -356,3 +376,13 @@ def inspect_file(filename):
         return storage.damage
     finally:
         storage.file.close()
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import split_oids, unpack_record  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    IntSet, ShortRead, as_bytes, byte_string, iteritems, read, read_int4_str,
+    read_int8, read_int8_str, write, write_int4, write_int4_str, write_int8,
+    write_int8_str)

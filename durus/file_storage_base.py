@@ -10,10 +10,11 @@ import heapq
 import os
 
 from durus.error import DamagedFileError, ReadOnlyError
+from durus.file import File
 from durus.serialize import RecordError, unpack_record
 from durus.shelf import is_well_formed
 from durus.storage import Storage
-from durus.utils import int8_to_str, str_to_int8
+from durus.utils import check_oid, int8_to_str, str_to_int8
 
 
 class SingleFileStorage(Storage):
@@ -29,10 +30,10 @@ class SingleFileStorage(Storage):
     MAGIC = None
 
     @classmethod
-    def has_format(cls, f):
-        """True if the open binary file ``f`` starts with this format's magic."""
-        f.seek(0)
-        return f.read(len(cls.MAGIC)) == cls.MAGIC
+    def has_format(klass, file):
+        """True if the open binary ``file`` starts with this format's magic."""
+        file.seek(0)
+        return file.read(len(klass.MAGIC)) == klass.MAGIC
 
     def __str__(self):
         return '%s(%r)' % (type(self).__name__, self.get_filename())
@@ -57,6 +58,7 @@ class SingleFileStorage(Storage):
                                 'readonly to commit' % self.file.name)
         if self.pending is None:
             self.pending = {}
+        check_oid(oid)
         self._check_oid(oid)
         if record[:8] != oid or not is_well_formed(record):
             self.pending = {}
@@ -90,9 +92,56 @@ class SingleFileStorage(Storage):
         raise NotImplementedError
 
     def sync(self):
-        invalid = [int8_to_str(number) for number in sorted(self.invalid)]
+        """The oids a pack removed (each reported once); on a read-only
+        storage also the oids of the transactions another process
+        appended since the last call, which become visible now."""
+        numbers = set(self.invalid)
         self.invalid.clear()
-        return invalid
+        if self.file.is_readonly() and not self.file.is_closed():
+            numbers.update(self._catch_up())
+        return [int8_to_str(number) for number in sorted(numbers)]
+
+    def _catch_up(self):
+        """Read what a writer did to the file since we last looked: the
+        oid numbers of its new transactions, or, if it packed (the name
+        now holds another file), every number of the old and new file."""
+        if not self._file_replaced():
+            return self._read_appended()
+        before = dict(self.__dict__)
+        old_file = self.file
+        numbers = set(self._all_numbers())
+        self.file = File(old_file.name, readonly=True)
+        try:
+            self._open_again()
+        except BaseException:
+            self.file.close()
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        old_file.close()
+        numbers.update(self._all_numbers())
+        return numbers
+
+    def _file_replaced(self):
+        try:
+            now = os.stat(self.file.name)
+        except OSError:
+            return False  # gone for a moment: keep reading what we have
+        ours = os.fstat(self.file.fd)
+        return (now.st_dev, now.st_ino) != (ours.st_dev, ours.st_ino)
+
+    def _read_appended(self):
+        """Index the complete transactions appended after the end we know
+        (a transaction still being written waits for the next call);
+        returns their oid numbers."""
+        raise NotImplementedError
+
+    def _open_again(self):
+        """Open ``self.file`` (just reopened by name) as on construction."""
+        raise NotImplementedError
+
+    def _all_numbers(self):
+        raise NotImplementedError
 
     def pack(self):
         for _ in self.get_packer():

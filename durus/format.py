@@ -17,7 +17,7 @@ readable, or of another kind.  Checking never changes the file.
 import os
 
 from durus.error import (
-    DatabaseNotFoundError, DatabasePermissionError, UnknownFormatError)
+    DatabaseNotFoundError, UnknownFormatError, permission_error)
 
 SHELF = 'SHELF-1'
 DFS20 = 'DFS20'
@@ -55,9 +55,7 @@ def detect_format(path):
             '%s does not exist; pass create=True (command line: --create) '
             'to create a new database there' % path) from None
     except PermissionError:
-        raise DatabasePermissionError(
-            'no permission to read %s; check its mode and owner' % path) \
-            from None
+        raise permission_error(path, 'read') from None
     if not head:
         raise UnknownFormatError(
             '%s is empty (0 bytes), not a database; pass create=True '
@@ -97,9 +95,7 @@ def open_storage(path, readonly=False, repair=False, create=False,
         raise ValueError('unknown storage kind %r; use one of %s'
                          % (found, ', '.join(sorted(_CLASS_PATHS))))
     if not readonly and not os.access(path, os.W_OK) and os.path.exists(path):
-        raise DatabasePermissionError(
-            'no permission to write %s; open it read-only or fix its mode'
-            % path)
+        raise permission_error(path, 'write')
     return _storage_class(found)(path, readonly=readonly, repair=repair)
 
 

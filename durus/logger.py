@@ -15,9 +15,10 @@ logger.setLevel(logging.INFO)
 logger.propagate = False
 
 
-def log(level, message, *args):
-    """Log ``message % args`` at ``level`` (an int, e.g. 20 for INFO)."""
-    logger.log(level, message, *args)
+def log(level, msg, *args, **kwargs):
+    """Log ``msg % args`` at ``level`` (an int, e.g. 20 for INFO);
+    ``kwargs`` as for ``logging.Logger.log`` (exc_info...)."""
+    logger.log(level, msg, *args, **kwargs)
 
 
 def is_logging(level):

@@ -45,10 +45,12 @@ Deviation from Durus 4.3: a hooked *set* also notes the access.
 """
 
 import copyreg
+import struct
 from abc import ABCMeta
 from sys import intern as _intern
 
 from durus._accel import speedups as _speedups
+from durus.error import StateLoadError
 
 GHOST = -1
 UNSAVED = 1
@@ -60,6 +62,7 @@ _raw_get = object.__getattribute__
 _raw_set = object.__setattr__
 _raw_del = object.__delattr__
 _set_type = object.__dict__['__class__'].__set__
+_unpack_oid = struct.Struct('>Q').unpack
 
 
 class PersistentBase(object):
@@ -91,6 +94,10 @@ class ConnectionBase(object):
     ``note_change(obj)``.  ``_unhooked`` is None unless the subclass
     takes part in hook switching (see the module docstring).
     """
+
+    # A class-level default, so ConnectionBase.transaction_serial exists as
+    # in 4.3 (a slot there); __new__ gives each connection its own.
+    transaction_serial = 1
 
     def __new__(cls, *args, **kwargs):
         self = object.__new__(cls)
@@ -363,12 +370,12 @@ class PersistentObject(PersistentBase):
     def _p_load_state(self):
         # Raw slot access: this runs for every load, often from a hook.
         if _raw_get(self, '_p_status') != GHOST:
-            raise ValueError('%r is not a ghost: its state is already loaded'
-                             % (self,))
+            raise StateLoadError('%r is not a ghost: its state is already '
+                                 'loaded' % (self,))
         connection = _raw_get(self, '_p_connection')
         if connection is None:
-            raise ValueError('%r is a ghost without a connection: nothing '
-                             'to load its state from' % (self,))
+            raise StateLoadError('%r is a ghost without a connection: '
+                                 'nothing to load its state from' % (self,))
         connection.load_state(self)
         # Still the watched variant, which is always safe; the hook that
         # asked for the load moves it on.
@@ -382,10 +389,15 @@ class PersistentObject(PersistentBase):
                 connection.note_change(self)
 
     def _p_format_oid(self):
+        """The oid as a decimal string; as in 4.3, a falsy oid (None, b'')
+        is shown by its str(), a str oid is read as latin-1 bytes and an
+        oid of the wrong length raises struct.error."""
         oid = self._p_oid
-        if oid is None:
-            return 'None'
-        return str(int.from_bytes(oid, 'big'))
+        if not oid:
+            return str(oid)
+        if isinstance(oid, str):
+            oid = oid.encode('latin-1')
+        return str(_unpack_oid(oid)[0])
 
     def _p_set_status_ghost(self):
         self.__setstate__({})
@@ -537,8 +549,14 @@ def peek(obj, name):
     if _raw_get(obj, '_p_status') == GHOST:
         connection = _raw_get(obj, '_p_connection')
         if connection is None:
-            raise ValueError('%r is a ghost without a connection' % (obj,))
+            raise StateLoadError('%r is a ghost without a connection'
+                                 % (obj,))
         connection.load_state(obj)
         _raw_set(obj, '_p_status', SAVED)
         refresh_hooks(obj)
     return _raw_get(obj, name)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.utils import as_bytes, iteritems, str_to_int8  # noqa: E402,F401

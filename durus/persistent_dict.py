@@ -17,6 +17,8 @@ class PersistentDict(PersistentObject, MutableMapping):
 
     __slots__ = ['data']
 
+    data_is = dict  # attribute type, for QP-style spec checkers (as in 4.3)
+
     def __init__(self, *args, **kwargs):
         self.data = dict(*args, **kwargs)
 
@@ -35,9 +37,9 @@ class PersistentDict(PersistentObject, MutableMapping):
     def __getitem__(self, key):
         return self.data[key]
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key, item):
         self._p_note_change()
-        self.data[key] = value
+        self.data[key] = item
 
     def __delitem__(self, key):
         self._p_note_change()
@@ -52,16 +54,16 @@ class PersistentDict(PersistentObject, MutableMapping):
     def has_key(self, key):
         return key in self.data
 
-    def get(self, key, default=None):
-        return self.data.get(key, default)
+    def get(self, key, failobj=None):
+        return self.data.get(key, failobj)
 
-    def setdefault(self, key, value=None):
+    def setdefault(self, key, failobj=None):
         data = self.data
         if key in data:
             return data[key]
         self._p_note_change()
-        data[key] = value
-        return value
+        data[key] = failobj
+        return failobj
 
     def pop(self, key, *default):
         self._p_note_change()
@@ -122,3 +124,8 @@ class PersistentDict(PersistentObject, MutableMapping):
 
     def itervalues(self):
         return iter(self.data.values())
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.utils import iteritems  # noqa: E402,F401

@@ -21,8 +21,10 @@ class PersistentList(PersistentObject, MutableSequence):
 
     __slots__ = ['data']
 
-    def __init__(self, *args):
-        self.data = list(*args)
+    data_is = list  # attribute type, for QP-style spec checkers (as in 4.3)
+
+    def __init__(self, *args, **kwargs):
+        self.data = list(*args, **kwargs)
 
     def __lt__(self, other):
         return self.data < _plain(other)
@@ -56,16 +58,27 @@ class PersistentList(PersistentObject, MutableSequence):
     def __reversed__(self):
         return reversed(self.data)
 
-    def __getitem__(self, index):
-        return self.data[index]
+    def __getitem__(self, i):
+        return self.data[i]
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, i, item):
         self._p_note_change()
-        self.data[index] = value
+        self.data[i] = item
 
-    def __delitem__(self, index):
+    def __delitem__(self, i):
         self._p_note_change()
-        del self.data[index]
+        del self.data[i]
+
+    # Python 2's slice methods, which 4.3 still defines; Python 3 slices
+    # through __getitem__ (a plain list), these are only called by name.
+    def __getslice__(self, i, j):
+        return self.__class__(self.data[i:j])
+
+    def __setslice__(self, i, j, other):
+        self[i:j] = list(_plain(other))
+
+    def __delslice__(self, i, j):
+        del self[i:j]
 
     def __add__(self, other):
         return self.__class__(self.data + list(_plain(other)))
@@ -92,13 +105,13 @@ class PersistentList(PersistentObject, MutableSequence):
         self._p_note_change()
         self.data.append(item)
 
-    def insert(self, index, item):
+    def insert(self, i, item):
         self._p_note_change()
-        self.data.insert(index, item)
+        self.data.insert(i, item)
 
-    def pop(self, index=-1):
+    def pop(self, i=-1):
         self._p_note_change()
-        return self.data.pop(index)
+        return self.data.pop(i)
 
     def remove(self, item):
         self._p_note_change()

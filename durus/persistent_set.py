@@ -21,6 +21,8 @@ class PersistentSet(PersistentObject, MutableSet):
 
     __slots__ = ['s']
 
+    s_is = set      # attribute type, for QP-style spec checkers (as in 4.3)
+
     def __init__(self, *args):
         self.s = set(*args)
 
@@ -132,19 +134,21 @@ class PersistentSet(PersistentObject, MutableSet):
         self._p_note_change()
         self.s.remove(item)
 
-    def difference(self, *others):
-        return self._new(self.s.difference(*map(_plain, others)))
+    def difference(self, other, *others):
+        return self._new(self.s.difference(_plain(other),
+                                           *map(_plain, others)))
 
-    def difference_update(self, *others):
+    def difference_update(self, other, *others):
         self._p_note_change()
-        self.s.difference_update(*map(_plain, others))
+        self.s.difference_update(_plain(other), *map(_plain, others))
 
-    def intersection(self, *others):
-        return self._new(self.s.intersection(*map(_plain, others)))
+    def intersection(self, other, *others):
+        return self._new(self.s.intersection(_plain(other),
+                                             *map(_plain, others)))
 
-    def intersection_update(self, *others):
+    def intersection_update(self, other, *others):
         self._p_note_change()
-        self.s.intersection_update(*map(_plain, others))
+        self.s.intersection_update(_plain(other), *map(_plain, others))
 
     def issubset(self, other):
         return self.s.issubset(_plain(other))
@@ -159,9 +163,9 @@ class PersistentSet(PersistentObject, MutableSet):
         self._p_note_change()
         self.s.symmetric_difference_update(_plain(other))
 
-    def union(self, *others):
-        return self._new(self.s.union(*map(_plain, others)))
+    def union(self, other, *others):
+        return self._new(self.s.union(_plain(other), *map(_plain, others)))
 
-    def update(self, *others):
+    def update(self, other, *others):
         self._p_note_change()
-        self.s.update(*map(_plain, others))
+        self.s.update(_plain(other), *map(_plain, others))

@@ -15,6 +15,7 @@ import struct
 import sys
 import zlib
 from io import BytesIO
+from types import MethodType
 from pickle import Pickler, Unpickler
 
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
@@ -50,10 +51,15 @@ def unpack_record(record):
     return record[:8], record[12:data_end], record[data_end:]
 
 
+class OidListError(RecordError, AssertionError):
+    """A list of references is not a whole number of 8-byte oids (an
+    assert in 4.3)."""
+
+
 def split_oids(s):
     """The 8-byte oids concatenated in ``s``."""
     if len(s) % 8:
-        raise RecordError('oid list of %d bytes is not a multiple of 8'
+        raise OidListError('oid list of %d bytes is not a multiple of 8'
                           % len(s))
     return [s[i:i + 8] for i in range(0, len(s), 8)]
 
@@ -517,3 +523,18 @@ def _import_global(module, name):
     for part in name.split('.'):
         target = getattr(target, part)
     return target
+
+
+NEWLINE = b'\n'     # ends the class line of a state pickle (4.3's name)
+
+
+def method(a, b):
+    """``types.MethodType(a, b)``: function ``a`` bound to ``b`` (4.3's)."""
+    return MethodType(a, b)
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.persistent import call_if_persistent  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, int4_to_str, join_bytes, str_to_int4)

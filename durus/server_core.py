@@ -141,14 +141,18 @@ class ClientError(ProtocolError):
     the server refuses it and disconnects.  ``reason``, if given, is
     what the client is told (the message is what the log says)."""
 
-    def __init__(self, message, reason=None):
-        ProtocolError.__init__(self, message)
+    def __init__(self, message='', reason=None, *args, **kwargs):
+        # Any further arguments, as Durus 4.3's ClientError (a plain
+        # Exception) took them.
+        ProtocolError.__init__(self, message, *args, **kwargs)
         self.reason = reason or message
 
 
 # Actions ----------------------------------------------------------------
 
 class Send(object):
+    """``data`` is a bytearray the core no longer uses."""
+
     __slots__ = ('session', 'data')
 
     def __init__(self, session, data):

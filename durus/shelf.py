@@ -29,6 +29,7 @@ in the final transaction (or garbage after the last good one) can be
 repaired by truncation; damage followed by intact transactions cannot.
 """
 
+import errno
 import os
 import struct
 import sys
@@ -36,10 +37,15 @@ from array import array
 from bisect import bisect_right
 
 from durus.error import (
-    DamagedFileError, DurusKeyError, ReadOnlyError, UnknownFormatError)
-from durus.disk_arrays import WordArray, word_size_for
-from durus.file import fsync_directory
+    DamagedFileError, DurusError, DurusKeyError, ReadOnlyError,
+    UnknownFormatError)
+from durus.disk_arrays import GROW_CHUNK, StreamAccess, word_size_for
+from durus.file import File, ReadOnlyFileError, fsync_directory
 from durus.oid_index import OidIndex
+# Names Durus 4.3's durus.shelf offered (it imported them from durus.utils).
+from durus.utils import (  # noqa: F401
+    IntArray, ShortRead, as_bytes, int8_to_str, iteritems, next, read,
+    read_int8, read_int8_str, str_to_int8, write, write_int8, xrange)
 
 PREFIX = b'SHELF-1\n'
 EMPTY_FILE = PREFIX + struct.pack('>QQQQ', 0, 16, 1, 0)  # 40 bytes
@@ -284,13 +290,44 @@ def _short(file, offset):
         file.name, offset, max(0, file.get_size() - offset))
 
 
+class OffsetMapError(DurusError, AssertionError):
+    """A misuse of an offset map that Durus 4.3 asserted against: setting
+    a slot that holds an offset, or a map not at the end of its file."""
+
+
 class OffsetMap(object):
     """The on-disk offset map of a SHELF-1 file, read in place.
 
-    ``start`` is S, the offset of the map's B field.
+    ``start`` is S, the offset of the map's B field.  Durus 4.3's
+    constructor ``OffsetMap(file, max_oid=-2, max_offset=0)`` takes the
+    map at ``file``'s stream position, first writing a blank one there
+    (room for oids up to ``max_oid``) when that position is the end of
+    the file.  ``OffsetMap.at(file, start)`` reads the map at ``start``
+    and neither writes nor moves the stream position.
     """
 
-    def __init__(self, file, start):
+    def __init__(self, file, max_oid=-2, max_offset=0):
+        start = file.tell()
+        file.seek(0, 2)
+        if file.tell() == start:
+            for _ in self.generate(file, max_oid, max_offset):
+                pass
+        file.seek(start)
+        stream = file
+        if not hasattr(file, 'pread'):  # a plain stream, such as BytesIO
+            file = StreamAccess(file)
+        self._read(file, start)
+        stream.seek(self.end)  # where the transactions after it start
+
+    @classmethod
+    def at(cls, file, start):
+        """The map at offset ``start`` of ``file`` (anything with
+        ``pread``, ``get_size`` and ``name``, such as a ``File``)."""
+        offset_map = cls.__new__(cls)
+        offset_map._read(file, start)
+        return offset_map
+
+    def _read(self, file, start):
         self.file = file
         self.start = start
         head = file.pread(24, start)
@@ -310,23 +347,116 @@ class OffsetMap(object):
                 'M=%d); restore it from a backup'
                 % (file.name, start, total, self.word_size, self.count),
                 file.name, start, max(0, file.get_size() - start))
-        self.words = WordArray(file, self.word_size, self.count, start + 24)
         self._words_start = start + 24
+
+    @staticmethod
+    def generate(file, max_oid=-2, max_offset=0):
+        """Append a blank map for oids up to ``max_oid`` at ``file``'s
+        stream position (its end), records having been written below
+        ``max_offset``; yields progress while writing (Durus 4.3's API)."""
+        start = file.tell()
+        if not max_offset < start:
+            raise OffsetMapError(
+                'an offset map goes after the records it indexes: it would '
+                'start at %d, a record is at %d' % (start, max_offset))
+        for step in IntArray.generate(file, max_oid + 2,
+                                      start + max_oid + 2):
+            yield step
+        file.seek(start)
 
     def __len__(self):
         return self.count
 
-    def get(self, number):
-        """Offset of ``number``'s disk-record in the initial transaction, or 0."""
-        if not 0 <= number < self.count:
-            return 0
-        # The word read here rather than through self.words (the same
-        # bytes): two calls less on every load, 0.8% of a cold load's
-        # instructions.
+    def get(self, j, default=None):
+        """Offset of oid number ``j``'s disk-record in the initial
+        transaction, or ``default``."""
+        if not 0 <= j < self.count:
+            if not -self.count <= j < 0:
+                return default
+            j += self.count  # Durus 4.3 indexed from the end too
+        # The word read here rather than through _word (the same bytes):
+        # a call less on every load.
         size = self.word_size
         word = int.from_bytes(
-            self.file.pread(size, self._words_start + number * size), 'big')
-        return word if word < self.start else 0
+            self.file.pread(size, self._words_start + j * size), 'big')
+        return word if word < self.start else default
+
+    def _slot(self, j):
+        if not -self.count <= j < self.count:
+            raise IndexError(j)
+        return j + self.count if j < 0 else j
+
+    def _word(self, j):
+        size = self.word_size
+        return int.from_bytes(
+            self.file.pread(size, self._words_start + j * size), 'big')
+
+    def _put_word(self, j, value):
+        if value < 0:
+            raise struct.error('an offset map word cannot hold %d' % value)
+        try:
+            word = value.to_bytes(self.word_size, 'big')
+        except OverflowError:
+            raise ValueError('%d does not fit in this offset map\'s words of '
+                             '%d bytes' % (value, self.word_size)) from None
+        self.file.pwrite(word, self._words_start + j * self.word_size)
+
+    def __getitem__(self, j):
+        offset = self.get(j)
+        if offset is None:
+            raise IndexError(j)
+        return offset
+
+    def __setitem__(self, j, value):
+        """Put an offset in an empty slot (as while building a map)."""
+        slot = self._slot(j)
+        if self.get(slot) is not None:
+            raise OffsetMapError(
+                'slot %d of the offset map already holds offset %d; a '
+                'slot is set once, while the map is built'
+                % (slot, self.get(slot)))
+        self._put_word(slot, value)
+
+    def __iter__(self):
+        """The numbers that have an offset."""
+        return self.gen_numbers()
+
+    def iteritems(self):
+        """``(number, offset)`` of every number that has an offset."""
+        start = self.start
+        for number, word in enumerate(self.load_words()):
+            if word < start:
+                yield number, word
+
+    items = iteritems
+
+    def get_start(self):
+        return self.start
+
+    def get_array_size(self):
+        """Number of slots (M), holes included."""
+        return self.count
+
+    def gen_stitch(self):
+        """Link every slot without an offset into the list of holes (each
+        links to the previous hole; the first to slot M - 1), then yield
+        each slot number, as Durus 4.3 did while it wrote them."""
+        words = self.load_words()
+        start = self.start
+        last = self.count - 1
+        for index in range(self.count):
+            if words[index] >= start:
+                words[index] = start + last
+                last = index
+        if self.count:
+            if (start + self.count - 1).bit_length() > 8 * self.word_size:
+                raise ValueError('the hole links of this offset map do not '
+                                 'fit in its words of %d bytes'
+                                 % self.word_size)
+            self.file.pwrite(_pack_words(words, self.word_size),
+                             self._words_start)
+        for index in range(self.count):
+            yield index
 
     def gen_holes(self):
         """Hole numbers in walk order (descending, ending with M - 1)."""
@@ -335,7 +465,7 @@ class OffsetMap(object):
         last = self.count - 1
         current = last
         for _ in range(self.count):
-            following = self.words[current] - self.start
+            following = self._word(current) - self.start
             if not 0 <= following <= last:
                 return  # blank or damaged link: stop rather than loop
             yield following
@@ -364,9 +494,11 @@ class OffsetMap(object):
                 yield number
 
 
-def build_offset_map(start, offsets):
-    """The bytes of an offset map at ``start`` for ``{number: offset}``."""
-    count = (max(offsets) + 2) if offsets else 0
+def build_offset_map(start, offsets, count=None):
+    """The bytes of an offset map at ``start`` for ``{number: offset}``
+    (``count`` slots: by default two more than the largest number)."""
+    if count is None:
+        count = (max(offsets) + 2) if offsets else 0
     word_size = word_size_for(start + count + 1)
     words = array('Q', bytes(8 * count))
     previous_hole = None
@@ -380,14 +512,20 @@ def build_offset_map(start, offsets):
             words[number] = start + (count - 1 if previous_hole is None
                                      else previous_hole)
             previous_hole = number
+    return _map_head.pack(16 + word_size * count, word_size, count) + \
+        _pack_words(words, word_size)
+
+
+def _pack_words(words, word_size):
+    """The big-endian ``word_size``-byte form of an ``array('Q')``."""
+    words = array('Q', words)
     if sys.byteorder != 'big':
         words.byteswap()
     full = words.tobytes()
-    packed = bytearray(word_size * count)
+    packed = bytearray(word_size * len(words))
     for byte in range(word_size):
         packed[byte::word_size] = full[8 - word_size + byte::8]
-    return _map_head.pack(16 + word_size * count, word_size, count) + \
-        bytes(packed)
+    return bytes(packed)
 
 
 def is_well_formed(record):
@@ -415,18 +553,51 @@ def encode_transaction(items, start):
     return b''.join(parts), placed
 
 
+class ShelfUsageError(DurusError, AssertionError):
+    """A Shelf call that Durus 4.3 asserted against (items for a file
+    that already holds a shelf, a read-only temporary shelf)."""
+
+
+class ShelfRecordError(DurusError, ValueError):
+    """``store()`` got a value that is not a record of its name, which
+    every SHELF-1 reader here would take for damage."""
+
+
+class RecordMismatchError(DamagedFileError, AssertionError):
+    """The record at a name's position has another name."""
+
+
 class Shelf(object):
     """An open SHELF-1 file: lookups, appends, sequential scans.
 
-    ``open_file`` is a ``durus.file.File``.  An empty writable file is
-    initialised.  Damage found while opening is repaired when ``repair``
-    is true (and the damage is repairable), otherwise raised.
-    ``saved_index`` (a ``durus.shelf_index.SavedIndex`` or None) may
-    supply the index of a prefix of the appended transactions.
+    ``file`` is a ``durus.file.File``, a path (opened as a ``File`` with
+    ``readonly``), or None for a new temporary file.  An empty writable
+    file is initialised, with ``items`` (name, value) pairs as its
+    initial transaction if given.  Damage found while opening is repaired
+    when ``repair`` is true (and the damage is repairable), otherwise
+    raised.  ``saved_index`` (a ``durus.shelf_index.SavedIndex`` or None)
+    may supply the index of a prefix of the appended transactions.
+
+    Besides the storages' calls by oid number (``load_number``,
+    ``append_transaction``), a Shelf has Durus 4.3's API by name (the
+    8-byte oid) and position: ``get_value``, ``get_position``,
+    ``store``, ``next_name``, iteration.
     """
 
-    def __init__(self, open_file, repair=False, saved_index=None,
-                 check_only=False):
+    prefix = PREFIX
+    unused_name_generator = None  # next_name()'s, made on first use
+
+    def __init__(self, file=None, items=None, repair=False, readonly=False,
+                 saved_index=None, check_only=False):
+        open_file = self._prepare_file(file, items, repair, readonly)
+        try:
+            self._open(open_file, repair, saved_index, check_only)
+        except BaseException:
+            if open_file is not file:  # opened here: do not leak its lock
+                open_file.close()
+            raise
+
+    def _open(self, open_file, repair, saved_index, check_only):
         self.file = open_file
         self.name = open_file.name
         size = open_file.get_size()
@@ -453,7 +624,7 @@ class Shelf(object):
             open_file.pwrite(_map_head.pack(16, 1, 0), size)
             open_file.fsync()
             size += 24
-        self.map = OffsetMap(open_file, self.map_start)
+        self.map = OffsetMap.at(open_file, self.map_start)
         self.index = OidIndex()
         scan_from = self.map.end
         use_saved = (saved_index is not None
@@ -480,6 +651,36 @@ class Shelf(object):
                         error.message + ' (repair needs a writable open)',
                         error.filename, error.offset, error.nbytes)
                 raise error
+
+    @classmethod
+    def _prepare_file(cls, file, items, repair, readonly):
+        """The ``File`` a new Shelf opens, written with ``items`` if it is
+        new (Durus 4.3's constructor arguments)."""
+        if file is None:
+            if readonly or repair:
+                raise ShelfUsageError('a Shelf on a new temporary file can '
+                                      'be neither read-only nor repaired')
+            opened = File()
+        elif not hasattr(file, 'seek'):
+            opened = File(file, readonly=readonly)
+        else:
+            opened = file
+        try:
+            if opened.get_size() == 0:
+                if items:  # as in 4.3: [] and None make the same empty shelf
+                    for _ in cls.generate_shelf(opened, items):
+                        pass
+                    opened.fsync()
+            elif items is not None:
+                raise ShelfUsageError(
+                    'items are for a new, empty file; %s already holds %d '
+                    'bytes (store() appends to it)'
+                    % (opened.name, opened.get_size()))
+        except BaseException:
+            if opened is not file:
+                opened.close()
+            raise
+        return opened
 
     # Lazy indexing of a large never-indexed tail
     #
@@ -594,7 +795,7 @@ class Shelf(object):
                 else:
                     self.complete_index()
                     offset = self.index.get(number)
-        return offset or self.map.get(number)
+        return offset or self.map.get(number, 0)
 
     def has(self, number):
         return bool(self.get_offset(number))
@@ -705,8 +906,216 @@ class Shelf(object):
         self.end = start + len(data)
         return [number for number, _ in placed]
 
+    def read_appended(self):
+        """Index the complete transactions another process appended since
+        ``end`` (read-only storages); returns their oid numbers.  A
+        transaction still being written is left for the next call."""
+        size = self.file.get_size()
+        if size <= self.end:
+            return []
+        found = OidIndex()
+        self.end, _, _ = scan_transactions(self.file, self.end, size, found,
+                                           self.name, probe=False,
+                                           tail=False)
+        for number, offset in found.items():
+            self.index.set(number, offset)
+        return list(found.numbers())
+
     def close(self):
         self.file.close()
+
+    # Durus 4.3's API: names (8-byte oids), values (records), positions
+
+    @classmethod
+    def has_format(klass, file):
+        """Does ``file`` (moved to just after the prefix) start like a
+        SHELF-1 file?"""
+        file.seek(0)
+        try:
+            return read(file, len(klass.prefix)) == klass.prefix
+        except ShortRead:
+            return False
+
+    @classmethod
+    def generate_shelf(klass, file, items):
+        """Write a new shelf holding ``items`` ((name, value) pairs) into
+        the empty ``file``, yielding progress numbers as it goes (in the
+        order Durus 4.3 yielded them); the bytes are those 4.3 writes."""
+        file.seek_end()
+        if file.tell() != 0:
+            raise ValueError('Expected %s to be empty: a shelf is generated '
+                             'into a new file' % (file,))
+        if not items:
+            file.write(EMPTY_FILE)
+            file.seek_end()
+            return
+        offsets = {}
+        buffer = [PREFIX, _int8.pack(0)]
+        buffered = position = len(PREFIX) + 8
+        count = 0
+        for name, value in items:
+            name, value = as_bytes(name), as_bytes(value)
+            number = str_to_int8(name)
+            if number in offsets:
+                raise ShelfUsageError(
+                    'name %r appears twice in the items of a new shelf'
+                    % (name,))
+            offsets[number] = position
+            buffer += (_int8.pack(len(name) + len(value)), name, value)
+            size = 8 + len(name) + len(value)
+            position += size
+            buffered += size
+            if buffered >= CHUNK:
+                file.write(b''.join(buffer))
+                buffer, buffered = [], 0
+            count += 1
+            yield count
+        file.write(b''.join(buffer))
+        file.seek(len(PREFIX))
+        file.write(_int8.pack(position - len(PREFIX) - 8))
+        file.seek(position)
+        slots = max(offsets, default=0) + 2  # 4.3's size, even for no items
+        map_bytes = build_offset_map(position, offsets, slots)
+        file.write(map_bytes)
+        file.seek_end()
+        # Durus 4.3 wrote the blank map in steps of GROW_CHUNK bytes,
+        # then set each offset, then linked each hole.
+        remaining = len(map_bytes) - 24
+        while remaining > 0:
+            remaining = max(0, remaining - GROW_CHUNK)
+            yield remaining
+        for left in range(count - 1, -1, -1):
+            yield left
+        for index in range(slots):
+            yield index
+
+    def get_file(self):
+        return self.file
+
+    def get_offset_map(self):
+        return self.map
+
+    @property
+    def offset_map(self):
+        return self.map
+
+    @property
+    def memory_index(self):
+        """``{name: position}`` of the records appended after the map (a
+        snapshot: Durus 4.3 kept this dict itself)."""
+        self.complete_index()
+        return dict((_int8.pack(number), position)
+                    for number, position in self.index.items())
+
+    def get_position(self, name):
+        """Offset of the newest record of ``name``, or None."""
+        if len(name) != 8:
+            raise ValueError('a shelf name is 8 bytes (an oid), not %r'
+                             % (name,))
+        return self.get_offset(_int8.unpack(name)[0]) or None
+
+    def get_item_at_position(self, position):
+        """``(name, value)`` of the record at ``position``."""
+        if position < 0:
+            raise OSError(errno.EINVAL, 'no record at the negative position '
+                          '%d' % position)
+        head = self.file.pread(8, position)
+        if len(head) == 8:
+            length = _int8.unpack(head)[0]
+            if position + 8 + length <= self.file.get_size():
+                record = self.file.pread(length, position + 8)
+                return record[:8], record[8:]
+        raise ShortRead('%s has no whole record at position %d (it holds '
+                        '%d bytes)' % (self.name, position,
+                                       self.file.get_size()))
+
+    def get_value(self, name):
+        """The newest value stored under ``name``, or None."""
+        position = self.get_position(name)
+        if position is None:
+            return None
+        found, value = self.get_item_at_position(position)
+        if found != name:
+            raise RecordMismatchError(
+                '%s: the record at position %d, found for %r, is named %r; '
+                'the file or its .index was changed behind our back'
+                % (self.name, position, name, found), self.name, position, 0)
+        return value
+
+    def __contains__(self, name):
+        return self.get_position(name) is not None
+
+    def iterindex(self):
+        """``(name, position)`` of the newest record of every name."""
+        self.complete_index()
+        index = self.index
+        for number, position in self.map.iteritems():
+            if number not in index:
+                yield _int8.pack(number), position
+        for number, position in list(index.items()):
+            yield _int8.pack(number), position
+
+    def __iter__(self):
+        for name, _ in self.iterindex():
+            yield name
+
+    def iteritems(self):
+        """``(name, value)`` of the newest record of every name."""
+        for name, position in self.iterindex():
+            item = self.get_item_at_position(position)
+            if item[0] != name:
+                raise RecordMismatchError(
+                    '%s: the record at position %d is named %r, not %r'
+                    % (self.name, position, item[0], name), self.name,
+                    position, 0)
+            yield item
+
+    items = iteritems
+
+    def next_name(self):
+        """A name never used and not returned before by this Shelf: the
+        holes of the offset map first, then names past it."""
+        if self.unused_name_generator is None:
+            self.unused_name_generator = self._generate_unused_names()
+        return next(self.unused_name_generator)
+
+    def _generate_unused_names(self):
+        self.complete_index()
+        for number in self.map.gen_holes():
+            if number not in self.index:
+                yield _int8.pack(number)
+        number = self.map.get_array_size()
+        while True:
+            if number not in self.index:
+                yield _int8.pack(number)
+            number += 1
+
+    def store(self, name_value_sequence):
+        """Append the (name, value) pairs as one transaction, durably.
+
+        Returns ``(name, old position or None, new position)`` for each.
+        Each value must be a record of its name (as FileStorage writes:
+        it starts with the name); nothing is written if one is not.
+        """
+        if self.file.is_readonly():
+            raise ReadOnlyFileError('%s is open read-only; reopen it without '
+                                    'readonly to store' % self.name)
+        items = []
+        result = []
+        position = self.end + 8
+        for name, value in name_value_sequence:
+            name, value = as_bytes(name), as_bytes(value)
+            old_position = self.get_position(name)
+            if value[:8] != name or not is_well_formed(value):
+                raise ShelfRecordError(
+                    'the value stored under %r is not a Durus record of that '
+                    'oid (its own oid, int4 data length, data, 8-byte '
+                    'references); nothing was stored' % (name,))
+            items.append((name, value))
+            result.append((name, old_position, position))
+            position += 16 + len(value)
+        self.append_transaction(items)
+        return result
 
 
 class ShelfWriter(object):
@@ -763,11 +1172,71 @@ class ShelfWriter(object):
         self.file.fsync()
 
 
-def read_transaction_offsets(file):
-    """``{oid: offset}`` of every disk-record after the map of ``file``.
+def read_transaction_offsets(file, repair=False):
+    """``{name: position}`` of the records of the one transaction at
+    ``file``'s stream position, which moves past it; None at the end of
+    the file.
 
-    ``file`` is a ``durus.file.File``; a convenience for tools.
+    ``file`` is a ``durus.file.File``.  An incomplete transaction there
+    raises ``DamagedFileError`` (a ``ShortRead``); with ``repair`` it is
+    cut off instead (its bytes kept beside the file, as every repair
+    here does), the position left where it started, and None returned.
+    Damage followed by intact transactions is never cut off.
     """
-    shelf = Shelf(file, check_only=True)
-    return dict((_int8.pack(number), offset)
-                for number, offset in shelf.index.items())
+    start = file.tell()
+    size = file.get_size()
+    if start >= size:
+        return None
+    reason = None
+    head = file.pread(8, start)
+    if len(head) < 8:
+        reason = 'a partial transaction length'
+        end = None
+    else:
+        end = start + 8 + _int8.unpack(head)[0]
+        if end > size:
+            reason = 'a transaction runs past the end of the file'
+            end = None
+    if reason is None:
+        offsets = {}
+        body = file.pread(end - start - 8, start + 8)
+        pointer = 0
+        while pointer < len(body):
+            if pointer + 16 > len(body):
+                reason = 'a record header crosses the transaction end'
+                break
+            length = _int8.unpack_from(body, pointer)[0]
+            if length < 8 or pointer + 8 + length > len(body):
+                reason = 'a record crosses the transaction end'
+                break
+            offsets[body[pointer + 8:pointer + 16]] = start + 8 + pointer
+            pointer += 8 + length
+        else:
+            file.seek(end)
+            return offsets
+    damage = damage_at(scan_transactions, file, file.name, start, None, size,
+                       reason, end)
+    if not repair:
+        raise damage.error()
+    appended = _appended_start(file)
+    if appended is None or start < appended:
+        raise ShelfUsageError(
+            'repair cuts only transactions appended after the offset map; '
+            'position %d of %s is before them (they start at %s): seek '
+            'there first' % (start, file.name, appended))
+    save_and_truncate(file, damage)
+    file.seek(start)
+    return None
+
+
+def _appended_start(file):
+    """Offset of the first transaction after the map of the SHELF-1 file
+    ``file``, or None if it does not have that layout."""
+    head = file.pread(16, 0)
+    if len(head) < 16 or not head.startswith(PREFIX):
+        return None
+    map_start = 16 + _int8.unpack_from(head, 8)[0]
+    total = file.pread(8, map_start)
+    if len(total) < 8:
+        return None
+    return map_start + 8 + _int8.unpack(total)[0]

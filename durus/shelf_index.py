@@ -103,10 +103,17 @@ def save(data_file, index, covered_end, map_start):
         dense, pairs))
     path = index_path(data_file.name)
     temporary = path + '.tmp'
-    with open(temporary, 'wb') as f:
-        f.write(body)
-        f.write(struct.pack('>I', zlib.crc32(body)))
-    os.replace(temporary, path)
+    try:
+        with open(temporary, 'wb') as f:
+            f.write(body)
+            f.write(struct.pack('>I', zlib.crc32(body)))
+        os.replace(temporary, path)
+    except OSError:
+        # A full or read-only disk: the next open simply scans the file.
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
 
 
 def remove(data_path):

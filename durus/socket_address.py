@@ -68,8 +68,15 @@ class SocketAddress(object):
         listen anywhere else without users (durus -s --users)."""
         return self.is_loopback()
 
-    def set_connection_options(self, sock):
+    def set_connection_options(self, s):
         """Options for each connected socket (either end)."""
+
+    def get_address_family(self):
+        return self.family
+
+    def bind_socket(self, s):
+        """Bind ``s`` (a new socket of this family) to this address."""
+        self._bind(s)
 
     def _new_socket(self):
         return socket.socket(self.family, socket.SOCK_STREAM)
@@ -106,8 +113,8 @@ class SocketAddress(object):
         self.set_connection_options(sock)
         return sock
 
-    def close(self, sock):
-        sock.close()
+    def close(self, s):
+        s.close()
 
 
 class HostPortAddress(SocketAddress):
@@ -123,8 +130,11 @@ class HostPortAddress(SocketAddress):
     def is_loopback(self):
         return self.host in ('localhost', '::1') or self.host.startswith('127.')
 
-    def set_connection_options(self, sock):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def bind_socket(self, socket):      # 4.3's parameter name here
+        self._bind(socket)
+
+    def set_connection_options(self, s):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def get_connected_socket(self, timeout=None):
         try:
@@ -140,11 +150,31 @@ class HostPortAddress(SocketAddress):
         return '%s:%s' % (self.host, self.port)
 
 
-class UnixDomainSocketAddress(SocketAddress):
+class UnixAbstractAddress(SocketAddress):
+    """A Linux abstract socket named ``@name``; nothing on the filesystem."""
+
+    family = getattr(socket, 'AF_UNIX', None)
+
+    def __init__(self, filename, **ignored):
+        self.name = filename
+
+    def target(self):
+        return self.name.replace('@', '\0')
+
+    def is_protected(self):
+        # No file, no permissions: any local user can connect.
+        return False
+
+    def __str__(self):
+        return self.name
+
+
+class UnixDomainSocketAddress(UnixAbstractAddress):
     """A socket file; optional ``owner``/``group`` (names or ids) are set
     after binding, ``umask`` applies only while binding.  The file is
     created with ``mode`` (default 0600: only its owner may connect)
-    unless a ``umask`` is given and no mode."""
+    unless a ``umask`` is given and no mode.  (A subclass of
+    UnixAbstractAddress, as in 4.3.)"""
 
     family = getattr(socket, 'AF_UNIX', None)
 
@@ -183,6 +213,9 @@ class UnixDomainSocketAddress(SocketAddress):
             os.chown(self.filename, _user_id(self.owner),
                      _group_id(self.group))
 
+    def is_protected(self):
+        return True     # its file's permissions decide who may connect
+
     def _is_stale(self):
         """True for a leftover socket file nobody accepts connections on."""
         try:
@@ -196,8 +229,8 @@ class UnixDomainSocketAddress(SocketAddress):
         sock.close()
         return False
 
-    def close(self, sock):
-        sock.close()
+    def close(self, s):
+        s.close()
         try:
             os.unlink(self.filename)
         except OSError:
@@ -205,25 +238,6 @@ class UnixDomainSocketAddress(SocketAddress):
 
     def __str__(self):
         return self.filename
-
-
-class UnixAbstractAddress(SocketAddress):
-    """A Linux abstract socket named ``@name``; nothing on the filesystem."""
-
-    family = getattr(socket, 'AF_UNIX', None)
-
-    def __init__(self, name, **ignored):
-        self.name = name
-
-    def target(self):
-        return self.name.replace('@', '\0')
-
-    def is_protected(self):
-        # No file, no permissions: any local user can connect.
-        return False
-
-    def __str__(self):
-        return self.name
 
 
 class InheritedSocket(SocketAddress):
@@ -239,9 +253,9 @@ class InheritedSocket(SocketAddress):
     def get_connected_socket(self, timeout=None):
         return None
 
-    def set_connection_options(self, sock):
+    def set_connection_options(self, s):
         if self.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def is_protected(self):
         if self.family == getattr(socket, 'AF_UNIX', None):

@@ -24,7 +24,7 @@ import heapq
 
 from durus.error import DurusKeyError
 from durus.serialize import extract_class_name, split_oids, unpack_record
-from durus.utils import int8_to_str
+from durus.utils import check_oid, int8_to_str
 
 ROOT_OID = b'\x00' * 8
 
@@ -120,6 +120,7 @@ class MemoryStorage(Storage):
         return oid
 
     def load(self, oid):
+        check_oid(oid)
         try:
             return self.records[oid]
         except KeyError:
@@ -129,6 +130,7 @@ class MemoryStorage(Storage):
         self.transaction = {}
 
     def store(self, oid, record):
+        check_oid(oid)
         self.transaction[oid] = record
 
     def end(self, handle_invalidations=None):
@@ -138,10 +140,13 @@ class MemoryStorage(Storage):
     def sync(self):
         return []
 
-    def gen_oid_record(self, start_oid=None, **other):
-        if start_oid is None:
-            return iter(list(self.records.items()))
-        return Storage.gen_oid_record(self, start_oid=start_oid, **other)
+    def gen_oid_record(self, start_oid=None, batch_size=100):
+        """The records reachable from ``start_oid`` (the root by default):
+        as in 4.3, unreachable records are not listed.  Nothing before the
+        root is stored (4.3 raised KeyError)."""
+        if start_oid is None and ROOT_OID not in self.records:
+            return iter(())
+        return Storage.gen_oid_record(self, start_oid, batch_size)
 
     def pack(self):
         reachable = set(oid for oid, _ in

@@ -97,6 +97,10 @@ class _Connection(object):
         self.closed = False
 
 
+class GcBytesError(TypeError, AssertionError):
+    """StorageServer(gcbytes=...) is not a number (an assert in 4.3)."""
+
+
 class StorageServer(object):
     """Serve ``storage`` at ``address`` (or ``(host, port)``) until ``Q``
     or ``stop()``; ``serve()`` closes the storage when it returns."""
@@ -113,6 +117,11 @@ class StorageServer(object):
                  min_rate=MIN_RATE):
         self.storage = storage
         self.address = SocketAddress.new(address or (host, port))
+        if gcbytes is not None and (not isinstance(gcbytes, (int, float))
+                                    or isinstance(gcbytes, bool)):
+            raise GcBytesError('gcbytes is the number of bytes written '
+                               'between automatic packs (0: never), not %r'
+                               % (gcbytes,))
         self.timeout = timeout
         self.ssl_context = ssl_context
         self.tls_binding = tls_binding or getattr(
@@ -390,7 +399,10 @@ class StorageServer(object):
                     # (None if a socket error closed it meanwhile)
                     connection = self._connections.get(action.session)
                     if connection is not None:
-                        connection.output += action.data
+                        if connection.output:
+                            connection.output += action.data
+                        else:   # the core hands the buffer over
+                            connection.output = action.data
                         self._write(connection)
                 elif kind is Close:
                     self._close(action)
@@ -543,3 +555,14 @@ def wait_for_server(host=DEFAULT_HOST, port=DEFAULT_PORT, maxtries=300,
             time.sleep(sleeptime)
     raise SystemExit('No storage server answered at %s after %d attempts'
                      % (address, maxtries))
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.error import ConflictError, ReadConflictError  # noqa: E402,F401
+from durus.logger import is_logging  # noqa: E402,F401
+from durus.serialize import extract_class_name, split_oids  # noqa: E402,F401
+from durus.systemd_socket import get_systemd_socket  # noqa: E402,F401
+from durus.utils import (  # noqa: E402,F401
+    as_bytes, join_bytes, read, read_int4, read_int4_str, str_to_int4,
+    str_to_int8, write, write_all, write_int4_str)

@@ -2,15 +2,19 @@
 
 Integers on disk and on the wire are unsigned and big-endian: int4 is 4
 bytes, int8 is 8 bytes (an oid is an int8).  ``read`` and ``write`` work
-on files and on sockets alike.
+on files and on sockets alike (anything with ``recv_into``/``recv`` or
+``read``; ``sendall``/``send`` or ``write``).
 """
 
 import pickle
 import struct
+import sys
+from builtins import bytearray, bytes
 from io import BytesIO
 from pickle import Pickler, Unpickler, dumps, loads
+from struct import pack, unpack
 
-from durus.error import ShortRead
+from durus.error import ShortRead, bad_oid_error
 
 __all__ = [
     'int8_to_str', 'str_to_int8', 'int4_to_str', 'str_to_int4', 'as_bytes',
@@ -18,8 +22,13 @@ __all__ = [
     'next', 'BytesIO', 'dumps', 'loads', 'Pickler', 'Unpickler', 'ShortRead',
     'read', 'write', 'write_all', 'read_int4', 'read_int8', 'write_int4',
     'write_int8', 'read_int4_str', 'read_int8_str', 'write_int4_str',
-    'write_int8_str', 'pickle',
+    'write_int8_str', 'pickle', 'TRACE', 'all_bytes', 'pack', 'unpack',
+    'bytearray', 'bytes', 'sys',
 ]
+
+# When true, read() and write() print what they move to sys.stdout (a
+# debugging switch of Durus 4.3's, read at each call).
+TRACE = False
 
 _int4 = struct.Struct('>I')
 _int8 = struct.Struct('>Q')
@@ -40,27 +49,45 @@ def str_to_int8(s):
     return _int8.unpack(s)[0]
 
 
-def int4_to_str(n):
-    return _int4.pack(n)
+def oid_number(oid):
+    """The number of ``oid``; ``bad_oid_error`` (a TypeError or
+    ValueError naming it) when it is not 8 bytes."""
+    try:
+        return _int8.unpack(oid)[0]
+    except (struct.error, TypeError):
+        raise bad_oid_error(oid) from None
 
 
-def str_to_int4(s):
-    return _int4.unpack(s)[0]
+def check_oid(oid):
+    """Raise ``bad_oid_error`` unless ``oid`` is 8 bytes."""
+    if type(oid) is not bytes or len(oid) != 8:
+        raise bad_oid_error(oid)
+
+
+def int4_to_str(v):
+    return _int4.pack(v)
+
+
+def str_to_int4(v):
+    return _int4.unpack(v)[0]
 
 
 def as_bytes(s):
-    """``str`` as latin-1 bytes; bytes are returned unchanged."""
+    """``str`` as latin-1 bytes; ``bytes`` and ``bytearray`` are returned
+    unchanged, other buffers copied into ``bytes``."""
+    if isinstance(s, byte_string):
+        return s
     if isinstance(s, str):
         return s.encode('latin-1')
     return bytes(s)
 
 
-def join_bytes(parts):
-    return b''.join(parts)
+join_bytes = empty_byte_string.join
 
 
-def iteritems(d):
-    return iter(d.items())
+def iteritems(x):
+    """``x.items()`` (Python 2's ``iteritems`` spelled for Python 3)."""
+    return x.items()
 
 
 def _receive(source, n):
@@ -74,26 +101,64 @@ def _receive(source, n):
                 break
             got += count
         return bytes(buffer[:got])
-    return source.read(n)
+    if hasattr(source, 'read'):
+        return source.read(n)
+    parts = []
+    got = 0
+    while got < n:
+        part = source.recv(min(n - got, 1 << 20))
+        if not part:
+            break
+        parts.append(part[:n - got])
+        got += len(parts[-1])
+    return b''.join(parts)
 
 
 def read(f, n):
     """Exactly ``n`` bytes from a file or socket, else ``ShortRead``."""
     data = _receive(f, n)
+    if TRACE:
+        sys.stdout.write('read(%r, %r) -> %r\n' % (f, n, data))
     if len(data) != n:
         raise ShortRead('wanted %d bytes, got %d' % (n, len(data)))
     return data
 
 
+# A socket whose send() accepts nothing this many times in a row is stuck.
+_SEND_RETRIES = 10
+
+
+def _send(f, data):
+    view = memoryview(data)
+    refusals = 0
+    while view:
+        count = f.send(view)
+        if count:
+            view = view[count:]
+            refusals = 0
+        else:
+            refusals += 1
+            if refusals > _SEND_RETRIES:
+                raise OSError('send() accepted no bytes %d times in a row; '
+                              '%d bytes were not sent'
+                              % (refusals, len(view)))
+
+
 def write(f, s):
+    """All of ``s`` (``str`` is sent as latin-1) to a file or socket."""
+    s = as_bytes(s)
+    if TRACE:
+        sys.stdout.write('write(%r, %r)\n' % (f, s))
     if hasattr(f, 'sendall'):
         f.sendall(s)
-    else:
+    elif hasattr(f, 'write'):
         f.write(s)
+    else:
+        _send(f, s)
 
 
-def write_all(f, *parts):
-    write(f, b''.join(parts))
+def write_all(f, *args):
+    write(f, b''.join(as_bytes(part) for part in args))
 
 
 def read_int4(f):
@@ -123,15 +188,18 @@ def read_int8_str(f):
 
 
 def write_int4_str(f, s):
+    s = as_bytes(s)
     write(f, _int4.pack(len(s)) + s)
 
 
 def write_int8_str(f, s):
+    s = as_bytes(s)
     write(f, _int8.pack(len(s)) + s)
 
-# On-disk array helpers used by the SHELF-1 offset map.
+# Durus 4.3's arrays kept in a file (SHELF-1's offset map is an IntArray).
 from durus.disk_arrays import (  # noqa: E402
-    BitArray, Byte, ByteArray, IntArray, IntSet, WordArray)
+    ALL_BYTES as all_bytes, BitArray, Byte, ByteArray, IntArray, IntSet,
+    WordArray)
 
 __all__ += ['ByteArray', 'Byte', 'BitArray', 'WordArray', 'IntArray',
             'IntSet']

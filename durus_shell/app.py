@@ -9,7 +9,10 @@ only wires them to a terminal.  ``input``/``output`` can be given (tests
 use create_pipe_input and DummyOutput).
 """
 
+import contextlib
 import os
+import signal
+import threading
 
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.formatted_text import PygmentsTokens
@@ -21,6 +24,7 @@ from durus_shell import completion, render
 from durus_shell.keys import Stash, shell_key_bindings
 from durus_shell.lexer import ShellLexer
 from durus_shell.style import shell_style
+from durus_shell.typeahead import carry_typeahead
 from durus_shell.ui import UI, choice_prompt
 
 MIN_CUT_LINES = 20
@@ -71,6 +75,7 @@ class TerminalUI(UI):
                                             output=self.output)
         keys = [key for key, _ in choices]
         for _ in range(3):
+            carry_typeahead(self._questions.app.input)
             try:
                 answer = self._questions.prompt(
                     choice_prompt(question, choices, default))
@@ -185,9 +190,31 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
     )
 
 
+@contextlib.contextmanager
+def interruptible():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt while the shell runs,
+    whatever the shell inherited: started with SIGINT ignored (a
+    background job of a non-interactive shell, some service managers),
+    Python would leave it ignored and a runaway statement could not be
+    stopped.  The previous handling comes back when the shell ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_app(session, color=True, startup=None, input=None, output=None,
             history=None):
     """Run the interactive shell until the operator leaves; returns 0."""
+    with interruptible():
+        return _run_app(session, color, startup, input, output, history)
+
+
+def _run_app(session, color, startup, input, output, history):
     from durus_shell.opening import banner
     from durus_shell.commands import decide_exit
     ui = TerminalUI(session, color=color, input=input, output=output)
@@ -200,6 +227,8 @@ def run_app(session, color=True, startup=None, input=None, output=None,
         ui.show_result(result)
     failures = 0
     while True:
+        # Keys typed while the last statement ran, Ctrl-D included.
+        carry_typeahead(prompt.app.input)
         try:
             text = prompt.prompt(default=stash.take())
             failures = 0

@@ -142,6 +142,16 @@ def _run(args):
     _check(args)
     add_class_paths(args.class_path)
     interactive = is_interactive(args)
+    if interactive:
+        # Ctrl-C works from the start (opening, --repair's question), even
+        # if SIGINT came ignored; scripts keep what they inherited.
+        from durus_shell.app import interruptible
+        with interruptible():
+            return _open_and_run(args, interactive)
+    return _open_and_run(args, interactive)
+
+
+def _open_and_run(args, interactive):
     color = interactive and not args.no_color and not os.environ.get(
         'NO_COLOR')
     target = open_target(args, interactive)

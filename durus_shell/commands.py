@@ -263,19 +263,26 @@ def commit_now(session, ui):
 
 
 def explain_conflict(session, conflict):
+    count = len(conflict.oids)
     names = []
     for oid in conflict.oids[:10]:
         obj = session.connection.cache.get(oid)
         number = int.from_bytes(oid, 'big')
         names.append('<%s %d>' % (type(obj).__name__, number)
                      if obj is not None else 'oid %d' % number)
-    objects = ', '.join(names) if names else 'objects this transaction read'
-    if len(conflict.oids) > 10:
-        objects += ' and %d more' % (len(conflict.oids) - 10)
+    if count == 0:  # the storage did not say which
+        objects = 'objects'
+    elif count == 1:
+        objects = names[0]
+    else:
+        objects = '%d objects (%s%s)' % (
+            count, ', '.join(names),
+            ' and %d more' % (count - 10) if count > 10 else '')
+    pronoun = 'it' if count == 1 else 'them'
     return ('Conflict: another client changed %s after this transaction read '
-            'them. Nothing was written; the transaction was aborted and your '
-            'edits dropped. Look at the objects again, redo the change, and '
-            ':commit.' % objects)
+            '%s. Nothing was written; the transaction was aborted and your '
+            'edits dropped. Look at %s again, redo the change, and :commit.'
+            % (objects, pronoun, pronoun))
 
 
 @command('abort', key=('c-x', 'a'))

@@ -35,3 +35,19 @@ def durus43_python():
     """Interpreter path of a venv with the real Durus 4.3 (see durus43_env)."""
     from durus43_env import ensure_durus43
     return ensure_durus43()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the Durus 4.3 venv may be the one that builds it
+    (pip install durus==4.3, see durus43_env): it gets the install's time
+    on top of the default per-test timeout, unless it sets its own."""
+    if not config.pluginmanager.hasplugin('timeout'):
+        return
+    from durus43_env import INSTALL_TIMEOUT
+    default = float(config.getini('timeout') or 0)
+    if not default:
+        return
+    for item in items:
+        if ('durus43_python' in getattr(item, 'fixturenames', ())
+                and item.get_closest_marker('timeout') is None):
+            item.add_marker(pytest.mark.timeout(default + INSTALL_TIMEOUT))

@@ -52,6 +52,10 @@ def _host_python():
 
 
 CACHE_DIR = os.environ.get('DURUS43_VENV')
+# Building the venv once (pip install durus==4.3, a C extension) happens
+# inside the first test that needs it; conftest's timeout hook gives that
+# test this much more time.
+INSTALL_TIMEOUT = 240
 
 _UNREACHABLE_HINTS = (
     'Could not find a version', 'No matching distribution',
@@ -78,7 +82,7 @@ def _is_ready(cache_dir):
     check = subprocess.run(
         [python, '-c', 'import durus, durus.persistent; '
                        'assert durus.__version__ == "4.3"'],
-        capture_output=True)
+        capture_output=True, timeout=60)
     return check.returncode == 0
 
 
@@ -95,11 +99,11 @@ def ensure_durus43():
     if _is_ready(cache_dir):
         return _python_path(cache_dir)
     subprocess.run([host, '-m', 'venv', '--clear', cache_dir],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=INSTALL_TIMEOUT)
     result = subprocess.run(
         [_python_path(cache_dir), '-m', 'pip', 'install',
          '--disable-pip-version-check', '-q', 'durus==4.3'],
-        capture_output=True, text=True)
+        capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
     if result.returncode != 0:
         output = result.stdout + result.stderr
         if any(hint in output for hint in _UNREACHABLE_HINTS):

@@ -31,6 +31,38 @@ def wait_for(predicate, timeout=10, interval=0.02):
     return predicate()
 
 
+# Signals a child gets from a terminal or from a test stopping it; set in
+# the child, so no test depends on what the test runner inherited (started
+# with SIGINT ignored, as a background job of a script, for example).
+CHILD_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT)
+
+
+def default_signals(ignored=()):
+    """A preexec_fn: default dispositions, except the signals ``ignored``."""
+    def set_dispositions():
+        for number in CHILD_SIGNALS:
+            signal.signal(number, signal.SIG_IGN if number in ignored
+                          else signal.SIG_DFL)
+    return set_dispositions
+
+
+def stop_process(process, timeout=10, kill=False):
+    """Stop ``process`` and reap it, for finalizers: SIGTERM (SIGKILL if
+    ``kill``), then SIGKILL if it is still there after ``timeout``
+    seconds.  Returns its exit status; never leaves it running."""
+    if process.poll() is None:
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return process.returncode
+
+
 class ServerProcess(object):
 
     def __init__(self, args, logfile, python=None, env=None,
@@ -49,11 +81,17 @@ class ServerProcess(object):
             stdout=self.output or subprocess.DEVNULL,
             stderr=self.output or subprocess.DEVNULL, env=env,
             cwd=os.path.dirname(os.path.abspath(__file__)))
-        if not wait_for(lambda: ready_text in self.log() or
-                        self.process.poll() is not None, READY_TIMEOUT):
+        try:
+            ready = wait_for(lambda: ready_text in self.log() or
+                             self.process.poll() is not None, READY_TIMEOUT)
+        except BaseException:  # e.g. the test's time is up: no orphan
+            self.stop()
+            raise
+        if not ready:
             self.stop()
             raise AssertionError('server did not start:\n' + self.log())
         if self.process.poll() is not None:
+            self.stop()
             raise AssertionError('server exited with %s:\n%s'
                                  % (self.process.returncode, self.log()))
 
@@ -79,16 +117,11 @@ class ServerProcess(object):
         return self.process.wait(timeout)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.output is not None:
-            self.output.close()
-        return self.process.returncode
+        try:
+            return stop_process(self.process)
+        finally:
+            if self.output is not None:
+                self.output.close()
 
 
 import pytest  # noqa: E402
@@ -118,6 +151,14 @@ def durus_server(tmp_path):
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        errors = []
+        for server in started:
+            try:
+                server.stop()
+            except Exception as error:  # stop the others all the same
+                errors.append(error)
+        if errors:
+            raise errors[0]

@@ -2,6 +2,7 @@
 Storage contract over the wire (against an in-thread server or a fake
 peer that misbehaves on purpose)."""
 
+import re
 import socket
 import threading
 import time
@@ -95,6 +96,20 @@ def test_nobody_listening_on_unix_or_abstract_sockets(tmp_path):
     name = '@missing-%s' % uuid.uuid4().hex
     with pytest.raises(ServerUnreachableError, match=name):
         ClientStorage(address=name)
+
+
+def test_a_bad_oid_is_refused_before_anything_is_sent(server):
+    storage = ClientStorage(port=server.address.port)
+    with pytest.raises(TypeError, match="'root'"):
+        storage.load('root')
+    with pytest.raises(ValueError, match=re.escape(repr(b'short'))):
+        list(storage.bulk_load([ROOT, b'short']))
+    storage.begin()
+    with pytest.raises(ValueError, match=re.escape(repr(b'\0' * 9))):
+        storage.store(b'\0' * 9, pack_record(ROOT, b'root', b''))
+    # The connection is still in step: the next request works.
+    assert storage.load(ROOT) == pack_record(ROOT, b'root', b'')
+    storage.close()
 
 
 def test_contract_over_the_wire(server):
@@ -454,3 +469,19 @@ def test_a_commit_takes_one_round_trip_with_protocol_2(empty_server):
 def test_protocol_argument_is_checked(empty_server):
     with pytest.raises(ValueError, match='protocol must be 1 or 2'):
         ClientStorage(port=empty_server.address.port, protocol=3)
+
+
+def test_store_of_an_oid_that_is_not_8_bytes_is_refused(server):
+    # Durus 4.3 asserted the length: the error is still an AssertionError.
+    from durus.error import InvalidOidError
+    storage = ClientStorage(port=server.address.port)
+    try:
+        storage.begin()
+        with pytest.raises(InvalidOidError) as info:
+            storage.store(b'abc', pack_record(oid(1), b'x', b''))
+        assert isinstance(info.value, AssertionError)
+        assert isinstance(info.value, ValueError)
+        storage.end()
+        assert storage.load(ROOT) == pack_record(ROOT, b'root', b'')
+    finally:
+        storage.close()

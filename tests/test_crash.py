@@ -17,11 +17,12 @@ from durus.file_storage import FileStorage
 from durus.file_storage2 import FileStorage2
 from durus.serialize import pack_record
 from durus.storage import ROOT_OID
+from server_process import stop_process
 from test_storage_conformance import commit, record
 
 CLASS = b'\x80\x02capp\nItem\nq\x00.'
 WRITER = textwrap.dedent('''
-    import sys
+    import sys, time
     from durus.file_storage import FileStorage
     from durus.serialize import pack_record, unpack_record, split_oids
     ROOT = b'\\0' * 8
@@ -32,7 +33,8 @@ WRITER = textwrap.dedent('''
     except KeyError:
         children = []
     number = len(children)
-    while True:
+    deadline = time.monotonic() + 60  # the test kills it long before
+    while time.monotonic() < deadline:
         oid = storage.new_oid()
         if oid == ROOT:
             continue
@@ -93,9 +95,7 @@ def test_sigkilled_writer_never_loses_a_reported_commit(tmp_path):
             writer.send_signal(signal.SIGKILL)
             out, err = writer.communicate(timeout=30)
         finally:
-            if writer.poll() is None:
-                writer.kill()
-                writer.wait()
+            stop_process(writer, kill=True)
         assert writer.returncode == -signal.SIGKILL, err.decode()
         reported.update(int(line) for line in out.split())
         found = committed_numbers(path)

@@ -14,7 +14,8 @@ from durus.connection import Connection
 from durus.file_storage import FileStorage
 from durus.persistent_dict import PersistentDict
 
-from server_process import durus_server, free_port, wait_for  # noqa: F401
+from server_process import (durus_server, free_port,  # noqa: F401
+                            stop_process, wait_for)
 
 
 def durus(*args, timeout=60):
@@ -237,8 +238,8 @@ def test_socket_inherited_from_systemd(tmp_path):
         connection.get_root()['activated'] = True
         connection.commit()
     finally:
-        process.terminate()
-        assert process.wait(10) == 0
+        status = stop_process(process)
+    assert status == 0
 
 
 def test_too_many_systemd_sockets_is_an_error(monkeypatch):

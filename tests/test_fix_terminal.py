@@ -8,6 +8,7 @@ import pexpect
 
 from durus.connection import Connection
 from durus.format import open_storage
+from server_process import default_signals
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = 'durus>'
@@ -24,7 +25,7 @@ def spawn(path):
                HOME=os.path.dirname(path), PROMPT_TOOLKIT_NO_CPR='1')
     child = pexpect.spawn(sys.executable, shell_args(path), cwd=ROOT_DIR,
                           env=env, encoding='utf-8', timeout=15,
-                          dimensions=(40, 160))
+                          dimensions=(40, 160), preexec_fn=default_signals())
     return child
 
 

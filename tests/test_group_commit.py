@@ -142,7 +142,9 @@ def test_loads_of_undurable_commits_wait_for_the_fsync(serve):
     assert storage.durable[target] == record
     reply = z.recv(5 + len(record))
     while len(reply) < 5 + len(record):
-        reply += z.recv(100)
+        chunk = z.recv(100)
+        assert chunk, 'the server closed the connection mid-reply'
+        reply += chunk
     assert reply[5:] == record
     for sock in (x, y, z):
         sock.close()

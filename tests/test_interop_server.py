@@ -13,7 +13,8 @@ from durus.error import ConflictError, WriteConflictError
 from durus.persistent_dict import PersistentDict
 from durus43_env import run_durus43
 
-from server_process import durus_server, wait_for  # noqa: F401
+from server_process import (durus_server,  # noqa: F401
+                            stop_process, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -94,8 +95,7 @@ def test_conflict_between_43_client_and_ours(durus_server, durus43_python):
         assert other.stdout.readline().strip() == 'retried'
         assert other.wait(30) == 0
     finally:
-        if other.poll() is None:
-            other.kill()
+        stop_process(other, kill=True)
     ours.abort()
     assert ours.get_root()['n'] == 101
 
@@ -155,8 +155,9 @@ from durus.connection import Connection
 from durus.error import ConflictError
 port, rounds = int(sys.argv[1]), int(sys.argv[2])
 c = Connection(ClientStorage(port=port))
-done = 0
-while done < rounds:
+done = tries = 0
+while done < rounds and tries < rounds * 100:  # conflicts retry, bounded
+    tries += 1
     try:
         c.get_root()['counter']['n'] += 1
         c.commit()
@@ -179,8 +180,9 @@ def test_mixed_clients_increment_without_losing_updates(durus_server,
                                stdout=subprocess.PIPE, text=True)
               for _ in range(2)]
     try:
-        done = 0
-        while done < rounds:
+        done = tries = 0
+        while done < rounds and tries < rounds * 100:
+            tries += 1
             try:
                 ours.get_root()['counter']['n'] += 1
                 ours.commit()
@@ -191,7 +193,7 @@ def test_mixed_clients_increment_without_losing_updates(durus_server,
             rounds, rounds]
     finally:
         for p in others:
-            if p.poll() is None:
-                p.kill()
+            stop_process(p, kill=True)
+    assert done == rounds
     ours.abort()
     assert ours.get_root()['counter']['n'] == 3 * rounds

@@ -33,7 +33,7 @@ def events(conn, data, one_byte_at_a_time=True):
               if one_byte_at_a_time else [data])
     for chunk in chunks:
         conn.receive_data(chunk)
-        while True:
+        for _ in range(len(data) + 1):  # an event takes a byte at least
             event = conn.next_event()
             if event is NEED_DATA:
                 break
@@ -41,6 +41,8 @@ def events(conn, data, one_byte_at_a_time=True):
             if conn.state == CLOSED or (isinstance(conn, ServerConnection)
                                         and conn.pending is not None):
                 return found
+        else:
+            raise AssertionError('next_event() never asked for more data')
     return found
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 
 import pytest
@@ -20,7 +21,8 @@ from durus.file_storage import FileStorage
 from durus.persistent_dict import PersistentDict
 from durus.serialize import pack_record
 
-from server_process import durus_server, free_port, wait_for  # noqa: F401
+from server_process import (durus_server, free_port,  # noqa: F401
+                            stop_process, wait_for)
 
 
 def connect(server, **kw):
@@ -32,13 +34,17 @@ def connect(server, **kw):
 
 
 def recv_all(sock, timeout=5):
+    """Everything until the server closes (each recv waits ``timeout``;
+    a server still sending after 3 x ``timeout`` fails the test)."""
     sock.settimeout(timeout)
     chunks = []
-    while True:
+    deadline = time.monotonic() + 3 * timeout
+    while time.monotonic() < deadline:
         data = sock.recv(65536)
         if not data:
             return b''.join(chunks)
         chunks.append(data)
+    raise AssertionError('the server did not close the connection')
 
 
 def test_loads_and_commits_are_shared_between_clients(durus_server):
@@ -270,8 +276,9 @@ INCREMENTER = textwrap.dedent('''
     from durus.error import ConflictError
     port, rounds = int(sys.argv[1]), int(sys.argv[2])
     connection = Connection(ClientStorage(port=port))
-    successes = 0
-    while successes < rounds:
+    successes = tries = 0
+    while successes < rounds and tries < rounds * 100:  # bounded retries
+        tries += 1
         try:
             counters = connection.get_root()['counters']
             counters['total'] += 1
@@ -298,8 +305,7 @@ def test_concurrent_increments_lose_nothing(durus_server):
         outputs = [int(p.communicate(timeout=60)[0]) for p in procs]
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.kill()
+            stop_process(p, kill=True)
     assert outputs == [rounds] * workers
     setup.abort()
     counters = setup.get_root()['counters']

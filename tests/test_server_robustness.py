@@ -87,14 +87,17 @@ def raw(server):
 
 
 def closed_by_server(sock, timeout=5):
-    """True once the server has closed ``sock`` (all replies drained)."""
+    """True once the server has closed ``sock`` (all replies drained);
+    False if it still sends after 3 x ``timeout``."""
     sock.settimeout(timeout)
+    deadline = time.monotonic() + 3 * timeout
     try:
-        while sock.recv(65536):
-            pass
+        while time.monotonic() < deadline:
+            if not sock.recv(65536):
+                return True
     except ConnectionResetError:
-        pass
-    return True
+        return True
+    return False
 
 
 def well_behaved_round(server):
@@ -297,7 +300,9 @@ def test_protocol_2_commits_in_one_round_trip_unless_others_came_first(
         reply = b''
         while len(reply) < 5 or len(reply) < 5 + 8 * int.from_bytes(
                 reply[:4], 'big'):
-            reply += sock.recv(65536)
+            chunk = sock.recv(65536)
+            assert chunk, 'the server closed the connection mid-reply'
+            reply += chunk
         count = int.from_bytes(reply[:4], 'big')
         return reply[4:4 + 8 * count], reply[4 + 8 * count:]
 
@@ -321,7 +326,8 @@ def test_pipelined_requests_are_answered_in_order(start_server):
     sock = raw(server)
     sock.sendall(b'V\x00\x00\x00\x01' + b'L' + ROOT + b'S' + b'M\x02' + b'.')
     data = b''
-    while True:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
         chunk = sock.recv(65536)
         if not chunk:
             break

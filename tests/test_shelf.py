@@ -10,8 +10,7 @@ from durus.oid_index import OidIndex
 from durus.shelf import (
     EMPTY_FILE, OffsetMap, build_offset_map, read_transaction_offsets,
     scan_transactions)
-from durus.utils import (
-    BitArray, ByteArray, IntArray, IntSet, WordArray, int8_to_str)
+from durus.utils import int8_to_str
 from test_storage_conformance import record
 
 SPEC_MAP_START = 586
@@ -30,10 +29,8 @@ def test_offset_map_lookup_and_hole_walk():
     buffer = MemoryBuffer()
     buffer.pwrite(build_offset_map(SPEC_MAP_START, SPEC_OFFSETS),
                   SPEC_MAP_START)
-    buffer.name = 'memory'
-    buffer.get_size = lambda: len(buffer.data)
-    offset_map = OffsetMap(buffer, SPEC_MAP_START)
-    assert [offset_map.get(n) for n in range(9)] == [
+    offset_map = OffsetMap.at(buffer, SPEC_MAP_START)
+    assert [offset_map.get(n, 0) for n in range(9)] == [
         0x10, 0x11a, 0, 0x166, 0, 0x1b2, 0x1fe, 0, 0]
     assert list(offset_map.gen_holes()) == [4, 2, 7]
     assert list(offset_map.gen_numbers()) == [0, 1, 3, 5, 6]
@@ -113,7 +110,9 @@ def test_a_single_empty_transaction_is_valid(tmp_path):
 
 def test_read_transaction_offsets(tmp_path):
     opened = _write(tmp_path, EMPTY_FILE + transaction(record(A)))
+    opened.seek(len(EMPTY_FILE))
     assert read_transaction_offsets(opened) == {A: 48}
+    assert read_transaction_offsets(opened) is None  # the end of the file
     opened.close()
 
 
@@ -130,29 +129,6 @@ def test_oid_index_dense_and_overflow_round_trip():
     copy = OidIndex.from_bytes(index.dense_bytes(), index.overflow_bytes())
     assert list(copy.items()) == list(index.items())
     assert copy.max_number == 10 ** 15
-
-
-def test_disk_arrays_in_memory_and_in_a_file(tmp_path):
-    words = WordArray(word_size=3, count=4)
-    words[2] = 0x010203
-    assert list(words) == [0, 0, 0x010203, 0]
-    ints = IntArray(count=3, maximum=300)
-    ints[0], ints[1] = 299, None
-    assert ints.word_size == 2 and list(ints) == [299, None, 0]
-    bits = BitArray(10)
-    bits[9] = True
-    assert [i for i, on in enumerate(bits) if on] == [9]
-    numbers = IntSet(100)
-    numbers.add(5)
-    numbers.add(64)
-    numbers.discard(5)
-    assert list(numbers) == [64] and 64 in numbers and 500 not in numbers
-    path = str(tmp_path / 'arrays')
-    opened = File(path)
-    stored = ByteArray(4, opened, start=10)
-    stored[1] = 0xab
-    assert opened.pread(2, 10) == b'\x00\xab'
-    opened.close()
 
 
 def test_a_few_trailing_empty_transactions_are_valid_more_are_zero_damage(

@@ -6,6 +6,7 @@ fixture_app.models imports), and a real `python -m durus -s` server.
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import time
 import pexpect
 import pytest
 
-from server_process import ServerProcess, free_port
+from server_process import ServerProcess, default_signals, free_port
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # A *new* prompt: prompt_toolkit turns bracketed paste on (ESC[?2004h) as
@@ -35,11 +36,27 @@ def env(tmp_path):
     return environment
 
 
-def spawn(env, *args, module='durus_shell'):
+# Every shell a test starts; the autouse fixture below kills what is left.
+_children = []
+def spawn(env, *args, module='durus_shell', ignored=()):
     child = pexpect.spawn(sys.executable, ['-m', module] + list(args),
                           env=env, encoding='utf-8', timeout=15,
-                          dimensions=(40, 120), cwd=TESTS_DIR)
+                          dimensions=(40, 120), cwd=TESTS_DIR,
+                          preexec_fn=default_signals(ignored))
+    _children.append(child)
     return child
+
+
+@pytest.fixture(autouse=True)
+def reap_shells():
+    """Kill every shell the test started, even when the test failed."""
+    yield
+    while _children:
+        child = _children.pop()
+        if child.isalive():
+            child.close(force=True)  # SIGHUP, SIGINT, then SIGKILL
+        else:
+            child.close()
 
 
 def finish(child):
@@ -178,6 +195,69 @@ def test_ctrl_c_interrupts_a_statement_and_keys_run_commands(fixture_copy,
     assert finish(child) == 0
 
 
+def test_ctrl_c_interrupts_when_started_with_sigint_ignored(fixture_copy,
+                                                          env):
+    """A background job of a non-interactive shell starts with SIGINT
+    ignored; the shell still stops a runaway statement on Ctrl-C."""
+    inherited = subprocess.run(
+        [sys.executable, '-c', 'import signal; '
+         'print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)'],
+        preexec_fn=default_signals(ignored=(signal.SIGINT,)),
+        capture_output=True, text=True, timeout=30)
+    assert inherited.stdout.strip() == 'True'  # the setup does ignore it
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR, ignored=(signal.SIGINT,))
+    child.expect(PROMPT)
+    child.send("print('running'); any(False for _ in iter(int, 1))\r")
+    child.expect('running')
+    time.sleep(0.3)  # the terminal is back in cooked mode: ^C is SIGINT
+    child.sendcontrol('c')
+    child.expect('Interrupted')
+    child.expect(PROMPT)
+    child.send('6 * 7\r')
+    child.expect('42')
+    child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+
+
+# One write of ~290 KB: far more than the terminal buffers, so after the
+# first thousand lines the shell is still writing (cooked mode).
+LONG_OUTPUT = "print('\\n'.join(map(str, range(50000))))\r"
+
+
+def test_ctrl_d_typed_during_output_is_kept(fixture_copy, env):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send(LONG_OUTPUT)
+    child.expect('\r\n1000\r\n')
+    child.sendcontrol('d')
+    child.expect('\r\n49999\r\n')
+    assert finish(child) == 0  # no prompt needed a second Ctrl-D
+
+
+def test_keys_typed_during_output_run_in_order(fixture_copy, env):
+    """Typed ahead: a statement, then Ctrl-D; the statement runs, then
+    the Ctrl-D reaches the exit guard (an uncommitted change)."""
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--path', TESTS_DIR)
+    child.expect(PROMPT)
+    child.send("root['users'][3].name = 'Zed'\r")
+    child.expect(PROMPT)
+    child.send(LONG_OUTPUT)
+    child.expect('\r\n1000\r\n')
+    child.send('6 * 7\r')
+    child.sendcontrol('d')
+    child.expect('\r\n49999\r\n')
+    child.expect('42')
+    child.expect(r'1 uncommitted change: \[c\]ommit, \[a\]bort, \[s\]tay')
+    child.send('a\r')
+    child.expect('Changes dropped.')
+    assert finish(child) == 0
+    assert value_of(path, '-c', "root['users'][3].name") == "'user3'"
+
+
 @pytest.fixture
 def server(fixture_copy, tmp_path):
     path = fixture_copy('shelf.durus')
@@ -252,5 +332,42 @@ def test_colour_and_startup_variable(fixture_copy, env, tmp_path):
     # Only resets, no colour code right before it.
     assert not re.search(r'\x1b\[[0-9;]*[39][0-7]m$', child.before)
     child.expect(PROMPT)
+    child.sendcontrol('d')
+    assert finish(child) == 0
+
+
+APPEND_USERS = '''
+import sys
+from durus.connection import Connection
+from durus.file_storage import FileStorage
+from fixture_app.models import User
+connection = Connection(FileStorage(sys.argv[1]))
+users = connection.get_root()['users']
+for number in range(100, 110):
+    user = User()
+    user.name = 'late%d' % number
+    users[number] = user
+    connection.commit()
+'''
+
+
+def test_readonly_abort_shows_what_a_writer_appended(fixture_copy, env):
+    path = fixture_copy('shelf.durus')
+    child = spawn(env, path, '--readonly', '--path', TESTS_DIR)
+    child.expect(RO_PROMPT)
+    child.send("len(root['users'])\r")
+    child.expect(r'\x1b\[0m(\d+)\r')
+    before = int(child.match.group(1))
+    child.expect(RO_PROMPT)
+    subprocess.run([sys.executable, '-c', APPEND_USERS, path], check=True,
+                   timeout=60, cwd=TESTS_DIR)
+    child.send(':abort\r')
+    child.expect(r'Dropped 0 changed objects; (\d+) objects? changed by '
+                 r'other clients')
+    assert int(child.match.group(1)) >= 11  # 10 users and the tree
+    child.expect(RO_PROMPT)
+    child.send("len(root['users']), root['users'][109].name\r")
+    child.expect(r"\(%d, 'late109'\)" % (before + 10))
+    child.expect(RO_PROMPT)
     child.sendcontrol('d')
     assert finish(child) == 0

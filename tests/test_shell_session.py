@@ -1,6 +1,7 @@
 """durus_shell.session and the built-in commands, without a terminal."""
 
 import os
+import signal
 
 import pytest
 
@@ -155,6 +156,41 @@ def test_conflict_is_explained_and_aborted():
     assert 'redo the change' in ui.text
     assert session.change_count() == 0
     assert 'n' not in session.root
+
+
+class ManyConflictsStorage(MemoryStorage):
+    """Refuses the next commit naming ``oids`` as changed by another client."""
+
+    oids = None
+
+    def end(self, handle_invalidations=None):
+        if self.oids is not None:
+            self.transaction = None
+            raise WriteConflictError(self.oids)
+        MemoryStorage.end(self, handle_invalidations)
+
+
+@pytest.mark.parametrize('count, named, grammar', [
+    (1, '<PersistentDict 0> after this transaction read it.',
+     'Look at it again'),
+    (2, '2 objects (<PersistentDict 0>, oid 1) after this transaction '
+        'read them.', 'Look at them again'),
+    (12, '12 objects (<PersistentDict 0>, oid 1, oid 2, oid 3, oid 4, '
+         'oid 5, oid 6, oid 7, oid 8, oid 9 and 2 more) after this '
+         'transaction read them.', 'Look at them again'),
+    (0, 'changed objects after this transaction read them.',
+     'Look at them again'),
+])
+def test_conflict_wording_fits_the_count(count, named, grammar):
+    storage = ManyConflictsStorage()
+    session = make_session(storage)
+    session.run('root["n"] = 1')
+    storage.oids = [i.to_bytes(8, 'big') for i in range(count)]
+    ui = RecordingUI(answers=['y'])
+    session.run(':commit', ui)
+    assert named in ui.text
+    assert grammar in ui.text
+    assert ('read them' in ui.text) == (count != 1)
 
 
 def test_readonly_refuses_every_commit():
@@ -367,13 +403,21 @@ class InterruptedStorage(MemoryStorage):
     armed = False
 
     def end(self, handle_invalidations=None):
-        import signal
         if self.armed:
             os.kill(os.getpid(), signal.SIGINT)
         MemoryStorage.end(self, handle_invalidations)
 
 
-def test_ctrl_c_during_a_commit_waits_for_it():
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this test, whatever the runner
+    inherited (started with SIGINT ignored, Python leaves it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_commit_waits_for_it(sigint_raises):
     storage = InterruptedStorage()
     session = make_session(storage)
     storage.armed = True
@@ -383,6 +427,9 @@ def test_ctrl_c_during_a_commit_waits_for_it():
     assert 'Committed 1 object.' in ui.text
     assert stored_root_data(storage)['n'] == 1
     # Afterwards Ctrl-C interrupts statements again.
-    result = session.run('import os, signal\nos.kill(os.getpid(), '
-                         'signal.SIGINT)\nwhile True: pass')
+    # Bounded: if SIGINT did not interrupt, the loop ends and the test fails.
+    result = session.run('import os, signal, time\n'
+                         'deadline = time.monotonic() + 10\n'
+                         'os.kill(os.getpid(), signal.SIGINT)\n'
+                         'while time.monotonic() < deadline: pass')
     assert result.kind == 'interrupted'

@@ -18,6 +18,7 @@ and its ``gen_oid_record()`` walks from the root.
 """
 
 import os
+import re
 import threading
 import time
 
@@ -62,7 +63,7 @@ def _memory(path):
 
 
 register_storage_kind(StorageKind('memory', _memory, persistent=False,
-                                  reports_pack=False))
+                                  reports_pack=False, lists_unreachable=False))
 register_storage_kind(StorageKind('file', FileStorage))
 register_storage_kind(StorageKind('file2', FileStorage2))
 register_storage_kind(StorageKind('sqlite', SqliteStorage))
@@ -162,6 +163,17 @@ def test_first_new_oid_of_an_empty_storage_is_the_root(storage):
 def test_load_of_a_missing_oid_raises_key_error(storage):
     with pytest.raises(KeyError):
         storage.load(int8_to_str(12345))
+
+
+@pytest.mark.parametrize('bad, error', [
+    ('00000000', TypeError), (7, TypeError), (None, TypeError),
+    (b'\0' * 7, ValueError), (b'\0' * 9, ValueError)])
+def test_a_bad_oid_is_a_type_or_value_error_naming_it(storage, bad, error):
+    with pytest.raises(error, match=re.escape(repr(bad))):
+        storage.load(bad)
+    storage.begin()
+    with pytest.raises(error, match=re.escape(repr(bad))):
+        storage.store(bad, record(ROOT_OID))
 
 
 def test_stored_records_are_invisible_until_end(storage):
