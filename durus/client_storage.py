@@ -360,7 +360,7 @@ class ClientStorage(Storage):
         self.prefetcher.forget_records()
         if self._one_step_skip:
             self._one_step_skip -= 1
-        elif records and self.version == EXTENDED_PROTOCOL_VERSION:
+        elif records and self.version >= EXTENDED_PROTOCOL_VERSION:
             reply = self._call(CommitAll(records))
             if reply.status != STATUS_RETRY:
                 self._one_step_backoff = 0

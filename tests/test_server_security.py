@@ -499,3 +499,16 @@ def test_a_plain_stop_of_a_server_with_users_says_how(durus_server,
     assert server.process.poll() is None
     assert any('--stop --user NAME' in m for m in messages)
     assert wait_for(lambda: 'stopping the server (Q)' in server.log())
+
+
+def test_an_authenticated_client_commits_in_one_round_trip(durus_server,
+                                                           users_file):
+    server = durus_server('--users', users_file)
+    storage = client(server, 'writer')
+    assert storage.version == 3
+    connection = Connection(storage)
+    connection.commit()                 # the root
+    before = storage.requests
+    connection.get_root()['x'] = 1
+    connection.commit()
+    assert storage.requests - before == 1      # 'A', as under protocol 2
