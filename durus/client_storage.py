@@ -49,6 +49,7 @@ CONNECT_TIMEOUT = 10
 # Generous: a server may be busy with a large commit or a synchronous pack.
 READ_TIMEOUT = 300
 RECV_SIZE = 256 * 1024
+TLS_RECORD_SIZE = 16 * 1024
 # After a failed send, how long to look for the server's reason.
 REFUSAL_READ_TIMEOUT = 1.0
 
@@ -136,8 +137,11 @@ class ClientStorage(Storage):
         # A peer that is not a Durus server may never answer: don't wait
         # the long read timeout for the handshake.
         sock.settimeout(connect_timeout)
+        self._recv_size = RECV_SIZE
         if self.ssl_context is not None:
             sock = self._start_tls(sock)
+            # One TLS record per recv: asking for more only allocates more.
+            self._recv_size = TLS_RECORD_SIZE
         self.s = sock
         self._io_timeout = connect_timeout
         try:
@@ -251,7 +255,7 @@ class ClientStorage(Storage):
             if reply is not NEED_DATA:
                 return reply
             try:
-                data = self.s.recv(RECV_SIZE)
+                data = self.s.recv(self._recv_size)
             except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
                 waited = self._io_timeout
                 self._disconnect()

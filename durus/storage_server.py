@@ -54,6 +54,7 @@ __all__ = [
 
 DEFAULT_GCBYTES = 0
 RECV_SIZE = 256 * 1024
+TLS_RECORD_SIZE = 16 * 1024   # the most plaintext one TLS record holds
 # After refusing a request, how long the server reads and discards what
 # the client still sends (so closing does not reset the connection and
 # destroy the refusal before the client has read it).
@@ -338,10 +339,12 @@ class StorageServer(object):
         connection.mask = mask
 
     def _read(self, connection):
+        sock = connection.sock
         try:
-            data = connection.sock.recv(RECV_SIZE)
-            if data and isinstance(connection.sock, ssl.SSLSocket):
-                data = self._read_more_tls(connection.sock, data)
+            if isinstance(sock, ssl.SSLSocket):
+                data = self._read_tls(sock)
+            else:
+                data = sock.recv(RECV_SIZE)
         except _WOULD_BLOCK:
             return
         except OSError as error:
@@ -452,20 +455,26 @@ class StorageServer(object):
         self._update_interest(connection)
 
     @staticmethod
-    def _read_more_tls(sock, data):
-        """TLS gives one record (16 KiB) per recv: take what is ready."""
+    def _read_tls(sock):
+        """TLS gives at most one record (16 KiB) per recv (asking for
+        more only makes it allocate more): take the records that are
+        ready, up to RECV_SIZE, until the TLS layer has nothing left (it
+        may hold records the selector cannot see)."""
+        data = sock.recv(TLS_RECORD_SIZE)
+        if not data:
+            return data
         parts = [data]
         total = len(data)
         while total < RECV_SIZE:
             try:
-                more = sock.recv(RECV_SIZE - total)
+                more = sock.recv(TLS_RECORD_SIZE)
             except _WOULD_BLOCK:
                 break
             if not more:
                 break
             parts.append(more)
             total += len(more)
-        return b''.join(parts) if len(parts) > 1 else data
+        return b''.join(parts)
 
     def _close_socket(self, connection):
         if connection.closed:
