@@ -83,7 +83,8 @@ Authentication and roles (durus.auth; docs/security.md):
 Memory: input buffered across all sessions is bounded by
 ``max_buffered``; the session whose bytes pass it is refused.  A session
 in the middle of a request that makes less than ``min_rate`` bytes/s of
-progress for longer than ``timeout`` is dropped, as is a silent one.
+progress for longer than ``timeout`` is dropped, as is a silent one, and
+one that has not authenticated ``timeout`` after it connected.
 """
 
 import os
@@ -212,6 +213,7 @@ class Session(object):
         self.buffer_size_peak = 0
         self.frame_start = None    # when the request in progress began
         self.frame_bytes = 0       # bytes received since
+        self.opened = now
         self.open = True
         self.invalid = set()
         self.unused_oids = set()
@@ -598,6 +600,11 @@ class ServerCore(object):
             return
         self._next_sweep = now + SWEEP_INTERVAL
         for session in list(self.sessions):
+            if (session.role is None and not session.waiting and
+                    now - session.opened > self.timeout):
+                self._close(session, 'did not authenticate within %d s'
+                            % self.timeout, logging.INFO, flush=False)
+                continue
             if ((session.protocol.in_frame() or session.in_flight) and
                     now - session.last_activity > self.timeout):
                 self._close(session, 'stalled for %d s in the middle of a '

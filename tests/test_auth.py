@@ -374,3 +374,13 @@ def test_a_large_commit_buffer_is_given_back_once_parsed():
     assert client.reply().status == STATUS_OKAY
     assert client.session.protocol.buffer_size() == 0
     assert harness.core.buffered == 0
+
+
+def test_a_session_that_never_authenticates_is_dropped(log_messages):
+    harness = secured(timeout=10)
+    idle, done = harness.connect('idle'), harness.connect('done')
+    authenticate(done, 'reader', 'pw-reader')
+    for _ in range(12):
+        harness.advance(1.0)
+    assert idle.closed is not None and done.closed is None
+    assert any('did not authenticate within 10 s' in m for m in log_messages)
