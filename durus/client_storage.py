@@ -37,7 +37,7 @@ from durus.protocol import (
     AUTH_PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS,
     NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY,
     STATUS_RETRY, Auth, BulkLoad, ClientConnection, CommitAll, CommitBackOut,
-    CommitData, CommitStart, ErrorReply, Goodbye, Load, NewOids, Pack, Quit,
+    CommitData, CommitStart, DeniedReply, ErrorReply, Goodbye, Load, NewOids, Pack, Quit,
     Sync, Version)
 from durus.socket_address import HostPortAddress
 from durus.prefetch import Prefetcher
@@ -252,6 +252,10 @@ class ClientStorage(Storage):
                     'the storage server at %s refused the %s: %s'
                     % (self.address, what, reply.reason or
                        'it gave no reason (protocol 1)'))
+            if type(reply) is DeniedReply:
+                raise PermissionDeniedError(
+                    'the storage server at %s: %s'
+                    % (self.address, reply.reason))
             if reply is not NEED_DATA:
                 return reply
             try:

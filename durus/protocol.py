@@ -34,7 +34,11 @@ see durus.auth) before any other request, in two exchanges of::
     Auth(message)        'U' int4 n, n bytes           AuthReply(message)
 
 answered 'O' int4 n, n bytes (the server's SCRAM message), or refused
-with an error reply.  A server without users answers 'V' 3 with 2 and
+with an error reply.  Under protocol 3 a request the user's role does not
+allow ('N', 'M', 'C', 'A', 'P', 'Q') is answered ``DeniedReply(reason)``
+('D' int4 n, n bytes of reason; for 'A' after an empty oid list) and the
+connection goes on; so that 'D' cannot be mistaken for data, the replies
+to 'N', 'M' and 'C' then start with the status byte 'O'.  A server without users answers 'V' 3 with 2 and
 hangs up; a server with users answers 'V' 1 or 2 with 3 and hangs up
 (Durus 4.3's client then says "Protocol version mismatch").
 
@@ -84,6 +88,7 @@ STATUS_KEYERROR = b'K'
 STATUS_INVALID = b'I'
 STATUS_RETRY = b'R'
 STATUS_ERROR = b'E'
+STATUS_DENIED = b'D'
 _COMMIT_ALL_STATUSES = (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY)
 
 # Largest commit payload, record, oid list or bulk request accepted.
@@ -289,6 +294,16 @@ class AuthReply(Event):
         self.message = message
 
 
+class DeniedReply(Event):
+    """Protocol 3: the user's role does not allow the request; the
+    connection goes on."""
+
+    __slots__ = ('reason',)
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
 class ErrorReply(Event):
     """The server refused the request and closes the connection;
     ``reason`` says why (None under protocol 1, which carries no
@@ -344,6 +359,12 @@ COMMANDS = {
 # status byte.
 _ERROR_PREFIX = {Load: b'', BulkLoad: b'', CommitData: b'', Pack: b'',
                  CommitAll: b'\0\0\0\0', Auth: b''}
+
+# Requests a role can deny; under protocol 3 their replies can be 'D'.
+DENIABLE = (NewOid, NewOids, CommitStart, CommitAll, Pack, Quit)
+# ... of which these have replies with no status byte of their own:
+# under protocol 3 those replies start with 'O'.
+_PREFIXED_IN_3 = (NewOid, NewOids, CommitStart)
 
 _SIMPLE_CODES = {NewOid: b'N', CommitStart: b'C', Sync: b'S', Pack: b'P',
                  Quit: b'Q', Goodbye: b'.'}
@@ -574,6 +595,9 @@ class ServerConnection(object):
         reply_type, after = TRANSITIONS[self.state, type(request)]
         if reply_type is None:
             self.state = after
+            if (type(request) is Quit and
+                    self.version >= AUTH_PROTOCOL_VERSION):
+                self.pending = request    # it may be denied
         else:
             self.pending = request
         return request
@@ -590,6 +614,16 @@ class ServerConnection(object):
         self._parsing = None
         self.state = CLOSED
         return encode_error_reply(request_type, reason, self.version)
+
+    def deny(self, reason):
+        """Bytes answering the pending request with ``DeniedReply``
+        (protocol 3); the connection goes on (IDLE)."""
+        request = self.pending
+        self.pending = None
+        self.state = IDLE
+        prefix = _ERROR_PREFIX.get(type(request), b'')
+        text = reason.encode('utf-8', 'replace')[:MAX_ERROR_REASON]
+        return prefix + STATUS_DENIED + _pack_int4(len(text)) + text
 
     def _request_type_buffered(self):
         """The type of the request whose bytes start the buffer, if any."""
@@ -623,6 +657,9 @@ class ServerConnection(object):
                 self.version = reply.protocol
         self.pending = None
         self.state = after
+        if (self.version >= AUTH_PROTOCOL_VERSION and
+                type(request) in _PREFIXED_IN_3):
+            return STATUS_OKAY + encode_reply(reply)
         return encode_reply(reply)
 
     def _parse_command(self):
@@ -745,6 +782,7 @@ class ClientConnection(object):
         self._input = _InputBuffer()
         self._partial = None    # bulk load replies parsed so far
         self.refused = None     # the request an ErrorReply answered
+        self._status_taken = False  # the 'O' of a protocol-3 reply
 
     def send(self, request):
         if self.state == CLOSED:
@@ -782,6 +820,18 @@ class ClientConnection(object):
             return NEED_DATA
         request = self._expected[0]
         kind = type(request)
+        if self.version >= AUTH_PROTOCOL_VERSION and kind in DENIABLE:
+            denied = self._parse_denied(kind)
+            if denied is NEED_DATA:
+                if self._input.eof:
+                    raise ProtocolError('server closed the connection '
+                                        'before answering %r' % (request,))
+                return denied
+            if denied is not None:
+                del self._expected[0]
+                if kind is CommitStart:
+                    self.state = IDLE     # no commit is open
+                return denied
         if kind is Load:
             reply = self._parse_load()
         elif kind is BulkLoad:
@@ -808,15 +858,48 @@ class ClientConnection(object):
             # The server hangs up after it: nothing else will come.
             self.refused = request
             self._expected = []
+            self._status_taken = False
             self.state = CLOSED
             return reply
         del self._expected[0]
+        self._status_taken = False
         if kind is Version:
             if reply.protocol != request.protocol:
                 self.state = CLOSED
             else:
                 self.version = reply.protocol
         return reply
+
+    def _parse_denied(self, kind):
+        """A DeniedReply starting the buffer, NEED_DATA, or None (a
+        normal reply follows; a protocol-3 'O' before it is taken)."""
+        buf = self._input
+        if self._status_taken:
+            return None
+        offset = 4 if kind is CommitAll else 0
+        if buf.available() < offset + 1:
+            return NEED_DATA
+        status = buf.data[buf.start + offset:buf.start + offset + 1]
+        if status != STATUS_DENIED or (
+                offset and buf.data[buf.start:buf.start + 4] != b'\0\0\0\0'):
+            if kind in _PREFIXED_IN_3:
+                if status != STATUS_OKAY:
+                    raise ProtocolError('unexpected status byte %r before '
+                                        'a reply' % bytes(status))
+                buf.take(1)
+                self._status_taken = True
+            return None
+        start = offset + 1
+        if buf.available() < start + 4:
+            return NEED_DATA
+        size = _unpack_int4(buf.data, buf.start + start)[0]
+        if size > MAX_ERROR_REASON:
+            raise ProtocolError('denial of %d bytes exceeds the limit of %d'
+                                % (size, MAX_ERROR_REASON))
+        if buf.available() < start + 4 + size:
+            return NEED_DATA
+        raw = buf.take(start + 4 + size)
+        return DeniedReply(raw[start + 4:].decode('utf-8', 'replace'))
 
     @staticmethod
     def _oids(raw):

@@ -483,17 +483,27 @@ class ServerCore(object):
         else:
             needed = REQUIRED_ROLE.get(kind)
             if needed is not None:
+                why = None
                 if not role_allows(role, needed):
-                    self._deny(session, kind, 'the role %s does not allow %s'
-                               % (role, _REQUEST_NAMES[kind]))
-                if self.readonly and needed is WRITE:
-                    self._deny(session, kind, 'the server is read-only '
-                               '(--readonly), which does not allow %s'
-                               % _REQUEST_NAMES[kind])
+                    why = 'the role %s does not allow %s' % (
+                        role, _REQUEST_NAMES[kind])
+                elif self.readonly and needed is WRITE:
+                    why = ('the server is read-only (--readonly), which does '
+                           'not allow %s' % _REQUEST_NAMES[kind])
+                if why is not None:
+                    return self._deny(session, kind, why)
         return self._handlers[kind](session, request)
 
     def _deny(self, session, kind, why):
+        """Protocol 3: answer 'D' and go on; older protocols cannot say
+        so without breaking the conversation: refuse and close."""
         who = (' (user %s)' % session.user) if session.user else ''
+        if session.protocol.version >= AUTH_PROTOCOL_VERSION:
+            log(logging.WARNING, 'Client %s denied: %s%s', session.name, why,
+                who)
+            self._queue(session, session.protocol.deny(
+                'permission denied: ' + why), request_type=kind)
+            return None
         raise ClientError('refused: %s%s' % (why, who),
                           'permission denied: %s' % why)
 

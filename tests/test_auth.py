@@ -11,10 +11,10 @@ from durus.auth import (
     parse_users, set_user)
 from durus.error import AuthenticationError, UsersFileError
 from durus.protocol import (
-    STATUS_OKAY, Auth, AuthReply, CommitAll, CommitAllReply, CommitData,
-    CommitStart, ErrorReply, Goodbye, Invalidations, Load, LoadReply, NewOids,
-    Oids, Pack, Quit, Status, Sync, Version, VersionReply)
-from durus.server_core import AUTH_DELAY
+    STATUS_OKAY, Auth, AuthReply, CommitAll, CommitStart, DeniedReply,
+    ErrorReply, Invalidations, Load, NewOids, Oids, Pack, Quit, Status, Sync,
+    Version, VersionReply)
+from durus.server_core import AUTH_DELAY, Send
 from durus.storage import MemoryStorage
 
 from test_server_core import Harness, log_messages, oid, record  # noqa: F401
@@ -265,13 +265,22 @@ def test_each_role_against_each_command(name, request_, allowed):
     replies = client.replies()
     if role in allowed:
         assert client.closed is None or type(request_) is Quit
-        assert not any(type(r) is ErrorReply for r in replies)
+        assert not any(type(r) in (ErrorReply, DeniedReply) for r in replies)
         assert harness.stopped == (type(request_) is Quit)
     else:
-        assert client.closed is not None and not harness.stopped
-        if replies:   # where the reply has a status byte, it says why
-            assert 'permission denied' in replies[0].reason
-            assert role in replies[0].reason
+        # Refused with a reason; the connection and the server go on.
+        assert not harness.stopped and client.closed is None
+        if type(request_) is Quit:   # (a reply the client did not expect)
+            assert any(type(action) is Send and
+                       b'permission denied' in bytes(action.data)
+                       for action in harness.log)
+        else:
+            [denied] = replies
+            assert type(denied) is DeniedReply
+            assert 'permission denied' in denied.reason
+            assert role in denied.reason
+            client.send(Load(oid(0)))
+            assert client.reply().status == STATUS_OKAY
     # Everyone else is still served.
     other = harness.connect('b')
     if not harness.stopped:
@@ -285,7 +294,8 @@ def test_readonly_refuses_every_write_even_to_admins():
     client = harness.connect('a')
     authenticate(client, 'boss', 'pw-boss')
     client.send(NewOids(1))
-    assert client.closed is not None
+    [denied] = client.replies()
+    assert 'read-only' in denied.reason and client.closed is None
     # Without users too (the Durus 4.3 configuration):
     harness = Harness(readonly=True)
     client = harness.connect('a')

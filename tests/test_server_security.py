@@ -89,11 +89,18 @@ def test_users_roles_and_refusals_end_to_end(durus_server, users_file):
 
     # A raw pack from a read user is refused with a reason; the server
     # goes on serving.
-    sock = socket.create_connection(('127.0.0.1', server.port), 10)
+    # The server denies what the role does not allow (here a client that
+    # does not check first); the connection goes on.
     storage = client(server, 'reader')
-    storage.s.sendall(b'P')
-    assert b'permission denied' in storage.s.recv(4096)
-    sock.close()
+    storage.role = None
+    with pytest.raises(PermissionDeniedError, match='role read does not '
+                       'allow a pack'):
+        storage.pack()
+    with pytest.raises(PermissionDeniedError, match='new oids'):
+        storage.new_oid()
+    assert Connection(storage).get_root()['data']['n'] == 1
+    assert "denied: the role read does not allow a pack (P) (user reader)" \
+        in server.log()
     assert Connection(client(server, 'boss')).get_root()['data']['n'] == 1
 
     # Only an admin stops it: durus -s --stop --user.
