@@ -11,13 +11,16 @@ rounds.
 Params: path (the clients data file), clients, commits, rounds.
 Metrics per mode M: commit_s_M (the 1-client commits), load_s_M (span of
 the 4-client cold-load phase), connect_s_M (one connection, including
-the TLS handshake and the SCRAM exchange).
+the TLS handshake and the SCRAM exchange); load_cpu_s_M and commit_cpu_s_M
+are the CPU seconds the clients and the server spent in those phases
+(less disturbed than wall times by other load on the machine).
 """
 
 import contextlib
 
 import json
 import os
+import time
 import shutil
 import subprocess
 import sys
@@ -59,12 +62,14 @@ def loader(port, index, setup, mode):
     print('ready', flush=True)
     sys.stdin.readline()
     start = clock()
+    cpu = time.process_time()
     total = 0
     for obj in connection.get_root()['c%d' % index]:
         total += obj.n
     end = clock()
+    cpu = time.process_time() - cpu
     storage.close()
-    print(json.dumps({'start': start, 'end': end}), flush=True)
+    print(json.dumps({'start': start, 'end': end, 'cpu': cpu}), flush=True)
 
 
 def load_phase(port, clients, setup, mode):
@@ -91,7 +96,8 @@ def load_phase(port, clients, setup, mode):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return max(r['end'] for r in reports) - min(r['start'] for r in reports)
+    return (max(r['end'] for r in reports) - min(r['start'] for r in reports),
+            sum(r['cpu'] for r in reports))
 
 
 def commit_phase(port, commits, setup, mode):
@@ -107,12 +113,21 @@ def commit_phase(port, commits, setup, mode):
     root['counter'] = counter = Small(0)
     connection.commit()
     start = clock()
+    cpu = time.process_time()
     for i in range(commits):
         counter.n = i
         connection.commit()
     elapsed = clock() - start
+    cpu = time.process_time() - cpu
     storage.close()
-    return elapsed, connected
+    return elapsed, connected, cpu
+
+
+def process_cpu(pid):
+    """CPU seconds (user + system) the process has used so far."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rpartition(')')[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def make_setup(tmp):
@@ -137,20 +152,30 @@ def main():
     with tempfile.TemporaryDirectory() as tmp, \
             contextlib.ExitStack() as servers:
         setup = make_setup(tmp)
-        ports = {}
+        ports, pids = {}, {}
         for mode in MODES:
             path = os.path.join(tmp, mode + '.durus')
             shutil.copyfile(p['path'], path)
+            started = []
             ports[mode] = servers.enter_context(running_server(
                 path, os.path.join(tmp, mode + '.log'),
-                server_args(setup, mode)))
+                server_args(setup, mode), started))
+            pids[mode] = started[0].pid
         for round_ in range(rounds):
             order = MODES[round_ % len(MODES):] + MODES[:round_ % len(MODES)]
             for mode in order:
-                port = ports[mode]
-                found = {'load_s_': load_phase(port, clients, setup, mode)}
-                found['commit_s_'], found['connect_s_'] = commit_phase(
-                    port, commits, setup, mode)
+                port, pid = ports[mode], pids[mode]
+                found = {}
+                server_cpu = process_cpu(pid)
+                found['load_s_'], clients_cpu = load_phase(
+                    port, clients, setup, mode)
+                found['load_cpu_s_'] = (clients_cpu + process_cpu(pid) -
+                                        server_cpu)
+                server_cpu = process_cpu(pid)
+                (found['commit_s_'], found['connect_s_'],
+                 client_cpu) = commit_phase(port, commits, setup, mode)
+                found['commit_cpu_s_'] = (client_cpu + process_cpu(pid) -
+                                          server_cpu)
                 for prefix, value in found.items():
                     name = prefix + mode
                     best[name] = min(value, best.get(name, value))
