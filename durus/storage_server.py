@@ -457,11 +457,13 @@ class StorageServer(object):
     @staticmethod
     def _read_tls(sock):
         """TLS gives at most one record (16 KiB) per recv (asking for
-        more only makes it allocate more): take the records that are
-        ready, up to RECV_SIZE, until the TLS layer has nothing left (it
-        may hold records the selector cannot see)."""
+        more only makes it allocate more).  A shorter record is all of a
+        small request: return it (the ssl module reads no further ahead
+        than the record, so the selector sees anything else).  Full
+        records are part of a large request: take those that are ready,
+        up to RECV_SIZE."""
         data = sock.recv(TLS_RECORD_SIZE)
-        if not data:
+        if len(data) < TLS_RECORD_SIZE:
             return data
         parts = [data]
         total = len(data)

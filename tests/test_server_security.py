@@ -519,3 +519,24 @@ def test_an_authenticated_client_commits_in_one_round_trip(durus_server,
     connection.get_root()['x'] = 1
     connection.commit()
     assert storage.requests - before == 1      # 'A', as under protocol 2
+
+
+def test_tls_requests_in_separate_records_arriving_together(durus_server,
+                                                            pki):
+    server = durus_server('--tls-cert', pki['server.pem'], '--tls-key',
+                          pki['server.key'])
+    raw = socket.create_connection(('127.0.0.1', server.port), 10)
+    sock = client_context(pki['ca.pem']).wrap_socket(
+        raw, server_hostname='127.0.0.1')
+    try:
+        sock.settimeout(10)
+        sock.sendall(b'V\0\0\0\x02')
+        assert sock.recv(4) == b'\0\0\0\x02'
+        for _ in range(20):              # twenty records in one burst
+            sock.sendall(b'L' + b'\0' * 7 + b'\x09')
+        received = b''
+        while len(received) < 20:
+            received += sock.recv(100)
+        assert received == b'K' * 20
+    finally:
+        sock.close()
