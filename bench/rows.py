@@ -130,7 +130,7 @@ WORKLOADS = [
         ]),
     Workload(
         'server_security', 'server_security.py',
-        full={'path': '{clients}', 'clients': 4, 'commits': 1000, 'rounds': 5},
+        full={'path': '{clients}', 'clients': 4, 'commits': 1000, 'rounds': 8},
         quick={'path': '{clients}', 'clients': 4, 'commits': 100, 'rounds': 2},
         sides=('ours',), reps=1, data=('clients',),
         requires=SERVER + ('durus.auth', 'durus.tls', 'trustme'),
