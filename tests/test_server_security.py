@@ -540,3 +540,28 @@ def test_tls_requests_in_separate_records_arriving_together(durus_server,
         assert received == b'K' * 20
     finally:
         sock.close()
+
+
+def test_which_addresses_count_as_protected(tmp_path):
+    from durus.socket_address import InheritedSocket, SocketAddress
+    assert SocketAddress.new(('127.0.0.1', 1)).is_protected()
+    assert SocketAddress.new(('::1', 1)).is_protected()
+    assert not SocketAddress.new(('0.0.0.0', 1)).is_protected()
+    assert not SocketAddress.new(('10.1.2.3', 1)).is_protected()
+    assert SocketAddress.new(str(tmp_path / 'x.sock')).is_protected()
+    assert not SocketAddress.new('@abstract').is_protected()
+    # Sockets systemd hands over are judged by what they are bound to.
+    sockets = []
+    try:
+        for family, address, protected in (
+                (socket.AF_INET, ('127.0.0.1', 0), True),
+                (socket.AF_INET, ('0.0.0.0', 0), False),
+                (socket.AF_UNIX, str(tmp_path / 'sd.sock'), True),
+                (socket.AF_UNIX, '\0durus-sd-%s' % uuid.uuid4().hex, False)):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(address)
+            assert InheritedSocket(sock).is_protected() is protected, address
+    finally:
+        for sock in sockets:
+            sock.close()
