@@ -212,6 +212,30 @@ WORKLOADS = [
             Row(6, ':undo with 10,000 changed objects', 'undo_s', True,
                 Target('max', 1.0)),
         ]),
+    Workload(
+        'shell_after_load', 'shell_after_load.py',
+        full={'path': '{shop_packed}', 'n': 1000000, 'cold_n': 100000},
+        quick={'path': '{shop_packed}', 'n': 10000, 'cold_n': 10000},
+        sides=('ours',), reps=3, quick_reps=1,
+        requires=FILES + ('durus.inspect', 'durus_shell.changes'), data=('shop',),
+        rows=[
+            Row(12, 'cold-load 100k through a shell Session', 'session_load_s', True,
+                Target('floor', 1.1, 'plain_load_s')),
+            Row(12, '  same through a plain Connection (floor)', 'plain_load_s', True,
+                None),
+            Row(12, ':status after a statement loaded 1M objects', 'status_s', True,
+                Target('max', 0.3)),
+            Row(12, ':diff after a statement loaded 1M objects', 'diff_s', True,
+                Target('max', 0.3)),
+            Row(12, ':commit of 2 objects after loading 1M', 'commit_s', True,
+                Target('max', 0.3)),
+            Row(12, 'quit check, nothing pending, after loading 1M', 'quit_check_s',
+                True, Target('max', 0.3)),
+            Row(12, '  the statement loading 1M (in-place check included)',
+                'statement_s', True, None),
+            Row(12, '  the same walk through a plain Connection', 'plain_walk_s',
+                True, None),
+        ]),
 ]
 
 

@@ -517,7 +517,11 @@ def pack_storage_main(args=None):
                                     **client_storage_options(options))
         try:
             from durus.connection import Connection
-            Connection(storage).pack()
+            from durus.unpickle_policy import UnpicklePolicy
+            # Packing reads refs trailers only; the root a Connection
+            # loads must not run anything its record names.
+            Connection(storage, unpickle_policy=UnpicklePolicy.safe(
+                placeholders=True)).pack()
         finally:
             storage.close()
     except (DurusError, OSError, ImportError, ValueError) as error:

@@ -64,40 +64,12 @@ def _thousands(n):
 
 def object_count(storage):
     """``(count, exact)``: the number of objects from the storage's index
-    (``(None, False)`` if unknown).
-
-    Only cheap facts are used; never a scan of the records.
-    """
-    for name in ('get_object_count', '__len__'):
-        method = getattr(storage, name, None)
-        if method is not None:
-            try:
-                return int(method()), True
-            except Exception:
-                return None, False
-    shelf = getattr(storage, 'shelf', None)
-    if shelf is not None:
-        try:
-            # SHELF-1: oid numbers in the offset map (holes included) plus
-            # oids appended after it (some also in the map): an estimate.
-            return max(0, len(shelf.map) - 1) + len(shelf.index), False
-        except Exception:
-            return None, False
-    index = getattr(storage, 'index', None)  # DFS20: an OidIndex
-    if index is not None and hasattr(index, '__len__'):
-        try:
-            return len(index), True
-        except Exception:
-            return None, False
-    database = getattr(storage, 'connection', None)
-    if type(database).__name__ == 'Connection' and hasattr(database,
-                                                           'execute'):
-        try:  # SQLite counts from its b-tree pages, without reading records
-            return database.execute(
-                'SELECT count(*) FROM objects').fetchone()[0], True
-        except Exception:
-            return None, False
-    return None, False
+    (``(None, False)`` if unknown); never a scan of the records."""
+    try:
+        facts = storage.describe()
+    except Exception:
+        return None, False
+    return facts.get('objects'), bool(facts.get('exact'))
 
 
 # -- files -------------------------------------------------------------------
@@ -285,7 +257,7 @@ def _describe_value(session, value):
                                                 dict, set)) else None
         return [type(value).__name__, '-',
                 'inline' if size is None else 'inline, %d' % size]
-    oid = peek._getattribute(value, '_p_oid')
+    oid = peek.oid_of(value)
     if oid is None:
         return [type(value).__name__, 'new', '-']
     try:
@@ -302,6 +274,12 @@ def banner(session):
         out.append((render.T_HEAD, '\n'.join(session.target.describe())))
         out.append((render.T_TEXT, '\n'))
     out += root_table(session)
+    from durus_shell.refusals import banner_fragments, refusal_note
+    out += banner_fragments(session)
+    note = refusal_note(session)
+    if note:
+        out.append((render.T_TEXT, '\n'))
+        out += note
     out.append((render.T_NOTE, '\nType :help for commands and keys (F1), '
                 'Tab to complete, Ctrl-D to leave.'))
     return out
