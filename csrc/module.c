@@ -21,6 +21,7 @@
 #include "writer.c"
 #include "shelf.c"
 #include "reader.c"
+#include "record_check.c"
 
 static Py_ssize_t
 member_offset(PyObject *cls, const char *name)
@@ -158,6 +159,8 @@ static PyMethodDef module_methods[] = {
      "get_instance(objects, oid, cls, connection): cached object or ghost."},
     {"codecs_encode", (PyCFunction)(void (*)(void))codecs_encode,
      METH_FASTCALL, "_codecs.encode with latin-1 text answered directly."},
+    {"record_fine", record_fine, METH_O,
+     "record_fine(record): True, False or None (durus.record_check)."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -229,6 +232,7 @@ PyInit__speedups(void)
     if (!empty_tuple || !saved_value || !ghost_value || !zero_value ||
             !one_value)
         return NULL;
+    rc_init_table();
     if (PyType_Ready(&LoaderType) < 0)
         return NULL;
     module = PyModule_Create(&speedups_module);

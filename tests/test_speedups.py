@@ -43,7 +43,7 @@ CORE_TEST_FILES = [
     'test_file_storage2.py', 'test_file_storage_sqlite.py',
     'test_storage_conformance.py', 'test_storage_memory.py',
     'test_bad_files.py', 'test_fixtures_durus43.py', 'test_client_storage.py',
-    'test_fix_placeholders.py',
+    'test_fix_placeholders.py', 'test_record_check.py',
 ]
 
 
