@@ -961,6 +961,11 @@ rc_check_record(RcWalk *walk, const unsigned char *record, Py_ssize_t size)
                          (size_t)(size - 12 - data_size));
 }
 
+/* One walk's buffers, kept from record to record; a second one is made
+   only if a check ever runs inside another (the build without zlib calls
+   Python code while inflating). */
+static RcWalk *rc_spare_walk;
+
 /* record_fine(record) -> True, False or None (see the top of the file). */
 static PyObject *
 record_fine(PyObject *module, PyObject *record)
@@ -971,15 +976,19 @@ record_fine(PyObject *module, PyObject *record)
         Py_RETURN_NONE;
     /* The walk's inline buffers are a few KiB: on the heap, not the C
        stack. */
-    walk = PyMem_Malloc(sizeof(RcWalk));
-    if (walk == NULL)
+    walk = rc_spare_walk;
+    rc_spare_walk = NULL;
+    if (walk == NULL && (walk = PyMem_Malloc(sizeof(RcWalk))) == NULL)
         return PyErr_NoMemory();
     rc_walk_init(walk);
     outcome = rc_check_record(walk,
                               (const unsigned char *)PyBytes_AS_STRING(record),
                               PyBytes_GET_SIZE(record));
     rc_walk_free(walk);
-    PyMem_Free(walk);
+    if (rc_spare_walk == NULL)
+        rc_spare_walk = walk;
+    else
+        PyMem_Free(walk);
     rc_inflate_done();
     switch (outcome) {
     case RC_OK:

@@ -359,8 +359,12 @@ def transaction_problem(read_record, offsets):
     Every record is checked, newest first: damage from a power cut or a
     bad copy runs from some byte to the end of the transaction.
     """
+    fine = _record_fine if _speedups is not None else None
     for offset in reversed(offsets):
-        problem = record_problem(read_record(offset))
+        record = read_record(offset)
+        if fine is not None and fine(record):
+            continue  # one call per record: the common case stays cheap
+        problem = _python_record_problem(record)
         if problem is not None:
             return offset, problem
     return None
