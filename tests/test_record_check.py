@@ -322,12 +322,13 @@ def test_deep_and_wide_pickles_stay_in_bounds():
         assert verdicts(record)[0] == verdicts(record)[1]
 
 
-def test_the_whole_last_transaction_is_checked(tmp_path):
+@pytest.mark.parametrize('storage_class', [FileStorage, FileStorage2])
+def test_the_whole_last_transaction_is_checked(tmp_path, storage_class):
     """Damage far before the end of a big last transaction (well past the
     newest 8 KiB) is found when the file is opened."""
     from durus.error import DamagedFileError
     path = str(tmp_path / 'big.durus')
-    storage = FileStorage(path)
+    storage = storage_class(path)
     connection = Connection(storage)
     root = connection.get_root()
     root['items'] = PersistentList(
@@ -344,5 +345,5 @@ def test_the_whole_last_transaction_is_checked(tmp_path):
     with open(path, 'wb') as f:
         f.write(damaged)
     with pytest.raises(DamagedFileError) as error:
-        FileStorage(path, readonly=True)
+        storage_class(path, readonly=True)
     assert 'does not parse' in str(error.value)
