@@ -195,12 +195,10 @@ rc_array_free(RcArray *array)
 
 /* Room for one more item: 0, or -1 with MemoryError. */
 static int
-rc_array_reserve(RcArray *array)
+rc_array_grow(RcArray *array)
 {
     size_t capacity;
     void *items;
-    if (array->count < array->capacity)
-        return 0;
     if (array->capacity > (size_t)PY_SSIZE_T_MAX / 2 / array->size) {
         PyErr_NoMemory();
         return -1;
@@ -220,6 +218,12 @@ rc_array_reserve(RcArray *array)
     array->items = items;
     array->capacity = capacity;
     return 0;
+}
+
+static inline int
+rc_array_reserve(RcArray *array)
+{
+    return array->count < array->capacity ? 0 : rc_array_grow(array);
 }
 
 static void
