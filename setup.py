@@ -4,8 +4,9 @@ compiled module, which setuptools can only declare here.
 durus._speedups is optional: without a C compiler the install still
 succeeds and durus runs its pure-Python code (durus/_accel.py).  Its
 sources are the parts in csrc/, compiled as one unit through module.c.
-The record check (csrc/record_check.c) inflates states with zlib itself
-when zlib.h and the library are found, else through Python's zlib module.
+The record check (csrc/record_check.c) inflates compressed states with
+zlib when zlib.h and the library are found; else it leaves those records
+to its Python twin.
 """
 
 import glob

@@ -6,8 +6,14 @@
    Each function handles the common case itself and hands anything unusual
    (an unset slot, a class without variants yet, a connection or storage of
    another kind, a conflict, damage) to its Python twin, so the two cannot
-   drift apart on rare paths.  docs/architecture.md lists what stands in for
-   what.
+   drift apart on rare paths.
+
+   The contract with the Python side is written down in durus/_accel.py:
+   TWINS lists every function here next to its Python twin (a function
+   added to the module table must be listed there), CONFIGURE the functions
+   through which Python hands over the classes and the Python twins to fall
+   back to, and ATTRIBUTES_READ_BY_C every attribute name interned below
+   with the class it is read from.  tests/test_accel.py checks both sides.
 
    This file holds configure(), the module table and the module's init; the
    parts below hold the functions, one job each. */
@@ -20,6 +26,7 @@
 #include "feed.c"
 #include "writer.c"
 #include "shelf.c"
+#include "record.c"
 #include "reader.c"
 #include "record_check.c"
 
@@ -159,6 +166,10 @@ static PyMethodDef module_methods[] = {
      "get_instance(objects, oid, cls, connection): cached object or ghost."},
     {"codecs_encode", (PyCFunction)(void (*)(void))codecs_encode,
      METH_FASTCALL, "_codecs.encode with latin-1 text answered directly."},
+    {"record_data", record_data_c, METH_O,
+     "durus.record.record_data: the data field of a record."},
+    {"class_pickle_end", class_pickle_end_c, METH_O,
+     "durus.record.class_pickle_end: where the class pickle may end."},
     {"record_fine", record_fine, METH_O,
      "record_fine(record): True, False or None (durus.record_check)."},
     {NULL, NULL, 0, NULL}
@@ -177,6 +188,8 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     PyObject *module;
+    /* Attribute names: durus._accel.ATTRIBUTES_READ_BY_C names each one's
+       class; keep the two in step. */
     INTERN(s_load_state, "load_state");
     INTERN(s_p_load_state, "_p_load_state");
     INTERN(s_note_access, "note_access");
@@ -214,6 +227,7 @@ PyInit__speedups(void)
     INTERN(s_load, "load");
     INTERN(s_load_count, "load_count");
     INTERN(s_reader, "reader");
+    INTERN(s_loading_oid, "loading_oid");
     INTERN(s_storage, "storage");
     INTERN(s_shelf, "shelf");
     INTERN(s_invalid_oids, "invalid_oids");

@@ -12,7 +12,8 @@
             or a pickle uses an opcode of the text protocols whose
             argument needs Python's number or escape parsing (INT, LONG,
             FLOAT, GET, PUT, UNICODE; Durus writes protocol 2, which has
-            none of them).
+            none of them), or the state is compressed and the module was
+            built without zlib.
    durus.record_check asks the twin for False and None, so every message
    comes from one place; this walk only has to be fast when all is fine
    and never call a damaged record fine (tests/test_record_check.py
@@ -776,9 +777,9 @@ rc_check_refs(RcWalk *walk, const unsigned char *oid,
    zlib.decompressobj(): fine only for one complete stream (checksum
    included) with nothing after it.  setup.py defines DURUS_HAVE_ZLIB when
    zlib.h and the library are there; the stream and the output buffer
-   are then reused from record to record (the walk calls no Python code
-   meanwhile, so nothing can re-enter).  Without it, Python's zlib module
-   does the work, a few microseconds slower per record. */
+   are reused from record to record (the walk calls no Python code, so
+   nothing can re-enter).  Without zlib, records with a compressed state
+   are left to the twin. */
 
 #define RC_INFLATE_LIMIT ((Py_ssize_t)64 << 20)  /* beyond: the twin's */
 
@@ -857,71 +858,18 @@ rc_inflate_done(void)
     }
 }
 
-#else  /* no zlib.h at build time: Python's zlib module */
-
-static PyObject *rc_decompressobj, *rc_zlib_error, *rc_inflated;
+#else  /* no zlib at build time: compressed states are the twin's */
 
 static int
 rc_inflate(const unsigned char *state, Py_ssize_t size,
            const unsigned char **out, Py_ssize_t *out_size)
 {
-    PyObject *inflater, *result, *eof, *unused;
-    int ok;
-    if (rc_decompressobj == NULL) {
-        PyObject *zlib = PyImport_ImportModule("zlib");
-        if (zlib == NULL)
-            return RC_ERROR;
-        rc_zlib_error = PyObject_GetAttrString(zlib, "error");
-        rc_decompressobj = rc_zlib_error == NULL ? NULL :
-            PyObject_GetAttrString(zlib, "decompressobj");
-        Py_DECREF(zlib);
-        if (rc_decompressobj == NULL) {
-            Py_CLEAR(rc_zlib_error);
-            return RC_ERROR;
-        }
-    }
-    inflater = PyObject_CallNoArgs(rc_decompressobj);
-    if (inflater == NULL)
-        return RC_ERROR;
-    result = PyObject_CallMethod(inflater, "decompress", "y#",
-                                 (const char *)state, size);
-    if (result == NULL) {
-        Py_DECREF(inflater);
-        if (PyErr_ExceptionMatches(rc_zlib_error)) {
-            PyErr_Clear();
-            return RC_BAD;
-        }
-        return RC_ERROR;
-    }
-    eof = PyObject_GetAttrString(inflater, "eof");
-    unused = eof ? PyObject_GetAttrString(inflater, "unused_data") : NULL;
-    Py_DECREF(inflater);
-    if (unused == NULL || !PyBytes_Check(unused) ||
-            !PyBytes_Check(result)) {
-        Py_XDECREF(eof);
-        Py_XDECREF(unused);
-        Py_DECREF(result);
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "unexpected zlib results");
-        return RC_ERROR;
-    }
-    ok = eof == Py_True && PyBytes_GET_SIZE(unused) == 0;
-    Py_DECREF(eof);
-    Py_DECREF(unused);
-    if (!ok) {
-        Py_DECREF(result);
-        return RC_BAD;  /* cut short, or followed by stray bytes */
-    }
-    Py_XSETREF(rc_inflated, result);
-    *out = (const unsigned char *)PyBytes_AS_STRING(result);
-    *out_size = PyBytes_GET_SIZE(result);
-    return RC_OK;
+    return RC_UNSURE;
 }
 
 static void
 rc_inflate_done(void)
 {
-    Py_CLEAR(rc_inflated);
 }
 
 #endif
@@ -965,9 +913,8 @@ rc_check_record(RcWalk *walk, const unsigned char *record, Py_ssize_t size)
                          (size_t)(size - 12 - data_size));
 }
 
-/* One walk's buffers, kept from record to record; a second one is made
-   only if a check ever runs inside another (the build without zlib calls
-   Python code while inflating). */
+/* One walk's buffers, kept from record to record (a fresh one should a
+   check ever run inside another). */
 static RcWalk *rc_spare_walk;
 
 /* record_fine(record) -> True, False or None (see the top of the file). */

@@ -19,16 +19,18 @@ import os
 import weakref
 import zlib
 
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (ConflictError, DurusError, DurusKeyError,
-                         ReadConflictError, StateLoadError,
+                         ReadConflictError, RefusedValueError,
+                         StateLoadError,
                          WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
 from durus.persistent_dict import PersistentDict
-from durus.serialize import (ObjectReader, ObjectWriter, pack_record,
-                             _EMPTY_MEMO, _decompress)
+from durus.record import class_pickle_end, pack_record, record_data
+from durus.serialize import (ObjectReader, ObjectWriter, _EMPTY_MEMO,
+                             _decompress)
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -47,10 +49,9 @@ __all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
            'gen_every_instance', 'StillConflictedError']
 
 
-# ObjectReader.get_state, compiled when durus._speedups is present (it
-# calls the reader's own get_state for ObjectReader subclasses).
-_get_state = (ObjectReader.get_state if _speedups is None
-              else _speedups.get_state)
+# ObjectReader.get_state, or its compiled twin (which calls the reader's
+# own get_state for ObjectReader subclasses).
+_get_state = _use_compiled('get_state', ObjectReader.get_state)
 
 
 class StillConflictedError(DurusError, AssertionError):
@@ -75,7 +76,8 @@ class FirstOidError(DurusError, AssertionError):
 class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
-    def __init__(self, storage, cache_size=100000, root_class=None):
+    def __init__(self, storage, cache_size=100000, root_class=None,
+                 unpickle_policy=None):
         if isinstance(storage, (str, os.PathLike)):
             from durus.file_storage import FileStorage
             storage = FileStorage(os.fspath(storage))
@@ -84,7 +86,10 @@ class Connection(ConnectionBase):
                                    'or a file name, not %r' % (storage,))
         self.storage = storage
         self.cache = Cache(cache_size)
-        self.reader = ObjectReader(self)
+        # Which globals records may name (durus.unpickle_policy): None or
+        # 'trusted' is Durus 4.3's behaviour, 'safe' refuses every global
+        # that is not a persistent class or a plain value type.
+        self.reader = ObjectReader(self, unpickle_policy)
         self.changed = {}
         self.invalid_oids = set()
         self.new_oid = storage.new_oid
@@ -146,6 +151,7 @@ class Connection(ConnectionBase):
             data = self.get_stored_pickle(oid)
         except KeyError:
             return None
+        self.reader.loading_oid = oid
         obj = self.cache.get_instance(oid, self.reader.get_class(data), self)
         if obj._p_status == GHOST:
             obj.__setstate__(self.reader.get_state(data))
@@ -164,7 +170,7 @@ class Connection(ConnectionBase):
             # Another client changed objects: learn which, then retry.
             self._handle_invalidations(self.storage.sync(), read_oid=oid)
             record = self.storage.load(oid)
-        return record[12:12 + int.from_bytes(record[8:12], 'big')]
+        return record_data(record)
 
     def load_state(self, obj):
         """Fill the ghost ``obj`` with its stored state."""
@@ -176,24 +182,29 @@ class Connection(ConnectionBase):
         except DurusKeyError:
             # The record is gone (packed away): the cached ghost is stale.
             raise ReadConflictError([oid]) from None
+        self.reader.loading_oid = oid
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, _get_state(self.reader, data))
-
-    if _speedups is not None:
-        # The compiled twin (csrc/): reads FileStorage records
-        # and fills the ghost without Python frames; anything unusual (a
-        # conflict, another storage, a missing record) comes back to the
-        # Python method above (configure_loads keeps it for that).
-        load_state, _fast_bind_new_object = _speedups.configure_loads(
-            ObjectReader, ObjectReader.get_state, _decompress, zlib.error,
-            _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle)
 
     def note_access(self, obj):
         _raw_set(obj, '_p_serial', self.transaction_serial)
         self.cache.recent_objects.add(obj)
 
     def note_change(self, obj):
+        if self.reader.refusals and obj._p_oid in self.reader.refusals:
+            self._refuse_change(obj)
         self.changed[obj._p_oid] = obj
+
+    def _refuse_change(self, obj):
+        # Its record named globals the safe policy refused: the state in
+        # memory is not the stored one, so writing it would lose data.
+        names = ', '.join(sorted(self.reader.refusals[obj._p_oid]))
+        obj._p_set_status_saved()  # _p_note_change marked it first
+        raise RefusedValueError(
+            'cannot change %r: its record names %s, which the safe '
+            'unpickling policy refused to load, so its real state is '
+            'unknown; reopen with the trusted policy (durus-shell --trust) '
+            'or allow the name to change it' % (obj, names))
 
     def _bind_new_object(self, obj, oid):
         """Give a new object its oid and this connection (during commit)."""
@@ -218,11 +229,22 @@ class Connection(ConnectionBase):
         cache.recent_objects.map[id(obj)] = obj
         self._unhooked.append(obj)
 
+    # The compiled twins of load_state and _bind_new_object (listed in
+    # durus/_accel.py): load_state reads FileStorage records and fills the
+    # ghost without Python frames; anything unusual (a conflict, another
+    # storage, a missing record) comes back to the Python methods above,
+    # which configure_loads is handed for that.
+    _compiled = (None, None)
     if _speedups is not None:
-        # The compiled twin (csrc/), same steps.
-        _py_bind_new_object = _bind_new_object
-        _bind_new_object = _fast_bind_new_object
-        del _fast_bind_new_object
+        _compiled = _speedups.configure_loads(
+            ObjectReader, ObjectReader.get_state,
+            ObjectReader._load_state_pickle, _decompress, zlib.error,
+            _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle,
+            _bind_new_object, record_data, class_pickle_end)
+    load_state = _use_compiled('load_state', load_state, _compiled[0])
+    _bind_new_object = _use_compiled('bind_new_object', _bind_new_object,
+                                     _compiled[1])
+    del _compiled
 
     def _unbind_new_object(self, obj):
         self.cache.recent_objects.discard(obj)
@@ -237,7 +259,8 @@ class Connection(ConnectionBase):
         """Every object reachable from ``start_oid``, loaded, in storage order."""
         for oid, record in self.storage.gen_oid_record(
                 start_oid=start_oid, batch_size=batch_size):
-            data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+            data = record_data(record)
+            self.reader.loading_oid = oid
             obj = self.cache.get_instance(
                 oid, self.reader.get_class(data), self)
             if obj._p_status == GHOST:
@@ -524,13 +547,17 @@ class Cache(object):
         objects.mapping[oid] = ref
         return obj
 
+    # The compiled twin (durus/_accel.py): same steps, no Python frames.
     if _speedups is not None:
-        # The compiled twin: same steps, no Python frames.
-        def get_instance(self, oid, klass, connection,
-                         _get=_speedups.get_instance):
-            """The cached object of ``oid`` if of class ``klass``, else a
-            new ghost."""
+        def _compiled_get_instance(self, oid, klass, connection,
+                                   _get=_speedups.get_instance):
+            """The cached object of ``oid`` if of class ``klass``, else a new ghost."""
             return _get(self.objects, oid, klass, connection)
+    else:
+        _compiled_get_instance = None
+    get_instance = _use_compiled('get_instance', get_instance,
+                                 _compiled_get_instance)
+    del _compiled_get_instance
 
     def shrink(self, connection):
         count = self.get_count()
@@ -580,7 +607,7 @@ def touch_every_reference(connection, *words):
                for word in words]
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
-        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        data = record_data(record)
         texts = (data, reader.get_state_pickle(data))
         if any(needle in text for needle in needles for text in texts):
             connection.get(oid)._p_note_change()
@@ -590,7 +617,8 @@ def gen_every_instance(connection, *classes):
     """Every stored object that is an instance of one of ``classes``."""
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
-        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        data = record_data(record)
+        reader.loading_oid = oid
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)
 

@@ -21,14 +21,14 @@ Invariants beyond the Storage contract (durus.storage):
 import heapq
 
 from durus import shelf_index
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (DamagedFileError, DurusKeyError, UnexpectedOidError,
                          bad_oid_error)
 from durus.file import File
 from durus.file_storage_base import (
     SingleFileStorage, discard_pack_file, gen_pack_records,
     open_readonly_tail, switch_to_packed)
-from durus.serialize import unpack_record
+from durus.record import refs_start
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str, oid_number, str_to_int8
@@ -110,9 +110,8 @@ class FileStorage(SingleFileStorage):
             except KeyError:
                 continue
             yield oid, record
-            refs = unpack_record(record)[2]
-            for position in range(0, len(refs) - 7, 8):
-                ref = refs[position:position + 8]
+            for position in range(refs_start(record), len(record), 8):
+                ref = record[position:position + 8]
                 if ref not in seen:
                     seen.add(ref)
                     heapq.heappush(todo, ref)
@@ -258,11 +257,9 @@ def inspect_file(filename):
         open_file.close()
 
 
-# Shelf.load_number, compiled when durus._speedups is present.
-if _speedups is None:
-    _load_number = Shelf.load_number
-else:
-    _load_number = _speedups.shelf_load_number
+# Shelf.load_number, or its compiled twin (durus/_accel.py).
+_load_number = _use_compiled('shelf_load_number', Shelf.load_number)
+if _speedups is not None:
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)
 
@@ -270,6 +267,6 @@ else:
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.logger import is_logging  # noqa: E402,F401
-from durus.serialize import split_oids  # noqa: E402,F401
+from durus.serialize import split_oids, unpack_record  # noqa: E402,F401
 from durus.storage import Storage  # noqa: E402,F401
 from durus.utils import IntSet, iteritems  # noqa: E402,F401

@@ -12,8 +12,8 @@ import time
 
 from durus.error import DamagedFileError, ReadOnlyError
 from durus.file import File
-from durus.serialize import RecordError, unpack_record
-from durus.shelf import is_well_formed
+from durus.record import (
+    RecordError, is_well_formed, record_problem, refs_start)
 from durus.storage import Storage
 from durus.utils import check_oid, int8_to_str, str_to_int8
 
@@ -63,9 +63,8 @@ class SingleFileStorage(Storage):
         self._check_oid(oid)
         if record[:8] != oid or not is_well_formed(record):
             self.pending = {}
-            unpack_record(record)  # raises RecordError with the details
-            raise RecordError('record for oid %d starts with another oid'
-                              % str_to_int8(oid))
+            raise RecordError('record for oid %d: %s' % (
+                str_to_int8(oid), record_problem(record, oid)))
         self.pending[oid] = record
 
     def _check_oid(self, oid):
@@ -221,7 +220,7 @@ def gen_pack_records(load_number, roots, written, refresh, filename):
         except KeyError:
             continue
         try:
-            refs = unpack_record(record)[2]
+            start = refs_start(record)
         except RecordError as error:
             raise DamagedFileError(
                 '%s: the record of oid %d is malformed (%s); the pack '
@@ -229,8 +228,8 @@ def gen_pack_records(load_number, roots, written, refresh, filename):
                 filename, None, 0) from None
         written.add(number)
         yield number, int8_to_str(number), record
-        for position in range(0, len(refs), 8):
-            ref = str_to_int8(refs[position:position + 8])
+        for position in range(start, len(record), 8):
+            ref = str_to_int8(record[position:position + 8])
             if ref not in seen and ref not in written:
                 seen.add(ref)
                 heapq.heappush(todo, ref)

@@ -19,7 +19,7 @@ wrong with one record (spec formats.md §1), or returns None:
 import struct
 import zlib
 
-from durus._accel import speedups as _speedups
+from durus import _accel
 
 _ANY = object()   # a stack value the check does not follow
 _MARK = object()
@@ -334,17 +334,24 @@ def record_problem(record):
     return None
 
 
-_python_record_problem = record_problem  # the twin, for tests and messages
+_python_record_problem = record_problem  # the reference, and the messages
 
-if _speedups is not None:
-    _record_fine = _speedups.record_fine
 
+def _python_record_fine(record):
+    """True when ``record`` passes the check, else False.  Its compiled
+    twin (csrc/record_check.c) gives the same verdicts, or None for a
+    record it leaves to this walk."""
+    return _python_record_problem(record) is None
+
+
+_record_fine = _accel.use('record_fine', _python_record_fine)
+
+if _record_fine is not _python_record_fine:
     def record_problem(record):
         """Why ``record`` (oid, int4 N, data, refs) is damaged, or None.
 
-        The compiled walk (csrc/record_check.c) settles a sound record
-        alone; anything it does not call fine gets the verdict and the
-        message of the Python twin above.
+        The compiled walk settles a sound record alone; anything it does
+        not call fine gets the verdict and the message of the Python walk.
         """
         if _record_fine(record):
             return None
@@ -359,11 +366,11 @@ def transaction_problem(read_record, offsets):
     Every record is checked, newest first: damage from a power cut or a
     bad copy runs from some byte to the end of the transaction.
     """
-    fine = _record_fine if _speedups is not None else None
+    fine = _record_fine
     for offset in reversed(offsets):
         record = read_record(offset)
-        if fine is not None and fine(record):
-            continue  # one call per record: the common case stays cheap
+        if fine(record):
+            continue  # one call per sound record
         problem = _python_record_problem(record)
         if problem is not None:
             return offset, problem

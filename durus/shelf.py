@@ -45,6 +45,7 @@ from durus.error import (
 from durus.disk_arrays import GROW_CHUNK, StreamAccess, word_size_for
 from durus.file import File, ReadOnlyFileError, fsync_directory
 from durus.oid_index import OidIndex
+from durus.record import is_well_formed
 from durus.record_check import record_problem, transaction_problem
 # Names Durus 4.3's durus.shelf offered (it imported them from durus.utils).
 from durus.utils import (  # noqa: F401
@@ -58,7 +59,6 @@ CHUNK = 4 << 20
 _int8 = struct.Struct('>Q')
 _record_head = struct.Struct('>QQQI')  # R, key, embedded oid, data length
 _map_head = struct.Struct('>QQQ')
-_data_length = struct.Struct('>I')
 _key_head = struct.Struct('>QQ')  # R, key
 _READ_GUESS = 512
 # A tail of appended transactions this large, with no saved index, is
@@ -580,14 +580,6 @@ def _pack_words(words, word_size):
     for byte in range(word_size):
         packed[byte::word_size] = full[8 - word_size + byte::8]
     return bytes(packed)
-
-
-def is_well_formed(record):
-    """Cheaply: is ``record`` laid out as oid, data length, data, refs?"""
-    if len(record) < 12:
-        return False
-    rest = len(record) - 12 - _data_length.unpack_from(record, 8)[0]
-    return rest >= 0 and not rest & 7
 
 
 def encode_transaction(items, start):

@@ -23,6 +23,7 @@ from prompt_toolkit.output import ColorDepth
 from durus_shell import completion, render
 from durus_shell.keys import Stash, shell_key_bindings
 from durus_shell.lexer import ShellLexer
+from durus_shell.refusals import refusal_note, toolbar_part
 from durus_shell.style import shell_style
 from durus_shell.typeahead import carry_typeahead
 from durus_shell.ui import UI, choice_prompt
@@ -158,6 +159,8 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
         parts.append('%d uncommitted' % count if count else 'no changes')
         if session.readonly:
             parts.append('READ-ONLY')
+        if session.trusted:
+            parts.append(toolbar_part(session))
         parts.append('F1 help  Ctrl-X C commit  Ctrl-D quit')
         return ' ' + ' | '.join(parts) + ' '
 
@@ -225,6 +228,9 @@ def _run_app(session, color, startup, input, output, history):
     if startup:
         result = session.run_file(startup)
         ui.show_result(result)
+        note = refusal_note(session)
+        if note:
+            ui.show(note)
     failures = 0
     while True:
         # Keys typed while the last statement ran, Ctrl-D included.
@@ -249,6 +255,9 @@ def _run_app(session, color, startup, input, output, history):
         try:
             result = session.run(text, ui)
             ui.show_result(result)
+            note = refusal_note(session)
+            if note:
+                ui.show(note)
         except KeyboardInterrupt:
             ui.show('Interrupted.')
             continue

@@ -313,7 +313,8 @@ def stored_states(connection, objects):
         if record is None:
             result[id(obj)] = MISSING
             continue
-        result[id(obj)] = reader.get_state(unpack_record(record)[1])
+        result[id(obj)] = reader.get_state(unpack_record(record)[1],
+                                           oid=obj._p_oid)
     return result
 
 

@@ -8,6 +8,10 @@ import argparse
 import os
 import sys
 
+from durus.unpickle_policy import (ALLOW_ENVIRONMENT_VARIABLE, UnpicklePolicy,
+                                   allowed_from_environment,
+                                   parse_allowed_name)
+
 from durus_shell import __version__
 from durus_shell.opening import OpenError
 from durus_shell.script import EXIT_ERROR, EXIT_USAGE, run_script
@@ -66,6 +70,15 @@ def build_parser():
                        default=[], metavar='DIR',
                        help='directory holding the application\'s classes '
                             '(repeatable; also $DURUS_SHELL_PATH)')
+    where.add_argument('--trust', action='store_true',
+                       help='load records with the trusted policy: they may '
+                       'name any function or class, which runs when they '
+                       'load (default: safe, such values show as '
+                       '<refused ...>)')
+    where.add_argument('--allow', metavar='MODULE:NAME', action='append',
+                       default=[], help='also load this global under the '
+                       'safe policy (repeatable; also $%s, comma '
+                       'separated)' % ALLOW_ENVIRONMENT_VARIABLE)
     where.add_argument('--startup', metavar='FILE',
                        help='Python file run in the namespace first (also '
                             '$DURUSSTARTUP for interactive sessions)')
@@ -146,7 +159,8 @@ def _open_and_run(args, interactive):
             GATE_OPEN if interactive else GATE_SCRIPT)
     try:
         session = Session(target.storage, target, mode,
-                          cache_size=args.cache_size)
+                          cache_size=args.cache_size,
+                          unpickle_policy=unpickle_policy(args))
     except Exception as error:
         target.storage.close()
         raise OpenError('cannot read the root object: %s: %s'
@@ -201,6 +215,23 @@ def _check(args):
         raise UsageError('--startup %s: no such file' % args.startup)
     if args.cache_size <= 0:
         raise UsageError('--cache-size must be positive')
+    if args.trust and args.allow:
+        raise UsageError('--allow is for the safe policy; --trust already '
+                         'allows everything')
+    try:
+        for name in args.allow:
+            parse_allowed_name(name)
+        allowed_from_environment()
+    except ValueError as error:
+        raise UsageError('--allow or $%s: %s'
+                         % (ALLOW_ENVIRONMENT_VARIABLE, error))
+
+
+def unpickle_policy(args):
+    """The loading policy --trust and --allow ask for."""
+    if args.trust:
+        return UnpicklePolicy(trusted=True)
+    return UnpicklePolicy.safe(allow=args.allow, placeholders=True)
 
 
 def add_class_paths(dirs):

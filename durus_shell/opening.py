@@ -300,6 +300,12 @@ def banner(session):
         out.append((render.T_HEAD, '\n'.join(session.target.describe())))
         out.append((render.T_TEXT, '\n'))
     out += root_table(session)
+    from durus_shell.refusals import banner_fragments, refusal_note
+    out += banner_fragments(session)
+    note = refusal_note(session)
+    if note:
+        out.append((render.T_TEXT, '\n'))
+        out += note
     out.append((render.T_NOTE, '\nType :help for commands and keys (F1), '
                 'Tab to complete, Ctrl-D to leave.'))
     return out

@@ -23,6 +23,7 @@ import sys
 
 from durus_shell import render
 from durus_shell.commands import describe_changes
+from durus_shell.refusals import refusal_note
 from durus_shell.session import CommitConflict
 
 EXIT_OK = 0
@@ -101,7 +102,8 @@ def run_script(session, text, filename, out=None, err=None, commit=False,
                                         first_line=unit.lineno)
         if result.kind == 'value':
             out.write(render.plain(renderer.render(result.value)) + '\n')
-        elif result.failed:
+        _note_refusals(session, err)
+        if result.failed:
             err.write(result.traceback + '\n')
             dropped = session.change_count()
             session.abort()
@@ -113,6 +115,12 @@ def run_script(session, text, filename, out=None, err=None, commit=False,
             break
     out.flush()
     return finish(session, out, err, commit, dry_run)
+
+
+def _note_refusals(session, err):
+    note = refusal_note(session)
+    if note:
+        err.write(render.plain(note) + '\n')
 
 
 def finish(session, out, err, commit, dry_run):

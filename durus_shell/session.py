@@ -31,6 +31,7 @@ from durus.connection import Connection
 from durus.error import ConflictError, ReadOnlyError
 from durus.persistent import PersistentBase, _getattribute
 from durus.storage import Storage
+from durus.unpickle_policy import UnpicklePolicy
 from durus.utils import int8_to_str, str_to_int8
 
 HOOK_NAMES = ('before_statement', 'after_statement', 'before_commit',
@@ -191,8 +192,14 @@ class Session(object):
     """
 
     def __init__(self, storage, target=None, mode=GATE_OPEN,
-                 cache_size=100000):
+                 cache_size=100000, unpickle_policy=None):
         self.gate = CommitGate(storage, mode)
+        # Records never run code they name (issue 13): the safe policy,
+        # refused globals shown as placeholders, unless --trust.
+        if unpickle_policy is None:
+            unpickle_policy = UnpicklePolicy.safe(placeholders=True)
+        self.unpickle_policy = unpickle_policy
+        self._reported_refusals = set()
         self.target = target
         self.hooks = Hooks()
         # Objects of unimportable classes open as placeholders (issue 6),
@@ -200,8 +207,9 @@ class Session(object):
         from durus_shell.placeholders import placeholders_while_opening
         with self.gate.allow():  # a new database gets its root written
             with placeholders_while_opening():
-                self.connection = Connection(self.gate,
-                                             cache_size=cache_size)
+                self.connection = Connection(
+                    self.gate, cache_size=cache_size,
+                    unpickle_policy=unpickle_policy)
         self.namespace = self._make_namespace()
         self.input_count = 0
         self.last_output = None
@@ -218,6 +226,20 @@ class Session(object):
     def storage(self):
         """The real storage (not the gate)."""
         return self.gate.storage
+
+    @property
+    def trusted(self):
+        """True when records may name any global (--trust)."""
+        return self.unpickle_policy.trusted
+
+    def new_refusals(self):
+        """``[(oid, 'module.name'), ...]`` refused since the last call."""
+        found = set((oid or b'', name) for oid, names in
+                    self.connection.reader.refusals.items()
+                    for name in names)
+        fresh = sorted(found - self._reported_refusals)
+        self._reported_refusals |= found
+        return fresh
 
     @property
     def readonly(self):

@@ -152,6 +152,9 @@ def test_opcode_table_matches_pickletools():
 from durus import record_check  # noqa: E402
 from durus._accel import speedups  # noqa: E402
 
+# (record_fine is listed in durus._accel.TWINS; tests/test_accel.py checks
+# the wiring.)
+
 compiled = pytest.mark.skipif(
     speedups is None,
     reason='durus._speedups was not built (no C compiler at install time) '
@@ -170,7 +173,21 @@ def agree(record):
     return fine is None or fine == python_fine
 
 
+def built_with_zlib():
+    """Whether the compiled walk inflates states itself (setup.py links
+    zlib when it finds it; without it compressed states go to Python)."""
+    state = zlib.compress(b'\x80\x02}q\x01.')
+    return speedups.record_fine(pack_record(OID, CLASS + state, b'')) is True
+
+
+needs_zlib = pytest.mark.skipif(
+    speedups is not None and not built_with_zlib(),
+    reason='durus._speedups was built without zlib: records with a '
+           'compressed state are left to the Python walk')
+
+
 @compiled
+@needs_zlib
 def test_compiled_walk_settles_every_real_record_alone():
     import record_fuzz
     records = record_fuzz.written_records() + record_fuzz.fixture_records()
@@ -184,8 +201,10 @@ def test_compiled_walk_agrees_with_python_on_fuzzed_records():
     tally, wrong = record_fuzz.run(20000, seed=5)
     assert wrong == []
     # Both verdicts are common, and the compiled walk decides nearly all.
-    assert tally[True] > 1000 and tally[False] > 10000
-    assert tally[None] < 0.05 * sum(tally.values())
+    assert tally[True] > 500 and tally[False] > 10000
+    if built_with_zlib():
+        assert tally[True] > 1000
+        assert tally[None] < 0.05 * sum(tally.values())
 
 
 @compiled
@@ -283,6 +302,7 @@ def test_memo_and_stack_edge_cases():
 
 
 @compiled
+@needs_zlib
 def test_compressed_states():
     state = b'\x80\x02}q\x01X\x01\x00\x00\x00aK\x01s.'
     packed = zlib.compress(state)
