@@ -15,6 +15,8 @@ def verdict(row, target, ours, ours_metrics, ratio):
         return '' if ratio is None else ('PASS' if ratio >= target.value else 'FAIL')
     if target.kind == 'max':
         return 'PASS' if ours <= target.value else 'FAIL'
+    if target.kind == 'min':
+        return 'PASS' if ours >= target.value else 'FAIL'
     if target.kind == 'floor':
         floor = ours_metrics.get(target.other)
         return '' if not floor else ('PASS' if ours <= target.value * floor else 'FAIL')
@@ -28,6 +30,8 @@ def describe_target(target):
         return 'no slower' if target.value == 1 else '>= %gx' % target.value
     if target.kind == 'max':
         return '<= %s' % format_value(target.value, 'x_s')
+    if target.kind == 'min':
+        return '>= %g' % target.value
     return '<= %gx plain' % target.value
 
 
@@ -64,6 +68,10 @@ def judge(workloads, results):
                 if metric in ref:
                     entry['durus43'] = ref[metric]
                     entry['note'] = what
+                    if row.target is not None and row.target.kind == 'speedup':
+                        entry['ratio'] = ratio_for(row, ours, ref[metric])
+                        entry['verdict'] = verdict(row, row.target, ours,
+                                                   ours_metrics, entry['ratio'])
             if 'unavailable' in result:
                 entry['note'] = 'ours not available yet'
             errors = result.get('errors', {})

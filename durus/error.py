@@ -128,6 +128,13 @@ class ReadOnlyError(DurusError, AssertionError):
     """A write was attempted on a storage opened read-only."""
 
 
+class CommitVetoedError(DurusError):
+    """A connection observer refused a commit (its reason is the message).
+
+    Nothing was stored: the changes are still pending.
+    """
+
+
 class UnknownFormatError(DurusError, ValueError, AssertionError):
     """A file is not a database of any supported format."""
 

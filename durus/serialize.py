@@ -75,7 +75,7 @@ class ObjectWriter(object):
     queued, so that ``gen_new_objects`` yields it for writing too.
     """
 
-    def __init__(self, connection):
+    def __init__(self, connection, dry_run=False):
         self.connection = connection
         self.sio = BytesIO()
         self.pickler = _RecordPickler(self.sio, PICKLE_PROTOCOL)
@@ -83,6 +83,9 @@ class ObjectWriter(object):
         self._refs = []
         self.objects_found = []
         self.new_objects = []
+        # A dry run finds new objects exactly as a commit would, but
+        # neither gives them oids nor binds them (durus.inspect).
+        self.dry_run = dry_run
         self.pickler.persistent_id = _persistent_id_for(self)
 
     @property
@@ -113,6 +116,8 @@ class ObjectWriter(object):
         new_objects = self.new_objects
         objects_found = self.objects_found
         add_ref = self._refs.append
+        dry_run = self.dry_run
+        met = {}  # dry run: id of a new object -> the stand-in oid it got
 
         def persistent_id(obj, isinstance=isinstance, base=PersistentBase,
                           raw_get=_raw_get, variants=_variants):
@@ -123,10 +128,17 @@ class ObjectWriter(object):
             if oid is None:
                 if raw_get(obj, '_p_connection') is not None:
                     raise ValueError('%r has a connection but no oid' % (obj,))
-                oid = connection.new_oid()
-                connection._bind_new_object(obj, oid)
-                new_objects.append(obj)
-                objects_found.append(obj)
+                if dry_run:
+                    oid = met.get(id(obj))
+                    if oid is None:
+                        oid = met[id(obj)] = b'new:%04d' % len(met)
+                        new_objects.append(obj)
+                        objects_found.append(obj)
+                else:
+                    oid = connection.new_oid()
+                    connection._bind_new_object(obj, oid)
+                    new_objects.append(obj)
+                    objects_found.append(obj)
             elif raw_get(obj, '_p_connection') is not connection:
                 raise ValueError(
                     'cannot store a reference to %r: it belongs to another '
@@ -137,6 +149,47 @@ class ObjectWriter(object):
                 cls = variants[cls][0]
             return oid, cls
         return persistent_id
+
+    def get_class_pickle(self, obj):
+        """The class pickle a commit writes at the start of ``obj``'s record."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        return entry[1]
+
+    def matches_record(self, obj, state, data):
+        """Whether record data ``data`` holds exactly ``state`` as this
+        writer would write it for ``obj`` (uncompressed records only;
+        False means: compare another way)."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        head = entry[1]
+        if not data.startswith(head):
+            return False
+        sio = self.sio
+        sio.seek(0)
+        sio.truncate()
+        pickler = self.pickler
+        pickler.memo = entry[2]
+        self._refs.clear()
+        pickler.dump(state)
+        return data[len(head):] == sio.getvalue()
+
+    def get_state_pickle(self, obj, state):
+        """The pickle of ``state`` (``obj``'s state) as a commit would
+        write it for ``obj``, before compression."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        sio = self.sio
+        sio.seek(0)
+        sio.truncate()
+        pickler = self.pickler
+        pickler.memo = entry[2]
+        self._refs.clear()
+        pickler.dump(state)
+        return sio.getvalue()
 
     def get_state(self, obj):
         entry = _class_entries.get(type(obj))
@@ -174,10 +227,12 @@ def _py_persistent_id_for(writer):
 
 
 def _compiled_persistent_id_for(writer):
-    # The compiled twin; the cases that raise go to the closure.
+    # The compiled twin; the cases that raise (and, in a dry run, new
+    # objects) go to the closure.
     return _speedups.PersistentIdWriter(
         writer._make_persistent_id(), PersistentBase, writer.connection,
-        writer._refs, writer.new_objects, writer.objects_found)
+        writer._refs, writer.new_objects, writer.objects_found,
+        writer.dry_run)
 
 
 # The pickler's persistent_id for a writer (durus/_accel.py).
@@ -275,10 +330,11 @@ class ObjectReader(object):
     ``resolve_class`` is the one place where a pickled (module, name)
     becomes a class: for the record's class, for the class inside every
     persistent id and for every other global in a state.  A class that
-    cannot be imported raises ``ClassImportError``, unless
-    ``missing_class_factory`` is set: then ``factory(module, name,
-    persistent)`` returns a class to use instead (``persistent`` is True
-    for the record's class and for classes of persistent ids).
+    cannot be imported raises ``ClassImportError``, unless a class
+    factory is given (``class_factory``, or the ``missing_class_factory``
+    attribute of this reader): then ``factory(module, name, persistent)``
+    returns a class to use instead (``persistent`` is True for the
+    record's class and for classes of persistent ids).
 
     ``policy`` (durus.unpickle_policy) decides which globals may be
     resolved at all; under a safe policy, ``refusals`` maps the oid of each
@@ -289,8 +345,10 @@ class ObjectReader(object):
 
     missing_class_factory = None
 
-    def __init__(self, connection, policy=None):
+    def __init__(self, connection, policy=None, class_factory=None):
         self.connection = connection
+        if class_factory is not None:
+            self.missing_class_factory = class_factory
         self.policy = UnpicklePolicy.from_argument(policy)
         self.loading_oid = None
         self.refusals = {}

@@ -45,7 +45,7 @@ def build_parser():
     parser.add_argument(
         'file', nargs='?', metavar='PATH',
         help='database file to open (FileStorage SHELF-1, FileStorage2 '
-             'DFS20 or SQLite)')
+             'DFS20 or SQLite), or a postgresql:// URL (PgStorage)')
     where = parser.add_argument_group('what to open')
     where.add_argument('--create', action='store_true',
                        help='create a new database at PATH')
@@ -261,6 +261,10 @@ def open_target(args, interactive):
             raise OpenError('cannot create the demo database at %s: %s'
                             % (path, error))
         return opening.open_file(path, readonly=args.readonly)
+    from durus.storage_names import is_postgresql
+    if is_postgresql(args.file):
+        return opening.open_postgresql(args.file, readonly=args.readonly,
+                                       create=args.create)
     if args.yes:
         ui = StreamUI(sys.stderr, answers={'Repair the file?': 'y'})
     elif interactive:
