@@ -30,6 +30,8 @@ environment:
   DURUSSTARTUP      startup file for interactive sessions (like --startup)
   NO_COLOR          set to turn colour off (like --no-color)
   XDG_STATE_HOME    history goes to $XDG_STATE_HOME/durus-shell/history
+  XDG_CONFIG_HOME   settings from $XDG_CONFIG_HOME/durus-shell/config.toml
+                    (default ~/.config; docs/shell.md lists the keys)
   XDG_DATA_HOME     --demo without PATH uses $XDG_DATA_HOME/durus-shell/
 
 exit status: 0 done; 1 an error stopped the run (nothing committed);
@@ -63,9 +65,9 @@ def build_parser():
                             'ask, then repair it')
     where.add_argument('--yes', action='store_true',
                        help='answer yes to the --repair question (scripts)')
-    where.add_argument('--cache-size', type=int, default=100000,
+    where.add_argument('--cache-size', type=int, default=None,
                        metavar='N', help='objects kept in the cache '
-                       '(default 100000)')
+                       '(default: the config file\'s cache_size, 100000)')
     where.add_argument('--path', dest='class_path', action='append',
                        default=[], metavar='DIR',
                        help='directory holding the application\'s classes '
@@ -95,10 +97,16 @@ def build_parser():
                           'nothing')
     run.add_argument('--log', metavar='FILE',
                      help='append the diff of every commit (time, '
-                          'database, user) to FILE')
+                          'database, user, reason, script) to FILE')
+    run.add_argument('--reason', metavar='TEXT',
+                     help='the reason or ticket recorded with each commit '
+                          'in the --log file (else :commit asks)')
     look = parser.add_argument_group('appearance')
     look.add_argument('--no-color', action='store_true',
                       help='no colours (also $NO_COLOR)')
+    look.add_argument('--vi', action='store_true',
+                      help='vi editing keys at the prompt and in questions '
+                           '(also editing_mode = "vi" in the config file)')
     look.add_argument('--version', action='version',
                       version='durus-shell %s' % __version__)
     return parser
@@ -138,6 +146,7 @@ def is_interactive(args, stdin=None, stdout=None):
 
 def _run(args):
     _check(args)
+    args.settings = load_settings(args)
     add_class_paths(args.class_path)
     interactive = is_interactive(args)
     if interactive:
@@ -159,16 +168,28 @@ def _open_and_run(args, interactive):
             GATE_OPEN if interactive else GATE_SCRIPT)
     try:
         session = Session(target.storage, target, mode,
-                          cache_size=args.cache_size,
+                          cache_size=args.cache_size or
+                          args.settings.cache_size,
                           unpickle_policy=unpickle_policy(args))
     except Exception as error:
         target.storage.close()
         raise OpenError('cannot read the root object: %s: %s'
                         % (type(error).__name__, error))
+    session.settings = args.settings
+    script_text = None
     if args.log:
+        from durus_shell.audit import script_identity
         from durus_shell.fix_commands import enable_log
+        script = None
+        if not interactive:
+            try:
+                script_text = _script_text(args)
+            except UsageError:
+                session.close()
+                raise
+            script = script_identity(script_text[1], script_text[0])
         try:
-            enable_log(session, args.log)
+            enable_log(session, args.log, reason=args.reason, script=script)
         except OSError as error:
             session.close()
             raise UsageError('cannot write the --log file %s: %s'
@@ -188,7 +209,7 @@ def _open_and_run(args, interactive):
             if result.failed:
                 sys.stderr.write(result.traceback + '\n')
                 return EXIT_ERROR
-        text, name = _script_text(args)
+        text, name = script_text or _script_text(args)
         return run_script(session, text, name, commit=args.commit,
                           dry_run=args.dry_run)
     finally:
@@ -213,7 +234,10 @@ def _check(args):
         raise UsageError('--commit cannot write to a --readonly database')
     if args.startup and not os.path.isfile(args.startup):
         raise UsageError('--startup %s: no such file' % args.startup)
-    if args.cache_size <= 0:
+    if args.reason is not None and not args.log:
+        raise UsageError('--reason is recorded in the audit log: give '
+                         '--log FILE too')
+    if args.cache_size is not None and args.cache_size <= 0:
         raise UsageError('--cache-size must be positive')
     if args.trust and args.allow:
         raise UsageError('--allow is for the safe policy; --trust already '
@@ -225,6 +249,18 @@ def _check(args):
     except ValueError as error:
         raise UsageError('--allow or $%s: %s'
                          % (ALLOW_ENVIRONMENT_VARIABLE, error))
+
+
+def load_settings(args):
+    """The config file's settings, options applied; its warnings go to
+    stderr, one line each (a bad config file never stops the shell)."""
+    from durus_shell import config
+    settings, warnings = config.load_settings()
+    for warning in warnings:
+        sys.stderr.write('durus-shell: warning: %s\n' % warning)
+    if args.vi:
+        settings.editing_mode = 'vi'
+    return settings
 
 
 def unpickle_policy(args):
@@ -268,7 +304,7 @@ def open_target(args, interactive):
     if args.yes:
         ui = StreamUI(sys.stderr, answers={'Repair the file?': 'y'})
     elif interactive:
-        ui = ConsoleUI()
+        ui = ConsoleUI(vi_mode=args.settings.editing_mode == 'vi')
     else:
         ui = StreamUI(sys.stderr)
     return opening.open_file(args.file, readonly=args.readonly,

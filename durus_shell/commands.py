@@ -188,13 +188,30 @@ def commit_command(session, args, ui):
     else:
         choices = [('y', 'yes'), ('n', 'no')]
         question = 'Commit %s?' % _plural(changes.written, 'object')
-    answer = ui.ask(question, choices, 'n')
+    settings = getattr(session, 'settings', None)
+    if choices[0][0] == 'y' and settings is not None and \
+            not settings.confirm_commit:
+        ui.show('Committing without asking (confirm_commit = false in the'
+                ' config file).')
+        answer = 'y'
+    else:
+        answer = ui.ask(question, choices, 'n')
     if answer == 't':
         session.tracker.touch_unnoted()
     elif answer != 'y':
         ui.show('Not committed; the changes are still pending.')
         return
+    ask_reason(session, ui)
     commit_now(session, ui)
+
+
+def ask_reason(session, ui):
+    """With --log on and no --reason, ask the reason for the log entry."""
+    log = getattr(session, 'audit_log', None)
+    if log is None or log.reason:
+        return
+    reason = ui.ask_text('Reason or ticket (recorded in the audit log):')
+    log.next_reason = reason.strip() or None
 
 
 def commit_now(session, ui):
@@ -297,4 +314,8 @@ def more_command(session, args, ui):
     if not session.last_output:
         raise CommandError('no output to show yet')
     import pydoc
-    pydoc.pager(session.last_output)
+    settings = getattr(session, 'settings', None)
+    if settings is not None and settings.pager:
+        pydoc.pipepager(session.last_output, settings.pager)
+    else:
+        pydoc.pager(session.last_output)

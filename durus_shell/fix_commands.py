@@ -26,14 +26,18 @@ def diff_lines(session, max_objects=None):
                                 max_objects=max_objects)
 
 
-def enable_log(session, path):
-    """Append each commit's diff to ``path`` (``--log FILE``)."""
+def enable_log(session, path, reason=None, script=None):
+    """Append each commit's diff to ``path`` (``--log FILE``), with
+    ``reason`` (``--reason``) and ``script`` (audit.script_identity)."""
     tracker = session.tracker
     target = session.target
     database = getattr(target, 'path', None) or getattr(
         target, 'label', None) or str(session.storage)
-    log = audit.AuditLog(path, database)
     old = session.audit_log
+    if old is not None:
+        reason = reason or old.reason
+        script = script or old.script
+    log = audit.AuditLog(path, database, reason=reason, script=script)
     if old is not None and old.record in tracker.commit_listeners:
         tracker.commit_listeners.remove(old.record)
     tracker.commit_listeners.append(log.record)

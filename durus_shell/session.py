@@ -167,6 +167,7 @@ class Session(object):
         self.connection.add_observer(placeholders.PlaceholderGuard())
         self.tracker = ChangeTracker(self.connection)
         self.audit_log = None
+        self.settings = None  # durus_shell.config.Settings (cli sets it)
         self.namespace = self._make_namespace()
         self.input_count = 0
         self.last_output = None
