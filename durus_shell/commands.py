@@ -8,6 +8,7 @@ durus_shell.fix_commands, imported here for that.
 """
 
 from durus_shell import fix_commands  # noqa: F401 (registers its commands)
+from durus_shell import habit_commands  # noqa: F401 (registers its commands)
 from durus_shell import peek, render
 from durus_shell.opening import root_table
 from durus_shell.registry import (CommandError, all_commands, command,
@@ -27,6 +28,9 @@ def run_input(session, text, ui=None):
     stripped = text.strip()
     if not stripped:
         return Result('empty', text)
+    short = habit_commands.shorthand(session, stripped)
+    if short is not None:  # EXPR?, \\x, it
+        return run_command(session, short, ui)
     if stripped.startswith(':') and '\n' not in stripped:
         return run_command(session, stripped, ui)
     return session.run_python(text)

@@ -34,7 +34,9 @@ class ScreenCut(object):
         return self.held > 0
 
     def take(self, fragments):
-        """The part of ``fragments`` to print now (maybe empty)."""
+        """The part of ``fragments`` (or a str) to print now (maybe empty)."""
+        if isinstance(fragments, str):
+            fragments = [(render.T_TEXT, fragments)]
         text = render.plain(fragments)
         self.texts.append(text)
         lines = render.screen_lines(text, self.columns)
