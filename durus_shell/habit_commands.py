@@ -11,6 +11,7 @@ into the command lines they stand for (commands.run_input asks it first).
 import inspect as pyinspect
 
 from durus_shell import pages, peek, render
+from durus_shell.fix_commands import _evaluate as evaluate
 from durus_shell.registry import CommandError, command
 
 PAGE_LINES = 20  # without a terminal to measure
@@ -19,7 +20,7 @@ PAGE_LINES = 20  # without a terminal to measure
 def shorthand(session, text):
     """The ``:command`` line a one-line short form stands for, or None.
 
-    ``EXPR?`` is never valid Python, so it cannot hide a statement;
+    ``EXPR?`` only when the line is not Python (a comment may end in ?);
     ``it`` is taken as a name when the namespace has one.
     """
     if '\n' in text:
@@ -30,14 +31,19 @@ def shorthand(session, text):
             getattr(session, 'page_cursor', None) is not None:
         return ':page'
     if text.endswith('?') and not text.startswith(':') and \
-            len(text) > 1 and not text.endswith('??'):
+            len(text) > 1 and not text.endswith('??') and \
+            not _is_python(text, 'exec') and _is_python(text[:-1], 'eval'):
         return ':describe ' + text[:-1].strip()
     return None
 
 
-def _evaluate(session, text):
-    from durus_shell.fix_commands import _evaluate as evaluate
-    return evaluate(session, text)
+def _is_python(text, mode):
+    """Whether ``text`` compiles (``x = 1  # why?`` is a statement)."""
+    try:
+        compile(text, '<input>', mode)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _page_size(ui):
@@ -57,7 +63,7 @@ def page_command(session, args, ui):
     one paged, from where it stopped.  The page's items are in _.
     """
     if args:
-        value = _evaluate(session, args)
+        value = evaluate(session, args)
         try:
             cursor = pages.cursor_for(value)
         except TypeError as error:
@@ -112,7 +118,7 @@ def describe_command(session, args, ui):
     """
     if not args:
         raise CommandError('usage: :describe EXPR (or type EXPR?)')
-    value = _evaluate(session, args)
+    value = evaluate(session, args)
     session.namespace['_'] = value
     ui.show(describe(value))
 

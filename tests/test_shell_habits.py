@@ -217,6 +217,13 @@ def test_question_mark_describes_an_object(marked):
     assert 'A record someone marked for review.' in text
 
 
+def test_a_statement_ending_in_a_question_mark_stays_python(marked):
+    result = run_input(marked, 'answer = 42  # right?')
+    assert result.kind == 'ok', result.traceback
+    assert marked.namespace['answer'] == 42
+    assert run_input(marked, "'why?'").value == 'why?'
+
+
 def test_question_mark_on_a_plain_value(marked):
     ui = RecordingUI()
     run_input(marked, 'len?', ui)
