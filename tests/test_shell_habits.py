@@ -369,3 +369,25 @@ def test_vi_mode_and_auto_suggest_reach_the_prompt(marked):
         assert prompt.auto_suggest is not None
         ui.input = pipe
         assert ui._question_session().editing_mode == EditingMode.VI
+
+
+def test_theme_names_a_pygments_style():
+    from pygments.token import Token
+    from prompt_toolkit.styles.pygments import pygments_token_to_classname
+    from durus_shell.style import shell_style
+    keyword = 'class:' + pygments_token_to_classname(Token.Keyword)
+    default = shell_style().get_attrs_for_style_str(keyword)
+    monokai = shell_style('monokai').get_attrs_for_style_str(keyword)
+    assert default.color == 'ansimagenta'
+    assert monokai.color != default.color and monokai.color
+
+
+def test_more_uses_the_configured_pager(marked, monkeypatch):
+    import pydoc
+    piped = []
+    monkeypatch.setattr(pydoc, 'pipepager',
+                        lambda text, cmd: piped.append((cmd, text)))
+    marked.settings = config.Settings(pager='less -S')
+    marked.last_output = 'all of it'
+    run_command(marked, ':more', RecordingUI())
+    assert piped == [('less -S', 'all of it')]
