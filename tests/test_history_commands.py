@@ -13,6 +13,7 @@ from durus_shell.commands import run_command, run_input
 from durus_shell.session import Session
 from durus_shell.ui import RecordingUI
 from fixture_app.models import User
+from server_process import durus_server  # noqa: F401 (fixture)
 
 
 def make_versions(storage_class, path):
@@ -150,3 +151,46 @@ def test_rename_class_in_the_shell(session):
     from durus.record import class_path
     assert class_path(session.storage.load(
         session.root['user']._p_oid)) == ('renamed_h17.models', 'Person')
+
+
+def test_command_line_rename_on_a_file(tmp_path, capsys):
+    from durus.record import class_path
+    from durus_shell.cli import main
+    path = make_versions(FileStorage, tmp_path / 'db.durus')
+    assert main([path, '--rename-class', 'fixture_app.models:User',
+                 'renamed_h17.models:Person', '--dry-run']) == 0
+    out = capsys.readouterr().out
+    assert '2 records to rewrite' in out and 'nothing written' in out
+    assert main([path, '--rename-class', 'fixture_app.models:User',
+                 'durus.persistent_dict:PersistentDict']) == 1
+    assert '--merge' in capsys.readouterr().err
+    assert main([path, '--rename-class', 'fixture_app.models.User',
+                 'renamed_h17.models.Person']) == 0
+    assert 'committed: 2 records' in capsys.readouterr().out
+    storage = FileStorage(path, readonly=True)
+    try:
+        classes = set(class_path(record) for _, record in
+                      storage.gen_oid_record())
+    finally:
+        storage.close()
+    assert ('renamed_h17.models', 'Person') in classes
+    assert ('fixture_app.models', 'User') not in classes
+    assert main([path, '--rename-class', 'User', 'x.Y']) == 2
+
+
+def test_command_line_rename_over_a_real_server(durus_server, capsys):
+    from durus.client_storage import ClientStorage
+    from durus.record import class_path
+    from durus_shell.cli import main
+    server = durus_server()
+    connection = Connection(ClientStorage(port=server.port))
+    connection.get_root()['user'] = User()
+    connection.commit()
+    oid = connection.get_root()['user']._p_oid
+    assert main(['--client', '127.0.0.1:%d' % server.port,
+                 '--rename-class', 'fixture_app.models:User',
+                 'renamed_h17.models:Person']) == 0
+    assert 'committed: 2 records' in capsys.readouterr().out
+    connection.abort()
+    assert class_path(connection.get_storage().load(oid)) == (
+        'renamed_h17.models', 'Person')
