@@ -194,3 +194,18 @@ def test_command_line_rename_over_a_real_server(durus_server, capsys):
     connection.abort()
     assert class_path(connection.get_storage().load(oid)) == (
         'renamed_h17.models', 'Person')
+
+
+def test_a_placeholder_says_how_to_rename_its_class(tmp_path):
+    path = make_versions(FileStorage, tmp_path / 'db.durus')
+    storage = FileStorage(path)
+    from durus.class_rename import rename_class
+    rename_class(storage, 'fixture_app.models:User', 'moved_h17.models:User')
+    session = Session(storage)
+    try:
+        result = session.run_python("root['user'].name = 'x'")
+        assert result.failed
+        assert (':rename-class moved_h17.models:User NEWMODULE:NEWNAME'
+                in result.traceback)
+    finally:
+        session.close()
