@@ -193,6 +193,15 @@ WORKLOADS = [
         rows=[Row(6, ':census vs 4.3 get_census (1M file)', 'census_s', True,
                   Target('speedup', 3))]),
     Workload(
+        'history', 'history_first.py', full={'path': '{shop_unpacked}'},
+        quick={'path': '{shop_unpacked}'}, sides=('ours',), reps=3,
+        requires=FILES + ('durus.file_history', 'durus_shell.history_commands'),
+        data=('shop',),
+        rows=[Row(14, ':history, first in a session (never-packed 1M file)',
+                  'first_history_s', True, Target('max', 3.0)),
+              Row(14, ':history, later calls', 'later_history_s', True,
+                  Target('max', 0.1))]),
+    Workload(
         'diff_undo', 'shell_diff_undo.py', full={'changed': 10000},
         quick={'changed': 1000}, sides=('ours',), reps=3, quick_reps=1,
         requires=FILES + ('durus_shell.changes',),
