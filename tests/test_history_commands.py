@@ -209,3 +209,17 @@ def test_a_placeholder_says_how_to_rename_its_class(tmp_path):
                 in result.traceback)
     finally:
         session.close()
+
+
+def test_history_over_a_real_server_says_it_needs_a_file(durus_server):
+    from durus.client_storage import ClientStorage
+    server = durus_server()
+    session = Session(ClientStorage(port=server.port))
+    try:
+        result, text = command(session, ':history 0')
+        assert result.kind == 'error'
+        assert 'needs a FileStorage or FileStorage2 file opened directly' \
+            in text and 'ClientStorage' in text
+        assert len(text.splitlines()) == 1
+    finally:
+        session.close()
