@@ -19,7 +19,7 @@ server see the new records after their next sync, like any commit.
 
 import zlib
 
-from durus.error import DurusError
+from durus.error import DurusError, WriteConflictError
 from durus.pickle_rename import parse_class_name, pickle_end, rename_in_pickle
 from durus.record import class_path, pack_record, unpack_record
 from durus.utils import str_to_int8
@@ -142,13 +142,23 @@ def check_merge(plan, merge=False):
 
 
 def commit_rename(storage, plan):
-    """Write the planned records as one transaction."""
+    """Write the planned records as one transaction.
+
+    Over a server, a commit of another client since the plan read the
+    records stops it (WriteConflictError, nothing written): any record
+    may then name OLD anew, or be overwritten with a stale state.  Plan
+    again.
+    """
     if not plan.changed:
         return 0
+
+    def refuse_if_changed(oids):
+        if oids:
+            raise WriteConflictError(list(oids))
     storage.begin()
     for oid, record in plan.changed:
         storage.store(oid, record)
-    storage.end()
+    storage.end(refuse_if_changed)
     return plan.records
 
 

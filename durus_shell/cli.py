@@ -161,6 +161,7 @@ def _rename_class(args):
     (nothing is unpickled); exit status 0, or EXIT_ERROR when refused."""
     from durus.class_rename import (RenameRefused, check_merge,
                                     commit_rename, plan_rename)
+    from durus.error import ConflictError
     target = open_target(args, False)
     try:
         try:
@@ -173,7 +174,14 @@ def _rename_class(args):
         if args.dry_run:
             print('dry run: nothing written')
         elif plan.records:
-            commit_rename(target.storage, plan)
+            try:
+                commit_rename(target.storage, plan)
+            except ConflictError:
+                sys.stderr.write(
+                    'durus-shell: another client changed some of these '
+                    'records meanwhile; nothing was written: run the '
+                    'rename again\n')
+                return EXIT_ERROR
             print('committed: %d records now name %s.%s'
                   % ((plan.records,) + plan.new))
         else:

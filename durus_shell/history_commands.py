@@ -14,6 +14,7 @@ import re
 import weakref
 
 from durus import class_rename, file_history
+from durus.error import ConflictError
 from durus.inspect import state_of_record
 from durus.record import record_refs
 from durus_shell import changes, peek
@@ -294,7 +295,13 @@ def rename_class_command(session, args, ui):
     if answer != 'y':
         ui.show('nothing written')
         return
-    class_rename.commit_rename(session.storage, plan)
+    try:
+        class_rename.commit_rename(session.storage, plan)
+    except ConflictError:
+        session.abort()
+        raise CommandError('another client changed some of these records '
+                           'meanwhile; nothing was written: run the rename '
+                           'again')
     session.abort()
     ui.show('renamed %s.%s to %s.%s in %d records (one commit). Objects '
             'already loaded in this session keep the class they had: '

@@ -225,3 +225,21 @@ def test_a_durus43_file_renamed_opens_in_durus43(durus43_python, tmp_path):
     result = run_durus43(durus43_python, READ_43, path, new_dir)
     assert result.stdout.split() == [
         'new_h17', 'new_h17', "['new_h17']", 'False']
+
+
+def test_a_record_changed_meanwhile_refuses_the_whole_rename(
+        classes, durus_server):
+    from durus.class_rename import commit_rename
+    from durus.error import ConflictError
+    old, _ = classes
+    server = durus_server()
+    other = _database(ClientStorage(port=server.port), old)
+    storage = ClientStorage(port=server.port)
+    plan = plan_rename(storage, 'old_h17:Thing', 'new_h17:Thing')
+    other.get_root()['thing'].changed = True
+    other.commit()
+    with pytest.raises(ConflictError):
+        commit_rename(storage, plan)
+    fresh = ClientStorage(port=server.port)
+    assert plan_rename(fresh, 'old_h17:Thing',
+                       'new_h17:Thing').records == 5  # nothing written
