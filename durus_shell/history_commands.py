@@ -191,8 +191,8 @@ def history_command(session, args, ui):
 
     Oldest first, each with its transaction's position in the file, the
     record size, and what changed from the state before (as :diff shows
-    it).  --show K displays state K read-only (references shown, not
-    loaded).  Needs a FileStorage or FileStorage2 file opened directly:
+    it); the states go to _ (oldest first).  --show K displays state K
+    read-only (references shown, not loaded).  Needs a FileStorage or FileStorage2 file opened directly:
     a server or SQLite keeps no old states.  The first :history of a
     session reads the whole file once; later ones read only what was
     appended.
@@ -210,6 +210,7 @@ def history_command(session, args, ui):
         ui.show('\n'.join(show_state_lines(obj, oid, int(show), location,
                                            state)))
         return
+    session.namespace['_'] = [state for _, _, state in states]
     ui.show('\n'.join(history_lines(session, obj, oid, states)))
 
 

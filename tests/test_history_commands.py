@@ -66,6 +66,8 @@ def test_history_lists_every_state_with_what_changed(session):
     assert any(line.startswith('      .friend: + <durus.persistent_dict.'
                                'PersistentDict oid') for line in lines)
     assert "      .email: + 'anne@example.com'" in lines
+    assert [state['name'] for state in session.namespace['_']] == [
+        'ann', 'Ann', 'Anne', 'Anne']
     assert '(the committed state)' in heads[-1]
     # by oid, the same
     oid = int.from_bytes(session.root['user']._p_oid, 'big')
