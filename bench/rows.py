@@ -199,8 +199,10 @@ WORKLOADS = [
         data=('shop',),
         rows=[Row(14, ':history, first in a session (never-packed 1M file)',
                   'first_history_s', True, Target('max', 3.0)),
-              Row(14, ':history, later calls', 'later_history_s', True,
-                  Target('max', 0.1))]),
+              Row(14, ':history, the same object again', 'later_history_s',
+                  True, Target('max', 0.1)),
+              Row(14, ':history, another object (BTree root)', 'other_object_s',
+                  True, None)]),
     Workload(
         'diff_undo', 'shell_diff_undo.py', full={'changed': 10000},
         quick={'changed': 1000}, sides=('ours',), reps=3, quick_reps=1,

@@ -22,6 +22,9 @@ from durus_shell.fix_commands import _evaluate, _object_or_oid
 from durus_shell.registry import CommandError, command
 
 _HISTORIES = weakref.WeakKeyDictionary()  # session -> RecordHistory
+# session -> {oid: (file end, type of obj, states, lines)}: a listing
+# stays good until something is appended
+_LISTINGS = weakref.WeakKeyDictionary()
 _SHOW = re.compile(r'^(.*?)\s+--show\s+(\S+)\s*$', re.S)
 _REVERT = re.compile(r'^(.*?)\s+(\d+)\s*$', re.S)
 MAX_ITEMS = 20
@@ -201,17 +204,27 @@ def history_command(session, args, ui):
     match = _SHOW.match(args)
     if match:
         args, show = match.group(1), match.group(2)
-    session_history(session)  # one line when there is no history
+    history = session_history(session)  # one line when none
     obj, oid = _object_or_oid(session, args)
-    states = _states(session, oid)
+    listings = _LISTINGS.setdefault(session, {})
+    cached = listings.get(oid)
+    if cached is not None and cached[:2] == (history.end, type(obj)):
+        states, lines = cached[2], cached[3]
+    else:
+        states = _states(session, oid)
+        lines = None
     if show is not None:
         location, _, state = _pick(states, show)
         session.namespace['_'] = state
         ui.show('\n'.join(show_state_lines(obj, oid, int(show), location,
                                            state)))
         return
+    if lines is None:
+        lines = history_lines(session, obj, oid, states)
+        listings.clear()  # one listing kept: old states can be big
+        listings[oid] = (history.end, type(obj), states, lines)
     session.namespace['_'] = [state for _, _, state in states]
-    ui.show('\n'.join(history_lines(session, obj, oid, states)))
+    ui.show('\n'.join(lines))
 
 
 @command('revert', usage=':revert EXPR K')
