@@ -197,9 +197,8 @@ def read_record(storage, location):
 
 
 # The scans below are gen_transactions' loops made tight for RecordHistory
-# (a million records in about a second): one read per transaction (or per
-# BIG_READ of it), no object per record.
-BIG_READ = 64 << 20
+# (a million records in about a second): reads of CHUNK bytes, no object
+# per record.
 _record_size_key = struct.Struct('>QQ').unpack_from
 _record_size4_key = struct.Struct('>IQ').unpack_from
 
@@ -207,53 +206,69 @@ _record_size4_key = struct.Struct('>IQ').unpack_from
 def _scan_shelf(file, position, end, into):
     oids, transactions = into.oids, into.transactions
     offsets, sizes = into.offsets, into.sizes
+    buffer, base = b'', position
     while position < end:
         head = file.pread(8, position)
         if len(head) < 8:
             raise HistoryReadError('the file ends at offset %d' % position)
-        length = _int8.unpack(head)[0]
-        stop = position + 8 + length
+        stop = position + 8 + _int8.unpack(head)[0]
         if stop > end:
             raise HistoryReadError('the transaction at offset %d runs past '
                                    'offset %d' % (position, end))
-        if length > BIG_READ:
-            for transaction in _gen_shelf(file, position, stop):
-                for location in transaction.records:
-                    oids.append(location.oid)
-                    transactions.append(location.transaction)
-                    offsets.append(location.offset)
-                    sizes.append(location.size)
-            position = stop
-            continue
-        body = file.pread(length, position + 8)
-        if len(body) != length:
-            raise HistoryReadError('the file ends inside the transaction at '
-                                   'offset %d' % position)
-        base = position + 8
-        pointer = 0
-        while pointer < length:
-            if pointer + 16 > length:
+        pointer = position + 8
+        while pointer < stop:
+            local = pointer - base
+            if local + 16 > len(buffer):
+                buffer = file.pread(min(CHUNK, stop - pointer), pointer)
+                base, local = pointer, 0
+            if local + 16 > len(buffer):
                 raise HistoryReadError('a malformed record at offset %d'
-                                       % (base + pointer))
-            size, key = _record_size_key(body, pointer)
-            if size < 20 or pointer + 8 + size > length:
+                                       % pointer)
+            size, key = _record_size_key(buffer, local)
+            if size < 20 or pointer + 8 + size > stop:
                 raise HistoryReadError('a malformed record at offset %d'
-                                       % (base + pointer))
+                                       % pointer)
             oids.append(key)
             transactions.append(position)
-            offsets.append(base + pointer + 16)
+            offsets.append(pointer + 16)
             sizes.append(size - 8)
             pointer += 8 + size
         position = stop
 
 
 def _scan_dfs20(file, position, end, into):
-    for transaction in _gen_dfs20(file, position, end):
-        for location in transaction.records:
-            into.oids.append(location.oid)
-            into.transactions.append(location.transaction)
-            into.offsets.append(location.offset)
-            into.sizes.append(location.size)
+    # no transaction length: records are walked through CHUNK-sized reads
+    oids, transactions = into.oids, into.transactions
+    offsets, sizes = into.offsets, into.sizes
+    buffer, base = b'', position
+    transaction = pointer = position
+    while pointer < end:
+        local = pointer - base
+        if local + 12 > len(buffer):
+            buffer = file.pread(min(CHUNK, end - pointer), pointer)
+            base, local = pointer, 0
+            if len(buffer) < 4:
+                raise HistoryReadError('the transaction at offset %d is '
+                                       'cut short' % transaction)
+        if local + 12 > len(buffer):  # the last 4 to 11 bytes
+            size, key = _int4.unpack_from(buffer, local)[0], None
+        else:
+            size, key = _record_size4_key(buffer, local)
+        if size == 0:
+            pointer += 4
+            transaction = pointer
+            continue
+        if size < 12 or pointer + 4 + size > end or key is None:
+            raise HistoryReadError('a malformed record at offset %d'
+                                   % pointer)
+        oids.append(key)
+        transactions.append(transaction)
+        offsets.append(pointer + 4)
+        sizes.append(size)
+        pointer += 4 + size
+    if transaction != end:
+        raise HistoryReadError('the transaction at offset %d does not end '
+                               'before offset %d' % (transaction, end))
 
 
 class RecordHistory(object):
@@ -290,12 +305,18 @@ class RecordHistory(object):
         kind, file, ranges = _layout(self.storage)
         before = len(self.oids)
         scan = _scan_shelf if kind == 'shelf' else _scan_dfs20
-        for begin, stop in ranges:
-            if self.end is not None:
-                if stop <= self.end:
-                    continue
-                begin = max(begin, self.end)
-            scan(file, begin, stop, self)
+        try:
+            for begin, stop in ranges:
+                if self.end is not None:
+                    if stop <= self.end:
+                        continue
+                    begin = max(begin, self.end)
+                scan(file, begin, stop, self)
+        except BaseException:
+            for column in (self.oids, self.transactions, self.offsets,
+                           self.sizes):
+                del column[before:]  # as before the call
+            raise
         count = len(self.oids) - before
         self.end = end
         self._oid_bytes = None

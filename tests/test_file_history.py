@@ -125,3 +125,27 @@ def test_storages_without_old_states_say_so(tmp_path):
             RecordHistory(storage)
         assert 'opened directly' in str(caught.value)
         assert isinstance(caught.value, TypeError)
+
+
+@pytest.mark.parametrize('storage_class', FORMATS)
+def test_bytes_changed_under_the_storage_are_refused(storage_class,
+                                                     tmp_path):
+    path = tmp_path / 'db'
+    connection = _versions_of_counter(storage_class, path, [1])
+    storage = connection.get_storage()
+    history = RecordHistory(storage)
+    known = len(history)
+    connection.get_root()['counter']['n'] = 2
+    connection.commit()
+    last = list(gen_transactions(storage))[-1]
+    # the length field of the new transaction's record: far too big
+    field = (last.records[0].offset - 16 if storage_class is FileStorage
+             else last.records[0].offset - 4)
+    width = 8 if storage_class is FileStorage else 4
+    with open(str(path), 'r+b') as f:
+        f.seek(field)
+        f.write(b'\x7f' * width)
+    with pytest.raises(HistoryReadError) as caught:
+        history.update()
+    assert 'malformed record at offset %d' % field in str(caught.value)
+    assert len(history) == known  # nothing half-read kept
