@@ -195,10 +195,10 @@ def history_command(session, args, ui):
     Oldest first, each with its transaction's position in the file, the
     record size, and what changed from the state before (as :diff shows
     it); the states go to _ (oldest first).  --show K displays state K
-    read-only (references shown, not loaded).  Needs a FileStorage or FileStorage2 file opened directly:
-    a server or SQLite keeps no old states.  The first :history of a
-    session reads the whole file once; later ones read only what was
-    appended.
+    read-only (references shown, not loaded).  Needs a FileStorage or
+    FileStorage2 file opened directly: a server or SQLite keeps no old
+    states.  The first :history of a session reads the whole file once;
+    later ones read only what was appended.
     """
     show = None
     match = _SHOW.match(args)
@@ -215,7 +215,7 @@ def history_command(session, args, ui):
         lines = None
     if show is not None:
         location, _, state = _pick(states, show)
-        session.namespace['_'] = state
+        session.namespace['_'] = peek.copy_value(state)  # not the cache's
         ui.show('\n'.join(show_state_lines(obj, oid, int(show), location,
                                            state)))
         return
@@ -223,7 +223,8 @@ def history_command(session, args, ui):
         lines = history_lines(session, obj, oid, states)
         listings.clear()  # one listing kept: old states can be big
         listings[oid] = (history.end, type(obj), states, lines)
-    session.namespace['_'] = [state for _, _, state in states]
+    session.namespace['_'] = [peek.copy_value(state)
+                              for _, _, state in states]
     ui.show('\n'.join(lines))
 
 
