@@ -21,6 +21,7 @@
 #include "writer.c"
 #include "shelf.c"
 #include "reader.c"
+#include "btree.c"
 
 static Py_ssize_t
 member_offset(PyObject *cls, const char *name)
@@ -158,6 +159,8 @@ static PyMethodDef module_methods[] = {
      "get_instance(objects, oid, cls, connection): cached object or ghost."},
     {"codecs_encode", (PyCFunction)(void (*)(void))codecs_encode,
      METH_FASTCALL, "_codecs.encode with latin-1 text answered directly."},
+    {"btree_methods", btree_methods, METH_VARARGS,
+     "Compiled BTree.get, __getitem__ and add (called once by durus.btree)."},
     {NULL, NULL, 0, NULL}
 };
 
