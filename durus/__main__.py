@@ -134,7 +134,8 @@ def _storage_name(storage):
     return get_filename() if get_filename is not None else str(storage)
 
 
-def start_durus(logfile, logginglevel, address, storage, gcbytes=0):
+def start_durus(logfile, logginglevel, address, storage, gcbytes=0,
+                max_frame=None):
     """Serve ``storage`` until Q, SIGTERM or SIGINT; then close it."""
     from durus.storage_server import StorageServer
     if logfile:
@@ -149,7 +150,9 @@ def start_durus(logfile, logginglevel, address, storage, gcbytes=0):
             'can read and change the database', address)
     log(logging.INFO, 'Storage file=%s address=%s', _storage_name(storage),
         address)
-    server = StorageServer(storage, address=address, gcbytes=gcbytes)
+    limits = {} if max_frame is None else {'max_frame': max_frame}
+    server = StorageServer(storage, address=address, gcbytes=gcbytes,
+                           **limits)
     try:
         server.listen()
     except BaseException:
@@ -240,6 +243,10 @@ def run_durus_main(args=None):
     parser.add_option('--gcbytes', type='int', default=0,
                       help='pack automatically after this many committed '
                            'bytes (0: never) [%default]')
+    parser.add_option('--max-frame', dest='max_frame', type='int',
+                      default=None,
+                      help='largest commit or record in bytes a client may '
+                           'send (default 512 MiB)')
     parser.add_option('--logginglevel', type='int', default=20,
                       help='logging level, 10 debug .. 50 critical '
                            '[%default]')
@@ -263,7 +270,7 @@ def run_durus_main(args=None):
                               readonly=options.readonly,
                               repair=options.repair)
         start_durus(options.logfile, options.logginglevel, address, storage,
-                    options.gcbytes)
+                    options.gcbytes, options.max_frame)
     except (DurusError, OSError, ImportError, ValueError) as error:
         return _fail(str(error) or type(error).__name__)
     return 0

@@ -5,8 +5,9 @@ each request goes out with one ``sendall`` and replies are read with
 buffered ``recv`` calls.  Oids are reserved from the server 32 at a
 time.  Every failure names the server's address: ServerUnreachableError
 (nobody listening, or no answer in time), ShortRead (the server closed
-the connection), ProtocolError (the peer is not a matching Durus
-server).  After such a failure the object is unusable; open a new one.
+the connection), ServerRefusedError (the server refused a request and
+said why: its disk is full, a commit is over its size limit, ...),
+ProtocolError (the peer is not a matching Durus server).  After such a failure the object is unusable; open a new one.
 
 The client first asks for protocol 2 (this project's extension: a commit
 in one round trip, see durus.protocol); a server that does not know it
@@ -18,13 +19,13 @@ import socket
 import struct
 
 from durus.error import (
-    DurusKeyError, ProtocolError, ReadConflictError,
-    ServerUnreachableError, ShortRead, UnexpectedOidError, WriteConflictError)
+    DurusKeyError, ProtocolError, ReadConflictError, ServerRefusedError,
+    ServerUnreachableError, ShortRead, WriteConflictError)
 from durus.protocol import (
     EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS, NEED_DATA, PROTOCOL_VERSION,
     STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, BulkLoad,
     ClientConnection, CommitAll, CommitBackOut, CommitData, CommitStart,
-    Goodbye, Load, NewOids, Pack, Sync, Version)
+    ErrorReply, Goodbye, Load, NewOids, Pack, Sync, Version)
 from durus.prefetch import Prefetcher
 from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
 from durus.storage import Storage
@@ -34,6 +35,11 @@ CONNECT_TIMEOUT = 10
 # Generous: a server may be busy with a large commit or a synchronous pack.
 READ_TIMEOUT = 300
 RECV_SIZE = 256 * 1024
+# After a failed send, how long to look for the server's reason.
+REFUSAL_READ_TIMEOUT = 1.0
+
+_REQUEST_NAMES = {Load: 'load', BulkLoad: 'load', CommitData: 'commit',
+                  CommitAll: 'commit', Pack: 'pack'}
 
 
 class ClientStorage(Storage):
@@ -109,9 +115,27 @@ class ClientStorage(Storage):
         try:
             self.s.sendall(data)
         except OSError as error:
+            # A server refusing an oversized request says why, then
+            # hangs up while we are still sending: look for its reason.
+            refusal = self._refusal_after_failed_send()
             self._disconnect()
+            if refusal is not None:
+                raise refusal from None
             raise ShortRead('lost the connection to the storage server at '
                             '%s: %s' % (self.address, error)) from None
+
+    def _refusal_after_failed_send(self):
+        """The ServerRefusedError the server sent before it closed, if
+        it can be read at once, else None."""
+        try:
+            self.s.settimeout(REFUSAL_READ_TIMEOUT)
+            self._io_timeout = REFUSAL_READ_TIMEOUT
+            self._receive()
+        except ServerRefusedError as refusal:
+            return refusal
+        except (OSError, ProtocolError):
+            pass
+        return None
 
     def _receive(self):
         protocol = self.protocol
@@ -122,6 +146,13 @@ class ClientStorage(Storage):
                 self._disconnect()
                 raise type(error)('storage server at %s: %s'
                                   % (self.address, error)) from None
+            if type(reply) is ErrorReply:
+                self._disconnect()
+                what = _REQUEST_NAMES.get(type(protocol.refused), 'request')
+                raise ServerRefusedError(
+                    'the storage server at %s refused the %s: %s'
+                    % (self.address, what, reply.reason or
+                       'it gave no reason (protocol 1)'))
             if reply is not NEED_DATA:
                 return reply
             try:

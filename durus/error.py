@@ -84,6 +84,13 @@ class ShortRead(DurusError, OSError):
     """Fewer bytes than required could be read (file or socket)."""
 
 
+class ServerRefusedError(ProtocolError, ShortRead):
+    """The storage server refused a request (its storage could not
+    commit, the request was over its limits) and closed the connection;
+    the message gives the server's reason.  Also a ShortRead (an
+    OSError), what a client saw when the server hung up without a word."""
+
+
 class DamagedFileError(ShortRead):
     """A database file is damaged at a known place.
 

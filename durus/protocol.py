@@ -34,6 +34,17 @@ committed, 'I' refused by the storage as a conflict, 'R' not committed
 (the client handles the invalidations, if any, and commits again the
 protocol-1 way).  Under protocol 1, 'A' is an unknown command.
 
+Error replies: a server that refuses a request (the storage failed the
+commit: disk full, read-only; a frame over the limit; a malformed
+commit) answers ``ErrorReply(reason)`` in place of the reply, then
+closes the connection.  It can do so only where the reply starts with a
+status byte (loads, bulk loads, commit payloads, 'A', 'P'): there it
+sends ``E``, under protocol 2 followed by int4 n and n bytes of UTF-8
+reason.  A Durus 4.3 client (protocol 1) reads the lone ``E`` as an
+unexpected status (its ``ProtocolError``) and then finds the
+connection closed; the reason does not follow, so nothing is left
+unread to be mistaken for a later reply.
+
 Conversation states, the same on both ends (``TRANSITIONS``): a
 connection is IDLE (expecting a command), COMMITTING (the invalidation
 list of a 'C' went out; the next bytes are a commit payload or a
@@ -59,12 +70,15 @@ STATUS_OKAY = b'O'
 STATUS_KEYERROR = b'K'
 STATUS_INVALID = b'I'
 STATUS_RETRY = b'R'
+STATUS_ERROR = b'E'
 _COMMIT_ALL_STATUSES = (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY)
 
 # Largest commit payload, record, oid list or bulk request accepted.
 DEFAULT_MAX_FRAME = 512 * 1024 * 1024
 # Most oids in one bulk load: its replies are built in memory at once.
 MAX_BULK_OIDS = 65536
+# Longest reason an error reply carries (longer ones are cut).
+MAX_ERROR_REASON = 4096
 
 _int4 = struct.Struct('>I')
 _unpack_int4 = _int4.unpack_from
@@ -246,6 +260,17 @@ class CommitAllReply(Event):
         self.status = status
 
 
+class ErrorReply(Event):
+    """The server refused the request and closes the connection;
+    ``reason`` says why (None under protocol 1, which carries no
+    reason)."""
+
+    __slots__ = ('reason',)
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
 # The state machine, as data ---------------------------------------------
 
 IDLE = 'IDLE'
@@ -283,6 +308,11 @@ COMMANDS = {
     b'.'[0]: (Goodbye, 1),
     b'A'[0]: (CommitAll, 5),    # plus the items; protocol 2 only
 }
+
+# Requests whose reply can be an error reply, and the bytes before its
+# status byte.
+_ERROR_PREFIX = {Load: b'', BulkLoad: b'', CommitData: b'', Pack: b'',
+                 CommitAll: b'\0\0\0\0'}
 
 _SIMPLE_CODES = {NewOid: b'N', CommitStart: b'C', Sync: b'S', Pack: b'P',
                  Quit: b'Q', Goodbye: b'.'}
@@ -393,6 +423,18 @@ def encode_reply(reply):
     raise OutOfTurnError('%r is not a reply' % (reply,))
 
 
+def encode_error_reply(request_type, reason, version):
+    """The bytes refusing a request of ``request_type`` (b'' if its
+    reply has no status byte to carry a refusal)."""
+    prefix = _ERROR_PREFIX.get(request_type)
+    if prefix is None:
+        return b''
+    if version < EXTENDED_PROTOCOL_VERSION:
+        return prefix + STATUS_ERROR
+    text = reason.encode('utf-8', 'replace')[:MAX_ERROR_REASON]
+    return prefix + STATUS_ERROR + _pack_int4(len(text)) + text
+
+
 # The buffer both ends parse from ---------------------------------------
 
 class _InputBuffer(object):
@@ -439,6 +481,7 @@ class ServerConnection(object):
         self.state = IDLE
         self.version = PROTOCOL_VERSION  # until a 'V' agrees on another
         self.pending = None   # request waiting for our reply
+        self._parsing = None  # type of the request being parsed
         self._input = _InputBuffer()
 
     def receive_data(self, data):
@@ -470,12 +513,26 @@ class ServerConnection(object):
                 self.state = CLOSED
                 return ConnectionClosed()
             return request
+        self._parsing = None
         reply_type, after = TRANSITIONS[self.state, type(request)]
         if reply_type is None:
             self.state = after
         else:
             self.pending = request
         return request
+
+    def refuse(self, reason):
+        """Bytes answering the request being handled (or the one whose
+        bytes broke the protocol) with ``ErrorReply(reason)``: b'' if
+        its reply cannot carry one.  The connection is CLOSED after."""
+        if self.pending is not None:
+            request_type = type(self.pending)
+        else:
+            request_type = self._parsing
+        self.pending = None
+        self._parsing = None
+        self.state = CLOSED
+        return encode_error_reply(request_type, reason, self.version)
 
     def send(self, reply):
         request = self.pending
@@ -516,6 +573,7 @@ class ServerConnection(object):
         if kind is None or (kind is CommitAll and
                             self.version < EXTENDED_PROTOCOL_VERSION):
             raise ProtocolError('No such command code: %r' % chr(code))
+        self._parsing = kind
         if buf.available() < size:
             return NEED_DATA
         if kind is Load:
@@ -544,6 +602,7 @@ class ServerConnection(object):
 
     def _parse_commit(self):
         buf = self._input
+        self._parsing = CommitData
         if buf.available() < 4:
             return NEED_DATA
         if _unpack_int4(buf.data, buf.start)[0] == 0:
@@ -605,6 +664,7 @@ class ClientConnection(object):
         self._expected = []     # requests awaiting replies, oldest first
         self._input = _InputBuffer()
         self._partial = None    # bulk load replies parsed so far
+        self.refused = None     # the request an ErrorReply answered
 
     def send(self, request):
         if self.state == CLOSED:
@@ -652,12 +712,18 @@ class ClientConnection(object):
             reply = self._parse_fixed(8 * count, self._oids)
         elif kind is Version:
             reply = self._parse_fixed(4, self._version)
-        else:
-            reply = self._parse_fixed(1, Status)
+        else:   # CommitData, Pack
+            reply = self._parse_status()
         if reply is NEED_DATA:
             if self._input.eof:
                 raise ProtocolError('server closed the connection before '
                                     'answering %r' % (request,))
+            return reply
+        if type(reply) is ErrorReply:
+            # The server hangs up after it: nothing else will come.
+            self.refused = request
+            self._expected = []
+            self.state = CLOSED
             return reply
         del self._expected[0]
         if kind is Version:
@@ -700,8 +766,37 @@ class ClientConnection(object):
         if status == STATUS_KEYERROR or status == STATUS_INVALID:
             buf.take(1)
             return LoadReply(bytes(status))
+        if status == STATUS_ERROR:
+            return self._parse_error(0)
         raise ProtocolError('unexpected status byte %r in a load reply'
                             % bytes(status))
+
+    def _parse_status(self):
+        buf = self._input
+        if not buf.available():
+            return NEED_DATA
+        if buf.data[buf.start] == STATUS_ERROR[0]:
+            return self._parse_error(0)
+        return Status(buf.take(1))
+
+    def _parse_error(self, offset):
+        """The error reply whose status byte is ``offset`` bytes into
+        the buffer, or NEED_DATA."""
+        buf = self._input
+        start = offset + 1
+        if self.version < EXTENDED_PROTOCOL_VERSION:
+            buf.take(start)
+            return ErrorReply(None)
+        if buf.available() < start + 4:
+            return NEED_DATA
+        size = _unpack_int4(buf.data, buf.start + start)[0]
+        if size > MAX_ERROR_REASON:
+            raise ProtocolError('error reply of %d bytes exceeds the limit '
+                                'of %d' % (size, MAX_ERROR_REASON))
+        if buf.available() < start + 4 + size:
+            return NEED_DATA
+        raw = buf.take(start + 4 + size)
+        return ErrorReply(raw[start + 4:].decode('utf-8', 'replace'))
 
     def _parse_bulk(self, count):
         if self._partial is None:
@@ -711,6 +806,9 @@ class ClientConnection(object):
             reply = self._parse_load()
             if reply is NEED_DATA:
                 return NEED_DATA
+            if type(reply) is ErrorReply:
+                self._partial = None
+                return reply
             replies.append(reply)
         self._partial = None
         return BulkLoadReply(replies)
@@ -735,6 +833,8 @@ class ClientConnection(object):
             return NEED_DATA  # the list and the status byte after it
         status = bytes(buf.data[buf.start + 4 + 8 * count:
                                 buf.start + 5 + 8 * count])
+        if status == STATUS_ERROR and count == 0:
+            return self._parse_error(4)
         if status not in _COMMIT_ALL_STATUSES:
             raise ProtocolError('unexpected status byte %r in a commit reply'
                                 % status)

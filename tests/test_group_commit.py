@@ -119,7 +119,7 @@ def test_loads_of_undurable_commits_wait_for_the_fsync(serve):
     x.sendall(b'C')                           # x holds the commit lock
     assert x.recv(4) == b'\x00\x00\x00\x00'
     y.sendall(b'C')                           # y waits for it
-    assert wait_for(lambda: server.commit_waiters)
+    assert wait_for(lambda: server.core.commit_waiters)
     record = pack_record(target, b'v2', b'')
     item = (8 + len(record)).to_bytes(4, 'big') + target + record
     x.sendall(len(item).to_bytes(4, 'big') + item)

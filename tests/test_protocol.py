@@ -14,7 +14,7 @@ from durus.protocol import (
     CommitData, CommitStart, ConnectionClosed, Goodbye, Invalidations, Load,
     LoadReply, NewOid, NewOids, Oids, OutOfTurnError, Pack, Quit,
     ServerConnection, Status, Sync, TRANSITIONS, Version, VersionReply,
-    encode_request)
+    ErrorReply, encode_request)
 from durus.serialize import pack_record
 
 
@@ -410,3 +410,103 @@ def test_commit_all_bad_frames():
         events(client, b'\x00\x00\x00\x00Z')
     with pytest.raises(OutOfTurnError, match='at least one'):
         _agreed_on_2(ClientConnection()).send(CommitAll([]))
+
+
+# Error replies: a refusal with the server's reason ---------------------
+
+def _protocol(version, conn):
+    return _agreed_on_2(conn) if version == 2 else conn
+
+
+REFUSABLE = [
+    (Load(ROOT), b''),
+    (BulkLoad([ROOT, oid(1)]), b''),
+    (Pack(), b''),
+]
+
+
+@pytest.mark.parametrize('request_event, prefix', REFUSABLE)
+@pytest.mark.parametrize('version', [1, 2])
+def test_refusal_of_a_request_reaches_the_client(request_event, prefix,
+                                                 version):
+    server = _protocol(version, ServerConnection())
+    client = _protocol(version, ClientConnection())
+    assert events(server, client.send(request_event)) == [request_event]
+    wire = server.refuse('disk on fire')
+    assert server.state == CLOSED
+    if version == 2:
+        assert wire == prefix + b'E\x00\x00\x00\x0cdisk on fire'
+        expected = ErrorReply('disk on fire')
+    else:       # what a Durus 4.3 client can read as a bad status byte
+        assert wire == prefix + b'E'
+        expected = ErrorReply(None)
+    assert events(client, wire) == [expected]
+    assert client.state == CLOSED and client.refused == request_event
+    assert client.awaiting() == []
+
+
+@pytest.mark.parametrize('version', [1, 2])
+def test_refusal_of_a_commit_payload(version):
+    server = _protocol(version, ServerConnection())
+    client = _protocol(version, ClientConnection())
+    events(server, client.send(CommitStart()))
+    events(client, server.send(Invalidations([])))
+    data = CommitData([(ROOT, RECORD)])
+    assert events(server, client.send(data)) == [data]
+    wire = server.refuse('no space left on device')
+    assert wire[:1] == b'E'
+    reply = events(client, wire)[0]
+    assert type(reply) is ErrorReply and client.refused == data
+    assert reply.reason == ('no space left on device' if version == 2
+                            else None)
+
+
+def test_refusal_of_a_one_step_commit_follows_an_empty_oid_list():
+    server = _agreed_on_2(ServerConnection())
+    client = _agreed_on_2(ClientConnection())
+    request = CommitAll([(ROOT, RECORD)])
+    events(server, client.send(request))
+    wire = server.refuse('read-only file system')
+    assert wire == b'\0\0\0\0E\x00\x00\x00\x15read-only file system'
+    assert events(client, wire) == [ErrorReply('read-only file system')]
+
+
+def test_a_frame_over_the_limit_is_refused_in_the_reply_it_announced():
+    server = _agreed_on_2(ServerConnection(max_frame=1024))
+    with pytest.raises(FrameTooLargeError) as caught:
+        events(server, b'A\x00\x01\x00\x00')
+    assert server.refuse(str(caught.value)).startswith(b'\0\0\0\0E')
+    server = ServerConnection(max_frame=1024)
+    events(server, b'C')
+    server.send(Invalidations([]))
+    with pytest.raises(FrameTooLargeError):
+        events(server, b'\x00\x01\x00\x00')
+    assert server.refuse('too big') == b'E'         # protocol 1
+
+
+@pytest.mark.parametrize('request_event', [
+    NewOids(2), Sync(), CommitStart(), Version(1)])
+def test_replies_without_a_status_byte_cannot_carry_a_refusal(request_event):
+    server = ServerConnection()
+    events(server, encode_request(request_event))
+    assert server.refuse('no') == b''
+    assert server.state == CLOSED
+
+
+def test_unknown_commands_and_back_outs_get_no_refusal_bytes():
+    server = ServerConnection()
+    with pytest.raises(ProtocolError):
+        events(server, b'X')
+    assert server.refuse('no') == b''
+    server = ServerConnection()
+    events(server, b'C')
+    server.send(Invalidations([]))
+    assert events(server, b'\0\0\0\0') == [CommitBackOut()]
+    assert server.refuse('no') == b''     # a back-out has no reply
+
+
+def test_client_limits_the_reason_it_reads():
+    client = _agreed_on_2(ClientConnection())
+    client.send(Load(ROOT))
+    with pytest.raises(ProtocolError, match='error reply of'):
+        events(client, b'E\x7f\x00\x00\x00')

@@ -245,7 +245,7 @@ def test_reserved_oids_are_per_client(durus_server):
         b.settimeout(5)
         assert b.recv(4) == b'\x00\x00\x00\x00'
         b.sendall(len(item).to_bytes(4, 'big') + item)
-        assert recv_all(b) == b''
+        assert recv_all(b) == b'E'      # refused (protocol 1: no reason)
     assert 'handed to client' in server.log()
     a.begin()
     a.store(reserved, pack_record(reserved, b'mine', b''))

@@ -1,0 +1,691 @@
+"""The storage server's logic, without sockets and without a clock.
+
+``ServerCore`` serves one storage to many sessions (client connections).
+It is fed *events* and answers with *actions*; ``durus.storage_server``
+is the selector loop that owns the sockets and the clock, turns what
+happens on them into events and carries out the actions.  Tests drive
+the core with bytes and a fake clock (tests/test_server_core.py).
+
+Events (methods; ``now`` is a monotonic time in seconds)::
+
+    open(name, now) -> Session      a connection was accepted
+    receive(session, data, now)     bytes arrived (b'': end of stream)
+    flushed(session, nbytes, now)   that many bytes of its Sends are written
+    lost(session, reason, now)      the connection failed (socket error)
+    durable(batch, now, error=None) the MakeDurable(batch) finished or failed
+    advance(now)                    a round of I/O is over: run the sessions
+                                    that became runnable, close a group
+                                    commit batch, revoke an overdue commit
+                                    lock, drop stalled sessions, step a pack
+    shutdown(now)                   the server stops
+
+Actions (``take_actions()`` returns them in order and clears the list)::
+
+    Send(session, data)             write data to the session's connection
+    Close(session, flush, linger)   the session is over: close after its
+                                    data is written (flush) or at once; with
+                                    linger, shut down writing and discard
+                                    what it still sends for a while first
+    MakeDurable(batch)              make every commit so far durable, then
+                                    report durable(batch)
+    Stop()                          serve no more (a client sent 'Q')
+
+Between events the loop asks ``wants_input(session)`` (whether to read
+from it: not while it waits for the commit lock, is closing, or has
+``output_limit`` bytes of replies unwritten) and ``next_deadline()``.
+
+Per session (docs/protocol.md):
+
+* ``invalid``: oids it must hear about (others' commits, oids a pack
+  removed); answered ``I`` on load, delivered and cleared by ``S`` and by
+  the first step of ``C``.
+* ``unused_oids``: oids handed out by ``N``/``M`` and not yet committed;
+  another session committing one of them is refused.
+
+Invariants:
+
+* Requests of one session are executed one at a time, in order, each
+  completely before any other session's next one: a commit is atomic
+  with respect to all sessions.
+* At most one session holds the *commit lock*, from its ``C`` until its
+  payload or back-out (a one-step ``A`` takes and releases it at once);
+  others' ``C`` wait in arrival order.  A holder that keeps it longer
+  than ``commit_lock_grace`` while others wait loses it; its payload is
+  then answered ``I`` if any commit landed since its invalidation list.
+* Group commit (storages with ``end_deferred``/``make_durable``): a
+  commit that is not yet durable belongs to the open batch; the batch is
+  closed (``MakeDurable``) at the end of a round in which nobody holds
+  the commit lock, or once ``group_commit_window`` has passed.  Until the
+  batch of the latest commit is durable, every reply that could show
+  data (statuses, loads, syncs) is held back in order; only invalidation
+  lists to sessions that waited for the lock go out early, which is what
+  lets the next committer join the batch.
+* A session that breaks the protocol, or whose request the storage
+  cannot carry out, is refused: answered ``ErrorReply`` where its reply
+  can carry one (``ServerConnection.refuse``), then closed with linger.
+  So is every session whose held replies wait for a batch whose
+  ``MakeDurable`` failed.  The core goes on with the others.
+
+Authentication and roles (to come) slot in at ``open`` (a session starts
+unauthenticated when the server requires it) and ``_execute`` (the one
+place a request meets its handler, where a role check refuses it).
+"""
+
+import logging
+from collections import deque
+
+from durus.error import ConflictError, ProtocolError, ReadConflictError
+from durus.logger import log
+from durus.protocol import (
+    CLOSED, DEFAULT_MAX_FRAME, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID,
+    STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, SUPPORTED_VERSIONS, BulkLoad,
+    BulkLoadReply, CommitAll, CommitAllReply, CommitBackOut, CommitData,
+    CommitStart, ConnectionClosed, Goodbye, Invalidations, Load, LoadReply,
+    NewOid, NewOids, Oids, Pack, Quit, ServerConnection, Status, Sync,
+    Version, VersionReply, encode_error_reply)
+
+TIMEOUT = 10
+COMMIT_LOCK_GRACE = 1.0
+GROUP_COMMIT_WINDOW = 0.002
+OUTPUT_LIMIT = 8 * 1024 * 1024   # stop reading a client that doesn't read
+SWEEP_INTERVAL = 1.0
+
+
+class ClientError(ProtocolError):
+    """A client broke the rules, or its request cannot be carried out;
+    the server refuses it and disconnects.  ``reason``, if given, is
+    what the client is told (the message is what the log says)."""
+
+    def __init__(self, message='', reason=None, *args, **kwargs):
+        # Any further arguments, as Durus 4.3's ClientError (a plain
+        # Exception) took them.
+        ProtocolError.__init__(self, message, *args, **kwargs)
+        self.reason = reason or message
+
+
+# Actions ----------------------------------------------------------------
+
+class Send(object):
+    """``data`` is a bytearray the core no longer uses."""
+
+    __slots__ = ('session', 'data')
+
+    def __init__(self, session, data):
+        self.session = session
+        self.data = data
+
+    def __repr__(self):
+        return 'Send(%s, %r)' % (self.session.name, bytes(self.data))
+
+
+class Close(object):
+    __slots__ = ('session', 'flush', 'linger')
+
+    def __init__(self, session, flush, linger=False):
+        self.session = session
+        self.flush = flush
+        self.linger = linger
+
+    def __repr__(self):
+        return 'Close(%s, flush=%s, linger=%s)' % (
+            self.session.name, self.flush, self.linger)
+
+
+class MakeDurable(object):
+    __slots__ = ('batch',)
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def __repr__(self):
+        return 'MakeDurable(%d)' % self.batch
+
+
+class Stop(object):
+    __slots__ = ()
+
+    def __repr__(self):
+        return 'Stop()'
+
+
+# Sessions ---------------------------------------------------------------
+
+class Session(object):
+    """What the core knows about one connection.  ``open`` while it is
+    served; after its Close action the core forgets it."""
+
+    def __init__(self, name, max_frame, now):
+        self.name = name
+        self.protocol = ServerConnection(max_frame)
+        self.open = True
+        self.invalid = set()
+        self.unused_oids = set()
+        self.last_activity = now
+        self.waiting = False       # its CommitStart waits for the lock
+        self.lock_since = None
+        self.lock_revoked = False
+        self.commit_seq = 0        # core.commit_seq when its list went out
+        self.unsent = bytearray()  # replies to go out in the next Send
+        # Replies waiting for their batch to be durable, in chunks of
+        # [batch, bytes, type of the request the first one answers].
+        self.held = deque()
+        self.in_flight = 0         # bytes Sent and not yet flushed
+        self.held_size = 0
+
+    def __repr__(self):
+        return '<Session %s>' % self.name
+
+    def pending_output(self):
+        return self.in_flight + len(self.unsent) + self.held_size
+
+
+class ServerCore(object):
+    """The server's logic; see the module docstring."""
+
+    def __init__(self, storage, gcbytes=0, max_frame=DEFAULT_MAX_FRAME,
+                 timeout=TIMEOUT, commit_lock_grace=COMMIT_LOCK_GRACE,
+                 group_commit_window=GROUP_COMMIT_WINDOW,
+                 output_limit=OUTPUT_LIMIT):
+        self.storage = storage
+        self.gcbytes = gcbytes or 0
+        self.max_frame = max_frame
+        self.timeout = timeout
+        self.commit_lock_grace = commit_lock_grace
+        self.group_commit_window = group_commit_window
+        self.output_limit = output_limit
+        # Group commit needs a storage that can defer its fsync.
+        self._end_deferred = getattr(storage, 'end_deferred', None)
+        if (getattr(storage, 'make_durable', None) is None or
+                not group_commit_window):
+            self._end_deferred = None
+        self.sessions = set()
+        self.commit_holder = None
+        self.commit_waiters = deque()
+        self.commit_seq = 0
+        self.packer = None
+        self.bytes_since_pack = 0
+        # Group commit batches: the open one, the latest holding a
+        # commit, the latest made durable, and the one being made so.
+        self._batch = 1
+        self._last_commit_batch = 0
+        self._durable_batch = 0
+        self._fsync_batch = None
+        self._dirty_since = None   # first commit of the open batch
+        self._runnable = deque()
+        self._touched = []         # sessions with unsent replies
+        self._actions = []
+        self._next_sweep = 0
+        self.now = 0.0             # the time of the latest event
+        self._handlers = {
+            Version: self._version, Load: self._load_one,
+            BulkLoad: self._bulk_load, NewOid: self._new_oid,
+            NewOids: self._new_oids_request, CommitStart: self._commit_start,
+            CommitData: self._commit_data, CommitAll: self._commit_all,
+            CommitBackOut: self._back_out, Sync: self._sync,
+            Pack: self._pack_request, Quit: self._quit,
+            Goodbye: self._goodbye, ConnectionClosed: self._goodbye,
+        }
+
+    # Events ----------------------------------------------------------
+
+    def open(self, name, now):
+        self.now = now
+        session = Session(name, self.max_frame, now)
+        self.sessions.add(session)
+        log(logging.DEBUG, 'Client %s connected', name)
+        return session
+
+    def receive(self, session, data, now):
+        if not session.open:
+            return
+        self.now = now
+        session.last_activity = now
+        session.protocol.receive_data(data)
+        self._serve(session)
+        self._emit_sends()
+
+    def flushed(self, session, nbytes, now):
+        if not session.open or not nbytes:
+            return
+        self.now = now
+        was_throttled = session.pending_output() >= self.output_limit
+        session.in_flight -= nbytes
+        session.last_activity = now
+        if (was_throttled and not session.waiting and
+                session.pending_output() < self.output_limit):
+            self._runnable.append(session)
+
+    def lost(self, session, reason, now):
+        self.now = now
+        self._close(session, reason, logging.INFO, flush=False)
+
+    def durable(self, batch, now, error=None):
+        self.now = now
+        self._fsync_batch = None
+        self._durable_batch = batch
+        if error is not None:
+            detail = '%s: %s' % (type(error).__name__, error)
+            log(logging.CRITICAL, 'Making commits durable failed: %s', detail)
+            reason = 'commits could not be made durable: ' + detail
+            for session in list(self.sessions):
+                if session.held:
+                    self._refuse_held(session, reason)
+            return
+        for session in list(self.sessions):
+            held = session.held
+            while held and held[0][0] <= batch:
+                data = held.popleft()[1]
+                session.held_size -= len(data)
+                self._queue_now(session, data)
+        self._emit_sends()
+
+    def advance(self, now):
+        self.now = now
+        runnable = self._runnable
+        while runnable:
+            session = runnable.popleft()
+            if session.open:
+                self._serve(session)
+        if self._dirty_since is not None and self._fsync_batch is None:
+            if (self.commit_holder is None or
+                    now - self._dirty_since >= self.group_commit_window):
+                self._close_batch()
+        self._sweep(now)
+        if self.packer is not None:
+            self._step_packer()
+        self._emit_sends()
+
+    def shutdown(self, now):
+        """Close every session and a running pack; a last MakeDurable if
+        commits are not durable yet."""
+        self.now = now
+        if self._dirty_since is not None and self._fsync_batch is None:
+            self._close_batch()
+        for session in list(self.sessions):
+            self._close(session, 'server is stopping', logging.DEBUG,
+                        flush=False)
+        if self.packer is not None:
+            self.packer.close()
+            self.packer = None
+
+    # Questions from the loop -----------------------------------------
+
+    def take_actions(self):
+        actions = self._actions
+        self._actions = []
+        return actions
+
+    def wants_input(self, session):
+        return (session.open and not session.waiting and
+                session.pending_output() < self.output_limit)
+
+    def busy(self):
+        """True if ``advance`` has work now (runnable sessions, a pack)."""
+        return bool(self._runnable) or self.packer is not None
+
+    def next_deadline(self):
+        """When ``advance`` must run next without I/O (None: no need)."""
+        if self._dirty_since is not None and self._fsync_batch is None:
+            return self._dirty_since + self.group_commit_window
+        if not self.sessions:
+            return None
+        deadline = self._next_sweep
+        holder = self.commit_holder
+        if holder is not None and self.commit_waiters:
+            deadline = min(deadline, holder.lock_since +
+                           self.commit_lock_grace)
+        return deadline
+
+    # Executing requests ----------------------------------------------
+
+    def _serve(self, session):
+        """Execute the session's complete requests, one at a time."""
+        protocol = session.protocol
+        try:
+            while session.open and not session.waiting:
+                if session.pending_output() >= self.output_limit:
+                    break      # resumed by flushed()
+                request = protocol.next_event()
+                if request is NEED_DATA:
+                    break
+                reply = self._execute(session, request)
+                if reply is not None:
+                    self._queue(session, protocol.send(reply),
+                                request_type=type(request))
+                if protocol.state == CLOSED and session.open:
+                    self._close(session, 'closed the connection',
+                                logging.DEBUG, flush=True)
+        except ProtocolError as error:
+            self._refuse(session, str(error), getattr(error, 'reason', None),
+                         logging.WARNING)
+        except Exception as error:
+            log(logging.ERROR, 'Client %s: unexpected %s', session.name,
+                type(error).__name__, exc_info=True)
+            self._refuse(session, '%s: %s' % (type(error).__name__, error),
+                         None, logging.ERROR)
+
+    def _execute(self, session, request):
+        """The reply to ``request`` (None if it has none or must wait)."""
+        return self._handlers[type(request)](session, request)
+
+    def _queue(self, session, data, urgent=False, request_type=None):
+        """Queue a reply (to a request of ``request_type``); while
+        commits it could show are not durable, it (and all after it)
+        waits for their batch."""
+        held = session.held
+        batch = self._last_commit_batch
+        if urgent or batch <= self._durable_batch:
+            if not held:
+                self._queue_now(session, data)
+                return
+            batch = held[-1][0]     # not before the replies ahead of it
+        if held and held[-1][0] == batch:
+            held[-1][1] += data
+        else:
+            held.append([batch, bytearray(data), request_type])
+        session.held_size += len(data)
+
+    def _queue_now(self, session, data):
+        if not session.unsent:
+            self._touched.append(session)
+        session.unsent += data
+
+    def _emit_sends(self):
+        touched = self._touched
+        if not touched:
+            return
+        actions = self._actions
+        for session in touched:
+            data = session.unsent
+            if data and session.open:
+                session.unsent = bytearray()
+                session.in_flight += len(data)
+                actions.append(Send(session, data))
+        touched.clear()
+
+    def _close(self, session, reason, level, flush, linger=False):
+        if not session.open:
+            return
+        log(level, 'Client %s disconnected: %s', session.name, reason)
+        if flush:
+            self._emit_sends()   # what it was answered goes out first
+        session.open = False
+        self.sessions.discard(session)
+        if session.waiting:
+            session.waiting = False
+        if self.commit_holder is session:
+            self._release_commit_lock(session)
+        session.held.clear()
+        session.unsent = bytearray()
+        self._actions.append(Close(session, flush, linger))
+
+    def _refuse(self, session, reason, client_reason, level):
+        """Tell the session why (where its reply can say so), then close
+        it with linger: it may still be sending the refused request."""
+        if not session.open:
+            return
+        data = session.protocol.refuse(client_reason or reason)
+        if data:
+            self._queue(session, data)
+        if session.held:
+            # Its earlier replies wait for an fsync; the refusal cannot
+            # overtake them, and a session cannot linger that long.
+            self._close(session, reason, level, flush=False)
+            return
+        self._close(session, reason, level, flush=True, linger=True)
+
+    def _refuse_held(self, session, reason):
+        """Its replies wait for commits that failed to become durable:
+        refuse the first of them instead, and close."""
+        request_type = session.held[0][2]
+        session.held.clear()
+        session.held_size = 0
+        data = encode_error_reply(request_type, reason,
+                                  session.protocol.version)
+        if data:
+            self._queue_now(session, data)
+        self._close(session, reason, logging.ERROR, flush=True, linger=True)
+
+    # Time ------------------------------------------------------------
+
+    def _close_batch(self):
+        batch = self._batch
+        self._batch += 1
+        self._dirty_since = None
+        self._fsync_batch = batch
+        self._actions.append(MakeDurable(batch))
+
+    def _sweep(self, now):
+        """Revoke an overdue commit lock; drop sessions stalled
+        mid-request or not reading their replies."""
+        holder = self.commit_holder
+        if (holder is not None and self.commit_waiters and
+                now - holder.lock_since >= self.commit_lock_grace):
+            log(logging.INFO, 'Client %s held the commit lock for %.1f s; '
+                'letting others commit', holder.name, now - holder.lock_since)
+            holder.lock_revoked = True
+            self._release_commit_lock(holder)
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        for session in list(self.sessions):
+            if ((session.protocol.in_frame() or session.in_flight) and
+                    now - session.last_activity > self.timeout):
+                self._close(session, 'stalled for %d s in the middle of a '
+                            'request' % self.timeout, logging.WARNING,
+                            flush=False)
+
+    # Invalidations, oids and the commit lock ---------------------------
+
+    def _invalidate(self, oids, except_session=None):
+        for session in self.sessions:
+            if session is not except_session:
+                session.invalid.update(oids)
+
+    def _take_invalidations(self, session):
+        self._invalidate(self.storage.sync())
+        oids = list(session.invalid)
+        session.invalid.clear()
+        return Invalidations(oids)
+
+    def _reserve_oids(self, session, count):
+        oids = []
+        sessions = self.sessions
+        while len(oids) < count:
+            oid = self.storage.new_oid()
+            # A pack-freed oid is reissued only once everyone heard of it.
+            if not any(oid in other.invalid for other in sessions):
+                oids.append(oid)
+        session.unused_oids.update(oids)
+        return oids
+
+    def _acquire_commit_lock(self, session):
+        self.commit_holder = session
+        session.lock_since = self.now
+        session.lock_revoked = False
+        session.commit_seq = self.commit_seq
+
+    def _release_commit_lock(self, session):
+        if self.commit_holder is session:
+            self.commit_holder = None
+        session.lock_since = None
+        while self.commit_holder is None and self.commit_waiters:
+            waiter = self.commit_waiters.popleft()
+            if not waiter.open:
+                continue
+            self._acquire_commit_lock(waiter)
+            waiter.waiting = False
+            # An invalidation list holds no data, so it may go out before
+            # a pending group fsync: that is what lets commits batch.
+            self._queue(waiter, waiter.protocol.send(
+                self._take_invalidations(waiter)), urgent=True)
+            self._runnable.append(waiter)
+
+    # Request handlers: each returns the reply, or None -----------------
+
+    def _version(self, session, request):
+        if request.protocol in SUPPORTED_VERSIONS:
+            return VersionReply(request.protocol)
+        # As Durus 4.3 does: our version, then the protocol hangs up.
+        log(logging.WARNING, 'Client %s speaks protocol version %d, not %s',
+            session.name, request.protocol,
+            ' or '.join(str(v) for v in SUPPORTED_VERSIONS))
+        return VersionReply(PROTOCOL_VERSION)
+
+    def _load(self, session, oid):
+        if oid in session.invalid:
+            return LoadReply(STATUS_INVALID)
+        try:
+            return LoadReply(STATUS_OKAY, self.storage.load(oid))
+        except ReadConflictError:
+            return LoadReply(STATUS_INVALID)
+        except KeyError:
+            return LoadReply(STATUS_KEYERROR)
+
+    def _load_one(self, session, request):
+        return self._load(session, request.oid)
+
+    def _bulk_load(self, session, request):
+        load = self._load
+        return BulkLoadReply([load(session, oid) for oid in request.oids])
+
+    def _new_oid(self, session, request):
+        return Oids(self._reserve_oids(session, 1))
+
+    def _new_oids_request(self, session, request):
+        return Oids(self._reserve_oids(session, request.count))
+
+    def _commit_start(self, session, request):
+        if self.commit_holder is not None:
+            session.waiting = True
+            self.commit_waiters.append(session)
+            return None
+        self._acquire_commit_lock(session)
+        return self._take_invalidations(session)
+
+    def _commit_all(self, session, request):
+        """Protocol 2: commit at once if nothing stands in the way."""
+        if self.commit_holder is not None:
+            # Another session is between its 'C' and its payload: let
+            # this one take the protocol-1 way, which waits for the lock.
+            return CommitAllReply([], STATUS_RETRY)
+        invalidations = self._take_invalidations(session).oids
+        if invalidations:
+            # It has not seen these yet; they may be conflicts, which only
+            # the client can tell.
+            return CommitAllReply(invalidations, STATUS_RETRY)
+        self._acquire_commit_lock(session)
+        try:
+            status = self._commit(session, request.items).status
+        finally:
+            self._release_commit_lock(session)
+        return CommitAllReply([], status)
+
+    def _back_out(self, session, request):
+        self._release_commit_lock(session)
+        return None
+
+    def _commit_data(self, session, request):
+        try:
+            return self._commit(session, request.items)
+        finally:
+            # Only now may a waiting session get its invalidation list:
+            # it must include the oids just committed.
+            self._release_commit_lock(session)
+
+    def _commit(self, session, items):
+        if session.lock_revoked and session.commit_seq != self.commit_seq:
+            log(logging.INFO, 'Client %s: commit refused as a conflict (it '
+                'lost the commit lock and others committed)', session.name)
+            return Status(STATUS_INVALID)
+        oids = [oid for oid, _ in items]
+        self._check_reservations(session, oids)
+        storage = self.storage
+        try:
+            storage.begin()
+            for oid, record in items:
+                storage.store(oid, record)
+            if self._end_deferred is not None:
+                self._end_deferred(self._invalidate)
+                self._last_commit_batch = self._batch
+                if self._dirty_since is None:
+                    self._dirty_since = self.now
+            else:
+                storage.end(self._invalidate)
+        except ConflictError:
+            return Status(STATUS_INVALID)
+        except Exception as error:
+            reason = '%s: %s' % (type(error).__name__, error)
+            raise ClientError('the storage refused its commit: ' + reason,
+                              reason) from None
+        self.commit_seq += 1
+        session.unused_oids.difference_update(oids)
+        self._invalidate(oids, except_session=session)
+        self.bytes_since_pack += 8 + sum(12 + len(record)
+                                         for _, record in items)
+        if (self.gcbytes > 0 and self.packer is None and
+                self.bytes_since_pack >= self.gcbytes):
+            self._start_pack('%d bytes committed since the last pack'
+                             % self.bytes_since_pack)
+        return Status(STATUS_OKAY)
+
+    def _check_reservations(self, session, oids):
+        wanted = set(oids)
+        for other in self.sessions:
+            if other is not session and not other.unused_oids.isdisjoint(
+                    wanted):
+                oid = min(other.unused_oids & wanted)
+                raise ClientError('its commit includes oid %d, which was '
+                                  'handed to client %s'
+                                  % (int.from_bytes(oid, 'big'), other.name))
+
+    def _sync(self, session, request):
+        return self._take_invalidations(session)
+
+    def _pack_request(self, session, request):
+        self._start_pack('requested by client %s' % session.name)
+        return Status(STATUS_OKAY)
+
+    def _quit(self, session, request):
+        log(logging.INFO, 'Client %s asked the server to quit', session.name)
+        self._close(session, 'asked the server to quit', logging.DEBUG,
+                    flush=False)
+        self._actions.append(Stop())
+        return None
+
+    def _goodbye(self, session, request):
+        # Replies to earlier pipelined requests still go out first.
+        return None
+
+    # Packing -----------------------------------------------------------
+
+    def _start_pack(self, why):
+        if self.packer is not None:
+            log(logging.INFO, 'Pack already in progress (%s)', why)
+            return
+        log(logging.INFO, 'Pack started (%s)', why)
+        try:
+            packer = self.storage.get_packer()
+            if packer is None:
+                self.storage.pack()
+                self._pack_finished()
+            else:
+                self.packer = packer
+        except Exception as error:
+            log(logging.ERROR, 'Pack failed: %s: %s', type(error).__name__,
+                error)
+
+    def _step_packer(self):
+        try:
+            next(self.packer)
+        except StopIteration:
+            self.packer = None
+            self._pack_finished()
+        except Exception as error:
+            self.packer = None
+            log(logging.ERROR, 'Pack failed: %s: %s', type(error).__name__,
+                error)
+
+    def _pack_finished(self):
+        self.bytes_since_pack = 0
+        log(logging.INFO, 'Pack finished')
