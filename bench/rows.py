@@ -129,6 +129,19 @@ WORKLOADS = [
                 Target('speedup', 1.5)),
         ]),
     Workload(
+        'server_keyed', 'server_keyed.py',
+        full={'clients': 4, 'per_client': 10000, 'commits': 200},
+        quick={'clients': 4, 'per_client': 2000, 'commits': 50}, reps=3,
+        requires=SERVER + ('durus.btree',),
+        rows=[
+            Row(16, 'server: 4 clients, own BTree key ranges, no barrier: commits',
+                'commits_per_s', False, Target('speedup', 2)),
+            Row(16, '  the same, sum of each client\'s own rate',
+                'client_commits_per_s', False, None),
+            Row(16, '  the same: cold loads', 'loads_per_s', False,
+                Target('speedup', 3)),
+        ]),
+    Workload(
         'floors', 'floors.py', full={'appends': 2000, 'trips': 5000},
         quick={'appends': 200, 'trips': 500}, sides=('ours',), reps=3,
         rows=[

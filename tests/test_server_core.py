@@ -241,18 +241,106 @@ def test_a_waiting_client_runs_its_pipelined_requests_once_it_has_the_lock():
     assert harness.core.commit_holder is None
 
 
-def test_one_step_commit_waits_for_nobody_and_retries_when_others_hold_the_lock():
+def test_one_step_commit_waits_for_a_lock_holder_then_commits():
     harness = Harness()
     a, b = harness.connect('a'), harness.connect('b')
     [mine] = reserve(a)
     b.send(CommitStart())
     b.replies()
     commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
-    assert a.reply() == CommitAllReply([], STATUS_RETRY)
+    assert a.replies() == []                      # waits, as a C would
     assert harness.storage.records.get(mine) is None
     b.send(CommitBackOut())
-    a.send(CommitAll([(mine, pack_record(mine, b'a', b''))]))
     assert a.reply() == CommitAllReply([], STATUS_OKAY)
+    assert harness.storage.load(mine) == pack_record(mine, b'a', b'')
+    assert harness.core.commit_holder is None
+
+
+def test_a_waiting_one_step_commit_sees_the_holders_commit():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(b)
+    commit_one_step(b, [(x, pack_record(x, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    a.send(Sync(), Load(x))
+    assert a.replies() == [Invalidations([x]),
+                           LoadReply(STATUS_OKAY, pack_record(x, b'1', b''))]
+    b.send(CommitStart())
+    b.replies()
+    commit_one_step(a, [(x, pack_record(x, b'a', b''))])
+    assert a.replies() == []
+    b.send(CommitData([(x, pack_record(x, b'2', b''))]))
+    assert b.reply() == Status(STATUS_OKAY)
+    # a loaded x, which b changed meanwhile: only a's client can tell
+    # whether that is a conflict.
+    assert a.reply() == CommitAllReply([x], STATUS_RETRY)
+    assert harness.storage.load(x) == pack_record(x, b'2', b'')
+
+
+def test_one_step_commit_goes_ahead_past_invalidations_of_oids_never_loaded():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x, y] = reserve(b, 2)
+    [mine] = reserve(a)
+    commit_one_step(b, [(x, pack_record(x, b'1', b'')),
+                        (y, pack_record(y, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    # a never asked for x or y: they cannot be in its transaction.
+    commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
+    reply = a.reply()
+    assert reply.status == STATUS_OKAY and sorted(reply.oids) == [x, y]
+    assert harness.storage.load(mine) == pack_record(mine, b'a', b'')
+    a.send(Sync())
+    assert a.reply() == Invalidations([])          # delivered with it
+
+
+def test_one_step_commit_retries_when_an_invalidated_oid_was_loaded():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x, y] = reserve(b, 2)
+    commit_one_step(b, [(x, pack_record(x, b'1', b'')),
+                        (y, pack_record(y, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    a.send(BulkLoad([y]))
+    a.replies()
+    b.send(CommitAll([(x, pack_record(x, b'2', b'')),
+                      (y, pack_record(y, b'2', b''))]))
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    [mine] = reserve(a)
+    commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
+    reply = a.reply()
+    assert reply.status == STATUS_RETRY and sorted(reply.oids) == [x, y]
+    assert harness.storage.records.get(mine) is None
+
+
+def test_one_step_commit_retries_past_the_known_limit(monkeypatch):
+    monkeypatch.setattr('durus.server_core.KNOWN_LIMIT', 3)
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(b)
+    commit_one_step(b, [(x, pack_record(x, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    a.send(BulkLoad([oid(n) for n in range(100, 104)]))  # 4 > the limit
+    a.replies()
+    assert a.session.known is None
+    [mine] = reserve(a)
+    commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
+    assert a.reply() == CommitAllReply([x], STATUS_RETRY)
+
+
+def test_oids_a_client_committed_count_as_loaded():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    commit_one_step(a, [(x, pack_record(x, b'a', b''))])
+    assert a.reply() == CommitAllReply([], STATUS_OKAY)
+    b.send(Sync())
+    assert b.reply() == Invalidations([x])
+    commit_one_step(b, [(x, pack_record(x, b'b', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    [mine] = reserve(a)
+    a.send(CommitAll([(mine, pack_record(mine, b'a', b''))]))
+    assert a.reply() == CommitAllReply([x], STATUS_RETRY)
 
 
 def test_an_overdue_lock_is_revoked_only_when_others_wait(log_messages):
