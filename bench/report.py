@@ -15,6 +15,8 @@ def verdict(row, target, ours, ours_metrics, ratio):
         return '' if ratio is None else ('PASS' if ratio >= target.value else 'FAIL')
     if target.kind == 'max':
         return 'PASS' if ours <= target.value else 'FAIL'
+    if target.kind == 'min':
+        return 'PASS' if ours >= target.value else 'FAIL'
     if target.kind == 'floor':
         floor = ours_metrics.get(target.other)
         return '' if not floor else ('PASS' if ours <= target.value * floor else 'FAIL')
@@ -28,6 +30,8 @@ def describe_target(target):
         return 'no slower' if target.value == 1 else '>= %gx' % target.value
     if target.kind == 'max':
         return '<= %s' % format_value(target.value, 'x_s')
+    if target.kind == 'min':
+        return '>= %g' % target.value
     return '<= %gx plain' % target.value
 
 

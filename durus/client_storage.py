@@ -57,6 +57,8 @@ class ClientStorage(Storage):
         self.transaction_oids = []
         self.prefetcher = Prefetcher()
         self.requests = 0       # round trips so far (for tests and tuning)
+        self._recv_buffer = bytearray(RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buffer)
         # After a one-step commit came back "retry" (others are
         # committing), the next commits go the protocol-1 way: `_skip`
         # of them, doubling while retries go on (up to 64).
@@ -156,7 +158,9 @@ class ClientStorage(Storage):
             if reply is not NEED_DATA:
                 return reply
             try:
-                data = self.s.recv(RECV_SIZE)
+                # Into one buffer kept for the connection: a fresh 256 KiB
+                # bytes object per reply costs an mmap, mremap and munmap.
+                count = self.s.recv_into(self._recv_buffer)
             except (socket.timeout, BlockingIOError):
                 waited = self._io_timeout
                 self._disconnect()
@@ -167,11 +171,11 @@ class ClientStorage(Storage):
                 self._disconnect()
                 raise ShortRead('lost the connection to the storage server '
                                 'at %s: %s' % (self.address, error)) from None
-            if not data:
+            if not count:
                 self._disconnect()
                 raise ShortRead('the storage server at %s closed the '
                                 'connection' % self.address)
-            protocol.receive_data(data)
+            protocol.receive_data(self._recv_view[:count])   # copied there
 
     def _call(self, request):
         self.requests += 1
