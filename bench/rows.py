@@ -60,16 +60,16 @@ WORKLOADS = [
         'btree', 'btree_ops.py', full={'n': 100000}, quick={'n': 20000},
         reps=5, requires=('durus.btree',),
         rows=[
-            Row(2, 'BTree 100k shuffled inserts + 100k lookups', 'total_s', True,
-                Target('speedup', 4)),
-            Row(2, '  inserts only', 'insert_s', True, None),
-            Row(2, '  lookups only', 'lookup_s', True, None),
+            Row('2,16', 'BTree 100k shuffled inserts + 100k lookups', 'total_s', True,
+                Target('speedup', 5)),
+            Row(16, '  inserts only', 'insert_s', True, Target('speedup', 5)),
+            Row(16, '  lookups only', 'lookup_s', True, Target('speedup', 5)),
         ]),
     Workload(
         'commit', 'commit_small.py', full={'n': 100000, 'per_txn': 1000},
         quick={'n': 10000, 'per_txn': 1000}, reps=3, requires=FILES,
-        rows=[Row('2,3', 'commit 100k small objs, txns of 1000 (FileStorage)',
-                  'commit_s', True, Target('speedup', 3))]),
+        rows=[Row('2,3,16', 'commit 100k small objs, txns of 1000 (FileStorage)',
+                  'commit_s', True, Target('speedup', 3.5))]),
     Workload(
         'open_packed', 'open_file.py', full={'path': '{shop_packed}', 'repeats': 3},
         quick={'path': '{shop_packed}', 'repeats': 3}, reps=9, quick_reps=2,
@@ -101,8 +101,8 @@ WORKLOADS = [
         'cold_load', 'cold_load.py', full={'path': '{shop_packed}', 'n': 100000},
         quick={'path': '{shop_packed}', 'n': 10000}, reps=3, requires=FILES,
         data=('shop',),
-        rows=[Row(3, 'cold-load 100k objects (BTree walk)', 'load_s', True,
-                  Target('speedup', 3))]),
+        rows=[Row('3,16', 'cold-load 100k objects (BTree walk)', 'load_s', True,
+                  Target('speedup', 5))]),
     Workload(
         'scan', 'scan_records.py', full={'path': '{shop_packed}'},
         quick={'path': '{shop_packed}'}, reps=3, requires=FILES, data=('shop',),
@@ -129,8 +129,8 @@ WORKLOADS = [
         rows=[
             Row(4, 'server: 4 clients x 10k cold loads', 'loads_per_s', False,
                 Target('speedup', 2)),
-            Row(4, 'server: 4 clients committing', 'commits_per_s', False,
-                Target('speedup', 1.5)),
+            Row('4,16', 'server: 4 clients committing', 'commits_per_s', False,
+                Target('speedup', 2)),
         ]),
     Workload(
         'server_keyed', 'server_keyed.py',
