@@ -54,7 +54,7 @@ Invariants:
   with respect to all sessions.
 * At most one session holds the *commit lock*, from its ``C`` until its
   payload or back-out (a one-step ``A`` takes and releases it at once);
-  others' ``C`` wait in arrival order.  A holder that keeps it longer
+  others' ``C`` and ``A`` wait in arrival order.  A holder that keeps it longer
   than ``commit_lock_grace`` while others wait loses it; its payload is
   then answered ``I`` if any commit landed since its invalidation list.
 * Group commit (storages with ``end_deferred``/``make_durable``): a
