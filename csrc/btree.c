@@ -511,7 +511,7 @@ bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
 
     if (_PyType_Lookup(Py_TYPE(node), s_split_child) != bt_py_split) {
         result = PyObject_CallMethod(node, "split_child", "nO", position,
-                                     child);
+                                     child);    /* s_split_child's name */
         Py_XDECREF(result);
         return result == NULL ? -1 : 0;
     }
@@ -749,19 +749,6 @@ btree_methods(PyObject *module, PyObject *args)
     if (!configured) {
         PyErr_SetString(PyExc_TypeError, "durus.persistent not configured");
         return NULL;
-    }
-    if (s_items == NULL) {
-        if (!(s_items = PyUnicode_InternFromString("items")) ||
-                !(s_nodes = PyUnicode_InternFromString("nodes")) ||
-                !(s_root = PyUnicode_InternFromString("root")) ||
-                !(s_max_items = PyUnicode_InternFromString("max_items")) ||
-                !(s_split_child = PyUnicode_InternFromString("split_child")) ||
-                !(s_p_note_change =
-                      PyUnicode_InternFromString("_p_note_change")) ||
-                !(s_grow_root = PyUnicode_InternFromString("_grow_root")) ||
-                !(s_minimum_degree =
-                      PyUnicode_InternFromString("minimum_degree")))
-            return NULL;
     }
     if ((bt_off_items = bt_slot(node, s_items, &bt_items_descr)) < 0 ||
             (bt_off_nodes = bt_slot(node, s_nodes, &bt_nodes_descr)) < 0 ||

@@ -330,8 +330,8 @@ bind_new_object(PyObject *connection, PyObject *const *args,
     oid = args[1];
     if (!configured || oid_ref_type == NULL ||
             !PyObject_TypeCheck(obj, (PyTypeObject *)persistent_base))
-        return PyObject_CallMethod(connection, "_py_bind_new_object", "OO",
-                                   obj, oid);
+        return PyObject_CallFunctionObjArgs(py_bind_new_object, connection,
+                                            obj, oid, NULL);
     /* hook_variants(obj.__class__): fail here, before anything is stored */
     real = PyObject_GetAttr(obj, s_class);
     if (real == NULL)

@@ -2,7 +2,8 @@
 
    The module's references to the Python side (set once by configure()
    and configure_loads(), called by durus.persistent and durus.connection
-   at import), interned attribute names, and the slot helpers. */
+   at import), interned attribute names (the contract in durus/_accel.py),
+   and the slot helpers. */
 
 #ifndef DURUS_SPEEDUPS_COMMON_H
 #define DURUS_SPEEDUPS_COMMON_H
@@ -22,6 +23,7 @@ static PyObject *py_refresh_hooks;
 static PyObject *py_setstate;
 static PyObject *oid_ref_type;      /* durus.connection._OidRef */
 static PyObject *py_hook_variants;
+static PyObject *py_bind_new_object; /* Connection._bind_new_object */
 static PyObject *empty_tuple, *saved_value, *ghost_value, *zero_value,
     *one_value;
 static Py_ssize_t off_status, off_serial, off_connection, off_oid;

@@ -6,8 +6,14 @@
    Each function handles the common case itself and hands anything unusual
    (an unset slot, a class without variants yet, a connection or storage of
    another kind, a conflict, damage) to its Python twin, so the two cannot
-   drift apart on rare paths.  docs/architecture.md lists what stands in for
-   what.
+   drift apart on rare paths.
+
+   The contract with the Python side is written down in durus/_accel.py:
+   TWINS lists every function here next to its Python twin (a function
+   added to the module table must be listed there), CONFIGURE the functions
+   through which Python hands over the classes and the Python twins to fall
+   back to, and ATTRIBUTES_READ_BY_C every attribute name interned below
+   with the class it is read from.  tests/test_accel.py checks both sides.
 
    This file holds configure(), the module table and the module's init; the
    parts below hold the functions, one job each. */
@@ -20,6 +26,7 @@
 #include "feed.c"
 #include "writer.c"
 #include "shelf.c"
+#include "record.c"
 #include "reader.c"
 #include "btree.c"
 
@@ -161,6 +168,10 @@ static PyMethodDef module_methods[] = {
      METH_FASTCALL, "_codecs.encode with latin-1 text answered directly."},
     {"btree_methods", btree_methods, METH_VARARGS,
      "Compiled BTree.get, __getitem__ and add (called once by durus.btree)."},
+    {"record_data", record_data_c, METH_O,
+     "durus.record.record_data: the data field of a record."},
+    {"class_pickle_end", class_pickle_end_c, METH_O,
+     "durus.record.class_pickle_end: where the class pickle may end."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -177,6 +188,8 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     PyObject *module;
+    /* Attribute names: durus._accel.ATTRIBUTES_READ_BY_C names each one's
+       class; keep the two in step. */
     INTERN(s_load_state, "load_state");
     INTERN(s_p_load_state, "_p_load_state");
     INTERN(s_note_access, "note_access");
@@ -224,6 +237,14 @@ PyInit__speedups(void)
     INTERN(s_bind_new_object, "_bind_new_object");
     INTERN(s_class, "__class__");
     INTERN(s_recent_objects, "recent_objects");
+    INTERN(s_items, "items");                   /* btree.c */
+    INTERN(s_nodes, "nodes");
+    INTERN(s_root, "root");
+    INTERN(s_max_items, "max_items");
+    INTERN(s_split_child, "split_child");
+    INTERN(s_p_note_change, "_p_note_change");
+    INTERN(s_grow_root, "_grow_root");
+    INTERN(s_minimum_degree, "minimum_degree");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
     ghost_value = PyLong_FromLong(GHOST);

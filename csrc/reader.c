@@ -37,27 +37,11 @@ codecs_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
    goes to the Python method. */
 
 static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
-    *reader_type, *file_storage_type, *py_load_state, *py_get_stored_pickle;
+    *reader_type, *file_storage_type, *py_load_state, *py_get_stored_pickle,
+    *py_load_state_pickle;
 static PyObject *s_record_classes, *s_shared, *s_feed, *s_memo, *s_load,
     *s_load_count, *s_reader, *s_storage, *s_shelf, *s_invalid_oids,
     *s_setstate, *s_get_state, *s_get_stored_pickle;
-
-/* The first b'\nq\x00.' at or after offset 3 (where Durus's class
-   pickles end), or NULL. */
-static const char *
-class_pickle_end(const char *bytes, Py_ssize_t size)
-{
-    const char *p = bytes + 3, *stop = bytes + size - 3;
-    while (p < stop) {
-        p = memchr(p, '\n', stop - p);
-        if (p == NULL)
-            return NULL;
-        if (p[1] == 'q' && p[2] == '\0' && p[3] == '.')
-            return p;
-        p++;
-    }
-    return NULL;
-}
 
 static PyObject *
 python_get_state(PyObject *reader, PyObject *data)
@@ -79,7 +63,7 @@ get_state_impl(PyObject *reader, PyObject *data)
         return python_get_state(reader, data);
     bytes = PyBytes_AS_STRING(data);
     size = PyBytes_GET_SIZE(data);
-    found = size > 7 ? class_pickle_end(bytes, size) : NULL;
+    found = class_pickle_end(bytes, size);
     if (found == NULL)
         return python_get_state(reader, data);
     end = found - bytes + 4;
@@ -143,8 +127,8 @@ get_state_impl(PyObject *reader, PyObject *data)
     if (shared == Py_None || !Py_IS_TYPE(feed, &FeedType) ||
             !PyBytes_CheckExact(state)) {
         /* Not made yet, or busy: the Python method knows what to do. */
-        value = PyObject_CallMethod(reader, "_load_state_pickle", "OO",
-                                    state, memo);
+        value = PyObject_CallFunctionObjArgs(py_load_state_pickle, reader,
+                                             state, memo, NULL);
         goto done;
     }
     if (PyObject_SetAttr(reader, s_shared, Py_None) < 0 ||
@@ -251,9 +235,6 @@ connection_load_state(PyObject *connection, PyObject *obj)
 {
     PyObject *status, *oid, *invalid, *record, *data, *reader, *state,
         *setstate, *result;
-    Py_ssize_t size;
-    unsigned long length;
-    const unsigned char *p;
 
     if (!is_persistent_instance(obj) ||
             _PyType_Lookup(Py_TYPE(connection), s_get_stored_pickle) !=
@@ -279,17 +260,13 @@ connection_load_state(PyObject *connection, PyObject *obj)
             return NULL;
         goto python;
     }
-    size = PyBytes_GET_SIZE(record);
-    p = (const unsigned char *)PyBytes_AS_STRING(record);
-    length = size >= 12 ? (unsigned long)read_be(p + 8, 4) : 0;
-    if (size < 12 || (Py_ssize_t)length > size - 12) {
-        Py_DECREF(record);
-        goto python;
-    }
-    data = PyBytes_FromStringAndSize((const char *)p + 12, length);
+    data = data_of_record(record);
     Py_DECREF(record);
-    if (data == NULL)
-        return NULL;
+    if (data == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto python;  /* malformed: the Python path reports it */
+    }
     reader = PyObject_GetAttr(connection, s_reader);
     if (reader == NULL) {
         Py_DECREF(data);
@@ -342,28 +319,38 @@ static PyMethodDef connection_load_state_def = {
     "Fill the ghost obj with its stored state."
 };
 
-/* configure_loads(ObjectReader, ObjectReader.get_state, decompress,
-                   zlib.error, _EMPTY_MEMO, Connection, Connection.load_state,
-                   Connection.get_stored_pickle)
-   -> (load_state, _bind_new_object) descriptors for Connection */
+/* configure_loads(ObjectReader, ObjectReader.get_state,
+                   ObjectReader._load_state_pickle, decompress, zlib.error,
+                   _EMPTY_MEMO, ConnectionBase, Connection.load_state,
+                   Connection.get_stored_pickle, Connection._bind_new_object,
+                   record.record_data, record.class_pickle_end)
+   -> (load_state, _bind_new_object) descriptors for Connection.
+   Every Python function the compiled loads fall back to is handed over
+   here (durus/_accel.py lists the twins). */
 static PyObject *
 configure_loads(PyObject *module, PyObject *args)
 {
-    PyObject *new_reader_type, *get_state, *decompress, *error, *memo,
-        *connection_type, *load_state, *stored_pickle;
-    if (!PyArg_ParseTuple(args, "O!OOOO!O!OO:configure_loads",
+    PyObject *new_reader_type, *get_state, *load_state_pickle, *decompress,
+        *error, *memo, *connection_type, *load_state, *stored_pickle,
+        *bind_new, *record_data, *pickle_end;
+    if (!PyArg_ParseTuple(args, "O!OOOOO!O!OOOOO:configure_loads",
                           &PyType_Type, &new_reader_type, &get_state,
-                          &decompress, &error, &PyDict_Type, &memo,
-                          &PyType_Type, &connection_type, &load_state,
-                          &stored_pickle))
+                          &load_state_pickle, &decompress, &error,
+                          &PyDict_Type, &memo, &PyType_Type, &connection_type,
+                          &load_state, &stored_pickle, &bind_new,
+                          &record_data, &pickle_end))
         return NULL;
     Py_XSETREF(py_get_stored_pickle, Py_NewRef(stored_pickle));
     Py_XSETREF(reader_type, Py_NewRef(new_reader_type));
     Py_XSETREF(py_get_state, Py_NewRef(get_state));
+    Py_XSETREF(py_load_state_pickle, Py_NewRef(load_state_pickle));
     Py_XSETREF(decompress_func, Py_NewRef(decompress));
     Py_XSETREF(zlib_error, Py_NewRef(error));
     Py_XSETREF(empty_memo, Py_NewRef(memo));
     Py_XSETREF(py_load_state, Py_NewRef(load_state));
+    Py_XSETREF(py_bind_new_object, Py_NewRef(bind_new));
+    Py_XSETREF(py_record_data, Py_NewRef(record_data));
+    Py_XSETREF(py_class_pickle_end, Py_NewRef(pickle_end));
     return Py_BuildValue("(NN)",
         PyDescr_NewMethod((PyTypeObject *)connection_type,
                           &connection_load_state_def),

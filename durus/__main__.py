@@ -18,6 +18,9 @@ import time
 from optparse import OptionParser
 
 from durus.error import DurusError
+from durus.format import (
+    get_storage_class as sniff_storage_class, import_storage_class,
+    open_storage)
 from durus.logger import direct_output, log, logger
 from durus.socket_address import (
     DEFAULT_HOST, DEFAULT_PORT, HostPortAddress, SocketAddress)
@@ -40,6 +43,10 @@ _LAZY_NAMES = {
     'int8_to_str': 'durus.utils', 'str_to_int8': 'durus.utils',
     'write': 'durus.utils',
 }
+
+# Entry points through which installed applications add commands (the
+# shell adds 'shell', which ``durus -c`` runs with a durus-shell argv).
+COMMANDS_GROUP = 'durus.commands'
 
 
 def __getattr__(name):
@@ -93,25 +100,17 @@ def interactive_client(file, address, cache_size, readonly, repair,
             options.host, options.port = address.host, address.port
         else:
             options.address = str(address)
-    from durus_shell.cli import main as shell_main
-    return shell_main(shell_arguments(options))
+    return find_command('shell')(shell_arguments(options))
 
 
 def import_class(name):
     """The class named by a dotted path such as ``durus.file_storage.FileStorage``."""
-    module_name, _, class_name = name.rpartition('.')
-    if not module_name:
-        raise ValueError('--storage-class needs module.Class, not %r'
-                         % name)
-    module = __import__(module_name, {}, {}, [class_name])
-    return getattr(module, class_name)
+    return import_storage_class(name)
 
 
 def get_storage_class(file):
-    """The storage class for an existing file (sniffed), FileStorage for
-    a new one."""
-    from durus.format import get_storage_class as sniff
-    return sniff(file)
+    """The storage class for an existing file (sniffed)."""
+    return sniff_storage_class(file)
 
 
 def get_storage(file, storage_class=None, **kw):
@@ -124,7 +123,6 @@ def get_storage(file, storage_class=None, **kw):
     if file is None:
         from durus.file_storage import TempFileStorage
         return TempFileStorage()
-    from durus.format import open_storage
     return open_storage(file, readonly=kw.get('readonly', False),
                         repair=kw.get('repair', False), create=True)
 
@@ -294,11 +292,27 @@ def client_main(args=None):
     if rest:
         parser.error('unexpected arguments: %s' % ' '.join(rest))
     try:
-        from durus_shell.cli import main as shell_main
-    except ImportError as error:
-        return _fail('durus -c needs durus-shell, which cannot be imported '
-                     '(%s); install the durus-shell package' % error)
+        shell_main = find_command('shell')
+    except (LookupError, ImportError, AttributeError) as error:
+        return _fail('durus -c needs durus-shell: %s; install the '
+                     'durus-shell package' % error)
     return shell_main(shell_arguments(options))
+
+
+def find_command(name):
+    """The callable that the ``durus.commands`` entry point ``name`` names.
+
+    The shell registers itself there (pyproject.toml), so this package
+    never imports it: ``durus -c`` works whenever some installed
+    distribution provides the command.  Raises LookupError when none does,
+    ImportError/AttributeError when the one found cannot be loaded.
+    """
+    from importlib.metadata import entry_points  # only -c pays its import
+    found = entry_points(group=COMMANDS_GROUP, name=name)
+    for entry_point in found:
+        return entry_point.load()
+    raise LookupError('no installed package provides the %r command (entry '
+                      'point group %s)' % (name, COMMANDS_GROUP))
 
 
 def shell_arguments(options):

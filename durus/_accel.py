@@ -1,10 +1,21 @@
-"""Which implementation of the per-load steps runs.
+"""Which implementation of the per-object steps runs: the one list of
+compiled twins, and the contract between durus and its compiled module.
 
-``speedups`` is the compiled ``durus._speedups`` module when it was built
-at install time, else None.  Setting the environment variable
-``DURUS_NO_SPEEDUPS`` (to anything but an empty string) before durus is
-imported forces the pure-Python code, which is always present and is the
-reference: the compiled functions hand every unusual case back to it.
+``speedups`` is the compiled ``durus._speedups`` module (built from
+``csrc/`` at install time when a C compiler is present), else None.
+Setting ``DURUS_NO_SPEEDUPS`` (to anything but an empty string) before
+durus is imported forces the pure-Python code, which is always present and
+is the reference: every compiled function handles the common case and
+hands anything unusual back to its Python twin.
+
+``TWINS`` names every compiled function next to the Python function it
+stands in for and the place where durus finds the one in use.  A module
+swaps in a compiled twin only through ``use(name, python)``, which refuses
+names not listed here; so this list is complete, and the tests check that
+every entry is wired (tests/test_accel.py).  The compiled module is given
+what it needs from Python by the configure functions (``CONFIGURE``); the
+attribute names it still reads by name are listed in
+``ATTRIBUTES_READ_BY_C``, the rest of the contract.
 """
 
 import os
@@ -21,3 +32,168 @@ def _load():
 
 
 speedups = _load()
+
+
+class Twin(object):
+    """One compiled function.
+
+    ``name``: its name in durus._speedups (or, when ``made_by`` names a
+    configure function, the name of what that function returns);
+    ``python``: the Python twin (the reference); ``installed``: where
+    durus finds the one in use (None: used only inside compiled code,
+    exported for the comparison tests).
+    """
+
+    # (A plain class: a namedtuple costs more to import than this module.)
+    __slots__ = ('name', 'python', 'installed', 'made_by')
+
+    def __init__(self, name, python, installed, made_by):
+        self.name = name
+        self.python = python
+        self.installed = installed
+        self.made_by = made_by
+
+    def __repr__(self):
+        return '<Twin %s of %s>' % (self.name, self.python)
+
+
+TWINS = (
+    # durus.persistent: the hooks of the type variants, object creation
+    Twin('persistent_new', 'durus.persistent.PersistentBase.__new__',
+         'durus.persistent.PersistentBase.__new__', None),
+    Twin('watched_getattribute',
+         "the watched variants' __getattribute__ made by "
+         'durus.persistent._make_variants',
+         'durus.persistent._fast_getattribute', 'configure'),
+    Twin('persistent_setstate', 'durus.persistent.Persistent.__setstate__',
+         'durus.persistent.Persistent.__setstate__', 'configure'),
+    Twin('note_read', 'durus.persistent._note_read',
+         'durus.persistent._note_read', None),
+    Twin('refresh_hooks', 'durus.persistent.refresh_hooks',
+         'durus.persistent.refresh_hooks', None),
+    # durus.connection: loading a ghost, binding a new object, the cache
+    Twin('load_state', 'durus.connection.Connection.load_state',
+         'durus.connection.Connection.load_state', 'configure_loads'),
+    Twin('bind_new_object', 'durus.connection.Connection._bind_new_object',
+         'durus.connection.Connection._bind_new_object', 'configure_loads'),
+    Twin('get_instance', 'durus.connection.Cache.get_instance',
+         'durus.connection.Cache.get_instance', None),
+    # durus.serialize: reading and writing record data
+    Twin('get_state', 'durus.serialize.ObjectReader.get_state',
+         'durus.connection._get_state', None),
+    # (these two are made per reader or writer: the twins are the
+    # functions that make the unpickler's persistent_load and the
+    # pickler's persistent_id)
+    Twin('PersistentLoader', 'durus.serialize._py_persistent_load_for',
+         'durus.serialize._persistent_load_for', None),
+    Twin('PersistentIdWriter', 'durus.serialize._py_persistent_id_for',
+         'durus.serialize._persistent_id_for', None),
+    Twin('Feed', 'durus.serialize._PyFeed', 'durus.serialize._Feed', None),
+    Twin('codecs_encode', 'durus.serialize._codecs_encode',
+         'durus.serialize._own_codecs_encode', None),
+    # durus.record, durus.shelf: the record layout, the packed offset map
+    Twin('record_data', 'durus.record.record_data', None, None),
+    Twin('class_pickle_end', 'durus.record.class_pickle_end', None, None),
+    Twin('shelf_load_number', 'durus.shelf.Shelf.load_number',
+         'durus.file_storage._load_number', None),
+    # durus.btree: the search and insert walk (BNode.split_child inside)
+    Twin('btree_get', 'durus.btree._py_get', 'durus.btree.BTree.get',
+         'btree_methods'),
+    Twin('btree_getitem', 'durus.btree._py_getitem',
+         'durus.btree.BTree.__getitem__', 'btree_methods'),
+    Twin('btree_add', 'durus.btree._py_add', 'durus.btree.BTree.add',
+         'btree_methods'),
+)
+
+_BY_NAME = {twin.name: twin for twin in TWINS}
+
+# The functions that hand the compiled module what it needs from Python
+# (classes, the Python twins it falls back to, slot offsets); each is
+# called once, at import, by the module named.
+CONFIGURE = {
+    'configure': 'durus.persistent',
+    'configure_loads': 'durus.connection',
+    'set_ref_type': 'durus.connection',
+    'set_file_storage_type': 'durus.file_storage',
+    'btree_methods': 'durus.btree',
+}
+
+# The attributes the compiled module reads (or calls) by name on objects
+# of these classes: renaming one in Python needs the same change in csrc/
+# (module.c interns these names; tests/test_accel.py checks both sides).
+ATTRIBUTES_READ_BY_C = {
+    'durus.persistent.PersistentBase': (
+        '_p_status', '_p_serial', '_p_connection', '_p_oid',
+        '_p_load_state', '__setstate__', '__new__', '__class__',
+        '__dict__'),
+    'durus.connection.Connection': (
+        'load_state', 'note_access', 'transaction_serial', '_unhooked',
+        'cache', 'storage', 'reader', 'invalid_oids', 'get_stored_pickle',
+        'new_oid', '_bind_new_object'),
+    'durus.connection.Cache': ('objects', 'recent_objects'),
+    'durus.connection.ObjectDictionary': ('mapping', '_callback'),
+    'durus.connection.ReferenceContainer': ('map',),
+    'durus.connection._OidRef': ('key',),
+    'durus.serialize.ObjectReader': (
+        'connection', 'load_count', '_record_classes', '_shared', '_feed',
+        '_placeholder_origins', 'load_persistent_id', 'get_state'),
+    'pickle.Unpickler': ('memo', 'load'),
+    'durus.file_storage.FileStorage': ('shelf',),
+    'durus.shelf.Shelf': ('index', 'file', 'map', '_unindexed',
+                          'load_number'),
+    'durus.oid_index.OidIndex': ('dense', 'overflow'),
+    'durus.shelf.OffsetMap': ('count', 'word_size', '_words_start', 'start'),
+    'durus.file.File': ('_map', '_mapped'),
+    'durus.btree.BTree': ('root', '_grow_root'),
+    'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
+                          'split_child', '_p_note_change'),
+}
+
+# Strings module.c interns that are not attribute names: methods called
+# on a list-like, and the encoding name _codecs.encode is asked for.
+OTHER_NAMES_IN_C = ('append', 'insert', 'latin1')
+
+_in_use = {}
+
+
+def use(name, python, compiled=None):
+    """The implementation of step ``name`` to run: its compiled twin
+    (``compiled``, or ``durus._speedups.<name>``) when the compiled module
+    runs, else ``python``.  ``name`` must be listed in ``TWINS``."""
+    if name not in _BY_NAME:
+        raise KeyError('%r is not a compiled twin listed in durus._accel.'
+                       'TWINS' % (name,))
+    if speedups is None:
+        chosen = python
+    elif compiled is not None:
+        chosen = compiled
+    else:
+        chosen = getattr(speedups, name)
+    _in_use[name] = (python, chosen)
+    return chosen
+
+
+def python_twin(name):
+    """The Python function that the compiled ``name`` stands in for."""
+    if name in _in_use:
+        return _in_use[name][0]
+    return _resolve(_BY_NAME[name].python)
+
+
+def in_use(name):
+    """The implementation of ``name`` that runs (after its module ran)."""
+    return _in_use[name][1]
+
+
+def _resolve(dotted):
+    parts = dotted.split('.')
+    for count in range(len(parts), 0, -1):
+        module_name = '.'.join(parts[:count])
+        try:
+            target = __import__(module_name, fromlist=['_'])
+        except ImportError:
+            continue
+        for part in parts[count:]:
+            target = getattr(target, part)
+        return target
+    raise ImportError(dotted)

@@ -22,7 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, MutableMapping
 from operator import itemgetter
 
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import DurusError
 from durus.persistent import UNSAVED, PersistentObject, peek
 
@@ -702,7 +702,12 @@ _py_get = BTree.get
 _py_getitem = BTree.__getitem__
 _py_add = BTree.add
 
-if _speedups is not None and hasattr(_speedups, 'btree_methods'):
-    BTree.get, BTree.__getitem__, BTree.add = _speedups.btree_methods(
+_compiled = (None, None, None)
+if _speedups is not None:
+    _compiled = _speedups.btree_methods(
         BTree, BNode, _py_get, _py_getitem, _py_add, BNode.split_child)
-    BTree.__setitem__ = BTree.add
+BTree.get = _use_compiled('btree_get', _py_get, _compiled[0])
+BTree.__getitem__ = _use_compiled('btree_getitem', _py_getitem, _compiled[1])
+BTree.add = BTree.__setitem__ = _use_compiled('btree_add', _py_add,
+                                              _compiled[2])
+del _compiled

@@ -19,7 +19,7 @@ import os
 import weakref
 import zlib
 
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (ConflictError, DurusError, DurusKeyError,
                          ReadConflictError, StateLoadError,
                          WriteConflictError)
@@ -27,8 +27,9 @@ from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
 from durus.persistent_dict import PersistentDict
-from durus.serialize import (ObjectReader, ObjectWriter, pack_record,
-                             _EMPTY_MEMO, _decompress)
+from durus.record import class_pickle_end, pack_record, record_data
+from durus.serialize import (ObjectReader, ObjectWriter, _EMPTY_MEMO,
+                             _decompress)
 from durus.storage import ROOT_OID, Storage
 from durus.utils import int8_to_str, str_to_int8
 
@@ -47,10 +48,9 @@ __all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
            'gen_every_instance', 'StillConflictedError']
 
 
-# ObjectReader.get_state, compiled when durus._speedups is present (it
-# calls the reader's own get_state for ObjectReader subclasses).
-_get_state = (ObjectReader.get_state if _speedups is None
-              else _speedups.get_state)
+# ObjectReader.get_state, or its compiled twin (which calls the reader's
+# own get_state for ObjectReader subclasses).
+_get_state = _use_compiled('get_state', ObjectReader.get_state)
 
 
 class StillConflictedError(DurusError, AssertionError):
@@ -164,7 +164,7 @@ class Connection(ConnectionBase):
             # Another client changed objects: learn which, then retry.
             self._handle_invalidations(self.storage.sync(), read_oid=oid)
             record = self.storage.load(oid)
-        return record[12:12 + int.from_bytes(record[8:12], 'big')]
+        return record_data(record)
 
     def load_state(self, obj):
         """Fill the ghost ``obj`` with its stored state."""
@@ -178,15 +178,6 @@ class Connection(ConnectionBase):
             raise ReadConflictError([oid]) from None
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, _get_state(self.reader, data))
-
-    if _speedups is not None:
-        # The compiled twin (csrc/): reads FileStorage records
-        # and fills the ghost without Python frames; anything unusual (a
-        # conflict, another storage, a missing record) comes back to the
-        # Python method above (configure_loads keeps it for that).
-        load_state, _fast_bind_new_object = _speedups.configure_loads(
-            ObjectReader, ObjectReader.get_state, _decompress, zlib.error,
-            _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle)
 
     def note_access(self, obj):
         _raw_set(obj, '_p_serial', self.transaction_serial)
@@ -218,11 +209,22 @@ class Connection(ConnectionBase):
         cache.recent_objects.map[id(obj)] = obj
         self._unhooked.append(obj)
 
+    # The compiled twins of load_state and _bind_new_object (listed in
+    # durus/_accel.py): load_state reads FileStorage records and fills the
+    # ghost without Python frames; anything unusual (a conflict, another
+    # storage, a missing record) comes back to the Python methods above,
+    # which configure_loads is handed for that.
+    _compiled = (None, None)
     if _speedups is not None:
-        # The compiled twin (csrc/), same steps.
-        _py_bind_new_object = _bind_new_object
-        _bind_new_object = _fast_bind_new_object
-        del _fast_bind_new_object
+        _compiled = _speedups.configure_loads(
+            ObjectReader, ObjectReader.get_state,
+            ObjectReader._load_state_pickle, _decompress, zlib.error,
+            _EMPTY_MEMO, ConnectionBase, load_state, get_stored_pickle,
+            _bind_new_object, record_data, class_pickle_end)
+    load_state = _use_compiled('load_state', load_state, _compiled[0])
+    _bind_new_object = _use_compiled('bind_new_object', _bind_new_object,
+                                     _compiled[1])
+    del _compiled
 
     def _unbind_new_object(self, obj):
         self.cache.recent_objects.discard(obj)
@@ -237,7 +239,7 @@ class Connection(ConnectionBase):
         """Every object reachable from ``start_oid``, loaded, in storage order."""
         for oid, record in self.storage.gen_oid_record(
                 start_oid=start_oid, batch_size=batch_size):
-            data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+            data = record_data(record)
             obj = self.cache.get_instance(
                 oid, self.reader.get_class(data), self)
             if obj._p_status == GHOST:
@@ -524,13 +526,17 @@ class Cache(object):
         objects.mapping[oid] = ref
         return obj
 
+    # The compiled twin (durus/_accel.py): same steps, no Python frames.
     if _speedups is not None:
-        # The compiled twin: same steps, no Python frames.
-        def get_instance(self, oid, klass, connection,
-                         _get=_speedups.get_instance):
-            """The cached object of ``oid`` if of class ``klass``, else a
-            new ghost."""
+        def _compiled_get_instance(self, oid, klass, connection,
+                                   _get=_speedups.get_instance):
+            """The cached object of ``oid`` if of class ``klass``, else a new ghost."""
             return _get(self.objects, oid, klass, connection)
+    else:
+        _compiled_get_instance = None
+    get_instance = _use_compiled('get_instance', get_instance,
+                                 _compiled_get_instance)
+    del _compiled_get_instance
 
     def shrink(self, connection):
         count = self.get_count()
@@ -580,7 +586,7 @@ def touch_every_reference(connection, *words):
                for word in words]
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
-        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        data = record_data(record)
         texts = (data, reader.get_state_pickle(data))
         if any(needle in text for needle in needles for text in texts):
             connection.get(oid)._p_note_change()
@@ -590,7 +596,7 @@ def gen_every_instance(connection, *classes):
     """Every stored object that is an instance of one of ``classes``."""
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
-        data = record[12:12 + int.from_bytes(record[8:12], 'big')]
+        data = record_data(record)
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)
 

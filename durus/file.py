@@ -264,6 +264,26 @@ class File(object):
             _unlock(self.fd)
             self.locked = False
 
+    def writer_holds_lock(self):
+        """For a read-only file: does a writer hold the lock right now?
+
+        True, False, or None where it cannot be told (Windows).  It tries
+        a shared lock without waiting and drops it at once: a writer that
+        opens in that instant gets ``DatabaseInUseError``.  Readers ask
+        only when the end of the file looks damaged.
+        """
+        if fcntl is None or self.locked or self.fd is None:
+            return None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES,
+                               errno.EWOULDBLOCK):
+                return True
+            return None
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return False
+
     def _check_writable(self):
         if self.readonly:
             raise ReadOnlyFileError(

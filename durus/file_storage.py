@@ -19,24 +19,22 @@ Invariants beyond the Storage contract (durus.storage):
 """
 
 import heapq
-import time
 
 from durus import shelf_index
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (DamagedFileError, DurusKeyError, UnexpectedOidError,
                          bad_oid_error)
 from durus.file import File
 from durus.file_storage_base import (
-    SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
-from durus.serialize import unpack_record
+    SingleFileStorage, discard_pack_file, gen_pack_records,
+    open_readonly_tail, switch_to_packed)
+from durus.record import refs_start
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str, oid_number, str_to_int8
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
-# How often a read-only open looks again at a tail that is still growing.
-READONLY_RETRIES = 3
 # Records written per step of the incremental packer.
 PACK_STEP = 1000
 
@@ -67,26 +65,19 @@ class FileStorage(SingleFileStorage):
 
     @staticmethod
     def _open_shelf(open_file, repair):
+        saved = None
         if not open_file.is_temporary():
             saved = shelf_index.load(open_file)
+
+        def open_at(size):
             if saved is not None:
                 try:
-                    return Shelf(open_file, repair=repair, saved_index=saved)
+                    return Shelf(open_file, repair=repair, saved_index=saved,
+                                 size=size)
                 except DamagedFileError:
                     pass  # judge the damage on the file alone
-        for _ in range(READONLY_RETRIES):
-            size = open_file.get_size()
-            try:
-                return Shelf(open_file, repair=repair)
-            except DamagedFileError:
-                # A reader may have met a commit being written: if the
-                # file is still growing, look again.
-                if not open_file.is_readonly():
-                    raise
-                time.sleep(0.05)
-                if open_file.get_size() == size:
-                    raise
-        return Shelf(open_file, repair=repair)
+            return Shelf(open_file, repair=repair, size=size)
+        return open_readonly_tail(open_file, open_at)
 
     # Reading
 
@@ -119,9 +110,8 @@ class FileStorage(SingleFileStorage):
             except KeyError:
                 continue
             yield oid, record
-            refs = unpack_record(record)[2]
-            for position in range(0, len(refs) - 7, 8):
-                ref = refs[position:position + 8]
+            for position in range(refs_start(record), len(record), 8):
+                ref = record[position:position + 8]
                 if ref not in seen:
                     seen.add(ref)
                     heapq.heappush(todo, ref)
@@ -267,11 +257,9 @@ def inspect_file(filename):
         open_file.close()
 
 
-# Shelf.load_number, compiled when durus._speedups is present.
-if _speedups is None:
-    _load_number = Shelf.load_number
-else:
-    _load_number = _speedups.shelf_load_number
+# Shelf.load_number, or its compiled twin (durus/_accel.py).
+_load_number = _use_compiled('shelf_load_number', Shelf.load_number)
+if _speedups is not None:
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)
 
@@ -279,6 +267,6 @@ else:
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
 from durus.logger import is_logging  # noqa: E402,F401
-from durus.serialize import split_oids  # noqa: E402,F401
+from durus.serialize import split_oids, unpack_record  # noqa: E402,F401
 from durus.storage import Storage  # noqa: E402,F401
 from durus.utils import IntSet, iteritems  # noqa: E402,F401

@@ -24,10 +24,13 @@ from durus.error import (
     DamagedFileError, DurusKeyError, ReadOnlyError, UnknownFormatError)
 from durus.file import File
 from durus.oid_index import OidIndex
+from durus.record_check import transaction_problem
 from durus.file_storage_base import (
-    SingleFileStorage, discard_pack_file, gen_pack_records, switch_to_packed)
+    SingleFileStorage, discard_pack_file, gen_pack_records,
+    open_readonly_tail, switch_to_packed)
 from durus.shelf import (
-    Damage, ReadWindow, damage_at, save_and_truncate)
+    Damage, ReadWindow, damage_at, index_entries, resume_after,
+    save_and_truncate)
 from durus.storage import Storage
 from durus.utils import int8_to_str, oid_number, str_to_int8
 
@@ -77,21 +80,24 @@ def _encode_transaction(items):
 
 
 def scan_transactions(file, start, size, index, filename=None,
-                      probe=True):
+                      probe=True, check_last=False):
     """Index the transactions in ``[start, size)``; ``(end, records, damage)``.
 
     ``probe``: on damage, look whether intact transactions follow (then
-    the damage is not repairable by truncation).
+    the damage is not repairable by truncation).  ``check_last``: check
+    in depth (durus.record_check) the records of the last non-empty
+    transaction before the end or before the damage, and index them only
+    if they pass (as in durus.shelf).
     """
     window = ReadWindow(file)
     position = start
     records = 0
     empty_run = None
+    held = None  # check_last: (start, entries, empty_run, end), unindexed
+    reason = resume = None
     while position < size:
         entries = []
         pointer = position
-        reason = None
-        resume = None  # where intact data could start again after damage
         while True:
             head = window.get(pointer, 4)
             if head is None:
@@ -116,22 +122,78 @@ def scan_transactions(file, start, size, index, filename=None,
             entries.append((oid, pointer))
             pointer += 4 + length
         if reason is not None:
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run,
-                size, reason, resume if probe else None)
-        for number, offset in entries:
-            index.set(number, offset)
-        records += len(entries)
-        if entries:
+            if not probe:
+                resume = None
+            break
+        if not entries:
+            if empty_run is None:
+                empty_run = position
+        elif check_last:
+            if held is not None:
+                records += index_entries(index, held[1])
+            held = (position, entries, empty_run, pointer)
             empty_run = None
-        elif empty_run is None:
-            empty_run = position
+        else:
+            records += index_entries(index, entries)
+            empty_run = None
         position = pointer
+    if held is not None:
+        problem = _deep_problem(file, held[1])
+        if (problem is None and empty_run == held[3]
+                and (reason is not None or size - empty_run >= 5 * 4)):
+            problem = _cut_at_a_record(file, index, held[1])
+        if problem is not None:
+            return held[0], records, damage_at(
+                scan_transactions, file, filename, held[0], held[2], size,
+                problem, resume_after(held, reason, resume, probe))
+        records += index_entries(index, held[1])
+    if reason is not None:
+        return position, records, damage_at(
+            scan_transactions, file, filename, position, empty_run,
+            size, reason, resume)
     if empty_run is not None and size - empty_run >= 5 * 4:
         return empty_run, records, Damage(
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))
     return position, records, None
+
+
+def _cut_at_a_record(file, index, entries):
+    """Why the transaction at ``entries``, followed by zero bytes, looks
+    cut short, or None.
+
+    A DFS20 transaction ends with 4 zero bytes and has no length, so
+    zeros written over it from a record boundary on leave a shorter
+    transaction that parses.  That is told from zeros after a complete
+    transaction only when its records refer to objects the file does not
+    have (a commit stores its new objects in the same transaction).
+    """
+    own = set(number for number, _ in entries)
+    for _, offset in entries:
+        length = _int4.unpack(file.pread(4, offset))[0]
+        record = file.pread(length, offset + 4)
+        refs = record[12 + _int4.unpack_from(record, 8)[0]:]
+        for position in range(0, len(refs), 8):
+            number = _int8.unpack_from(refs, position)[0]
+            if number not in own and not index.get(number):
+                return ('its records refer to oid %d, which has no record: '
+                        'the zero bytes after it may have replaced the '
+                        'rest of it' % number)
+    return None
+
+
+def _deep_problem(file, entries):
+    """Why one of the records at ``entries`` (``(oid, offset of its
+    length)``) is damaged inside, or None."""
+    def read_record(offset):
+        return file.pread(_int4.unpack(file.pread(4, offset))[0], offset + 4)
+    found = transaction_problem(read_record,
+                                [offset for _, offset in entries])
+    if found is None:
+        return None
+    offset, problem = found
+    return 'the record of oid %d at offset %d is damaged: %s' % (
+        _int8.unpack(file.pread(8, offset + 4))[0], offset, problem)
 
 
 class FileStorage2(SingleFileStorage):
@@ -142,7 +204,8 @@ class FileStorage2(SingleFileStorage):
     def __init__(self, file=None, readonly=False, repair=False):
         self.file = File(file, readonly=readonly)
         try:
-            self._open(repair)
+            open_readonly_tail(self.file, lambda size: self._open(
+                repair, size=size))
         except BaseException:
             self.file.close()
             raise
@@ -150,10 +213,13 @@ class FileStorage2(SingleFileStorage):
         self.invalid = set()
         self.pack_commits = None
 
-    def _open(self, repair, check_only=False):
+    def _open(self, repair, check_only=False, size=None):
+        """Read the index and scan what follows it (up to ``size``, by
+        default the end of the file)."""
         open_file = self.file
         name = open_file.name
-        size = open_file.get_size()
+        if size is None:
+            size = open_file.get_size()
         if size == 0:
             if open_file.is_readonly() or check_only:
                 raise UnknownFormatError(
@@ -185,7 +251,7 @@ class FileStorage2(SingleFileStorage):
         self.index_offset = index_offset
         start = index_offset + 8 + length
         self.file_end, _, self.damage = scan_transactions(
-            open_file, start, size, self.index, name)
+            open_file, start, size, self.index, name, check_last=True)
         if self.damage is not None and not check_only:
             if repair and not open_file.is_readonly():
                 save_and_truncate(open_file, self.damage)

@@ -8,11 +8,12 @@ atomically replaces ``NAME``.
 
 import heapq
 import os
+import time
 
 from durus.error import DamagedFileError, ReadOnlyError
 from durus.file import File
-from durus.serialize import RecordError, unpack_record
-from durus.shelf import is_well_formed
+from durus.record import (
+    RecordError, is_well_formed, record_problem, refs_start)
 from durus.storage import Storage
 from durus.utils import check_oid, int8_to_str, str_to_int8
 
@@ -62,9 +63,8 @@ class SingleFileStorage(Storage):
         self._check_oid(oid)
         if record[:8] != oid or not is_well_formed(record):
             self.pending = {}
-            unpack_record(record)  # raises RecordError with the details
-            raise RecordError('record for oid %d starts with another oid'
-                              % str_to_int8(oid))
+            raise RecordError('record for oid %d: %s' % (
+                str_to_int8(oid), record_problem(record, oid)))
         self.pending[oid] = record
 
     def _check_oid(self, oid):
@@ -159,6 +159,47 @@ class SingleFileStorage(Storage):
         return self._packer()
 
 
+# How often, and after what pause, a read-only open looks again at a
+# damaged-looking end of the file while a writer holds the lock.
+READONLY_RETRIES = 4
+READONLY_PAUSE = 0.02
+
+
+def open_readonly_tail(open_file, open_at):
+    """``open_at(None)``, telling a commit being written from damage.
+
+    ``open_at(size)`` opens the file as if it ended at ``size`` (None:
+    its real end).  A read-only reader can meet a transaction that a
+    writer is appending at that moment; it looks like damage at the end
+    of the file.  While a writer holds the lock (or the file is still
+    changing) the reader looks again a few times, then opens at the end
+    of the last complete transaction.  Damage is reported only when no
+    writer holds the lock and the file stands still, so a reader never
+    suggests repairing a file that is only being written.
+    """
+    if not open_file.is_readonly():
+        return open_at(None)
+    error = None
+    for _ in range(READONLY_RETRIES):
+        size = open_file.get_size()
+        try:
+            return open_at(None)
+        except DamagedFileError as damaged:
+            if not getattr(damaged, 'repairable', False):
+                raise
+            error = damaged
+        writer = open_file.writer_holds_lock()
+        if not writer and open_file.get_size() == size:
+            if writer is False:
+                raise error
+            time.sleep(READONLY_PAUSE)  # no lock to ask: watch the size
+            if open_file.get_size() == size:
+                raise error
+            continue
+        time.sleep(READONLY_PAUSE)
+    return open_at(error.offset)
+
+
 def gen_pack_records(load_number, roots, written, refresh, filename):
     """``(number, oid, record)`` reachable from ``roots``, smallest first.
 
@@ -179,7 +220,7 @@ def gen_pack_records(load_number, roots, written, refresh, filename):
         except KeyError:
             continue
         try:
-            refs = unpack_record(record)[2]
+            start = refs_start(record)
         except RecordError as error:
             raise DamagedFileError(
                 '%s: the record of oid %d is malformed (%s); the pack '
@@ -187,8 +228,8 @@ def gen_pack_records(load_number, roots, written, refresh, filename):
                 filename, None, 0) from None
         written.add(number)
         yield number, int8_to_str(number), record
-        for position in range(0, len(refs), 8):
-            ref = str_to_int8(refs[position:position + 8])
+        for position in range(start, len(record), 8):
+            ref = str_to_int8(record[position:position + 8])
             if ref not in seen and ref not in written:
                 seen.add(ref)
                 heapq.heappush(todo, ref)

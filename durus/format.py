@@ -26,16 +26,30 @@ SQLITE = 'SQLite'
 _MARKERS = ((b'SHELF-1\n', SHELF), (b'DFS20\0', DFS20),
             (b'SQLite format 3\0', SQLITE))
 _CLASS_PATHS = {
-    SHELF: ('durus.file_storage', 'FileStorage'),
-    DFS20: ('durus.file_storage2', 'FileStorage2'),
-    SQLITE: ('durus.sqlite_storage', 'SqliteStorage'),
+    SHELF: 'durus.file_storage.FileStorage',
+    DFS20: 'durus.file_storage2.FileStorage2',
+    SQLITE: 'durus.sqlite_storage.SqliteStorage',
 }
 
 
-def _storage_class(kind):
-    module_name, class_name = _CLASS_PATHS[kind]
+def import_storage_class(dotted):
+    """The class a dotted path such as ``durus.file_storage.FileStorage``
+    names: the one place where a storage class is found by its name (the
+    formats above, ``durus -s --storage-class``)."""
+    module_name, _, class_name = dotted.rpartition('.')
+    if not module_name or not class_name:
+        raise ValueError('a storage class is named module.Class, not %r'
+                         % (dotted,))
     module = __import__(module_name, fromlist=[class_name])
-    return getattr(module, class_name)
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise ImportError('module %s has no class %s'
+                          % (module_name, class_name)) from None
+
+
+def _storage_class(kind):
+    return import_storage_class(_CLASS_PATHS[kind])
 
 
 def detect_format(path):

@@ -49,7 +49,7 @@ import struct
 from abc import ABCMeta
 from sys import intern as _intern
 
-from durus._accel import speedups as _speedups
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import StateLoadError
 
 GHOST = -1
@@ -190,7 +190,8 @@ def _make_variants(cls):
 
 _MISSING = object()
 _object_getattribute = object.__getattribute__
-# Set at the end of this module when durus._speedups is present.
+# The compiled watched __getattribute__, set at the end of this module
+# when durus._speedups runs (durus/_accel.py).
 _fast_getattribute = None
 
 
@@ -493,17 +494,24 @@ class ComputedAttribute(PersistentObject):
         self._p_note_change()
 
 
+# The compiled twins (listed in durus/_accel.py) replace the hot functions
+# when durus._speedups runs; the Python versions stay as the fallback they
+# call for unusual cases.  __new__ first: configure() takes the one it
+# finds as the standard.
+PersistentBase.__new__ = staticmethod(
+    _use_compiled('persistent_new', PersistentBase.__new__))
+_configured = (None, None)
 if _speedups is not None:
-    # The compiled twins (csrc/) replace the hot functions; the
-    # Python versions stay as the fallback they call for unusual cases.
-    # __new__ first: configure() takes the one it finds as the standard.
-    PersistentBase.__new__ = staticmethod(_speedups.persistent_new)
-    _fast_getattribute, _fast_setstate = _speedups.configure(
+    _configured = _speedups.configure(
         PersistentBase, _variants, _EXEMPT, _standard_load_state, _note_read,
         refresh_hooks, hook_variants, Persistent.__setstate__)
-    _note_read = _speedups.note_read
-    refresh_hooks = _speedups.refresh_hooks
-    Persistent.__setstate__ = _fast_setstate
+_fast_getattribute = _use_compiled('watched_getattribute', None,
+                                   _configured[0])
+Persistent.__setstate__ = _use_compiled(
+    'persistent_setstate', Persistent.__setstate__, _configured[1])
+_note_read = _use_compiled('note_read', _note_read)
+refresh_hooks = _use_compiled('refresh_hooks', refresh_hooks)
+del _configured
 
 
 def _setattribute(obj, name, value):

@@ -14,9 +14,7 @@ are never kept, so every record served from here is the state as of the
 last sync: the same snapshot a direct load gives.
 """
 
-import struct
-
-_int4 = struct.Struct('>I')
+from durus.record import RecordError, refs_start
 
 BATCH = 200            # siblings fetched with one load
 MAX_RECORDS = 20000    # records kept at most
@@ -48,10 +46,11 @@ class Prefetcher(object):
 
     def note_record(self, oid, record):
         """Remember the children a loaded record refers to."""
-        if len(record) < 12:
+        try:
+            start = refs_start(record)
+        except RecordError:
             return
-        refs_start = 12 + _int4.unpack_from(record, 8)[0]
-        count = (len(record) - refs_start) // 8
+        count = (len(record) - start) // 8
         if count < 2:
             return
         if len(self.parent_of) + count > self.max_links:
@@ -59,7 +58,7 @@ class Prefetcher(object):
             self.children.clear()
             self.hits.clear()
         children = [record[i:i + 8]
-                    for i in range(refs_start, len(record), 8)]
+                    for i in range(start, len(record), 8)]
         self.children[oid] = children
         self.hits.pop(oid, None)
         parent_of = self.parent_of

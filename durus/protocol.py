@@ -62,6 +62,7 @@ protocol (``FrameTooLargeError`` when it announced more than
 import struct
 
 from durus.error import FrameTooLargeError, ProtocolError
+from durus.record import record_problem
 
 PROTOCOL_VERSION = 1          # Durus 4.3's; what a connection starts at
 EXTENDED_PROTOCOL_VERSION = 2  # protocol 1 plus CommitAll (see above)
@@ -329,21 +330,6 @@ def _transition(state, request, side):
 def _check_oid(oid):
     if type(oid) is not bytes or len(oid) != 8:
         raise OutOfTurnError('an oid must be 8 bytes, not %r' % (oid,))
-
-
-def check_record(oid, record):
-    """Why ``record`` is not a well-formed record of ``oid``, or None."""
-    size = len(record)
-    if size == 0:
-        return 'empty record'
-    if size < 12:
-        return 'record of %d bytes is shorter than its 12-byte header' % size
-    if record[:8] != oid:
-        return 'record starts with another oid'
-    data_end = 12 + _unpack_int4(record, 8)[0]
-    if data_end > size or (size - data_end) % 8:
-        return 'record of %d bytes has a bad data length' % size
-    return None
 
 
 # Encoding ----------------------------------------------------------------
@@ -640,7 +626,7 @@ class ServerConnection(object):
                                         'payload' % size)
                 oid = bytes(view[position + 4:position + 12])
                 record = bytes(view[position + 12:position + 4 + size])
-                problem = check_record(oid, record)
+                problem = record_problem(record, oid)
                 if problem:
                     raise ProtocolError('commit item for oid %d: %s'
                                         % (int.from_bytes(oid, 'big'), problem))

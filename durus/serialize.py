@@ -1,9 +1,10 @@
-"""Object records: how one persistent object is laid out in every storage.
+"""Writing and reading the data of object records.
 
-A record is ``oid (8) | int4 N | data (N) | refs (8*k)``.  ``data`` is
-the class pickle followed by the state pickle (zlib-compressed when it
-starts with 0x78); ``refs`` are the oids the state refers to, sorted and
-without duplicates.  See docs/formats.md and the spec, formats.md §1.
+A record is ``oid | int4 N | data (N) | refs``; its layout, and the class
+name read from its first bytes, belong to durus.record (re-exported here
+under the Durus 4.3 names: ``pack_record``, ``unpack_record``,
+``split_oids``, ``extract_class_name``).  ``data`` is the class pickle
+followed by the state pickle (zlib-compressed when it starts with 0x78).
 
 ``ObjectWriter`` turns objects into record data during a commit;
 ``ObjectReader`` turns record data back into classes, ghosts and states,
@@ -11,7 +12,6 @@ and is the one place where a pickled (module, name) becomes a class.
 """
 
 import _codecs
-import struct
 import sys
 import zlib
 from io import BytesIO
@@ -20,78 +20,20 @@ from pickle import Pickler, Unpickler
 
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
-from durus._accel import speedups as _speedups
-from durus.error import ClassImportError, ProtocolError
+from durus._accel import speedups as _speedups, use as _use_compiled
+from durus.error import ClassImportError
 from durus.persistent import PersistentBase, _variants
+from durus.record import (  # noqa: F401 (re-exported)
+    OidListError, RecordError, class_name, class_pickle_end, class_pickle_length,
+    data_class_path, pack_record, split_oids, unpack_record)
 
 PICKLE_PROTOCOL = 2
 WRITE_COMPRESSED_STATE_PICKLES = True
 COMPRESSED_START_BYTE = 0x78
 
-_int4 = struct.Struct('>I')
-
-
-class RecordError(ProtocolError, ValueError):
-    """A record's bytes do not follow the record layout."""
-
-
-def pack_record(oid, data, refs):
-    """Join an oid, the data field and the refs trailer into a record."""
-    return b''.join((oid, _int4.pack(len(data)), data, refs))
-
-
-def unpack_record(record):
-    """Split a record into ``(oid, data, refs)``."""
-    if len(record) < 12:
-        raise RecordError('record too short: %d bytes' % len(record))
-    data_end = 12 + _int4.unpack_from(record, 8)[0]
-    if data_end > len(record) or (len(record) - data_end) % 8:
-        raise RecordError('record of %d bytes has a bad data length %d'
-                          % (len(record), data_end - 12))
-    return record[:8], record[12:data_end], record[data_end:]
-
-
-class OidListError(RecordError, AssertionError):
-    """A list of references is not a whole number of 8-byte oids (an
-    assert in 4.3)."""
-
-
-def split_oids(s):
-    """The 8-byte oids concatenated in ``s``."""
-    if len(s) % 8:
-        raise OidListError('oid list of %d bytes is not a multiple of 8'
-                          % len(s))
-    return [s[i:i + 8] for i in range(0, len(s), 8)]
-
-
-def extract_class_name(record):
-    """The class name (without module) of a record, as bytes; b'?' if unknown.
-
-    Reads the second newline-separated field of the data, which is the
-    class name when the class was pickled with the GLOBAL opcode.
-    """
-    try:
-        data = unpack_record(record)[1]
-        return data.split(b'\n', 2)[1]
-    except (RecordError, IndexError):
-        return b'?'
-
-
-def extract_class_path(data):
-    """``(module, name)`` of the GLOBAL class pickle at the start of ``data``.
-
-    Returns None when the class pickle is not in the GLOBAL form.
-    """
-    # PROTO 2 (0x80 0x02) then GLOBAL 'c' module '\n' name '\n'.
-    start = 3 if data[:3] == b'\x80\x02c' else (1 if data[:1] == b'c' else -1)
-    if start < 0:
-        return None
-    first = data.find(b'\n', start)
-    second = data.find(b'\n', first + 1)
-    if first < 0 or second < 0:
-        return None
-    return (data[start:first].decode('latin-1'),
-            data[first + 1:second].decode('latin-1'))
+# The record layout lives in durus.record; these are Durus 4.3's names.
+extract_class_name = class_name
+extract_class_path = data_class_path
 
 
 # ---------------------------------------------------------------------------
@@ -138,13 +80,7 @@ class ObjectWriter(object):
         self._refs = []
         self.objects_found = []
         self.new_objects = []
-        persistent_id = self._make_persistent_id()
-        if _speedups is not None:
-            # The compiled twin; the cases that raise go to the closure.
-            persistent_id = _speedups.PersistentIdWriter(
-                persistent_id, PersistentBase, connection, self._refs,
-                self.new_objects, self.objects_found)
-        self.pickler.persistent_id = persistent_id
+        self.pickler.persistent_id = _persistent_id_for(self)
 
     @property
     def refs(self):
@@ -230,6 +166,23 @@ class ObjectWriter(object):
         return entry[1] + state, b''.join(sorted(found))
 
 
+def _py_persistent_id_for(writer):
+    return writer._make_persistent_id()
+
+
+def _compiled_persistent_id_for(writer):
+    # The compiled twin; the cases that raise go to the closure.
+    return _speedups.PersistentIdWriter(
+        writer._make_persistent_id(), PersistentBase, writer.connection,
+        writer._refs, writer.new_objects, writer.objects_found)
+
+
+# The pickler's persistent_id for a writer (durus/_accel.py).
+_persistent_id_for = _use_compiled(
+    'PersistentIdWriter', _py_persistent_id_for,
+    _compiled_persistent_id_for if _speedups is not None else None)
+
+
 # class or hook variant -> (class, class pickle, pickler memo after it)
 _class_entries = {}
 
@@ -296,19 +249,21 @@ class _PyFeed(object):
         return self.read(-1 if end < 0 else end + 1 - self.pos)
 
 
-# The same, compiled, when durus._speedups is present.
-_Feed = _PyFeed if _speedups is None else _speedups.Feed
+# The same, or its compiled twin (durus/_accel.py).
+_Feed = _use_compiled('Feed', _PyFeed)
+
+
+def _py_persistent_load_for(reader):
+    # Straight to the reader, without a method frame in between.
+    return reader.load_persistent_id
+
+
+# The unpickler's persistent_load for a reader: the reader's method, or
+# the compiled twin, which hands unusual pids back to it.
+_persistent_load_for = _use_compiled('PersistentLoader',
+                                     _py_persistent_load_for)
 
 _EMPTY_MEMO = {}
-
-
-def _class_pickle_end(data):
-    """Offset just after the class pickle, or -1 if not in Durus's form."""
-    if data[:3] == b'\x80\x02c':
-        second = data.find(b'\n', data.find(b'\n', 3) + 1)
-        if second > 0 and data[second + 1:second + 4] == b'q\x00.':
-            return second + 4
-    return -1
 
 
 class ObjectReader(object):
@@ -375,12 +330,7 @@ class ObjectReader(object):
         unpickler = _RecordUnpickler(stream)
         unpickler.reader = self
         unpickler.record_class = record_class
-        if _speedups is None:
-            # Straight to the reader, without a method frame in between.
-            unpickler.persistent_load = self.load_persistent_id
-        else:
-            # Compiled; hands unusual pids back to load_persistent_id.
-            unpickler.persistent_load = _speedups.PersistentLoader(self)
+        unpickler.persistent_load = _persistent_load_for(self)
         return unpickler
 
     def _record_class(self, class_pickle):
@@ -400,7 +350,7 @@ class ObjectReader(object):
         return entry
 
     def _class_pickle_length(self, data):
-        end = _class_pickle_end(data)
+        end = class_pickle_length(data)
         if end < 0:
             # Not the form Durus writes: unpickle to find where it stops.
             stream = BytesIO(data)
@@ -413,8 +363,8 @@ class ObjectReader(object):
         # Fast path: Durus's class pickles end with b'\nq\x00.'; a prefix
         # found that way is trusted only if it is a class pickle already
         # validated (the cache holds only those).
-        end = data.find(b'\nq\x00.', 3) + 4
-        if end > 3:
+        end = class_pickle_end(data)
+        if end > 0:
             entry = self._record_classes.get(data[:end])
             if entry is not None:
                 return end, entry[0], entry[1]
@@ -505,8 +455,8 @@ def _codecs_encode(obj, encoding='utf-8', errors='strict'):
     return _codecs.encode(obj, encoding, errors)
 
 
-_OWN_GLOBALS = {('_codecs', 'encode'): (
-    _codecs_encode if _speedups is None else _speedups.codecs_encode)}
+_own_codecs_encode = _use_compiled('codecs_encode', _codecs_encode)
+_OWN_GLOBALS = {('_codecs', 'encode'): _own_codecs_encode}
 
 
 def _import_global(module, name):

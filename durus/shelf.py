@@ -24,7 +24,10 @@ whose disk-records do not tile it exactly or do not look like records
 (key != embedded oid, bad data length), a partial length field, or a
 tail of five or more empty transactions (at least 40 zero bytes: the
 smallest transaction zeroed by a crash) is damage.  Durus itself may
-end a file with an empty transaction or two, so fewer are accepted.  Damage
+end a file with an empty transaction or two, so fewer are accepted.  The
+records of the last non-empty transaction (and of the one just before
+any damage) are also checked in depth (durus.record_check): a power cut
+can leave a transaction well laid out but zeroed or garbage inside.  Damage
 in the final transaction (or garbage after the last good one) can be
 repaired by truncation; damage followed by intact transactions cannot.
 """
@@ -42,6 +45,8 @@ from durus.error import (
 from durus.disk_arrays import GROW_CHUNK, StreamAccess, word_size_for
 from durus.file import File, ReadOnlyFileError, fsync_directory
 from durus.oid_index import OidIndex
+from durus.record import is_well_formed
+from durus.record_check import record_problem, transaction_problem
 # Names Durus 4.3's durus.shelf offered (it imported them from durus.utils).
 from durus.utils import (  # noqa: F401
     IntArray, ShortRead, as_bytes, int8_to_str, iteritems, next, read,
@@ -54,7 +59,6 @@ CHUNK = 4 << 20
 _int8 = struct.Struct('>Q')
 _record_head = struct.Struct('>QQQI')  # R, key, embedded oid, data length
 _map_head = struct.Struct('>QQQ')
-_data_length = struct.Struct('>I')
 _key_head = struct.Struct('>QQ')  # R, key
 _READ_GUESS = 512
 # A tail of appended transactions this large, with no saved index, is
@@ -92,7 +96,7 @@ class Damage(object):
                     'follow, so repair would lose them; the file was left '
                     'unchanged: restore it from a backup'
                     % (self.filename, self.offset, self.reason))
-        return ('%s has an incomplete last transaction at offset %d: %d '
+        return ('%s has a damaged last transaction at offset %d: %d '
                 'bytes up to the end of the file (%s); open it with '
                 'repair=True (command line: --repair) to truncate it to %d '
                 'bytes, keeping the dropped bytes in %s'
@@ -100,8 +104,10 @@ class Damage(object):
                    self.offset, self.torn_name()))
 
     def error(self):
-        return DamagedFileError(self.message(), self.filename, self.offset,
-                                self.nbytes)
+        error = DamagedFileError(self.message(), self.filename, self.offset,
+                                 self.nbytes)
+        error.repairable = self.repairable
+        return error
 
 
 def save_and_truncate(file, damage):
@@ -159,7 +165,7 @@ class ReadWindow(object):
 
 
 def scan_transactions(file, start, size, index, filename=None,
-                      probe=True, tail=True):
+                      probe=True, tail=True, check_last=False):
     """Read the transactions in ``[start, size)`` into ``index``.
 
     Records each disk-record's key number -> offset (later transactions
@@ -169,48 +175,96 @@ def scan_transactions(file, start, size, index, filename=None,
     ``probe``: on damage, look whether intact transactions follow (then
     the damage is not repairable by truncation).  ``tail``: ``size`` is
     the end of the file, so a run of empty transactions there is zeros.
+    ``check_last``: check in depth (durus.record_check) the records of
+    the last non-empty transaction before the end or before the damage
+    (bytes damaged from inside it on can still make a well-laid-out
+    transaction), and index them only if they pass.
     """
     window = ReadWindow(file, start)
     position = start
     records = 0
     empty_run = None  # start of a trailing run of empty transactions
+    held = None  # check_last: (start, entries, empty_run, end), unindexed
+    reason = resume = None
     while position < size:
         if not window.ensure(position, 8):
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                'a partial transaction length', None)
+            reason = 'a partial transaction length'
+            break
         buffer = window.buffer
         length = _int8.unpack_from(buffer, position - window.base)[0]
         end = position + 8 + length
         if end > size:
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                'a transaction of %d bytes is cut short' % length, None)
+            reason = 'a transaction of %d bytes is cut short' % length
+            break
         if not window.ensure(position, 8 + length):
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                'the file shrank while being read', None)
+            reason = 'the file shrank while being read'
+            break
         entries, reason = parse_records(window.buffer,
                                         position + 8 - window.base,
                                         end - window.base, window.base)
         if reason is not None:
-            return position, records, damage_at(
-                scan_transactions, file, filename, position, empty_run, size,
-                reason, end if probe else None)
-        for key, offset in entries:
-            index.set(key, offset)
-        records += len(entries)
+            resume = end if probe else None
+            break
         if length == 0:
             if empty_run is None:
                 empty_run = position
+        elif check_last:
+            if held is not None:
+                records += index_entries(index, held[1])
+            held = (position, entries, empty_run, end)
+            empty_run = None
         else:
+            records += index_entries(index, entries)
             empty_run = None
         position = end
+    if held is not None:
+        problem = deep_problem(file, held[1])
+        if problem is not None:
+            return held[0], records, damage_at(
+                scan_transactions, file, filename, held[0], held[2], size,
+                problem, resume_after(held, reason, resume, probe))
+        records += index_entries(index, held[1])
+    if reason is not None:
+        return position, records, damage_at(
+            scan_transactions, file, filename, position, empty_run, size,
+            reason, resume)
     if tail and empty_run is not None and size - empty_run >= 5 * 8:
         return empty_run, records, Damage(
             filename, empty_run, size - empty_run,
             '%d zero bytes after the last transaction' % (size - empty_run))
     return position, records, None
+
+
+def resume_after(held, reason, resume, probe):
+    """Where intact transactions could follow when the ``held``
+    transaction is damaged: after it, or after the later damage."""
+    if not probe:
+        return None
+    return held[3] if reason is None else resume
+
+
+def index_entries(index, entries):
+    """Index ``(oid number, offset)`` pairs; how many there were."""
+    for key, offset in entries:
+        index.set(key, offset)
+    return len(entries)
+
+
+def _read_disk_record(file, offset):
+    head = file.pread(8, offset)
+    return file.pread(_int8.unpack(head)[0] - 8, offset + 16)
+
+
+def deep_problem(file, entries):
+    """Why a transaction of well-laid-out disk-records (``entries``:
+    ``(oid number, offset)``) is damaged inside a record, or None."""
+    found = transaction_problem(lambda offset: _read_disk_record(file, offset),
+                                [offset for _, offset in entries])
+    if found is None:
+        return None
+    offset, problem = found
+    return 'the record of oid %d at offset %d is damaged: %s' % (
+        _int8.unpack(file.pread(8, offset + 8))[0], offset, problem)
 
 
 def parse_records(buffer, pointer, local_end, base):
@@ -528,14 +582,6 @@ def _pack_words(words, word_size):
     return bytes(packed)
 
 
-def is_well_formed(record):
-    """Cheaply: is ``record`` laid out as oid, data length, data, refs?"""
-    if len(record) < 12:
-        return False
-    rest = len(record) - 12 - _data_length.unpack_from(record, 8)[0]
-    return rest >= 0 and not rest & 7
-
-
 def encode_transaction(items, start):
     """The bytes of a transaction of ``(oid, record)`` pairs to be written
     at ``start``, and ``(oid number, offset)`` of each disk-record."""
@@ -576,7 +622,9 @@ class Shelf(object):
     initial transaction if given.  Damage found while opening is repaired
     when ``repair`` is true (and the damage is repairable), otherwise
     raised.  ``saved_index`` (a ``durus.shelf_index.SavedIndex`` or None)
-    may supply the index of a prefix of the appended transactions.
+    may supply the index of a prefix of the appended transactions.  ``size``
+    (default: the file's size) is where the file is taken to end: a
+    reader opens at the last complete transaction while a writer appends.
 
     Besides the storages' calls by oid number (``load_number``,
     ``append_transaction``), a Shelf has Durus 4.3's API by name (the
@@ -588,19 +636,20 @@ class Shelf(object):
     unused_name_generator = None  # next_name()'s, made on first use
 
     def __init__(self, file=None, items=None, repair=False, readonly=False,
-                 saved_index=None, check_only=False):
+                 saved_index=None, check_only=False, size=None):
         open_file = self._prepare_file(file, items, repair, readonly)
         try:
-            self._open(open_file, repair, saved_index, check_only)
+            self._open(open_file, repair, saved_index, check_only, size)
         except BaseException:
             if open_file is not file:  # opened here: do not leak its lock
                 open_file.close()
             raise
 
-    def _open(self, open_file, repair, saved_index, check_only):
+    def _open(self, open_file, repair, saved_index, check_only, size):
         self.file = open_file
         self.name = open_file.name
-        size = open_file.get_size()
+        if size is None:
+            size = open_file.get_size()
         if size == 0:
             if open_file.is_readonly() or check_only:
                 raise UnknownFormatError(
@@ -639,7 +688,8 @@ class Shelf(object):
                 or size - scan_from < LAZY_MIN_BYTES
                 or not self._open_lazily(size)):
             self.end, self.scanned_records, self.damage = scan_transactions(
-                open_file, scan_from, size, self.index, self.name)
+                open_file, scan_from, size, self.index, self.name,
+                check_last=True)
         if self.damage is not None and not check_only:
             if repair and not open_file.is_readonly():
                 self.repaired_to = save_and_truncate(open_file, self.damage)
@@ -650,6 +700,7 @@ class Shelf(object):
                     error = DamagedFileError(
                         error.message + ' (repair needs a writable open)',
                         error.filename, error.offset, error.nbytes)
+                    error.repairable = True
                 raise error
 
     @classmethod
@@ -703,8 +754,9 @@ class Shelf(object):
         if not starts:
             return False
         entries, reason = self._read_transaction(starts[-1], size)
-        if reason is not None:
-            return False
+        if reason is not None or not entries or deep_problem(self.file,
+                                                             entries):
+            return False  # a full scan judges it (damaged, or empty)
         for number, offset in entries:
             self.index.set(number, offset)
         self._starts = starts
@@ -1111,6 +1163,11 @@ class Shelf(object):
                     'the value stored under %r is not a Durus record of that '
                     'oid (its own oid, int4 data length, data, 8-byte '
                     'references); nothing was stored' % (name,))
+            problem = record_problem(value)
+            if problem:  # the reader would call the file damaged
+                raise ShelfRecordError(
+                    'the value stored under %r is not a Durus record: %s; '
+                    'nothing was stored' % (name, problem))
             items.append((name, value))
             result.append((name, old_position, position))
             position += 16 + len(value)

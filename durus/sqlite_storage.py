@@ -39,7 +39,7 @@ from durus.error import (
     ConcurrentWriterError, DatabaseInUseError, DatabaseNotFoundError,
     DurusKeyError, ReadOnlyError, UnknownFormatError, permission_error)
 from durus.file import File, write_error
-from durus.serialize import pack_record, unpack_record
+from durus.record import pack_record, unpack_record
 from durus.storage import ROOT_OID, Storage
 from durus.utils import check_oid, int8_to_str, oid_number, str_to_int8
 

@@ -23,7 +23,7 @@ Invariants every storage keeps:
 import heapq
 
 from durus.error import DurusKeyError
-from durus.serialize import extract_class_name, split_oids, unpack_record
+from durus.record import class_name, record_refs
 from durus.utils import check_oid, int8_to_str
 
 ROOT_OID = b'\x00' * 8
@@ -94,7 +94,7 @@ class Storage(object):
                 batch.append(heapq.heappop(todo))
             for oid, record in zip(batch, self.bulk_load(batch)):
                 yield oid, record
-                for ref in split_oids(unpack_record(record)[2]):
+                for ref in record_refs(record):
                     if ref not in seen:
                         seen.add(ref)
                         heapq.heappush(todo, ref)
@@ -159,7 +159,7 @@ class MemoryStorage(Storage):
 def gen_referring_oid_record(storage, referred_oid):
     """``(oid, record)`` of every record whose refs include ``referred_oid``."""
     for oid, record in storage.gen_oid_record():
-        if referred_oid in split_oids(unpack_record(record)[2]):
+        if referred_oid in record_refs(record):
             yield oid, record
 
 
@@ -167,7 +167,7 @@ def gen_oid_class(storage, *class_names):
     """``(oid, class_name_bytes)`` for all records, or those named."""
     wanted = set(class_names)
     for oid, record in storage.gen_oid_record():
-        name = extract_class_name(record)
+        name = class_name(record)
         if not wanted or name in wanted:
             yield oid, name
 
@@ -184,6 +184,12 @@ def get_reference_index(storage):
     """``{oid: [oids of the records that refer to it]}``."""
     index = {}
     for oid, record in storage.gen_oid_record():
-        for ref in split_oids(unpack_record(record)[2]):
+        for ref in record_refs(record):
             index.setdefault(ref, []).append(oid)
     return index
+
+
+# Names Durus 4.3 also offered from this module (it imported them for
+# its own use), for code that imports them from here.
+from durus.record import (  # noqa: E402,F401
+    class_name as extract_class_name, split_oids, unpack_record)

@@ -1,6 +1,6 @@
 """Tab completion: plain text in, suggestions out.
 
-``suggest(text, namespace)`` looks at the text before the cursor and
+``complete(text, namespace)`` looks at the text before the cursor and
 returns ``Suggestion``s (text to insert, how many characters before the
 cursor it replaces, a label).  Four contexts:
 
@@ -55,11 +55,27 @@ class Unsafe(Exception):
 
 
 def suggest(text, namespace, commands=None, session=None):
-    """Suggestions for the end of ``text``."""
+    """``complete()`` for the prompt: never raises.
+
+    Completion runs on every key press and must never disturb the
+    operator, so an error here (a bug, or damaged data) means no
+    suggestions.  Tests call ``complete()``, which lets errors through.
+    """
+    try:
+        return complete(text, namespace, commands, session)
+    except Exception:
+        return []
+
+
+def complete(text, namespace, commands=None, session=None):
+    """Suggestions for the end of ``text`` (the engine).
+
+    An expression that cannot be evaluated without running code
+    (``Unsafe``) has no suggestions; any other error propagates.
+    """
     try:
         return _suggest(text, namespace, commands, session)
-    except Exception:
-        # Completion must never disturb the operator.
+    except Unsafe:
         return []
 
 

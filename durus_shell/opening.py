@@ -164,8 +164,8 @@ def _confirm_repair(formats, path, ui):
     where = getattr(damage, 'offset', None)
     nbytes = getattr(damage, 'nbytes', None)
     reason = getattr(damage, 'reason', '')
-    lines = ['%s is damaged: %s.' % (path, reason or 'incomplete last '
-                                     'transaction'),
+    lines = ['%s is damaged from byte offset %s on: %s.'
+             % (path, where, reason or 'incomplete last transaction'),
              'A repair drops the last %s (from byte offset %s to the end)'
              ' and keeps every earlier transaction.'
              % (_plural(nbytes, 'byte'), where)]

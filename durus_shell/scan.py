@@ -1,8 +1,7 @@
 """Scans over a storage's raw records: find, census, referrers, paths.
 
-Nothing here unpickles a state to decide anything.  A record is
-``oid | int4 N | data (N) | refs``, and ``data`` starts with the class
-pickle ``\\x80\\x02c<module>\\n<name>\\n`` (durus.serialize), so
+Nothing here unpickles a state to decide anything: through durus.record
+(which knows the record layout)
 
 * the class of every record is read from its first bytes,
 * the objects a record refers to are its ``refs`` trailer.
@@ -17,15 +16,13 @@ found, elapsed)``; ``total`` may be None) and Ctrl-C
 import collections
 import heapq
 import itertools
-import struct
 import time
 
+from durus.record import class_key, record_refs, refers_to
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str
 
 CHUNK = 4096
-_int4 = struct.Struct('>I')
-_GLOBAL_PREFIX = b'\x80\x02c'
 
 
 class ScanResult(object):
@@ -117,19 +114,10 @@ def _scan(storage, chunk_visit, progress, limit=None, total=None):
 # -- class names from record bytes ------------------------------------------
 
 def record_class(record):
-    """``'module.Name'`` of a record, read from its first bytes."""
-    if record.startswith(_GLOBAL_PREFIX, 12):
-        first = record.find(b'\n', 15)
-        second = record.find(b'\n', first + 1)
-        if first > 0 and second > 0:
-            return (record[15:first] + b'.' + record[first + 1:second]
-                    ).decode('latin-1')
-    from durus.serialize import extract_class_path, unpack_record
-    try:
-        path = extract_class_path(unpack_record(record)[1])
-    except Exception:
-        path = None
-    return '%s.%s' % path if path else '?'
+    """``'module.Name'`` of a record, read from its first bytes (``'?'``
+    when they do not name it)."""
+    key = class_key(record)
+    return '?' if key is None else key.decode('latin-1').replace('\n', '.')
 
 
 def class_matcher(spec):
@@ -141,22 +129,16 @@ def class_matcher(spec):
     spec = spec.strip()
     module, dot, name = spec.rpartition('.')
     if dot:
-        prefix = (_GLOBAL_PREFIX + module.encode('latin-1') + b'\n' +
-                  name.encode('latin-1') + b'\n')
+        wanted = module.encode('latin-1') + b'\n' + name.encode('latin-1')
 
         def match(record):
-            if record.startswith(prefix, 12):
-                return True
-            if record.startswith(_GLOBAL_PREFIX, 12):
-                return False
-            return record_class(record) == spec
+            return class_key(record) == wanted
         return match
-    needle = b'\n' + name.encode('latin-1') + b'\n'
+    suffix = b'\n' + name.encode('latin-1')
 
     def match_name(record):
-        if record.startswith(_GLOBAL_PREFIX, 12):
-            return record.startswith(needle, record.find(b'\n', 15))
-        return record_class(record).rpartition('.')[2] == name
+        key = class_key(record)
+        return key is not None and key.endswith(suffix)
     return match_name
 
 
@@ -192,43 +174,17 @@ def census(storage, progress=None):
     counts = collections.Counter()
 
     def visit(chunk, found):
-        keys = []
-        for _, record in chunk:
-            if record.startswith(_GLOBAL_PREFIX, 12):
-                second = record.find(b'\n', record.find(b'\n', 15) + 1)
-                keys.append(record[15:second])
-            else:
-                keys.append(record_class(record).encode('latin-1')
-                            .replace(b'.', b'\n', 0))
-        counts.update(keys)
+        counts.update([class_key(record) or b'?' for _, record in chunk])
     result = _scan(storage, visit, progress)
     named = {}
     for key, count in counts.items():
-        module, _, name = key.partition(b'\n')
-        label = (module + b'.' + name).decode('latin-1') if name else \
-            module.decode('latin-1')
+        label = key.decode('latin-1').replace('\n', '.')
         named[label] = named.get(label, 0) + count
     result.items = named
     return result
 
 
 # -- references ---------------------------------------------------------------
-
-def record_refs(record):
-    """The oids in a record's refs trailer."""
-    end = 12 + _int4.unpack_from(record, 8)[0]
-    return [record[i:i + 8] for i in range(end, len(record), 8)]
-
-
-def _refers_to(record, oid):
-    start = 12 + _int4.unpack_from(record, 8)[0]
-    position = record.find(oid, start)
-    while position >= 0:
-        if (position - start) % 8 == 0:
-            return True
-        position = record.find(oid, position + 1)
-    return False
-
 
 def referrers(storage, oid, limit=None, progress=None):
     """Oids of the records whose refs include ``oid``."""
@@ -237,7 +193,7 @@ def referrers(storage, oid, limit=None, progress=None):
 
     def visit(chunk, found):
         found.extend([other for other, record in chunk
-                      if oid in record and _refers_to(record, oid)])
+                      if oid in record and refers_to(record, oid)])
     return _scan(storage, visit, progress, limit)
 
 

@@ -14,6 +14,13 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 
+def pytest_report_header(config):
+    # Which implementation this run tests (.ci/run runs the suite on both).
+    from durus._accel import speedups
+    return 'durus path: %s' % ('compiled (durus._speedups)' if speedups
+                               else 'pure Python')
+
+
 @pytest.fixture(scope='session')
 def manifest():
     with open(os.path.join(FIXTURES_DIR, 'manifest.json')) as f:

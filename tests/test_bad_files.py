@@ -240,3 +240,17 @@ def test_garbage_after_the_last_transaction_is_damage(tmp_path):
     assert os.path.getsize(path) == size
     with open(path + '.torn-%d' % size, 'rb') as f:
         assert f.read() == garbage
+
+
+def test_storage_classes_by_dotted_name(tmp_path):
+    # The one place where a storage class is found by its name: the
+    # formats' own classes and `durus -s --storage-class`.
+    from durus.format import import_storage_class
+    assert import_storage_class('durus.file_storage2.FileStorage2') is \
+        FileStorage2
+    with pytest.raises(ValueError, match='module.Class'):
+        import_storage_class('FileStorage')
+    with pytest.raises(ImportError, match='has no class NoSuchStorage'):
+        import_storage_class('durus.file_storage.NoSuchStorage')
+    with pytest.raises(ImportError):
+        import_storage_class('no_such_module_here.Storage')

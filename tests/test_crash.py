@@ -27,6 +27,11 @@ WRITER = textwrap.dedent('''
     from durus.serialize import pack_record, unpack_record, split_oids
     ROOT = b'\\0' * 8
     CLASS = b'\\x80\\x02capp\\nItem\\nq\\x00.'
+
+    def state(text):  # a state pickle of one str (BINUNICODE)
+        return (b'\\x80\\x02X' + len(text).to_bytes(4, 'little') + text
+                + b'.')
+
     storage = FileStorage(sys.argv[1])
     try:
         children = split_oids(unpack_record(storage.load(ROOT))[2])
@@ -41,8 +46,8 @@ WRITER = textwrap.dedent('''
         children.append(oid)
         payload = (b'txn-%d;' % number) * 4000
         storage.begin()
-        storage.store(oid, pack_record(oid, CLASS + payload, b''))
-        storage.store(ROOT, pack_record(ROOT, CLASS + b'root',
+        storage.store(oid, pack_record(oid, CLASS + state(payload), b''))
+        storage.store(ROOT, pack_record(ROOT, CLASS + state(b'root'),
                                         b''.join(sorted(children))))
         storage.end()
         print(number, flush=True)
@@ -64,7 +69,7 @@ def committed_numbers(path):
         for oid, rec in storage.gen_oid_record(start_oid=ROOT_OID):
             if oid == ROOT_OID:
                 continue
-            payload = rec[12 + len(CLASS):]
+            payload = rec[12 + len(CLASS) + 7:-1]  # the str in the state
             head = payload.split(b';', 1)[0]
             number = int(head[4:])
             assert payload == (b'txn-%d;' % number) * 4000, 'damaged record'

@@ -78,10 +78,23 @@ def test_stop_when_nobody_runs():
 
 
 def test_temporary_storage_without_file(durus_server):
+    # Without --file the server keeps a new, empty database in a
+    # temporary file: commits are served to every client while it runs,
+    # the file is named while open (as Durus 4.3's NamedTemporaryFile) and
+    # removed when the server stops, and the next such server starts empty.
     server = durus_server(file=None)
-    connection = Connection(ClientStorage(port=server.port))
-    connection.get_root()['x'] = 1
-    connection.commit()
+    writer = Connection(ClientStorage(port=server.port))
+    assert len(writer.get_root()) == 0
+    writer.get_root()['x'] = PersistentDict(answer=42)
+    writer.commit()
+    reader = Connection(ClientStorage(port=server.port))
+    assert reader.get_root()['x']['answer'] == 42
+    logged = server.log().split('Storage file=', 1)[1].split()[0]
+    assert os.path.exists(logged)
+    server.stop()
+    assert not os.path.exists(logged), 'the temporary file was left behind'
+    other = durus_server(file=None)
+    assert len(Connection(ClientStorage(port=other.port)).get_root()) == 0
 
 
 def test_serves_a_sniffed_format(durus_server, fixture_copy):
@@ -191,12 +204,47 @@ def test_client_options_map_to_durus_shell(monkeypatch):
     ]
 
 
+def test_client_finds_the_shell_through_its_entry_point():
+    import durus_shell.cli
+    assert durus_main.find_command('shell') is durus_shell.cli.main
+
+
 def test_client_without_durus_shell_is_one_clear_line(monkeypatch, capsys):
+    # As if no installed distribution registered the command.
+    import importlib.metadata
+    monkeypatch.setattr(importlib.metadata, 'entry_points',
+                        lambda **selection: [])
+    assert durus_main.main(['-c']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('durus: durus -c needs durus-shell: no installed '
+                          "package provides the 'shell' command")
+    assert err.count('\n') == 1
+
+
+def test_client_whose_shell_cannot_import_is_one_clear_line(monkeypatch,
+                                                            capsys):
     monkeypatch.setitem(sys.modules, 'durus_shell.cli', None)
     assert durus_main.main(['-c']) == 1
     err = capsys.readouterr().err
-    assert err.startswith('durus: durus -c needs durus-shell')
-    assert err.count('\n') == 1
+    assert err.startswith('durus: durus -c needs durus-shell: ')
+    assert 'durus_shell.cli' in err and err.count('\n') == 1
+
+
+def test_client_command_opens_the_shell_in_a_real_process(tmp_path):
+    # The whole way: the console script, the entry point, durus-shell's
+    # own command line (a script on stdin, no terminal).
+    path = tmp_path / 'db.durus'
+    connection = Connection(FileStorage(str(path)))
+    connection.get_root()['greeting'] = 'hello from the file'
+    connection.commit()
+    connection.storage.close()
+    script = os.path.join(os.path.dirname(sys.executable), 'durus')
+    result = subprocess.run(
+        [script, '-c', '--file', str(path), '--readonly'],
+        input="print(root['greeting'])\n", capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert 'hello from the file' in result.stdout
 
 
 def test_socket_inherited_from_systemd(tmp_path):

@@ -31,9 +31,16 @@ def name(n):
     return int8_to_str(n)
 
 
+def record_data(text):
+    """Record data as the reader accepts it, a class pickle then a state
+    pickle: here ``None`` (2 bytes) and ``text`` as SHORT_BINBYTES (its
+    length + 3): 5 bytes more than ``text``."""
+    return b'N.C' + bytes([len(text)]) + text + b'.'
+
+
 def value(n, text=b'state'):
     """A record of oid ``n`` (what FileStorage stores under that name)."""
-    return pack_record(name(n), text, b'')
+    return pack_record(name(n), record_data(text), b'')
 
 
 def items_for(*numbers):
@@ -349,11 +356,11 @@ def test_generate_shelf_reports_progress_and_is_read_by_name(tmp_path):
     assert steps == [1, 2, 3, 4, 0, 3, 2, 1, 0] + list(range(9))
     shelf = Shelf(path)
     assert [shelf.get_position(name(n)) for n in (0, 1, 2, 3, 7, 8)] == [
-        16, 46, None, 76, 106, None]
+        16, 51, None, 86, 121, None]
     assert shelf.get_value(name(3)) == value(3, b'v3')
     assert shelf.get_value(name(2)) is None
     # the value is all the record after the name field: the record itself
-    assert shelf.get_item_at_position(46) == (name(1), value(1, b'v1'))
+    assert shelf.get_item_at_position(51) == (name(1), value(1, b'v1'))
     assert name(3) in shelf and name(4) not in shelf
     assert Shelf.has_format(shelf.get_file()) and Shelf.prefix == b'SHELF-1\n'
     shelf.close()
@@ -376,19 +383,19 @@ def test_store_appends_a_transaction_and_reports_positions(tmp_path):
     shelf = Shelf(path)
     result = shelf.store([(name(3), value(3, b'new')), (name(20), value(20)),
                           (name(2), value(2))])
-    assert result == [(name(3), 76, 177), (name(20), None, 208),
-                      (name(2), None, 241)]
+    assert result == [(name(3), 86, 197), (name(20), None, 233),
+                      (name(2), None, 271)]
     assert shelf.get_value(name(3)) == value(3, b'new')
     assert sorted(shelf.iterindex()) == [
-        (name(0), 16), (name(1), 46), (name(2), 241), (name(3), 177),
-        (name(7), 106), (name(20), 208)]
+        (name(0), 16), (name(1), 51), (name(2), 271), (name(3), 197),
+        (name(7), 121), (name(20), 233)]
     assert sorted(shelf) == [name(n) for n in (0, 1, 2, 3, 7, 20)]
     assert dict(shelf.items())[name(20)] == value(20)
-    assert shelf.memory_index == {name(3): 177, name(20): 208,
-                                  name(2): 241}
+    assert shelf.memory_index == {name(3): 197, name(20): 233,
+                                  name(2): 271}
     shelf.close()
     reopened = Shelf(path, readonly=True)
-    assert reopened.get_position(name(20)) == 208
+    assert reopened.get_position(name(20)) == 233
     with pytest.raises(AssertionError):
         reopened.store(items_for(5))
     reopened.close()
@@ -398,7 +405,10 @@ def test_store_refuses_values_that_are_not_records_of_their_name(tmp_path):
     path, _ = new_shelf(tmp_path)
     shelf = Shelf(path)
     size = len(shelf.get_file())
-    for bad in ((name(5), b'not a record'), (name(5), value(6))):
+    # not laid out as a record, another oid's record, data that is not a
+    # class pickle and a state pickle (the reader would call it damage)
+    for bad in ((name(5), b'not a record'), (name(5), value(6)),
+                (name(5), pack_record(name(5), b'not pickles', b''))):
         with pytest.raises(ShelfRecordError) as caught:
             shelf.store([bad])
         assert isinstance(caught.value, ValueError)
@@ -427,7 +437,7 @@ def test_shelf_constructor_arguments_of_durus43(tmp_path):
     assert isinstance(caught.value, AssertionError)
     path = str(tmp_path / 'new')
     shelf = Shelf(path, items=items_for(2, 4))
-    assert sorted(shelf.iterindex()) == [(name(2), 16), (name(4), 46)]
+    assert sorted(shelf.iterindex()) == [(name(2), 16), (name(4), 51)]
     shelf.close()
     with pytest.raises(AssertionError):
         Shelf(path, items=[])  # items are for a new file only
@@ -472,11 +482,11 @@ def test_offset_map_by_durus43s_calls(tmp_path):
     path, _ = new_shelf(tmp_path)
     shelf = Shelf(path)
     offset_map = shelf.get_offset_map()
-    assert offset_map.get_start() == 136 and offset_map.get_array_size() == 9
+    assert offset_map.get_start() == 156 and offset_map.get_array_size() == 9
     assert list(offset_map) == [0, 1, 3, 7]
-    assert list(offset_map.items()) == [(0, 16), (1, 46), (3, 76), (7, 106)]
+    assert list(offset_map.items()) == [(0, 16), (1, 51), (3, 86), (7, 121)]
     assert offset_map.get(2) is None and offset_map.get(2, 'd') == 'd'
-    assert offset_map.get(-2) == 106 and offset_map[1] == 46
+    assert offset_map.get(-2) == 121 and offset_map[1] == 51
     assert list(offset_map.gen_holes()) == [6, 5, 4, 2, 8]
     with pytest.raises(IndexError):
         offset_map[2]
@@ -488,13 +498,13 @@ def test_offset_map_by_durus43s_calls(tmp_path):
 
 def test_offset_map_built_slot_by_slot_matches_a_generated_one(tmp_path):
     path, _ = new_shelf(tmp_path, numbers=(0, 2))
-    stream = io.BytesIO(file_bytes(path)[:76])  # prefix + records only
-    stream.seek(76)
-    offset_map = OffsetMap(stream, max_oid=2, max_offset=46)
+    stream = io.BytesIO(file_bytes(path)[:86])  # prefix + records only
+    stream.seek(86)
+    offset_map = OffsetMap(stream, max_oid=2, max_offset=51)
     assert stream.tell() == len(stream.getvalue())  # after the map
     assert offset_map.get_array_size() == 4 and offset_map.get(0) is None
     offset_map[0] = 16
-    offset_map[2] = 46
+    offset_map[2] = 51
     assert list(offset_map.gen_stitch()) == [0, 1, 2, 3]
     assert stream.getvalue() == file_bytes(path)
 
@@ -506,9 +516,9 @@ def test_read_transaction_offsets_reads_one_transaction_at_a_time(tmp_path):
     shelf.store(items_for(4, 5))
     shelf.close()
     f = File(path)
-    f.seek(136)
+    f.seek(156)
     OffsetMap(f)  # leaves the stream after the map
-    assert read_transaction_offsets(f) == {name(2): 177}
+    assert read_transaction_offsets(f) == {name(2): 197}
     assert set(read_transaction_offsets(f)) == {name(4), name(5)}
     assert read_transaction_offsets(f) is None
     end = f.tell()
@@ -537,7 +547,8 @@ from durus.serialize import pack_record
 from durus.shelf import Shelf
 from durus.utils import int8_to_str
 def items_for(*numbers):
-    return [(int8_to_str(n), pack_record(int8_to_str(n), b'v%d' % n, b''))
+    return [(int8_to_str(n), pack_record(
+        int8_to_str(n), b'N.C%sv%d.' % (bytes([len(b'v%d' % n)]), n), b''))
             for n in numbers]
 path = sys.argv[1]
 f = File(path)

@@ -2,10 +2,10 @@
 
 The compiled functions must behave exactly like the Python code they stand
 in for (durus/_accel.py): same results, same errors, and every unusual case
-handed back to Python.  These tests compare the two directly, check that
-the compiled path leaks no objects, and run the core test files once more
-with DURUS_NO_SPEEDUPS=1 so the pure-Python path stays tested wherever the
-extension is built.
+handed back to Python.  These tests compare the two directly and check
+that the compiled path leaks no objects.  The rest of the suite runs on
+both paths in CI: .ci/run runs it once compiled, once with
+DURUS_NO_SPEEDUPS=1.
 """
 
 import gc
@@ -33,19 +33,6 @@ compiled = pytest.mark.skipif(
     speedups is None,
     reason='durus._speedups was not built (no C compiler at install time) '
            'or DURUS_NO_SPEEDUPS is set')
-
-# The test files of the durus package itself (not the shell's), run again
-# on the pure-Python path.
-CORE_TEST_FILES = [
-    'test_persistent.py', 'test_connection.py', 'test_conflicts.py',
-    'test_containers.py', 'test_btree.py', 'test_records.py',
-    'test_shelf.py', 'test_file_reads.py', 'test_file_storage.py',
-    'test_file_storage2.py', 'test_file_storage_sqlite.py',
-    'test_storage_conformance.py', 'test_storage_memory.py',
-    'test_bad_files.py', 'test_fixtures_durus43.py', 'test_client_storage.py',
-    'test_fix_placeholders.py',
-]
-
 
 class Item(Persistent):
     def __init__(self, n):
@@ -88,19 +75,6 @@ def test_no_speedups_variable_forces_pure_python():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == 'pure'
-
-
-@compiled
-def test_core_suites_pass_on_the_pure_python_path():
-    env = dict(os.environ, DURUS_NO_SPEEDUPS='1')
-    env.pop('DURUS_REQUIRE_SPEEDUPS', None)
-    files = [os.path.join(REPO, 'tests', name) for name in CORE_TEST_FILES]
-    out = subprocess.run(
-        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-         '-m', 'not slow'] + files,
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert ' passed' in out.stdout
 
 
 # Feed
@@ -499,7 +473,8 @@ def test_persistent_id_writer_matches_the_python_closure():
 @compiled
 def test_bind_new_object_matches_the_python_method():
     outcomes = []
-    for bind in (Connection._bind_new_object, Connection._py_bind_new_object):
+    for bind in (Connection._bind_new_object,
+                 _accel.python_twin('bind_new_object')):
         connection = Connection(MemoryStorage())
         obj = Holder()
         obj.a = 1

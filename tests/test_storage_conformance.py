@@ -135,6 +135,21 @@ def data_of(class_name):
             + b'\x80\x02}q\x01.')
 
 
+def sized_data(size):
+    """A data field ``size`` bytes longer than ``data_of(b'Sized')``
+    whose state is still one whole pickle (opening a file checks the
+    pickles of its last transaction)."""
+    base = data_of(b'Sized')
+    if size == 0:
+        return base
+    class_pickle = base[:-6]  # the state of data_of is 6 bytes
+    if size == 1:
+        return class_pickle + b'\x80\x02K\x01q\x01.'  # an int: 7 bytes
+    text = b'x' * (size - 2)  # a str: 8 bytes more than the text
+    return (class_pickle + b'\x80\x02X' + len(text).to_bytes(4, 'little')
+            + text + b'.')
+
+
 def record(oid, class_name=b'Thing', refs=()):
     return pack_record(oid, data_of(class_name), b''.join(sorted(refs)))
 
@@ -349,7 +364,7 @@ def test_records_of_every_size_read_back_before_and_after_reopen(
              2049, 5000, 70000]
     storage = kind.make(path)
     oids = [storage.new_oid() for _ in sizes]
-    records = [pack_record(oid, data_of(b'Sized') + b'x' * size, b'')
+    records = [pack_record(oid, sized_data(size), b'')
                for oid, size in zip(oids, sizes)]
     commit(storage, *records)
     for _ in range(3):  # enough reads to map the file, then mapped ones
