@@ -158,9 +158,7 @@ class ClientStorage(Storage):
             if reply is not NEED_DATA:
                 return reply
             try:
-                # Into one buffer kept for the connection: a fresh 256 KiB
-                # bytes object per reply costs an mmap, mremap and munmap.
-                count = self.s.recv_into(self._recv_buffer)
+                data = self._recv()
             except (socket.timeout, BlockingIOError):
                 waited = self._io_timeout
                 self._disconnect()
@@ -171,11 +169,21 @@ class ClientStorage(Storage):
                 self._disconnect()
                 raise ShortRead('lost the connection to the storage server '
                                 'at %s: %s' % (self.address, error)) from None
-            if not count:
+            if not data:
                 self._disconnect()
                 raise ShortRead('the storage server at %s closed the '
                                 'connection' % self.address)
-            protocol.receive_data(self._recv_view[:count])   # copied there
+            protocol.receive_data(data)     # copies it
+
+    def _recv(self):
+        """What the socket has (empty at end of stream).  Read into one
+        buffer kept for the connection: a fresh 256 KiB bytes object per
+        reply costs an mmap, mremap and munmap.  (A socket-like object of
+        a SocketAddress subclass may have recv only.)"""
+        sock = self.s
+        if type(sock) is socket.socket:
+            return self._recv_view[:sock.recv_into(self._recv_buffer)]
+        return sock.recv(RECV_SIZE)
 
     def _call(self, request):
         self.requests += 1
