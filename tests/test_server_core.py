@@ -423,6 +423,32 @@ def test_oids_reserved_by_one_client_cannot_be_committed_by_another():
     assert owner.reply() == CommitAllReply([], STATUS_OKAY)
 
 
+def test_shutdown_logs_commits_batches_and_one_step_counts(log_messages):
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    [y] = reserve(b)
+    for client in (a, b):
+        client.send(Version(2))
+        assert client.reply() == VersionReply(2)
+    a.send(CommitAll([(x, pack_record(x, b'a', b''))]))
+    b.send(CommitAll([(y, pack_record(y, b'b', b''))]))
+    harness.advance()
+    harness.finish_fsync()           # both in one batch
+    a.send(Load(y))
+    a.replies()
+    b.send(CommitAll([(y, pack_record(y, b'c', b''))]))
+    harness.advance()
+    harness.finish_fsync()
+    a.send(CommitAll([(x, pack_record(x, b'd', b''))]))   # y loaded: 'R'
+    assert a.reply().status == STATUS_RETRY
+    harness.core.shutdown(harness.now)
+    assert ('Served 3 commits in 2 durable batches; one-step commits: '
+            '3 taken, 1 answered retry') in log_messages
+
+
 # Group commit -------------------------------------------------------------
 
 def test_commits_in_one_round_share_one_fsync_and_replies_wait_for_it():
