@@ -68,6 +68,10 @@ def judge(workloads, results):
                 if metric in ref:
                     entry['durus43'] = ref[metric]
                     entry['note'] = what
+                    if row.target is not None and row.target.kind == 'speedup':
+                        entry['ratio'] = ratio_for(row, ours, ref[metric])
+                        entry['verdict'] = verdict(row, row.target, ours,
+                                                   ours_metrics, entry['ratio'])
             if 'unavailable' in result:
                 entry['note'] = 'ours not available yet'
             errors = result.get('errors', {})

@@ -8,6 +8,7 @@ one metric of it and says what to compare.  Targets come from the issues:
     Target('max', 0.5)          ours <= 0.5 (in the metric's unit)
     Target('min', 0.9)          ours >= 0.9 (in the metric's unit)
     Target('floor', 2, 'm')     ours <= 2 x our own metric 'm' from the same run
+    Target('min', 500)          ours >= 500 (in the metric's unit)
     None                        shown for information only
 
 Parameter values like '{shop_packed}' name data files (see DATA in run.py).
@@ -20,7 +21,8 @@ Target.__new__.__defaults__ = (None,)
 
 # lower: smaller is better (times); higher: bigger is better (rates).
 # reference: (workload, metric, what) of 4.3 to show beside a row that has
-# no 4.3 counterpart (no ratio is computed from it).
+# no 4.3 counterpart (a ratio is computed from it only for a 'speedup'
+# target).
 Row = namedtuple('Row', 'issue label metric lower target reference')
 Row.__new__.__defaults__ = (None,)
 
@@ -146,6 +148,30 @@ WORKLOADS = [
                 Target('speedup', 3)),
         ]),
     Workload(
+        'postgresql', 'pg_rows.py',
+        full={'path': '{clients}', 'commits': 2000, 'client_commits': 200,
+              'cold': 100000},
+        quick={'path': '{clients}', 'commits': 300, 'client_commits': 50,
+               'cold': 20000},
+        sides=('ours',), reps=3, quick_reps=1, data=('clients',),
+        requires=CORE + ('durus.pg_storage', 'psycopg'),
+        rows=[
+            Row(15, 'PgStorage: 1 client, small commits (fsync each)',
+                'commits_per_s', False, Target('min', 500)),
+            Row(15, 'PgStorage: 4 clients x 10k cold loads', 'clients_loads_per_s',
+                False, Target('speedup', 2),
+                ('server_clients', 'loads_per_s', "4.3 col: 4.3 server's 4-client loads")),
+            Row(15, 'PgStorage: 4 clients committing', 'clients_commits_per_s',
+                False, None,
+                ('server_clients', 'commits_per_s', "4.3 col: 4.3 server's 4 clients")),
+            Row(15, 'PgStorage: cold load of 100k objects', 'cold_load_s', True, None),
+            Row(15, 'PgStorage + standby: 4 clients x 10k cold loads',
+                'replica_clients_loads_per_s', False, Target('speedup', 2),
+                ('server_clients', 'loads_per_s', "4.3 col: 4.3 server's 4-client loads")),
+            Row(15, 'PgStorage + standby: cold load of 100k objects',
+                'replica_cold_load_s', True, None),
+        ]),
+    Workload(
         'floors', 'floors.py', full={'appends': 2000, 'trips': 5000},
         quick={'appends': 200, 'trips': 500}, sides=('ours',), reps=3,
         rows=[
@@ -192,6 +218,30 @@ WORKLOADS = [
                 Target('max', 1.0)),
             Row(6, ':undo with 10,000 changed objects', 'undo_s', True,
                 Target('max', 1.0)),
+        ]),
+    Workload(
+        'shell_after_load', 'shell_after_load.py',
+        full={'path': '{shop_packed}', 'n': 1000000, 'cold_n': 100000},
+        quick={'path': '{shop_packed}', 'n': 10000, 'cold_n': 10000},
+        sides=('ours',), reps=3, quick_reps=1,
+        requires=FILES + ('durus.inspect', 'durus_shell.changes'), data=('shop',),
+        rows=[
+            Row(12, 'cold-load 100k through a shell Session', 'session_load_s', True,
+                Target('floor', 1.1, 'plain_load_s')),
+            Row(12, '  same through a plain Connection (floor)', 'plain_load_s', True,
+                None),
+            Row(12, ':status after a statement loaded 1M objects', 'status_s', True,
+                Target('max', 0.3)),
+            Row(12, ':diff after a statement loaded 1M objects', 'diff_s', True,
+                Target('max', 0.3)),
+            Row(12, ':commit of 2 objects after loading 1M', 'commit_s', True,
+                Target('max', 0.3)),
+            Row(12, 'quit check, nothing pending, after loading 1M', 'quit_check_s',
+                True, Target('max', 0.3)),
+            Row(12, '  the statement loading 1M (in-place check included)',
+                'statement_s', True, None),
+            Row(12, '  the same walk through a plain Connection', 'plain_walk_s',
+                True, None),
         ]),
 ]
 

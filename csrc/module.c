@@ -227,6 +227,7 @@ PyInit__speedups(void)
     INTERN(s_load, "load");
     INTERN(s_load_count, "load_count");
     INTERN(s_reader, "reader");
+    INTERN(s_loading_oid, "loading_oid");
     INTERN(s_storage, "storage");
     INTERN(s_shelf, "shelf");
     INTERN(s_invalid_oids, "invalid_oids");

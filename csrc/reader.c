@@ -41,6 +41,7 @@ static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
     *py_load_state_pickle;
 static PyObject *s_record_classes, *s_shared, *s_feed, *s_memo, *s_load,
     *s_load_count, *s_reader, *s_storage, *s_shelf, *s_invalid_oids,
+    *s_loading_oid,
     *s_setstate, *s_get_state, *s_get_stored_pickle;
 
 static PyObject *
@@ -269,6 +270,12 @@ connection_load_state(PyObject *connection, PyObject *obj)
     }
     reader = PyObject_GetAttr(connection, s_reader);
     if (reader == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    /* Names the record in refusals of the unpickling policy. */
+    if (PyObject_SetAttr(reader, s_loading_oid, oid) < 0) {
+        Py_DECREF(reader);
         Py_DECREF(data);
         return NULL;
     }

@@ -10,10 +10,13 @@
    The pickler asks about every object it writes (about ten per
    reference): plain values get None without a Python call; a persistent
    object of this connection, or a new one, gets (oid, class) here; the
-   cases that raise go to func. */
+   cases that raise go to func.  With dry_run (a tool's look at what a
+   commit would write), new objects go to func too, which neither gives
+   them oids nor binds them. */
 typedef struct {
     PyObject_HEAD
     PyObject *func, *base, *connection, *refs, *new_objects, *objects_found;
+    int dry_run;
     vectorcallfunc vectorcall;
 } WriterObject;
 
@@ -49,8 +52,8 @@ writer_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
         return PyObject_CallOneArg(writer->func, obj);
     if (oid == Py_None) {
         PyObject *bound;
-        if (owner != Py_None)
-            return PyObject_CallOneArg(writer->func, obj);  /* raises */
+        if (owner != Py_None || writer->dry_run)
+            return PyObject_CallOneArg(writer->func, obj);
         oid = PyObject_CallMethodNoArgs(writer->connection, s_new_oid);
         if (oid == NULL)
             return NULL;
@@ -94,9 +97,10 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *func, *base, *connection, *refs, *new_objects, *objects_found;
     WriterObject *self;
-    if (!PyArg_ParseTuple(args, "OO!OOOO:PersistentIdWriter", &func,
+    int dry_run = 0;
+    if (!PyArg_ParseTuple(args, "OO!OOOO|p:PersistentIdWriter", &func,
                           &PyType_Type, &base, &connection, &refs,
-                          &new_objects, &objects_found))
+                          &new_objects, &objects_found, &dry_run))
         return NULL;
     self = (WriterObject *)type->tp_alloc(type, 0);
     if (self == NULL)
@@ -107,6 +111,7 @@ writer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->refs = Py_NewRef(refs);
     self->new_objects = Py_NewRef(new_objects);
     self->objects_found = Py_NewRef(objects_found);
+    self->dry_run = dry_run;
     self->vectorcall = writer_vectorcall;
     return (PyObject *)self;
 }

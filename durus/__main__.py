@@ -27,9 +27,12 @@ from durus.socket_address import (
 
 USAGE = """\
 usage: durus -s | -c | -p [options]
+       durus copy SOURCE DESTINATION [--force]
   -s   run a storage server (durus -s --help for its options)
   -c   open durus-shell on a database file or a storage server
-  -p   pack a database file or a storage server's database"""
+  -p   pack a database file or a storage server's database
+  copy copy every reachable record from one storage to another (a file,
+       postgresql://URL or durus://HOST:PORT)"""
 
 STOP_WAIT = 10.0
 DEFAULT_GCBYTES = 0     # the server's default: never pack automatically
@@ -123,6 +126,11 @@ def get_storage(file, storage_class=None, **kw):
     if file is None:
         from durus.file_storage import TempFileStorage
         return TempFileStorage()
+    from durus.storage_names import is_postgresql
+    if is_postgresql(file):
+        from durus.pg_storage import PgStorage
+        return PgStorage(file, readonly=kw.get('readonly', False),
+                         create=kw.get('create', True))
     return open_storage(file, readonly=kw.get('readonly', False),
                         repair=kw.get('repair', False), create=True)
 
@@ -209,6 +217,13 @@ def _address_options(parser):
                            'socket (overrides --host and --port)')
 
 
+def _pg_option(parser, text):
+    parser.add_option('--pg', metavar='DSN', default=None,
+                      help=text + " (a libpq connection string or "
+                           "postgresql:// URL; needs pip install "
+                           "'durus-shell[postgresql]')")
+
+
 def _address(options):
     if options.address:
         return SocketAddress.new(
@@ -231,6 +246,8 @@ def run_durus_main(args=None):
     parser.add_option('--storage-class', dest='storage_class', default=None,
                       help='dotted class path (default: sniffed from the '
                            'file)')
+    _pg_option(parser, 'serve the Durus database in this PostgreSQL '
+                       'database (made there if it has none)')
     _address_options(parser)
     parser.add_option('--owner', default=None,
                       help='owner of the Unix socket file')
@@ -264,7 +281,8 @@ def run_durus_main(args=None):
         if options.stop:
             stop_durus(address)
             return 0
-        storage = get_storage(options.file, options.storage_class,
+        storage = get_storage(options.pg or options.file,
+                              options.storage_class,
                               readonly=options.readonly,
                               repair=options.repair)
         start_durus(options.logfile, options.logginglevel, address, storage,
@@ -318,7 +336,10 @@ def find_command(name):
 def shell_arguments(options):
     """The durus-shell command line equivalent to ``durus -c`` options."""
     argv = []
-    if options.file:
+    from durus.storage_names import is_postgresql
+    if options.file and is_postgresql(options.file):
+        argv.append(options.file)
+    elif options.file:
         argv.append(options.file)
         if not os.path.exists(options.file):
             argv.append('--create')     # durus -c creates, as in 4.3
@@ -347,19 +368,25 @@ def pack_storage_main(args=None):
     parser = OptionParser(prog='durus -p', usage='%prog [options]')
     parser.add_option('--file', default=None,
                       help='pack this database file directly')
+    _pg_option(parser, 'pack the Durus database in this PostgreSQL '
+                       'database')
     _address_options(parser)
     options, rest = parser.parse_args(args)
     if rest:
         parser.error('unexpected arguments: %s' % ' '.join(rest))
     try:
-        if options.file:
-            storage = get_storage(options.file)
+        if options.pg or options.file:
+            storage = get_storage(options.pg or options.file, create=False)
         else:
             from durus.client_storage import ClientStorage
             storage = ClientStorage(address=_address(options))
         try:
             from durus.connection import Connection
-            Connection(storage).pack()
+            from durus.unpickle_policy import UnpicklePolicy
+            # Packing reads refs trailers only; the root a Connection
+            # loads must not run anything its record names.
+            Connection(storage, unpickle_policy=UnpicklePolicy.safe(
+                placeholders=True)).pack()
         finally:
             storage.close()
     except (DurusError, OSError, ImportError, ValueError) as error:
@@ -367,10 +394,39 @@ def pack_storage_main(args=None):
     return 0
 
 
+def copy_main(args=None):
+    """``durus copy SRC DST``: copy every reachable record."""
+    parser = OptionParser(prog='durus copy',
+                          usage='%prog SOURCE DESTINATION [--force]')
+    parser.add_option('--force', action='store_true', default=False,
+                      help='write into a destination that is not empty')
+    options, rest = parser.parse_args(args)
+    if len(rest) != 2:
+        parser.error('name a SOURCE and a DESTINATION')
+    from durus.copy import copy_storage
+    from durus.storage_names import open_named_storage
+    source = destination = None
+    try:
+        source = open_named_storage(rest[0], readonly=True)
+        destination = open_named_storage(rest[1], create=True)
+        count = copy_storage(source, destination, force=options.force)
+    except (DurusError, OSError, ImportError, ValueError) as error:
+        return _fail(str(error) or type(error).__name__)
+    finally:
+        for storage in (source, destination):
+            if storage is not None:
+                storage.close()
+    from durus.storage_names import shown_name
+    sys.stdout.write('copied %d records from %s to %s; the destination '
+                     'has them all\n' % (count, shown_name(rest[0]),
+                                          shown_name(rest[1])))
+    return 0
+
+
 def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     commands = {'-s': run_durus_main, '-c': client_main,
-                '-p': pack_storage_main}
+                '-p': pack_storage_main, 'copy': copy_main}
     if args and args[0] in ('-h', '--help'):
         sys.stdout.write(USAGE + '\n')
         return 0

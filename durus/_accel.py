@@ -136,7 +136,8 @@ ATTRIBUTES_READ_BY_C = {
     'durus.connection._OidRef': ('key',),
     'durus.serialize.ObjectReader': (
         'connection', 'load_count', '_record_classes', '_shared', '_feed',
-        '_placeholder_origins', 'load_persistent_id', 'get_state'),
+        '_placeholder_origins', 'load_persistent_id', 'get_state',
+        'loading_oid'),
     'pickle.Unpickler': ('memo', 'load'),
     'durus.file_storage.FileStorage': ('shelf',),
     'durus.shelf.Shelf': ('index', 'file', 'map', '_unindexed',

@@ -20,9 +20,9 @@ import weakref
 import zlib
 
 from durus._accel import speedups as _speedups, use as _use_compiled
-from durus.error import (ConflictError, DurusError, DurusKeyError,
-                         ReadConflictError, StateLoadError,
-                         WriteConflictError)
+from durus.error import (CommitVetoedError, ConflictError, DurusError,
+                         DurusKeyError, ReadConflictError, RefusedValueError,
+                         StateLoadError, WriteConflictError)
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
@@ -43,8 +43,8 @@ _set_connection = PersistentBase._p_connection.__set__
 _set_status = PersistentBase._p_status.__set__
 _set_serial = PersistentBase._p_serial.__set__
 
-__all__ = ['ROOT_OID', 'Connection', 'Cache', 'ObjectDictionary',
-           'ReferenceContainer', 'touch_every_reference',
+__all__ = ['ROOT_OID', 'Connection', 'ConnectionObserver', 'Cache',
+           'ObjectDictionary', 'ReferenceContainer', 'touch_every_reference',
            'gen_every_instance', 'StillConflictedError']
 
 
@@ -72,10 +72,48 @@ class FirstOidError(DurusError, AssertionError):
     """A storage without a root gave a first new oid other than 0."""
 
 
+class ConnectionObserver(object):
+    """What a connection tells its observers (``add_observer``).
+
+    Subclass it and override what you need; each method is called with
+    the connection first.  Observers are called in the order added.
+
+    * ``before_change(connection, obj)``: ``obj`` is about to be noted as
+      changed (its first change in this transaction, before it happens).
+    * ``before_commit(connection)``: a commit with changes is about to
+      store them.  Return a reason (a str) to refuse it, or raise;
+      nothing has been stored or bound yet.
+    * ``after_commit(connection, written)``: the commit is complete;
+      ``written`` lists the objects stored (empty if there were none).
+    * ``after_abort(connection, invalidated)``: the abort is complete;
+      ``invalidated`` lists the oids other clients changed meanwhile.
+    """
+
+    def before_change(self, connection, obj):
+        pass
+
+    def before_commit(self, connection):
+        return None
+
+    def after_commit(self, connection, written):
+        pass
+
+    def after_abort(self, connection, invalidated):
+        pass
+
+
 class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
-    def __init__(self, storage, cache_size=100000, root_class=None):
+    def __init__(self, storage, cache_size=100000, root_class=None,
+                 unpickle_policy=None, class_factory=None):
+        """``unpickle_policy``: which globals records may name
+        (durus.unpickle_policy; None or 'trusted' is Durus 4.3's
+        behaviour, 'safe' refuses every global that is not a persistent
+        class or a plain value type).  ``class_factory(module, name,
+        persistent)``: a class to use for a pickled class that cannot be
+        imported (see ObjectReader); this connection only, already while
+        the root is loaded."""
         if isinstance(storage, (str, os.PathLike)):
             from durus.file_storage import FileStorage
             storage = FileStorage(os.fspath(storage))
@@ -84,7 +122,9 @@ class Connection(ConnectionBase):
                                    'or a file name, not %r' % (storage,))
         self.storage = storage
         self.cache = Cache(cache_size)
-        self.reader = ObjectReader(self)
+        self.reader = ObjectReader(self, unpickle_policy,
+                                   class_factory=class_factory)
+        self._observers = ()
         self.changed = {}
         self.invalid_oids = set()
         self.new_oid = storage.new_oid
@@ -146,6 +186,7 @@ class Connection(ConnectionBase):
             data = self.get_stored_pickle(oid)
         except KeyError:
             return None
+        self.reader.loading_oid = oid
         obj = self.cache.get_instance(oid, self.reader.get_class(data), self)
         if obj._p_status == GHOST:
             obj.__setstate__(self.reader.get_state(data))
@@ -176,6 +217,7 @@ class Connection(ConnectionBase):
         except DurusKeyError:
             # The record is gone (packed away): the cached ghost is stale.
             raise ReadConflictError([oid]) from None
+        self.reader.loading_oid = oid
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, _get_state(self.reader, data))
 
@@ -184,7 +226,63 @@ class Connection(ConnectionBase):
         self.cache.recent_objects.add(obj)
 
     def note_change(self, obj):
+        if self.reader.refusals and obj._p_oid in self.reader.refusals:
+            self._refuse_change(obj)
+        if self._observers:
+            for observer in self._observers:
+                observer.before_change(self, obj)
         self.changed[obj._p_oid] = obj
+
+    def _refuse_change(self, obj):
+        # Its record named globals the safe policy refused: the state in
+        # memory is not the stored one, so writing it would lose data.
+        names = ', '.join(sorted(self.reader.refusals[obj._p_oid]))
+        obj._p_set_status_saved()  # _p_note_change marked it first
+        raise RefusedValueError(
+            'cannot change %r: its record names %s, which the safe '
+            'unpickling policy refused to load, so its real state is '
+            'unknown; reopen with the trusted policy (durus-shell --trust) '
+            'or allow the name to change it' % (obj, names))
+
+    # -- observers ---------------------------------------------------------
+
+    def add_observer(self, observer):
+        """Tell ``observer`` (a ``ConnectionObserver``) about changes and
+        transactions; see that class.  Costs nothing while none is added."""
+        if observer not in self._observers:
+            self._observers = self._observers + (observer,)
+        return observer
+
+    def remove_observer(self, observer):
+        self._observers = tuple(o for o in self._observers
+                                if o is not observer)
+
+    def touched_since_last_call(self):
+        """The objects read or written since the previous call (or since
+        the transaction began), each once, in first-touch order.
+
+        The hooks that noticed them are armed again, so the next read or
+        write of each is noticed again.  For tools that want to know what
+        a piece of code could have changed without comparing every loaded
+        object.  Costs the number of objects returned.
+        """
+        unhooked = self._unhooked
+        self._unhooked = []
+        touched = {}
+        variants = _variants
+        for obj in unhooked:
+            key = id(obj)
+            if key in touched:
+                continue
+            touched[key] = obj
+            triple = variants.get(type(obj))
+            if (triple is None or
+                    _raw_get(obj, '_p_connection') is not self or
+                    _raw_get(obj, '_p_status') == GHOST):
+                refresh_hooks(obj)
+            elif type(obj) is not triple[1]:
+                _set_type(obj, triple[1])
+        return list(touched.values())
 
     def _bind_new_object(self, obj, oid):
         """Give a new object its oid and this connection (during commit)."""
@@ -240,6 +338,7 @@ class Connection(ConnectionBase):
         for oid, record in self.storage.gen_oid_record(
                 start_oid=start_oid, batch_size=batch_size):
             data = record_data(record)
+            self.reader.loading_oid = oid
             obj = self.cache.get_instance(
                 oid, self.reader.get_class(data), self)
             if obj._p_status == GHOST:
@@ -278,6 +377,7 @@ class Connection(ConnectionBase):
             if obj is not None and obj._p_status != GHOST:
                 obj._p_set_status_ghost()
         self.invalid_oids.clear()
+        return stale
 
     def _handle_invalidations(self, oids, read_oid=None):
         """Ghost invalidated objects; raise if this transaction used one.
@@ -306,18 +406,32 @@ class Connection(ConnectionBase):
         for obj in self.changed.values():
             obj._p_set_status_ghost()
         self.changed.clear()
-        self._sync()
+        invalidated = self._sync()
         self.shrink_cache()
         self._next_transaction()
+        for observer in self._observers:
+            observer.after_abort(self, invalidated)
 
     def commit(self):
-        """Store every changed object (and new objects they reach)."""
+        """Store every changed object (and new objects they reach).
+
+        Observers are asked first (``before_commit``); one that refuses
+        stops the commit before anything is stored, and the connection
+        stays exactly as it was (``CommitVetoedError``).
+        """
+        written = []
         if self.changed:
-            self._commit()
+            for observer in self._observers:
+                reason = observer.before_commit(self)
+                if reason:
+                    raise CommitVetoedError(reason)
+            written = self._commit()
         else:
             self._sync()
         self.shrink_cache()
         self._next_transaction()
+        for observer in self._observers:
+            observer.after_commit(self, written)
 
     def _commit(self):
         if self.invalid_oids:
@@ -352,6 +466,7 @@ class Connection(ConnectionBase):
         # ends, right after this (new objects are already listed).
         self._unhooked.extend(self.changed.values())
         self.changed.clear()
+        return written
 
     def pack(self):
         self.abort()
@@ -597,6 +712,7 @@ def gen_every_instance(connection, *classes):
     reader = connection.reader
     for oid, record in connection.storage.gen_oid_record():
         data = record_data(record)
+        reader.loading_oid = oid
         if issubclass(reader.get_class(data), classes):
             yield connection.get(oid)
 

@@ -14,6 +14,9 @@ import os
 import struct
 
 
+from pickle import UnpicklingError
+
+
 class DurusError(Exception):
     """Root of every error raised by durus."""
 
@@ -125,6 +128,13 @@ class ReadOnlyError(DurusError, AssertionError):
     """A write was attempted on a storage opened read-only."""
 
 
+class CommitVetoedError(DurusError):
+    """A connection observer refused a commit (its reason is the message).
+
+    Nothing was stored: the changes are still pending.
+    """
+
+
 class UnknownFormatError(DurusError, ValueError, AssertionError):
     """A file is not a database of any supported format."""
 
@@ -149,6 +159,41 @@ class ClassImportError(DurusError, ImportError):
         if self.reason:
             text += ' (%s)' % self.reason
         return text
+
+
+class RefusedGlobalError(DurusError, UnpicklingError):
+    """A record names a global the safe unpickling policy refuses.
+
+    ``module`` and ``name`` say what the record named, ``oid`` (8 bytes or
+    None) which record it is.
+    """
+
+    def __init__(self, module, name, oid=None, what='names'):
+        DurusError.__init__(self, module, name, oid, what)
+        self.module = module
+        self.name = name
+        self.oid = oid
+        self.what = what
+
+    def __reduce__(self):
+        return (type(self), (self.module, self.name, self.oid, self.what))
+
+    def __str__(self):
+        where = ('record oid %d' % int.from_bytes(self.oid, 'big')
+                 if isinstance(self.oid, bytes) and len(self.oid) == 8
+                 else 'a record')
+        return ('%s %s %s.%s, which the safe unpickling policy refuses '
+                '(it loads persistent classes and plain value types only, '
+                'never a function or other class a database names); if '
+                'this name is trusted, allow it (--allow %s:%s, the '
+                'DURUS_ALLOW environment variable, or '
+                'durus.unpickle_policy.allow) or load with the trusted '
+                'policy' % (where, self.what, self.module, self.name,
+                            self.module, self.name))
+
+
+class RefusedValueError(DurusError, ValueError):
+    """A value standing for a refused global was to be changed or stored."""
 
 
 class PlaceholderChangeError(DurusError):

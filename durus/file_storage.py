@@ -43,6 +43,13 @@ class FileStorage(SingleFileStorage):
     """A storage in one SHELF-1 file (``filename=None``: a temporary file)."""
 
     MAGIC = PREFIX
+    FORMAT_NAME = 'shelf'
+
+    def _object_count(self):
+        # Oid numbers in the offset map (holes included) plus oids
+        # appended after it (some also in the map): an estimate.
+        shelf = self.shelf
+        return max(0, len(shelf.map) - 1) + len(shelf.index), False
 
     def __init__(self, filename=None, readonly=False, repair=False):
         self.file = File(filename, readonly=readonly)

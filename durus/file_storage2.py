@@ -200,6 +200,10 @@ class FileStorage2(SingleFileStorage):
     """A storage in one DFS20 file (``file=None``: a temporary file)."""
 
     MAGIC = MAGIC
+    FORMAT_NAME = 'dfs20'
+
+    def _object_count(self):
+        return len(self.index), True
 
     def __init__(self, file=None, readonly=False, repair=False):
         self.file = File(file, readonly=readonly)

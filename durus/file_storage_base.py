@@ -29,6 +29,7 @@ class SingleFileStorage(Storage):
     """
 
     MAGIC = None
+    FORMAT_NAME = None  # a short name for describe()
 
     @classmethod
     def has_format(klass, file):
@@ -47,6 +48,19 @@ class SingleFileStorage(Storage):
 
     def is_readonly(self):
         return self.file.is_readonly()
+
+    def describe(self):
+        count, exact = self._object_count()
+        try:
+            size = self.file.get_size()
+        except (OSError, ValueError):
+            size = None
+        return {'format': self.FORMAT_NAME, 'objects': count,
+                'exact': exact, 'size': size,
+                'readonly': self.file.is_readonly()}
+
+    def _object_count(self):
+        return None, False
 
     def begin(self):
         self.pending = {}

@@ -12,6 +12,7 @@ and is the one place where a pickled (module, name) becomes a class.
 """
 
 import _codecs
+import copyreg
 import sys
 import zlib
 from io import BytesIO
@@ -21,11 +22,13 @@ from pickle import Pickler, Unpickler
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
 from durus._accel import speedups as _speedups, use as _use_compiled
-from durus.error import ClassImportError
+from durus.error import ClassImportError, RefusedGlobalError
 from durus.persistent import PersistentBase, _variants
 from durus.record import (  # noqa: F401 (re-exported)
     OidListError, RecordError, class_name, class_pickle_end, class_pickle_length,
     data_class_path, pack_record, split_oids, unpack_record)
+from durus.unpickle_policy import (UnpicklePolicy, is_refused, make_refused,
+                                   refused_object_class)
 
 PICKLE_PROTOCOL = 2
 WRITE_COMPRESSED_STATE_PICKLES = True
@@ -72,7 +75,7 @@ class ObjectWriter(object):
     queued, so that ``gen_new_objects`` yields it for writing too.
     """
 
-    def __init__(self, connection):
+    def __init__(self, connection, dry_run=False):
         self.connection = connection
         self.sio = BytesIO()
         self.pickler = _RecordPickler(self.sio, PICKLE_PROTOCOL)
@@ -80,6 +83,9 @@ class ObjectWriter(object):
         self._refs = []
         self.objects_found = []
         self.new_objects = []
+        # A dry run finds new objects exactly as a commit would, but
+        # neither gives them oids nor binds them (durus.inspect).
+        self.dry_run = dry_run
         self.pickler.persistent_id = _persistent_id_for(self)
 
     @property
@@ -110,6 +116,8 @@ class ObjectWriter(object):
         new_objects = self.new_objects
         objects_found = self.objects_found
         add_ref = self._refs.append
+        dry_run = self.dry_run
+        met = {}  # dry run: id of a new object -> the stand-in oid it got
 
         def persistent_id(obj, isinstance=isinstance, base=PersistentBase,
                           raw_get=_raw_get, variants=_variants):
@@ -120,10 +128,17 @@ class ObjectWriter(object):
             if oid is None:
                 if raw_get(obj, '_p_connection') is not None:
                     raise ValueError('%r has a connection but no oid' % (obj,))
-                oid = connection.new_oid()
-                connection._bind_new_object(obj, oid)
-                new_objects.append(obj)
-                objects_found.append(obj)
+                if dry_run:
+                    oid = met.get(id(obj))
+                    if oid is None:
+                        oid = met[id(obj)] = b'new:%04d' % len(met)
+                        new_objects.append(obj)
+                        objects_found.append(obj)
+                else:
+                    oid = connection.new_oid()
+                    connection._bind_new_object(obj, oid)
+                    new_objects.append(obj)
+                    objects_found.append(obj)
             elif raw_get(obj, '_p_connection') is not connection:
                 raise ValueError(
                     'cannot store a reference to %r: it belongs to another '
@@ -134,6 +149,47 @@ class ObjectWriter(object):
                 cls = variants[cls][0]
             return oid, cls
         return persistent_id
+
+    def get_class_pickle(self, obj):
+        """The class pickle a commit writes at the start of ``obj``'s record."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        return entry[1]
+
+    def matches_record(self, obj, state, data):
+        """Whether record data ``data`` holds exactly ``state`` as this
+        writer would write it for ``obj`` (uncompressed records only;
+        False means: compare another way)."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        head = entry[1]
+        if not data.startswith(head):
+            return False
+        sio = self.sio
+        sio.seek(0)
+        sio.truncate()
+        pickler = self.pickler
+        pickler.memo = entry[2]
+        self._refs.clear()
+        pickler.dump(state)
+        return data[len(head):] == sio.getvalue()
+
+    def get_state_pickle(self, obj, state):
+        """The pickle of ``state`` (``obj``'s state) as a commit would
+        write it for ``obj``, before compression."""
+        entry = _class_entries.get(type(obj))
+        if entry is None:
+            entry = _class_entry(type(obj))
+        sio = self.sio
+        sio.seek(0)
+        sio.truncate()
+        pickler = self.pickler
+        pickler.memo = entry[2]
+        self._refs.clear()
+        pickler.dump(state)
+        return sio.getvalue()
 
     def get_state(self, obj):
         entry = _class_entries.get(type(obj))
@@ -171,10 +227,12 @@ def _py_persistent_id_for(writer):
 
 
 def _compiled_persistent_id_for(writer):
-    # The compiled twin; the cases that raise go to the closure.
+    # The compiled twin; the cases that raise (and, in a dry run, new
+    # objects) go to the closure.
     return _speedups.PersistentIdWriter(
         writer._make_persistent_id(), PersistentBase, writer.connection,
-        writer._refs, writer.new_objects, writer.objects_found)
+        writer._refs, writer.new_objects, writer.objects_found,
+        writer.dry_run)
 
 
 # The pickler's persistent_id for a writer (durus/_accel.py).
@@ -272,16 +330,35 @@ class ObjectReader(object):
     ``resolve_class`` is the one place where a pickled (module, name)
     becomes a class: for the record's class, for the class inside every
     persistent id and for every other global in a state.  A class that
-    cannot be imported raises ``ClassImportError``, unless
-    ``missing_class_factory`` is set: then ``factory(module, name,
-    persistent)`` returns a class to use instead (``persistent`` is True
-    for the record's class and for classes of persistent ids).
+    cannot be imported raises ``ClassImportError``, unless a class
+    factory is given (``class_factory``, or the ``missing_class_factory``
+    attribute of this reader): then ``factory(module, name, persistent)``
+    returns a class to use instead (``persistent`` is True for the
+    record's class and for classes of persistent ids).
+
+    ``policy`` (durus.unpickle_policy) decides which globals may be
+    resolved at all; under a safe policy, ``refusals`` maps the oid of each
+    record that named a refused global to the names refused.  Callers
+    that know which record they load set ``loading_oid`` first (it only
+    serves to name the record in refusals).
     """
 
     missing_class_factory = None
 
-    def __init__(self, connection):
+    def __init__(self, connection, policy=None, class_factory=None):
         self.connection = connection
+        if class_factory is not None:
+            self.missing_class_factory = class_factory
+        self.policy = UnpicklePolicy.from_argument(policy)
+        self.loading_oid = None
+        self.refusals = {}
+        # Classes this reader handed out (the safe reconstructor wrappers
+        # rebuild only those).
+        self._handed_out = set()
+        self._refused_names = set()
+        self._standins = {}  # (module, name, oid) -> stand-in
+        # refused class pickle -> (RefusedObject subclass, memo after it)
+        self._refused_record_classes = {}
         self.load_count = 0
         self._classes = {}
         # class pickle (bytes, validated) -> (class, memo after it)
@@ -303,6 +380,16 @@ class ObjectReader(object):
             return self._classes[key]
         except KeyError:
             pass
+        policy = self.policy
+        if not policy.trusted:
+            mapped = _map_name(module, name)
+            helper = self._safe_helper(*mapped)
+            if helper is not None:
+                self._classes[key] = helper
+                return helper
+            if (mapped in self._refused_names or
+                    not policy.may_import(*mapped)):
+                return self.refuse(*mapped)
         try:
             cls = _import_global(module, name)
         except Exception as error:
@@ -312,17 +399,95 @@ class ObjectReader(object):
             cls = factory(module, name, persistent)
             if not persistent:
                 self._placeholder_origins[cls] = (module, name)
+            if not policy.trusted and isinstance(cls, type):
+                self._handed_out.add(cls)  # the tool's own stand-in
+        else:
+            if not policy.trusted:
+                if not policy.allows(mapped[0], mapped[1], cls, False):
+                    self._refused_names.add(mapped)
+                    return self.refuse(*mapped)
+                if isinstance(cls, type):
+                    self._handed_out.add(cls)
         self._classes[key] = cls
         return cls
+
+    # -- the safe policy ---------------------------------------------------
+
+    def refuse(self, module, name):
+        """Refuse ``module.name`` in the record being loaded: raise
+        RefusedGlobalError, or return a stand-in when the policy asks for
+        placeholders."""
+        oid = self.loading_oid
+        self._note_refusal('%s.%s' % (module, name))
+        if not self.policy.placeholders:
+            raise RefusedGlobalError(module, name, oid)
+        key = (module, name, oid)
+        standin = self._standins.get(key)
+        if standin is None:
+            standin = self._standins[key] = make_refused(module, name, oid)
+        # (Also sends persistent ids to load_persistent_id, which knows
+        # stand-ins, instead of the compiled loader.)
+        self._placeholder_origins[standin] = None
+        return standin
+
+    def _note_refusal(self, text):
+        self.refusals.setdefault(self.loading_oid, set()).add(text)
+
+    def _safe_helper(self, module, name):
+        if module == 'copyreg':
+            if name == '_reconstructor':
+                return self._safe_reconstructor
+            if name == '__newobj__':
+                return self._safe_newobj
+            if name == '__newobj_ex__':
+                return self._safe_newobj_ex
+        return None
+
+    def _check_rebuilt(self, *classes):
+        """The first of ``classes`` that may not be rebuilt (a stand-in is
+        returned as is), or None."""
+        for cls in classes:
+            if is_refused(cls):
+                return cls
+            if not (cls in self._handed_out or
+                    self.policy.allows_class(cls)):
+                return self.refuse(getattr(cls, '__module__', '?'),
+                                   getattr(cls, '__qualname__', repr(cls)))
+        return None
+
+    def _safe_reconstructor(self, cls, base, state):
+        refused = self._check_rebuilt(cls, base)
+        if refused is not None:
+            return refused
+        return copyreg._reconstructor(cls, base, state)
+
+    def _safe_newobj(self, cls, *args):
+        refused = self._check_rebuilt(cls)
+        if refused is not None:
+            return refused
+        return cls.__new__(cls, *args)
+
+    def _safe_newobj_ex(self, cls, args, kwargs):
+        refused = self._check_rebuilt(cls)
+        if refused is not None:
+            return refused
+        return cls.__new__(cls, *args, **kwargs)
 
     def load_persistent_id(self, pid):
         oid, cls = pid
         if type(oid) is str:
             oid = oid.encode('latin-1')
         if self._placeholder_origins and cls in self._placeholder_origins:
+            origin = self._placeholder_origins[cls]
+            if origin is None:
+                return cls  # a refused stand-in: show it in the reference
             # The GLOBAL before BINPERSID was resolved as a plain global.
-            module, name = self._placeholder_origins[cls]
+            module, name = origin
             cls = self.resolve_class(module, name, True)
+        if not self.policy.trusted and not (
+                isinstance(cls, type) and issubclass(cls, PersistentBase)):
+            return self.refuse(getattr(cls, '__module__', '?'),
+                               getattr(cls, '__qualname__', repr(cls)))
         connection = self.connection
         return connection.cache.get_instance(oid, cls, connection)
 
@@ -342,12 +507,35 @@ class ObjectReader(object):
         """
         entry = self._record_classes.get(class_pickle)
         if entry is None:
+            refused = self._refused_record_classes.get(class_pickle)
+            if refused is not None:
+                # Kept apart from _record_classes, so that every record
+                # with this class pickle comes here and is noted.
+                self._note_refusal(refused[0].refused_global)
+                return refused
             unpickler = self._unpickler(BytesIO(class_pickle), True)
             cls = unpickler.load()
+            if not self.policy.trusted and not (
+                    isinstance(cls, type) and issubclass(cls, PersistentBase)):
+                cls = self._refused_record_class(cls)
+                unpickler.reader = None
+                entry = self._refused_record_classes[class_pickle] = (
+                    cls, unpickler.memo)
+                return entry
             unpickler.reader = None  # kept for its memo only: no cycle
             entry = self._record_classes[class_pickle] = (cls,
                                                           unpickler.memo)
         return entry
+
+    def _refused_record_class(self, cls):
+        """A record's class pickle gave ``cls``, not a persistent class."""
+        if is_refused(cls):
+            text = cls.refused_global
+        else:
+            text = '%s.%s' % (getattr(cls, '__module__', '?'),
+                              getattr(cls, '__qualname__', repr(cls)))
+            self.refuse(*text.rsplit('.', 1))  # raises unless placeholders
+        return refused_object_class(text)
 
     def _class_pickle_length(self, data):
         end = class_pickle_length(data)
@@ -398,7 +586,9 @@ class ObjectReader(object):
         """The uncompressed state pickle of record data."""
         return self._split(data)[1]
 
-    def get_state(self, data, load=True):
+    def get_state(self, data, load=True, oid=None):
+        if oid is not None:
+            self.loading_oid = oid
         end, cls, memo = self._class_entry(data)
         if len(data) > end and data[end] == COMPRESSED_START_BYTE:
             try:
@@ -459,15 +649,21 @@ _own_codecs_encode = _use_compiled('codecs_encode', _codecs_encode)
 _OWN_GLOBALS = {('_codecs', 'encode'): _own_codecs_encode}
 
 
+def _map_name(module, name):
+    """``(module, name)`` with Python 2 names mapped to Python 3's."""
+    if (module, name) in NAME_MAPPING:
+        return NAME_MAPPING[(module, name)]
+    if module in IMPORT_MAPPING:
+        return IMPORT_MAPPING[module], name
+    return module, name
+
+
 def _import_global(module, name):
     """The object a pickle GLOBAL names (with Python 2 name mapping)."""
     own = _OWN_GLOBALS.get((module, name))
     if own is not None:
         return own
-    if (module, name) in NAME_MAPPING:
-        module, name = NAME_MAPPING[(module, name)]
-    elif module in IMPORT_MAPPING:
-        module = IMPORT_MAPPING[module]
+    module, name = _map_name(module, name)
     __import__(module)
     target = sys.modules[module]
     for part in name.split('.'):

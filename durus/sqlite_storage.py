@@ -324,6 +324,20 @@ class SqliteStorage(Storage):
                     changed.append(oid)
         return changed
 
+    def describe(self):
+        try:  # counted from SQLite's b-tree pages, no record is read
+            count = self.connection.execute(
+                'SELECT count(*) FROM objects').fetchone()[0]
+        except Exception:
+            count = None
+        try:
+            size = os.path.getsize(self.filename)
+        except (OSError, TypeError):
+            size = None
+        return {'format': 'sqlite', 'objects': count,
+                'exact': count is not None, 'size': size,
+                'readonly': bool(self.readonly)}
+
     def close(self):
         if self.connection is not None:
             self.connection.close()

@@ -99,6 +99,15 @@ class Storage(object):
                         seen.add(ref)
                         heapq.heappush(todo, ref)
 
+    def describe(self):
+        """Cheap facts about this storage, for tools: a dict with
+        ``format`` (a short name), ``objects`` (a count or None),
+        ``exact`` (whether that count is exact rather than an estimate),
+        ``size`` (bytes, or None) and ``readonly``.  Never reads records.
+        """
+        return {'format': type(self).__name__, 'objects': None,
+                'exact': False, 'size': None, 'readonly': False}
+
     def __str__(self):
         return type(self).__name__ + '()'
 
@@ -139,6 +148,10 @@ class MemoryStorage(Storage):
 
     def sync(self):
         return []
+
+    def describe(self):
+        return {'format': 'memory', 'objects': len(self.records),
+                'exact': True, 'size': None, 'readonly': False}
 
     def gen_oid_record(self, start_oid=None, batch_size=100):
         """The records reachable from ``start_oid`` (the root by default):

@@ -4,4 +4,5 @@ import sys
 
 from durus_shell.cli import main
 
-sys.exit(main())
+if __name__ == '__main__':  # (importing it must not start a shell)
+    sys.exit(main())

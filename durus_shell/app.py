@@ -1,7 +1,7 @@
 """The interactive shell: a prompt_toolkit read-dispatch-render loop.
 
     read     PromptSession.prompt() (multi-line Python, completion, keys)
-    dispatch Session.run(text, ui)
+    dispatch commands.run_input(session, text, ui)
     render   TerminalUI.show_result(result)
 
 All logic lives in Session, commands, completion and render; this module
@@ -20,9 +20,10 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.shortcuts import PromptSession, print_formatted_text
 from prompt_toolkit.output import ColorDepth
 
-from durus_shell import completion, render
+from durus_shell import commands, completion, render
 from durus_shell.keys import Stash, shell_key_bindings
 from durus_shell.lexer import ShellLexer
+from durus_shell.refusals import refusal_note, toolbar_part
 from durus_shell.style import shell_style
 from durus_shell.typeahead import carry_typeahead
 from durus_shell.ui import UI, choice_prompt
@@ -158,6 +159,8 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
         parts.append('%d uncommitted' % count if count else 'no changes')
         if session.readonly:
             parts.append('READ-ONLY')
+        if session.trusted:
+            parts.append(toolbar_part(session))
         parts.append('F1 help  Ctrl-X C commit  Ctrl-D quit')
         return ' ' + ' | '.join(parts) + ' '
 
@@ -216,7 +219,6 @@ def run_app(session, color=True, startup=None, input=None, output=None,
 
 def _run_app(session, color, startup, input, output, history):
     from durus_shell.opening import banner
-    from durus_shell.commands import decide_exit
     ui = TerminalUI(session, color=color, input=input, output=output)
     stash = Stash()
     prompt = make_prompt_session(session, ui, stash, input=input,
@@ -225,6 +227,9 @@ def _run_app(session, color, startup, input, output, history):
     if startup:
         result = session.run_file(startup)
         ui.show_result(result)
+        note = refusal_note(session)
+        if note:
+            ui.show(note)
     failures = 0
     while True:
         # Keys typed while the last statement ran, Ctrl-D included.
@@ -235,7 +240,7 @@ def _run_app(session, color, startup, input, output, history):
         except KeyboardInterrupt:
             continue
         except EOFError:
-            if not session.has_unsaved_work() or decide_exit(session, ui):
+            if not session.has_unsaved_work() or commands.decide_exit(session, ui):
                 break
             continue
         except Exception as error:  # e.g. the history file cannot be written
@@ -247,8 +252,11 @@ def _run_app(session, color, startup, input, output, history):
             prompt.history = InMemoryHistory()
             continue
         try:
-            result = session.run(text, ui)
+            result = commands.run_input(session, text, ui)
             ui.show_result(result)
+            note = refusal_note(session)
+            if note:
+                ui.show(note)
         except KeyboardInterrupt:
             ui.show('Interrupted.')
             continue
@@ -260,6 +268,6 @@ def _run_app(session, color, startup, input, output, history):
         if result.kind == 'quit':
             if result.source.lstrip().startswith(':'):
                 break  # :quit already asked about pending changes
-            if not session.has_unsaved_work() or decide_exit(session, ui):
+            if not session.has_unsaved_work() or commands.decide_exit(session, ui):
                 break
     return 0

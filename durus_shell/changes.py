@@ -1,51 +1,63 @@
-"""Change tracking for careful data fixes: diff, undo/redo, unnoted changes.
+"""Change tracking for careful data fixes: diff, undo/redo, in-place edits.
 
-A ``ChangeTracker`` watches one Connection between commits.
+A ``ChangeTracker`` is an observer of one Connection
+(``durus.connection.ConnectionObserver``); it never replaces a method of
+the connection.
 
 How it knows what a statement changed
-    Durus tells the connection about a change only once per transaction
-    (``note_change`` on the SAVED -> UNSAVED step), and it is called
-    *before* the object is modified.  The tracker wraps the connection's
-    ``note_change`` (on the instance; the class and commit are untouched)
-    to copy the object's state at that moment: its state before the
-    first change.  At the end of each statement it compares every object
-    awaiting commit, and every new object reachable from them, with its
-    state at the end of the previous statement.  Each statement that
-    changed something becomes one undo step: ``(object, before, after,
-    first)`` per object, ``first`` meaning the object was SAVED before.
+    ``before_change`` runs before the first change of an object in a
+    transaction: the tracker copies the object's state then (its state
+    before the change).  At the end of each statement it compares every
+    object awaiting commit, and every new object a commit would write
+    (found by the writer's own dry run, ``durus.inspect.pending_writes``),
+    with its state at the end of the previous statement.  Each statement
+    that changed something becomes one undo step: ``(object, before,
+    after, first)`` per object, ``first`` meaning the object was SAVED
+    before and was noted in that statement.
+
+In-place edits (changed without ``_p_note_change()``)
+    A commit does not write them, so the operator must see them.  Only
+    code that reads an object can change its plain lists and dicts in
+    place, so the tracker asks the connection which objects were read or
+    written since the last statement (``touched_since_last_call``) and
+    compares just those (the ones holding mutable values) with their
+    records, as the writer would write them.  An object whose mutable
+    parts are also referenced from elsewhere (``t = obj.tags``) can be
+    changed later without being read again: such objects stay on a watch
+    list and are compared after every statement until the outside
+    references are gone.  Found edits are undo steps like any other.
 
 Undo and redo
     Undo puts the ``before`` states back (newest step first); an object
-    whose first change is undone is SAVED again and leaves
-    ``connection.changed``, so a commit writes exactly what remains.
-    Redo re-applies ``after`` states.  A statement that changes anything
-    drops the redo steps.  Commit and abort (seen as a change of
-    ``transaction_serial``) clear the history: committed transactions
-    are never undone.
+    whose first change is undone is SAVED again and leaves the changed
+    set, so a commit writes exactly what remains.  Redo re-applies
+    ``after`` states.  A statement that changes anything drops the redo
+    steps.  Commit and abort clear the history (``after_commit``,
+    ``after_abort``): committed transactions are never undone.
 
 Diff
     What a commit would write, compared with what the storage holds:
-    stored state (read from the record) against the state in memory.
-    BTree changes, spread over BNode records, are shown as key changes
-    of their BTree; PersistentDict/List/Set per item.
-
-Unnoted changes
-    An object whose plain list or dict was changed in place without
-    ``_p_note_change()`` differs from its record, but a commit would not
-    write it.  ``find_unnoted`` compares loaded SAVED objects holding
-    mutable values with their records; ``:abort`` turns them back into
-    ghosts so they reload their stored state.
+    stored state (read from the record) against the state in memory.  An
+    object another client changed since this transaction read it cannot
+    be read (a conflict): its state before this transaction's first
+    change stands in, and the diff says so.  BTree changes, spread over
+    BNode records, are shown as key changes of their BTree;
+    PersistentDict/List/Set per item.
 
 State copies keep persistent references by identity and copy plain
-containers (durus_shell.states), so restoring a state never replaces
+containers (durus_shell.peek), so restoring a state never replaces
 another persistent object.
 """
 
-from durus.serialize import unpack_record
-from durus_shell import states
-from durus_shell.placeholders import refuse_commit_of_placeholders
-from durus_shell.states import (GHOST, SAVED, UNSAVED, copy_value,
-                                peek_state, same_value, set_state)
+import sys
+
+from durus import inspect
+from durus.connection import ConnectionObserver
+from durus.error import ReadConflictError
+from durus.persistent import PersistentBase
+from durus_shell import peek
+from durus_shell.peek import (IMMUTABLE_TYPES, SAVED, UNSAVED, copy_value,
+                              peek_state, same_value, set_state)
 
 MISSING = type('Missing', (), {'__repr__': lambda self: '<missing>',
                                '__bool__': lambda self: False})()
@@ -63,7 +75,28 @@ class Entry(object):
         self.first = first
 
 
-class ChangeTracker(object):
+class Changes(object):
+    """What is pending: ``changed`` and ``new`` (a commit writes them) and
+    ``unnoted`` (changed in place: a commit would NOT write them)."""
+
+    def __init__(self, changed, new, unnoted=()):
+        self.changed = list(changed)
+        self.new = list(new)
+        self.unnoted = list(unnoted)
+
+    @property
+    def written(self):
+        """How many objects a commit would write."""
+        return len(self.changed) + len(self.new)
+
+    def __len__(self):
+        return len(self.changed) + len(self.new) + len(self.unnoted)
+
+    def __bool__(self):
+        return bool(self.changed or self.new or self.unnoted)
+
+
+class ChangeTracker(ConnectionObserver):
     """Per-statement change history of one connection (see module doc)."""
 
     def __init__(self, connection):
@@ -71,50 +104,62 @@ class ChangeTracker(object):
         self.history = []        # undo steps: lists of Entry, oldest first
         self.redo_steps = []     # undone steps, most recently undone last
         self._noted = {}         # id -> (obj, state before first change)
+        self._original = {}      # id -> (obj, state before the transaction's
+                                 #        first change): stands in for a
+                                 #        record another client replaced
         self._last = {}          # id -> (obj, state at last statement end)
-        self._new = {}           # id -> new object (no oid) seen so far
+        self.unnoted = {}        # id -> SAVED object differing from record
+        self._unnoted_last = {}  # id -> (obj, its state at last check)
+        self._exposed = {}       # id -> object whose mutable parts are
+                                 #       referenced from elsewhere
+        self._trees = {}         # id -> BTree read in this transaction
         self._serial = connection.transaction_serial
-        self._in_statement = False
         self.commit_listeners = []  # called with the diff lines of a commit
-        self._original_note_change = connection.note_change
-        connection.note_change = self._note_change
-        self._original_commit = connection.commit
-        connection.commit = self._commit
-        self._original_abort = connection.abort
-        connection.abort = self._abort
+        self._commit_lines = None
+        self._pending = None     # Changes as of the last refresh
+        connection.add_observer(self)
         self._snapshot_pending()
+        self._check_in_place(connection.touched_since_last_call(),
+                             record=False)
 
     def detach(self):
-        """Give the connection its own methods back."""
-        for name in ('note_change', 'commit', 'abort'):
-            self.connection.__dict__.pop(name, None)
+        self.connection.remove_observer(self)
 
-    # -- hooks on the connection ----------------------------------------
+    # -- observer of the connection --------------------------------------
 
-    def _note_change(self, obj):
-        # Called before the first change of obj in this transaction.
-        if id(obj) not in self._noted and id(obj) not in self._last:
-            self._noted[id(obj)] = (obj, copy_value(peek_state(obj)))
-        self._original_note_change(obj)
+    def before_change(self, connection, obj):
+        key = id(obj)
+        if key not in self._noted and (key not in self._last
+                                       or key in self.unnoted):
+            self._noted[key] = (obj, copy_value(peek_state(obj)))
+        if key not in self._original:
+            self._original[key] = (obj, copy_value(peek_state(obj)))
 
-    def _commit(self):
-        refuse_commit_of_placeholders(self.connection)
-        lines = None
-        if self.commit_listeners and self.connection.changed:
-            lines = format_diffs(compute_diff(self.connection,
-                                              with_unnoted=False))
-        try:
-            self._original_commit()
-        finally:
-            self._check_serial()
-        if lines is not None:
+    def before_commit(self, connection):
+        self._commit_lines = None
+        if self.commit_listeners:
+            self._commit_lines = format_diffs(compute_diff(
+                connection, trees=self._trees.values()))
+        return None
+
+    def after_commit(self, connection, written):
+        lines, self._commit_lines = self._commit_lines, None
+        # In-place edits the commit did not write are still in memory,
+        # and kept references can still change objects: carried over.
+        keep = list(self.unnoted.values()) + list(self._exposed.values())
+        self.reset()
+        self._carry(keep)
+        if lines is not None and written:
             for listener in list(self.commit_listeners):
                 listener(lines)
 
-    def _abort(self):
-        self._original_abort()
-        self.restore_unnoted()
-        self._check_serial()
+    def after_abort(self, connection, invalidated):
+        # In-place edits are dropped too: their objects reload their
+        # stored state.
+        for obj in list(self.unnoted.values()):
+            if inspect.status(obj) == SAVED:
+                obj._p_set_status_ghost()
+        self.reset()
 
     def _check_serial(self):
         if self.connection.transaction_serial != self._serial:
@@ -125,9 +170,15 @@ class ChangeTracker(object):
         self.history = []
         self.redo_steps = []
         self._noted = {}
+        self._original = {}
         self._last = {}
-        self._new = {}
+        self.unnoted = {}
+        self._unnoted_last = {}
+        self._exposed = {}
+        self._trees = {}
+        self._pending = None
         self._serial = self.connection.transaction_serial
+        self.connection.touched_since_last_call()
         self._snapshot_pending()
 
     def _snapshot_pending(self):
@@ -138,20 +189,25 @@ class ChangeTracker(object):
 
     def begin_statement(self):
         self._check_serial()
-        self._in_statement = True
 
     def end_statement(self):
         """Record what the statement just run changed as one undo step."""
-        self._in_statement = False
+        return self.refresh()
+
+    def refresh(self):
+        """Take in every change made since the last look (one undo step
+        if anything changed); returns the step's entries."""
         self._check_serial()
         entries = []
         changed = self.connection.changed
         noted, self._noted = self._noted, {}
         for key, (obj, before) in noted.items():
-            if changed.get(obj._p_oid) is obj:
+            if changed.get(inspect.oid_of(obj)) is obj:
                 after = copy_value(peek_state(obj))
                 entries.append(Entry(obj, before, after, True))
                 self._last[key] = (obj, after)
+                self.unnoted.pop(key, None)
+                self._unnoted_last.pop(key, None)
         for obj in list(changed.values()):
             key = id(obj)
             if key in noted:
@@ -159,18 +215,23 @@ class ChangeTracker(object):
             entry = self._compare(key, obj)
             if entry is not None:
                 entries.append(entry)
-        # New objects: those already known, and any reachable from an
-        # object changed in this statement.
-        todo = [entry.after for entry in entries]
-        todo.extend(peek_state(obj) for obj in self._new.values())
-        for obj in self._discover_new(todo):
+        # New objects: exactly those a commit would write.
+        found = inspect.pending_writes(self.connection)
+        for obj in found.new:
             entry = self._compare(id(obj), obj)
             if entry is not None:
                 entries.append(entry)
+        entries.extend(self._check_in_place(
+            self.connection.touched_since_last_call()))
+        self._pending = Changes(found.changed, found.new,
+                                self._sorted_unnoted())
         if entries:
             self.history.append(entries)
             self.redo_steps = []
         return entries
+
+    def _sorted_unnoted(self):
+        return sorted(self.unnoted.values(), key=inspect.oid_of)
 
     def _compare(self, key, obj):
         known = self._last.get(key)
@@ -184,31 +245,122 @@ class ChangeTracker(object):
         self._last[key] = (obj, after)
         return Entry(obj, known[1], after, False)
 
-    def _discover_new(self, values):
-        found = []
-        todo = list(values)
-        while todo:
-            value = todo.pop()
-            for _, ref in states.gen_plain_refs(value):
-                if ref._p_oid is None and id(ref) not in self._new:
-                    self._new[id(ref)] = ref
-                    found.append(ref)
-                    todo.append(peek_state(ref))
-        return found + [obj for obj in self._new.values()
-                        if obj not in found]
+    # -- in-place edits ----------------------------------------------------
+
+    def _check_in_place(self, touched, record=True):
+        candidates = {}
+        exposed = {}
+        for obj in touched:
+            if inspect.is_btree(obj):
+                self._trees[id(obj)] = obj
+            if (inspect.status(obj) == SAVED
+                    and inspect.oid_of(obj) is not None):
+                parts = _mutable_parts(obj)
+                if parts:
+                    candidates[id(obj)] = obj
+                    if parts == EXPOSED:
+                        exposed[id(obj)] = obj
+        for key, obj in self._exposed.items():
+            if key not in candidates:
+                candidates[key] = obj
+                if (inspect.status(obj) == SAVED
+                        and _mutable_parts(obj) == EXPOSED):
+                    exposed[key] = obj
+        self._exposed = exposed
+        candidates.update(self.unnoted)
+        if not candidates:
+            return []
+        differing = {id(obj): obj for obj in inspect.differing_from_records(
+            self.connection, list(candidates.values()), same=same_value)}
+        newly = [obj for key, obj in differing.items()
+                 if key not in self.unnoted]
+        stored = inspect.stored_states(self.connection, newly) if (
+            newly and record) else {}
+        entries = []
+        for key, obj in candidates.items():
+            if key in differing:
+                now = copy_value(peek_state(obj))
+                if key not in self.unnoted:
+                    self.unnoted[key] = obj
+                    before = stored.get(key, (None, None))[0]
+                    if before is not None:
+                        entries.append(Entry(obj, copy_value(before), now,
+                                             False))
+                else:
+                    known = self._unnoted_last[key][1]
+                    if not same_value(known, now):
+                        entries.append(Entry(obj, known, now, False))
+                self._unnoted_last[key] = (obj, now)
+            elif key in self.unnoted:
+                del self.unnoted[key]
+                known = self._unnoted_last.pop(key)[1]
+                if inspect.status(obj) == SAVED:   # put back by the code
+                    entries.append(Entry(obj, known,
+                                         copy_value(peek_state(obj)), False))
+        return entries if record else []
+
+    def _carry(self, objects):
+        """Look again, in the new transaction, at objects that differed
+        from their records or were exposed in the last one."""
+        if not objects:
+            return
+        self._reconcile(objects)
+        self._exposed = {id(obj): obj for obj in objects
+                         if inspect.status(obj) == SAVED
+                         and _mutable_parts(obj) == EXPOSED}
+        self._pending = None
+
+    def _reconcile(self, objects):
+        """Bring the in-place-edit bookkeeping of ``objects`` up to date
+        after their states were put back (undo, redo)."""
+        saved = [obj for obj in objects if inspect.status(obj) == SAVED
+                 and inspect.oid_of(obj) is not None]
+        differing = set(map(id, inspect.differing_from_records(
+            self.connection, saved, same=same_value)))
+        for obj in saved:
+            key = id(obj)
+            if key in differing:
+                self.unnoted[key] = obj
+                self._unnoted_last[key] = (obj, copy_value(peek_state(obj)))
+            else:
+                self.unnoted.pop(key, None)
+                self._unnoted_last.pop(key, None)
+        self.connection.touched_since_last_call()
+
+    # -- what is pending ---------------------------------------------------
+
+    def pending(self):
+        """Changes(changed, new, unnoted): what a commit would write and
+        the in-place edits it would not, as of now."""
+        self.refresh()
+        return self._pending
+
+    def last_pending(self):
+        """``pending()`` as of the last statement, command or look (cheap)."""
+        if self._pending is None:
+            self.refresh()
+        return self._pending
+
+    def touch_unnoted(self):
+        """Note every object changed in place, so a commit writes it."""
+        for obj in list(self.unnoted.values()):
+            obj._p_note_change()
+        return self.refresh()
 
     # -- undo / redo -----------------------------------------------------
 
     def undo(self, count=1):
         """Take back the last ``count`` statements; returns steps undone."""
-        self._check_serial()
+        self.refresh()
         done = 0
         while done < count and self.history:
             step = self.history.pop()
             for entry in reversed(step):
                 self._apply(entry, entry.before, undoing=True)
+            self._reconcile([entry.obj for entry in step])
             self.redo_steps.append(step)
             done += 1
+        self._pending = None
         return done
 
     def redo(self, count=1):
@@ -219,39 +371,149 @@ class ChangeTracker(object):
             step = self.redo_steps.pop()
             for entry in step:
                 self._apply(entry, entry.after, undoing=False)
+            self._reconcile([entry.obj for entry in step])
             self.history.append(step)
             done += 1
+        self._pending = None
         return done
 
     def _apply(self, entry, state, undoing):
         obj = entry.obj
         set_state(obj, state)
         self._last[id(obj)] = (obj, copy_value(state))
-        if not entry.first or obj._p_oid is None:
+        if not entry.first or inspect.oid_of(obj) is None:
             return
         changed = self.connection.changed
         if undoing:
-            if changed.get(obj._p_oid) is obj:
-                del changed[obj._p_oid]
+            if changed.get(inspect.oid_of(obj)) is obj:
+                del changed[inspect.oid_of(obj)]
             obj._p_set_status_saved()
             self._last.pop(id(obj), None)
         else:
-            obj._p_set_status_unsaved()
-            changed[obj._p_oid] = obj
+            self._noted.pop(id(obj), None)
+            obj._p_note_change()
+            self._noted.pop(id(obj), None)
 
     # -- diff ------------------------------------------------------------
 
     def diff(self, with_paths=True, with_unnoted=True):
-        """Every change a commit would write (plus unnoted changes)."""
-        self._check_serial()
-        return compute_diff(self.connection, with_paths, with_unnoted)
+        """Every change a commit would write (plus in-place edits)."""
+        self.refresh()
+        unnoted = (sorted(self.unnoted.values(), key=inspect.oid_of)
+                   if with_unnoted else [])
+        originals = {key: state for key, (obj, state)
+                     in self._original.items()}
+        return compute_diff(self.connection, with_paths, unnoted,
+                            originals, self._trees.values())
 
-    def restore_unnoted(self):
-        """Make SAVED objects with unnoted changes reload their stored state."""
-        found = find_unnoted(self.connection)
-        for obj in found:
-            obj._p_set_status_ghost()
-        return found
+
+# -- what can change in place -------------------------------------------------
+
+NOTHING_MUTABLE, MUTABLE, EXPOSED = 0, 1, 2
+
+
+def _mutable_parts(obj):
+    """NOTHING_MUTABLE, MUTABLE (the state holds values that can change
+    in place) or EXPOSED (one of them is also referenced from outside the
+    state, so it can change without ``obj`` being read)."""
+    state = peek_state(obj)
+    if type(state) is dict:
+        try:
+            own = state is object.__getattribute__(obj, '__dict__')
+        except AttributeError:
+            own = False
+        # A state made for the occasion (slots, own __getstate__) holds
+        # its values once more than the object does.
+        return _classify(state.values(), 0 if own else 1)
+    return _classify((state,), 1)
+
+
+def _classify(values, extra):
+    found = NOTHING_MUTABLE
+    immutable = IMMUTABLE_TYPES
+    for value in values:
+        kind = type(value)
+        if kind in immutable or kind is frozenset or kind is type:
+            continue
+        if isinstance(value, PersistentBase):
+            continue
+        if kind is tuple:
+            nested = _classify(value, 0)
+            if nested == EXPOSED:
+                return EXPOSED
+            found = max(found, nested)
+            continue
+        found = MUTABLE
+        if sys.getrefcount(value) > _TOP_REFERENCES + extra:
+            return EXPOSED
+        if _inner_held(value, kind):
+            return EXPOSED
+    return found
+
+
+def _inner_held(value, kind):
+    if kind is list or kind is set:
+        immutable = IMMUTABLE_TYPES
+        for item in value:   # _any_held inlined: most items are plain
+            if type(item) not in immutable and _held(item, 1):
+                return True
+        return False
+    if kind is dict:
+        return _any_held(value.values(), 1)
+    try:
+        attributes = object.__getattribute__(value, '__dict__')
+    except AttributeError:
+        return False
+    return _any_held(attributes.values(), 1)
+
+
+_OWN_REFERENCES = None   # a value's reference count when only its
+                         # container holds it (measured below)
+_TOP_REFERENCES = None
+_probe = []
+
+
+def _any_held(children, depth):
+    immutable = IMMUTABLE_TYPES
+    for child in children:
+        if type(child) in immutable:
+            continue   # the common case, without a call
+        if _held(child, depth):
+            return True
+    return False
+
+
+def _held(value, depth):
+    kind = type(value)
+    if (kind in IMMUTABLE_TYPES or kind is frozenset or kind is type
+            or isinstance(value, PersistentBase)):
+        return False
+    count = sys.getrefcount(value)
+    if _OWN_REFERENCES is None:
+        _probe.append(count)
+        return False
+    if count > _OWN_REFERENCES:
+        return True
+    if depth > 30:
+        return False
+    if kind is tuple:
+        return _any_held(value, depth + 1)
+    return _inner_held(value, kind) if depth < 30 else False
+
+
+def _calibrate():
+    global _OWN_REFERENCES, _TOP_REFERENCES
+    _any_held([[]], 0)
+    _OWN_REFERENCES = _probe.pop()
+    # The top level: a value held by the state only, seen by _classify.
+    for threshold in range(1, 20):
+        _TOP_REFERENCES = threshold
+        if _classify({'x': []}.values(), 0) == MUTABLE:
+            return
+    raise RuntimeError('cannot measure reference counts here')
+
+
+_calibrate()
 
 
 # -- diff computation -------------------------------------------------------
@@ -265,20 +527,21 @@ class ObjectDiff(object):
     ``['key']``, ``[3]``, ``{'x'}`` for set members).
     """
 
-    def __init__(self, obj, kind, items, path=None):
+    def __init__(self, obj, kind, items, path=None, conflict=False):
         self.obj = obj
         self.kind = kind
         self.items = items
         self.path = path
+        self.conflict = conflict
 
     @property
     def oid(self):
-        oid = self.obj._p_oid
+        oid = inspect.oid_of(self.obj)
         return None if oid is None else int.from_bytes(oid, 'big')
 
     @property
     def class_path(self):
-        return states.class_path(type(self.obj))
+        return peek.class_path(type(self.obj))
 
     @property
     def where(self):
@@ -291,98 +554,78 @@ class ObjectDiff(object):
                                           len(self.items))
 
 
-def stored_states(connection, objects):
-    """``{id(obj): stored state}`` read from the records (MISSING if none)."""
-    result = {}
-    with_oid = [obj for obj in objects if obj._p_oid is not None]
-    if not with_oid:
-        return result
-    storage = connection.storage
-    reader = connection.reader
-    oids = [obj._p_oid for obj in with_oid]
-    try:
-        records = list(storage.bulk_load(oids))
-    except Exception:
-        records = []
-        for oid in oids:
-            try:
-                records.append(storage.load(oid))
-            except Exception:
-                records.append(None)
-    for obj, record in zip(with_oid, records):
-        if record is None:
-            result[id(obj)] = MISSING
-            continue
-        result[id(obj)] = reader.get_state(unpack_record(record)[1])
-    return result
+def compute_diff(connection, with_paths=True, unnoted=(), originals=None,
+                 trees=()):
+    """ObjectDiffs of what a commit would write (the writer's dry run),
+    then of ``unnoted`` objects (changed in place).
 
-
-def compute_diff(connection, with_paths=True, with_unnoted=True):
-    changed = list(connection.changed.values())
-    new = _new_objects(changed)
-    unnoted = find_unnoted(connection) if with_unnoted else []
-    stored = stored_states(connection, changed + unnoted)
+    ``originals``: ``{id(obj): state before this transaction changed
+    it}``, shown as the old state of an object whose record another
+    client replaced (a conflict).  ``trees``: BTrees that may own changed
+    nodes (besides the changed ones).
+    """
+    pending = inspect.pending_writes(connection)
+    changed = list(pending.changed)
+    new = list(pending.new)
+    unnoted = [obj for obj in unnoted if inspect.status(obj) == SAVED]
+    originals = originals or {}
+    stored = {}
+    conflicts = set()
+    for key, (state, error) in inspect.stored_states(
+            connection, changed + unnoted).items():
+        if isinstance(error, ReadConflictError):
+            conflicts.add(key)
+            state = originals.get(key)
+        stored[key] = MISSING if state is None else state
     diffs = []
-    trees = _btrees_of_changed_nodes(connection, changed + new)
     handled = set()
-    for tree, nodes in trees:
+    for tree, nodes in _btrees_of_changed_nodes(changed + new, trees):
         handled.add(id(tree))
         handled.update(id(node) for node in nodes)
-        kind = 'new' if tree._p_oid is None else 'changed'
-        diffs.append(ObjectDiff(tree, kind,
-                                 _btree_items_diff(tree, nodes, stored)))
+        kind = 'new' if inspect.oid_of(tree) is None else 'changed'
+        diffs.append(ObjectDiff(
+            tree, kind, _btree_items_diff(tree, nodes, stored),
+            conflict=any(id(node) in conflicts for node in nodes)))
     for obj in changed + new + unnoted:
         if id(obj) in handled:
             continue
-        kind = ('new' if obj._p_oid is None else
-                'unnoted' if obj._p_status != UNSAVED else 'changed')
+        kind = ('new' if inspect.oid_of(obj) is None else
+                'unnoted' if inspect.status(obj) != UNSAVED else 'changed')
         old = MISSING if kind == 'new' else stored.get(id(obj), MISSING)
         items = state_items_diff(obj, old, peek_state(obj))
         if kind == 'unnoted' and not items:
             continue
-        diffs.append(ObjectDiff(obj, kind, items))
+        diffs.append(ObjectDiff(obj, kind, items,
+                                conflict=id(obj) in conflicts))
     if with_paths and diffs:
         root = connection.get_root()
-        paths = states.find_memory_paths(root, [d.obj for d in diffs])
+        paths = peek.find_memory_paths(root, [d.obj for d in diffs])
         for d in diffs:
             d.path = paths.get(id(d.obj))
     return diffs
 
 
-def _new_objects(changed):
-    found = []
-    seen = set(id(obj) for obj in changed)
-    todo = [peek_state(obj) for obj in changed]
-    while todo:
-        value = todo.pop()
-        for _, ref in states.gen_plain_refs(value):
-            if ref._p_oid is None and id(ref) not in seen:
-                seen.add(id(ref))
-                found.append(ref)
-                todo.append(peek_state(ref))
-    return found
-
-
-def _btrees_of_changed_nodes(connection, objects):
+def _btrees_of_changed_nodes(objects, known_trees):
     """``[(btree, [changed or new BNodes under it])]`` for changed BNodes.
 
-    A changed node's ancestors are loaded (changes come from the root
-    down), so walking the loaded nodes of loaded BTrees finds its tree.
-    A changed or new BTree is included even without changed nodes.
+    A node is changed through its tree (changes come from the root down,
+    reading the BTree), so the trees read in this transaction
+    (``known_trees``) own the changed nodes; walking their loaded nodes
+    finds which.  A changed or new BTree is included even without
+    changed nodes.
     """
-    nodes = {id(obj): obj for obj in objects
-             if states.container_kind(obj) == 'bnode'}
-    trees = [obj for obj in objects if states.container_kind(obj) == 'btree']
+    nodes = {id(obj): obj for obj in objects if inspect.is_bnode(obj)}
+    trees = [obj for obj in objects if inspect.is_btree(obj)]
     listed = set(id(tree) for tree in trees)
     if nodes:
-        for obj in list(connection.cache):
-            if obj is None or id(obj) in listed or obj._p_status == GHOST:
-                continue
-            if states.container_kind(obj) == 'btree':
-                trees.append(obj)
+        seen = set(listed)
+        for tree in known_trees:
+            if id(tree) not in seen:
+                seen.add(id(tree))
+                trees.append(tree)
     result = []
     for tree in trees:
-        under = [node for node in states.gen_btree_nodes(tree)
+        under = [node for node in peek.gen_btree_nodes(tree)
                  if id(node) in nodes]
         if under or id(tree) in listed:
             result.append((tree, under))
@@ -399,7 +642,7 @@ def _btree_items_diff(tree, nodes, stored):
     """
     old_items = {}
     new_items = {}
-    in_tree = set(id(node) for node in states.gen_btree_nodes(tree))
+    in_tree = set(id(node) for node in peek.gen_btree_nodes(tree))
     for node in nodes:
         before = stored.get(id(node), MISSING)
         if isinstance(before, dict):
@@ -436,7 +679,7 @@ def _ordered(keys):
 
 def state_items_diff(obj, old, new):
     """``(label, old, new)`` per attribute or container item."""
-    kind = states.container_kind(obj)
+    kind = peek.container_kind(obj)
     old_dict = old if isinstance(old, dict) else {}
     new_dict = new if isinstance(new, dict) else {}
     if kind == 'dict' and 'data' in new_dict:
@@ -482,44 +725,12 @@ def _key(value):
     return ('id', id(value))
 
 
-# -- unnoted changes ---------------------------------------------------------
-
-def find_unnoted(connection, limit=None):
-    """Loaded SAVED objects whose state differs from their stored record.
-
-    Only objects holding something mutable (a list, a dict, ...) can
-    change without a hook running, so only those are compared.
-    """
-    candidates = []
-    for obj in list(connection.cache):
-        if obj is None or obj._p_status != SAVED or obj._p_oid is None:
-            continue
-        state = peek_state(obj)
-        if isinstance(state, dict):
-            if any(states.contains_mutable(v) for v in state.values()):
-                candidates.append(obj)
-        elif states.contains_mutable(state):
-            candidates.append(obj)
-    if not candidates:
-        return []
-    stored = stored_states(connection, candidates)
-    found = []
-    for obj in candidates:
-        before = stored.get(id(obj), MISSING)
-        if before is MISSING:
-            continue
-        if not same_value(before, peek_state(obj)):
-            found.append(obj)
-            if limit is not None and len(found) >= limit:
-                break
-    return found
-
-
 def touch(connection, obj):
     """Include an object with an unnoted change in the next commit."""
-    if not states.is_persistent(obj):
+    if not peek.is_persistent(obj):
         raise TypeError('%r is not a persistent object' % (obj,))
-    if obj._p_connection is not connection and obj._p_oid is not None:
+    if (object.__getattribute__(obj, '_p_connection') is not connection
+            and inspect.oid_of(obj) is not None):
         raise ValueError('%r belongs to another connection' % (obj,))
     obj._p_note_change()
 
@@ -550,7 +761,11 @@ def format_diffs(diffs, max_objects=None, max_items=20):
         head = '%s %s <%s %s>' % (
             {'changed': '~', 'new': '+', 'unnoted': '!'}[d.kind], where,
             d.class_path, 'new' if d.oid is None else d.oid)
-        if d.kind == 'unnoted':
+        if d.conflict:
+            head += ('  CONFLICT: another client changed it after this '
+                     'transaction read it; old values are those read. A '
+                     'commit will fail: :abort, then redo the change')
+        elif d.kind == 'unnoted':
             head += '  UNNOTED: changed in place, not marked; :touch it to ' \
                     'commit, :abort to drop'
         elif d.kind == 'new':
@@ -575,17 +790,3 @@ def format_diffs(diffs, max_objects=None, max_items=20):
         counts.get('changed', 0), counts.get('new', 0),
         counts.get('unnoted', 0)))
     return lines
-
-
-def describe_unnoted(objects, max_shown=5):
-    """A warning line about unnoted changes (empty string if none)."""
-    if not objects:
-        return ''
-    names = ', '.join(repr(obj) for obj in objects[:max_shown])
-    more = '' if len(objects) <= max_shown else ' and %d more' % (
-        len(objects) - max_shown)
-    return ('warning: %d object(s) changed in place without _p_note_change() '
-            'would NOT be committed: %s%s (use :touch EXPR to include, '
-            ':abort to drop)' % (len(objects), names, more))
-
-

@@ -8,6 +8,10 @@ import argparse
 import os
 import sys
 
+from durus.unpickle_policy import (ALLOW_ENVIRONMENT_VARIABLE, UnpicklePolicy,
+                                   allowed_from_environment,
+                                   parse_allowed_name)
+
 from durus_shell import __version__
 from durus_shell.opening import OpenError
 from durus_shell.script import EXIT_ERROR, EXIT_USAGE, run_script
@@ -41,7 +45,7 @@ def build_parser():
     parser.add_argument(
         'file', nargs='?', metavar='PATH',
         help='database file to open (FileStorage SHELF-1, FileStorage2 '
-             'DFS20 or SQLite)')
+             'DFS20 or SQLite), or a postgresql:// URL (PgStorage)')
     where = parser.add_argument_group('what to open')
     where.add_argument('--create', action='store_true',
                        help='create a new database at PATH')
@@ -66,6 +70,15 @@ def build_parser():
                        default=[], metavar='DIR',
                        help='directory holding the application\'s classes '
                             '(repeatable; also $DURUS_SHELL_PATH)')
+    where.add_argument('--trust', action='store_true',
+                       help='load records with the trusted policy: they may '
+                       'name any function or class, which runs when they '
+                       'load (default: safe, such values show as '
+                       '<refused ...>)')
+    where.add_argument('--allow', metavar='MODULE:NAME', action='append',
+                       default=[], help='also load this global under the '
+                       'safe policy (repeatable; also $%s, comma '
+                       'separated)' % ALLOW_ENVIRONMENT_VARIABLE)
     where.add_argument('--startup', metavar='FILE',
                        help='Python file run in the namespace first (also '
                             '$DURUSSTARTUP for interactive sessions)')
@@ -146,7 +159,8 @@ def _open_and_run(args, interactive):
             GATE_OPEN if interactive else GATE_SCRIPT)
     try:
         session = Session(target.storage, target, mode,
-                          cache_size=args.cache_size)
+                          cache_size=args.cache_size,
+                          unpickle_policy=unpickle_policy(args))
     except Exception as error:
         target.storage.close()
         raise OpenError('cannot read the root object: %s: %s'
@@ -201,6 +215,23 @@ def _check(args):
         raise UsageError('--startup %s: no such file' % args.startup)
     if args.cache_size <= 0:
         raise UsageError('--cache-size must be positive')
+    if args.trust and args.allow:
+        raise UsageError('--allow is for the safe policy; --trust already '
+                         'allows everything')
+    try:
+        for name in args.allow:
+            parse_allowed_name(name)
+        allowed_from_environment()
+    except ValueError as error:
+        raise UsageError('--allow or $%s: %s'
+                         % (ALLOW_ENVIRONMENT_VARIABLE, error))
+
+
+def unpickle_policy(args):
+    """The loading policy --trust and --allow ask for."""
+    if args.trust:
+        return UnpicklePolicy(trusted=True)
+    return UnpicklePolicy.safe(allow=args.allow, placeholders=True)
 
 
 def add_class_paths(dirs):
@@ -230,6 +261,10 @@ def open_target(args, interactive):
             raise OpenError('cannot create the demo database at %s: %s'
                             % (path, error))
         return opening.open_file(path, readonly=args.readonly)
+    from durus.storage_names import is_postgresql
+    if is_postgresql(args.file):
+        return opening.open_postgresql(args.file, readonly=args.readonly,
+                                       create=args.create)
     if args.yes:
         ui = StreamUI(sys.stderr, answers={'Repair the file?': 'y'})
     elif interactive:

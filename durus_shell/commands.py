@@ -1,150 +1,67 @@
-"""Shortcut commands (``:commit``, ``:status`` ...): one registry, one decorator.
+"""The shell's commands and their dispatch, outside the Session.
 
-A command is a function ``func(session, args, ui)``: ``args`` is the text
-after the command name (stripped), ``ui`` the small interface the command
-talks to the operator through (see ``durus_shell.ui``).  Registering it
-with ``@command`` also feeds ``:help`` and the documentation test, so a
-command cannot exist without its help text.
-
-Other modules add commands the same way::
-
-    from durus_shell.commands import command, CommandError
-
-    @command('census', usage=':census [CLASS]')
-    def census(session, args, ui):
-        '''Count the objects of each class.'''
-
-``durus_shell.fix_commands`` (issue 6) is imported by ``load_extensions``
-when it exists; any module can be imported to register more.
-
-A command signals an operator mistake by raising ``CommandError``: the
-shell shows its message as one line and carries on.
+``run_input(session, text, ui)`` runs one input: a ``:command`` line is
+looked up in the registry (durus_shell.registry) and run here; anything
+else is Python, run by the session.  Commands register themselves when
+their module is imported: the basic ones below, and those of
+durus_shell.fix_commands, imported here for that.
 """
 
-import importlib
-import importlib.util
-import sys
+from durus_shell import fix_commands  # noqa: F401 (registers its commands)
+from durus_shell import peek, render
+from durus_shell.opening import root_table
+from durus_shell.registry import (CommandError, all_commands, command,
+                                  find_command, key_label,
+                                  split_command_line)
+from durus_shell.session import (CommitConflict, QuitRequest, Result,
+                                 describe_error)
+from durus_shell.ui import SilentUI
 
-EXTENSION_MODULES = ('durus_shell.fix_commands',)
-
-
-class CommandError(Exception):
-    """An operator mistake in a shortcut: shown as one line."""
-
-
-class Command(object):
-    """One registered command and its help."""
-
-    def __init__(self, name, func, usage, key, aliases, complete,
-                 interactive_only):
-        self.name = name
-        self.func = func
-        self.usage = usage or ':' + name
-        self.key = key
-        self.aliases = tuple(aliases)
-        self.complete = complete
-        self.interactive_only = interactive_only
-        doc = (func.__doc__ or '').strip()
-        self.summary = doc.splitlines()[0] if doc else ''
-        self.doc = doc
-
-    def __repr__(self):
-        return '<Command :%s>' % self.name
+__all__ = ['run_input', 'run_command', 'CommandError', 'all_commands',
+           'command', 'find_command', 'key_label', 'split_command_line',
+           'decide_exit', 'commit_now']
 
 
-REGISTRY = {}
-_ALIASES = {}
+def run_input(session, text, ui=None):
+    """Run one input (a statement, block, or ``:command``)."""
+    stripped = text.strip()
+    if not stripped:
+        return Result('empty', text)
+    if stripped.startswith(':') and '\n' not in stripped:
+        return run_command(session, stripped, ui)
+    return session.run_python(text)
 
 
-def command(name, usage=None, key=None, aliases=(), complete=None,
-            interactive_only=False):
-    """Register ``func`` as the shortcut ``:name``.
-
-    ``key``: the documented key binding (prompt_toolkit key names, e.g.
-    ``('c-x', 'c')``), bound by the app to run this command.
-    ``complete(session, text)``: suggestions for the argument being typed.
-    ``interactive_only``: refused in scripts (e.g. commands that page).
-    """
-    def register(func):
-        if name in REGISTRY or name in _ALIASES:
-            raise ValueError('command :%s is already registered' % name)
-        cmd = Command(name, func, usage, key, aliases, complete,
-                      interactive_only)
-        if not cmd.summary:
-            raise ValueError('command :%s needs a docstring (its help)' % name)
-        REGISTRY[name] = cmd
-        for alias in aliases:
-            _ALIASES[alias] = name
-        return func
-    return register
-
-
-def load_extensions():
-    """Import the modules that register more commands, if present."""
-    for module in EXTENSION_MODULES:
-        if module in sys.modules:
-            continue
-        try:
-            found = importlib.util.find_spec(module)
-        except ImportError:
-            found = None
-        if found is not None:
-            importlib.import_module(module)
-
-
-def attach_extensions(session):
-    """Let each extension module with ``attach_session(session)`` attach
-    to a new session (hooks, trackers)."""
-    load_extensions()
-    for module in EXTENSION_MODULES:
-        attach = getattr(sys.modules.get(module), 'attach_session', None)
-        if attach is not None:
-            attach(session)
-
-
-def all_commands():
-    """Every command, sorted by name."""
-    load_extensions()
-    return [REGISTRY[name] for name in sorted(REGISTRY)]
-
-
-def find_command(name):
-    """The command called ``name`` (or an alias of it); CommandError if none."""
-    load_extensions()
-    name = _ALIASES.get(name, name)
+def run_command(session, line, ui=None):
+    """Run one ``:command`` line; a Result says how it went."""
+    if ui is None:
+        ui = SilentUI()
+    tracker = session.tracker
     try:
-        return REGISTRY[name]
-    except KeyError:
-        known = ', '.join(':' + n for n in sorted(REGISTRY))
-        raise CommandError('unknown command :%s (known: %s)' % (name, known))
-
-
-def split_command_line(line):
-    """``(name, args)`` from ``':name args'``."""
-    text = line.strip()
-    if not text.startswith(':'):
-        raise CommandError('a command starts with ":"')
-    name, _, args = text[1:].partition(' ')
-    if not name:
-        raise CommandError('type a command name after ":" (see :help)')
-    return name, args.strip()
-
-
-def key_label(key):
-    """A human label for a key binding tuple: ('c-x', 'c') -> 'Ctrl-X C'."""
-    if key is None:
-        return ''
-    if isinstance(key, str):
-        key = (key,)
-    labels = []
-    for part in key:
-        if part.startswith('c-'):
-            labels.append('Ctrl-' + part[2:].upper())
-        elif part.startswith('f') and part[1:].isdigit():
-            labels.append(part.upper())
-        else:
-            labels.append(part.upper() if len(part) == 1 else part)
-    return ' '.join(labels)
+        name, args = split_command_line(line)
+        cmd = find_command(name)
+        if cmd.interactive_only and not ui.interactive:
+            raise CommandError(':%s works only at the prompt' % cmd.name)
+        tracker.begin_statement()
+        try:
+            cmd.func(session, args, ui)
+        finally:
+            # A command may run the operator's expressions: what they
+            # changed is one undo step, like a statement's.
+            tracker.end_statement()
+    except QuitRequest:
+        return Result('quit', line)
+    except KeyboardInterrupt:
+        return Result('interrupted', line,
+                      traceback='Interrupted: %s stopped' % line)
+    except CommandError as error:
+        return Result('error', line, error=error,
+                      traceback='%s: %s' % (line.split()[0], error))
+    except Exception as error:
+        return Result('error', line, error=error,
+                      traceback='%s: %s' % (line.split()[0],
+                                            describe_error(error)))
+    return Result('command', line)
 
 
 # -- the built-in commands ---------------------------------------------------
@@ -163,7 +80,6 @@ def help_command(session, args, ui):
 
     With a command name, show that command's full help.
     """
-    from durus_shell import render
     if args:
         cmd = find_command(args.lstrip(':'))
         lines = [cmd.usage + ('   (key: %s)' % key_label(cmd.key)
@@ -187,12 +103,6 @@ def status_command(session, args, ui):
     if target is not None:
         ui.show('\n'.join(target.describe()))
     changes = session.pending_changes()
-    unnoted = session.unnoted_changes()
-    if unnoted:
-        ui.show('%d object%s changed in place without _p_note_change(): a '
-                'commit would not write them (:diff shows them, :touch EXPR '
-                'includes one).' % (len(unnoted), '' if len(unnoted) == 1
-                                    else 's'))
     if not changes:
         ui.show('No uncommitted changes.')
         return
@@ -200,30 +110,55 @@ def status_command(session, args, ui):
 
 
 def describe_changes(changes, heading):
-    """Lines listing changed and new objects, as a str."""
-    from durus_shell import peek
+    """Lines listing changed, new and changed-in-place objects, as a str."""
     lines = ['%s%d changed object%s, %d new' % (
         heading, len(changes.changed), '' if len(changes.changed) == 1
         else 's', len(changes.new))]
     listed = [('changed', obj) for obj in changes.changed] + \
         [('new', obj) for obj in changes.new]
     for kind, obj in listed[:MAX_LISTED]:
-        oid = peek._getattribute(obj, '_p_oid')
-        label = '<%s %d>' % (type(obj).__name__, int.from_bytes(oid, 'big')) \
-            if oid is not None else '<%s>' % type(obj).__name__
-        lines.append('  %-7s %-24s %s' % (kind, label,
-                                          peek.class_path(type(obj))))
+        lines.append(_object_line(kind, obj))
     if len(listed) > MAX_LISTED:
         lines.append('  ... %d more' % (len(listed) - MAX_LISTED))
+    if changes.unnoted:
+        lines.append(describe_in_place(changes.unnoted))
     return '\n'.join(lines)
+
+
+def describe_in_place(unnoted):
+    """The lines naming objects changed in place (a commit skips them)."""
+    count = len(unnoted)
+    lines = ['%d object%s changed in place without _p_note_change(): a '
+             'commit would NOT write %s unless touched (:touch EXPR, or '
+             't at the commit question; :diff shows the change):' % (
+                 count, '' if count == 1 else 's',
+                 'it' if count == 1 else 'them')]
+    for obj in unnoted[:MAX_LISTED]:
+        lines.append(_object_line('in place', obj))
+    if count > MAX_LISTED:
+        lines.append('  ... %d more' % (count - MAX_LISTED))
+    return '\n'.join(lines)
+
+
+def _object_line(kind, obj):
+    oid = peek.oid_of(obj)
+    label = '<%s %d>' % (type(obj).__name__, int.from_bytes(oid, 'big')) \
+        if oid is not None else '<%s>' % type(obj).__name__
+    return '  %-7s %-24s %s' % (kind, label, peek.class_path(type(obj)))
+
+
+def _plural(count, word):
+    return '%d %s%s' % (count, word, '' if count == 1 else 's')
 
 
 @command('commit', key=('c-x', 'c'), aliases=('c',))
 def commit_command(session, args, ui):
     """Show what will be written, ask, then commit.
 
-    On a conflict (another client changed objects this transaction read)
-    the transaction is aborted and the objects are named: redo the change.
+    Objects changed in place without _p_note_change() are listed too: the
+    question offers to include them (t) or to commit without them.  On a
+    conflict (another client changed objects this transaction read) the
+    transaction is aborted and the objects are named: redo the change.
     """
     if not ui.interactive:
         raise CommandError('scripts commit once, at the end, when run with'
@@ -240,10 +175,23 @@ def commit_command(session, args, ui):
         ui.show('Nothing to commit.')
         return
     ui.show(describe_changes(changes, 'Will write: '))
-    answer = ui.ask('Commit %d object%s?' % (len(changes), '' if
-                    len(changes) == 1 else 's'),
-                    [('y', 'yes'), ('n', 'no')], 'n')
-    if answer != 'y':
+    if changes.unnoted and changes.written:
+        choices = [('t', 'touch them and commit all'),
+                   ('y', 'yes, without them'), ('n', 'no')]
+        question = 'Commit %s, and the %s changed in place?' % (
+            _plural(changes.written, 'object'),
+            _plural(len(changes.unnoted), 'object'))
+    elif changes.unnoted:
+        choices = [('t', 'touch and commit'), ('n', 'no')]
+        question = 'Commit the %s changed in place?' % _plural(
+            len(changes.unnoted), 'object')
+    else:
+        choices = [('y', 'yes'), ('n', 'no')]
+        question = 'Commit %s?' % _plural(changes.written, 'object')
+    answer = ui.ask(question, choices, 'n')
+    if answer == 't':
+        session.tracker.touch_unnoted()
+    elif answer != 'y':
         ui.show('Not committed; the changes are still pending.')
         return
     commit_now(session, ui)
@@ -251,14 +199,15 @@ def commit_command(session, args, ui):
 
 def commit_now(session, ui):
     """Commit and report, explaining a conflict.  Returns True on success."""
-    from durus_shell.session import CommitConflict
     try:
         changes = session.commit()
     except CommitConflict as conflict:
         ui.show(explain_conflict(session, conflict))
         return False
-    ui.show('Committed %d object%s.' % (len(changes), '' if len(changes) == 1
-                                        else 's'))
+    ui.show('Committed %s.' % _plural(changes.written, 'object'))
+    if changes.unnoted:
+        ui.show(describe_in_place(changes.unnoted).replace(
+            'would NOT write', 'did NOT write'))
     return True
 
 
@@ -288,7 +237,7 @@ def explain_conflict(session, conflict):
 @command('abort', key=('c-x', 'a'))
 def abort_command(session, args, ui):
     """Drop every uncommitted edit and catch up with other clients."""
-    dropped = session.change_count()
+    dropped = len(session.pending_changes())
     others = session.abort()
     ui.show('Dropped %d changed object%s; %d object%s changed by other clients'
             ' meanwhile.' % (dropped, '' if dropped == 1 else 's', others,
@@ -298,7 +247,6 @@ def abort_command(session, args, ui):
 @command('quit', key=('c-x', 'q'), aliases=('q', 'exit'))
 def quit_command(session, args, ui):
     """Leave the shell; with uncommitted changes, ask: commit, abort or stay."""
-    from durus_shell.session import QuitRequest
     if ui.interactive and session.has_unsaved_work():
         if not decide_exit(session, ui):
             return
@@ -310,27 +258,24 @@ def decide_exit(session, ui):
 
     Objects changed in place without ``_p_note_change()`` count too: a
     commit would not write them, so leaving would silently lose them.
-    Choosing commit includes them (as ``:touch`` would).
+    What a commit would write is listed first; choosing commit includes
+    the objects changed in place (as ``:touch`` would).
     """
-    count = session.change_count()
-    unnoted = session.unnoted_changes()
+    changes = session.pending_changes()
     if session.readonly:
         choices = [('a', 'abort'), ('s', 'stay')]
     else:
         choices = [('c', 'commit'), ('a', 'abort'), ('s', 'stay')]
+        ui.show(describe_changes(changes, 'Uncommitted: '))
     parts = []
-    if count:
-        parts.append('%d uncommitted change%s' % (count, '' if count == 1
-                                                  else 's'))
-    if unnoted:
-        parts.append('%d object%s changed in place without _p_note_change()'
-                     ' (see :diff)' % (len(unnoted), '' if len(unnoted) == 1
-                                       else 's'))
+    if changes.written:
+        parts.append(_plural(changes.written, 'uncommitted change'))
+    if changes.unnoted:
+        parts.append('%s changed in place without _p_note_change()'
+                     ' (see :diff)' % _plural(len(changes.unnoted), 'object'))
     answer = ui.ask(' and '.join(parts) + ':', choices, 's')
     if answer == 'c' and not session.readonly:
-        touch = session.extensions.get('touch')
-        for obj in unnoted:
-            touch(obj)
+        session.tracker.touch_unnoted()
         return commit_now(session, ui)
     if answer == 'a':
         session.abort()
@@ -343,7 +288,6 @@ def decide_exit(session, ui):
 @command('root', key=('c-x', 'r'))
 def root_command(session, args, ui):
     """Show the root as a table: key, class, oid and record size."""
-    from durus_shell.opening import root_table
     ui.show(root_table(session))
 
 

@@ -25,7 +25,7 @@ import keyword
 import re
 import types
 
-from durus_shell import peek
+from durus_shell import commands as command_set, peek
 
 MAX_KEYS = 50
 MAX_SCAN = 100000
@@ -435,9 +435,8 @@ def name_suggestions(namespace, partial):
 
 
 def _command_suggestions(line, commands, session):
-    from durus_shell import commands as registry
     if commands is None:
-        commands = registry.all_commands()
+        commands = command_set.all_commands()
     name, space, args = line[1:].partition(' ')
     if not space:
         found = []

@@ -1,14 +1,12 @@
-"""Commands for careful data fixes (issue 6), registered in the shell's registry.
+"""Commands for careful data fixes, registered in the shell's registry.
 
 :diff :undo :redo :touch   change tracking (durus_shell.changes)
 :find :census :refs :path  scans over raw records (durus_shell.scan)
 :get :ls :tree             looking at objects
 :log                       the audit log (durus_shell.audit)
 
-``attach_session(session)`` connects a session to this feature: a
-ChangeTracker on its connection (statement hooks feed it), placeholders
-for unimportable classes, and warnings about unnoted changes before a
-commit and at exit.  The session calls it when it is created.
+The change tracker itself is part of every Session (``session.tracker``);
+these commands only talk to it.
 """
 
 import re
@@ -16,89 +14,31 @@ import shlex
 import sys
 import time
 
-from durus_shell import audit, changes, placeholders, render, scan, states
-from durus_shell.commands import CommandError, command
+from durus_shell import audit, changes, peek, render, scan
+from durus_shell.registry import CommandError, command
 
-TRACKER = 'changes'
 MAX_TREE_CHILDREN = 10
-
-
-# -- attaching to a session ----------------------------------------------------
-
-def attach_session(session):
-    """Track changes of ``session`` and open unimportable classes as
-    placeholders.  Idempotent."""
-    extensions = _extensions(session)
-    if TRACKER in extensions:
-        return extensions[TRACKER]
-    connection = session.connection
-    try:
-        placeholders.install(connection)
-    except AttributeError:
-        pass  # a reader without the hook: imports fail as before
-    tracker = changes.ChangeTracker(connection)
-    extensions[TRACKER] = tracker
-    extensions['diff_lines'] = lambda: diff_lines(session)
-    extensions['find_unnoted'] = lambda: changes.find_unnoted(connection)
-    extensions['touch'] = lambda obj: changes.touch(connection, obj)
-    session.hooks.add('before_statement',
-                      lambda session, source: tracker.begin_statement())
-    session.hooks.add('after_statement',
-                      lambda session, source, result: tracker.end_statement())
-    session.hooks.add('before_commit', _warn_unnoted_before_commit)
-    session.hooks.add('on_close', _warn_unnoted_at_exit)
-    return tracker
-
-
-def _extensions(session):
-    found = getattr(session, 'extensions', None)
-    if found is None:
-        found = session.extensions = {}
-    return found
-
-
-def tracker_of(session):
-    return attach_session(session)
 
 
 def diff_lines(session, max_objects=None):
     """The :diff text of a session, as lines (used by scripts' --dry-run)."""
-    tracker = tracker_of(session)
-    return changes.format_diffs(tracker.diff(), max_objects=max_objects)
+    return changes.format_diffs(session.tracker.diff(),
+                                max_objects=max_objects)
 
 
 def enable_log(session, path):
     """Append each commit's diff to ``path`` (``--log FILE``)."""
-    tracker = tracker_of(session)
-    target = getattr(session, 'target', None)
+    tracker = session.tracker
+    target = session.target
     database = getattr(target, 'path', None) or getattr(
         target, 'label', None) or str(session.storage)
     log = audit.AuditLog(path, database)
-    extensions = _extensions(session)
-    old = extensions.get('audit')
-    if old is not None and old[1] in tracker.commit_listeners:
-        tracker.commit_listeners.remove(old[1])
+    old = session.audit_log
+    if old is not None and old.record in tracker.commit_listeners:
+        tracker.commit_listeners.remove(old.record)
     tracker.commit_listeners.append(log.record)
-    extensions['audit'] = (log, log.record)
+    session.audit_log = log
     return log
-
-
-def _warn_unnoted_before_commit(session, pending):
-    warning = changes.describe_unnoted(
-        changes.find_unnoted(session.connection))
-    if warning:
-        sys.stderr.write(warning + '\n')
-
-
-def _warn_unnoted_at_exit(session):
-    try:
-        warning = changes.describe_unnoted(
-            changes.find_unnoted(session.connection))
-    except Exception:
-        return
-    if warning:
-        sys.stderr.write(warning.replace('would NOT be committed',
-                                         'were NOT committed') + '\n')
 
 
 # -- argument helpers ----------------------------------------------------------
@@ -172,17 +112,17 @@ def _object_or_oid(session, args):
     if isinstance(value, int) and not isinstance(value, bool):
         oid = value.to_bytes(8, 'big')
         return session.connection.get(oid), oid
-    if not states.is_persistent(value):
+    if not peek.is_persistent(value):
         raise CommandError('%s is not a persistent object (a %s)'
                            % (text, type(value).__name__))
-    if value._p_oid is None:
+    if peek.oid_of(value) is None:
         raise CommandError('%s is new (not committed yet): it has no oid'
                            % text)
-    return value, value._p_oid
+    return value, peek.oid_of(value)
 
 
 def _oid_int(obj):
-    oid = obj._p_oid
+    oid = peek.oid_of(obj)
     return None if oid is None else int.from_bytes(oid, 'big')
 
 
@@ -257,10 +197,10 @@ def _scan_note(result, what):
 def summary(obj, width=60):
     """A short one-line description of an object's content."""
     try:
-        state = states.peek_state(obj, load=True)
+        state = peek.peek_state(obj, load=True)
     except Exception as error:
         return '(cannot load: %s)' % type(error).__name__
-    kind = states.container_kind(obj)
+    kind = peek.container_kind(obj)
     if kind in ('dict', 'list') and isinstance(state, dict):
         text = 'len %d' % len(state.get('data') or ())
     elif kind == 'set' and isinstance(state, dict):
@@ -280,7 +220,7 @@ def summary(obj, width=60):
 
 
 def object_table(objects):
-    rows = [(str(_oid_int(obj)), states.class_path(type(obj)), summary(obj))
+    rows = [(str(_oid_int(obj)), peek.class_path(type(obj)), summary(obj))
             for obj in objects]
     return render.table(['oid', 'class', 'summary'], rows)
 
@@ -325,20 +265,21 @@ def undo_command(session, args, ui):
     back as the last commit or abort; committed data is never undone.
     """
     count = _count(args)
-    done = tracker_of(session).undo(count)
+    done = session.tracker.undo(count)
     if not done:
         raise CommandError('nothing to undo since the last commit or abort')
-    ui.show('undid %d statement%s; %d changed object%s remain (:diff, '
-            ':redo)' % (done, '' if done == 1 else 's',
-                        session.change_count(),
-                        '' if session.change_count() == 1 else 's'))
+    remaining = session.change_count()
+    ui.show('undid %d statement%s; %d changed object%s remain%s (:diff, '
+            ':redo)' % (done, '' if done == 1 else 's', remaining,
+                        '' if remaining == 1 else 's',
+                        's' if remaining == 1 else ''))
 
 
 @command('redo', usage=':redo [N]')
 def redo_command(session, args, ui):
     """Re-apply the last N undone statements (until a new edit is made)."""
     count = _count(args)
-    done = tracker_of(session).redo(count)
+    done = session.tracker.redo(count)
     if not done:
         raise CommandError('nothing to redo')
     ui.show('redid %d statement%s' % (done, '' if done == 1 else 's'))
@@ -354,14 +295,10 @@ def touch_command(session, args, ui):
     if not args.strip():
         raise CommandError('give an expression for the object to touch')
     obj = _evaluate(session, args)
-    tracker = tracker_of(session)
-    tracker.begin_statement()
     try:
         changes.touch(session.connection, obj)
     except (TypeError, ValueError) as error:
         raise CommandError(str(error))
-    finally:
-        tracker.end_statement()
     ui.show('%r will be written by the next commit' % (obj,))
 
 
@@ -476,10 +413,10 @@ def get_command(session, args, ui):
 def ls_command(session, args, ui):
     """List an object's attributes (or a container's items) as a table."""
     obj = _evaluate(session, args) if args.strip() else session.root
-    if not states.is_persistent(obj):
+    if not peek.is_persistent(obj):
         raise CommandError('%s is not a persistent object' % args.strip())
-    state = states.peek_state(obj, load=True)
-    kind = states.container_kind(obj)
+    state = peek.peek_state(obj, load=True)
+    kind = peek.container_kind(obj)
     if kind in ('dict', 'list') and isinstance(state, dict):
         data = state.get('data') or {}
         pairs = data.items() if kind == 'dict' else enumerate(data)
@@ -488,7 +425,7 @@ def ls_command(session, args, ui):
         rows = [('', v) for v in state.get('s') or ()]
     elif kind == 'btree':
         rows = []
-        for key, value in states.gen_btree_items(obj, load=True):
+        for key, value in peek.gen_btree_items(obj, load=True):
             if len(rows) >= 200:
                 rows.append(('...', '(more)'))
                 break
@@ -499,7 +436,7 @@ def ls_command(session, args, ui):
         rows = [('<state>', state)]
     table = [(name, type(value).__name__ if value != '(more)' else '',
               changes.short_repr(value, 80)) for name, value in rows]
-    ui.show('%r  %s' % (obj, states.class_path(type(obj))))
+    ui.show('%r  %s' % (obj, peek.class_path(type(obj))))
     ui.show(render.table(['name', 'type', 'value'], table))
 
 
@@ -510,8 +447,8 @@ def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
     already drawn elsewhere is marked as seen; long containers are cut
     after ``max_children`` references.
     """
-    lines = ['%s  <%s %s>' % ('.', states.class_path(type(obj)),
-                              states.format_oid(obj))]
+    lines = ['%s  <%s %s>' % ('.', peek.class_path(type(obj)),
+                              peek.format_oid(obj))]
     drawn = {id(obj)}
 
     def walk(parent, prefix, level, ancestors):
@@ -519,7 +456,7 @@ def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
             return
         children = []
         more = 0
-        for step, child in states.gen_refs(parent, load=True):
+        for step, child in peek.gen_refs(parent, load=True):
             if len(children) >= max_children:
                 more += 1
                 if more > 1000:
@@ -529,8 +466,8 @@ def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
         for index, (step, child) in enumerate(children):
             last = index == len(children) - 1 and not more
             branch = '`-- ' if last else '|-- '
-            label = '%s  <%s %s>' % (step or '.', states.class_path(
-                type(child)), states.format_oid(child))
+            label = '%s  <%s %s>' % (step or '.', peek.class_path(
+                type(child)), peek.format_oid(child))
             if id(child) in ancestors:
                 lines.append(prefix + branch + label + '  (cycle)')
                 continue
@@ -567,7 +504,7 @@ def tree_command(session, args, ui):
     depth = _int_option(values, 'depth', 2)
     expression = args.strip()
     obj = _evaluate(session, expression) if expression else session.root
-    if not states.is_persistent(obj):
+    if not peek.is_persistent(obj):
         raise CommandError('%s is not a persistent object' % expression)
     ui.show('\n'.join(tree_lines(obj, depth)))
 

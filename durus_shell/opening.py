@@ -19,7 +19,8 @@ class OpenError(Exception):
 
 
 class Target(object):
-    """What is open: ``kind`` 'file', 'server' or 'memory'."""
+    """What is open: ``kind`` 'file', 'server', 'postgresql' or
+    'memory'."""
 
     def __init__(self, storage, kind, readonly=False, path=None,
                  format=None, address=None):
@@ -37,6 +38,8 @@ class Target(object):
             return '%s (%s)' % (os.path.basename(self.path), self.format)
         if self.kind == 'server':
             return 'server %s' % self.address
+        if self.kind == 'postgresql':
+            return 'postgresql %s' % self.address
         return 'memory'
 
     def describe(self):
@@ -55,6 +58,12 @@ class Target(object):
         if self.kind == 'server':
             return ['Connected to the storage server at %s%s'
                     % (self.address, mode)]
+        if self.kind == 'postgresql':
+            count, exact = object_count(self.storage)
+            objects = '' if count is None else ', %s objects' % (
+                _thousands(count))
+            return ['PostgreSQL database %s%s%s' % (self.address, objects,
+                                                    mode)]
         return ['In-memory storage%s' % mode]
 
 
@@ -64,40 +73,12 @@ def _thousands(n):
 
 def object_count(storage):
     """``(count, exact)``: the number of objects from the storage's index
-    (``(None, False)`` if unknown).
-
-    Only cheap facts are used; never a scan of the records.
-    """
-    for name in ('get_object_count', '__len__'):
-        method = getattr(storage, name, None)
-        if method is not None:
-            try:
-                return int(method()), True
-            except Exception:
-                return None, False
-    shelf = getattr(storage, 'shelf', None)
-    if shelf is not None:
-        try:
-            # SHELF-1: oid numbers in the offset map (holes included) plus
-            # oids appended after it (some also in the map): an estimate.
-            return max(0, len(shelf.map) - 1) + len(shelf.index), False
-        except Exception:
-            return None, False
-    index = getattr(storage, 'index', None)  # DFS20: an OidIndex
-    if index is not None and hasattr(index, '__len__'):
-        try:
-            return len(index), True
-        except Exception:
-            return None, False
-    database = getattr(storage, 'connection', None)
-    if type(database).__name__ == 'Connection' and hasattr(database,
-                                                           'execute'):
-        try:  # SQLite counts from its b-tree pages, without reading records
-            return database.execute(
-                'SELECT count(*) FROM objects').fetchone()[0], True
-        except Exception:
-            return None, False
-    return None, False
+    (``(None, False)`` if unknown); never a scan of the records."""
+    try:
+        facts = storage.describe()
+    except Exception:
+        return None, False
+    return facts.get('objects'), bool(facts.get('exact'))
 
 
 # -- files -------------------------------------------------------------------
@@ -244,6 +225,27 @@ def _one_line(error):
     return (text[0] if text else type(error).__name__)
 
 
+# -- PostgreSQL ----------------------------------------------------------------
+
+def open_postgresql(url, readonly=False, create=False):
+    """Open a PgStorage; OpenError (one line) when it cannot be."""
+    from durus.error import DurusError
+    if create and readonly:
+        raise OpenError('--create and --readonly exclude each other')
+    try:
+        from durus.pg_storage import PgStorage, safe_dsn
+        storage = PgStorage(url, readonly=readonly, create=create)
+    except ImportError as error:
+        raise OpenError(_one_line(error))
+    except DurusError as error:
+        message = _one_line(error)
+        if 'create=True' in message:
+            message += ' (durus-shell: --create)'
+        raise OpenError(message)
+    return Target(storage, 'postgresql', readonly=readonly,
+                  address=safe_dsn(url))
+
+
 # -- the root table ----------------------------------------------------------
 
 MAX_ROOT_ROWS = 40
@@ -283,7 +285,7 @@ def _describe_value(session, value):
                                                 dict, set)) else None
         return [type(value).__name__, '-',
                 'inline' if size is None else 'inline, %d' % size]
-    oid = peek._getattribute(value, '_p_oid')
+    oid = peek.oid_of(value)
     if oid is None:
         return [type(value).__name__, 'new', '-']
     try:
@@ -300,6 +302,12 @@ def banner(session):
         out.append((render.T_HEAD, '\n'.join(session.target.describe())))
         out.append((render.T_TEXT, '\n'))
     out += root_table(session)
+    from durus_shell.refusals import banner_fragments, refusal_note
+    out += banner_fragments(session)
+    note = refusal_note(session)
+    if note:
+        out.append((render.T_TEXT, '\n'))
+        out += note
     out.append((render.T_NOTE, '\nType :help for commands and keys (F1), '
                 'Tab to complete, Ctrl-D to leave.'))
     return out

@@ -3,8 +3,9 @@
 A database names the classes of its objects (``module`` + class name at
 the start of every record).  When the shell runs without the
 application's code, those imports fail.  Instead of refusing to open the
-database, the shell asks the reader (``ObjectReader.missing_class_factory``)
-for a stand-in class and gets one from here:
+database, the shell opens its connection with ``missing_class_factory``
+as the class factory (``Connection(..., class_factory=...)``: that
+connection only) and gets a stand-in class from here:
 
 * a *persistent* placeholder (for record classes and persistent
   references) keeps the object's oid and its state (attributes stay
@@ -19,13 +20,14 @@ the same class, and an object that refers to a placeholder must still be
 committable.  ``forget_placeholders()`` removes all of that again.
 """
 
-import contextlib
 import copyreg
 import sys
 import types
 
+from durus import inspect
+from durus.connection import ConnectionObserver
 from durus.error import PlaceholderChangeError
-from durus.persistent import Persistent, _getattribute
+from durus.persistent import Persistent
 
 # Where a state that is not a dict (e.g. ComputedAttribute's None) is kept;
 # the space makes it impossible to set through normal attribute syntax.
@@ -83,7 +85,7 @@ class PersistentPlaceholder(Persistent):
         _refuse(self, 'change')
 
     def __getstate__(self):
-        state = _getattribute(self, '__dict__')
+        state = object.__getattribute__(self, '__dict__')
         if _RAW_STATE_KEY in state:
             return state[_RAW_STATE_KEY]
         return state
@@ -196,8 +198,7 @@ def placeholder_class_path(cls):
 def placeholder_state(obj):
     """The state of a persistent placeholder (loaded if a ghost, without
     marking it accessed)."""
-    if obj._p_status == -1:
-        type(obj)._p_load_state(obj)
+    inspect.load_quietly(obj)
     return PersistentPlaceholder.__getstate__(obj)
 
 
@@ -224,31 +225,16 @@ def placeholder_class(module, name, persistent=True):
 
 
 def missing_class_factory(module, name, persistent):
-    """The hook for ``ObjectReader.missing_class_factory``."""
+    """The class factory for ``Connection(..., class_factory=...)``."""
     return placeholder_class(module, name, persistent)
 
 
-def install(connection):
-    """Let ``connection`` open objects of unimportable classes as placeholders."""
-    connection.reader.missing_class_factory = staticmethod(
-        missing_class_factory).__func__
+class PlaceholderGuard(ConnectionObserver):
+    """Refuses a commit that would write a placeholder (an observer of
+    the session's connection)."""
 
-
-@contextlib.contextmanager
-def placeholders_while_opening():
-    """Use placeholders in every ObjectReader made inside the block.
-
-    A Connection loads its root while it is being constructed, before
-    ``install`` can reach its reader; the root's state may already name
-    an unimportable class.
-    """
-    from durus.serialize import ObjectReader
-    previous = ObjectReader.__dict__.get('missing_class_factory')
-    ObjectReader.missing_class_factory = staticmethod(missing_class_factory)
-    try:
-        yield
-    finally:
-        ObjectReader.missing_class_factory = previous
+    def before_commit(self, connection):
+        refuse_commit_of_placeholders(connection)
 
 
 def _publish(cls, module, name):

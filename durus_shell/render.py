@@ -117,7 +117,7 @@ class Renderer(object):
         status = peek.status_name(obj)
         cls = peek.real_class(obj)
         out = [(T_PUNCT, '<'), (T_CLASS, cls.__name__)]
-        oid = peek._getattribute(obj, '_p_oid')
+        oid = peek.oid_of(obj)
         if oid is not None:
             out += [(T_TEXT, ' '), (T_OID, str(int.from_bytes(oid, 'big')))]
         out += [(T_PUNCT, '>'), (T_TEXT, '  '),
@@ -273,7 +273,7 @@ class Renderer(object):
         """``<User 12>``, with its state when not simply saved."""
         status = peek.status_name(obj)
         out += [(T_PUNCT, '<'), (T_CLASS, peek.real_class(obj).__name__)]
-        oid = peek._getattribute(obj, '_p_oid')
+        oid = peek.oid_of(obj)
         if oid is not None:
             out += [(T_TEXT, ' '), (T_OID, str(int.from_bytes(oid, 'big')))]
         if status != 'saved':

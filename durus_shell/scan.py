@@ -21,6 +21,7 @@ import time
 from durus.record import class_key, record_refs, refers_to
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str
+from durus_shell import peek
 
 CHUNK = 4096
 
@@ -46,28 +47,12 @@ class ScanResult(object):
             ' (interrupted)' if self.interrupted else '')
 
 
-def unwrap(storage):
-    """The real storage behind wrappers such as the shell's commit gate."""
-    inner = getattr(storage, '__dict__', {}).get('storage')
-    return unwrap(inner) if inner is not None else storage
-
-
 def estimate_record_count(storage):
     """Roughly how many records a full scan reads (None if unknown)."""
-    storage = unwrap(storage)
     try:
-        return len(storage)
-    except TypeError:
-        pass
-    records = getattr(storage, 'records', None)
-    if isinstance(records, dict):
-        return len(records)
-    shelf = getattr(storage, 'shelf', None)
-    if shelf is not None:
-        try:
-            return len(shelf.index) + len(shelf.map)
-        except (AttributeError, TypeError):
-            return None
+        return storage.describe()['objects']
+    except Exception:
+        return None
     return None
 
 
@@ -251,7 +236,6 @@ def describe_chain(connection, chain):
 
     Steps through BTree nodes are folded into the BTree's ``[key]``.
     """
-    from durus_shell import states
     if not chain:
         return None
     objects = [connection.get(oid) for oid in chain]
@@ -261,14 +245,14 @@ def describe_chain(connection, chain):
     while index < len(objects) - 1:
         parent = objects[index]
         following = index + 1
-        if states.container_kind(parent) == 'btree':
+        if peek.container_kind(parent) == 'btree':
             while following < len(objects) - 1 and \
-                    states.container_kind(objects[following]) == 'bnode':
+                    peek.container_kind(objects[following]) == 'bnode':
                 following += 1
-        step = states.find_step(parent, objects[following])
+        step = peek.find_step(parent, objects[following])
         if step is None:
             # e.g. the target is a BNode itself: show the raw steps.
-            step = states.find_step(parent, objects[index + 1],) or \
+            step = peek.find_step(parent, objects[index + 1],) or \
                 '->get(%d)' % int.from_bytes(chain[index + 1], 'big')
             following = index + 1
         path += step

@@ -22,7 +22,9 @@ import linecache
 import sys
 
 from durus_shell import render
-from durus_shell.commands import describe_changes
+from durus_shell.commands import describe_changes, run_command
+from durus_shell.fix_commands import diff_lines
+from durus_shell.refusals import refusal_note
 from durus_shell.session import CommitConflict
 
 EXIT_OK = 0
@@ -95,15 +97,16 @@ def run_script(session, text, filename, out=None, err=None, commit=False,
     renderer = render.Renderer()
     for unit in units:
         if unit.kind == 'command':
-            result = session.run_command(unit.source, ui)
+            result = run_command(session, unit.source, ui)
         else:
             result = session.run_python(unit.source, filename=filename,
                                         first_line=unit.lineno)
         if result.kind == 'value':
             out.write(render.plain(renderer.render(result.value)) + '\n')
-        elif result.failed:
+        _note_refusals(session, err)
+        if result.failed:
             err.write(result.traceback + '\n')
-            dropped = session.change_count()
+            dropped = len(session.pending_changes())
             session.abort()
             err.write('Stopped at line %d; nothing was committed%s.\n' % (
                 unit.lineno, ' (%d changes dropped)' % dropped
@@ -115,10 +118,16 @@ def run_script(session, text, filename, out=None, err=None, commit=False,
     return finish(session, out, err, commit, dry_run)
 
 
+def _note_refusals(session, err):
+    note = refusal_note(session)
+    if note:
+        err.write(render.plain(note) + '\n')
+
+
 def finish(session, out, err, commit, dry_run):
     """Apply the commit policy at the end of a script."""
     changes = session.pending_changes()
-    unnoted = session.unnoted_changes()
+    unnoted = changes.unnoted
     if unnoted and not dry_run:
         # Committing the rest would apply half of the fix: refuse it all.
         err.write('%d object%s changed in place without _p_note_change() '
@@ -131,11 +140,8 @@ def finish(session, out, err, commit, dry_run):
         return EXIT_ERROR if commit else EXIT_UNCOMMITTED
     if dry_run:
         if changes:
-            # With change tracking attached, show the full :diff.
-            diff = getattr(session, 'extensions', {}).get('diff_lines')
-            text = ('Would write:\n' + '\n'.join(diff()) if diff else
-                    describe_changes(changes, 'Would write: '))
-            out.write(text + '\n')
+            out.write('Would write:\n' + '\n'.join(diff_lines(session))
+                      + '\n')
             out.write('Dry run: nothing was committed.\n')
         else:
             out.write('Dry run: nothing to commit.\n')
@@ -157,7 +163,7 @@ def finish(session, out, err, commit, dry_run):
             session.abort()
             return EXIT_ERROR
         out.write('Committed %d object%s.\n' % (
-            len(written), '' if len(written) == 1 else 's'))
+            written.written, '' if written.written == 1 else 's'))
         return EXIT_OK
     if changes:
         err.write(describe_changes(changes, 'Not committed: ') + '\n')

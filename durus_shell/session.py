@@ -1,37 +1,45 @@
 """The open database and the operator's namespace; no terminal here.
 
-A ``Session`` owns one Connection over one storage (wrapped in a
-``CommitGate``), the namespace the operator's code runs in, and the
-hooks other features attach to.  It runs one input at a time:
+A ``Session`` owns one Connection, the namespace the operator's code
+runs in, and the hooks other features attach to.  It runs Python one
+input at a time (``:commands`` are dispatched by durus_shell.commands,
+outside the session):
 
-    run(text)
-      ':' ...      -> a shortcut command (durus_shell.commands)
-      otherwise    -> Python: hooks.before_statement(session, source)
-                      exec (the value of a final expression is returned)
-                      hooks.after_statement(session, source, result)
+    run_python(source)  -> hooks.before_statement(session, source)
+                           exec (the value of a final expression is returned)
+                           the change tracker takes in what changed
+                           hooks.after_statement(session, source, result)
 
-Commit policy (the gate): interactive read-write sessions let every commit
-through; ``readonly`` refuses every commit; ``script`` refuses commits
-made by the operator's code, so a script commits only at its end, through
-``Session.commit``, when asked to (``--commit``).
+The session uses durus only through public APIs: its connection is a
+plain ``Connection`` (opened with the placeholder class factory), and
+the shell's parts are observers of it (``ConnectionObserver``): the
+commit policy below, the placeholder guard and the change tracker
+(durus_shell.changes), which also feeds the audit log.
+
+Commit policy (an observer that vetoes ``before_commit``): interactive
+read-write sessions let every commit through; ``readonly`` refuses every
+commit; ``script`` refuses commits made by the operator's code, so a
+script commits only at its end, through ``Session.commit``, when asked to
+(``--commit``).
 """
 
 import ast
 import builtins
 import contextlib
-import io
 import linecache
-import pickle
+import os
+import pprint
 import signal
 import sys
 import threading
 import traceback
 
-from durus.connection import Connection
+from durus.connection import Connection, ConnectionObserver
 from durus.error import ConflictError, ReadOnlyError
-from durus.persistent import PersistentBase, _getattribute
-from durus.storage import Storage
+from durus.unpickle_policy import UnpicklePolicy
 from durus.utils import int8_to_str, str_to_int8
+from durus_shell import placeholders
+from durus_shell.changes import ChangeTracker
 
 HOOK_NAMES = ('before_statement', 'after_statement', 'before_commit',
               'after_commit', 'after_abort', 'on_close')
@@ -39,19 +47,18 @@ HOOK_NAMES = ('before_statement', 'after_statement', 'before_commit',
 GATE_OPEN, GATE_READONLY, GATE_SCRIPT = 'open', 'readonly', 'script'
 
 
-class CommitGate(Storage):
-    """A storage wrapper that decides whether a commit may begin.
+class CommitPolicy(ConnectionObserver):
+    """Decides whether a commit may happen (a veto on ``before_commit``).
 
-    Refusing in ``begin()`` (before any object is serialized) leaves the
-    Connection exactly as it was.  It also counts the oids ``sync()``
-    reports, so ``:abort`` can say how many objects changed meanwhile.
+    Refusing before anything is serialized leaves the Connection exactly
+    as it was.  It also keeps the oids the last abort reported changed
+    by other clients, so ``:abort`` can say how many.
     """
 
-    def __init__(self, storage, mode=GATE_OPEN):
-        self.storage = storage
+    def __init__(self, mode=GATE_OPEN):
         self.mode = mode
         self._allowed = False
-        self.synced_oids = 0
+        self.last_invalidated = []
 
     @contextlib.contextmanager
     def allow(self):
@@ -62,53 +69,16 @@ class CommitGate(Storage):
         finally:
             self._allowed = False
 
-    def begin(self):
+    def before_commit(self, connection):
         if self.mode == GATE_READONLY:
             raise ReadOnlyError('read-only session: nothing can be committed;'
                                 ' reopen without --readonly to write')
         if self.mode == GATE_SCRIPT and not self._allowed:
             raise ReadOnlyError('scripts do not commit themselves: remove the'
                                 ' commit call and run with --commit')
-        return self.storage.begin()
 
-    def sync(self):
-        oids = self.storage.sync()
-        self.synced_oids += len(oids)
-        return oids
-
-    def load(self, oid):
-        return self.storage.load(oid)
-
-    def store(self, oid, record):
-        return self.storage.store(oid, record)
-
-    def end(self, handle_invalidations=None):
-        return self.storage.end(handle_invalidations)
-
-    def new_oid(self):
-        return self.storage.new_oid()
-
-    def close(self):
-        return self.storage.close()
-
-    def get_packer(self):
-        return self.storage.get_packer()
-
-    def pack(self):
-        return self.storage.pack()
-
-    def bulk_load(self, oids):
-        return self.storage.bulk_load(oids)
-
-    def gen_oid_record(self, *args, **kwargs):
-        return self.storage.gen_oid_record(*args, **kwargs)
-
-    def __getattr__(self, name):
-        # Storage-specific extras (get_filename, ...) of the real storage.
-        return getattr(self.__dict__['storage'], name)
-
-    def __str__(self):
-        return str(self.storage)
+    def after_abort(self, connection, invalidated):
+        self.last_invalidated = list(invalidated)
 
 
 class Result(object):
@@ -133,20 +103,6 @@ class Result(object):
 
     def __repr__(self):
         return '<Result %s>' % self.kind
-
-
-class Changes(object):
-    """Objects a commit would write: ``changed`` (stored before) and ``new``."""
-
-    def __init__(self, changed, new):
-        self.changed = changed
-        self.new = new
-
-    def __len__(self):
-        return len(self.changed) + len(self.new)
-
-    def __bool__(self):
-        return bool(self.changed or self.new)
 
 
 class CommitConflict(Exception):
@@ -191,118 +147,85 @@ class Session(object):
     """
 
     def __init__(self, storage, target=None, mode=GATE_OPEN,
-                 cache_size=100000):
-        self.gate = CommitGate(storage, mode)
+                 cache_size=100000, unpickle_policy=None):
         self.target = target
         self.hooks = Hooks()
-        # Objects of unimportable classes open as placeholders (issue 6),
-        # already while the root is loaded.
-        from durus_shell.placeholders import placeholders_while_opening
-        with self.gate.allow():  # a new database gets its root written
-            with placeholders_while_opening():
-                self.connection = Connection(self.gate,
-                                             cache_size=cache_size)
+        self.policy = CommitPolicy(mode)
+        # Records never run code they name (issue 13): the safe policy,
+        # refused globals shown as placeholders, unless --trust.
+        if unpickle_policy is None:
+            unpickle_policy = UnpicklePolicy.safe(placeholders=True)
+        self.unpickle_policy = unpickle_policy
+        self._reported_refusals = set()
+        # Objects of unimportable classes open as placeholders, already
+        # while the root is loaded (this connection only).
+        self.connection = Connection(
+            storage, cache_size=cache_size,
+            class_factory=placeholders.missing_class_factory,
+            unpickle_policy=unpickle_policy)
+        self.connection.add_observer(self.policy)
+        self.connection.add_observer(placeholders.PlaceholderGuard())
+        self.tracker = ChangeTracker(self.connection)
+        self.audit_log = None
         self.namespace = self._make_namespace()
         self.input_count = 0
         self.last_output = None
         self.closed = False
-        # Features that attach to every session (issue 6: change tracking,
-        # placeholders); see commands.attach_extensions.
-        self.extensions = {}
-        from durus_shell.commands import attach_extensions
-        attach_extensions(self)
 
     # -- facts -----------------------------------------------------------
 
     @property
     def storage(self):
-        """The real storage (not the gate)."""
-        return self.gate.storage
+        return self.connection.storage
+
+    @property
+    def mode(self):
+        return self.policy.mode
+
+    @property
+    def trusted(self):
+        """True when records may name any global (--trust)."""
+        return self.unpickle_policy.trusted
+
+    def new_refusals(self):
+        """``[(oid, 'module.name'), ...]`` refused since the last call."""
+        found = set((oid or b'', name) for oid, names in
+                    self.connection.reader.refusals.items()
+                    for name in names)
+        fresh = sorted(found - self._reported_refusals)
+        self._reported_refusals |= found
+        return fresh
 
     @property
     def readonly(self):
-        return self.gate.mode == GATE_READONLY
+        return self.policy.mode == GATE_READONLY
 
     @property
     def root(self):
         return self.connection.get_root()
 
+    def pending_changes(self):
+        """Changes: what a commit would write now (changed and new, found
+        by the writer's own dry run) and the objects changed in place
+        that it would not write (``unnoted``).  Nothing is stored or
+        marked."""
+        return self.tracker.pending()
+
     def change_count(self):
-        """Number of changed objects awaiting commit (cheap)."""
-        return len(self.connection.changed)
+        """Pending objects (changed, new and changed in place), as of the
+        last statement or command: cheap (the toolbar asks often)."""
+        return len(self.tracker.last_pending())
 
     def unnoted_changes(self):
-        """Loaded objects changed in place without ``_p_note_change()``.
-
-        A commit would not write them.  Found by the change-tracking
-        extension (comparing with stored records); empty without it.
-        """
-        finder = self.extensions.get('find_unnoted')
-        return finder() if finder is not None else []
+        """Loaded objects changed in place without ``_p_note_change()``:
+        a commit would not write them."""
+        return self.pending_changes().unnoted
 
     def has_unsaved_work(self):
         """Whether leaving now would lose an edit (noted or not)."""
-        return bool(self.change_count() or self.unnoted_changes())
-
-    def pending_changes(self):
-        """The objects a commit would write now, changed and new.
-
-        New objects are found the way a commit finds them: persistent
-        objects without an oid referenced from the state of what is
-        written.  Nothing is stored or marked.
-        """
-        changed = sorted(self.connection.changed.values(),
-                         key=lambda obj: _getattribute(obj, '_p_oid'))
-        new = []
-        seen = set(id(obj) for obj in changed)
-        todo = list(changed)
-        while todo:
-            obj = todo.pop(0)
-            for ref in _referenced_persistents(obj):
-                if id(ref) in seen:
-                    continue
-                seen.add(id(ref))
-                if _getattribute(ref, '_p_oid') is None:
-                    new.append(ref)
-                    todo.append(ref)
-        return Changes(changed, new)
+        return bool(self.pending_changes())
 
     # -- running input ---------------------------------------------------
-
-    def run(self, text, ui=None):
-        """Run one input (a statement, block, or ``:command``)."""
-        stripped = text.strip()
-        if not stripped:
-            return Result('empty', text)
-        if stripped.startswith(':') and '\n' not in stripped:
-            return self.run_command(stripped, ui)
-        return self.run_python(text)
-
-    def run_command(self, line, ui=None):
-        from durus_shell import commands
-        if ui is None:
-            from durus_shell.ui import SilentUI
-            ui = SilentUI()
-        try:
-            name, args = commands.split_command_line(line)
-            cmd = commands.find_command(name)
-            if cmd.interactive_only and not ui.interactive:
-                raise commands.CommandError(
-                    ':%s works only at the prompt' % cmd.name)
-            cmd.func(self, args, ui)
-        except QuitRequest:
-            return Result('quit', line)
-        except KeyboardInterrupt:
-            return Result('interrupted', line,
-                          traceback='Interrupted: %s stopped' % line)
-        except commands.CommandError as error:
-            return Result('error', line, error=error,
-                          traceback='%s: %s' % (line.split()[0], error))
-        except Exception as error:
-            return Result('error', line, error=error,
-                          traceback='%s: %s' % (line.split()[0],
-                                                describe_error(error)))
-        return Result('command', line)
 
     def run_python(self, source, filename=None, first_line=1):
         """Run Python source; the value of a final expression is returned.
@@ -327,6 +250,7 @@ class Session(object):
                               traceback.format_exception_only(
                                   type(error), error)).rstrip())
         self.hooks.call('before_statement', self, source)
+        self.tracker.begin_statement()
         try:
             value = self._execute(tree, filename)
         except KeyboardInterrupt:
@@ -344,6 +268,7 @@ class Session(object):
             else:
                 self.namespace['_'] = value
                 result = Result('value', source, value=value)
+        self.tracker.end_statement()
         self.hooks.call('after_statement', self, source, result)
         return result
 
@@ -384,7 +309,7 @@ class Session(object):
         changes = self.pending_changes()
         self.hooks.call('before_commit', self, changes)
         try:
-            with self.gate.allow(), _sigint_deferred():
+            with self.policy.allow(), _sigint_deferred():
                 self.connection.commit()
         except ConflictError as error:
             oids = list(error.oids or ())
@@ -395,9 +320,8 @@ class Session(object):
 
     def abort(self):
         """Drop every edit and sync; returns how many objects others changed."""
-        before = self.gate.synced_oids
         self.connection.abort()
-        count = self.gate.synced_oids - before
+        count = len(self.policy.last_invalidated)
         self.hooks.call('after_abort', self, count)
         return count
 
@@ -420,8 +344,6 @@ class Session(object):
         return self.connection.get(oid)
 
     def _make_namespace(self):
-        import os
-        import pprint
         return {
             '__name__': '__console__',
             '__builtins__': builtins,
@@ -429,7 +351,7 @@ class Session(object):
             'connection': self.connection,
             'conn': self.connection,
             'get': self.get,
-            'storage': self.gate,
+            'storage': self.connection.storage,
             'int8_to_str': int8_to_str,
             'str_to_int8': str_to_int8,
             'pp': pprint.pprint,
@@ -454,35 +376,6 @@ def _sigint_deferred():
 
 class QuitRequest(Exception):
     """Raised by :quit once leaving is decided."""
-
-
-class _ReferenceFinder(pickle.Pickler):
-    """Pickles a state only to collect the persistent objects it refers to.
-
-    ``persistent_id`` is a method here: Python 3.13 made the attribute
-    read-only on plain Pickler instances.
-    """
-
-    def __init__(self, obj):
-        super().__init__(io.BytesIO(), 2)
-        self.obj = obj
-        self.found = []
-
-    def persistent_id(self, value):
-        if isinstance(value, PersistentBase) and value is not self.obj:
-            self.found.append(value)
-            return 0  # stop here: referenced objects are records of their own
-        return None
-
-
-def _referenced_persistents(obj):
-    """The persistent objects directly referenced by ``obj``'s state."""
-    finder = _ReferenceFinder(obj)
-    try:
-        finder.dump(obj.__getstate__())
-    except Exception:
-        return []  # the commit itself will report what cannot be pickled
-    return finder.found
 
 
 def describe_error(error):
@@ -531,7 +424,6 @@ def _is_operator_frame(frame):
 
 
 def _in_library(filename):
-    import os
     here = os.path.dirname(os.path.abspath(__file__))
     durus_dir = os.path.join(os.path.dirname(here), 'durus')
     return (filename.startswith(here) or filename.startswith(durus_dir)

@@ -58,3 +58,10 @@ def pytest_collection_modifyitems(config, items):
         if ('durus43_python' in getattr(item, 'fixturenames', ())
                 and item.get_closest_marker('timeout') is None):
             item.add_marker(pytest.mark.timeout(default + INSTALL_TIMEOUT))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the shared throwaway PostgreSQL cluster (if a test started
+    one), whatever the outcome."""
+    import pg_cluster
+    pg_cluster.stop_session_cluster()

@@ -68,14 +68,50 @@ class ClientView(Storage):
         return invalid
 
 
-@pytest.fixture
-def pair():
+def _shared_memory_clients():
     shared = SharedStorage()
-    first = Connection(shared.client())
+    return shared.client, lambda: None
+
+
+def _postgresql_clients():
+    """Each client a PgStorage on one fresh database of the session's
+    throwaway PostgreSQL cluster."""
+    import pg_cluster
+    pytest.importorskip('psycopg', reason=pg_cluster.DRIVER_HINT)
+    from durus.pg_storage import PgStorage
+    cluster = pg_cluster.session_cluster()
+    dsn = cluster.new_dsn()
+    opened = []
+
+    def client():
+        opened.append(PgStorage(dsn, create=not opened))
+        return opened[-1]
+
+    def close():
+        for storage in opened:
+            storage.close()
+    return client, close
+
+
+CLIENT_KINDS = {'shared-memory': _shared_memory_clients,
+                'postgresql': _postgresql_clients}
+
+
+@pytest.fixture(params=sorted(CLIENT_KINDS))
+def new_client(request):
+    """A function returning one more client storage of one database."""
+    client, close = CLIENT_KINDS[request.param]()
+    request.addfinalizer(close)
+    return client
+
+
+@pytest.fixture
+def pair(new_client):
+    first = Connection(new_client())
     first.root['counter'] = Counter()
     first.root['other'] = Counter()
     first.commit()
-    second = Connection(shared.client())
+    second = Connection(new_client())
     return first, second
 
 

@@ -238,3 +238,88 @@ def test_btree_changes_are_shown_as_key_changes():
     assert tracker.diff() == []
     assert tree[5] == 5 and 7 in tree and 1000 not in tree
     assert len(tree) == 200
+
+
+def test_in_place_edit_through_a_reference_kept_from_an_earlier_statement():
+    """Only objects a statement read are compared, plus those whose
+    mutable parts are referenced from elsewhere (here: a variable)."""
+    connection = Connection(MemoryStorage())
+    root = connection.get_root()
+    user = User()
+    user.name = 'ann'
+    user.tags = ['t1']
+    user.prefs = {'colours': ['red']}
+    root['user'] = user
+    account = Account()
+    account.balance = 1
+    account.history = [1]
+    root['acct'] = account
+    connection.commit()
+    tracker = ChangeTracker(connection)
+    namespace = {'root': root}
+
+    def statement(code):
+        tracker.begin_statement()
+        try:
+            exec(code, namespace)
+        finally:
+            tracker.end_statement()
+
+    statement("t = root['user'].tags; c = root['user'].prefs['colours'];"
+              " h = root['acct'].history")
+    assert tracker.pending().unnoted == []
+    statement("t.append('t2')")          # reads no persistent object
+    assert tracker.pending().unnoted == [user]
+    statement("t.remove('t2'); c.append('blue')")   # nested, held too
+    assert tracker.pending().unnoted == [user]
+    statement("h.append(2)")              # a slotted object's list
+    assert set(map(id, tracker.pending().unnoted)) == {id(user), id(account)}
+    assert tracker.undo(2) == 2
+    assert tracker.pending().unnoted == [user]
+    assert user.tags == ['t1', 't2'] and user.prefs == {'colours': ['red']}
+    assert account.history == [1]
+    statement("del t, c, h")
+    assert tracker._exposed == {}       # nothing held outside any more
+    assert tracker.undo(1) == 1          # "t.append('t2')"
+    assert tracker.pending().unnoted == [] and user.tags == ['t1']
+
+
+def test_objects_not_read_are_not_compared(monkeypatch):
+    connection = Connection(MemoryStorage())
+    root = connection.get_root()
+    for i in range(50):
+        root[i] = User()
+        root[i].tags = [i]
+    connection.commit()
+    tracker = ChangeTracker(connection)
+    tracker.begin_statement()
+    [root[i].tags for i in range(50)]     # everything read once
+    tracker.end_statement()
+    compared = []
+    from durus import inspect
+    real = inspect.differing_from_records
+
+    def counting(connection, objects, same=None):
+        compared.extend(objects)
+        return real(connection, objects, same)
+    monkeypatch.setattr(inspect, 'differing_from_records', counting)
+    tracker.begin_statement()
+    root[7].tags.append('x')
+    tracker.end_statement()
+    assert root[7] in compared and len(compared) <= 2   # root[7] (+ root)
+    assert tracker.pending().unnoted == [root[7]]
+
+
+def test_an_in_place_edit_left_out_of_a_commit_stays_pending(db):
+    path, connection, tracker = db
+    root = connection.get_root()
+    tracker.begin_statement()
+    root['user'].tags.append('t2')
+    root['count'] = 2
+    tracker.end_statement()
+    pending = tracker.pending()
+    assert pending.unnoted == [root['user']] and pending.written == 1
+    connection.commit()                 # writes the root only
+    assert tracker.pending().unnoted == [root['user']]
+    assert stored_root(path)['count'] == 2
+    assert [d.kind for d in tracker.diff()] == ['unnoted']

@@ -7,6 +7,7 @@ from durus.format import open_storage
 from durus_shell.session import Session
 from durus_shell.ui import RecordingUI
 from fixture_app.models import Account, User
+from durus_shell.commands import run_input, run_command
 
 
 @pytest.fixture
@@ -20,15 +21,15 @@ def session(fixture_copy):
 
 def command(session, line):
     ui = RecordingUI()
-    result = session.run_command(line, ui)
+    result = run_command(session, line, ui)
     assert result.kind == 'command', result.traceback
     return ui.text
 
 
 def test_edit_diff_undo_diff_commit(session):
-    session.run("root['users'][3].name = 'renamed'")
-    session.run("root['log'].append('fix-1')")
-    session.run("root['config']['new'] = 1")
+    run_input(session, "root['users'][3].name = 'renamed'")
+    run_input(session, "root['log'].append('fix-1')")
+    run_input(session, "root['config']['new'] = 1")
     text = command(session, ':diff')
     assert "root['users'][3] <fixture_app.models.User" in text
     assert ".name: 'user3' -> 'renamed'" in text
@@ -66,7 +67,7 @@ def test_find_census_refs_path_get(session, manifest):
     assert session.namespace['_']['fixture_app.models.User'] == \
         manifest['n_users']
     assert 'durus.btree.BNode16' in text
-    account = session.run("root['users'][2].account").value
+    account = run_input(session, "root['users'][2].account").value
     command(session, ":refs root['users'][2].account")
     assert session.namespace['_'] == [account.owner]
     text = command(session, ':path %d' % int.from_bytes(account._p_oid, 'big'))
@@ -85,22 +86,22 @@ def test_ls_and_tree(session):
 
 
 def test_touch_and_unnoted_warning(session):
-    session.run("root['users'][1].tags.append('x')")
+    run_input(session, "root['users'][1].tags.append('x')")
     assert 'UNNOTED' in command(session, ':diff')
     command(session, ":touch root['users'][1]")
     assert 'UNNOTED' not in command(session, ':diff')
     assert 'undid 1' in command(session, ':undo')
     assert 'UNNOTED' in command(session, ':diff')
     session.abort()
-    assert session.run("root['users'][1].tags").value == ['t1', 'all']
+    assert run_input(session, "root['users'][1].tags").value == ['t1', 'all']
 
 
 def test_log_appends_each_commit(session, tmp_path):
     log = tmp_path / 'fixes.log'
     command(session, ':log %s' % log)
-    session.run("root['users'][4].email = 'x@example.org'")
+    run_input(session, "root['users'][4].email = 'x@example.org'")
     session.commit()
-    session.run("root['log'].append('second')")
+    run_input(session, "root['log'].append('second')")
     session.commit()
     text = log.read_text()
     assert text.count('=== ') == 2
@@ -112,7 +113,7 @@ def test_bad_arguments_are_one_line_errors(session):
     ui = RecordingUI()
     for line in (':undo', ':find', ':find User --limit x', ':get abc',
                  ':refs 1+', ':tree root --depth'):
-        result = session.run_command(line, ui)
+        result = run_command(session, line, ui)
         assert result.kind == 'error', line
         assert '\n' not in result.traceback
 
@@ -120,16 +121,19 @@ def test_bad_arguments_are_one_line_errors(session):
 def test_leaving_with_only_an_unnoted_change_asks_first(session):
     """An edit made in place without _p_note_change() is not lost at exit."""
     from durus_shell.commands import decide_exit
-    session.run("root['users'][1].tags.append('late')")
-    assert session.change_count() == 0
+    run_input(session, "root['users'][1].tags.append('late')")
+    assert session.change_count() == 1  # counted like any pending change
     assert session.has_unsaved_work()
     assert 'changed in place' in command(session, ':status')
     stay = RecordingUI(answers=['s'])
     assert decide_exit(session, stay) is False
     assert 'changed in place without _p_note_change()' in stay.questions[0]
-    # Commit includes the unnoted object (touched), after the usual check.
-    leave = RecordingUI(answers=['c', 'y'])
+    # Commit includes the unnoted object (touched); what it writes is
+    # listed before the question.
+    leave = RecordingUI(answers=['c'])
     assert decide_exit(session, leave) is True
+    assert 'in place <User 4>' in leave.shown[0]
+    assert 'Committed 1 object.' in leave.text
     session.close()
     reopened = Connection(open_storage(session.path))
     assert reopened.get_root()['users'][1].tags == ['t1', 'all', 'late']
@@ -137,10 +141,10 @@ def test_leaving_with_only_an_unnoted_change_asks_first(session):
 
 
 def test_quit_command_asks_about_unnoted_changes(session):
-    session.run("root['users'][2].tags.append('late')")
+    run_input(session, "root['users'][2].tags.append('late')")
     ui = RecordingUI(answers=['a'])
-    result = session.run_command(':quit', ui)
+    result = run_command(session, ':quit', ui)
     assert ui.questions and 'changed in place' in ui.questions[0]
     assert result.kind == 'quit'
     # :abort-like choice restored the stored state in memory.
-    assert session.run("root['users'][2].tags").value == ['t2', 'all']
+    assert run_input(session, "root['users'][2].tags").value == ['t2', 'all']

@@ -17,31 +17,32 @@ from durus.format import open_storage
 from durus_shell.session import Session
 from durus_shell.ui import RecordingUI
 from durus_shell import fix_commands
+from durus_shell.commands import run_input, run_command
 
 out = {}
 session = Session(open_storage(sys.argv[1]))
-user = session.run("root['users'][3]").value
+user = run_input(session, "root['users'][3]").value
 out['repr'] = repr(user)
-out['name'] = session.run("root['users'][3].name").value
-out['balance'] = session.run("root['users'][3].account.balance").value
-out['cached'] = repr(session.run("root['cached']").value)
-result = session.run("root['users'][3].name = 'x'")
+out['name'] = run_input(session, "root['users'][3].name").value
+out['balance'] = run_input(session, "root['users'][3].account.balance").value
+out['cached'] = repr(run_input(session, "root['cached']").value)
+result = run_input(session, "root['users'][3].name = 'x'")
 out['set_error'] = type(result.error).__name__
 out['set_message'] = str(result.error)
 ui = RecordingUI()
-session.run_command(":touch root['users'][3]", ui)
-out['touch'] = session.run_command(":touch root['users'][3]", ui).traceback
-result = session.run("type(root['users'][3])()")
+run_command(session, ":touch root['users'][3]", ui)
+out['touch'] = run_command(session, ":touch root['users'][3]", ui).traceback
+result = run_input(session, "type(root['users'][3])()")
 out['create_error'] = type(result.error).__name__
-session.run_command(':ls root["users"][3]', ui)
-session.run_command(':find User --limit 2', ui)
+run_command(session, ':ls root["users"][3]', ui)
+run_command(session, ':find User --limit 2', ui)
 out['found'] = len(session.namespace['_'])
 out['browse'] = ui.text
 # Everything else stays editable, including references to placeholders.
-session.run("root['log'].append('fixed'); root['keep'] = root['users'][4]")
+run_input(session, "root['log'].append('fixed'); root['keep'] = root['users'][4]")
 session.commit()
 # A placeholder that got into the changed set is refused at commit.
-ph = root = session.run("root['users'][5]").value
+ph = root = run_input(session, "root['users'][5]").value
 ph._p_status = 1
 session.connection.changed[ph._p_oid] = ph
 try:

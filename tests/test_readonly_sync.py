@@ -14,6 +14,7 @@ from durus.connection import Connection
 from durus.file_storage import FileStorage
 from durus.file_storage2 import FileStorage2
 from durus.persistent_dict import PersistentDict
+from durus_shell.commands import run_input
 from durus_shell.session import GATE_READONLY, Session
 from durus_shell.ui import RecordingUI
 
@@ -147,7 +148,7 @@ def test_shell_abort_counts_what_the_writer_changed(storage_class, tmp_path):
     assert 'last' not in session.root
     write_in_another_process(path, 25)
     ui = RecordingUI()
-    session.run(':abort', ui)
+    run_input(session, ':abort', ui)
     # 25 new objects, and the root (rewritten by every commit).
     assert '26 objects changed by other clients' in ui.text, ui.text
     assert session.root['last'] == 24

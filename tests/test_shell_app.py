@@ -12,6 +12,7 @@ from durus_shell import app, render
 from durus_shell.keys import input_is_complete, next_line_indent
 from durus_shell.opening import open_file
 from durus_shell.session import GATE_READONLY, Session
+from durus_shell.commands import run_input
 
 CTRL_D = '\x04'
 CTRL_C = '\x03'
@@ -38,7 +39,7 @@ def stored(path, expression):
     target = open_file(path, readonly=True)
     session = Session(target.storage, target, GATE_READONLY)
     try:
-        return session.run(expression).value
+        return run_input(session, expression).value
     finally:
         session.close()
 

@@ -10,7 +10,7 @@ import pytest
 from durus.persistent import Persistent, _getattribute
 from durus.storage import MemoryStorage
 from durus_shell import completion
-from durus_shell.commands import Command
+from durus_shell.registry import Command
 from durus_shell.completion import Unsafe, complete, safe_eval, suggest
 from durus_shell.opening import open_file
 from durus_shell.session import Session

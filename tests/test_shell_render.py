@@ -9,6 +9,7 @@ from durus.storage import MemoryStorage
 from durus_shell import render
 from durus_shell.opening import open_file, root_table
 from durus_shell.session import Session
+from durus_shell.commands import run_input
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def show(value, **limits):
 
 
 def test_persistent_object_view(session):
-    user = session.run("root['users'][3]").value
+    user = run_input(session, "root['users'][3]").value
     text = show(user)
     first = text.splitlines()[0]
     assert first.startswith('<User ')
@@ -37,8 +38,8 @@ def test_persistent_object_view(session):
 
 
 def test_changed_and_new_states(session):
-    user = session.run("root['users'][3]").value
-    session.run("root['users'][3].name = 'renamed'")
+    user = run_input(session, "root['users'][3]").value
+    run_input(session, "root['users'][3].name = 'renamed'")
     assert show(user).splitlines()[0].endswith('changed')
     new = PersistentList([1])
     assert '<PersistentList>' in show(new) and 'new' in show(new)
@@ -48,7 +49,7 @@ def test_changed_and_new_states(session):
 def test_btree_shows_size_and_first_items_only(session):
     connection = session.connection
     loads = connection.get_load_count()
-    text = show(session.run("root['big']").value, max_items=5)
+    text = show(run_input(session, "root['big']").value, max_items=5)
     assert 'about' in text or '5000 items' in text
     assert "'k000000': 0" in text and "'k000004': 8" in text
     assert "'k000005'" not in text

@@ -13,6 +13,7 @@ from durus_shell import commands
 from durus_shell.session import (GATE_OPEN, GATE_READONLY, GATE_SCRIPT,
                                  Session)
 from durus_shell.ui import RecordingUI
+from durus_shell.commands import run_input
 
 
 class Item(Persistent):
@@ -33,12 +34,12 @@ def stored_root_data(storage):
 
 def test_expression_value_and_statement():
     session = make_session()
-    assert session.run('1 + 2').value == 3
+    assert run_input(session, '1 + 2').value == 3
     assert session.namespace['_'] == 3
-    result = session.run('x = 5\nx * 2')
+    result = run_input(session, 'x = 5\nx * 2')
     assert result.kind == 'value' and result.value == 10
-    assert session.run('y = 1').kind == 'ok'
-    assert session.run('   ').kind == 'empty'
+    assert run_input(session, 'y = 1').kind == 'ok'
+    assert run_input(session, '   ').kind == 'empty'
 
 
 def test_namespace_names():
@@ -46,22 +47,22 @@ def test_namespace_names():
     ns = session.namespace
     assert ns['root'] is session.connection.get_root()
     assert ns['connection'] is ns['conn'] is session.connection
-    assert session.run('get(0)').value is ns['root']
-    assert session.run('storage').value is session.gate
+    assert run_input(session, 'get(0)').value is ns['root']
+    assert run_input(session, 'storage').value is session.storage
 
 
 def test_error_shows_only_the_operators_frames():
     session = make_session()
     session.namespace['Item'] = Item
-    session.run('def helper():\n    return {}["missing"]\n')
-    result = session.run('helper()')
+    run_input(session, 'def helper():\n    return {}["missing"]\n')
+    result = run_input(session, 'helper()')
     assert result.kind == 'error'
     text = result.traceback
     assert 'helper()' in text and "KeyError: 'missing'" in text
     assert 'session.py' not in text and 'durus_shell' not in text
-    result = session.run('Item().explode()')
+    result = run_input(session, 'Item().explode()')
     assert 'ValueError: boom inside the application' in result.traceback
-    syntax = session.run('def (')
+    syntax = run_input(session, 'def (')
     assert syntax.kind == 'error' and 'SyntaxError' in syntax.traceback
     assert 'Traceback' not in syntax.traceback
 
@@ -74,9 +75,9 @@ def test_hooks_run_around_each_statement():
     session.hooks.add('after_statement',
                       lambda s, source, result: calls.append(
                           ('after', source, result.kind)))
-    session.run('a = 1')
-    session.run('1/0')
-    session.run(':status', RecordingUI())
+    run_input(session, 'a = 1')
+    run_input(session, '1/0')
+    run_input(session, ':status', RecordingUI())
     assert calls == [('before', 'a = 1'), ('after', 'a = 1', 'ok'),
                      ('before', '1/0'), ('after', '1/0', 'error')]
     with pytest.raises(ValueError):
@@ -87,24 +88,24 @@ def test_pending_changes_lists_changed_and_new():
     session = make_session()
     assert not session.pending_changes()
     session.namespace['PersistentDict'] = PersistentDict
-    session.run('root["a"] = PersistentDict(inner=PersistentDict())')
+    run_input(session, 'root["a"] = PersistentDict(inner=PersistentDict())')
     changes = session.pending_changes()
     assert [obj._p_oid for obj in changes.changed] == [b'\0' * 8]
     assert len(changes.new) == 2 and len(changes) == 3
-    assert session.change_count() == 1
+    assert session.change_count() == 3  # what :status and :commit count
 
 
 def test_commit_asks_and_writes():
     storage = MemoryStorage()
     session = make_session(storage)
-    session.run('root["n"] = 42')
+    run_input(session, 'root["n"] = 42')
     ui = RecordingUI(answers=['n'])
-    assert session.run(':commit', ui).kind == 'command'
+    assert run_input(session, ':commit', ui).kind == 'command'
     assert 'Will write: 1 changed object' in ui.text
     assert 'Not committed' in ui.text
     assert 'n' not in stored_root_data(storage)
     ui = RecordingUI(answers=['y'])
-    session.run(':commit', ui)
+    run_input(session, ':commit', ui)
     assert ui.questions == ['Commit 1 object?']
     assert 'Committed 1 object.' in ui.text
     assert stored_root_data(storage)['n'] == 42
@@ -116,17 +117,17 @@ def test_commit_hooks_see_the_changes():
     seen = []
     session.hooks.add('after_commit', lambda s, changes: seen.append(
         len(changes)))
-    session.run('root["n"] = 1')
-    session.run(':commit', RecordingUI(answers=['y']))
+    run_input(session, 'root["n"] = 1')
+    run_input(session, ':commit', RecordingUI(answers=['y']))
     assert seen == [1]
 
 
 def test_abort_drops_edits_and_counts():
     storage = MemoryStorage()
     session = make_session(storage)
-    session.run('root["n"] = 1')
+    run_input(session, 'root["n"] = 1')
     ui = RecordingUI()
-    session.run(':abort', ui)
+    run_input(session, ':abort', ui)
     assert 'Dropped 1 changed object; 0 objects changed by other clients' \
         in ui.text
     assert 'n' not in session.root
@@ -149,9 +150,9 @@ def test_conflict_is_explained_and_aborted():
     storage = ConflictingStorage()
     session = make_session(storage)
     storage.conflict = True
-    session.run('root["n"] = 1')
+    run_input(session, 'root["n"] = 1')
     ui = RecordingUI(answers=['y'])
-    session.run(':commit', ui)
+    run_input(session, ':commit', ui)
     assert 'Conflict: another client changed <PersistentDict 0>' in ui.text
     assert 'redo the change' in ui.text
     assert session.change_count() == 0
@@ -184,10 +185,10 @@ class ManyConflictsStorage(MemoryStorage):
 def test_conflict_wording_fits_the_count(count, named, grammar):
     storage = ManyConflictsStorage()
     session = make_session(storage)
-    session.run('root["n"] = 1')
+    run_input(session, 'root["n"] = 1')
     storage.oids = [i.to_bytes(8, 'big') for i in range(count)]
     ui = RecordingUI(answers=['y'])
-    session.run(':commit', ui)
+    run_input(session, ':commit', ui)
     assert named in ui.text
     assert grammar in ui.text
     assert ('read them' in ui.text) == (count != 1)
@@ -197,11 +198,11 @@ def test_readonly_refuses_every_commit():
     storage = MemoryStorage()
     make_session(storage).connection.commit()  # write the root first
     session = make_session(storage, mode=GATE_READONLY)
-    session.run('root["n"] = 1')
-    result = session.run(':commit', RecordingUI(answers=['y']))
+    run_input(session, 'root["n"] = 1')
+    result = run_input(session, ':commit', RecordingUI(answers=['y']))
     assert result.kind == 'error'
     assert 'read-only' in result.traceback and '\n' not in result.traceback
-    result = session.run('connection.commit()')
+    result = run_input(session, 'connection.commit()')
     assert 'ReadOnlyError' in result.traceback
     assert session.change_count() == 1
     assert 'n' not in stored_root_data(storage)
@@ -209,8 +210,8 @@ def test_readonly_refuses_every_commit():
 
 def test_script_gate_blocks_commits_from_code():
     session = make_session(mode=GATE_SCRIPT)
-    session.run('root["n"] = 1')
-    result = session.run('connection.commit()')
+    run_input(session, 'root["n"] = 1')
+    result = run_input(session, 'connection.commit()')
     assert 'run with --commit' in result.traceback
     session.commit()  # the script runner's own commit goes through
     assert session.change_count() == 0
@@ -218,39 +219,39 @@ def test_script_gate_blocks_commits_from_code():
 
 def test_command_mistakes_are_one_line():
     session = make_session()
-    result = session.run(':nosuch')
+    result = run_input(session, ':nosuch')
     assert result.kind == 'error'
     assert result.traceback.startswith(':nosuch: unknown command :nosuch')
     assert '\n' not in result.traceback
-    result = session.run(':help nosuch', RecordingUI())
+    result = run_input(session, ':help nosuch', RecordingUI())
     assert '\n' not in result.traceback
 
 
 def test_quit_guard_choices():
     session = make_session()
-    session.run('root["n"] = 1')
+    run_input(session, 'root["n"] = 1')
     ui = RecordingUI(answers=['s'])
-    assert session.run(':quit', ui).kind == 'command'  # stayed
+    assert run_input(session, ':quit', ui).kind == 'command'  # stayed
     assert session.change_count() == 1
     ui = RecordingUI(answers=['a'])
-    assert session.run(':quit', ui).kind == 'quit'
+    assert run_input(session, ':quit', ui).kind == 'quit'
     assert session.change_count() == 0
-    session.run('root["n"] = 2')
+    run_input(session, 'root["n"] = 2')
     ui = RecordingUI(answers=['c'])
-    assert session.run(':quit', ui).kind == 'quit'
+    assert run_input(session, ':quit', ui).kind == 'quit'
     assert session.change_count() == 0 and session.root['n'] == 2
 
 
 def test_help_lists_every_command_with_its_key():
     session = make_session()
     ui = RecordingUI()
-    session.run(':help', ui)
+    run_input(session, ':help', ui)
     for cmd in commands.all_commands():
         assert cmd.usage in ui.text
         if cmd.key:
             assert commands.key_label(cmd.key) in ui.text
     ui = RecordingUI()
-    session.run(':help commit', ui)
+    run_input(session, ':help commit', ui)
     assert 'Ctrl-X C' in ui.text and 'conflict' in ui.text
 
 
@@ -266,27 +267,27 @@ def test_registry_rejects_duplicates_and_missing_help():
 
 def test_keyboard_interrupt_keeps_the_session():
     session = make_session()
-    session.run('root["n"] = 1')
-    result = session.run('raise KeyboardInterrupt')
+    run_input(session, 'root["n"] = 1')
+    result = run_input(session, 'raise KeyboardInterrupt')
     assert result.kind == 'interrupted'
-    assert session.run('root["n"]').value == 1
+    assert run_input(session, 'root["n"]').value == 1
 
 
 def test_status_lists_uncommitted():
     session = make_session()
     ui = RecordingUI()
-    session.run(':status', ui)
+    run_input(session, ':status', ui)
     assert 'No uncommitted changes.' in ui.text
-    session.run('root["n"] = 1')
+    run_input(session, 'root["n"] = 1')
     ui = RecordingUI()
-    session.run(':status', ui)
+    run_input(session, ':status', ui)
     assert 'Uncommitted: 1 changed object' in ui.text
     assert 'PersistentDict 0' in ui.text
 
 
 def test_exit_inside_code_asks_to_quit():
     session = make_session()
-    assert session.run('exit()').kind == 'quit'
+    assert run_input(session, 'exit()').kind == 'quit'
 
 
 @pytest.fixture
@@ -313,22 +314,22 @@ def test_conflict_and_abort_against_a_real_server(server_address):
     mine = client_session(server_address)
     other = client_session(server_address)
     try:
-        assert mine.run("root['users'][3].name").value == 'user3'
-        other.run("root['users'][3].name = 'theirs'")
+        assert run_input(mine, "root['users'][3].name").value == 'user3'
+        run_input(other, "root['users'][3].name = 'theirs'")
         other.commit()
-        mine.run("root['users'][3].name = 'mine'")
+        run_input(mine, "root['users'][3].name = 'mine'")
         ui = RecordingUI(answers=['y'])
-        mine.run(':commit', ui)
+        run_input(mine, ':commit', ui)
         assert 'Conflict: another client changed <User 6>' in ui.text
         assert mine.change_count() == 0
-        assert mine.run("root['users'][3].name").value == 'theirs'
+        assert run_input(mine, "root['users'][3].name").value == 'theirs'
         # :abort reports what other clients changed meanwhile.
-        other.run("root['users'][4].name = 'x'\nroot['users'][5].name = 'y'")
+        run_input(other, "root['users'][4].name = 'x'\nroot['users'][5].name = 'y'")
         other.commit()
         ui = RecordingUI()
-        mine.run(':abort', ui)
+        run_input(mine, ':abort', ui)
         assert '2 objects changed by other clients meanwhile' in ui.text
-        assert mine.run("root['users'][5].name").value == 'y'
+        assert run_input(mine, "root['users'][5].name").value == 'y'
     finally:
         mine.close()
         other.close()
@@ -337,15 +338,15 @@ def test_conflict_and_abort_against_a_real_server(server_address):
 def test_readonly_client_cannot_commit(server_address):
     session = client_session(server_address, readonly=True)
     try:
-        session.run("root['users'][3].name = 'x'")
-        assert 'ReadOnlyError' in session.run(
+        run_input(session, "root['users'][3].name = 'x'")
+        assert 'ReadOnlyError' in run_input(session, 
             'connection.commit()').traceback
-        assert 'read-only' in session.run(':commit', RecordingUI()).traceback
+        assert 'read-only' in run_input(session, ':commit', RecordingUI()).traceback
     finally:
         session.close()
     check = client_session(server_address)
     try:
-        assert check.run("root['users'][3].name").value == 'user3'
+        assert run_input(check, "root['users'][3].name").value == 'user3'
     finally:
         check.close()
 
@@ -361,7 +362,7 @@ def test_unix_socket_and_abstract_addresses(fixture_copy, tmp_path):
             session = client_session(address)
             try:
                 assert session.target.label == 'server ' + address
-                assert session.run("root['users'][3].name").value == 'user3'
+                assert run_input(session, "root['users'][3].name").value == 'user3'
             finally:
                 session.close()
         finally:
@@ -372,23 +373,23 @@ def test_commit_after_a_read_conflict_says_to_abort(server_address):
     mine = client_session(server_address)
     other = client_session(server_address)
     try:
-        mine.run("root['users'][3].name")  # read: part of the transaction
-        other.run("root['users'][3].name = 'theirs'\n"
+        run_input(mine, "root['users'][3].name")  # read: part of the transaction
+        run_input(other, "root['users'][3].name = 'theirs'\n"
                   "root['users'][4].name = 'theirs too'")
         other.commit()
         # Loading user 4 (changed meanwhile) tells this client about the
         # commit: user 3, read in this transaction, is stale.
-        result = mine.run("root['users'][3].name = 'mine'\n"
+        result = run_input(mine, "root['users'][3].name = 'mine'\n"
                           "root['users'][4].email")
         assert result.kind == 'error'
         assert 'ReadConflictError' in result.traceback
         assert 'run :abort and redo the change' in result.traceback
-        result = mine.run(':commit', RecordingUI(answers=['y']))
+        result = run_input(mine, ':commit', RecordingUI(answers=['y']))
         assert result.kind == 'error'
         assert 'run :abort, then redo the change' in result.traceback
-        mine.run(':abort', RecordingUI())
-        mine.run("root['users'][3].name = 'mine'")
-        mine.run(':commit', RecordingUI(answers=['y']))
+        run_input(mine, ':abort', RecordingUI())
+        run_input(mine, "root['users'][3].name = 'mine'")
+        run_input(mine, ':commit', RecordingUI(answers=['y']))
         assert mine.change_count() == 0
     finally:
         mine.close()
@@ -419,14 +420,14 @@ def test_ctrl_c_during_a_commit_waits_for_it(sigint_raises):
     storage = InterruptedStorage()
     session = make_session(storage)
     storage.armed = True
-    session.run('root["n"] = 1')
+    run_input(session, 'root["n"] = 1')
     ui = RecordingUI(answers=['y'])
-    assert session.run(':commit', ui).kind == 'command'
+    assert run_input(session, ':commit', ui).kind == 'command'
     assert 'Committed 1 object.' in ui.text
     assert stored_root_data(storage)['n'] == 1
     # Afterwards Ctrl-C interrupts statements again.
     # Bounded: if SIGINT did not interrupt, the loop ends and the test fails.
-    result = session.run('import os, signal, time\n'
+    result = run_input(session, 'import os, signal, time\n'
                          'deadline = time.monotonic() + 10\n'
                          'os.kill(os.getpid(), signal.SIGINT)\n'
                          'while time.monotonic() < deadline: pass')

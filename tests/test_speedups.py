@@ -526,10 +526,24 @@ def test_load_state_uses_a_subclass_get_stored_pickle(tmp_path):
 
 @compiled
 def test_load_state_through_a_wrapping_storage_reads_states_in_c(tmp_path):
-    # The shell wraps its storage (a commit gate): records then come from
-    # the wrapper's load(), states are still read by the compiled reader,
-    # and a reader subclass keeps its own get_state.
-    from durus_shell.session import CommitGate
+    # A storage wrapper (a tool's own Storage around a FileStorage):
+    # records then come from the wrapper's load(), states are still read
+    # by the compiled reader, and a reader subclass keeps its own
+    # get_state.
+    from durus.storage import Storage
+
+    class Wrapper(Storage):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def load(self, oid):
+            return self.inner.load(oid)
+
+        def new_oid(self):
+            return self.inner.new_oid()
+
+        def sync(self):
+            return self.inner.sync()
 
     class Reader(ObjectReader):
         states = 0
@@ -541,8 +555,7 @@ def test_load_state_through_a_wrapping_storage_reads_states_in_c(tmp_path):
     path = tmp_path / 'db.durus'
     make_file(path)
     storage = FileStorage(str(path), readonly=True)
-    gate = CommitGate(storage)
-    connection = Connection(gate)
+    connection = Connection(Wrapper(storage))
     before = connection.reader.load_count
     assert connection.get_root()[6].tags == ['t6']
     assert connection.reader.load_count - before >= 1

@@ -106,6 +106,25 @@ def stop_servers():
         assert not thread.is_alive()
 
 
+_pg_databases = {}
+
+
+def _postgresql(path):
+    """PgStorage in a database of the session's throwaway cluster, one
+    database per path (skips where PostgreSQL is not installed)."""
+    import pg_cluster
+    pytest.importorskip('psycopg', reason=pg_cluster.DRIVER_HINT)
+    from durus.pg_storage import PgStorage
+    cluster = pg_cluster.session_cluster()
+    if path not in _pg_databases:
+        _pg_databases[path] = cluster.new_dsn()
+        return PgStorage(_pg_databases[path], create=True)
+    return PgStorage(_pg_databases[path])
+
+
+register_storage_kind(StorageKind('postgresql', _postgresql))
+
+
 @pytest.fixture(params=sorted(STORAGE_KINDS))
 def kind(request):
     return STORAGE_KINDS[request.param]

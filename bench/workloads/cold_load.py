@@ -2,20 +2,28 @@
 
 Every Item (and the BNodes above it) starts as an unloaded ghost, so this is
 record reading plus unpickling plus object creation.
-Params: path, n.  Metrics: load_s, loads_per_s, loads (state loads done).
+Params: path, n.  $DURUS_BENCH_UNPICKLE_POLICY ('safe' or 'trusted') picks
+the unpickling policy on our side (Durus 4.3 has none).  Metrics: load_s, loads_per_s, loads (state loads done).
 """
+
+import os
 
 from durus.connection import Connection
 from durus.file_storage import FileStorage
 
-from _bench import clock, emit, params
+from _bench import clock, emit, params, side
 
 
 def main():
     p = params()
     n = p.get('n', 100000)
     storage = FileStorage(p['path'], readonly=True)
-    connection = Connection(storage, cache_size=max(100000, 2 * n))
+    options = {}
+    policy = os.environ.get('DURUS_BENCH_UNPICKLE_POLICY')
+    if policy and side() == 'ours':
+        options['unpickle_policy'] = policy
+    connection = Connection(storage, cache_size=max(100000, 2 * n),
+                            **options)
     tree = connection.get_root()['items']
     before = connection.get_load_count()
     start = clock()

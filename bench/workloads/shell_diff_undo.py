@@ -31,9 +31,10 @@ def make_file(path, n):
 
 
 def timed_command(session, line):
+    from durus_shell.commands import run_input
     from durus_shell.ui import SilentUI
     start = clock()
-    result = session.run(line, SilentUI())
+    result = run_input(session, line, SilentUI())
     elapsed = clock() - start
     if result.kind != 'command':
         raise SystemExit('%s failed: %s' % (line, result.traceback))
@@ -41,6 +42,7 @@ def timed_command(session, line):
 
 
 def main():
+    from durus_shell.commands import run_input
     from durus_shell.session import Session
     n = params().get('changed', 10000)
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,8 +50,8 @@ def main():
         make_file(path, n)
         session = Session(FileStorage(path))
         try:
-            session.run('root["items"].get_min_item()')  # load the tree a little
-            result = session.run(STATEMENT)
+            run_input(session, 'root["items"].get_min_item()')  # load the tree a little
+            result = run_input(session, STATEMENT)
             if result.kind == 'error' or session.change_count() != n:
                 raise SystemExit('statement changed %d objects, not %d: %s' % (
                     session.change_count(), n, getattr(result, 'traceback', '')))
