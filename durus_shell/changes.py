@@ -341,6 +341,12 @@ class ChangeTracker(ConnectionObserver):
             self.refresh()
         return self._pending
 
+    def original_states(self):
+        """``{id(obj): state before this transaction first changed it}``."""
+        self._check_serial()
+        return dict((key, state) for key, (obj, state)
+                    in self._original.items())
+
     def touch_unnoted(self):
         """Note every object changed in place, so a commit writes it."""
         for obj in list(self.unnoted.values()):

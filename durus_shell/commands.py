@@ -8,6 +8,7 @@ durus_shell.fix_commands, imported here for that.
 """
 
 from durus_shell import fix_commands  # noqa: F401 (registers its commands)
+from durus_shell import retry_commands  # noqa: F401 (registers its commands)
 from durus_shell import peek, render
 from durus_shell.opening import root_table
 from durus_shell.registry import (CommandError, all_commands, command,
@@ -15,6 +16,8 @@ from durus_shell.registry import (CommandError, all_commands, command,
                                   split_command_line)
 from durus_shell.session import (CommitConflict, QuitRequest, Result,
                                  describe_error)
+from durus_shell.retry import (COMMAND, HISTORY_COMMANDS, format_conflict,
+                               last_step)
 from durus_shell.ui import SilentUI
 
 __all__ = ['run_input', 'run_command', 'CommandError', 'all_commands',
@@ -43,12 +46,17 @@ def run_command(session, line, ui=None):
         if cmd.interactive_only and not ui.interactive:
             raise CommandError(':%s works only at the prompt' % cmd.name)
         tracker.begin_statement()
+        steps_before = len(tracker.history)
         try:
             cmd.func(session, args, ui)
         finally:
             # A command may run the operator's expressions: what they
             # changed is one undo step, like a statement's.
             tracker.end_statement()
+        if cmd.name not in HISTORY_COMMANDS:
+            # Kept with the transaction's statements for :retry.
+            session.journal.note(COMMAND, line,
+                                 last_step(tracker, steps_before))
     except QuitRequest:
         return Result('quit', line)
     except KeyboardInterrupt:
@@ -158,7 +166,9 @@ def commit_command(session, args, ui):
     Objects changed in place without _p_note_change() are listed too: the
     question offers to include them (t) or to commit without them.  On a
     conflict (another client changed objects this transaction read) the
-    transaction is aborted and the objects are named: redo the change.
+    transaction is aborted and, per object and attribute, the value read,
+    the value now committed and the value set are shown; the statements
+    are kept, and :retry re-runs them on the new state.
     """
     if not ui.interactive:
         raise CommandError('scripts commit once, at the end, when run with'
@@ -167,9 +177,9 @@ def commit_command(session, args, ui):
         raise CommandError('read-only session: nothing can be committed'
                            ' (reopen without --readonly)')
     if session.connection.invalid_oids:
-        raise CommandError('another client changed objects this transaction '
-                           'read (a conflict): run :abort, then redo the '
-                           'change')
+        # Another client's change already met: a conflict, shown now.
+        commit_now(session, ui)
+        return
     changes = session.pending_changes()
     if not changes:
         ui.show('Nothing to commit.')
@@ -212,26 +222,9 @@ def commit_now(session, ui):
 
 
 def explain_conflict(session, conflict):
-    count = len(conflict.oids)
-    names = []
-    for oid in conflict.oids[:10]:
-        obj = session.connection.cache.get(oid)
-        number = int.from_bytes(oid, 'big')
-        names.append('<%s %d>' % (type(obj).__name__, number)
-                     if obj is not None else 'oid %d' % number)
-    if count == 0:  # the storage did not say which
-        objects = 'objects'
-    elif count == 1:
-        objects = names[0]
-    else:
-        objects = '%d objects (%s%s)' % (
-            count, ', '.join(names),
-            ' and %d more' % (count - 10) if count > 10 else '')
-    pronoun = 'it' if count == 1 else 'them'
-    return ('Conflict: another client changed %s after this transaction read '
-            '%s. Nothing was written; the transaction was aborted and your '
-            'edits dropped. Look at %s again, redo the change, and :commit.'
-            % (objects, pronoun, pronoun))
+    """The conflict, per object and attribute, and what :retry would do."""
+    return '\n'.join(format_conflict(conflict.objects,
+                                     len(conflict.statements)))
 
 
 @command('abort', key=('c-x', 'a'))
