@@ -9,6 +9,7 @@ durus_shell.fix_commands, imported here for that.
 
 from durus_shell import fix_commands  # noqa: F401 (registers its commands)
 from durus_shell import retry_commands  # noqa: F401 (registers its commands)
+from durus_shell import link
 from durus_shell import peek, render
 from durus_shell.opening import root_table
 from durus_shell.registry import (CommandError, all_commands, command,
@@ -30,6 +31,8 @@ def run_input(session, text, ui=None):
     stripped = text.strip()
     if not stripped:
         return Result('empty', text)
+    if ui is not None and stripped.split()[0] != ':reconnect':
+        link.reconnect_if_needed(session, ui)
     if stripped.startswith(':') and '\n' not in stripped:
         return run_command(session, stripped, ui)
     return session.run_python(text)

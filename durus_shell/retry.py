@@ -23,6 +23,7 @@ from durus.error import ConflictError
 from durus_shell import peek
 from durus_shell.changes import MISSING, short_repr, state_items_diff
 from durus_shell.peek import copy_value, peek_state
+from durus_shell.registry import find_command, split_command_line
 
 PYTHON, COMMAND = 'python', 'command'
 # Commands never re-run: :undo/:redo only move along the undo history
@@ -241,14 +242,41 @@ class RetryFailed(Exception):
 
 def rerun(session, statements, ui):
     """Run ``statements`` in order; RetryFailed names the first that fails."""
-    from durus_shell.commands import run_command
     for number, statement in enumerate(statements, 1):
         if statement.kind == COMMAND:
-            result = run_command(session, statement.source, ui)
-        else:
-            result = session.run_python(statement.source)
+            error = _run_kept_command(session, statement.source, ui)
+            if error is not None:
+                raise RetryFailed(number, statement, describe(error),
+                                  conflict=isinstance(error, ConflictError))
+            continue
+        result = session.run_python(statement.source)
         if result.failed:
-            conflict = isinstance(result.error, ConflictError)
             raise RetryFailed(number, statement,
                               result.traceback or result.kind,
-                              conflict=conflict)
+                              conflict=isinstance(result.error,
+                                                  ConflictError))
+
+
+def _run_kept_command(session, line, ui):
+    """Run a kept ``:command`` as the dispatcher would (found through the
+    registry, one undo step, journaled); the error it raised, or None."""
+    tracker = session.tracker
+    try:
+        name, args = split_command_line(line)
+        cmd = find_command(name)
+        tracker.begin_statement()
+        steps_before = len(tracker.history)
+        try:
+            cmd.func(session, args, ui)
+        finally:
+            tracker.end_statement()
+        session.journal.note(COMMAND, line, last_step(tracker, steps_before))
+    except Exception as error:
+        return error
+    return None
+
+
+def describe(error):
+    text = str(error)
+    return '%s: %s' % (type(error).__name__, text) if text else \
+        type(error).__name__

@@ -38,7 +38,7 @@ from durus.connection import Connection, ConnectionObserver
 from durus.error import ConflictError, ReadOnlyError
 from durus.unpickle_policy import UnpicklePolicy
 from durus.utils import int8_to_str, str_to_int8
-from durus_shell import placeholders
+from durus_shell import link, placeholders
 from durus_shell.changes import ChangeTracker
 from durus_shell.retry import (PYTHON, ConflictSnapshot, StatementJournal,
                                last_step)
@@ -179,6 +179,9 @@ class Session(object):
         self.input_count = 0
         self.last_output = None
         self.closed = False
+        # The server connection was lost during a commit: it may have
+        # been written (said when reconnecting).
+        self.commit_outcome_unknown = False
 
     # -- facts -----------------------------------------------------------
 
@@ -278,10 +281,13 @@ class Session(object):
                 self.namespace['_'] = value
                 result = Result('value', source, value=value)
         self.tracker.end_statement()
+        # A statement stopped by another client's change or by the lost
+        # server may well run on the new state: kept with the others.
         self.journal.note(PYTHON, source,
                           last_step(self.tracker, steps_before),
                           failed=(result.failed or result.kind == 'quit')
-                          and not isinstance(result.error, ConflictError))
+                          and not isinstance(result.error, ConflictError)
+                          and not link.lost_the_link(self, result.error))
         self.hooks.call('after_statement', self, source, result)
         return result
 
@@ -331,6 +337,10 @@ class Session(object):
                 self.connection.commit()
         except ConflictError as error:
             raise self._lost_to_conflict(error, list(error.oids or ()))
+        except link.LINK_ERRORS as error:
+            if link.lost_the_link(self, error):
+                self.commit_outcome_unknown = True
+            raise
         self.hooks.call('after_commit', self, changes)
         return changes
 

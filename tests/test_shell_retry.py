@@ -227,3 +227,61 @@ def test_command_line_retry_flag_and_status(server, tmp_path):
          '127.0.0.1:%d' % server, '-c', '1', '--retry', '2'],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and '--retry needs --commit' in done.stderr
+
+
+# -- a server that goes away ----------------------------------------------------
+
+def test_server_gone_and_back_keeps_the_statements(fixture_copy, tmp_path):
+    from durus_shell import link
+    from durus_shell.commands import status_command
+    from durus_shell.opening import open_client
+    path = fixture_copy('shelf.durus')
+    port = free_port()
+    args = ['--file', path, '--port', str(port)]
+    process = ServerProcess(args, tmp_path / 'server.log')
+    session = None
+    try:
+        target = open_client('127.0.0.1:%d' % port)
+        session = Session(target.storage, target)
+        run(session, "u = root['users'][3]")
+        run(session, "u.name = u.name + '-fixed'")
+        assert link.toolbar_part(session) is None
+        process.stop()
+        result = run(session, "root['users'][9].name")[0]   # not loaded yet
+        assert result.kind == 'error'
+        assert 'ShortRead' in result.traceback or 'closed' in result.traceback
+        assert link.toolbar_part(session) == 'DISCONNECTED (:reconnect)'
+        ui = RecordingUI()
+        status_command(session, '', ui)
+        assert 'DISCONNECTED from the storage server' in ui.text
+        # Still away: the next command says so and keeps the edits.
+        result, ui = run(session, ':status')
+        assert 'still unreachable' in ui.text
+        assert session.change_count() == 1
+        result = run(session, ':reconnect')[0]
+        assert 'still unreachable' in result.traceback
+        process = ServerProcess(args, tmp_path / 'server2.log')
+        other_client_sets_at(port, "root['users'][3].email = 'other@x'")
+        result, ui = run(session, ':status')    # reconnects first
+        assert 'The server connection was lost; reconnected' in ui.text
+        assert 'your 3 statements are kept' in ui.text
+        assert link.toolbar_part(session) is None
+        assert session.change_count() == 0
+        result, ui = run(session, ':retry', answers=['y'])
+        assert 'Committed 1 object.' in ui.text, ui.text
+        assert committed(port, "root['users'][3].name") == 'user3-fixed'
+        assert committed(port, "root['users'][3].email") == 'other@x'
+        assert 'nothing to do' in run(session, ':reconnect')[1].text
+    finally:
+        if session is not None:
+            session.close()
+        process.stop()
+
+
+def other_client_sets_at(port, statement):
+    other = Session(ClientStorage(port=port))
+    try:
+        run(other, statement)
+        other.commit()
+    finally:
+        other.close()
