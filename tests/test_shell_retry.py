@@ -251,6 +251,7 @@ def test_server_gone_and_back_keeps_the_statements(fixture_copy, tmp_path):
         assert result.kind == 'error'
         assert 'ShortRead' in result.traceback or 'closed' in result.traceback
         assert link.toolbar_part(session) == 'DISCONNECTED (:reconnect)'
+        assert 'DISCONNECTED (:reconnect)' in toolbar_of(session)
         ui = RecordingUI()
         status_command(session, '', ui)
         assert 'DISCONNECTED from the storage server' in ui.text
@@ -276,6 +277,17 @@ def test_server_gone_and_back_keeps_the_statements(fixture_copy, tmp_path):
         if session is not None:
             session.close()
         process.stop()
+
+
+def toolbar_of(session):
+    from prompt_toolkit.history import InMemoryHistory
+    from prompt_toolkit.output import DummyOutput
+    from durus_shell import app
+    ui = app.TerminalUI(session, color=False, output=DummyOutput())
+    prompt = app.make_prompt_session(session, ui, app.Stash(),
+                                     output=DummyOutput(),
+                                     history=InMemoryHistory())
+    return prompt.bottom_toolbar()
 
 
 def other_client_sets_at(port, statement):
