@@ -26,6 +26,7 @@ from durus_shell.peek import copy_value, peek_state
 from durus_shell.registry import find_command, split_command_line
 
 PYTHON, COMMAND = 'python', 'command'
+UNCHANGED = type('Unchanged', (), {'__repr__': lambda self: '<unchanged>'})()
 # Commands never re-run: :undo/:redo only move along the undo history
 # (their effect is in which steps are kept), :retry runs statements that
 # are journaled themselves, and :commit/:abort end the transaction.
@@ -165,7 +166,8 @@ class ConflictSnapshot(object):
 def compare_three(obj, read, committed, mine):
     """``[(label, read, committed, set)]`` for every attribute or item
     that this transaction set or the other client changed.  ``set`` is
-    MISSING when this transaction only read the object."""
+    MISSING when this transaction only read the object, UNCHANGED when
+    it changed the object but not this attribute."""
     if read is MISSING:
         return []
     theirs = dict((label, new) for label, old, new in
@@ -182,7 +184,7 @@ def compare_three(obj, read, committed, mine):
     for label in olds:
         rows.append((label, olds[label],
                      theirs.get(label, olds[label]),
-                     ours.get(label, olds[label]) if mine is not MISSING
+                     ours.get(label, UNCHANGED) if mine is not MISSING
                      else MISSING))
     return rows
 
@@ -207,6 +209,7 @@ def format_conflict(objects, kept_count, limit=10):
             lines.append('    %s  you read %s; now committed %s; %s' % (
                 label, short_repr(read, 40), short_repr(committed, 40),
                 'you only read it' if mine is MISSING
+                else 'you left it' if mine is UNCHANGED
                 else 'you set %s' % short_repr(mine, 40)))
     if len(objects) > limit:
         lines.append('  ... %d more' % (len(objects) - limit))
