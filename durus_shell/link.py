@@ -71,19 +71,22 @@ def reconnect(session, ui, automatic=False):
                  'Reconnected' if not automatic else
                  'The server connection was lost; reconnected', where(session))]
     if kept:
-        lines.append('The %d pending change%s were dropped with the old '
+        lines.append('The %d pending change%s dropped with the old '
                      'connection, but your %d statement%s %s kept: :retry '
                      're-applies %s on the new state and asks to commit '
                      '(:retry --list shows %s).' % (
-                         pending, '' if pending == 1 else 's', len(kept),
+                         pending, ' was' if pending == 1 else 's were',
+                         len(kept),
                          '' if len(kept) == 1 else 's',
                          'is' if len(kept) == 1 else 'are',
                          'it' if len(kept) == 1 else 'them',
                          'it' if len(kept) == 1 else 'them'))
     elif pending:
-        lines.append('The %d pending change%s were dropped with the old '
-                     'connection; no statement made them (redo them).'
-                     % (pending, '' if pending == 1 else 's'))
+        lines.append('The %d pending change%s dropped with the old '
+                     'connection; no statement made %s (redo %s).'
+                     % (pending, ' was' if pending == 1 else 's were',
+                        'it' if pending == 1 else 'them',
+                        'it' if pending == 1 else 'them'))
     if uncertain:
         lines.append('The connection was lost during a commit: it may have'
                      ' been written. Look at the data before :retry (a'
