@@ -529,3 +529,34 @@ def test_reconnect_after_the_server_came_back(tmp_path):
         storage.close()
     finally:
         process.stop()
+
+
+def test_reconnect_authenticates_again(tmp_path):
+    """A client with a user: the new server session proves the user again
+    (the server would refuse everything else before authentication)."""
+    from server_process import ServerProcess
+    from durus.auth import set_user
+    from durus.connection import Connection
+    users = str(tmp_path / 'users.txt')
+    set_user(users, 'writer', 'write', 'pw-writer', 4096)
+    path = str(tmp_path / 'db.durus')
+    port = free_port()
+    args = ['--file', path, '--port', str(port), '--users', users]
+    process = ServerProcess(args, tmp_path / 'server.log')
+    try:
+        storage = ClientStorage(port=port, user='writer', secret='pw-writer')
+        connection = Connection(storage)
+        connection.commit()
+        process.stop()
+        with pytest.raises(ShortRead):
+            storage.sync()
+        process = ServerProcess(args, tmp_path / 'server2.log')
+        storage.reconnect()
+        assert storage.role == 'write'
+        connection.forget_loaded_states()
+        connection.get_root()['after'] = 1
+        connection.commit()
+        storage.close()
+        assert 'writer' in process.log()
+    finally:
+        process.stop()

@@ -4,6 +4,7 @@ Two sessions on one real server (``python -m durus -s``) in this process:
 the second commit conflicts for real.
 """
 
+import os
 import subprocess
 import sys
 
@@ -17,7 +18,6 @@ from durus_shell.session import GATE_SCRIPT, Session
 from durus_shell.ui import RecordingUI
 from server_process import ServerProcess, free_port
 
-import os
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
