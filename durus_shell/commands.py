@@ -258,6 +258,8 @@ def decide_exit(session, ui):
     the objects changed in place (as ``:touch`` would).
     """
     changes = session.pending_changes()
+    if not changes and session.journal.kept:
+        return _leave_kept_statements(session, ui)
     if session.readonly:
         choices = [('a', 'abort'), ('s', 'stay')]
     else:
@@ -278,6 +280,19 @@ def decide_exit(session, ui):
         ui.show('Changes dropped.')
         return True
     ui.show('Staying.')
+    return False
+
+
+def _leave_kept_statements(session, ui):
+    """Nothing pending, but statements kept after a conflict (or a lost
+    server): leaving forgets them, so ask."""
+    count = len(session.journal.kept)
+    answer = ui.ask('%s kept for :retry (after a failed commit) would be '
+                    'lost:' % _plural(count, 'statement'),
+                    [('q', 'quit'), ('s', 'stay')], 's')
+    if answer == 'q':
+        return True
+    ui.show('Staying (:retry re-runs them, :retry --list shows them).')
     return False
 
 

@@ -59,7 +59,7 @@ def retry_command(session, args, ui):
     if session.readonly:
         raise CommandError('read-only session: nothing can be committed'
                            ' (reopen without --readonly)')
-    if session.has_unsaved_work():
+    if session.pending_changes():
         raise CommandError('there are uncommitted changes: :commit or :abort'
                            ' them first (:retry re-runs the kept statements'
                            ' on a fresh state)')

@@ -233,8 +233,9 @@ class Session(object):
         return self.pending_changes().unnoted
 
     def has_unsaved_work(self):
-        """Whether leaving now would lose an edit (noted or not)."""
-        return bool(self.pending_changes())
+        """Whether leaving now would lose an edit (noted or not), or the
+        statements kept for :retry."""
+        return bool(self.pending_changes()) or bool(self.journal.kept)
 
     # -- running input ---------------------------------------------------
 

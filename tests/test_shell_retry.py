@@ -147,7 +147,15 @@ def test_retry_refuses_with_pending_changes_and_drop_forgets(open_session):
     run(mine, "root['users'][5].name = 'new edit'")
     result = run(mine, ':retry')[0]
     assert result.kind == 'error' and 'uncommitted changes' in result.traceback
+    mine.abort()
+    # Leaving would forget the kept statements: asked first.
+    result, ui = run(mine, ':quit', answers=['s'])
+    assert result.kind == 'command'
+    assert ui.questions == ['1 statement kept for :retry (after a failed '
+                            'commit) would be lost:']
+    assert run(mine, ':quit', answers=['q'])[0].kind == 'quit'
     assert 'Forgot 1 kept statement' in run(mine, ':retry --drop')[1].text
+    assert run(mine, ':quit')[0].kind == 'quit'   # nothing left: no question
     assert run(mine, ':retry --list')[0].kind == 'error'
 
 
