@@ -158,8 +158,19 @@ class ConflictSnapshot(object):
                     obj, oid, [], 'cannot read the committed record: %s'
                     % (error,)))
                 continue
-            result.append(ConflictedObject(obj, oid, compare_three(
-                obj, read, committed, mine)))
+            if read is None:
+                result.append(ConflictedObject(
+                    obj, oid, [], 'not loaded by this transaction: only '
+                    'its record changed'))
+                continue
+            try:
+                rows = compare_three(obj, read, committed, mine)
+            except Exception as error:  # never hide the conflict itself
+                result.append(ConflictedObject(
+                    obj, oid, [], 'cannot compare its states: %s'
+                    % describe(error)))
+                continue
+            result.append(ConflictedObject(obj, oid, rows))
         return result
 
 

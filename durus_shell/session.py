@@ -350,11 +350,19 @@ class Session(object):
 
         What this transaction read and set, and its statements, are taken
         before the abort forgets them."""
-        snapshot = ConflictSnapshot(self, oids)
         statements = self.journal.keep('conflict')
+        try:
+            snapshot = ConflictSnapshot(self, oids)
+        except Exception:   # the report is a help; the statements matter
+            snapshot = None
         self.abort()
-        return CommitConflict(error, oids, snapshot.report(self.connection),
-                              statements)
+        objects = []
+        if snapshot is not None:
+            try:
+                objects = snapshot.report(self.connection)
+            except Exception:
+                objects = []
+        return CommitConflict(error, oids, objects, statements)
 
     def abort(self):
         """Drop every edit and sync; returns how many objects others changed."""

@@ -305,3 +305,17 @@ def other_client_sets_at(port, statement):
         other.commit()
     finally:
         other.close()
+
+
+def test_a_conflicting_object_not_loaded_here_is_named(open_session):
+    """The server names every record of the commit; one this session
+    never loaded (a ghost) is listed without values."""
+    from durus_shell.retry import ConflictSnapshot
+    mine = open_session()
+    run(mine, "root['users'][3].name = 'mine'")
+    ghost = mine.connection.get_root()['users']   # loaded
+    ghost._p_set_status_ghost()
+    snapshot = ConflictSnapshot(mine, [ghost._p_oid])
+    mine.abort()
+    (item,) = snapshot.report(mine.connection)
+    assert item.rows == [] and 'not loaded by this transaction' in item.note
