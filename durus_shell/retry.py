@@ -79,7 +79,7 @@ class StatementJournal(object):
 
     def keep(self, reason):
         """Keep this transaction's statements for :retry (before an abort)."""
-        statements = [entry for entry in self.statements()]
+        statements = self.statements()
         if statements:
             self.kept = [Statement(s.kind, s.source) for s in statements]
             self.kept_reason = reason
