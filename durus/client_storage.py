@@ -7,7 +7,9 @@ time.  Every failure names the server's address: ServerUnreachableError
 (nobody listening, or no answer in time), ShortRead (the server closed
 the connection), ServerRefusedError (the server refused a request and
 said why: its disk is full, a commit is over its size limit, ...),
-ProtocolError (the peer is not a matching Durus server).  After such a failure the object is unusable; open a new one.
+ProtocolError (the peer is not a matching Durus server).  After such a
+failure ``connected`` is False and every request raises ShortRead until
+``reconnect()`` (an addition to 4.3) opens a new server session.
 
 The client first asks for protocol 2 (this project's extension: a commit
 in one round trip, see durus.protocol); a server that does not know it
@@ -95,6 +97,14 @@ class ClientStorage(Storage):
             raise ValueError('protocol must be %d or %d, not %r'
                              % (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
                                 protocol))
+        self._asked_protocol = protocol
+        # Kept for reconnect(): a new server session authenticates again.
+        self._secret = secret
+        self.s = None
+        self._open(connect_timeout, protocol)
+
+    def _open(self, connect_timeout, protocol):
+        user, secret = self.user, self._secret
         if user is not None:
             self._connect(connect_timeout, AUTH_PROTOCOL_VERSION)
             if self.s is None:
@@ -118,8 +128,32 @@ class ClientStorage(Storage):
                 'the server at %s speaks protocol version %d, this client '
                 'speaks %d (is it a Durus storage server of another version?)'
                 % (self.address, self.version, PROTOCOL_VERSION))
-        _set_io_timeout(self.s, timeout)
-        self._io_timeout = timeout
+        _set_io_timeout(self.s, self.timeout)
+        self._io_timeout = self.timeout
+
+    @property
+    def connected(self):
+        """False once the server connection was lost or closed (every
+        request then raises ShortRead until ``reconnect()``)."""
+        return self.s is not None
+
+    def reconnect(self, connect_timeout=CONNECT_TIMEOUT):
+        """Open a new session with the server (after it went away).
+
+        The new session starts with no invalidations pending: whatever
+        other clients committed while this one was cut off is not
+        reported, so a Connection must forget every loaded state (its
+        ``forget_loaded_states()``).  Oids reserved in the old session
+        and records of an unfinished commit are dropped.  Raises
+        ServerUnreachableError (and stays disconnected) while nobody
+        listens."""
+        self._disconnect()
+        self.oid_pool = []
+        self.transaction_oids = []
+        self.records = []
+        self.prefetcher.forget_records()
+        self._one_step_skip = self._one_step_backoff = 0
+        self._open(connect_timeout, self._asked_protocol)
 
     def _connect(self, connect_timeout, version):
         """Connect and ask for protocol ``version``; ``self.version`` is

@@ -20,7 +20,7 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.shortcuts import PromptSession, print_formatted_text
 from prompt_toolkit.output import ColorDepth
 
-from durus_shell import commands, completion, render
+from durus_shell import commands, completion, link, render
 from durus_shell.keys import Stash, shell_key_bindings
 from durus_shell.lexer import ShellLexer
 from durus_shell.refusals import refusal_note, toolbar_part
@@ -159,6 +159,9 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
         parts.append('%d uncommitted' % count if count else 'no changes')
         if session.readonly:
             parts.append('READ-ONLY')
+        lost = link.toolbar_part(session)
+        if lost:
+            parts.append(lost)
         if session.trusted:
             parts.append(toolbar_part(session))
         parts.append('F1 help  Ctrl-X C commit  Ctrl-D quit')

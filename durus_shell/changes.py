@@ -53,7 +53,7 @@ import sys
 
 from durus import inspect
 from durus.connection import ConnectionObserver
-from durus.error import ReadConflictError
+from durus.error import ReadConflictError, ServerUnreachableError, ShortRead
 from durus.persistent import PersistentBase
 from durus_shell import peek
 from durus_shell.peek import (IMMUTABLE_TYPES, SAVED, UNSAVED, copy_value,
@@ -221,7 +221,7 @@ class ChangeTracker(ConnectionObserver):
             entry = self._compare(id(obj), obj)
             if entry is not None:
                 entries.append(entry)
-        entries.extend(self._check_in_place(
+        entries.extend(self._check_in_place_if_readable(
             self.connection.touched_since_last_call()))
         self._pending = Changes(found.changed, found.new,
                                 self._sorted_unnoted())
@@ -246,6 +246,17 @@ class ChangeTracker(ConnectionObserver):
         return Entry(obj, known[1], after, False)
 
     # -- in-place edits ----------------------------------------------------
+
+    def _check_in_place_if_readable(self, touched):
+        """``_check_in_place``, unless the records cannot be read (the
+        server went away: durus_shell.link reconnects and forgets every
+        loaded state, so nothing is missed that would be kept)."""
+        try:
+            return self._check_in_place(touched)
+        except (ShortRead, ServerUnreachableError):
+            if getattr(self.connection.storage, 'connected', True):
+                raise
+            return []
 
     def _check_in_place(self, touched, record=True):
         candidates = {}
@@ -340,6 +351,12 @@ class ChangeTracker(ConnectionObserver):
         if self._pending is None:
             self.refresh()
         return self._pending
+
+    def original_states(self):
+        """``{id(obj): state before this transaction first changed it}``."""
+        self._check_serial()
+        return dict((key, state) for key, (obj, state)
+                    in self._original.items())
 
     def touch_unnoted(self):
         """Note every object changed in place, so a commit writes it."""

@@ -34,7 +34,9 @@ environment:
 
 exit status: 0 done; 1 an error stopped the run (nothing committed);
 2 bad arguments or the database cannot be opened; 3 a script left
-uncommitted changes (run it with --commit or --dry-run).
+uncommitted changes (run it with --commit or --dry-run); 4 a conflict:
+other clients changed what the script read, on every attempt (nothing
+committed; run it again, or with --retry N).
 """
 
 
@@ -115,6 +117,10 @@ def build_parser():
     run.add_argument('--merge', action='store_true',
                      help='let --rename-class rename to a class that '
                           'already names objects')
+    run.add_argument('--retry', type=int, default=0, metavar='N',
+                     help='with --commit: on a conflict, run the script '
+                          'again from a fresh state, up to N more times '
+                          '(default 0; exit status 4 when all conflict)')
     run.add_argument('--log', metavar='FILE',
                      help='append the diff of every commit (time, '
                           'database, user) to FILE')
@@ -249,7 +255,7 @@ def _open_and_run(args, interactive):
                 return EXIT_ERROR
         text, name = _script_text(args)
         return run_script(session, text, name, commit=args.commit,
-                          dry_run=args.dry_run)
+                          dry_run=args.dry_run, retry=args.retry)
     finally:
         session.close()
 
@@ -289,6 +295,11 @@ def _check(args):
         raise UsageError('--merge goes with --rename-class')
     if args.commit and args.dry_run:
         raise UsageError('give either --commit or --dry-run, not both')
+    if args.retry and not args.commit:
+        raise UsageError('--retry needs --commit (it re-runs a script whose'
+                         ' commit conflicts)')
+    if args.retry < 0:
+        raise UsageError('--retry must be 0 or more')
     if args.readonly and args.commit:
         raise UsageError('--commit cannot write to a --readonly database')
     if args.startup and not os.path.isfile(args.startup):

@@ -56,6 +56,10 @@ class Target(object):
             return ['%s: %s file, %s%s%s' % (self.path, self.format, size,
                                              objects, mode)]
         if self.kind == 'server':
+            if getattr(self.storage, 'connected', True) is False:
+                return ['DISCONNECTED from the storage server at %s%s '
+                        '(:reconnect, or any command, connects again)'
+                        % (self.address, mode)]
             return ['Connected to the storage server at %s%s'
                     % (self.address, mode)]
         if self.kind == 'postgresql':
