@@ -161,7 +161,9 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
             parts.append('READ-ONLY')
         if session.trusted:
             parts.append(toolbar_part(session))
-        parts.append('F1 help  Ctrl-X C commit  Ctrl-D quit')
+        # No commit key to offer where nothing can be committed.
+        parts.append('F1 help  Ctrl-D quit' if session.readonly
+                     else 'F1 help  Ctrl-X C commit  Ctrl-D quit')
         return ' ' + ' | '.join(parts) + ' '
 
     def prompt_text():

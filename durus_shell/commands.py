@@ -29,7 +29,16 @@ def run_input(session, text, ui=None):
         return Result('empty', text)
     if stripped.startswith(':') and '\n' not in stripped:
         return run_command(session, stripped, ui)
+    word = BARE_WORDS.get(stripped)
+    if word is not None and stripped not in session.namespace:
+        # What a psql or Python user means by a bare 'exit' or '\\q'
+        # (Python itself would only print how to leave).
+        return run_command(session, word, ui)
     return session.run_python(text)
+
+
+BARE_WORDS = {'exit': ':quit', 'quit': ':quit', '\\q': ':quit',
+              'help': ':help'}
 
 
 def run_command(session, line, ui=None):
@@ -83,12 +92,17 @@ def help_command(session, args, ui):
     if args:
         cmd = find_command(args.lstrip(':'))
         lines = [cmd.usage + ('   (key: %s)' % key_label(cmd.key)
-                              if cmd.key else ''), '', cmd.doc]
+                              if cmd.key else '')]
+        if cmd.aliases:
+            lines.append('also: ' + ', '.join(':' + alias
+                                              for alias in cmd.aliases))
+        lines += ['', cmd.doc]
         ui.show('\n'.join(lines))
         return
-    rows = [(cmd.usage, key_label(cmd.key), cmd.summary)
+    rows = [(cmd.usage, ' '.join(':' + alias for alias in cmd.aliases),
+             key_label(cmd.key), cmd.summary)
             for cmd in all_commands()]
-    out = render.table(['command', 'key', 'what it does'],
+    out = render.table(['command', 'aliases', 'key', 'what it does'],
                        [list(row) for row in rows])
     ui.show(out)
     ui.show('Python runs as typed: root, connection (conn), get(oid), storage'

@@ -304,22 +304,53 @@ def touch_command(session, args, ui):
 
 # -- commands: scans -----------------------------------------------------------
 
-@command('find', usage=':find CLASS [--limit N] [--where EXPR]')
+FIND_USAGE = ':find CLASS [--limit N] [--skip-errors] [--where EXPR]'
+
+
+def _take_where(args):
+    """``(args without --where, the expression or None)``: everything after
+    ``--where`` is the expression, quoted or not."""
+    match = re.search(r'(?:^|\s)--where(?:=|\s+|$)', args)
+    if not match:
+        return args, None
+    expression = args[match.end():].strip()
+    if len(expression) >= 2 and expression[0] == expression[-1] \
+            and expression[0] in '"\'':
+        try:
+            words = shlex.split(expression)
+        except ValueError:
+            words = None
+        if words is not None and len(words) == 1:
+            expression = words[0]
+    if not expression:
+        raise CommandError('--where needs an expression, e.g. '
+                           '--where obj.balance < 0')
+    return args[:match.start()], expression
+
+
+@command('find', usage=FIND_USAGE)
 def find_command(session, args, ui):
     """Find instances of a class by name or dotted path (results in _).
 
     Reads the class from each record's first bytes: nothing is imported
     and only matching records are loaded.  --where EXPR filters with the
-    object bound to `obj`, e.g. --where "obj.balance < 0".  Ctrl-C stops
-    the scan and keeps what was found so far.
+    object bound to `obj` (the rest of the line, quoted or not), e.g.
+    --where obj.balance < 0.  An error in the expression stops the
+    search and names the object it failed on; --skip-errors counts such
+    objects as no match instead.  Ctrl-C stops the scan and keeps what
+    was found so far.
     """
-    words, values = _options(_split(args), ('limit', 'where'))
+    args, code = _take_where(args)
+    words = _split(args)
+    skip_errors = '--skip-errors' in words
+    words = [word for word in words if word != '--skip-errors']
+    words, values = _options(words, ('limit', 'where', 'skip-errors'))
     if len(words) != 1:
-        raise CommandError('usage: :find CLASS [--limit N] [--where EXPR]')
+        raise CommandError('usage: ' + FIND_USAGE)
     limit = _int_option(values, 'limit', None)
     where = None
-    if 'where' in values:
-        code = values['where']
+    skipped = []
+    if code is not None:
         try:
             compiled = compile(code, '<--where>', 'eval')
         except SyntaxError as error:
@@ -330,15 +361,69 @@ def find_command(session, args, ui):
             namespace['obj'] = obj
             try:
                 return eval(compiled, namespace)
-            except Exception:
-                return False
+            except Exception as error:
+                if skip_errors:
+                    skipped.append(obj)
+                    return False
+                # A typo must not read as "no bad records".
+                raise CommandError(
+                    'the --where expression failed on %r: %s. Nothing '
+                    'was listed; fix the expression, or add --skip-errors'
+                    ' to count such objects as no match'
+                    % (obj, _error_line(error)))
     progress = Progress(ui, ':find %s' % words[0])
     try:
         result = scan.find_instances(session.connection, words[0], limit,
                                      where, progress)
     finally:
         progress.done()
+    if not result.items and not result.interrupted:
+        _no_such_class(session, words[0])
     _show_objects(session, ui, result.items, result, ':find')
+    if skipped:
+        ui.show('%d object%s skipped: the --where expression failed on '
+                'them (first: %r)' % (len(skipped), '' if len(skipped) == 1
+                                      else 's', skipped[0]))
+
+
+def _error_line(error):
+    """``NameError: name 'x' is not defined. Did you mean: 'y'?``"""
+    import traceback
+    summary = traceback.TracebackException(
+        type(error), error, error.__traceback__, compact=True)
+    from durus_shell.session import did_you_mean
+    text = ''.join(summary.format_exception_only()).strip()
+    if 'Did you mean' not in text:
+        text += did_you_mean(error)
+    return text
+
+
+def _no_such_class(session, spec):
+    """CommandError when no record anywhere has class ``spec``, with the
+    closest class names (from a census: a second scan, only when
+    nothing was found)."""
+    import difflib
+    result = scan.census(session.storage)
+    if result.interrupted:
+        return
+    names = list(result.items)
+    for name in names:
+        if name == spec or ('.' not in spec
+                            and name.rpartition('.')[2] == spec):
+            return
+    shorts = {}
+    for name in names:
+        shorts.setdefault(name.rpartition('.')[2], []).append(name)
+    wanted = spec.rpartition('.')[2] if '.' not in spec else spec
+    pool = list(shorts) if '.' not in spec else names
+    close = difflib.get_close_matches(wanted, pool, n=5, cutoff=0.5)
+    if not close:
+        lowered = wanted.lower()
+        close = [n for n in pool if lowered in n.lower()][:5]
+    hint = ('; did you mean %s?' % ', '.join(close)) if close else \
+        ' (:census lists the classes)'
+    raise CommandError('no record of class %s in this database%s'
+                       % (spec, hint))
 
 
 @command('census', usage=':census')

@@ -18,6 +18,9 @@ A command signals an operator mistake by raising ``CommandError``: the
 shell shows its message as one line and carries on.
 """
 
+import difflib
+
+
 class CommandError(Exception):
     """An operator mistake in a shortcut: shown as one line."""
 
@@ -76,12 +79,26 @@ def all_commands():
 
 def find_command(name):
     """The command called ``name`` (or an alias of it); CommandError if none."""
+    typed = name
+    name = name.lower()  # :Commit, :COMMIT (caps lock) mean :commit
     name = _ALIASES.get(name, name)
     try:
         return REGISTRY[name]
     except KeyError:
+        close = difflib.get_close_matches(name, list(REGISTRY) +
+                                          list(_ALIASES), n=3, cutoff=0.6)
+        if close:
+            names = []
+            for candidate in close:
+                full = _ALIASES.get(candidate, candidate)
+                if full not in names:
+                    names.append(full)
+            raise CommandError('unknown command :%s; did you mean %s? '
+                               '(:help lists them all)' % (
+                                   typed, ' or '.join(':' + n
+                                                      for n in names)))
         known = ', '.join(':' + n for n in sorted(REGISTRY))
-        raise CommandError('unknown command :%s (known: %s)' % (name, known))
+        raise CommandError('unknown command :%s (known: %s)' % (typed, known))
 
 
 def split_command_line(line):

@@ -65,3 +65,92 @@ def test_c_prints_a_shared_line_value_once(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=TESTS_DIR)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ['1', "'é'"]
+
+
+# -- fixture-based in-process tests --------------------------------------------
+
+import pytest  # noqa: E402
+
+from durus.format import open_storage  # noqa: E402
+from durus_shell.commands import run_command, run_input  # noqa: E402
+from durus_shell.ui import RecordingUI  # noqa: E402
+
+
+@pytest.fixture
+def session(fixture_copy):
+    session = Session(open_storage(fixture_copy('shelf-packed.durus')))
+    yield session
+    session.close()
+
+
+def failing(session, line):
+    result = run_command(session, line, RecordingUI())
+    assert result.kind == 'error', line
+    return result.traceback
+
+
+def test_a_failing_where_stops_find_and_names_the_object(session):
+    text = failing(session, ':find User --where obj.nosuch > 1')
+    assert "AttributeError" in text and "'nosuch'" in text
+    assert '<fixture_app.models.User' in text or 'User' in text
+    assert '--skip-errors' in text
+    assert 'Did you mean' in failing(
+        session, ':find User --where obk.name == 1')
+
+
+def test_skip_errors_counts_them_as_no_match(session):
+    ui = RecordingUI()
+    result = run_command(session, ':find User --skip-errors --where '
+                         'obj.nosuch > 1', ui)
+    assert result.kind == 'command', result.traceback
+    assert '0 found' in ui.text and 'skipped' in ui.text
+
+
+def test_where_takes_the_rest_of_the_line_unquoted(session):
+    ui = RecordingUI()
+    run_command(session, ':find Account --where obj.balance > 200', ui)
+    unquoted = sorted(a._p_oid for a in session.namespace['_'])
+    run_command(session, ':find Account --where "obj.balance > 200"', ui)
+    assert unquoted == sorted(a._p_oid for a in session.namespace['_'])
+    assert unquoted and all(
+        session.connection.get(oid).balance > 200 for oid in unquoted)
+
+
+def test_find_of_an_unknown_class_suggests_close_names(session):
+    text = failing(session, ':find Usr')
+    assert 'no record of class Usr' in text and 'User' in text
+    # A known class with no match for --where is still "0 found".
+    ui = RecordingUI()
+    run_command(session, ':find User --where False', ui)
+    assert '0 found' in ui.text
+
+
+def test_command_typos_case_and_bare_words(session):
+    text = failing(session, ':comit')
+    assert 'did you mean :commit' in text
+    ui = RecordingUI()
+    assert run_command(session, ':STATUS', ui).kind == 'command'
+    assert run_input(session, 'exit', RecordingUI()).kind == 'quit'
+    assert run_input(session, '\\q', RecordingUI()).kind == 'quit'
+    ui = RecordingUI()
+    assert run_input(session, 'help', ui).kind == 'command'
+    assert ':census' in ui.text
+    run_input(session, 'quit = 5')
+    assert run_input(session, 'quit').value == 5  # the operator's name wins
+
+
+def test_help_lists_aliases(session):
+    ui = RecordingUI()
+    run_command(session, ':help', ui)
+    for alias in (':c', ':q', ':st', ':h'):
+        assert alias in ui.text
+    ui = RecordingUI()
+    run_command(session, ':help commit', ui)
+    assert 'also: :c' in ui.text
+
+
+def test_tracebacks_keep_did_you_mean(session):
+    result = run_input(session, 'roots')
+    assert "Did you mean: 'root'?" in result.traceback
+    result = run_input(session, 'root.itemz()')
+    assert "Did you mean: 'items'?" in result.traceback
