@@ -104,6 +104,10 @@ def open_file(path, readonly=False, repair=False, create=False, ui=None):
         raise OpenError('--create and --readonly exclude each other')
     if exists and os.path.isdir(path):
         raise OpenError('%s is a directory, not a database file' % path)
+    if exists and not create and os.path.getsize(path) == 0:
+        # Said in the shell's words (durus's own names create=True).
+        raise OpenError('%s is empty (0 bytes), not a database; use '
+                        '--create to make a new database in it' % path)
     try:
         if exists:
             kind = formats.detect_format(path)
@@ -122,7 +126,10 @@ def open_file(path, readonly=False, repair=False, create=False, ui=None):
         raise OpenError('%s (use --readonly to look without writing)'
                         % error)
     except (DurusError, OSError, ValueError, NotImplementedError) as error:
-        raise OpenError('cannot open %s: %s' % (path, error))
+        message = str(error)
+        if path in message:  # durus's message already names the file
+            raise OpenError(message)
+        raise OpenError('cannot open %s: %s' % (path, message))
     if not exists:
         kind = formats.detect_format(path)
     return Target(storage, 'file', readonly=readonly, path=path,

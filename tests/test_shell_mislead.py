@@ -154,3 +154,18 @@ def test_tracebacks_keep_did_you_mean(session):
     assert "Did you mean: 'root'?" in result.traceback
     result = run_input(session, 'root.itemz()')
     assert "Did you mean: 'items'?" in result.traceback
+
+
+def test_empty_and_random_files_say_it_in_the_shells_words(tmp_path):
+    from durus_shell.opening import OpenError, open_file
+    empty = tmp_path / 'empty.durus'
+    empty.write_bytes(b'')
+    with pytest.raises(OpenError) as caught:
+        open_file(str(empty))
+    assert '--create' in str(caught.value)
+    assert 'create=True' not in str(caught.value)
+    junk = tmp_path / 'junk.durus'
+    junk.write_bytes(os.urandom(3000))
+    with pytest.raises(OpenError) as caught:
+        open_file(str(junk))
+    assert str(caught.value).count(str(junk)) == 1
