@@ -13,9 +13,10 @@ import re
 import shlex
 import sys
 import time
+import weakref
 
 from durus_shell import audit, changes, peek, render, scan
-from durus_shell.registry import CommandError, command
+from durus_shell.registry import PYTHON_ARGUMENT, CommandError, command
 
 MAX_TREE_CHILDREN = 10
 
@@ -285,7 +286,7 @@ def redo_command(session, args, ui):
     ui.show('redid %d statement%s' % (done, '' if done == 1 else 's'))
 
 
-@command('touch', usage=':touch EXPR')
+@command('touch', usage=':touch EXPR', complete=PYTHON_ARGUMENT)
 def touch_command(session, args, ui):
     """Mark an object changed so the next commit writes it.
 
@@ -328,7 +329,8 @@ def _take_where(args):
     return args[:match.start()], expression
 
 
-@command('find', usage=FIND_USAGE)
+@command('find', usage=FIND_USAGE, complete=lambda session, text:
+         class_names(session))
 def find_command(session, args, ui):
     """Find instances of a class by name or dotted path (results in _).
 
@@ -386,6 +388,31 @@ def find_command(session, args, ui):
                                       else 's', skipped[0]))
 
 
+_CLASS_NAMES = weakref.WeakKeyDictionary()
+
+
+def class_names(session, refresh=False):
+    """Class names in the database (short and dotted), for completing
+    :find: from one census per session (a scan of the record bytes),
+    renewed by :census."""
+    names = _CLASS_NAMES.get(session)
+    if names is None or refresh:
+        result = scan.census(session.storage)
+        names = _names_from_census(result.items)
+        _CLASS_NAMES[session] = names
+    return names
+
+
+def _names_from_census(counts):
+    names = set()
+    for name in counts:
+        if name == '?':
+            continue
+        names.add(name)
+        names.add(name.rpartition('.')[2])
+    return sorted(names)
+
+
 def _error_line(error):
     """``NameError: name 'x' is not defined. Did you mean: 'y'?``"""
     import traceback
@@ -434,6 +461,8 @@ def census_command(session, args, ui):
         result = scan.census(session.storage, progress)
     finally:
         progress.done()
+    if not result.interrupted:
+        _CLASS_NAMES[session] = _names_from_census(result.items)
     counts = sorted(result.items.items(), key=lambda pair: (-pair[1],
                                                             pair[0]))
     session.namespace['_'] = dict(counts)
@@ -444,7 +473,7 @@ def census_command(session, args, ui):
         _scan_note(result, ':census')))
 
 
-@command('refs', usage=':refs EXPR|OID')
+@command('refs', usage=':refs EXPR|OID', complete=PYTHON_ARGUMENT)
 def refs_command(session, args, ui):
     """List the objects that refer to an object (results in _)."""
     _, oid = _object_or_oid(session, args)
@@ -457,7 +486,7 @@ def refs_command(session, args, ui):
     _show_objects(session, ui, objects, result, ':refs')
 
 
-@command('path', usage=':path EXPR|OID')
+@command('path', usage=':path EXPR|OID', complete=PYTHON_ARGUMENT)
 def path_command(session, args, ui):
     """Show a path from the root to an object (the path string goes in _)."""
     _, oid = _object_or_oid(session, args)
@@ -494,7 +523,7 @@ def get_command(session, args, ui):
     ui.show(render.Renderer().render(obj))
 
 
-@command('ls', usage=':ls EXPR')
+@command('ls', usage=':ls EXPR', complete=PYTHON_ARGUMENT)
 def ls_command(session, args, ui):
     """List an object's attributes (or a container's items) as a table."""
     obj = _evaluate(session, args) if args.strip() else session.root
@@ -571,7 +600,8 @@ def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
     return lines
 
 
-@command('tree', usage=':tree EXPR [--depth N]')
+@command('tree', usage=':tree EXPR [--depth N]',
+         complete=PYTHON_ARGUMENT)
 def tree_command(session, args, ui):
     """Draw the graph of persistent objects below an object, with oids.
 

@@ -45,6 +45,10 @@ class Command(object):
         return '<Command :%s>' % self.name
 
 
+# ``complete=PYTHON_ARGUMENT``: the argument is a Python expression,
+# completed as at the prompt (names, attributes, keys).
+PYTHON_ARGUMENT = 'python'
+
 REGISTRY = {}
 _ALIASES = {}
 
@@ -55,7 +59,8 @@ def command(name, usage=None, key=None, aliases=(), complete=None,
 
     ``key``: the documented key binding (prompt_toolkit key names, e.g.
     ``('c-x', 'c')``), bound by the app to run this command.
-    ``complete(session, text)``: suggestions for the argument being typed.
+    ``complete(session, text)``: suggestions for the argument being typed
+    (or PYTHON_ARGUMENT: complete it as Python, as at the prompt).
     ``interactive_only``: refused in scripts (e.g. commands that page).
     """
     def register(func):

@@ -169,3 +169,32 @@ def test_empty_and_random_files_say_it_in_the_shells_words(tmp_path):
     with pytest.raises(OpenError) as caught:
         open_file(str(junk))
     assert str(caught.value).count(str(junk)) == 1
+
+
+def test_completion_inside_command_arguments(session):
+    from durus_shell.completion import complete
+    found = [s.text for s in complete(':find Us', session.namespace,
+                                      session=session)]
+    assert 'User' in found
+    found = [s.text for s in complete(':find fixture_app.models.Acc',
+                                      session.namespace, session=session)]
+    assert 'fixture_app.models.Account' in found
+    found = [s.text for s in complete(":ls root['users'][3].na",
+                                      session.namespace, session=session)]
+    assert 'name' in found
+    found = [s.display for s in complete(":tree root['us",
+                                         session.namespace, session=session)]
+    assert "'users']" in found or any('users' in f for f in found)
+
+
+def test_completion_labels_methods_as_methods(session):
+    from durus_shell.completion import complete
+    labels = dict((s.text, s.meta) for s in complete(
+        "root['users'][3]._p_", session.namespace, session=session))
+    assert labels['_p_note_change'] == 'method'
+    labels = dict((s.text, s.meta) for s in complete(
+        "root.", session.namespace, session=session))
+    assert labels['keys'] == 'method' and labels['items'] == 'method'
+    labels = dict((s.text, s.meta) for s in complete(
+        "sys.version_info.", session.namespace, session=session))
+    assert labels['count'] == 'method'
