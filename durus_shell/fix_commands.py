@@ -19,6 +19,8 @@ from durus_shell import audit, changes, peek, render, scan
 from durus_shell.registry import PYTHON_ARGUMENT, CommandError, command
 
 MAX_TREE_CHILDREN = 10
+TREE_DEFAULT_DEPTH = 2
+LS_MAX_ITEMS = 200
 
 
 def diff_lines(session, max_objects=None):
@@ -211,7 +213,8 @@ def summary(obj, width=60):
     elif isinstance(state, dict):
         parts = []
         for name in sorted(state):
-            parts.append('%s=%s' % (name, changes.short_repr(state[name], 20)))
+            parts.append('%s=%s' % (name, changes.short_repr(
+                state[name], max(20, width // 3))))
         text = ', '.join(parts)
     else:
         text = changes.short_repr(state, width)
@@ -220,16 +223,34 @@ def summary(obj, width=60):
     return text
 
 
-def object_table(objects):
-    rows = [(str(_oid_int(obj)), peek.class_path(type(obj)), summary(obj))
-            for obj in objects]
+def object_table(objects, columns=80):
+    """oid, class, summary rows; the summary fills what the screen's
+    ``columns`` leave (at least 60 characters)."""
+    heads = [(str(_oid_int(obj)), peek.class_path(type(obj)))
+             for obj in objects]
+    used = max([len(oid) for oid, _ in heads] + [3]) + max(
+        [len(name) for _, name in heads] + [5]) + 4
+    width = max(60, columns - used - 1)
+    rows = [(oid, name, summary(obj, width))
+            for (oid, name), obj in zip(heads, objects)]
     return render.table(['oid', 'class', 'summary'], rows)
+
+
+def screen_columns(ui):
+    """The terminal's width through the UI (80 when it has none)."""
+    size = getattr(ui, 'size', None)
+    if size is None:
+        return 80
+    try:
+        return size()[1]
+    except Exception:
+        return 80
 
 
 def _show_objects(session, ui, objects, result, what):
     session.namespace['_'] = objects
     if objects:
-        ui.show(object_table(objects))
+        ui.show(object_table(objects, screen_columns(ui)))
     ui.show('%d found (in _). %s' % (len(objects), _scan_note(result, what)))
 
 
@@ -531,6 +552,7 @@ def ls_command(session, args, ui):
         raise CommandError('%s is not a persistent object' % args.strip())
     state = peek.peek_state(obj, load=True)
     kind = peek.container_kind(obj)
+    more = False
     if kind in ('dict', 'list') and isinstance(state, dict):
         data = state.get('data') or {}
         pairs = data.items() if kind == 'dict' else enumerate(data)
@@ -540,21 +562,25 @@ def ls_command(session, args, ui):
     elif kind == 'btree':
         rows = []
         for key, value in peek.gen_btree_items(obj, load=True):
-            if len(rows) >= 200:
-                rows.append(('...', '(more)'))
+            if len(rows) >= LS_MAX_ITEMS:
+                more = True
                 break
             rows.append((repr(key), value))
     elif isinstance(state, dict):
         rows = [('.' + name, state[name]) for name in sorted(state)]
     else:
         rows = [('<state>', state)]
-    table = [(name, type(value).__name__ if value != '(more)' else '',
-              changes.short_repr(value, 80)) for name, value in rows]
+    table = [(name, type(value).__name__, changes.short_repr(value, 80))
+             for name, value in rows]
     ui.show('%r  %s' % (obj, peek.class_path(type(obj))))
     ui.show(render.table(['name', 'type', 'value'], table))
+    if more:
+        ui.show('... more items after these %d (the first by key); '
+                'iterate the BTree, e.g. list(x.items_from(KEY)), for the '
+                'rest' % LS_MAX_ITEMS)
 
 
-def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
+def tree_lines(obj, depth=TREE_DEFAULT_DEPTH, max_children=MAX_TREE_CHILDREN):
     """Lines drawing the persistent objects below ``obj``.
 
     Oids are shown; an object already on the way down is a cycle; one
@@ -589,6 +615,11 @@ def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
                 lines.append(prefix + branch + label + '  (seen above)')
                 continue
             drawn.add(id(child))
+            if level + 1 >= depth:
+                below = _count_refs(child)
+                if below:
+                    label += '  ... %s below' % below
+                    cut[0] = True
             lines.append(prefix + branch + label)
             walk(child, prefix + ('    ' if last else '|   '), level + 1,
                  ancestors | {id(child)})
@@ -596,8 +627,24 @@ def tree_lines(obj, depth=2, max_children=MAX_TREE_CHILDREN):
             lines.append(prefix + '`-- ... %s more' % (
                 '1000+' if more > 1000 else more))
 
+    cut = [False]
     walk(obj, '', 0, {id(obj)})
+    if cut[0]:
+        lines.append('(cut at depth %d%s; "... N below" marks where: '
+                     ':tree EXPR --depth N shows more)' % (
+                         depth, ', the default' if depth == TREE_DEFAULT_DEPTH
+                         else ''))
     return lines
+
+
+def _count_refs(obj, bound=1000):
+    """How many references an object holds ('1000+' past ``bound``)."""
+    count = 0
+    for _ in peek.gen_refs(obj, load=True):
+        count += 1
+        if count > bound:
+            return '%d+' % bound
+    return count
 
 
 @command('tree', usage=':tree EXPR [--depth N]',
@@ -606,7 +653,8 @@ def tree_command(session, args, ui):
     """Draw the graph of persistent objects below an object, with oids.
 
     Cycles are marked, objects met twice are shown once, and containers
-    are cut after 10 references.  Default depth 2.
+    are cut after 10 references.  Default depth 2; objects at the last
+    level that hold references show how many ("... N below").
     """
     # The expression keeps its quotes: only --depth is taken out.
     values = {}
@@ -616,7 +664,7 @@ def tree_command(session, args, ui):
         args = args[:match.start()]
     elif re.search(r'(?:^|\s)--', args):
         raise CommandError('usage: :tree EXPR [--depth N]')
-    depth = _int_option(values, 'depth', 2)
+    depth = _int_option(values, 'depth', TREE_DEFAULT_DEPTH)
     expression = args.strip()
     obj = _evaluate(session, expression) if expression else session.root
     if not peek.is_persistent(obj):

@@ -198,3 +198,73 @@ def test_completion_labels_methods_as_methods(session):
     labels = dict((s.text, s.meta) for s in complete(
         "sys.version_info.", session.namespace, session=session))
     assert labels['count'] == 'method'
+
+
+def shown(session, line, ui=None):
+    ui = ui or RecordingUI()
+    result = run_command(session, line, ui)
+    assert result.kind == 'command', result.traceback
+    return ui.text
+
+
+def test_tree_marks_where_depth_cut_it(session):
+    text = shown(session, ":tree root['chain']")
+    assert '... 1 below' in text
+    assert 'cut at depth 2, the default' in text
+    deep = shown(session, ":tree root['chain'] --depth 50")
+    assert 'below' not in deep and 'cut at depth' not in deep
+
+
+def test_summaries_use_a_wide_screen(session):
+    from durus_shell.fix_commands import object_table
+    from durus_shell import render
+    user = session.root['users'][0]
+    user.name = 'x' * 150
+    narrow = render.plain(object_table([user], 80))
+    wide = render.plain(object_table([user], 200))
+    assert max(map(len, narrow.splitlines())) <= 110
+    assert len(wide.splitlines()[1]) > 150
+    ui = RecordingUI()
+    ui.size = lambda: (40, 200)
+    assert 'x' * 40 in shown(session, ':find User --limit 1', ui)
+
+
+def test_ls_of_a_long_btree_ends_with_a_note_not_a_row(tmp_path):
+    from durus.btree import BTree
+    tree = BTree()
+    for i in range(300):
+        tree[i] = i
+    path = make_file(tmp_path / 'b.durus', big=tree)
+    session = Session(FileStorage(path))
+    try:
+        text = shown(session, ":ls root['big']")
+    finally:
+        session.close()
+    assert "'(more)'" not in text and '(more)' not in text
+    assert 'more items after these 200' in text
+    assert '\n199 ' in text and '\n200 ' not in text
+
+
+def test_readonly_toolbar_offers_no_commit_key(fixture_copy):
+    from durus_shell.app import make_prompt_session
+    from durus_shell.app import TerminalUI
+    from durus_shell.opening import open_file
+    from prompt_toolkit.history import InMemoryHistory
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from durus_shell.keys import Stash
+    path = fixture_copy('shelf-packed.durus')
+    for readonly, offered in ((True, False), (False, True)):
+        target = open_file(path, readonly=readonly)
+        session = Session(target.storage, target,
+                          mode='readonly' if readonly else 'open')
+        try:
+            with create_pipe_input() as pipe:
+                ui = TerminalUI(session, color=False, input=pipe,
+                                output=DummyOutput())
+                prompt = make_prompt_session(session, ui, Stash(), pipe,
+                                             DummyOutput(), InMemoryHistory())
+                text = prompt.bottom_toolbar()
+        finally:
+            session.close()
+        assert ('Ctrl-X C' in text) == offered, text
