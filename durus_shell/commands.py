@@ -250,12 +250,26 @@ def explain_conflict(session, conflict):
 
 @command('abort', key=('c-x', 'a'))
 def abort_command(session, args, ui):
-    """Drop every uncommitted edit and catch up with other clients."""
-    dropped = len(session.pending_changes())
+    """Drop every uncommitted edit and catch up with other clients.
+
+    With edits pending, asks first (default no); :undo right after brings
+    the dropped edits back (until the next edit).
+    """
+    changes = session.pending_changes()
+    dropped = len(changes)
+    if dropped and ui.interactive:
+        ui.show(describe_changes(changes, 'Would drop: '))
+        answer = ui.ask('Drop %s?' % _plural(dropped, 'changed object'),
+                        [('y', 'yes, drop them'), ('n', 'no')], 'n')
+        if answer != 'y':
+            ui.show('Not aborted; the changes are still pending.')
+            return
     others = session.abort()
     ui.show('Dropped %d changed object%s; %d object%s changed by other clients'
-            ' meanwhile.' % (dropped, '' if dropped == 1 else 's', others,
-                             '' if others == 1 else 's'))
+            ' meanwhile.%s' % (dropped, '' if dropped == 1 else 's', others,
+                               '' if others == 1 else 's',
+                               ' (:undo brings the edits back)'
+                               if session.tracker.aborted_steps else ''))
 
 
 @command('quit', key=('c-x', 'q'), aliases=('q', 'exit'))

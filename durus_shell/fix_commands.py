@@ -285,9 +285,22 @@ def undo_command(session, args, ui):
 
     Attribute sets and deletes, container changes and new objects, as far
     back as the last commit or abort; committed data is never undone.
+    Right after :abort, brings back what the abort dropped.
     """
     count = _count(args)
-    done = session.tracker.undo(count)
+    tracker = session.tracker
+    tracker.refresh()
+    if not tracker.history and tracker.aborted_steps:
+        try:
+            done = tracker.undo_abort()
+        except ValueError as error:
+            raise CommandError(str(error))
+        ui.show('brought back the %d statement%s the abort dropped; %d '
+                'changed object%s pending (:diff)' % (
+                    done, '' if done == 1 else 's', session.change_count(),
+                    '' if session.change_count() == 1 else 's'))
+        return
+    done = tracker.undo(count)
     if not done:
         raise CommandError('nothing to undo since the last commit or abort')
     remaining = session.change_count()

@@ -319,7 +319,14 @@ class Session(object):
         return changes
 
     def abort(self):
-        """Drop every edit and sync; returns how many objects others changed."""
+        """Drop every edit and sync; returns how many objects others changed.
+
+        The edits are taken in first, so ``:undo`` can bring them back
+        (until the next edit)."""
+        try:
+            self.tracker.refresh()
+        except Exception:
+            pass  # an abort must never be refused
         self.connection.abort()
         count = len(self.policy.last_invalidated)
         self.hooks.call('after_abort', self, count)

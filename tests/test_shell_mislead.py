@@ -268,3 +268,72 @@ def test_readonly_toolbar_offers_no_commit_key(fixture_copy):
         finally:
             session.close()
         assert ('Ctrl-X C' in text) == offered, text
+
+
+# -- :abort asks, :undo brings it back ----------------------------------------
+
+def test_abort_asks_and_undo_brings_it_back(session):
+    run_input(session, "root['users'][3].name = 'renamed'")
+    run_input(session, "root['log'].append('entry')")
+    ui = RecordingUI(answers=['n'])
+    run_command(session, ':abort', ui)
+    assert ui.questions == ['Drop 2 changed objects?']
+    assert session.root['users'][3].name == 'renamed'
+    ui = RecordingUI(answers=['y'])
+    run_command(session, ':abort', ui)
+    assert ':undo brings the edits back' in ui.text
+    assert session.root['users'][3].name == 'user3'
+    assert session.change_count() == 0
+    text = shown(session, ':undo')
+    assert 'brought back the 2 statements' in text
+    assert session.root['users'][3].name == 'renamed'
+    assert session.root['log'][-1] == 'entry'
+    assert session.change_count() == 2
+    # Brought back edits commit like any others.
+    run_command(session, ':commit', RecordingUI(answers=['y']))
+    assert session.change_count() == 0
+    assert session.root['users'][3].name == 'renamed'
+
+
+def test_abort_with_nothing_to_drop_asks_nothing(session):
+    ui = RecordingUI()
+    run_command(session, ':abort', ui)
+    assert ui.questions == [] and 'Dropped 0' in ui.text
+
+
+def test_a_new_edit_after_abort_keeps_the_abort(session):
+    run_input(session, "root['users'][3].name = 'renamed'")
+    run_command(session, ':abort', RecordingUI(answers=['y']))
+    run_input(session, "root['users'][4].name = 'other'")
+    shown(session, ':undo')
+    assert session.root['users'][3].name == 'user3'
+    assert session.root['users'][4].name == 'user4'
+    assert 'nothing to undo' in failing(session, ':undo')
+
+
+def test_undo_of_an_abort_never_overwrites_another_clients_commit(
+        fixture_copy, tmp_path):
+    from server_process import ServerProcess, free_port
+    from durus_shell.opening import open_client
+    path = fixture_copy('shelf.durus')
+    port = free_port()
+    process = ServerProcess(['--file', path, '--port', str(port)],
+                            tmp_path / 'server.log')
+    sessions = []
+    try:
+        for _ in range(2):
+            target = open_client('127.0.0.1:%d' % port)
+            sessions.append(Session(target.storage, target))
+        mine, other = sessions
+        run_input(mine, "root['users'][3].name = 'mine'")
+        run_input(other, "root['users'][3].name = 'theirs'")
+        other.commit()
+        run_command(mine, ':abort', RecordingUI(answers=['y']))
+        text = failing(mine, ':undo')
+        assert 'other clients changed' in text and 'oid 6' in text
+        assert run_input(mine, "root['users'][3].name").value == 'theirs'
+        assert mine.change_count() == 0
+    finally:
+        for one in sessions:
+            one.close()
+        process.stop()

@@ -126,7 +126,7 @@ def test_abort_drops_edits_and_counts():
     storage = MemoryStorage()
     session = make_session(storage)
     run_input(session, 'root["n"] = 1')
-    ui = RecordingUI()
+    ui = RecordingUI(answers=['y'])
     run_input(session, ':abort', ui)
     assert 'Dropped 1 changed object; 0 objects changed by other clients' \
         in ui.text
@@ -387,7 +387,7 @@ def test_commit_after_a_read_conflict_says_to_abort(server_address):
         result = run_input(mine, ':commit', RecordingUI(answers=['y']))
         assert result.kind == 'error'
         assert 'run :abort, then redo the change' in result.traceback
-        run_input(mine, ':abort', RecordingUI())
+        run_input(mine, ':abort', RecordingUI(answers=['y']))
         run_input(mine, "root['users'][3].name = 'mine'")
         run_input(mine, ':commit', RecordingUI(answers=['y']))
         assert mine.change_count() == 0
