@@ -337,3 +337,43 @@ def test_undo_of_an_abort_never_overwrites_another_clients_commit(
         for one in sessions:
             one.close()
         process.stop()
+
+
+# -- the toolbar says when the view is older than the file ---------------------
+
+APPEND_USER = """
+import sys
+from durus.connection import Connection
+from durus.file_storage import FileStorage
+storage = FileStorage(sys.argv[1])
+connection = Connection(storage)
+connection.get_root()['late'] = 'x' * 3000
+connection.commit()
+storage.close()
+"""
+
+
+def test_freshness_notes_another_writers_commit(fixture_copy):
+    from durus_shell import freshness
+    from durus_shell.opening import open_file
+    path = fixture_copy('shelf-packed.durus')
+    target = open_file(path, readonly=True)
+    session = Session(target.storage, target, mode='readonly')
+    try:
+        watch = freshness.watch(session)
+        assert watch.look() == ''
+        subprocess.run([sys.executable, '-c', APPEND_USER, path],
+                       check=True, timeout=60, cwd=TESTS_DIR)
+        note = watch.look()
+        assert 'view older than the file' in note and ' B committed' in note
+        assert 'late' not in session.root
+        run_command(session, ':abort', RecordingUI())
+        assert watch.note == '' and watch.look() == ''
+        assert session.root['late'] == 'x' * 3000
+    finally:
+        session.close()
+
+
+def test_freshness_watches_only_read_only_files(session):
+    from durus_shell import freshness
+    assert freshness.watch(session) is None
