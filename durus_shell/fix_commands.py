@@ -113,15 +113,51 @@ def _object_or_oid(session, args):
         raise CommandError('give an expression or an oid')
     value = int(text) if text.isdigit() else _evaluate(session, text)
     if isinstance(value, int) and not isinstance(value, bool):
-        oid = value.to_bytes(8, 'big')
-        return session.connection.get(oid), oid
+        return _existing(session, value)
     if not peek.is_persistent(value):
-        raise CommandError('%s is not a persistent object (a %s)'
-                           % (text, type(value).__name__))
+        raise CommandError('%s is not a persistent object (a %s)%s'
+                           % (text, type(value).__name__,
+                              _owner_hint(session, text)))
     if peek.oid_of(value) is None:
         raise CommandError('%s is new (not committed yet): it has no oid'
                            % text)
     return value, peek.oid_of(value)
+
+
+def _existing(session, number):
+    """``(object, oid)`` for an oid number; the one answer every command
+    gives for an oid that has no record."""
+    if number < 0 or number >= 1 << 64:
+        raise CommandError('%d is not an oid' % number)
+    oid = number.to_bytes(8, 'big')
+    obj = session.connection.get(oid)
+    if obj is None:
+        raise CommandError('no object with oid %d in this database' % number)
+    return obj, oid
+
+
+def _owner_hint(session, text):
+    """'; the persistent object holding it is root[...]' for a plain
+    value reached through attributes or items, else ''."""
+    import ast
+    try:
+        node = ast.parse(text, mode='eval').body
+    except SyntaxError:
+        return ''
+    for _ in range(20):  # bounded: each step drops one .name or [key]
+        if not isinstance(node, (ast.Attribute, ast.Subscript)):
+            return ''
+        node = node.value
+        owner = ast.unparse(node)
+        try:
+            value = eval(compile(owner, '<command>', 'eval'),
+                         session.namespace)
+        except Exception:
+            return ''
+        if peek.is_persistent(value):
+            return '; the persistent object holding it is %s (%r)' % (
+                owner, value)
+    return ''
 
 
 def _oid_int(obj):
@@ -320,7 +356,7 @@ def redo_command(session, args, ui):
     ui.show('redid %d statement%s' % (done, '' if done == 1 else 's'))
 
 
-@command('touch', usage=':touch EXPR', complete=PYTHON_ARGUMENT)
+@command('touch', usage=':touch EXPR|OID', complete=PYTHON_ARGUMENT)
 def touch_command(session, args, ui):
     """Mark an object changed so the next commit writes it.
 
@@ -328,8 +364,17 @@ def touch_command(session, args, ui):
     _p_note_change() (shown with '!' by :diff).  Undoable.
     """
     if not args.strip():
-        raise CommandError('give an expression for the object to touch')
-    obj = _evaluate(session, args)
+        raise CommandError('give an expression or oid of the object to '
+                           'touch')
+    text = args.strip()
+    if text.isdigit():
+        obj, _ = _existing(session, int(text))
+    else:
+        obj = _evaluate(session, text)
+        if not peek.is_persistent(obj):
+            raise CommandError('%s is not a persistent object (a %s)%s: '
+                               'touch that' % (text, type(obj).__name__,
+                                               _owner_hint(session, text)))
     try:
         changes.touch(session.connection, obj)
     except (TypeError, ValueError) as error:
@@ -550,9 +595,7 @@ def get_command(session, args, ui):
     text = args.strip()
     if not text.isdigit():
         raise CommandError('give an oid (a number), e.g. :get 12')
-    obj = session.connection.get(int(text).to_bytes(8, 'big'))
-    if obj is None:
-        raise CommandError('no object with oid %s' % text)
+    obj, _ = _existing(session, int(text))
     session.namespace['_'] = obj
     ui.show(render.Renderer().render(obj))
 

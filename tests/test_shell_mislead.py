@@ -377,3 +377,22 @@ def test_freshness_notes_another_writers_commit(fixture_copy):
 def test_freshness_watches_only_read_only_files(session):
     from durus_shell import freshness
     assert freshness.watch(session) is None
+
+
+# -- a missing object gets one answer -------------------------------------------
+
+def test_missing_oid_is_one_answer_everywhere(session):
+    for line in (':path 999999', ':get 999999', ':refs 999999',
+                 ':touch 999999'):
+        assert 'no object with oid 999999 in this database' in failing(
+            session, line), line
+
+
+def test_touch_takes_an_oid_and_names_the_owner_of_a_plain_value(session):
+    user = session.root['users'][3]
+    number = int.from_bytes(user._p_oid, 'big')
+    assert 'next commit' in shown(session, ':touch %d' % number)
+    assert session.change_count() == 1
+    text = failing(session, ":touch root['users'][3].tags")
+    assert 'is not a persistent object (a list)' in text
+    assert "holding it is root['users'][3]" in text
