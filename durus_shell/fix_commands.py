@@ -534,7 +534,11 @@ def _no_such_class(session, spec):
 
 @command('census', usage=':census')
 def census_command(session, args, ui):
-    """Count the records of each class (from the record bytes; results in _)."""
+    """Count the records of each class and their bytes (results in _).
+
+    Read from every current record's bytes: the exact count, where the
+    banner's "about N objects" is an estimate from the file's index.
+    """
     progress = Progress(ui, ':census')
     try:
         result = scan.census(session.storage, progress)
@@ -545,11 +549,16 @@ def census_command(session, args, ui):
     counts = sorted(result.items.items(), key=lambda pair: (-pair[1],
                                                             pair[0]))
     session.namespace['_'] = dict(counts)
-    ui.show(render.table(['class', 'count'],
-                         [(name, '{:,}'.format(n)) for name, n in counts]))
-    ui.show('%d classes, %s records. %s' % (
-        len(counts), '{:,}'.format(sum(n for _, n in counts)),
-        _scan_note(result, ':census')))
+    sizes = result.bytes
+    ui.show(render.table(['class', 'count', 'bytes'],
+                         [(name, '{:,}'.format(n),
+                           render.human_size(sizes.get(name, 0)))
+                          for name, n in counts]))
+    ui.show('%d classes, %s records (each current record read: the exact '
+            'count), %s. %s' % (
+                len(counts), '{:,}'.format(sum(n for _, n in counts)),
+                render.human_size(sum(sizes.values())),
+                _scan_note(result, ':census')))
 
 
 @command('refs', usage=':refs EXPR|OID', complete=PYTHON_ARGUMENT)

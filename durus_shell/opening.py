@@ -51,8 +51,11 @@ class Target(object):
             except OSError:
                 size = '?'
             count, exact = object_count(self.storage)
-            objects = '' if count is None else ', %s%s objects' % (
-                '' if exact else 'about ', _thousands(count))
+            # An estimate names its source: :census counts the records.
+            objects = '' if count is None else ', %s%s objects%s' % (
+                '' if exact else 'about ', _thousands(count),
+                '' if exact else ' (estimated from the index; :census '
+                'counts them)')
             return ['%s: %s file, %s%s%s' % (self.path, self.format, size,
                                              objects, mode)]
         if self.kind == 'server':

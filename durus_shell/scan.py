@@ -155,16 +155,23 @@ def find_instances(connection, spec, limit=None, where=None, progress=None):
 
 
 def census(storage, progress=None):
-    """``{'module.Name': count}`` over every record (ScanResult.items)."""
+    """``{'module.Name': count}`` over every record (ScanResult.items),
+    and the bytes of each class's records (``ScanResult.bytes``)."""
     counts = collections.Counter()
+    sizes = collections.Counter()
 
     def visit(chunk, found):
-        counts.update([class_key(record) or b'?' for _, record in chunk])
+        for _, record in chunk:
+            key = class_key(record) or b'?'
+            counts[key] += 1
+            sizes[key] += len(record)
     result = _scan(storage, visit, progress)
     named = {}
+    result.bytes = {}  # bytes of the records of each class
     for key, count in counts.items():
         label = key.decode('latin-1').replace('\n', '.')
         named[label] = named.get(label, 0) + count
+        result.bytes[label] = result.bytes.get(label, 0) + sizes[key]
     result.items = named
     return result
 

@@ -396,3 +396,21 @@ def test_touch_takes_an_oid_and_names_the_owner_of_a_plain_value(session):
     text = failing(session, ":touch root['users'][3].tags")
     assert 'is not a persistent object (a list)' in text
     assert "holding it is root['users'][3]" in text
+
+
+def test_counts_say_where_they_come_from(session, fixture_copy):
+    from durus_shell.opening import open_file
+    from durus_shell import scan
+    text = shown(session, ':census')
+    assert 'bytes' in text.splitlines()[0]
+    assert 'the exact count' in text
+    result = scan.census(session.storage)
+    assert set(result.bytes) == set(result.items)
+    assert all(size > 0 for size in result.bytes.values())
+    target = open_file(fixture_copy('shelf.durus'), readonly=True)
+    try:
+        line = target.describe()[0]
+    finally:
+        target.storage.close()
+    if 'about' in line:
+        assert 'estimated from the index; :census counts them' in line
