@@ -23,10 +23,35 @@ TREE_DEFAULT_DEPTH = 2
 LS_MAX_ITEMS = 200
 
 
+PATH_SEARCH_OBJECTS = 10     # objects whose path :diff looks up
+PATH_SEARCH_SECONDS = 0.5    # for each of them, at most
+_FOUND_PATHS = weakref.WeakKeyDictionary()  # session -> {oid: path}
+
+
 def diff_lines(session, max_objects=None):
     """The :diff text of a session, as lines (used by scripts' --dry-run)."""
-    return changes.format_diffs(session.tracker.diff(),
-                                max_objects=max_objects)
+    diffs = session.tracker.diff()
+    _add_stored_paths(session, diffs)
+    return changes.format_diffs(diffs, max_objects=max_objects)
+
+
+def _add_stored_paths(session, diffs):
+    """Paths for changed objects not reached through loaded objects
+    (e.g. found by :find): looked up in the storage, bounded in objects
+    and time, remembered for the session."""
+    known = _FOUND_PATHS.setdefault(session, {})
+    searched = 0
+    for diff in diffs:
+        oid = peek.oid_of(diff.obj)
+        if diff.path or oid is None:
+            continue
+        if oid not in known:
+            if searched >= PATH_SEARCH_OBJECTS:
+                continue
+            searched += 1
+            known[oid] = scan.path_within(session.connection, oid,
+                                          PATH_SEARCH_SECONDS)
+        diff.path = known[oid]
 
 
 def enable_log(session, path):
@@ -563,15 +588,62 @@ def census_command(session, args, ui):
 
 @command('refs', usage=':refs EXPR|OID', complete=PYTHON_ARGUMENT)
 def refs_command(session, args, ui):
-    """List the objects that refer to an object (results in _)."""
-    _, oid = _object_or_oid(session, args)
+    """List the objects that refer to an object (results in _).
+
+    A reference from inside a BTree is shown as the BTree and the key
+    that holds the object (walking up through its nodes), not as a node.
+    """
+    target, oid = _object_or_oid(session, args)
     progress = Progress(ui, ':refs')
     try:
         result = scan.referrers(session.storage, oid, progress=progress)
+        holders = [_holder(session, other, target, progress)
+                   for other in result.items]
     finally:
         progress.done()
-    objects = [session.connection.get(other) for other in result.items]
-    _show_objects(session, ui, objects, result, ':refs')
+    objects = [obj for obj, _ in holders]
+    session.namespace['_'] = objects
+    if objects:
+        columns = screen_columns(ui)
+        rows = [(str(_oid_int(obj)), peek.class_path(type(obj)), step or '',
+                 summary(obj, max(60, columns - 60))) for obj, step in holders]
+        ui.show(render.table(['oid', 'class', 'holds it as', 'summary'],
+                             rows))
+    ui.show('%d found (in _). %s' % (len(objects),
+                                     _scan_note(result, ':refs')))
+
+
+MAX_NODE_LEVELS = 16
+
+
+def _holder(session, oid, target, progress=None):
+    """``(object, step)`` for a referrer: a BTree node becomes the BTree
+    that holds it and ``[key]`` (each level up is one more scan)."""
+    obj = session.connection.get(oid)
+    if peek.container_kind(obj) != 'bnode':
+        return obj, peek.find_step(obj, target) if target is not None \
+            else None
+    step = None
+    state = peek.peek_state(obj, load=True)
+    for key, value in (state.get('items') or ()) if isinstance(
+            state, dict) else ():
+        if value is target:
+            step = '[%r]' % (key,)
+            break
+    node_oid = oid
+    for _ in range(MAX_NODE_LEVELS):
+        up = scan.referrers(session.storage, node_oid, limit=1,
+                            progress=progress)
+        if not up.items:
+            break
+        parent = session.connection.get(up.items[0])
+        kind = peek.container_kind(parent)
+        if kind == 'btree':
+            return parent, step
+        if kind != 'bnode':
+            break
+        node_oid = up.items[0]
+    return obj, step
 
 
 @command('path', usage=':path EXPR|OID', complete=PYTHON_ARGUMENT)

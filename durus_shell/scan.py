@@ -265,3 +265,22 @@ def describe_chain(connection, chain):
         path += step
         index = following
     return path
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def path_within(connection, oid, seconds):
+    """The Python path of ``oid`` (see ``describe_chain``), or None when
+    it is not found within ``seconds`` (a bounded ``oid_path``)."""
+    def progress(scanned, total, found, elapsed):
+        if elapsed > seconds:
+            raise _OutOfTime()
+    try:
+        result = oid_path(connection.storage, oid, progress=progress)
+    except _OutOfTime:
+        return None
+    if not result.items or result.interrupted:
+        return None
+    return describe_chain(connection, result.items)

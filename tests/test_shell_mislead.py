@@ -414,3 +414,30 @@ def test_counts_say_where_they_come_from(session, fixture_copy):
         target.storage.close()
     if 'about' in line:
         assert 'estimated from the index; :census counts them' in line
+
+
+# -- paths and containers where objects are named ----------------------------
+
+def test_diff_shows_the_path_of_an_object_found_by_find(session):
+    shown(session, ':find Account --limit 1')
+    run_input(session, '_[0].balance = -5')
+    text = shown(session, ':diff')
+    assert "~ root['users'][0].account <fixture_app.models.Account" in text
+    assert 'oid 13' not in text
+
+
+def test_refs_names_the_btree_and_key_not_its_nodes(tmp_path):
+    from durus.btree import BTree
+    from durus.persistent import Persistent
+    tree = BTree()
+    for i in range(3000):
+        tree[i] = Persistent() if i == 2500 else i
+    path = make_file(tmp_path / 'deep.durus', tree=tree)
+    session = Session(FileStorage(path))
+    try:
+        text = shown(session, ":refs root['tree'][2500]")
+        assert session.namespace['_'] == [session.root['tree']]
+    finally:
+        session.close()
+    assert 'durus.btree.BTree ' in text and '[2500]' in text
+    assert 'BNode' not in text
