@@ -284,15 +284,17 @@ def summary(obj, width=60):
     return text
 
 
-def object_table(objects, columns=80):
+def object_table(objects, columns=80, unreachable=()):
     """oid, class, summary rows; the summary fills what the screen's
-    ``columns`` leave (at least 60 characters)."""
+    ``columns`` leave (at least 60 characters).  Objects whose id is in
+    ``unreachable`` are marked."""
     heads = [(str(_oid_int(obj)), peek.class_path(type(obj)))
              for obj in objects]
     used = max([len(oid) for oid, _ in heads] + [3]) + max(
         [len(name) for _, name in heads] + [5]) + 4
     width = max(60, columns - used - 1)
-    rows = [(oid, name, summary(obj, width))
+    rows = [(oid, name, (UNREACHABLE_MARK if id(obj) in unreachable
+                         else '') + summary(obj, width))
             for (oid, name), obj in zip(heads, objects)]
     return render.table(['oid', 'class', 'summary'], rows)
 
@@ -308,11 +310,14 @@ def screen_columns(ui):
         return 80
 
 
-def _show_objects(session, ui, objects, result, what):
+def _show_objects(session, ui, objects, result, what, reachable_only=False):
+    objects, lost, note = _reachability(session, ui, objects,
+                                        reachable_only)
     session.namespace['_'] = objects
     if objects:
-        ui.show(object_table(objects, screen_columns(ui)))
-    ui.show('%d found (in _). %s' % (len(objects), _scan_note(result, what)))
+        ui.show(object_table(objects, screen_columns(ui), lost))
+    ui.show('%d found (in _).%s %s' % (len(objects), note,
+                                       _scan_note(result, what)))
 
 
 # -- commands: change tracking -------------------------------------------------
@@ -409,7 +414,8 @@ def touch_command(session, args, ui):
 
 # -- commands: scans -----------------------------------------------------------
 
-FIND_USAGE = ':find CLASS [--limit N] [--skip-errors] [--where EXPR]'
+FIND_USAGE = (':find CLASS [--limit N] [--reachable] [--skip-errors] '
+              '[--where EXPR]')
 
 
 def _take_where(args):
@@ -444,12 +450,15 @@ def find_command(session, args, ui):
     --where obj.balance < 0.  An error in the expression stops the
     search and names the object it failed on; --skip-errors counts such
     objects as no match instead.  Ctrl-C stops the scan and keeps what
-    was found so far.
+    was found so far.  Records not reachable from the root (a pack would
+    remove them) are marked [unreachable]; --reachable leaves them out.
     """
     args, code = _take_where(args)
     words = _split(args)
     skip_errors = '--skip-errors' in words
-    words = [word for word in words if word != '--skip-errors']
+    reachable_only = '--reachable' in words
+    words = [word for word in words
+             if word not in ('--skip-errors', '--reachable')]
     words, values = _options(words, ('limit', 'where', 'skip-errors'))
     if len(words) != 1:
         raise CommandError('usage: ' + FIND_USAGE)
@@ -485,7 +494,8 @@ def find_command(session, args, ui):
         progress.done()
     if not result.items and not result.interrupted:
         _no_such_class(session, words[0])
-    _show_objects(session, ui, result.items, result, ':find')
+    _show_objects(session, ui, result.items, result, ':find',
+                  reachable_only)
     if skipped:
         ui.show('%d object%s skipped: the --where expression failed on '
                 'them (first: %r)' % (len(skipped), '' if len(skipped) == 1
@@ -515,6 +525,53 @@ def _names_from_census(counts):
         names.add(name)
         names.add(name.rpartition('.')[2])
     return sorted(names)
+
+
+_REACHABLE = weakref.WeakKeyDictionary()  # session -> (serial, set)
+
+
+def reachable_set(session, ui):
+    """The oids reachable from the root, walked once per transaction
+    (None if Ctrl-C cut the walk)."""
+    serial = session.connection.transaction_serial
+    cached = _REACHABLE.get(session)
+    if cached is not None and cached[0] == serial:
+        return cached[1]
+    progress = Progress(ui, 'reachable from the root')
+    try:
+        result = scan.reachable_oids(session.storage, progress)
+    finally:
+        progress.done()
+    if result.interrupted:
+        return None
+    _REACHABLE[session] = (serial, result.items)
+    return result.items
+
+
+def _reachability(session, ui, objects, reachable_only):
+    """``(objects, unreachable ids, note)``: marks records not reachable
+    from the root; ``reachable_only`` leaves them out."""
+    if not objects:
+        return objects, set(), ''
+    reachable = reachable_set(session, ui)
+    if reachable is None:
+        return objects, set(), ' (reachability not checked: interrupted)'
+    lost = [obj for obj in objects
+            if peek.oid_of(obj) is not None
+            and peek.oid_of(obj) not in reachable]
+    if reachable_only:
+        dropped = set(map(id, lost))
+        kept = [obj for obj in objects if id(obj) not in dropped]
+        note = (' %d unreachable from the root left out (--reachable).'
+                % len(lost)) if lost else ''
+        return kept, set(), note
+    note = (' %d of them unreachable from the root (marked; a pack '
+            'removes them; --reachable leaves them out).' % len(lost)) \
+        if lost else ''
+    return objects, set(map(id, lost)), note
+
+
+UNREACHABLE_MARK = '[unreachable] '
 
 
 def _error_line(error):
@@ -586,13 +643,20 @@ def census_command(session, args, ui):
                 _scan_note(result, ':census')))
 
 
-@command('refs', usage=':refs EXPR|OID', complete=PYTHON_ARGUMENT)
+@command('refs', usage=':refs EXPR|OID [--reachable]',
+         complete=PYTHON_ARGUMENT)
 def refs_command(session, args, ui):
     """List the objects that refer to an object (results in _).
 
     A reference from inside a BTree is shown as the BTree and the key
     that holds the object (walking up through its nodes), not as a node.
+    Referrers not reachable from the root are marked [unreachable];
+    --reachable leaves them out.
     """
+    words = args.split()
+    reachable_only = '--reachable' in words
+    if reachable_only:
+        args = ' '.join(word for word in words if word != '--reachable')
     target, oid = _object_or_oid(session, args)
     progress = Progress(ui, ':refs')
     try:
@@ -601,16 +665,21 @@ def refs_command(session, args, ui):
                    for other in result.items]
     finally:
         progress.done()
-    objects = [obj for obj, _ in holders]
+    objects, lost, note = _reachability(
+        session, ui, [obj for obj, _ in holders], reachable_only)
+    kept = set(map(id, objects))
+    holders = [(obj, step) for obj, step in holders if id(obj) in kept]
     session.namespace['_'] = objects
     if objects:
         columns = screen_columns(ui)
         rows = [(str(_oid_int(obj)), peek.class_path(type(obj)), step or '',
-                 summary(obj, max(60, columns - 60))) for obj, step in holders]
+                 (UNREACHABLE_MARK if id(obj) in lost else '')
+                 + summary(obj, max(60, columns - 60)))
+                for obj, step in holders]
         ui.show(render.table(['oid', 'class', 'holds it as', 'summary'],
                              rows))
-    ui.show('%d found (in _). %s' % (len(objects),
-                                     _scan_note(result, ':refs')))
+    ui.show('%d found (in _).%s %s' % (len(objects), note,
+                                       _scan_note(result, ':refs')))
 
 
 MAX_NODE_LEVELS = 16

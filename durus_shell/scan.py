@@ -284,3 +284,35 @@ def path_within(connection, oid, seconds):
     if not result.items or result.interrupted:
         return None
     return describe_chain(connection, result.items)
+
+
+def reachable_oids(storage, progress=None, batch_size=500):
+    """The oids reachable from the root (ScanResult.items, a set), by
+    following the records' refs breadth first.  On Ctrl-C the result is
+    marked interrupted (and its set is incomplete)."""
+    start = time.monotonic()
+    total = estimate_record_count(storage)
+    seen = {ROOT_OID}
+    level = [ROOT_OID]
+    scanned = 0
+    interrupted = False
+    try:
+        while level:
+            following = []
+            for begin in range(0, len(level), batch_size):
+                batch = level[begin:begin + batch_size]
+                for oid, record in zip(batch, storage.bulk_load(batch)):
+                    scanned += 1
+                    for ref in record_refs(record):
+                        if ref not in seen:
+                            seen.add(ref)
+                            following.append(ref)
+                if progress is not None:
+                    progress(scanned, total, scanned,
+                             time.monotonic() - start)
+            following.sort()
+            level = following
+    except KeyboardInterrupt:
+        interrupted = True
+    return ScanResult(seen, scanned, total, interrupted,
+                      time.monotonic() - start)

@@ -441,3 +441,38 @@ def test_refs_names_the_btree_and_key_not_its_nodes(tmp_path):
         session.close()
     assert 'durus.btree.BTree ' in text and '[2500]' in text
     assert 'BNode' not in text
+
+
+def test_unreachable_records_are_marked_and_reachable_leaves_them_out(
+        tmp_path):
+    from durus.persistent_dict import PersistentDict
+    from durus.persistent_list import PersistentList
+    path = str(tmp_path / 'garbage.durus')
+    storage = FileStorage(path)
+    connection = Connection(storage)
+    root = connection.get_root()
+    kept, dropped = PersistentList([1]), PersistentList([2])
+    root['kept'] = kept
+    root['dropped'] = dropped
+    holder = PersistentDict(item=kept)
+    root['holder'] = holder
+    connection.commit()
+    del root['dropped']
+    del root['holder']   # holder (and its reference to kept) is garbage
+    connection.commit()  # not packed: the records stay in the file
+    storage.close()
+    session = Session(FileStorage(path))
+    try:
+        text = shown(session, ':find PersistentList')
+        assert len(session.namespace['_']) == 2
+        assert text.count('[unreachable]') == 1
+        assert '1 of them unreachable from the root' in text
+        shown(session, ':find PersistentList --reachable')
+        assert session.namespace['_'] == [session.root['kept']]
+        text = shown(session, ":refs root['kept']")
+        assert text.count('[unreachable]') == 1
+        assert len(session.namespace['_']) == 2
+        shown(session, ":refs root['kept'] --reachable")
+        assert session.namespace['_'] == [session.root]
+    finally:
+        session.close()
