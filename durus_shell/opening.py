@@ -30,6 +30,7 @@ class Target(object):
         self.path = path
         self.format = format
         self.address = address
+        self.damage = None  # a torn tail left out (read-only files)
 
     @property
     def label(self):
@@ -56,8 +57,15 @@ class Target(object):
                 '' if exact else 'about ', _thousands(count),
                 '' if exact else ' (estimated from the index; :census '
                 'counts them)')
-            return ['%s: %s file, %s%s%s' % (self.path, self.format, size,
-                                             objects, mode)]
+            lines = ['%s: %s file, %s%s%s' % (self.path, self.format, size,
+                                              objects, mode)]
+            if self.damage is not None:
+                lines.append(
+                    'DAMAGED: %d bytes at offset %d are a torn transaction;'
+                    ' showing the intact part before it (reopen with '
+                    '--repair to cut the torn bytes off, kept aside)' % (
+                        self.damage.nbytes, self.damage.offset))
+            return lines
         if self.kind == 'server':
             return ['Connected to the storage server at %s%s'
                     % (self.address, mode)]
@@ -116,14 +124,23 @@ def open_file(path, readonly=False, repair=False, create=False, ui=None):
             kind = formats.detect_format(path)
         if repair and exists:
             _confirm_repair(formats, path, ui)
+        # Read-only, a torn file opens at its last intact transaction:
+        # the operator can look before deciding to --repair.
+        intact = readonly and exists and kind in (formats.SHELF,
+                                                   formats.DFS20)
         storage = formats.open_storage(path, readonly=readonly,
-                                       repair=repair, create=create)
+                                       repair=repair, create=create,
+                                       **({'intact_part': True} if intact
+                                          else {}))
     except OpenError:
         raise
     except DamagedFileError as error:
         message = str(error)
         if not repair and '--repair' not in message:
             message += '; run with --repair to see what would be dropped'
+        if (not readonly and not repair
+                and getattr(error, 'repairable', False)):
+            message += ' (or --readonly to look at the intact part first)'
         raise OpenError(message)
     except DatabaseInUseError as error:
         raise OpenError('%s (use --readonly to look without writing)'
@@ -135,8 +152,10 @@ def open_file(path, readonly=False, repair=False, create=False, ui=None):
         raise OpenError('cannot open %s: %s' % (path, message))
     if not exists:
         kind = formats.detect_format(path)
-    return Target(storage, 'file', readonly=readonly, path=path,
-                  format=_format_name(kind))
+    target = Target(storage, 'file', readonly=readonly, path=path,
+                    format=_format_name(kind))
+    target.damage = getattr(storage, 'damage', None)
+    return target
 
 
 def _format_name(kind):

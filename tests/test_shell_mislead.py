@@ -476,3 +476,62 @@ def test_unreachable_records_are_marked_and_reachable_leaves_them_out(
         assert session.namespace['_'] == [session.root]
     finally:
         session.close()
+
+
+# -- --readonly opens a torn file's intact part --------------------------------
+
+def torn_copy(path, kind):
+    from durus.file_storage2 import FileStorage2
+    storage = (FileStorage if kind == 'shelf' else FileStorage2)(path)
+    connection = Connection(storage)
+    root = connection.get_root()
+    root['first'] = 1
+    connection.commit()
+    root['second'] = 'x' * 500
+    connection.commit()
+    storage.close()
+    size = os.path.getsize(path)
+    with open(path, 'r+b') as f:
+        f.truncate(size - 100)   # the last transaction cut short
+    return path
+
+
+@pytest.mark.parametrize('kind', ['shelf', 'dfs20'])
+def test_readonly_opens_the_intact_part_of_a_torn_file(tmp_path, kind):
+    from durus.error import DamagedFileError
+    from durus.format import open_storage
+    from durus_shell.opening import OpenError, open_file
+    path = torn_copy(str(tmp_path / 'torn.durus'), kind)
+    before = open(path, 'rb').read()
+    with pytest.raises(DamagedFileError):
+        open_storage(path, readonly=True)          # the default still refuses
+    with pytest.raises(ValueError):
+        open_storage(path, intact_part=True)       # only read-only
+    storage = open_storage(path, readonly=True, intact_part=True)
+    try:
+        assert storage.damage is not None and storage.damage.nbytes > 0
+        root = Connection(storage).get_root()
+        assert root['first'] == 1 and 'second' not in root
+    finally:
+        storage.close()
+    with pytest.raises(OpenError) as refused:
+        open_file(path)
+    assert '--readonly to look at the intact part' in str(refused.value)
+    target = open_file(path, readonly=True)
+    try:
+        text = '\n'.join(target.describe())
+    finally:
+        target.storage.close()
+    assert 'DAMAGED: %d bytes at offset' % target.damage.nbytes in text
+    assert '--repair' in text
+    assert open(path, 'rb').read() == before     # nothing was changed
+
+
+def test_intact_files_open_read_only_with_no_damage(fixture_copy):
+    from durus.format import open_storage
+    storage = open_storage(fixture_copy('shelf-packed.durus'),
+                           readonly=True, intact_part=True)
+    try:
+        assert storage.damage is None
+    finally:
+        storage.close()
