@@ -366,6 +366,15 @@ def test_freshness_notes_another_writers_commit(fixture_copy):
                        check=True, timeout=60, cwd=TESTS_DIR)
         note = watch.look()
         assert 'view older than the file' in note and ' B committed' in note
+        from prompt_toolkit.history import InMemoryHistory
+        from prompt_toolkit.output import DummyOutput
+        from durus_shell import app
+        ui = app.TerminalUI(session, color=False, output=DummyOutput())
+        prompt = app.make_prompt_session(session, ui, app.Stash(),
+                                         output=DummyOutput(),
+                                         history=InMemoryHistory(),
+                                         freshness=watch)
+        assert note in prompt.bottom_toolbar()
         assert 'late' not in session.root
         run_command(session, ':abort', RecordingUI())
         assert watch.note == '' and watch.look() == ''
