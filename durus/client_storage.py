@@ -84,6 +84,8 @@ class ClientStorage(Storage):
         self.transaction_oids = []
         self.prefetcher = Prefetcher()
         self.requests = 0       # round trips so far (for tests and tuning)
+        self._recv_buffer = bytearray(RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buffer)
         # After a one-step commit came back "retry" (others are
         # committing), the next commits go the protocol-1 way: `_skip`
         # of them, doubling while retries go on (up to 64).
@@ -259,7 +261,7 @@ class ClientStorage(Storage):
             if reply is not NEED_DATA:
                 return reply
             try:
-                data = self.s.recv(self._recv_size)
+                data = self._recv()
             except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
                 waited = self._io_timeout
                 self._disconnect()
@@ -274,7 +276,17 @@ class ClientStorage(Storage):
                 self._disconnect()
                 raise ShortRead('the storage server at %s closed the '
                                 'connection' % self.address)
-            protocol.receive_data(data)
+            protocol.receive_data(data)     # copies it
+
+    def _recv(self):
+        """What the socket has (empty at end of stream).  Read into one
+        buffer kept for the connection: a fresh 256 KiB bytes object per
+        reply costs an mmap, mremap and munmap.  (A socket-like object of
+        a SocketAddress subclass may have recv only.)"""
+        sock = self.s
+        if type(sock) is socket.socket:
+            return self._recv_view[:sock.recv_into(self._recv_buffer)]
+        return sock.recv(self._recv_size)  # TLS: one record at a time
 
     def _call(self, request):
         self.requests += 1

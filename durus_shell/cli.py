@@ -108,6 +108,13 @@ def build_parser():
     run.add_argument('--dry-run', action='store_true',
                      help='show what -c/--script would commit, commit '
                           'nothing')
+    run.add_argument('--rename-class', nargs=2, metavar=('OLD', 'NEW'),
+                     help='rename a class (module:Class or module.Class) '
+                          'in every record, in one commit, then exit; '
+                          'with --dry-run only count the records and bytes')
+    run.add_argument('--merge', action='store_true',
+                     help='let --rename-class rename to a class that '
+                          'already names objects')
     run.add_argument('--log', metavar='FILE',
                      help='append the diff of every commit (time, '
                           'database, user) to FILE')
@@ -164,7 +171,44 @@ def _run(args):
     return _open_and_run(args, interactive)
 
 
+def _rename_class(args):
+    """--rename-class: the rename on record bytes, without a session
+    (nothing is unpickled); exit status 0, or EXIT_ERROR when refused."""
+    from durus.class_rename import (RenameRefused, check_merge,
+                                    commit_rename, plan_rename)
+    from durus.error import ConflictError
+    target = open_target(args, False)
+    try:
+        try:
+            plan = plan_rename(target.storage, *args.rename_class)
+            check_merge(plan, args.merge)
+        except RenameRefused as error:
+            sys.stderr.write('durus-shell: %s\n' % error)
+            return EXIT_ERROR
+        print(plan.summary())
+        if args.dry_run:
+            print('dry run: nothing written')
+        elif plan.records:
+            try:
+                commit_rename(target.storage, plan)
+            except ConflictError:
+                sys.stderr.write(
+                    'durus-shell: another client changed some of these '
+                    'records meanwhile; nothing was written: run the '
+                    'rename again\n')
+                return EXIT_ERROR
+            print('committed: %d records now name %s.%s'
+                  % ((plan.records,) + plan.new))
+        else:
+            print('nothing names %s.%s: nothing written' % plan.old)
+        return 0
+    finally:
+        target.storage.close()
+
+
 def _open_and_run(args, interactive):
+    if args.rename_class:
+        return _rename_class(args)
     color = interactive and not args.no_color and not os.environ.get(
         'NO_COLOR')
     target = open_target(args, interactive)
@@ -228,6 +272,21 @@ def _check(args):
         raise UsageError('--secret-file needs --user')
     if args.code is not None and args.script:
         raise UsageError('give either -c or --script, not both')
+    if args.rename_class:
+        from durus.pickle_rename import parse_class_name
+        if args.code is not None or args.script or args.commit:
+            raise UsageError('--rename-class runs alone: not with -c, '
+                             '--script or --commit')
+        if args.readonly and not args.dry_run:
+            raise UsageError('--rename-class writes: drop --readonly, or '
+                             'add --dry-run')
+        for name in args.rename_class:
+            try:
+                parse_class_name(name)
+            except ValueError as error:
+                raise UsageError('--rename-class: %s' % error)
+    elif args.merge:
+        raise UsageError('--merge goes with --rename-class')
     if args.commit and args.dry_run:
         raise UsageError('give either --commit or --dry-run, not both')
     if args.readonly and args.commit:
