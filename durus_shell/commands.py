@@ -36,7 +36,16 @@ def run_input(session, text, ui=None):
         link.reconnect_if_needed(session, ui)
     if stripped.startswith(':') and '\n' not in stripped:
         return run_command(session, stripped, ui)
+    word = BARE_WORDS.get(stripped)
+    if word is not None and stripped not in session.namespace:
+        # What a psql or Python user means by a bare 'exit' or '\\q'
+        # (Python itself would only print how to leave).
+        return run_command(session, word, ui)
     return session.run_python(text)
+
+
+BARE_WORDS = {'exit': ':quit', 'quit': ':quit', '\\q': ':quit',
+              'help': ':help'}
 
 
 def run_command(session, line, ui=None):
@@ -95,12 +104,17 @@ def help_command(session, args, ui):
     if args:
         cmd = find_command(args.lstrip(':'))
         lines = [cmd.usage + ('   (key: %s)' % key_label(cmd.key)
-                              if cmd.key else ''), '', cmd.doc]
+                              if cmd.key else '')]
+        if cmd.aliases:
+            lines.append('also: ' + ', '.join(':' + alias
+                                              for alias in cmd.aliases))
+        lines += ['', cmd.doc]
         ui.show('\n'.join(lines))
         return
-    rows = [(cmd.usage, key_label(cmd.key), cmd.summary)
+    rows = [(cmd.usage, ' '.join(':' + alias for alias in cmd.aliases),
+             key_label(cmd.key), cmd.summary)
             for cmd in all_commands()]
-    out = render.table(['command', 'key', 'what it does'],
+    out = render.table(['command', 'aliases', 'key', 'what it does'],
                        [list(row) for row in rows])
     ui.show(out)
     ui.show('Python runs as typed: root, connection (conn), get(oid), storage'
@@ -233,12 +247,26 @@ def explain_conflict(session, conflict):
 
 @command('abort', key=('c-x', 'a'))
 def abort_command(session, args, ui):
-    """Drop every uncommitted edit and catch up with other clients."""
-    dropped = len(session.pending_changes())
+    """Drop every uncommitted edit and catch up with other clients.
+
+    With edits pending, asks first (default no); :undo right after brings
+    the dropped edits back (until the next edit).
+    """
+    changes = session.pending_changes()
+    dropped = len(changes)
+    if dropped and ui.interactive:
+        ui.show(describe_changes(changes, 'Would drop: '))
+        answer = ui.ask('Drop %s?' % _plural(dropped, 'changed object'),
+                        [('y', 'yes, drop them'), ('n', 'no')], 'n')
+        if answer != 'y':
+            ui.show('Not aborted; the changes are still pending.')
+            return
     others = session.abort()
     ui.show('Dropped %d changed object%s; %d object%s changed by other clients'
-            ' meanwhile.' % (dropped, '' if dropped == 1 else 's', others,
-                             '' if others == 1 else 's'))
+            ' meanwhile.%s' % (dropped, '' if dropped == 1 else 's', others,
+                               '' if others == 1 else 's',
+                               ' (:undo brings the edits back)'
+                               if session.tracker.aborted_steps else ''))
 
 
 @command('quit', key=('c-x', 'q'), aliases=('q', 'exit'))

@@ -84,9 +84,31 @@ def _python_units(source, first_line, filename):
         start = node.lineno
         if getattr(node, 'decorator_list', None):
             start = min(d.lineno for d in node.decorator_list)
-        text = ''.join(lines[start - 1:node.end_lineno])
-        units.append(Unit('python', text, start))
+        units.append(Unit('python', _statement_text(lines, node, start),
+                          start))
     return units
+
+
+def _statement_text(lines, node, start):
+    """Exactly one statement's source: ``a = 1; a`` on one line is two
+    statements, each run once (slicing whole lines ran the line twice).
+
+    ast columns count UTF-8 bytes, hence the encode/decode.  A statement
+    that does not start its line (after ``;``) is a simple statement, so
+    dropping what precedes it on its first line keeps it valid Python.
+    """
+    first = start - 1
+    last = node.end_lineno - 1
+    if first == last:
+        line = lines[first].encode('utf-8')
+        begin = node.col_offset if start == node.lineno else 0
+        return line[begin:node.end_col_offset].decode('utf-8') + '\n'
+    head = lines[first].encode('utf-8')
+    if start == node.lineno:
+        head = head[node.col_offset:]
+    tail = lines[last].encode('utf-8')[:node.end_col_offset]
+    return (head.decode('utf-8') + ''.join(lines[first + 1:last])
+            + tail.decode('utf-8') + '\n')
 
 
 def run_script(session, text, filename, out=None, err=None, commit=False,

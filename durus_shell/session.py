@@ -365,7 +365,14 @@ class Session(object):
         return CommitConflict(error, oids, objects, statements)
 
     def abort(self):
-        """Drop every edit and sync; returns how many objects others changed."""
+        """Drop every edit and sync; returns how many objects others changed.
+
+        The edits are taken in first, so ``:undo`` can bring them back
+        (until the next edit)."""
+        try:
+            self.tracker.refresh()
+        except Exception:
+            pass  # an abort must never be refused
         self.connection.abort()
         count = len(self.policy.last_invalidated)
         self.hooks.call('after_abort', self, count)
@@ -459,13 +466,51 @@ def short_traceback(error):
                                                  frame.name))
             if frame.line:
                 lines.append('    ' + frame.line.strip())
+    # Built with the traceback, so Python 3.11+ can add its "Did you
+    # mean: 'root'?" hint (a NameError's needs the frame's names).
+    summary = traceback.TracebackException(
+        type(error), error, error.__traceback__, compact=True)
     lines.extend(line.rstrip('\n') for line in
-                 traceback.format_exception_only(type(error), error))
+                 summary.format_exception_only())
+    hint = did_you_mean(error)
+    if hint and 'Did you mean' not in lines[-1]:
+        lines[-1] += hint
     if isinstance(error, ConflictError):
         lines.append('Another client changed these objects: :commit shows'
                      ' how, and keeps this transaction\'s statements;'
                      ' :retry re-runs them on the new state.')
     return '\n'.join(lines)
+
+
+def did_you_mean(error):
+    """Python's ``". Did you mean: 'root'?"`` for a NameError or
+    AttributeError, or ''.  Python 3.11 computes it only in its own
+    excepthook (3.12's traceback module does it too), so the shell
+    finds the close name itself: among the failing frame's names, or the
+    object's attributes."""
+    import difflib
+    name = getattr(error, 'name', None)
+    if not isinstance(name, str):
+        return ''
+    if isinstance(error, NameError):
+        tb = error.__traceback__
+        if tb is None:
+            return ''
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        frame = tb.tb_frame
+        candidates = set(frame.f_locals) | set(frame.f_globals) | set(
+            dir(builtins))
+    elif isinstance(error, AttributeError):
+        try:
+            candidates = set(dir(error.obj))
+        except Exception:
+            return ''
+    else:
+        return ''
+    close = difflib.get_close_matches(name, sorted(candidates), n=1,
+                                      cutoff=0.6)
+    return ". Did you mean: '%s'?" % close[0] if close else ''
 
 
 def _is_operator_frame(frame):

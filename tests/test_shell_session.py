@@ -126,7 +126,7 @@ def test_abort_drops_edits_and_counts():
     storage = MemoryStorage()
     session = make_session(storage)
     run_input(session, 'root["n"] = 1')
-    ui = RecordingUI()
+    ui = RecordingUI(answers=['y'])
     run_input(session, ':abort', ui)
     assert 'Dropped 1 changed object; 0 objects changed by other clients' \
         in ui.text
