@@ -28,11 +28,15 @@ from durus.socket_address import (
 USAGE = """\
 usage: durus -s | -c | -p [options]
        durus copy SOURCE DESTINATION [--force]
+       durus check PATH | --client HOST:PORT [--json]
   -s   run a storage server (durus -s --help for its options)
   -c   open durus-shell on a database file or a storage server
   -p   pack a database file or a storage server's database
   copy copy every reachable record from one storage to another (a file,
-       postgresql://URL or durus://HOST:PORT)"""
+       postgresql://URL or durus://HOST:PORT)
+  check check a database: missing, unreachable and damaged records,
+       unimportable classes, BTree invariants (exit 0 clean, 1 problems,
+       2 cannot open)"""
 
 STOP_WAIT = 10.0
 DEFAULT_GCBYTES = 0     # the server's default: never pack automatically
@@ -423,10 +427,17 @@ def copy_main(args=None):
     return 0
 
 
+def check_main(args=None):
+    """``durus check``: see durus.check_command."""
+    from durus.check_command import main as check_command
+    return check_command(args)
+
+
 def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     commands = {'-s': run_durus_main, '-c': client_main,
-                '-p': pack_storage_main, 'copy': copy_main}
+                '-p': pack_storage_main, 'copy': copy_main,
+                'check': check_main}
     if args and args[0] in ('-h', '--help'):
         sys.stdout.write(USAGE + '\n')
         return 0

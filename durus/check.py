@@ -1,0 +1,485 @@
+"""An integrity check of a whole storage (``durus check``, the shell's
+``:check``).
+
+One sequential pass over every current record (``gen_oid_record()``)
+keeps only oids: each record's oid, size and the oids of its refs
+trailer, in flat arrays of 64-bit integers (about 30 bytes a record plus
+8 a reference; no object is built).  From them it finds
+
+* references to oids that have no record (each missing oid with the
+  oids that refer to it),
+* records unreachable from the root (what a pack would drop),
+* records that do not parse (durus.record_check walks the pickles'
+  opcodes: no code runs, nothing is imported),
+* classes that cannot be imported (decided without importing: the
+  module's source is located and parsed, never run; a module already
+  imported is looked into),
+
+and then walks every BTree (class ``durus.btree.BTree`` or a subclass
+already imported) through a connection with the safe unpickling policy,
+checking the B-tree invariants node by node while keeping one key.
+"""
+
+import ast
+import importlib.machinery
+import sys
+from array import array
+
+from durus.record import HEADER_SIZE, class_key
+from durus.record_check import record_problem
+from durus.utils import int8_to_str
+
+ROOT = 0
+# At most this many examples are kept of each kind of problem (counts
+# stay exact).
+EXAMPLES = 100
+
+
+class CheckReport(object):
+    """What a check found; ``problems`` is 0 when the storage is sound."""
+
+    def __init__(self, name):
+        self.name = name
+        self.records = 0
+        self.bytes = 0
+        self.missing = {}            # missing oid -> [referring oids]
+        self.missing_count = 0
+        self.unreachable = 0
+        self.unreachable_bytes = 0
+        self.unreachable_examples = []
+        self.unparsable = []         # (oid, reason)
+        self.unparsable_count = 0
+        self.classes = {}            # 'module.Name' -> records
+        self.unimportable = {}       # 'module.Name' -> (records, reason)
+        self.btrees = 0
+        self.btree_problems = []     # (oid, reason)
+        self.root_missing = False
+
+    @property
+    def problems(self):
+        return (self.missing_count + self.unreachable + self.unparsable_count
+                + sum(n for n, _ in self.unimportable.values())
+                + len(self.btree_problems) + self.root_missing)
+
+    def as_dict(self):
+        return {
+            'storage': self.name, 'records': self.records,
+            'bytes': self.bytes, 'ok': not self.problems,
+            'root_missing': self.root_missing,
+            'missing': [{'oid': oid, 'referred_by': refs}
+                        for oid, refs in sorted(self.missing.items())],
+            'missing_count': self.missing_count,
+            'unreachable': {'records': self.unreachable,
+                            'bytes': self.unreachable_bytes,
+                            'examples': self.unreachable_examples},
+            'unparsable': [{'oid': oid, 'problem': why}
+                           for oid, why in self.unparsable],
+            'unparsable_count': self.unparsable_count,
+            'unimportable': [{'class': name, 'records': n, 'problem': why}
+                             for name, (n, why)
+                             in sorted(self.unimportable.items())],
+            'btrees': {'checked': self.btrees,
+                       'problems': [{'oid': oid, 'problem': why}
+                                    for oid, why in self.btree_problems]},
+        }
+
+    def lines(self):
+        """The report as text lines, for people."""
+        out = ['%s: %d records, %d bytes' % (self.name, self.records,
+                                             self.bytes)]
+        if self.root_missing:
+            out.append('no root record (oid 0)')
+        if self.missing_count:
+            out.append('%d missing records (referred to, but not stored):'
+                       % self.missing_count)
+            for oid, refs in sorted(self.missing.items()):
+                out.append('  oid %d, referred to by %s' % (
+                    oid, ', '.join(map(str, refs))))
+        if self.unparsable_count:
+            out.append('%d records that do not parse:' % self.unparsable_count)
+            for oid, why in self.unparsable:
+                out.append('  oid %d: %s' % (oid, why))
+        if self.unimportable:
+            out.append('classes that cannot be imported:')
+            for name, (n, why) in sorted(self.unimportable.items()):
+                out.append('  %s: %d records (%s)' % (name, n, why))
+        out.append('%d BTrees checked%s' % (
+            self.btrees, '' if not self.btree_problems else
+            ', %d broken:' % len(self.btree_problems)))
+        for oid, why in self.btree_problems:
+            out.append('  BTree oid %d: %s' % (oid, why))
+        if self.unreachable:
+            out.append('%d records (%d bytes) unreachable from the root: a '
+                       'pack would free them (e.g. oids %s)' % (
+                           self.unreachable, self.unreachable_bytes,
+                           ', '.join(map(str, self.unreachable_examples[:10]))))
+        else:
+            out.append('every record is reachable from the root')
+        out.append('OK: no problems found' if not self.problems else
+                   'PROBLEMS FOUND')
+        return out
+
+
+def check_storage(storage, name=None, progress=None, total=None):
+    """Check ``storage``; returns a CheckReport.
+
+    ``progress(done, total)`` is called now and then (``total`` may be
+    None) while the records are read.
+    """
+    report = CheckReport(name or str(storage))
+    if total is None:
+        try:
+            total = storage.describe().get('objects')
+        except Exception:
+            total = None
+    oids, sizes, ref_ends, refs = _scan(storage, report, progress, total)
+    _follow(report, oids, sizes, ref_ends, refs)
+    _check_classes(report)
+    _check_btrees(storage, report, oids, refs)
+    return report
+
+
+def _scan(storage, report, progress, total):
+    oid_bytes = bytearray()
+    ref_bytes = bytearray()
+    sizes = array('Q')
+    ref_ends = array('Q')
+    keys = {}
+    count = 0
+    total_bytes = 0
+    for oid, record in storage.gen_oid_record():
+        count += 1
+        size = len(record)
+        total_bytes += size
+        if progress is not None and not count & 0x3fff:
+            progress(count, total)
+        problem = record_problem(record)
+        if problem is None and record[:8] != oid:
+            problem = 'the record starts with another oid'
+        oid_bytes += oid
+        sizes.append(size)
+        if problem is not None:
+            report.unparsable_count += 1
+            if len(report.unparsable) < EXAMPLES:
+                report.unparsable.append((_int(oid), problem))
+        else:
+            data_end = HEADER_SIZE + int.from_bytes(record[8:12], 'big')
+            ref_bytes += record[data_end:]
+            key = class_key(record)
+            keys[key] = keys.get(key, 0) + 1
+        ref_ends.append(len(ref_bytes) >> 3)
+    if progress is not None:
+        progress(count, total)
+    report.records = count
+    report.bytes = total_bytes
+    for key, n in keys.items():
+        module, _, name = key.partition(b'\n')
+        report.classes[(module.decode('latin-1'), name.decode('latin-1'))] = n
+    oids = _ints(oid_bytes)
+    refs = _ints(ref_bytes)
+    return oids, sizes, ref_ends, refs
+
+
+def _ints(big_endian):
+    values = array('Q')
+    values.frombytes(bytes(big_endian))
+    if sys.byteorder == 'little':
+        values.byteswap()
+    return values
+
+
+def _int(oid):
+    return int.from_bytes(oid, 'big')
+
+
+class _OidIndex(object):
+    """Oid -> position in the scan; a flat table when oids are dense."""
+
+    def __init__(self, oids):
+        top = max(oids) if oids else -1
+        if top < 4 * len(oids) + 1024:
+            table = array('q', [-1]) * (top + 1)
+            for position, oid in enumerate(oids):
+                table[oid] = position
+            self.table = table
+            self.get = self._from_table
+        else:
+            self.table = {oid: position for position, oid in enumerate(oids)}
+            self.get = self.table.get
+
+    def _from_table(self, oid, size=None):
+        table = self.table
+        if oid < len(table):
+            position = table[oid]
+            if position >= 0:
+                return position
+        return None
+
+
+def _follow(report, oids, sizes, ref_ends, refs):
+    """Missing references and reachability, from the oid arrays."""
+    index = _OidIndex(oids)
+    get = index.get
+    targets = array('q', [-1]) * len(refs)
+    missing = report.missing
+    start = 0
+    for position, end in enumerate(ref_ends):
+        for r in range(start, end):
+            target = get(refs[r])
+            if target is None:
+                report.missing_count += refs[r] not in missing
+                referrers = missing.setdefault(refs[r], [])
+                if len(referrers) < EXAMPLES:
+                    referrers.append(oids[position])
+            else:
+                targets[r] = target
+        start = end
+    if len(missing) > EXAMPLES:
+        for oid in sorted(missing)[EXAMPLES:]:
+            del missing[oid]
+    root = get(ROOT)
+    reached = bytearray(len(oids))
+    if root is None:
+        report.root_missing = bool(oids)
+    else:
+        reached[root] = 1
+        todo = [root]
+        while todo:
+            position = todo.pop()
+            for r in range(ref_ends[position - 1] if position else 0,
+                           ref_ends[position]):
+                target = targets[r]
+                if target >= 0 and not reached[target]:
+                    reached[target] = 1
+                    todo.append(target)
+    if root is None:
+        return
+    position = reached.find(0)
+    while position >= 0:
+        report.unreachable += 1
+        report.unreachable_bytes += sizes[position]
+        if len(report.unreachable_examples) < EXAMPLES:
+            report.unreachable_examples.append(oids[position])
+        position = reached.find(0, position + 1)
+    report.unreachable_examples.sort()
+
+
+# -- classes, without importing -----------------------------------------------
+
+def class_problem(module, name):
+    """Why ``module.name`` cannot be imported, or None when it can (or
+    when that cannot be told without running the module's code)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        value = loaded
+        for part in name.split('.'):
+            space = getattr(value, '__dict__', None)
+            if space is None or part not in space:
+                if module_level_getattr(value):
+                    return None
+                return 'module %s has no %s' % (module, name)
+            value = space[part]
+        return None
+    spec = _find_spec(module)
+    if spec is None:
+        return 'no module named %s' % module
+    origin = getattr(spec, 'origin', None)
+    if not origin or not origin.endswith('.py'):
+        return None   # compiled, built in or a namespace: not told here
+    try:
+        with open(origin, 'rb') as source:
+            tree = ast.parse(source.read(), origin)
+    except (OSError, SyntaxError, ValueError) as error:
+        return 'module %s cannot be read (%s)' % (module, error)
+    names, unknowable = _top_level_names(tree)
+    if name.split('.')[0] in names or unknowable:
+        return None
+    return 'module %s has no %s' % (module, name)
+
+
+def module_level_getattr(module):
+    return '__getattr__' in getattr(module, '__dict__', {})
+
+
+def _find_spec(module):
+    """The module's spec, found without importing it or its packages."""
+    path = None
+    spec = None
+    parts = module.split('.')
+    for depth in range(len(parts)):
+        full = '.'.join(parts[:depth + 1])
+        if full in sys.modules and depth + 1 < len(parts):
+            path = getattr(sys.modules[full], '__path__', None)
+            if path is None:
+                return None
+            continue
+        if path is None:
+            spec = (importlib.machinery.BuiltinImporter.find_spec(full)
+                    or importlib.machinery.FrozenImporter.find_spec(full)
+                    or importlib.machinery.PathFinder.find_spec(full))
+        else:
+            spec = importlib.machinery.PathFinder.find_spec(full, path)
+        if spec is None:
+            return None
+        path = spec.submodule_search_locations
+        if depth + 1 < len(parts) and path is None:
+            return None
+    return spec
+
+
+def _top_level_names(tree):
+    names = set()
+    unknowable = False
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef,
+                             ast.AsyncFunctionDef)):
+            names.add(node.name)
+            if node.name == '__getattr__':
+                unknowable = True
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == '*':
+                    unknowable = True
+                names.add(alias.asname or alias.name.split('.')[0])
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target])
+            for target in targets:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Name):
+                        names.add(sub.id)
+        else:
+            # Names bound under if/try/with/for at the top level.
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.ClassDef, ast.FunctionDef)):
+                    names.add(sub.name)
+                elif isinstance(sub, ast.Name) and isinstance(
+                        sub.ctx, ast.Store):
+                    names.add(sub.id)
+                elif isinstance(sub, ast.alias):
+                    names.add(sub.asname or sub.name.split('.')[0])
+    return names, unknowable
+
+
+def _check_classes(report):
+    for (module, name), n in report.classes.items():
+        problem = class_problem(module, name)
+        if problem is not None:
+            report.unimportable['%s.%s' % (module, name)] = (n, problem)
+
+
+# -- BTrees -------------------------------------------------------------------
+
+def _btree_classes(report):
+    from durus.btree import BTree
+    found = set()
+    for module, name in report.classes:
+        loaded = sys.modules.get(module)
+        value = getattr(loaded, '__dict__', {}).get(name)
+        if isinstance(value, type) and issubclass(value, BTree):
+            found.add((module, name))
+    return found
+
+
+def _check_btrees(storage, report, oids, refs):
+    wanted = _btree_classes(report)
+    if not wanted:
+        return
+    from durus.connection import Connection
+    keys = {('%s\n%s' % pair).encode('latin-1') for pair in wanted}
+    btree_oids = []
+    for oid, record in storage.gen_oid_record():
+        if class_key(record) in keys:
+            btree_oids.append(oid)
+    connection = Connection(storage, cache_size=10000,
+                            unpickle_policy='safe')
+    for oid in btree_oids:
+        report.btrees += 1
+        try:
+            tree = connection.get(oid)
+            problem = btree_problem(tree, connection)
+        except Exception as error:
+            problem = 'cannot be read (%s: %s)' % (type(error).__name__,
+                                                   error)
+        if problem is not None:
+            report.btree_problems.append((_int(oid), problem))
+        connection.abort()
+
+
+_NONE = object()
+
+
+def btree_problem(tree, connection=None):
+    """Why a BTree breaks an invariant, or None.
+
+    Nodes are visited in key order; only the previous key is kept, and
+    the connection's cache is shrunk as the walk goes (bounded memory on
+    a tree of any size).
+    """
+    from durus.inspect import load_quietly, raw_attribute
+    root = raw_attribute(tree, 'root')
+    load_quietly(root)
+    degree = type(root).minimum_degree
+    state = {'last': _NONE, 'leaf_depth': None, 'nodes': 0}
+
+    def check_key(key):
+        last = state['last']
+        if last is not _NONE and not last < key:
+            raise _Broken('keys out of order: %r then %r' % (last, key))
+        state['last'] = key
+
+    def visit(node, depth):
+        load_quietly(node)
+        state['nodes'] += 1
+        if connection is not None and not state['nodes'] % 1000:
+            connection.shrink_cache()
+        if type(node).minimum_degree != degree:
+            raise _Broken('nodes of minimum degree %d and %d in one tree'
+                          % (degree, type(node).minimum_degree))
+        items = raw_attribute(node, 'items')
+        children = raw_attribute(node, 'nodes')
+        if not isinstance(items, list):
+            raise _Broken('a node whose items are not a list')
+        if len(items) > 2 * degree - 1 or (
+                node is not root and len(items) < degree - 1):
+            raise _Broken('a node with %d items (minimum degree %d)'
+                          % (len(items), degree))
+        for item in items:
+            if type(item) is not tuple or len(item) != 2:
+                raise _Broken('an item that is not a (key, value) pair: %r'
+                              % (item,))
+        if children is None:
+            if state['leaf_depth'] is None:
+                state['leaf_depth'] = depth
+            elif state['leaf_depth'] != depth:
+                raise _Broken('leaves at depths %d and %d'
+                              % (state['leaf_depth'], depth))
+            for key, _ in items:
+                check_key(key)
+            return
+        if len(children) != len(items) + 1:
+            raise _Broken('a node with %d items but %d children'
+                          % (len(items), len(children)))
+        for i, child in enumerate(children):
+            visit(child, depth + 1)
+            if i < len(items):
+                check_key(items[i][0])
+
+    try:
+        visit(root, 0)
+    except _Broken as broken:
+        return str(broken)
+    except RecursionError:
+        return 'deeper than Python can follow (a cycle of nodes?)'
+    if not raw_attribute(root, 'items') and raw_attribute(root, 'nodes'):
+        return 'an empty root node with children'
+    return None
+
+
+class _Broken(Exception):
+    pass
+
+
+def oid_text(oid):
+    """An oid number as the 8 bytes storages use."""
+    return int8_to_str(oid)
