@@ -53,7 +53,10 @@ class CheckReport(object):
         self.unimportable = {}       # 'module.Name' -> (records, reason)
         self.btrees = 0
         self.btree_problems = []     # (oid, reason)
+        self.btree_oids = array('Q')
         self.root_missing = False
+        # False over a server: only reachable records can be read there.
+        self.unreachable_known = True
 
     @property
     def problems(self):
@@ -69,7 +72,8 @@ class CheckReport(object):
             'missing': [{'oid': oid, 'referred_by': refs}
                         for oid, refs in sorted(self.missing.items())],
             'missing_count': self.missing_count,
-            'unreachable': {'records': self.unreachable,
+            'unreachable': {'known': self.unreachable_known,
+                            'records': self.unreachable,
                             'bytes': self.unreachable_bytes,
                             'examples': self.unreachable_examples},
             'unparsable': [{'oid': oid, 'problem': why}
@@ -108,7 +112,10 @@ class CheckReport(object):
             ', %d broken:' % len(self.btree_problems)))
         for oid, why in self.btree_problems:
             out.append('  BTree oid %d: %s' % (oid, why))
-        if self.unreachable:
+        if not self.unreachable_known:
+            out.append('unreachable records are not known over a server: '
+                       'check the file itself for them')
+        elif self.unreachable:
             out.append('%d records (%d bytes) unreachable from the root: a '
                        'pack would free them (e.g. oids %s)' % (
                            self.unreachable, self.unreachable_bytes,
@@ -132,22 +139,87 @@ def check_storage(storage, name=None, progress=None, total=None):
             total = storage.describe().get('objects')
         except Exception:
             total = None
-    oids, sizes, ref_ends, refs = _scan(storage, report, progress, total)
+    if sees_every_record(storage):
+        records = storage.gen_oid_record()
+    else:
+        report.unreachable_known = False
+        records = gen_reachable(storage)
+    oids, sizes, ref_ends, refs = _scan(records, report, progress, total)
     _follow(report, oids, sizes, ref_ends, refs)
     _check_classes(report)
-    _check_btrees(storage, report, oids, refs)
+    _check_btrees(storage, report)
     return report
 
 
-def _scan(storage, report, progress, total):
+def sees_every_record(storage):
+    """Whether ``gen_oid_record()`` gives every record, or (a server's
+    client: the protocol cannot list records) only the reachable ones."""
+    from durus.storage import Storage
+    return type(storage).gen_oid_record is not Storage.gen_oid_record
+
+
+BATCH = 500
+
+
+def gen_reachable(storage):
+    """``(oid, record)`` of every record reachable from the root, read
+    in batches; a referred oid without a record is skipped (the check
+    reports it).  Seen oids are bits in a bytearray."""
+    from durus.error import DurusKeyError
+    from durus.record import refs_start
+    seen = bytearray(1 << 16)
+    far = set()   # oids too large for the bitmap
+
+    def first_sight(number):
+        if number < (1 << 33):
+            byte, bit = number >> 3, 1 << (number & 7)
+            if byte >= len(seen):
+                seen.extend(bytes(max(byte + 1 - len(seen), len(seen))))
+            if seen[byte] & bit:
+                return False
+            seen[byte] |= bit
+            return True
+        if number in far:
+            return False
+        far.add(number)
+        return True
+
+    first_sight(ROOT)
+    todo = [int8_to_str(ROOT)]
+    while todo:
+        batch, todo = todo[-BATCH:], todo[:-BATCH]
+        try:
+            records = list(storage.bulk_load(batch))
+            found = list(zip(batch, records))
+        except DurusKeyError:
+            found = []
+            for oid in batch:
+                try:
+                    found.append((oid, storage.load(oid)))
+                except DurusKeyError:
+                    pass
+        for oid, record in found:
+            yield oid, record
+            try:
+                start = refs_start(record)
+            except ValueError:
+                continue
+            for position in range(start, len(record), 8):
+                ref = record[position:position + 8]
+                if first_sight(int.from_bytes(ref, 'big')):
+                    todo.append(ref)
+
+
+def _scan(records, report, progress, total):
     oid_bytes = bytearray()
     ref_bytes = bytearray()
     sizes = array('Q')
     ref_ends = array('Q')
     keys = {}
+    tree_keys = {}
     count = 0
     total_bytes = 0
-    for oid, record in storage.gen_oid_record():
+    for oid, record in records:
         count += 1
         size = len(record)
         total_bytes += size
@@ -166,13 +238,22 @@ def _scan(storage, report, progress, total):
             data_end = HEADER_SIZE + int.from_bytes(record[8:12], 'big')
             ref_bytes += record[data_end:]
             key = class_key(record)
-            keys[key] = keys.get(key, 0) + 1
+            if key in keys:
+                keys[key] += 1
+            else:
+                keys[key] = 1
+                tree_keys[key] = _is_btree_key(key)
+            if tree_keys[key]:
+                report.btree_oids.append(_int(oid))
         ref_ends.append(len(ref_bytes) >> 3)
     if progress is not None:
         progress(count, total)
     report.records = count
     report.bytes = total_bytes
     for key, n in keys.items():
+        if key is None:
+            report.classes[('?', '?')] = n
+            continue
         module, _, name = key.partition(b'\n')
         report.classes[(module.decode('latin-1'), name.decode('latin-1'))] = n
     oids = _ints(oid_bytes)
@@ -363,6 +444,8 @@ def _top_level_names(tree):
 
 def _check_classes(report):
     for (module, name), n in report.classes.items():
+        if (module, name) == ('?', '?'):
+            continue   # a class pickle not in GLOBAL form: not told here
         problem = class_problem(module, name)
         if problem is not None:
             report.unimportable['%s.%s' % (module, name)] = (n, problem)
@@ -370,27 +453,23 @@ def _check_classes(report):
 
 # -- BTrees -------------------------------------------------------------------
 
-def _btree_classes(report):
+def _is_btree_key(key):
+    """Whether a class key names BTree or a subclass already imported
+    (nothing is imported to find out)."""
     from durus.btree import BTree
-    found = set()
-    for module, name in report.classes:
-        loaded = sys.modules.get(module)
-        value = getattr(loaded, '__dict__', {}).get(name)
-        if isinstance(value, type) and issubclass(value, BTree):
-            found.add((module, name))
-    return found
+    if key is None:
+        return False
+    module, _, name = key.decode('latin-1').partition('\n')
+    loaded = sys.modules.get(module)
+    value = getattr(loaded, '__dict__', {}).get(name)
+    return isinstance(value, type) and issubclass(value, BTree)
 
 
-def _check_btrees(storage, report, oids, refs):
-    wanted = _btree_classes(report)
-    if not wanted:
+def _check_btrees(storage, report):
+    if not report.btree_oids:
         return
     from durus.connection import Connection
-    keys = {('%s\n%s' % pair).encode('latin-1') for pair in wanted}
-    btree_oids = []
-    for oid, record in storage.gen_oid_record():
-        if class_key(record) in keys:
-            btree_oids.append(oid)
+    btree_oids = [int8_to_str(oid) for oid in report.btree_oids]
     connection = Connection(storage, cache_size=10000,
                             unpickle_policy='safe')
     for oid in btree_oids:
