@@ -25,7 +25,7 @@ import importlib.machinery
 import sys
 from array import array
 
-from durus.record import HEADER_SIZE, class_key
+from durus.record import HEADER_SIZE, class_key, record_data
 from durus.record_check import record_problem
 from durus.utils import int8_to_str
 
@@ -127,11 +127,16 @@ class CheckReport(object):
         return out
 
 
-def check_storage(storage, name=None, progress=None, total=None):
+def check_storage(storage, name=None, progress=None, total=None,
+                  connection=None):
     """Check ``storage``; returns a CheckReport.
 
     ``progress(done, total)`` is called now and then (``total`` may be
-    None) while the records are read.
+    None) while the records are read.  ``connection``: one on
+    ``storage`` whose reader (and unpickling policy) decodes the BTree
+    nodes; without it a connection with the safe policy is made (do not
+    make a second connection on a storage a session uses: it would take
+    that session's invalidations).
     """
     report = CheckReport(name or str(storage))
     if total is None:
@@ -147,7 +152,7 @@ def check_storage(storage, name=None, progress=None, total=None):
     oids, sizes, ref_ends, refs = _scan(records, report, progress, total)
     _follow(report, oids, sizes, ref_ends, refs)
     _check_classes(report)
-    _check_btrees(storage, report)
+    _check_btrees(storage, report, connection)
     return report
 
 
@@ -465,100 +470,124 @@ def _is_btree_key(key):
     return isinstance(value, type) and issubclass(value, BTree)
 
 
-def _check_btrees(storage, report):
+def _check_btrees(storage, report, connection):
     if not report.btree_oids:
         return
-    from durus.connection import Connection
-    btree_oids = [int8_to_str(oid) for oid in report.btree_oids]
-    connection = Connection(storage, cache_size=10000,
-                            unpickle_policy='safe')
-    for oid in btree_oids:
+    own = connection is None
+    if own:
+        from durus.connection import Connection
+        connection = Connection(storage, cache_size=1000,
+                                unpickle_policy='safe')
+    for number in report.btree_oids:
         report.btrees += 1
         try:
-            tree = connection.get(oid)
-            problem = btree_problem(tree, connection)
+            problem = btree_problem(connection, int8_to_str(number))
         except Exception as error:
             problem = 'cannot be read (%s: %s)' % (type(error).__name__,
                                                    error)
         if problem is not None:
-            report.btree_problems.append((_int(oid), problem))
-        connection.abort()
+            report.btree_problems.append((number, problem))
+
+
+class StoredNodes(object):
+    """Reads BTree nodes' stored states from their records (never from a
+    connection's cache: what a session changed but did not commit is not
+    what the check looks at).  The connection's reader decodes them, with
+    its unpickling policy; references come back as ghosts."""
+
+    def __init__(self, connection):
+        self.storage = connection.storage
+        self.reader = connection.reader
+
+    def read(self, oid):
+        """``(class, state)`` of the record of ``oid``."""
+        data = record_data(self.storage.load(oid))
+        return (self.reader.get_class(data),
+                self.reader.get_state(data, oid=oid))
 
 
 _NONE = object()
 
 
-def btree_problem(tree, connection=None):
-    """Why a BTree breaks an invariant, or None.
+def btree_problem(connection, oid):
+    """Why the stored BTree of ``oid`` breaks an invariant, or None.
 
-    Nodes are visited in key order; only the previous key is kept, and
-    the connection's cache is shrunk as the walk goes (bounded memory on
-    a tree of any size).
+    Nodes are visited in key order, read from their records; only the
+    previous key and the path from the root are kept.
     """
-    from durus.inspect import load_quietly, raw_attribute
-    root = raw_attribute(tree, 'root')
-    load_quietly(root)
-    degree = type(root).minimum_degree
-    state = {'last': _NONE, 'leaf_depth': None, 'nodes': 0}
+    from durus.inspect import oid_of
+    nodes = StoredNodes(connection)
+    _, state = nodes.read(oid)
+    if not isinstance(state, dict) or 'root' not in state:
+        return 'its state has no root node'
+    root_oid = oid_of(state['root'])
+    if root_oid is None:
+        return 'its root is not a stored node'
+    last = [_NONE]
+    leaf_depth = [None]
+    degree = [None]
 
     def check_key(key):
-        last = state['last']
-        if last is not _NONE and not last < key:
-            raise _Broken('keys out of order: %r then %r' % (last, key))
-        state['last'] = key
+        if last[0] is not _NONE and not last[0] < key:
+            raise _Broken('keys out of order: %r then %r' % (last[0], key))
+        last[0] = key
 
-    def visit(node, depth):
-        load_quietly(node)
-        state['nodes'] += 1
-        if connection is not None and not state['nodes'] % 1000:
-            connection.shrink_cache()
-        if type(node).minimum_degree != degree:
+    def visit(node_oid, depth, is_root):
+        if depth > 64:
+            raise _Broken('deeper than 64 levels (a cycle of nodes?)')
+        cls, node = nodes.read(node_oid)
+        node_degree = getattr(cls, 'minimum_degree', None)
+        if not isinstance(node_degree, int) or not isinstance(node, dict):
+            raise _Broken('node oid %d is not a BTree node (a %s)' % (
+                _int(node_oid), getattr(cls, '__name__', cls)))
+        if degree[0] is None:
+            degree[0] = node_degree
+        elif node_degree != degree[0]:
             raise _Broken('nodes of minimum degree %d and %d in one tree'
-                          % (degree, type(node).minimum_degree))
-        items = raw_attribute(node, 'items')
-        children = raw_attribute(node, 'nodes')
+                          % (degree[0], node_degree))
+        items = node.get('items')
+        children = node.get('nodes')
+        where = 'node oid %d' % _int(node_oid)
         if not isinstance(items, list):
-            raise _Broken('a node whose items are not a list')
-        if len(items) > 2 * degree - 1 or (
-                node is not root and len(items) < degree - 1):
-            raise _Broken('a node with %d items (minimum degree %d)'
-                          % (len(items), degree))
+            raise _Broken('%s: its items are not a list' % where)
+        if len(items) > 2 * node_degree - 1 or (
+                not is_root and len(items) < node_degree - 1):
+            raise _Broken('%s has %d items (minimum degree %d)'
+                          % (where, len(items), node_degree))
         for item in items:
             if type(item) is not tuple or len(item) != 2:
-                raise _Broken('an item that is not a (key, value) pair: %r'
-                              % (item,))
+                raise _Broken('%s: an item that is not a (key, value) '
+                              'pair: %r' % (where, item))
         if children is None:
-            if state['leaf_depth'] is None:
-                state['leaf_depth'] = depth
-            elif state['leaf_depth'] != depth:
+            if leaf_depth[0] is None:
+                leaf_depth[0] = depth
+            elif leaf_depth[0] != depth:
                 raise _Broken('leaves at depths %d and %d'
-                              % (state['leaf_depth'], depth))
+                              % (leaf_depth[0], depth))
             for key, _ in items:
                 check_key(key)
             return
-        if len(children) != len(items) + 1:
-            raise _Broken('a node with %d items but %d children'
-                          % (len(items), len(children)))
+        if not isinstance(children, list) or len(children) != len(items) + 1:
+            raise _Broken('%s has %d items but %s children' % (
+                where, len(items), len(children)
+                if isinstance(children, list) else 'no list of'))
+        if is_root and not items:
+            raise _Broken('an empty root node with children')
         for i, child in enumerate(children):
-            visit(child, depth + 1)
+            child_oid = oid_of(child) if hasattr(child, '_p_oid') else None
+            if child_oid is None:
+                raise _Broken('%s: child %d is not a stored node'
+                              % (where, i))
+            visit(child_oid, depth + 1, False)
             if i < len(items):
                 check_key(items[i][0])
 
     try:
-        visit(root, 0)
+        visit(root_oid, 0, True)
     except _Broken as broken:
         return str(broken)
-    except RecursionError:
-        return 'deeper than Python can follow (a cycle of nodes?)'
-    if not raw_attribute(root, 'items') and raw_attribute(root, 'nodes'):
-        return 'an empty root node with children'
     return None
 
 
 class _Broken(Exception):
     pass
-
-
-def oid_text(oid):
-    """An oid number as the 8 bytes storages use."""
-    return int8_to_str(oid)
