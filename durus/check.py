@@ -60,9 +60,17 @@ class CheckReport(object):
 
     @property
     def problems(self):
-        return (self.missing_count + self.unreachable + self.unparsable_count
+        """How many things are wrong.  Unreachable records are not
+        counted: a file that was not packed since objects were dropped
+        holds them, and a pack frees them (``strict_problems`` counts
+        them too)."""
+        return (self.missing_count + self.unparsable_count
                 + sum(n for n, _ in self.unimportable.values())
                 + len(self.btree_problems) + self.root_missing)
+
+    @property
+    def strict_problems(self):
+        return self.problems + self.unreachable
 
     def as_dict(self):
         return {

@@ -4,6 +4,8 @@
 
 Exit status: 0 when the storage is sound, 1 when the check found a
 problem, 2 when the storage cannot be opened (or read to its end).
+Records unreachable from the root are reported but are a problem only
+with --strict: a file not packed since objects were dropped holds them.
 """
 
 import json
@@ -63,7 +65,8 @@ def main(args=None, stdout=None, stderr=None):
     stderr = stderr or sys.stderr
     parser = OptionParser(
         prog='durus check',
-        usage='%prog PATH | postgresql://URL | --client HOST:PORT [--json]',
+        usage='%prog PATH | postgresql://URL | --client HOST:PORT [--json] '
+              '[--strict]',
         description='Check a storage: missing and unreachable records, '
                     'records that do not parse, classes that cannot be '
                     'imported, BTree invariants. Exit status 0 clean, '
@@ -73,6 +76,9 @@ def main(args=None, stdout=None, stderr=None):
                            '(HOST:PORT, PORT or a Unix socket path)')
     parser.add_option('--json', action='store_true', default=False,
                       help='print the report as one JSON object')
+    parser.add_option('--strict', action='store_true', default=False,
+                      help='count records unreachable from the root as '
+                           'problems too (a pack would free them)')
     parser.add_option('--no-progress', action='store_true', default=False,
                       help='no progress bar, even on a terminal')
     options, rest = parser.parse_args(args)
@@ -104,4 +110,5 @@ def main(args=None, stdout=None, stderr=None):
         stdout.write(json.dumps(report.as_dict(), sort_keys=True) + '\n')
     else:
         stdout.write('\n'.join(report.lines()) + '\n')
-    return PROBLEMS if report.problems else CLEAN
+    found = report.strict_problems if options.strict else report.problems
+    return PROBLEMS if found else CLEAN

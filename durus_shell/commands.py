@@ -8,6 +8,7 @@ durus_shell.fix_commands, imported here for that.
 """
 
 from durus_shell import fix_commands  # noqa: F401 (registers its commands)
+from durus_shell import check_export_commands  # noqa: F401 (:check :export)
 from durus_shell import peek, render
 from durus_shell.opening import root_table
 from durus_shell.registry import (CommandError, all_commands, command,

@@ -67,8 +67,13 @@ def test_unreachable_records_count_and_bytes(tmp_path):
     assert report.unreachable == 1
     assert report.unreachable_bytes == size
     assert report.unreachable_examples == [oid]
-    assert report.problems
-    assert durus_check(path).returncode == 1
+    # Normal in a file not packed since: reported, a problem only --strict.
+    assert not report.problems
+    result = durus_check(path)
+    assert result.returncode == 0
+    assert '1 records (%d bytes) unreachable from the root' % size \
+        in result.stdout
+    assert durus_check(path, '--strict').returncode == 1
 
 
 def test_a_record_that_does_not_parse(tmp_path):
