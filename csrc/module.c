@@ -28,6 +28,7 @@
 #include "shelf.c"
 #include "record.c"
 #include "reader.c"
+#include "record_check.c"
 
 static Py_ssize_t
 member_offset(PyObject *cls, const char *name)
@@ -169,6 +170,8 @@ static PyMethodDef module_methods[] = {
      "durus.record.record_data: the data field of a record."},
     {"class_pickle_end", class_pickle_end_c, METH_O,
      "durus.record.class_pickle_end: where the class pickle may end."},
+    {"record_fine", record_fine, METH_O,
+     "record_fine(record): True, False or None (durus.record_check)."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -243,6 +246,7 @@ PyInit__speedups(void)
     if (!empty_tuple || !saved_value || !ghost_value || !zero_value ||
             !one_value)
         return NULL;
+    rc_init_table();
     if (PyType_Ready(&LoaderType) < 0)
         return NULL;
     module = PyModule_Create(&speedups_module);

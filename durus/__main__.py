@@ -3,11 +3,14 @@
     durus -s [options]   run a storage server (or --stop one)
     durus -c [options]   open durus-shell on a file or a server
     durus -p [options]   pack a file or a server's storage
+    durus passwd FILE NAME --role ROLE
+                         add or change a user of a server's users file
 
 Options use optparse syntax (``--opt=value`` or ``--opt value``), as in
-Durus 4.3.  The server listens on 127.0.0.1 unless told otherwise and
-warns when asked to listen where other machines can reach it: the
-protocol has no authentication.
+Durus 4.3.  The server listens on 127.0.0.1 unless told otherwise; it
+refuses to listen where other users or machines can connect (another
+interface, an abstract socket) unless it has users (``--users``) or is
+told ``--insecure``.  See docs/security.md.
 """
 
 import logging
@@ -17,6 +20,7 @@ import sys
 import time
 from optparse import OptionParser
 
+from durus.credentials import add_client_options, client_storage_options
 from durus.error import DurusError
 from durus.format import (
     get_storage_class as sniff_storage_class, import_storage_class,
@@ -28,15 +32,25 @@ from durus.socket_address import (
 USAGE = """\
 usage: durus -s | -c | -p [options]
        durus copy SOURCE DESTINATION [--force]
-       durus check PATH | --client HOST:PORT [--json]
-  -s   run a storage server (durus -s --help for its options)
-  -c   open durus-shell on a database file or a storage server
-  -p   pack a database file or a storage server's database
-  copy copy every reachable record from one storage to another (a file,
-       postgresql://URL or durus://HOST:PORT)
-  check check a database: missing, unreachable and damaged records,
-       unimportable classes, BTree invariants (exit 0 clean, 1 problems,
-       2 cannot open)"""
+       durus passwd FILE NAME --role read|write|admin
+       durus check PATH | --client HOST:PORT [--json] [--strict]
+  -s      run a storage server (durus -s --help for its options)
+  -c      open durus-shell on a database file or a storage server
+  -p      pack a database file or a storage server's database
+  copy    copy every reachable record from one storage to another (a file,
+          postgresql://URL or durus://HOST:PORT)
+  passwd  add or change a user in a users file (durus -s --users FILE)
+  check   check a database: missing, unreachable and damaged records,
+          unimportable classes, BTree invariants (exit 0 clean,
+          1 problems, 2 cannot open)"""
+
+UNPROTECTED = """refusing to listen on %s without users: anyone who can connect there could
+read, change, pack or stop the database.  Add users and start with --users:
+    durus passwd users.txt NAME --role admin
+    durus -s --users users.txt ...
+(and --tls-cert/--tls-key so that secrets and data are encrypted), or
+listen on 127.0.0.1 or a Unix socket file, or accept the risk with
+--insecure."""
 
 STOP_WAIT = 10.0
 DEFAULT_GCBYTES = 0     # the server's default: never pack automatically
@@ -145,8 +159,11 @@ def _storage_name(storage):
 
 
 def start_durus(logfile, logginglevel, address, storage, gcbytes=0,
-                max_frame=None):
-    """Serve ``storage`` until Q, SIGTERM or SIGINT; then close it."""
+                max_frame=None, insecure=False, **server_options):
+    """Serve ``storage`` until Q, SIGTERM or SIGINT; then close it.
+    ``server_options``: StorageServer keywords (users, ssl_context, ...).
+    Without users, an address others can reach is refused (ValueError)
+    unless ``insecure``."""
     from durus.storage_server import StorageServer
     if logfile:
         direct_output(open(logfile, 'a', buffering=1))
@@ -154,15 +171,28 @@ def start_durus(logfile, logginglevel, address, storage, gcbytes=0,
     from durus.systemd_socket import get_systemd_socket
     inherited = get_systemd_socket()
     address = SocketAddress.new(inherited or address)
-    if not address.is_loopback():
-        log(logging.WARNING, 'WARNING: listening on %s; the Durus protocol '
-            'has no authentication, so anyone who can reach this address '
-            'can read and change the database', address)
+    if not address.is_protected() and not server_options.get('users'):
+        if not insecure:
+            storage.close()
+            raise ValueError(UNPROTECTED % address)
+        log(logging.WARNING, 'WARNING: listening on %s without users '
+            '(--insecure): anyone who can reach this address can read, '
+            'change, pack and stop the database', address)
     log(logging.INFO, 'Storage file=%s address=%s', _storage_name(storage),
         address)
+    if server_options.get('users'):
+        log(logging.INFO, 'Authentication required: %d users',
+            len(server_options['users']))
+    if server_options.get('ssl_context') is not None:
+        log(logging.INFO, 'TLS%s', ' with client certificates'
+            if server_options['ssl_context'].verify_mode else '')
     limits = {} if max_frame is None else {'max_frame': max_frame}
-    server = StorageServer(storage, address=address, gcbytes=gcbytes,
-                           **limits)
+    try:
+        server = StorageServer(storage, address=address, gcbytes=gcbytes,
+                               **limits, **server_options)
+    except BaseException:
+        storage.close()
+        raise
     try:
         server.listen()
     except BaseException:
@@ -182,19 +212,36 @@ def start_durus(logfile, logginglevel, address, storage, gcbytes=0,
             signal.signal(sig, handler)
 
 
-def stop_durus(address):
+def stop_durus(address, **client_options):
     """Ask the server at ``address`` to quit; wait for the address to free.
+    ``client_options``: ClientStorage keywords (user, secret,
+    ssl_context) for a server that needs them.
 
-    Returns True when it stopped, False when nobody was listening.
+    Returns True when it stopped, False when nobody was listening, None
+    when it is still answering after STOP_WAIT seconds.
     """
     address = SocketAddress.new(address)
-    sock = address.get_connected_socket(timeout=STOP_WAIT)
-    if sock is None:
-        log(logging.INFO, "Durus server %s doesn't seem to be running.",
-            address)
-        return False
-    with sock:
-        sock.sendall(b'Q')
+    if client_options:
+        from durus.client_storage import ClientStorage
+        from durus.error import ServerUnreachableError
+        try:
+            client = ClientStorage(address=address, timeout=STOP_WAIT,
+                                   **client_options)
+        except ServerUnreachableError:
+            client = None
+        if client is None:
+            log(logging.INFO, "Durus server %s doesn't seem to be running.",
+                address)
+            return False
+        client.stop_server()
+    else:
+        sock = address.get_connected_socket(timeout=STOP_WAIT)
+        if sock is None:
+            log(logging.INFO, "Durus server %s doesn't seem to be running.",
+                address)
+            return False
+        with sock:
+            sock.sendall(b'Q')
     deadline = time.monotonic() + STOP_WAIT
     while time.monotonic() < deadline:
         try:
@@ -206,9 +253,12 @@ def stop_durus(address):
             return True
         probe.close()
         time.sleep(0.05)
-    log(logging.WARNING, 'Durus server %s is still answering after %d s.',
-        address, STOP_WAIT)
-    return True
+    hint = '' if client_options else (
+        ' (a server with users stops only for an admin: durus -s --stop '
+        '--user NAME)')
+    log(logging.WARNING, 'Durus server %s is still answering after %d s%s.',
+        address, STOP_WAIT, hint)
+    return None
 
 
 def _address_options(parser):
@@ -233,7 +283,8 @@ def _address(options):
         return SocketAddress.new(
             options.address, owner=getattr(options, 'owner', None),
             group=getattr(options, 'group', None),
-            umask=getattr(options, 'umask', None))
+            umask=getattr(options, 'umask', None),
+            mode=getattr(options, 'socket_mode', None))
     return HostPortAddress(options.host, options.port)
 
 
@@ -276,23 +327,123 @@ def run_durus_main(args=None):
     parser.add_option('--readonly', action='store_true', default=False,
                       help='serve the file read-only')
     parser.add_option('--stop', action='store_true', default=False,
-                      help='stop the server at the address')
+                      help='stop the server at the address (with --user '
+                           'and --tls-* for a server that needs them)')
+    parser.add_option('--users', default=None,
+                      help='require authentication: users, roles and '
+                           'verifiers, one a line (made by durus passwd)')
+    parser.add_option('--insecure', action='store_true', default=False,
+                      help='allow listening beyond loopback and socket files '
+                           'without --users')
+    parser.add_option('--socket-mode', dest='socket_mode', default=None,
+                      help='permissions of the Unix socket file, octal '
+                           '[0600]')
+    parser.add_option('--peer-uid', dest='peer_uid', action='append',
+                      default=[], metavar='UID:ROLE',
+                      help='on a Unix socket, give connections of this user '
+                           '(id or name) a role without a secret; repeatable')
+    parser.add_option('--tls-cert', dest='tls_cert', default=None,
+                      help='serve TLS with this certificate (chain) file')
+    parser.add_option('--tls-key', dest='tls_key', default=None,
+                      help='private key of --tls-cert (if not in that file)')
+    parser.add_option('--tls-client-ca', dest='tls_client_ca', default=None,
+                      help='require client certificates signed by this CA')
+    parser.add_option('--max-buffered', dest='max_buffered', type='int',
+                      default=None,
+                      help='most bytes of partial requests buffered across '
+                           'all clients (default 1 GiB)')
+    stop_options = OptionParser(add_help_option=False)
+    add_client_options(stop_options)
+    for option in stop_options.option_list:
+        if option.dest not in ('tls_cert', 'tls_key'):
+            parser.add_option(option)
     options, rest = parser.parse_args(args)
     if rest:
         parser.error('unexpected arguments: %s' % ' '.join(rest))
     try:
+        if options.socket_mode is not None:
+            try:
+                options.socket_mode = int(options.socket_mode, 8)
+            except ValueError:
+                raise ValueError('--socket-mode takes octal permissions such '
+                                 'as 0660, not %r' % options.socket_mode)
         address = _address(options)
         if options.stop:
-            stop_durus(address)
-            return 0
+            stopped = stop_durus(address, **client_storage_options(options))
+            return 1 if stopped is None else 0
+        server_options = _server_options(options)
         storage = get_storage(options.pg or options.file,
                               options.storage_class,
                               readonly=options.readonly,
                               repair=options.repair)
         start_durus(options.logfile, options.logginglevel, address, storage,
-                    options.gcbytes, options.max_frame)
+                    options.gcbytes, options.max_frame, options.insecure,
+                    **server_options)
     except (DurusError, OSError, ImportError, ValueError) as error:
         return _fail(str(error) or type(error).__name__)
+    return 0
+
+
+def _server_options(options):
+    """StorageServer keywords from the durus -s options (files loaded,
+    with clear errors, before the storage is opened)."""
+    from durus.auth import check_role, load_users
+    server_options = {'readonly': options.readonly}
+    if options.users:
+        server_options['users'] = load_users(options.users)
+    if options.tls_cert:
+        from durus.tls import server_context
+        server_options['ssl_context'] = server_context(
+            options.tls_cert, options.tls_key, options.tls_client_ca)
+    elif options.tls_key or options.tls_client_ca:
+        raise ValueError('--tls-key and --tls-client-ca need --tls-cert')
+    if options.max_buffered is not None:
+        server_options['max_buffered'] = options.max_buffered
+    peer_roles = {}
+    for entry in options.peer_uid:
+        who, sep, role = entry.rpartition(':')
+        if not sep:
+            raise ValueError('--peer-uid takes UID:ROLE, not %r' % entry)
+        from durus.socket_address import _user_id
+        try:
+            peer_roles[_user_id(who)] = check_role(role)
+        except KeyError:
+            raise ValueError('--peer-uid: no user %r' % who) from None
+    if peer_roles:
+        server_options['peer_roles'] = peer_roles
+    return server_options
+
+
+def passwd_main(args=None):
+    """``durus passwd FILE NAME --role ROLE``: add or change a user."""
+    import getpass
+    from durus.auth import DEFAULT_ITERATIONS, ROLES, set_user
+    parser = OptionParser(prog='durus passwd',
+                          usage='%prog FILE NAME --role ROLE')
+    parser.add_option('--role', choices=ROLES, default=None,
+                      help='read, write or admin')
+    parser.add_option('--iterations', type='int', default=DEFAULT_ITERATIONS,
+                      help='PBKDF2 rounds [%default]')
+    options, rest = parser.parse_args(args)
+    if len(rest) != 2 or options.role is None:
+        parser.error('give FILE NAME --role ROLE')
+    filename, name = rest
+    try:
+        if sys.stdin.isatty():
+            secret = getpass.getpass('Secret for %s: ' % name)
+            if getpass.getpass('Again: ') != secret:
+                return _fail('the two secrets differ; nothing changed')
+        else:
+            secret = sys.stdin.readline().rstrip('\r\n')
+        if not secret:
+            return _fail('empty secret; nothing changed')
+        added = set_user(filename, name, options.role, secret,
+                         options.iterations)
+    except (DurusError, OSError, ValueError) as error:
+        return _fail(str(error))
+    sys.stdout.write('%s user %s (role %s) in %s\n'
+                     % ('added' if added else 'changed', name, options.role,
+                        filename))
     return 0
 
 
@@ -310,6 +461,7 @@ def client_main(args=None):
     parser.add_option('--readonly', action='store_true', default=False)
     parser.add_option('--startup', default=os.environ.get('DURUSSTARTUP'),
                       help='Python file to run at start [$DURUSSTARTUP]')
+    add_client_options(parser)
     options, rest = parser.parse_args(args)
     if rest:
         parser.error('unexpected arguments: %s' % ' '.join(rest))
@@ -364,6 +516,10 @@ def shell_arguments(options):
         argv += ['--cache-size', str(options.cache_size)]
     if options.startup:
         argv += ['--startup', options.startup]
+    for name in ('user', 'secret_file', 'tls_ca', 'tls_cert', 'tls_key'):
+        value = getattr(options, name, None)
+        if value:
+            argv += ['--' + name.replace('_', '-'), value]
     return argv
 
 
@@ -375,6 +531,7 @@ def pack_storage_main(args=None):
     _pg_option(parser, 'pack the Durus database in this PostgreSQL '
                        'database')
     _address_options(parser)
+    add_client_options(parser)
     options, rest = parser.parse_args(args)
     if rest:
         parser.error('unexpected arguments: %s' % ' '.join(rest))
@@ -383,7 +540,8 @@ def pack_storage_main(args=None):
             storage = get_storage(options.pg or options.file, create=False)
         else:
             from durus.client_storage import ClientStorage
-            storage = ClientStorage(address=_address(options))
+            storage = ClientStorage(address=_address(options),
+                                    **client_storage_options(options))
         try:
             from durus.connection import Connection
             from durus.unpickle_policy import UnpicklePolicy
@@ -437,7 +595,7 @@ def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     commands = {'-s': run_durus_main, '-c': client_main,
                 '-p': pack_storage_main, 'copy': copy_main,
-                'check': check_main}
+                'passwd': passwd_main, 'check': check_main}
     if args and args[0] in ('-h', '--help'):
         sys.stdout.write(USAGE + '\n')
         return 0

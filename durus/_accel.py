@@ -96,6 +96,10 @@ TWINS = (
     Twin('class_pickle_end', 'durus.record.class_pickle_end', None, None),
     Twin('shelf_load_number', 'durus.shelf.Shelf.load_number',
          'durus.file_storage._load_number', None),
+    # durus.record_check: the deep check of the last transaction at open
+    # (the compiled one may also answer None: "ask the Python walk")
+    Twin('record_fine', 'durus.record_check._python_record_fine',
+         'durus.record_check._record_fine', None),
 )
 
 _BY_NAME = {twin.name: twin for twin in TWINS}

@@ -13,19 +13,33 @@ The client first asks for protocol 2 (this project's extension: a commit
 in one round trip, see durus.protocol); a server that does not know it
 (Durus 4.3) answers with its own version and hangs up, and the client
 connects again asking for protocol 1.  ``protocol=1`` skips the attempt.
+
+With ``user`` and ``secret`` the client asks for protocol 3 and proves
+who it is (SCRAM-SHA-256, durus.auth); the server proves it knows the
+user too, and tells the user's role, which the client then checks before
+each request (``PermissionDeniedError``).  A client given a user refuses
+a server that does not authenticate, and a client given none is told
+clearly when the server requires it.  ``ssl_context`` (see durus.tls)
+speaks TLS; over TLS the authentication is bound to the server's
+certificate.
 """
 
 import socket
+import ssl
 import struct
 
+from durus.auth import ADMIN, WRITE, ScramClient, certificate_binding, role_allows
 from durus.error import (
-    DurusKeyError, ProtocolError, ReadConflictError, ServerRefusedError,
-    ServerUnreachableError, ShortRead, WriteConflictError)
+    AuthenticationError, DurusKeyError, PermissionDeniedError, ProtocolError,
+    ReadConflictError, ServerRefusedError, ServerUnreachableError, ShortRead,
+    WriteConflictError)
 from durus.protocol import (
-    EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS, NEED_DATA, PROTOCOL_VERSION,
-    STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, BulkLoad,
-    ClientConnection, CommitAll, CommitBackOut, CommitData, CommitStart,
-    ErrorReply, Goodbye, Load, NewOids, Pack, Sync, Version)
+    AUTH_PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS,
+    NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY,
+    STATUS_RETRY, Auth, BulkLoad, ClientConnection, CommitAll, CommitBackOut,
+    CommitData, CommitStart, DeniedReply, ErrorReply, Goodbye, Load, NewOids, Pack, Quit,
+    Sync, Version)
+from durus.socket_address import HostPortAddress
 from durus.prefetch import Prefetcher
 from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
 from durus.storage import Storage
@@ -35,11 +49,14 @@ CONNECT_TIMEOUT = 10
 # Generous: a server may be busy with a large commit or a synchronous pack.
 READ_TIMEOUT = 300
 RECV_SIZE = 256 * 1024
+TLS_RECORD_SIZE = 16 * 1024
 # After a failed send, how long to look for the server's reason.
 REFUSAL_READ_TIMEOUT = 1.0
 
 _REQUEST_NAMES = {Load: 'load', BulkLoad: 'load', CommitData: 'commit',
-                  CommitAll: 'commit', Pack: 'pack'}
+                  CommitAll: 'commit', Pack: 'pack', Auth: 'authentication'}
+# First bytes of a TLS record (alert, handshake): a TLS server answering.
+_TLS_RECORD_TYPES = (0x15, 0x16)
 
 
 class ClientStorage(Storage):
@@ -49,9 +66,19 @@ class ClientStorage(Storage):
 
     def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, address=None,
                  timeout=READ_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
-                 protocol=EXTENDED_PROTOCOL_VERSION):
+                 protocol=EXTENDED_PROTOCOL_VERSION, user=None, secret=None,
+                 ssl_context=None, server_hostname=None):
         self.address = SocketAddress.new(address or (host, port))
         self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        if server_hostname is None and isinstance(self.address,
+                                                  HostPortAddress):
+            self.server_hostname = self.address.host
+        self.user = user
+        self.role = None    # what the server said (None: not told)
+        if user is not None and secret is None:
+            raise ValueError('a user name needs its secret (secret=...)')
         self.oid_pool = []
         self.records = []
         self.transaction_oids = []
@@ -66,10 +93,24 @@ class ClientStorage(Storage):
             raise ValueError('protocol must be %d or %d, not %r'
                              % (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
                                 protocol))
-        self._connect(connect_timeout, protocol)
-        if self.version == PROTOCOL_VERSION != protocol:
-            # A protocol-1 server (Durus 4.3): it has hung up; ask again.
-            self._connect(connect_timeout, PROTOCOL_VERSION)
+        if user is not None:
+            self._connect(connect_timeout, AUTH_PROTOCOL_VERSION)
+            if self.s is None:
+                raise AuthenticationError(
+                    'the server at %s does not authenticate clients (it '
+                    'was started without --users); connect without a user '
+                    'name' % self.address)
+            self._authenticate(user, secret)
+        else:
+            self._connect(connect_timeout, protocol)
+            if self.version == PROTOCOL_VERSION != protocol:
+                # A protocol-1 server (Durus 4.3): it has hung up; ask again.
+                self._connect(connect_timeout, PROTOCOL_VERSION)
+            if self.version == AUTH_PROTOCOL_VERSION and self.s is None:
+                raise AuthenticationError(
+                    'the server at %s requires authentication: give a user '
+                    'name and secret (ClientStorage(user=..., secret=...), '
+                    'durus-shell --user NAME)' % self.address)
         if self.s is None:
             raise ProtocolError(
                 'the server at %s speaks protocol version %d, this client '
@@ -93,14 +134,72 @@ class ClientStorage(Storage):
             raise ServerUnreachableError(
                 'no storage server is running at %s (start one with '
                 '"durus -s")' % self.address)
-        self.s = sock
         # A peer that is not a Durus server may never answer: don't wait
         # the long read timeout for the handshake.
         sock.settimeout(connect_timeout)
+        self._recv_size = RECV_SIZE
+        if self.ssl_context is not None:
+            sock = self._start_tls(sock)
+            # One TLS record per recv: asking for more only allocates more.
+            self._recv_size = TLS_RECORD_SIZE
+        self.s = sock
         self._io_timeout = connect_timeout
-        self.version = self._call(Version(version)).protocol
+        try:
+            self.version = self._call(Version(version)).protocol
+        except ShortRead as error:
+            if self.ssl_context is None:
+                raise ShortRead('%s (if that server uses TLS, connect with '
+                                'a TLS context: ssl_context=, durus-shell '
+                                '--tls-ca)' % error) from None
+            raise ShortRead('%s (if that server requires client '
+                            'certificates, give one this CA trusts: '
+                            'durus-shell --tls-cert/--tls-key)'
+                            % error) from None
+        if self.version >> 24 in _TLS_RECORD_TYPES:
+            self._disconnect()
+            raise ProtocolError(
+                'the server at %s speaks TLS: connect with a TLS context '
+                '(ssl_context=, durus-shell --tls-ca)' % self.address)
         if self.version != version:
             self._disconnect()
+
+    def _start_tls(self, sock):
+        try:
+            sock = self.ssl_context.wrap_socket(
+                sock, server_hostname=self.server_hostname)
+        except ssl.SSLCertVerificationError as error:
+            sock.close()
+            raise ProtocolError(
+                'TLS: the server at %s has a certificate this client does '
+                'not trust: %s' % (self.address, error.verify_message or
+                                   error)) from None
+        except (OSError, ValueError) as error:
+            sock.close()
+            raise ProtocolError(
+                'TLS handshake with the server at %s failed: %s (does it '
+                'use TLS? start it with --tls-cert and --tls-key; with '
+                '--tls-client-ca it also needs a client certificate)'
+                % (self.address, ' '.join(str(error).split()))) from None
+        return sock
+
+    def _authenticate(self, user, secret):
+        binding = None
+        if self.ssl_context is not None:
+            binding = certificate_binding(self.s.getpeercert(True))
+        scram = ScramClient(user, secret, binding)
+        try:
+            server_first = self._call(Auth(scram.first())).message
+            server_final = self._call(Auth(scram.final(server_first))).message
+            self.role = scram.verify(server_final)
+        except ServerRefusedError as error:
+            raise AuthenticationError(
+                'the storage server at %s refused user %s: %s'
+                % (self.address, user, str(error).rpartition(': ')[2])
+            ) from None
+        except AuthenticationError as error:
+            self._disconnect()
+            raise AuthenticationError('storage server at %s: %s'
+                                      % (self.address, error)) from None
 
     def __str__(self):
         return 'ClientStorage(%s)' % (self.address,)
@@ -153,11 +252,15 @@ class ClientStorage(Storage):
                     'the storage server at %s refused the %s: %s'
                     % (self.address, what, reply.reason or
                        'it gave no reason (protocol 1)'))
+            if type(reply) is DeniedReply:
+                raise PermissionDeniedError(
+                    'the storage server at %s: %s'
+                    % (self.address, reply.reason))
             if reply is not NEED_DATA:
                 return reply
             try:
-                data = self.s.recv(RECV_SIZE)
-            except (socket.timeout, BlockingIOError):
+                data = self.s.recv(self._recv_size)
+            except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
                 waited = self._io_timeout
                 self._disconnect()
                 raise ServerUnreachableError(
@@ -187,7 +290,15 @@ class ClientStorage(Storage):
 
     # The Storage contract ----------------------------------------------
 
+    def _require(self, needed, what):
+        role = self.role
+        if role is not None and not role_allows(role, needed):
+            raise PermissionDeniedError(
+                'user %s of the storage server at %s has the role %s, which '
+                'does not allow %s' % (self.user, self.address, role, what))
+
     def new_oid(self):
+        self._require(WRITE, 'commits')
         if not self.oid_pool:
             oids = self._call(NewOids(self.oid_pool_size)).oids
             self.oid_pool = sorted(oids, reverse=True)
@@ -251,11 +362,13 @@ class ClientStorage(Storage):
         self.records.append((oid, record))
 
     def end(self, handle_invalidations=None):
+        if self.records:
+            self._require(WRITE, 'commits')
         records, self.records = self.records, []
         self.prefetcher.forget_records()
         if self._one_step_skip:
             self._one_step_skip -= 1
-        elif records and self.version == EXTENDED_PROTOCOL_VERSION:
+        elif records and self.version >= EXTENDED_PROTOCOL_VERSION:
             reply = self._call(CommitAll(records))
             if reply.status != STATUS_RETRY:
                 self._one_step_backoff = 0
@@ -303,11 +416,20 @@ class ClientStorage(Storage):
         return self._call(Sync()).oids
 
     def pack(self):
+        self._require(ADMIN, 'packing')
         status = self._call(Pack()).status
         if status != STATUS_OKAY:
             self._disconnect()
             raise ProtocolError('storage server at %s answered a pack with '
                                 '%r' % (self.address, status))
+
+    def stop_server(self):
+        """Ask the server to stop ('Q'; an admin's request), then close."""
+        self._require(ADMIN, 'stopping the server')
+        try:
+            self._send(Quit())
+        finally:
+            self._disconnect()
 
     def close(self):
         """End the session ('.') and close the socket."""

@@ -94,6 +94,23 @@ class ServerRefusedError(ProtocolError, ShortRead):
     OSError), what a client saw when the server hung up without a word."""
 
 
+class AuthenticationError(ProtocolError):
+    """The client and the server could not authenticate each other: a
+    wrong user or secret, a server that requires authentication from a
+    client given none, or a server that could not prove it knows the
+    user (or does not authenticate at all)."""
+
+
+class PermissionDeniedError(DurusError, PermissionError):
+    """The user's role does not allow the request (a commit by a
+    ``read`` user, a pack or stop by a non-``admin``)."""
+
+
+class UsersFileError(DurusError, ValueError):
+    """A users file (``durus -s --users``) cannot be read or has a bad
+    line; the message names the file and the line."""
+
+
 class DamagedFileError(ShortRead):
     """A database file is damaged at a known place.
 

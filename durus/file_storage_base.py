@@ -252,17 +252,22 @@ def gen_pack_records(load_number, roots, written, refresh, filename):
 def switch_to_packed(old_file, pack_file, name):
     """Make ``pack_file`` (a locked ``File`` at NAME.pack) the file NAME.
 
-    The old file stays as NAME.prepack.  ``old_file`` is closed.
+    The old file stays as NAME.prepack.  ``old_file`` is closed.  The
+    previous NAME.prepack is replaced atomically, only now that the new
+    pack is complete (a crash never leaves no .prepack at all).
     """
     prepack = name + '.prepack'
+    staging = prepack + '.new'
     try:
-        os.unlink(prepack)
+        os.unlink(staging)
     except FileNotFoundError:
         pass
     try:
-        os.link(name, prepack)
+        os.link(name, staging)
     except OSError:
         os.replace(name, prepack)  # no hard links here: brief gap
+    else:
+        os.replace(staging, prepack)
     pack_file.rename(name)  # syncs the directory: both names are durable
     old_file.close()
 

@@ -27,6 +27,21 @@ for it with 'V' 2) adds one request, a commit in a single round trip::
     CommitAll(items)     'A' int4 T, T bytes of items  CommitAllReply(oids,
                                                        status)
 
+Protocol 3 is protocol 2 on a server that authenticates its clients
+(``durus -s --users``).  After 'V' 3 the client proves who it is (SCRAM,
+see durus.auth) before any other request, in two exchanges of::
+
+    Auth(message)        'U' int4 n, n bytes           AuthReply(message)
+
+answered 'O' int4 n, n bytes (the server's SCRAM message), or refused
+with an error reply.  Under protocol 3 a request the user's role does not
+allow ('N', 'M', 'C', 'A', 'P', 'Q') is answered ``DeniedReply(reason)``
+('D' int4 n, n bytes of reason; for 'A' after an empty oid list) and the
+connection goes on; so that 'D' cannot be mistaken for data, the replies
+to 'N', 'M' and 'C' then start with the status byte 'O'.  A server without users answers 'V' 3 with 2 and
+hangs up; a server with users answers 'V' 1 or 2 with 3 and hangs up
+(Durus 4.3's client then says "Protocol version mismatch").
+
 The server commits only if it has no invalidations for this client and
 no other client holds the commit lock.  Reply: the oid list of the
 invalidations it had (empty if it committed) and a status byte: 'O'
@@ -66,12 +81,15 @@ from durus.record import record_problem
 
 PROTOCOL_VERSION = 1          # Durus 4.3's; what a connection starts at
 EXTENDED_PROTOCOL_VERSION = 2  # protocol 1 plus CommitAll (see above)
+AUTH_PROTOCOL_VERSION = 3      # protocol 2 after authentication
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION)
+MAX_AUTH_MESSAGE = 1024
 STATUS_OKAY = b'O'
 STATUS_KEYERROR = b'K'
 STATUS_INVALID = b'I'
 STATUS_RETRY = b'R'
 STATUS_ERROR = b'E'
+STATUS_DENIED = b'D'
 _COMMIT_ALL_STATUSES = (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY)
 
 # Largest commit payload, record, oid list or bulk request accepted.
@@ -181,6 +199,15 @@ class CommitAll(Event):
         self.items = list(items)
 
 
+class Auth(Event):
+    """Protocol 3: one SCRAM message of the client (see durus.auth)."""
+
+    __slots__ = ('message',)
+
+    def __init__(self, message):
+        self.message = message
+
+
 class Sync(Event):
     __slots__ = ()
 
@@ -261,6 +288,23 @@ class CommitAllReply(Event):
         self.status = status
 
 
+class AuthReply(Event):
+    __slots__ = ('message',)
+
+    def __init__(self, message):
+        self.message = message
+
+
+class DeniedReply(Event):
+    """Protocol 3: the user's role does not allow the request; the
+    connection goes on."""
+
+    __slots__ = ('reason',)
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
 class ErrorReply(Event):
     """The server refused the request and closes the connection;
     ``reason`` says why (None under protocol 1, which carries no
@@ -291,6 +335,7 @@ TRANSITIONS = {
     (IDLE, Quit): (None, CLOSED),
     (IDLE, Goodbye): (None, CLOSED),
     (IDLE, CommitAll): (CommitAllReply, IDLE),
+    (IDLE, Auth): (AuthReply, IDLE),
     (COMMITTING, CommitData): (Status, IDLE),
     (COMMITTING, CommitBackOut): (None, IDLE),
 }
@@ -308,12 +353,19 @@ COMMANDS = {
     b'Q'[0]: (Quit, 1),
     b'.'[0]: (Goodbye, 1),
     b'A'[0]: (CommitAll, 5),    # plus the items; protocol 2 only
+    b'U'[0]: (Auth, 5),         # plus the message; protocol 3 only
 }
 
 # Requests whose reply can be an error reply, and the bytes before its
 # status byte.
 _ERROR_PREFIX = {Load: b'', BulkLoad: b'', CommitData: b'', Pack: b'',
-                 CommitAll: b'\0\0\0\0'}
+                 CommitAll: b'\0\0\0\0', Auth: b''}
+
+# Requests a role can deny; under protocol 3 their replies can be 'D'.
+DENIABLE = (NewOid, NewOids, CommitStart, CommitAll, Pack, Quit)
+# ... of which these have replies with no status byte of their own:
+# under protocol 3 those replies start with 'O'.
+_PREFIXED_IN_3 = (NewOid, NewOids, CommitStart)
 
 _SIMPLE_CODES = {NewOid: b'N', CommitStart: b'C', Sync: b'S', Pack: b'P',
                  Quit: b'Q', Goodbye: b'.'}
@@ -358,6 +410,8 @@ def encode_request(request):
         return b'M' + bytes((request.count,))
     if kind is Version:
         return b'V' + _pack_int4(request.protocol)
+    if kind is Auth:
+        return b'U' + _pack_int4(len(request.message)) + request.message
     return _SIMPLE_CODES[kind]
 
 
@@ -402,6 +456,8 @@ def encode_reply(reply):
         return reply.status
     if kind is VersionReply:
         return _pack_int4(reply.protocol)
+    if kind is AuthReply:
+        return STATUS_OKAY + _pack_int4(len(reply.message)) + reply.message
     if kind is CommitAllReply:
         if reply.status not in _COMMIT_ALL_STATUSES:
             raise OutOfTurnError('bad commit status %r' % (reply.status,))
@@ -468,10 +524,31 @@ class ServerConnection(object):
         self.version = PROTOCOL_VERSION  # until a 'V' agrees on another
         self.pending = None   # request waiting for our reply
         self._parsing = None  # type of the request being parsed
+        self.requests = 0     # requests parsed so far
         self._input = _InputBuffer()
 
     def receive_data(self, data):
         self._input.feed(data)
+
+    def discard_input(self):
+        """Drop every received byte (the session is over)."""
+        self._input.data = bytearray()
+        self._input.start = 0
+
+    def compact(self):
+        """Give back the memory of parsed bytes (a large commit's buffer
+        would otherwise stay until the next bytes arrive)."""
+        buf = self._input
+        if buf.start and buf.start == len(buf.data):
+            buf.data = bytearray()
+            buf.start = 0
+        elif buf.start > 65536:
+            del buf.data[:buf.start]
+            buf.start = 0
+
+    def buffer_size(self):
+        """Bytes of memory the input buffer holds (parsed or not)."""
+        return len(self._input.data)
 
     def buffered(self):
         """Bytes received but not yet parsed into a request."""
@@ -500,9 +577,13 @@ class ServerConnection(object):
                 return ConnectionClosed()
             return request
         self._parsing = None
+        self.requests += 1
         reply_type, after = TRANSITIONS[self.state, type(request)]
         if reply_type is None:
             self.state = after
+            if (type(request) is Quit and
+                    self.version >= AUTH_PROTOCOL_VERSION):
+                self.pending = request    # it may be denied
         else:
             self.pending = request
         return request
@@ -514,11 +595,30 @@ class ServerConnection(object):
         if self.pending is not None:
             request_type = type(self.pending)
         else:
-            request_type = self._parsing
+            request_type = self._parsing or self._request_type_buffered()
         self.pending = None
         self._parsing = None
         self.state = CLOSED
         return encode_error_reply(request_type, reason, self.version)
+
+    def deny(self, reason):
+        """Bytes answering the pending request with ``DeniedReply``
+        (protocol 3); the connection goes on (IDLE)."""
+        request = self.pending
+        self.pending = None
+        self.state = IDLE
+        prefix = _ERROR_PREFIX.get(type(request), b'')
+        text = reason.encode('utf-8', 'replace')[:MAX_ERROR_REASON]
+        return prefix + STATUS_DENIED + _pack_int4(len(text)) + text
+
+    def _request_type_buffered(self):
+        """The type of the request whose bytes start the buffer, if any."""
+        if self.state == COMMITTING:
+            return CommitData
+        buf = self._input
+        if not buf.available():
+            return None
+        return COMMANDS.get(buf.data[buf.start], (None,))[0]
 
     def send(self, reply):
         request = self.pending
@@ -543,6 +643,9 @@ class ServerConnection(object):
                 self.version = reply.protocol
         self.pending = None
         self.state = after
+        if (self.version >= AUTH_PROTOCOL_VERSION and
+                type(request) in _PREFIXED_IN_3):
+            return STATUS_OKAY + encode_reply(reply)
         return encode_reply(reply)
 
     def _parse_command(self):
@@ -557,7 +660,12 @@ class ServerConnection(object):
         except KeyError:
             kind = None
         if kind is None or (kind is CommitAll and
-                            self.version < EXTENDED_PROTOCOL_VERSION):
+                            self.version < EXTENDED_PROTOCOL_VERSION) or (
+                kind is Auth and self.version < AUTH_PROTOCOL_VERSION):
+            if code == 0x16 and not self.requests:
+                raise ProtocolError('it sent a TLS handshake, but this '
+                                    'server does not use TLS (start it with '
+                                    '--tls-cert and --tls-key)')
             raise ProtocolError('No such command code: %r' % chr(code))
         self._parsing = kind
         if buf.available() < size:
@@ -574,6 +682,15 @@ class ServerConnection(object):
                 return NEED_DATA
             raw = buf.take(5 + 8 * count)
             return BulkLoad([raw[i:i + 8] for i in range(5, len(raw), 8)])
+        if kind is Auth:
+            length = _unpack_int4(data, start + 1)[0]
+            if length > MAX_AUTH_MESSAGE:
+                raise FrameTooLargeError(
+                    'authentication message of %d bytes exceeds the limit '
+                    'of %d' % (length, MAX_AUTH_MESSAGE))
+            if buf.available() < 5 + length:
+                return NEED_DATA
+            return Auth(buf.take(5 + length)[5:])
         if kind is CommitAll:
             if _unpack_int4(data, start + 1)[0] == 0:
                 raise ProtocolError('a one-step commit of no records')
@@ -651,6 +768,7 @@ class ClientConnection(object):
         self._input = _InputBuffer()
         self._partial = None    # bulk load replies parsed so far
         self.refused = None     # the request an ErrorReply answered
+        self._status_taken = False  # the 'O' of a protocol-3 reply
 
     def send(self, request):
         if self.state == CLOSED:
@@ -659,6 +777,9 @@ class ClientConnection(object):
         if kind is CommitData and not request.items:
             request = CommitBackOut()   # an empty payload is a back-out
             kind = CommitBackOut
+        if kind is Auth and self.version < AUTH_PROTOCOL_VERSION:
+            raise OutOfTurnError('Auth needs protocol %d'
+                                 % AUTH_PROTOCOL_VERSION)
         if kind is CommitAll and self.version < EXTENDED_PROTOCOL_VERSION:
             raise OutOfTurnError('CommitAll needs protocol %d; this '
                                  'connection speaks %d'
@@ -685,6 +806,18 @@ class ClientConnection(object):
             return NEED_DATA
         request = self._expected[0]
         kind = type(request)
+        if self.version >= AUTH_PROTOCOL_VERSION and kind in DENIABLE:
+            denied = self._parse_denied(kind)
+            if denied is NEED_DATA:
+                if self._input.eof:
+                    raise ProtocolError('server closed the connection '
+                                        'before answering %r' % (request,))
+                return denied
+            if denied is not None:
+                del self._expected[0]
+                if kind is CommitStart:
+                    self.state = IDLE     # no commit is open
+                return denied
         if kind is Load:
             reply = self._parse_load()
         elif kind is BulkLoad:
@@ -698,6 +831,8 @@ class ClientConnection(object):
             reply = self._parse_fixed(8 * count, self._oids)
         elif kind is Version:
             reply = self._parse_fixed(4, self._version)
+        elif kind is Auth:
+            reply = self._parse_auth_reply()
         else:   # CommitData, Pack
             reply = self._parse_status()
         if reply is NEED_DATA:
@@ -709,15 +844,48 @@ class ClientConnection(object):
             # The server hangs up after it: nothing else will come.
             self.refused = request
             self._expected = []
+            self._status_taken = False
             self.state = CLOSED
             return reply
         del self._expected[0]
+        self._status_taken = False
         if kind is Version:
             if reply.protocol != request.protocol:
                 self.state = CLOSED
             else:
                 self.version = reply.protocol
         return reply
+
+    def _parse_denied(self, kind):
+        """A DeniedReply starting the buffer, NEED_DATA, or None (a
+        normal reply follows; a protocol-3 'O' before it is taken)."""
+        buf = self._input
+        if self._status_taken:
+            return None
+        offset = 4 if kind is CommitAll else 0
+        if buf.available() < offset + 1:
+            return NEED_DATA
+        status = buf.data[buf.start + offset:buf.start + offset + 1]
+        if status != STATUS_DENIED or (
+                offset and buf.data[buf.start:buf.start + 4] != b'\0\0\0\0'):
+            if kind in _PREFIXED_IN_3:
+                if status != STATUS_OKAY:
+                    raise ProtocolError('unexpected status byte %r before '
+                                        'a reply' % bytes(status))
+                buf.take(1)
+                self._status_taken = True
+            return None
+        start = offset + 1
+        if buf.available() < start + 4:
+            return NEED_DATA
+        size = _unpack_int4(buf.data, buf.start + start)[0]
+        if size > MAX_ERROR_REASON:
+            raise ProtocolError('denial of %d bytes exceeds the limit of %d'
+                                % (size, MAX_ERROR_REASON))
+        if buf.available() < start + 4 + size:
+            return NEED_DATA
+        raw = buf.take(start + 4 + size)
+        return DeniedReply(raw[start + 4:].decode('utf-8', 'replace'))
 
     @staticmethod
     def _oids(raw):
@@ -756,6 +924,26 @@ class ClientConnection(object):
             return self._parse_error(0)
         raise ProtocolError('unexpected status byte %r in a load reply'
                             % bytes(status))
+
+    def _parse_auth_reply(self):
+        buf = self._input
+        if not buf.available():
+            return NEED_DATA
+        status = buf.data[buf.start:buf.start + 1]
+        if status == STATUS_ERROR:
+            return self._parse_error(0)
+        if status != STATUS_OKAY:
+            raise ProtocolError('unexpected status byte %r in an '
+                                'authentication reply' % bytes(status))
+        if buf.available() < 5:
+            return NEED_DATA
+        size = _unpack_int4(buf.data, buf.start + 1)[0]
+        if size > MAX_AUTH_MESSAGE:
+            raise ProtocolError('authentication reply of %d bytes exceeds '
+                                'the limit of %d' % (size, MAX_AUTH_MESSAGE))
+        if buf.available() < 5 + size:
+            return NEED_DATA
+        return AuthReply(buf.take(5 + size)[5:])
 
     def _parse_status(self):
         buf = self._input

@@ -19,6 +19,8 @@ wrong with one record (spec formats.md §1), or returns None:
 import struct
 import zlib
 
+from durus import _accel
+
 _ANY = object()   # a stack value the check does not follow
 _MARK = object()
 _ENCODE = ('_codecs', 'encode')
@@ -332,13 +334,28 @@ def record_problem(record):
     return None
 
 
-# At most this many record bytes of a transaction are checked in depth,
-# newest record first (always at least one record).  Damage from a power
-# cut or a bad copy runs from some byte to the end of the transaction, so
-# it always reaches the newest record, and every record's layout is
-# checked anyway.  The bound keeps the open of a file whose last
-# transaction is huge cheap (the walk costs about 0.1 ms per KiB).
-DEEP_CHECK_BYTES = 8 << 10
+_python_record_problem = record_problem  # the reference, and the messages
+
+
+def _python_record_fine(record):
+    """True when ``record`` passes the check, else False.  Its compiled
+    twin (csrc/record_check.c) gives the same verdicts, or None for a
+    record it leaves to this walk."""
+    return _python_record_problem(record) is None
+
+
+_record_fine = _accel.use('record_fine', _python_record_fine)
+
+if _record_fine is not _python_record_fine:
+    def record_problem(record):
+        """Why ``record`` (oid, int4 N, data, refs) is damaged, or None.
+
+        The compiled walk settles a sound record alone; anything it does
+        not call fine gets the verdict and the message of the Python walk.
+        """
+        if _record_fine(record):
+            return None
+        return _python_record_problem(record)
 
 
 def transaction_problem(read_record, offsets):
@@ -346,14 +363,15 @@ def transaction_problem(read_record, offsets):
 
     ``offsets`` are the file offsets of one transaction's records, in
     file order; ``read_record(offset)`` returns the §1 record there.
+    Every record is checked, newest first: damage from a power cut or a
+    bad copy runs from some byte to the end of the transaction.
     """
-    checked = 0
+    fine = _record_fine
     for offset in reversed(offsets):
-        if checked >= DEEP_CHECK_BYTES:
-            break
         record = read_record(offset)
-        checked += len(record)
-        problem = record_problem(record)
+        if fine(record):
+            continue  # one call per sound record
+        problem = _python_record_problem(record)
         if problem is not None:
             return offset, problem
     return None

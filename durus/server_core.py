@@ -66,19 +66,40 @@ Invariants:
   So is every session whose held replies wait for a batch whose
   ``MakeDurable`` failed.  The core goes on with the others.
 
-Authentication and roles (to come) slot in at ``open`` (a session starts
-unauthenticated when the server requires it) and ``_execute`` (the one
-place a request meets its handler, where a role check refuses it).
+Authentication and roles (durus.auth; docs/security.md):
+
+* Without ``users`` every session has the role ``admin`` (Durus 4.3's
+  behaviour).  With ``users`` a session has no role until it proves
+  who it is: 'V' 3, then the two SCRAM ``Auth`` exchanges; before that
+  any other request is refused, and 'V' 1 or 2 is answered 3 (Durus
+  4.3's client: "Protocol version mismatch").  ``open(..., role=)``
+  gives a role at once (the loop's peer-credential check on a Unix
+  socket).  A failed proof is answered after a delay that doubles with
+  each failure from the same peer.
+* ``_execute`` is the one place a request meets its handler; there a
+  request the session's role does not allow (``REQUIRED_ROLE``; with
+  ``readonly`` every write) is refused.
+
+Memory: input buffered across all sessions is bounded by
+``max_buffered``; the session whose bytes pass it is refused.  A session
+in the middle of a request that makes less than ``min_rate`` bytes/s of
+progress for longer than ``timeout`` is dropped, as is a silent one, and
+one that has not authenticated ``timeout`` after it connected.
 """
+
+import os
 
 import logging
 from collections import deque
 
+from durus.auth import ADMIN, READ, WRITE, AuthFailure, ScramServer, role_allows
 from durus.error import ConflictError, ProtocolError, ReadConflictError
 from durus.logger import log
 from durus.protocol import (
-    CLOSED, DEFAULT_MAX_FRAME, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID,
-    STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, SUPPORTED_VERSIONS, BulkLoad,
+    AUTH_PROTOCOL_VERSION, CLOSED, DEFAULT_MAX_FRAME,
+    EXTENDED_PROTOCOL_VERSION, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID,
+    STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, SUPPORTED_VERSIONS, Auth,
+    AuthReply, BulkLoad,
     BulkLoadReply, CommitAll, CommitAllReply, CommitBackOut, CommitData,
     CommitStart, ConnectionClosed, Goodbye, Invalidations, Load, LoadReply,
     NewOid, NewOids, Oids, Pack, Quit, ServerConnection, Status, Sync,
@@ -89,6 +110,31 @@ COMMIT_LOCK_GRACE = 1.0
 GROUP_COMMIT_WINDOW = 0.002
 OUTPUT_LIMIT = 8 * 1024 * 1024   # stop reading a client that doesn't read
 SWEEP_INTERVAL = 1.0
+# Input bytes buffered across all sessions (partial requests): room for
+# two requests of the largest size (DEFAULT_MAX_FRAME).
+MAX_BUFFERED = 1024 * 1024 * 1024
+# A request in progress for longer than the timeout must arrive at this
+# rate (bytes/s) or its session is dropped.
+MIN_RATE = 16 * 1024
+# A failed authentication is answered after this delay, doubled for each
+# earlier failure from the same peer (up to AUTH_DELAY_MAX).
+AUTH_DELAY = 0.25
+AUTH_DELAY_MAX = 8.0
+MAX_TRACKED_PEERS = 10000
+
+REQUIRED_ROLE = {
+    NewOid: WRITE, NewOids: WRITE, CommitStart: WRITE, CommitData: WRITE,
+    CommitAll: WRITE, Pack: ADMIN, Quit: ADMIN,
+}
+# What a session may send before it has a role.
+_BEFORE_AUTH = (Version, Auth, Goodbye, ConnectionClosed)
+_REQUEST_NAMES = {
+    NewOid: 'new oids (N)', NewOids: 'new oids (M)',
+    CommitStart: 'a commit (C)', CommitData: 'a commit',
+    CommitAll: 'a commit (A)', Pack: 'a pack (P)',
+    Quit: 'stopping the server (Q)', Load: 'a load (L)',
+    BulkLoad: 'a bulk load (B)', Sync: 'a sync (S)',
+}
 
 
 class ClientError(ProtocolError):
@@ -154,9 +200,20 @@ class Session(object):
     """What the core knows about one connection.  ``open`` while it is
     served; after its Close action the core forgets it."""
 
-    def __init__(self, name, max_frame, now):
+    def __init__(self, name, max_frame, now, peer=None, role=None,
+                 binding=None):
         self.name = name
+        self.peer = peer           # who failed authentications are counted for
+        self.role = role           # None: not authenticated yet
+        self.binding = binding     # TLS channel binding data, if any
+        self.user = None
+        self.scram = None
         self.protocol = ServerConnection(max_frame)
+        self.buffer_size = 0       # what it counts in core.buffered
+        self.buffer_size_peak = 0
+        self.frame_start = None    # when the request in progress began
+        self.frame_bytes = 0       # bytes received since
+        self.opened = now
         self.open = True
         self.invalid = set()
         self.unused_oids = set()
@@ -185,8 +242,18 @@ class ServerCore(object):
     def __init__(self, storage, gcbytes=0, max_frame=DEFAULT_MAX_FRAME,
                  timeout=TIMEOUT, commit_lock_grace=COMMIT_LOCK_GRACE,
                  group_commit_window=GROUP_COMMIT_WINDOW,
-                 output_limit=OUTPUT_LIMIT):
+                 output_limit=OUTPUT_LIMIT, users=None, readonly=False,
+                 max_buffered=MAX_BUFFERED, min_rate=MIN_RATE,
+                 server_secret=None):
         self.storage = storage
+        self.users = users         # {name: durus.auth.User}, or None
+        self.readonly = readonly
+        self.max_buffered = max_buffered
+        self.min_rate = min_rate
+        self.buffered = 0          # input bytes held across sessions
+        self.server_secret = server_secret or os.urandom(32)
+        self.auth_failures = {}    # peer -> failed attempts
+        self._delayed = []         # [due, session, log reason] of refusals
         self.gcbytes = gcbytes or 0
         self.max_frame = max_frame
         self.timeout = timeout
@@ -224,13 +291,18 @@ class ServerCore(object):
             CommitBackOut: self._back_out, Sync: self._sync,
             Pack: self._pack_request, Quit: self._quit,
             Goodbye: self._goodbye, ConnectionClosed: self._goodbye,
+            Auth: self._auth,
         }
 
     # Events ----------------------------------------------------------
 
-    def open(self, name, now):
+    def open(self, name, now, peer=None, role=None, binding=None):
+        """A new session.  ``role``: known already (peer credentials);
+        ``binding``: the TLS channel binding data of its connection."""
         self.now = now
-        session = Session(name, self.max_frame, now)
+        if self.users is None and role is None:
+            role = ADMIN
+        session = Session(name, self.max_frame, now, peer, role, binding)
         self.sessions.add(session)
         log(logging.DEBUG, 'Client %s connected', name)
         return session
@@ -240,9 +312,38 @@ class ServerCore(object):
             return
         self.now = now
         session.last_activity = now
-        session.protocol.receive_data(data)
+        protocol = session.protocol
+        if session.frame_start is None:
+            session.frame_start = now
+            session.frame_bytes = 0
+        session.frame_bytes += len(data)
+        protocol.receive_data(data)
+        self._account(session)
+        if self.buffered > self.max_buffered and session.open:
+            self._refuse(session, 'input buffered across all clients would '
+                         'pass the limit of %d bytes' % self.max_buffered,
+                         'the server is out of input buffer space; retry '
+                         'later', logging.WARNING)
+            self._emit_sends()
+            return
         self._serve(session)
+        self._account(session)
         self._emit_sends()
+
+    def _account(self, session):
+        """Keep ``buffered`` (and the session's progress clock) up to
+        date with what its input buffer holds."""
+        if session.open:
+            session.protocol.compact()
+            size = session.protocol.buffer_size()
+        else:
+            size = 0
+        self.buffered += size - session.buffer_size
+        session.buffer_size = size
+        if size > session.buffer_size_peak:
+            session.buffer_size_peak = size
+        if session.open and not session.protocol.in_frame():
+            session.frame_start = None
 
     def flushed(self, session, nbytes, now):
         if not session.open or not nbytes:
@@ -290,6 +391,8 @@ class ServerCore(object):
             if (self.commit_holder is None or
                     now - self._dirty_since >= self.group_commit_window):
                 self._close_batch()
+        if self._delayed:
+            self._refuse_delayed(now)
         self._sweep(now)
         if self.packer is not None:
             self._step_packer()
@@ -330,6 +433,8 @@ class ServerCore(object):
         if not self.sessions:
             return None
         deadline = self._next_sweep
+        for due, _, _ in self._delayed:
+            deadline = min(deadline, due)
         holder = self.commit_holder
         if holder is not None and self.commit_waiters:
             deadline = min(deadline, holder.lock_since +
@@ -366,7 +471,41 @@ class ServerCore(object):
 
     def _execute(self, session, request):
         """The reply to ``request`` (None if it has none or must wait)."""
-        return self._handlers[type(request)](session, request)
+        kind = type(request)
+        role = session.role
+        if role is None:
+            if kind not in _BEFORE_AUTH:
+                raise ClientError(
+                    'sent %s before authenticating (this server requires '
+                    'it: --users)' % _REQUEST_NAMES.get(kind, kind.__name__),
+                    'authentication required: this server has users; '
+                    'connect with a user name and secret')
+        else:
+            needed = REQUIRED_ROLE.get(kind)
+            if needed is not None:
+                why = None
+                if not role_allows(role, needed):
+                    why = 'the role %s does not allow %s' % (
+                        role, _REQUEST_NAMES[kind])
+                elif self.readonly and needed is WRITE:
+                    why = ('the server is read-only (--readonly), which does '
+                           'not allow %s' % _REQUEST_NAMES[kind])
+                if why is not None:
+                    return self._deny(session, kind, why)
+        return self._handlers[kind](session, request)
+
+    def _deny(self, session, kind, why):
+        """Protocol 3: answer 'D' and go on; older protocols cannot say
+        so without breaking the conversation: refuse and close."""
+        who = (' (user %s)' % session.user) if session.user else ''
+        if session.protocol.version >= AUTH_PROTOCOL_VERSION:
+            log(logging.WARNING, 'Client %s denied: %s%s', session.name, why,
+                who)
+            self._queue(session, session.protocol.deny(
+                'permission denied: ' + why), request_type=kind)
+            return None
+        raise ClientError('refused: %s%s' % (why, who),
+                          'permission denied: %s' % why)
 
     def _queue(self, session, data, urgent=False, request_type=None):
         """Queue a reply (to a request of ``request_type``); while
@@ -410,6 +549,8 @@ class ServerCore(object):
         if flush:
             self._emit_sends()   # what it was answered goes out first
         session.open = False
+        session.protocol.discard_input()   # give its memory back
+        self._account(session)
         self.sessions.discard(session)
         if session.waiting:
             session.waiting = False
@@ -469,11 +610,26 @@ class ServerCore(object):
             return
         self._next_sweep = now + SWEEP_INTERVAL
         for session in list(self.sessions):
+            if (session.role is None and not session.waiting and
+                    now - session.opened > self.timeout):
+                self._close(session, 'did not authenticate within %d s'
+                            % self.timeout, logging.INFO, flush=False)
+                continue
             if ((session.protocol.in_frame() or session.in_flight) and
                     now - session.last_activity > self.timeout):
                 self._close(session, 'stalled for %d s in the middle of a '
                             'request' % self.timeout, logging.WARNING,
                             flush=False)
+                continue
+            start = session.frame_start
+            if (start is not None and not session.waiting and
+                    now - start > self.timeout and
+                    session.protocol.in_frame() and
+                    session.frame_bytes < self.min_rate * (now - start)):
+                self._close(session, 'too slow: %d bytes of a request in '
+                            '%.0f s (less than %d bytes/s)'
+                            % (session.frame_bytes, now - start,
+                               self.min_rate), logging.WARNING, flush=False)
 
     # Invalidations, oids and the commit lock ---------------------------
 
@@ -524,8 +680,21 @@ class ServerCore(object):
     # Request handlers: each returns the reply, or None -----------------
 
     def _version(self, session, request):
-        if request.protocol in SUPPORTED_VERSIONS:
-            return VersionReply(request.protocol)
+        wanted = request.protocol
+        if self.users is not None and session.role is None:
+            if wanted != AUTH_PROTOCOL_VERSION:
+                log(logging.WARNING, 'Client %s refused: it asked for '
+                    'protocol %d without authenticating, and this server '
+                    'requires authentication (--users): a Durus 4.3 client, '
+                    'or one not given a user name', session.name, wanted)
+            return VersionReply(AUTH_PROTOCOL_VERSION)
+        if wanted == AUTH_PROTOCOL_VERSION and self.users is None:
+            log(logging.WARNING, 'Client %s wants to authenticate, but this '
+                'server has no users (start it with --users)', session.name)
+            return VersionReply(EXTENDED_PROTOCOL_VERSION)
+        if wanted in SUPPORTED_VERSIONS or (
+                wanted == AUTH_PROTOCOL_VERSION and session.role is not None):
+            return VersionReply(wanted)
         # As Durus 4.3 does: our version, then the protocol hangs up.
         log(logging.WARNING, 'Client %s speaks protocol version %d, not %s',
             session.name, request.protocol,
@@ -652,6 +821,47 @@ class ServerCore(object):
                     flush=False)
         self._actions.append(Stop())
         return None
+
+    def _auth(self, session, request):
+        """One SCRAM step; a failure is answered after a delay."""
+        if session.scram is None:
+            session.scram = ScramServer(self.users, self.server_secret,
+                                        session.binding)
+        scram = session.scram
+        try:
+            if scram.user is None:
+                return AuthReply(scram.first(request.message))
+            message = scram.final(request.message)
+        except AuthFailure as failure:
+            count = self.auth_failures.get(session.peer, 0) + 1
+            if len(self.auth_failures) >= MAX_TRACKED_PEERS:
+                self.auth_failures.clear()
+            self.auth_failures[session.peer] = count
+            delay = min(AUTH_DELAY_MAX, AUTH_DELAY * 2 ** (count - 1))
+            log(logging.WARNING, 'Client %s (peer %s): authentication failed '
+                '(attempt %d from this peer; answering in %.2f s): %s',
+                session.name, session.peer, count, delay, failure)
+            session.waiting = True      # reads nothing more meanwhile
+            self._delayed.append((self.now + delay, session,
+                                  'authentication failed: %s' % failure))
+            return None
+        self.auth_failures.pop(session.peer, None)
+        session.role = scram.role
+        session.user = scram.user
+        session.scram = None
+        log(logging.INFO, 'Client %s authenticated as %s (role %s)',
+            session.name, session.user, session.role)
+        return AuthReply(message)
+
+    def _refuse_delayed(self, now):
+        due = [entry for entry in self._delayed if entry[0] <= now]
+        if not due:
+            return
+        self._delayed = [entry for entry in self._delayed if entry[0] > now]
+        for _, session, reason in due:
+            session.waiting = False
+            self._refuse(session, reason, AuthFailure.CLIENT_REASON,
+                         logging.INFO)
 
     def _goodbye(self, session, request):
         # Replies to earlier pipelined requests still go out first.

@@ -19,6 +19,7 @@ import socket
 
 DEFAULT_HOST = '127.0.0.1'
 DEFAULT_PORT = 2972
+DEFAULT_SOCKET_MODE = 0o600
 BACKLOG = 40
 
 # Connect errors that mean "no server there" rather than a broken network.
@@ -59,6 +60,13 @@ class SocketAddress(object):
     def is_loopback(self):
         """True when only processes on this machine can connect."""
         return True
+
+    def is_protected(self):
+        """True when only this machine's processes can connect, further
+        limited by file permissions (loopback TCP counts: the server is
+        then only as exposed as the machine).  The server refuses to
+        listen anywhere else without users (durus -s --users)."""
+        return self.is_loopback()
 
     def set_connection_options(self, s):
         """Options for each connected socket (either end)."""
@@ -153,28 +161,41 @@ class UnixAbstractAddress(SocketAddress):
     def target(self):
         return self.name.replace('@', '\0')
 
+    def is_protected(self):
+        # No file, no permissions: any local user can connect.
+        return False
+
     def __str__(self):
         return self.name
 
 
 class UnixDomainSocketAddress(UnixAbstractAddress):
     """A socket file; optional ``owner``/``group`` (names or ids) are set
-    after binding, ``umask`` applies only while binding.  (A subclass of
+    after binding, ``umask`` applies only while binding.  The file is
+    created with ``mode`` (default 0600: only its owner may connect)
+    unless a ``umask`` is given and no mode.  (A subclass of
     UnixAbstractAddress, as in 4.3.)"""
 
     family = getattr(socket, 'AF_UNIX', None)
 
-    def __init__(self, filename, owner=None, group=None, umask=None):
+    def __init__(self, filename, owner=None, group=None, umask=None,
+                 mode=None):
         self.filename = filename
         self.owner = owner
         self.group = group
         self.umask = umask
+        if mode is None and umask is None:
+            mode = DEFAULT_SOCKET_MODE
+        self.mode = mode
 
     def target(self):
         return self.filename
 
     def _bind(self, sock):
-        old_umask = None if self.umask is None else os.umask(self.umask)
+        umask = self.umask
+        if umask is None:
+            umask = 0o177    # nobody else can connect before the chmod
+        old_umask = os.umask(umask)
         try:
             try:
                 sock.bind(self.filename)
@@ -186,9 +207,14 @@ class UnixDomainSocketAddress(UnixAbstractAddress):
         finally:
             if old_umask is not None:
                 os.umask(old_umask)
+        if self.mode is not None:
+            os.chmod(self.filename, self.mode)
         if self.owner is not None or self.group is not None:
             os.chown(self.filename, _user_id(self.owner),
                      _group_id(self.group))
+
+    def is_protected(self):
+        return True     # its file's permissions decide who may connect
 
     def _is_stale(self):
         """True for a leftover socket file nobody accepts connections on."""
@@ -230,6 +256,16 @@ class InheritedSocket(SocketAddress):
     def set_connection_options(self, s):
         if self.family in (socket.AF_INET, socket.AF_INET6):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def is_protected(self):
+        if self.family == getattr(socket, 'AF_UNIX', None):
+            try:
+                name = self.sock.getsockname()
+            except OSError:
+                return False
+            return bool(name) and not isinstance(name, bytes) and \
+                not name.startswith('\0')
+        return self.is_loopback()
 
     def is_loopback(self):
         if self.family == getattr(socket, 'AF_UNIX', None):

@@ -13,11 +13,22 @@ bytes to write, and how the connection is closing (flushing its last
 replies; then, after a refusal, shut down for writing and discarding
 what the client still sends for ``LINGER`` seconds, so that closing does
 not reset the connection before the client has read why).
+
+TLS (``ssl_context``): each accepted socket is wrapped and its handshake
+runs non-blocking inside the loop (one slow handshake holds up nobody);
+the session opens once it has finished, and a handshake that fails or
+takes longer than ``timeout`` closes the socket with one log line.  On a
+Unix socket, ``peer_roles`` (``{uid: role}``) gives a connection of such
+a user its role at once (``SO_PEERCRED``), without a secret.
 """
 
+import ctypes
+import ctypes.util
 import logging
 import selectors
 import socket
+import ssl
+import struct
 import time
 
 from durus.logger import log
@@ -25,8 +36,9 @@ from durus.protocol import (
     DEFAULT_MAX_FRAME, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
     STATUS_OKAY)
 from durus.server_core import (
-    COMMIT_LOCK_GRACE, GROUP_COMMIT_WINDOW, OUTPUT_LIMIT, TIMEOUT,
-    ClientError, Close, MakeDurable, Send, ServerCore, Stop)
+    COMMIT_LOCK_GRACE, GROUP_COMMIT_WINDOW, MAX_BUFFERED, MIN_RATE,
+    OUTPUT_LIMIT, TIMEOUT, ClientError, Close, MakeDurable, Send, ServerCore,
+    Stop)
 from durus.socket_address import (
     DEFAULT_HOST, DEFAULT_PORT, HostPortAddress, InheritedSocket,
     SocketAddress, UnixAbstractAddress, UnixDomainSocketAddress)
@@ -42,23 +54,42 @@ __all__ = [
 
 DEFAULT_GCBYTES = 0
 RECV_SIZE = 256 * 1024
+TLS_RECORD_SIZE = 16 * 1024   # the most plaintext one TLS record holds
 # After refusing a request, how long the server reads and discards what
 # the client still sends (so closing does not reset the connection and
 # destroy the refusal before the client has read it).
 LINGER = 2.0
 
 _WAKEUP = object()
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                ssl.SSLWantWriteError)
+# A closed connection that had buffered this much input: hand freed
+# memory back to the system (glibc keeps it otherwise).
+TRIM_AFTER = 1024 * 1024
+
+
+def _malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or None)
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_trim = _malloc_trim()
 
 
 class _Connection(object):
     """One client socket: its unwritten bytes and how it is closing."""
 
     __slots__ = ('sock', 'session', 'output', 'mask', 'closing', 'linger',
-                 'deadline', 'closed')
+                 'deadline', 'closed', 'handshaking', 'peer', 'name', 'role')
 
     def __init__(self, sock, session):
         self.sock = sock
         self.session = session
+        self.handshaking = False   # TLS handshake in progress
+        self.peer = self.name = self.role = None
         self.output = bytearray()
         self.mask = 0
         self.closing = False   # the session is over; flushing, lingering
@@ -81,7 +112,10 @@ class StorageServer(object):
                  address=None, gcbytes=DEFAULT_GCBYTES,
                  max_frame=DEFAULT_MAX_FRAME, timeout=TIMEOUT,
                  commit_lock_grace=COMMIT_LOCK_GRACE,
-                 group_commit_window=GROUP_COMMIT_WINDOW):
+                 group_commit_window=GROUP_COMMIT_WINDOW, users=None,
+                 readonly=False, ssl_context=None, tls_binding=None,
+                 peer_roles=None, max_buffered=MAX_BUFFERED,
+                 min_rate=MIN_RATE):
         self.storage = storage
         self.address = SocketAddress.new(address or (host, port))
         if gcbytes is not None and (not isinstance(gcbytes, (int, float))
@@ -90,11 +124,21 @@ class StorageServer(object):
                                'between automatic packs (0: never), not %r'
                                % (gcbytes,))
         self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.tls_binding = tls_binding or getattr(
+            ssl_context, 'durus_channel_binding', None)
+        if ssl_context is not None and self.tls_binding is None:
+            raise ValueError('a TLS server needs tls_binding=durus.tls.'
+                             'file_binding(certificate file) (or a context '
+                             'made by durus.tls.server_context)')
+        self.peer_roles = dict(peer_roles or {})
         self.core = ServerCore(
             storage, gcbytes=gcbytes, max_frame=max_frame, timeout=timeout,
             commit_lock_grace=commit_lock_grace,
-            group_commit_window=group_commit_window)
+            group_commit_window=group_commit_window, users=users,
+            readonly=readonly, max_buffered=max_buffered, min_rate=min_rate)
         self._connections = {}     # session -> _Connection, while open
+        self._handshaking = set()  # _Connections in a TLS handshake
         self._closing = set()      # _Connections flushing or lingering
         self._stopping = False
         self._selector = None
@@ -147,6 +191,8 @@ class StorageServer(object):
                         self._accept(listener)
                     elif connection is _WAKEUP:
                         _drain(wake_reader)
+                    elif connection.handshaking:
+                        self._handshake(connection)
                     else:
                         if mask & selectors.EVENT_WRITE:
                             self._write(connection)
@@ -158,6 +204,8 @@ class StorageServer(object):
                 self._carry_out()
                 if self._closing:
                     self._sweep_closing(now)
+                if self._handshaking:
+                    self._sweep_handshakes(now)
         finally:
             self._shutdown(listener, wake_reader)
 
@@ -176,7 +224,7 @@ class StorageServer(object):
         if core.busy():
             return 0
         deadline = core.next_deadline()
-        for connection in self._closing:
+        for connection in self._closing | self._handshaking:
             if deadline is None or connection.deadline < deadline:
                 deadline = connection.deadline
         if deadline is None:
@@ -188,7 +236,7 @@ class StorageServer(object):
         try:
             self.core.shutdown(time.monotonic())
             self._carry_out()
-            for connection in list(self._closing):
+            for connection in list(self._closing | self._handshaking):
                 self._close_socket(connection)
         finally:
             self._selector.close()
@@ -212,16 +260,92 @@ class StorageServer(object):
             sock.setblocking(False)
             self.address.set_connection_options(sock)
             self._client_count += 1
+            role = None
+            if sock.family == getattr(socket, 'AF_UNIX', None):
+                uid = _peer_uid(sock)
+                peer_host = 'unix uid %s' % uid
+                role = self.peer_roles.get(uid)
+            else:
+                peer_host = peer[0] if isinstance(peer, tuple) else str(peer)
             name = '#%d %s' % (self._client_count, _peer_name(peer))
-            session = self.core.open(name, time.monotonic())
-            connection = _Connection(sock, session)
-            self._connections[session] = connection
-            self._update_interest(connection)
+            if self.ssl_context is None:
+                self._open_session(sock, name, peer_host, role, None)
+                continue
+            try:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False)
+            except (OSError, ValueError) as error:
+                log(logging.WARNING, 'Client %s: TLS setup failed: %s',
+                    name, error)
+                sock.close()
+                continue
+            connection = _Connection(sock, None)
+            connection.handshaking = True
+            connection.name, connection.peer = name, peer_host
+            connection.role = role
+            connection.deadline = time.monotonic() + self.timeout
+            self._handshaking.add(connection)
+            self._handshake(connection)
+
+    def _open_session(self, sock, name, peer_host, role, binding):
+        session = self.core.open(name, time.monotonic(), peer=peer_host,
+                                 role=role, binding=binding)
+        connection = _Connection(sock, session)
+        self._connections[session] = connection
+        self._update_interest(connection)
+        return connection
+
+    def _handshake(self, connection):
+        sock = connection.sock
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._set_mask(connection, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._set_mask(connection, selectors.EVENT_WRITE)
+            return
+        except (OSError, ValueError) as error:
+            hint = ''
+            if getattr(error, 'reason', None) in ('WRONG_VERSION_NUMBER',
+                                                  'HTTP_REQUEST'):
+                hint = ' (a client without TLS?)'
+            log(logging.WARNING, 'Client %s: TLS handshake failed: %s%s',
+                connection.name, _one_line(error), hint)
+            self._close_socket(connection)
+            return
+        self._handshaking.discard(connection)
+        self._set_mask(connection, 0)
+        connection.closed = True    # this _Connection is done with
+        self._open_session(sock, connection.name, connection.peer,
+                           connection.role, self.tls_binding)
+
+    def _sweep_handshakes(self, now):
+        for connection in list(self._handshaking):
+            if now >= connection.deadline:
+                log(logging.WARNING, 'Client %s: TLS handshake not finished '
+                    'within %s s', connection.name, self.timeout)
+                self._close_socket(connection)
+
+    def _set_mask(self, connection, mask):
+        if mask == connection.mask:
+            return
+        if connection.mask == 0:
+            self._selector.register(connection.sock, mask, connection)
+        elif mask == 0:
+            self._selector.unregister(connection.sock)
+        else:
+            self._selector.modify(connection.sock, mask, connection)
+        connection.mask = mask
 
     def _read(self, connection):
+        sock = connection.sock
         try:
-            data = connection.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            if isinstance(sock, ssl.SSLSocket):
+                data = self._read_tls(sock)
+            else:
+                data = sock.recv(RECV_SIZE)
+        except _WOULD_BLOCK:
             return
         except OSError as error:
             if connection.closing:
@@ -247,7 +371,7 @@ class StorageServer(object):
         while output:
             try:
                 sent = connection.sock.send(output)
-            except (BlockingIOError, InterruptedError):
+            except _WOULD_BLOCK:
                 break
             except OSError as error:
                 if connection.closing:
@@ -330,10 +454,39 @@ class StorageServer(object):
         connection.deadline = time.monotonic() + LINGER
         self._update_interest(connection)
 
+    @staticmethod
+    def _read_tls(sock):
+        """TLS gives at most one record (16 KiB) per recv (asking for
+        more only makes it allocate more).  A shorter record is all of a
+        small request: return it (the ssl module reads no further ahead
+        than the record, so the selector sees anything else).  Full
+        records are part of a large request: take those that are ready,
+        up to RECV_SIZE."""
+        data = sock.recv(TLS_RECORD_SIZE)
+        if len(data) < TLS_RECORD_SIZE:
+            return data
+        parts = [data]
+        total = len(data)
+        while total < RECV_SIZE:
+            try:
+                more = sock.recv(TLS_RECORD_SIZE)
+            except _WOULD_BLOCK:
+                break
+            if not more:
+                break
+            parts.append(more)
+            total += len(more)
+        return b''.join(parts)
+
     def _close_socket(self, connection):
         if connection.closed:
             return
         connection.closed = True
+        self._handshaking.discard(connection)
+        session = connection.session
+        if (_trim is not None and session is not None and
+                session.buffer_size_peak >= TRIM_AFTER):
+            _trim(0)
         self._closing.discard(connection)
         self._connections.pop(connection.session, None)
         if connection.mask:
@@ -374,6 +527,20 @@ def _drain(sock):
             pass
     except (BlockingIOError, InterruptedError):
         pass
+
+
+def _one_line(error):
+    return ' '.join(str(error).split()) or type(error).__name__
+
+
+def _peer_uid(sock):
+    """The uid of the process at the other end of a Unix socket."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                              struct.calcsize('3i'))
+    except (OSError, AttributeError):
+        return None
+    return struct.unpack('3i', raw)[1]
 
 
 def _peer_name(peer):

@@ -52,6 +52,21 @@ def build_parser():
     where.add_argument('--client', metavar='ADDRESS',
                        help='connect to a storage server at HOST:PORT, '
                             '/path/to/socket or @name')
+    secure = parser.add_argument_group(
+        'a server with users or TLS (with --client)')
+    secure.add_argument('--user', metavar='NAME',
+                        help='authenticate as NAME; the secret comes from '
+                             '--secret-file, $DURUS_SECRET or a prompt '
+                             '(never the command line)')
+    secure.add_argument('--secret-file', metavar='FILE',
+                        help="read the user's secret from the first line "
+                             'of FILE')
+    secure.add_argument('--tls-ca', metavar='FILE',
+                        help='connect with TLS, trusting the CA in FILE')
+    secure.add_argument('--tls-cert', metavar='FILE',
+                        help='client certificate for mutual TLS')
+    secure.add_argument('--tls-key', metavar='FILE',
+                        help='key of --tls-cert (if not in that file)')
     where.add_argument('--demo', action='store_true',
                        help='create (if needed) and open a sample database; '
                             'at PATH if given, else in the user data '
@@ -205,6 +220,12 @@ def _check(args):
     if args.client and (args.create or args.repair or args.demo):
         raise UsageError('--create, --repair and --demo are for files, not '
                          '--client')
+    if not args.client and (args.user or args.secret_file or args.tls_ca or
+                            args.tls_cert or args.tls_key):
+        raise UsageError('--user, --secret-file and --tls-* are for '
+                         '--client')
+    if args.secret_file and not args.user:
+        raise UsageError('--secret-file needs --user')
     if args.code is not None and args.script:
         raise UsageError('give either -c or --script, not both')
     if args.commit and args.dry_run:
@@ -251,7 +272,13 @@ def open_target(args, interactive):
     from durus_shell import opening
     from durus_shell.ui import ConsoleUI, StreamUI
     if args.client:
-        return opening.open_client(args.client, readonly=args.readonly)
+        from durus.credentials import client_storage_options
+        try:
+            options = client_storage_options(args)
+        except ValueError as error:
+            raise OpenError(str(error))
+        return opening.open_client(args.client, readonly=args.readonly,
+                                   **options)
     if args.demo:
         from durus_shell import demo
         path = args.file or demo.default_path()

@@ -203,15 +203,17 @@ def format_address(address):
     return address
 
 
-def open_client(text, readonly=False):
-    """Connect to a storage server; OpenError (one line) if unreachable."""
+def open_client(text, readonly=False, **client_options):
+    """Connect to a storage server; OpenError (one line) if unreachable.
+    ``client_options``: user, secret, ssl_context (ClientStorage's)."""
     from durus.client_storage import ClientStorage
     address = parse_client_address(text)
     shown = format_address(address)
     from durus.error import DurusError
     try:
         storage = ClientStorage(address=address,
-                                connect_timeout=CONNECT_TIMEOUT)
+                                connect_timeout=CONNECT_TIMEOUT,
+                                **client_options)
     except DurusError as error:  # its message says where and what to do
         raise OpenError(_one_line(error))
     except Exception as error:

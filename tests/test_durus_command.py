@@ -54,15 +54,25 @@ def test_listens_on_loopback_by_default(durus_server):
     assert 'Storage file=' in server.log()
 
 
-def test_warns_when_listening_beyond_loopback(durus_server):
-    server = durus_server('--host', '0.0.0.0')
-    assert 'no authentication' in server.log()
+def test_listening_beyond_loopback_needs_users_or_insecure(durus_server,
+                                                          tmp_path):
+    result = durus('-s', '--host', '0.0.0.0', '--port', str(free_port()),
+                   '--file', str(tmp_path / 'refused.durus'))
+    assert result.returncode == 1
+    assert 'refusing to listen on 0.0.0.0' in result.stderr
+    assert 'durus passwd' in result.stderr and '--insecure' in result.stderr
+    server = durus_server('--host', '0.0.0.0', '--insecure')
+    assert 'without users (--insecure)' in server.log()
     Connection(ClientStorage(port=server.port)).commit()
 
 
 def test_abstract_address_option_works(durus_server):
     name = '@durus-cmd-%s' % uuid.uuid4().hex
-    server = durus_server('--address', name, '--owner', str(os.getuid()))
+    # An abstract socket has no permissions: users, or --insecure.
+    refused = durus('-s', '--address', name)
+    assert refused.returncode == 1 and 'without users' in refused.stderr
+    server = durus_server('--address', name, '--owner', str(os.getuid()),
+                          '--insecure')
     connection = Connection(ClientStorage(address=name))
     connection.get_root()['ok'] = True
     connection.commit()
@@ -122,9 +132,11 @@ def test_readonly_server_refuses_commits(durus_server, tmp_path):
     connection = Connection(ClientStorage(port=server.port))
     assert connection.get_root()['x'] == 1
     connection.get_root()['x'] = 2
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match='read-only'):
         connection.commit()
-    assert 'ReadOnlyError' in server.log()
+    # Refused by the server before it reaches the storage (--readonly
+    # makes every connection read-only).
+    assert 'the server is read-only (--readonly)' in server.log()
 
 
 def test_open_errors_are_one_line(tmp_path):
@@ -336,3 +348,23 @@ def test_client_command_reaches_a_server(durus_server):
     nobody = durus('-c', '--port', str(free_port()))
     assert nobody.returncode != 0
     assert 'durus -s' in nobody.stderr
+
+
+def test_durus_c_passes_credentials_and_tls_options_to_the_shell():
+    parser_args = ['--host', '127.0.0.1', '--port', '3000', '--user', 'ops',
+                   '--secret-file', 's.txt', '--tls-ca', 'ca.pem']
+    from optparse import OptionParser
+    parser = OptionParser()
+    durus_main._address_options(parser)
+    durus_main.add_client_options(parser)
+    for name in ('--cache_size', '--startup'):
+        parser.add_option(name, default=None)
+    parser.add_option('--file', default=None)
+    parser.add_option('--readonly', action='store_true', default=False)
+    parser.add_option('--repair', action='store_true', default=False)
+    options, _ = parser.parse_args(parser_args)
+    argv = durus_main.shell_arguments(options)
+    assert argv[:2] == ['--client', '127.0.0.1:3000']
+    assert argv[argv.index('--user') + 1] == 'ops'
+    assert argv[argv.index('--secret-file') + 1] == 's.txt'
+    assert argv[argv.index('--tls-ca') + 1] == 'ca.pem'

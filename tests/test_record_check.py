@@ -145,3 +145,225 @@ def test_opcode_table_matches_pickletools():
     assert check._TABLE == expected
     import pickle
     assert check._HIGHEST_PROTOCOL >= pickle.HIGHEST_PROTOCOL
+
+
+# The compiled twin (csrc/record_check.c) against the Python walk.
+
+from durus import record_check  # noqa: E402
+from durus._accel import speedups  # noqa: E402
+
+# (record_fine is listed in durus._accel.TWINS; tests/test_accel.py checks
+# the wiring.)
+
+compiled = pytest.mark.skipif(
+    speedups is None,
+    reason='durus._speedups was not built (no C compiler at install time) '
+           'or DURUS_NO_SPEEDUPS is set')
+
+
+def verdicts(record):
+    """(compiled verdict, Python verdict) as True fine / False damaged;
+    the compiled one None when it leaves the record to Python."""
+    return (speedups.record_fine(record),
+            record_check._python_record_problem(record) is None)
+
+
+def agree(record):
+    fine, python_fine = verdicts(record)
+    return fine is None or fine == python_fine
+
+
+def built_with_zlib():
+    """Whether the compiled walk inflates states itself (setup.py links
+    zlib when it finds it; without it compressed states go to Python)."""
+    state = zlib.compress(b'\x80\x02}q\x01.')
+    return speedups.record_fine(pack_record(OID, CLASS + state, b'')) is True
+
+
+needs_zlib = pytest.mark.skipif(
+    speedups is not None and not built_with_zlib(),
+    reason='durus._speedups was built without zlib: records with a '
+           'compressed state are left to the Python walk')
+
+
+@compiled
+@needs_zlib
+def test_compiled_walk_settles_every_real_record_alone():
+    import record_fuzz
+    records = record_fuzz.written_records() + record_fuzz.fixture_records()
+    assert len(records) > 500
+    assert all(speedups.record_fine(record) is True for record in records)
+
+
+@compiled
+def test_compiled_walk_agrees_with_python_on_fuzzed_records():
+    import record_fuzz
+    tally, wrong = record_fuzz.run(20000, seed=5)
+    assert wrong == []
+    # Both verdicts are common, and the compiled walk decides nearly all.
+    assert tally[True] > 500 and tally[False] > 10000
+    if built_with_zlib():
+        assert tally[True] > 1000
+        assert tally[None] < 0.05 * sum(tally.values())
+
+
+@compiled
+@pytest.mark.parametrize('version', range(256))
+def test_protocol_numbers(version):
+    record = pack_record(OID, bytes([0x80, version]) + CLASS[2:] +
+                         b'\x80\x02}q\x01.', b'')
+    assert agree(record)
+    assert speedups.record_fine(record) is (
+        version <= record_check._HIGHEST_PROTOCOL)
+
+
+@compiled
+@pytest.mark.parametrize('code', range(256))
+def test_every_opcode_byte_in_a_state(code):
+    rng = random.Random(code)
+    for tail in (b'', b'.', b'\n.', b'\x00\x00\x00\x00.', b'N.',
+                 b'\x01\x00\x00\x00\x00\x00\x00\x00a.'):
+        for before in (b'', b'N', b'(N', b'NN', b'(NN', b'NNN'):
+            state = b'\x80\x02' + before + bytes([code]) + tail
+            assert agree(pack_record(OID, CLASS + state, b'')), state
+    for _ in range(50):
+        state = bytes([code]) + rng.randbytes(rng.randrange(12)) + b'.'
+        assert agree(pack_record(OID, CLASS + state, b''))
+
+
+@compiled
+def test_text_must_be_utf8_as_python_decodes_it():
+    rng = random.Random(3)
+    samples = [b'\xed\xa0\x80', b'\xed\xbf\xbf', b'\xed\xa0', b'\xc0\x80',
+               b'\xe0\x80\x80', b'\xf4\x90\x80\x80', b'\xf0\x8f\xbf\xbf',
+               b'\xf4\x8f\xbf\xbf', b'\xc3\xa9' * 8, b'\xff', b'\x80',
+               'ü€𝄞'.encode()]
+    samples += [rng.randbytes(rng.randrange(1, 6)) for _ in range(3000)]
+    samples += [bytes(rng.choice([0x41, 0x80, 0xbf, 0xc2, 0xc3, 0xe0, 0xed,
+                                  0xef, 0xf0, 0xf4, 0xf5])
+                      for _ in range(rng.randrange(1, 6)))
+                for _ in range(3000)]
+    for raw in samples:
+        try:
+            raw.decode('utf-8', 'surrogatepass')
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        state = (b'\x80\x02X' + len(raw).to_bytes(4, 'little') + raw + b'.')
+        assert verdicts(pack_record(OID, CLASS + state, b'')) == (
+            valid, valid), raw
+
+
+@compiled
+def test_oids_spelled_every_way_are_read_as_references():
+    one = b'\x00\x00\x00\x00\x00\x00\xe9\xff'
+    spellings = [
+        b'c_codecs\nencode\nX\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00'
+        b'\xc3\xa9\xc3\xbfX\x06\x00\x00\x00latin1\x86R',
+        b'\x8c\x07_codecs\x8c\x06encode\x93\x8c\x0a\x00\x00\x00\x00\x00\x00'
+        b'\xc3\xa9\xc3\xbf\x8c\x07latin-1\x86R',
+        b'C\x08' + one, b'U\x08' + one, b'B\x08\x00\x00\x00' + one,
+        b'\x8e\x08\x00\x00\x00\x00\x00\x00\x00' + one,
+    ]
+    for spelling in spellings:
+        state = b'\x80\x02(' + spelling + b'capp\nItem\n\x86Qt.'
+        for refs, fine in ((one, True), (b'', False), (one + one, False)):
+            record = pack_record(OID, CLASS + state, refs)
+            assert verdicts(record) == (fine, fine), (spelling, refs)
+    # Not an oid: 9 latin-1 bytes, a str, a tuple: no reference read.
+    for spelling in (b'C\x09' + one + b'x', b'\x8c\x08' + b'a' * 8,
+                     b'N\x85'):
+        state = b'\x80\x02' + spelling + b'capp\nItem\n\x86Q.'
+        record = pack_record(OID, CLASS + state, b'anything')
+        assert verdicts(record) == (True, True)
+
+
+@compiled
+def test_memo_and_stack_edge_cases():
+    states = [
+        b'\x80\x02Nq\x00h\x00\x86.',           # get after put
+        b'\x80\x02Nh\x00.',                     # never put
+        b'\x80\x02N\x94h\x00\x86.',             # memoize is len(memo)
+        b'\x80\x02N(q\x05h\x05\x86.',           # put below a mark
+        b'\x80\x02(\x94.',                      # memoize with no item
+        b'\x80\x02Nr\xff\xff\xff\xffj\xff\xff\xff\xff\x86.',
+        b'\x80\x02(o.', b'\x80\x02(No.', b'\x80\x021.', b'\x80\x02N(1.',
+        b'\x80\x02N2\x86.', b'\x80\x02N20.', b'\x80\x02N(.',
+        b'\x80\x02\x95\x03\x00\x00\x00\x00\x00\x00\x00N.',
+        b'\x80\x02N\x97.', b'\x80\x02N\x98.',
+    ]
+    for state in states:
+        record = pack_record(OID, CLASS + state, b'')
+        fine, python_fine = verdicts(record)
+        assert fine == python_fine, state
+    # The memo carries over from the class pickle to the state.
+    assert verdicts(pack_record(OID, CLASS + b'\x80\x02h\x00.', b'')) == (
+        True, True)
+
+
+@compiled
+@needs_zlib
+def test_compressed_states():
+    state = b'\x80\x02}q\x01X\x01\x00\x00\x00aK\x01s.'
+    packed = zlib.compress(state)
+    dictionary = zlib.compressobj(zdict=b'abc')
+    with_dictionary = dictionary.compress(state) + dictionary.flush()
+    for form, fine in ((packed, True), (packed[:-1], False),
+                       (packed + b'\0', False), (packed[:2], False),
+                       (b'x', False), (with_dictionary, False),
+                       (zlib.compress(b'\x80\x02}.x'), False),
+                       (zlib.compress(b'\x80\x02}.') + packed, False)):
+        record = pack_record(OID, CLASS + form, b'')
+        assert verdicts(record) == (fine, fine), form
+
+
+@compiled
+def test_text_protocol_numbers_are_left_to_python():
+    for state in (b'I12\n.', b'L1L\n.', b'F1.5\n.', b'Vab\n.', b'(I1\np0\n'
+                  b'g0\nt.'):
+        record = pack_record(OID, CLASS + state, b'')
+        assert speedups.record_fine(record) is None
+        assert record_check.record_problem(record) is None
+    # Only bytes are walked in C; anything else is the twin's business.
+    record = pack_record(OID, CLASS + b'\x80\x02}.', b'')
+    assert speedups.record_fine(bytearray(record)) is None
+    assert speedups.record_fine(record) is True
+
+
+@compiled
+def test_deep_and_wide_pickles_stay_in_bounds():
+    # A million marks, a long tuple, many memo entries, a deep nesting of
+    # pairs: bounded work, no recursion.
+    for state in (b'(' * 1000000 + b'.', b'N' * 100000 + b'.',
+                  b'N' + b'\x94' * 100000 + b'.',
+                  b'N' + b'N\x86' * 100000 + b'.',
+                  b'N' + b'r' + b'\xff' * 4 + b'.'):
+        record = pack_record(OID, CLASS + state, b'')
+        assert verdicts(record)[0] == verdicts(record)[1]
+
+
+@pytest.mark.parametrize('storage_class', [FileStorage, FileStorage2])
+def test_the_whole_last_transaction_is_checked(tmp_path, storage_class):
+    """Damage far before the end of a big last transaction (well past the
+    newest 8 KiB) is found when the file is opened."""
+    from durus.error import DamagedFileError
+    path = str(tmp_path / 'big.durus')
+    storage = storage_class(path)
+    connection = Connection(storage)
+    root = connection.get_root()
+    root['items'] = PersistentList(
+        PersistentDict(n=n, text='x' * 50) for n in range(400))
+    connection.commit()
+    storage.close()
+    with open(path, 'rb') as f:
+        data = f.read()
+    # The first item's state, '...text' -> '...tex\xff': it no longer
+    # parses, yet every length still fits.
+    at = data.index(b'text')
+    assert len(data) - at > 16 << 10
+    damaged = data[:at] + b'tex\xff' + data[at + 4:]
+    with open(path, 'wb') as f:
+        f.write(damaged)
+    with pytest.raises(DamagedFileError) as error:
+        storage_class(path, readonly=True)
+    assert 'does not parse' in str(error.value)

@@ -207,7 +207,7 @@ def test_stale_unix_socket_file_is_replaced(durus_server, tmp_path):
                     reason='abstract sockets are Linux only')
 def test_abstract_socket_server(durus_server):
     name = '@durus-test-%s' % uuid.uuid4().hex
-    server = durus_server('--address', name)
+    server = durus_server('--address', name, '--insecure')
     a = connect(server)
     a.get_root()['abstract'] = True
     a.commit()

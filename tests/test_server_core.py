@@ -585,8 +585,8 @@ def test_a_client_stalled_mid_request_is_dropped(log_messages):
 def test_version_mismatch_is_answered_then_closed():
     harness = Harness()
     a = harness.connect('a')
-    a.protocol.send(Version(3))
-    a.send_bytes(b'V\0\0\0\x03')
+    a.protocol.send(Version(7))     # (3 asks for authentication)
+    a.send_bytes(b'V\0\0\0\x07')
     assert bytes(a.received) == b'\0\0\0\x01'
     assert a.closed.flush and not a.closed.linger
 

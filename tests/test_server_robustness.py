@@ -279,10 +279,10 @@ def test_client_that_never_reads_is_throttled_then_dropped(
 def test_version_mismatch_is_answered_then_closed(start_server, log_records):
     server = start_server()
     sock = raw(server)
-    sock.sendall(b'V\x00\x00\x00\x03')
+    sock.sendall(b'V\x00\x00\x00\x07')   # 3 means authentication
     assert sock.recv(4) == b'\x00\x00\x00\x01'
     assert closed_by_server(sock)
-    assert 'protocol version 3' in log_records.text()
+    assert 'protocol version 7' in log_records.text()
 
 
 def test_protocol_2_commits_in_one_round_trip_unless_others_came_first(

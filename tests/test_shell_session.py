@@ -356,7 +356,9 @@ def test_unix_socket_and_abstract_addresses(fixture_copy, tmp_path):
     path = fixture_copy('shelf.durus')
     for number, address in enumerate((str(tmp_path / 'durus.sock'),
                                       '@durus-shell-test-%d' % os.getpid())):
-        process = ServerProcess(['--file', path, '--address', address],
+        # (an abstract socket needs --insecure without users)
+        process = ServerProcess(['--file', path, '--address', address,
+                                 '--insecure'],
                                 tmp_path / ('server%d.log' % number))
         try:
             session = client_session(address)
