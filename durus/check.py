@@ -534,6 +534,7 @@ def btree_problem(connection, oid):
     last = [_NONE]
     leaf_depth = [None]
     degree = [None]
+    visited = [0]
 
     def check_key(key):
         if last[0] is not _NONE and not last[0] < key:
@@ -544,6 +545,11 @@ def btree_problem(connection, oid):
         if depth > 64:
             raise _Broken('deeper than 64 levels (a cycle of nodes?)')
         cls, node = nodes.read(node_oid)
+        visited[0] += 1
+        if not visited[0] % 500:
+            # The values' ghosts die with each node's state; the cache
+            # forgets their entries when it is shrunk.
+            connection.shrink_cache()
         node_degree = getattr(cls, 'minimum_degree', None)
         if not isinstance(node_degree, int) or not isinstance(node, dict):
             raise _Broken('node oid %d is not a BTree node (a %s)' % (
