@@ -229,6 +229,14 @@ WORKLOADS = [
         rows=[Row(6, ':census vs 4.3 get_census (1M file)', 'census_s', True,
                   Target('speedup', 3))]),
     Workload(
+        'check', 'check_file.py', full={'path': '{shop_packed}'},
+        quick={'path': '{shop_packed}'}, sides=('ours',), reps=3,
+        requires=FILES + ('durus.check',), data=('shop',),
+        rows=[Row(14, 'durus check, packed 1M-record file', 'check_s', True,
+                  Target('max', 10.0)),
+              Row(14, '  its peak resident size (MB)', 'max_rss_mb', True,
+                  None)]),
+    Workload(
         'diff_undo', 'shell_diff_undo.py', full={'changed': 10000},
         quick={'changed': 1000}, sides=('ours',), reps=3, quick_reps=1,
         requires=FILES + ('durus_shell.changes',),
