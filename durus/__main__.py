@@ -28,6 +28,7 @@ from durus.format import (
 from durus.logger import direct_output, log, logger
 from durus.socket_address import (
     DEFAULT_HOST, DEFAULT_PORT, HostPortAddress, SocketAddress)
+from durus.utils import lazy_names
 
 USAGE = """\
 usage: durus -s | -c | -p [options]
@@ -70,16 +71,7 @@ _LAZY_NAMES = {
 COMMANDS_GROUP = 'durus.commands'
 
 
-def __getattr__(name):
-    module = _LAZY_NAMES.get(name)
-    if module is None:
-        raise AttributeError('module %r has no attribute %r'
-                             % (__name__, name))
-    return getattr(__import__(module, {}, {}, [name]), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES)
 
 
 def usage():

@@ -31,7 +31,7 @@ from durus.file_storage_base import (
 from durus.record import refs_start
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
-from durus.utils import int8_to_str, oid_number, str_to_int8
+from durus.utils import int8_to_str, lazy_names, oid_number, str_to_int8
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
@@ -273,7 +273,8 @@ if _speedups is not None:
 
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
-from durus.logger import is_logging  # noqa: E402,F401
+__getattr__, __dir__ = lazy_names(  # durus.logger imports logging
+    __name__, {'is_logging': 'durus.logger'})
 from durus.serialize import split_oids, unpack_record  # noqa: E402,F401
 from durus.storage import Storage  # noqa: E402,F401
 from durus.utils import IntSet, iteritems  # noqa: E402,F401

@@ -32,7 +32,7 @@ from durus.shelf import (
     Damage, ReadWindow, damage_at, index_entries, resume_after,
     save_and_truncate)
 from durus.storage import Storage
-from durus.utils import int8_to_str, oid_number, str_to_int8
+from durus.utils import int8_to_str, lazy_names, oid_number, str_to_int8
 
 MAGIC = b'DFS20\0'
 _int4 = struct.Struct('>I')
@@ -450,7 +450,8 @@ def inspect_file(filename):
 
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
-from durus.logger import is_logging  # noqa: E402,F401
+__getattr__, __dir__ = lazy_names(  # durus.logger imports logging
+    __name__, {'is_logging': 'durus.logger'})
 from durus.serialize import split_oids, unpack_record  # noqa: E402,F401
 from durus.utils import (  # noqa: E402,F401
     IntSet, ShortRead, as_bytes, byte_string, iteritems, read, read_int4_str,

@@ -41,7 +41,8 @@ from durus.error import (
 from durus.file import File, write_error
 from durus.record import pack_record, unpack_record
 from durus.storage import ROOT_OID, Storage
-from durus.utils import check_oid, int8_to_str, oid_number, str_to_int8
+from durus.utils import (
+    check_oid, int8_to_str, lazy_names, oid_number, str_to_int8)
 
 SQLITE_MAGIC = b'SQLite format 3\0'
 _SCHEMA = 'create table objects (id integer primary key, data blob, refs blob)'
@@ -384,6 +385,7 @@ class SqliteStorage(Storage):
 
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.
-from durus.logger import is_logging  # noqa: E402,F401
+__getattr__, __dir__ = lazy_names(  # durus.logger imports logging
+    __name__, {'is_logging': 'durus.logger'})
 from durus.serialize import split_oids  # noqa: E402,F401
 from durus.utils import as_bytes, iteritems  # noqa: E402,F401

@@ -203,3 +203,20 @@ from durus.disk_arrays import (  # noqa: E402
 
 __all__ += ['ByteArray', 'Byte', 'BitArray', 'WordArray', 'IntArray',
             'IntSet']
+
+
+def lazy_names(module_name, names):
+    """``(__getattr__, __dir__)`` for a module that offers ``names``
+    (``{name: module it comes from}``) but imports each only when first
+    asked for: names Durus 4.3's modules re-exported, kept out of start-up
+    (durus.logger imports logging, the server imports sockets...)."""
+    def __getattr__(name):
+        source = names.get(name)
+        if source is None:
+            raise AttributeError('module %r has no attribute %r'
+                                 % (module_name, name))
+        return getattr(__import__(source, {}, {}, [name]), name)
+
+    def __dir__():
+        return sorted(list(sys.modules[module_name].__dict__) + list(names))
+    return __getattr__, __dir__
