@@ -16,8 +16,13 @@ trailer, in flat arrays of 64-bit integers (about 30 bytes a record plus
   imported is looked into),
 
 and then walks every BTree (class ``durus.btree.BTree`` or a subclass
-already imported) through a connection with the safe unpickling policy,
-checking the B-tree invariants node by node while keeping one key.
+already imported), reading each node from its record with the reader of
+a connection (the safe unpickling policy, or the given session's), and
+checks the B-tree invariants node by node, keeping one key.
+
+Over a server (``ClientStorage``) only the records reachable from the
+root can be read: the pass then follows references from the root, and
+unreachable records are not known (``unreachable_known`` is False).
 """
 
 import ast
