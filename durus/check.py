@@ -29,6 +29,7 @@ import ast
 import importlib.machinery
 import sys
 from array import array
+from operator import itemgetter, lt
 
 from durus.record import HEADER_SIZE, class_key, record_data
 from durus.record_check import record_problem
@@ -573,18 +574,24 @@ def btree_problem(connection, oid):
                 not is_root and len(items) < node_degree - 1):
             raise _Broken('%s has %d items (minimum degree %d)'
                           % (where, len(items), node_degree))
-        for item in items:
-            if type(item) is not tuple or len(item) != 2:
-                raise _Broken('%s: an item that is not a (key, value) '
-                              'pair: %r' % (where, item))
+        # map() keeps the per-item work in C (a million items here).
+        if not all(map(_is_pair, items)):
+            item = next(i for i in items if not _is_pair(i))
+            raise _Broken('%s: an item that is not a (key, value) pair: %r'
+                          % (where, item))
         if children is None:
             if leaf_depth[0] is None:
                 leaf_depth[0] = depth
             elif leaf_depth[0] != depth:
                 raise _Broken('leaves at depths %d and %d'
                               % (leaf_depth[0], depth))
-            for key, _ in items:
-                check_key(key)
+            if items:
+                keys = list(map(_first, items))
+                check_key(keys[0])
+                if not all(map(_lt, keys, keys[1:])):
+                    for key in keys[1:]:
+                        check_key(key)   # names the pair out of order
+                last[0] = keys[-1]
             return
         if not isinstance(children, list) or len(children) != len(items) + 1:
             raise _Broken('%s has %d items but %s children' % (
@@ -606,6 +613,14 @@ def btree_problem(connection, oid):
     except _Broken as broken:
         return str(broken)
     return None
+
+
+_first = itemgetter(0)
+_lt = lt
+
+
+def _is_pair(item):
+    return type(item) is tuple and len(item) == 2
 
 
 class _Broken(Exception):
