@@ -20,7 +20,7 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.shortcuts import PromptSession, print_formatted_text
 from prompt_toolkit.output import ColorDepth
 
-from durus_shell import commands, completion, render
+from durus_shell import commands, completion, freshness, link, render
 from durus_shell.keys import Stash, shell_key_bindings
 from durus_shell.lexer import ShellLexer
 from durus_shell.refusals import refusal_note, toolbar_part
@@ -151,17 +151,27 @@ def _history():
 
 
 def make_prompt_session(session, ui, stash, input=None, output=None,
-                        history=None):
-    """The PromptSession for Python input and :commands."""
+                        history=None, freshness=None):
+    """The PromptSession for Python input and :commands.
+
+    ``freshness`` (durus_shell.freshness): its last look's note is shown.
+    """
     def toolbar():
         parts = [session.target.label if session.target else 'database']
         count = session.change_count()
         parts.append('%d uncommitted' % count if count else 'no changes')
         if session.readonly:
             parts.append('READ-ONLY')
+        lost = link.toolbar_part(session)
+        if lost:
+            parts.append(lost)
+        if freshness is not None and freshness.note:
+            parts.append(freshness.note)
         if session.trusted:
             parts.append(toolbar_part(session))
-        parts.append('F1 help  Ctrl-X C commit  Ctrl-D quit')
+        # No commit key to offer where nothing can be committed.
+        parts.append('F1 help  Ctrl-D quit' if session.readonly
+                     else 'F1 help  Ctrl-X C commit  Ctrl-D quit')
         return ' ' + ' | '.join(parts) + ' '
 
     def prompt_text():
@@ -221,8 +231,10 @@ def _run_app(session, color, startup, input, output, history):
     from durus_shell.opening import banner
     ui = TerminalUI(session, color=color, input=input, output=output)
     stash = Stash()
+    fresh = freshness.watch(session)
     prompt = make_prompt_session(session, ui, stash, input=input,
-                                 output=output, history=history)
+                                 output=output, history=history,
+                                 freshness=fresh)
     ui.show(banner(session))
     if startup:
         result = session.run_file(startup)
@@ -234,6 +246,8 @@ def _run_app(session, color, startup, input, output, history):
     while True:
         # Keys typed while the last statement ran, Ctrl-D included.
         carry_typeahead(prompt.app.input)
+        if fresh is not None:
+            fresh.look()  # once per prompt, not at each redraw
         try:
             text = prompt.prompt(default=stash.take())
             failures = 0

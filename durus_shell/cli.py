@@ -34,7 +34,9 @@ environment:
 
 exit status: 0 done; 1 an error stopped the run (nothing committed);
 2 bad arguments or the database cannot be opened; 3 a script left
-uncommitted changes (run it with --commit or --dry-run).
+uncommitted changes (run it with --commit or --dry-run); 4 a conflict:
+other clients changed what the script read, on every attempt (nothing
+committed; run it again, or with --retry N).
 """
 
 
@@ -108,6 +110,17 @@ def build_parser():
     run.add_argument('--dry-run', action='store_true',
                      help='show what -c/--script would commit, commit '
                           'nothing')
+    run.add_argument('--rename-class', nargs=2, metavar=('OLD', 'NEW'),
+                     help='rename a class (module:Class or module.Class) '
+                          'in every record, in one commit, then exit; '
+                          'with --dry-run only count the records and bytes')
+    run.add_argument('--merge', action='store_true',
+                     help='let --rename-class rename to a class that '
+                          'already names objects')
+    run.add_argument('--retry', type=int, default=0, metavar='N',
+                     help='with --commit: on a conflict, run the script '
+                          'again from a fresh state, up to N more times '
+                          '(default 0; exit status 4 when all conflict)')
     run.add_argument('--log', metavar='FILE',
                      help='append the diff of every commit (time, '
                           'database, user) to FILE')
@@ -164,7 +177,44 @@ def _run(args):
     return _open_and_run(args, interactive)
 
 
+def _rename_class(args):
+    """--rename-class: the rename on record bytes, without a session
+    (nothing is unpickled); exit status 0, or EXIT_ERROR when refused."""
+    from durus.class_rename import (RenameRefused, check_merge,
+                                    commit_rename, plan_rename)
+    from durus.error import ConflictError
+    target = open_target(args, False)
+    try:
+        try:
+            plan = plan_rename(target.storage, *args.rename_class)
+            check_merge(plan, args.merge)
+        except RenameRefused as error:
+            sys.stderr.write('durus-shell: %s\n' % error)
+            return EXIT_ERROR
+        print(plan.summary())
+        if args.dry_run:
+            print('dry run: nothing written')
+        elif plan.records:
+            try:
+                commit_rename(target.storage, plan)
+            except ConflictError:
+                sys.stderr.write(
+                    'durus-shell: another client changed some of these '
+                    'records meanwhile; nothing was written: run the '
+                    'rename again\n')
+                return EXIT_ERROR
+            print('committed: %d records now name %s.%s'
+                  % ((plan.records,) + plan.new))
+        else:
+            print('nothing names %s.%s: nothing written' % plan.old)
+        return 0
+    finally:
+        target.storage.close()
+
+
 def _open_and_run(args, interactive):
+    if args.rename_class:
+        return _rename_class(args)
     color = interactive and not args.no_color and not os.environ.get(
         'NO_COLOR')
     target = open_target(args, interactive)
@@ -205,7 +255,7 @@ def _open_and_run(args, interactive):
                 return EXIT_ERROR
         text, name = _script_text(args)
         return run_script(session, text, name, commit=args.commit,
-                          dry_run=args.dry_run)
+                          dry_run=args.dry_run, retry=args.retry)
     finally:
         session.close()
 
@@ -228,8 +278,28 @@ def _check(args):
         raise UsageError('--secret-file needs --user')
     if args.code is not None and args.script:
         raise UsageError('give either -c or --script, not both')
+    if args.rename_class:
+        from durus.pickle_rename import parse_class_name
+        if args.code is not None or args.script or args.commit:
+            raise UsageError('--rename-class runs alone: not with -c, '
+                             '--script or --commit')
+        if args.readonly and not args.dry_run:
+            raise UsageError('--rename-class writes: drop --readonly, or '
+                             'add --dry-run')
+        for name in args.rename_class:
+            try:
+                parse_class_name(name)
+            except ValueError as error:
+                raise UsageError('--rename-class: %s' % error)
+    elif args.merge:
+        raise UsageError('--merge goes with --rename-class')
     if args.commit and args.dry_run:
         raise UsageError('give either --commit or --dry-run, not both')
+    if args.retry and not args.commit:
+        raise UsageError('--retry needs --commit (it re-runs a script whose'
+                         ' commit conflicts)')
+    if args.retry < 0:
+        raise UsageError('--retry must be 0 or more')
     if args.readonly and args.commit:
         raise UsageError('--commit cannot write to a --readonly database')
     if args.startup and not os.path.isfile(args.startup):
