@@ -246,6 +246,14 @@ WORKLOADS = [
         rows=[Row(6, ':census vs 4.3 get_census (1M file)', 'census_s', True,
                   Target('speedup', 3))]),
     Workload(
+        'check', 'check_file.py', full={'path': '{shop_packed}'},
+        quick={'path': '{shop_packed}'}, sides=('ours',), reps=3,
+        requires=FILES + ('durus.check',), data=('shop',),
+        rows=[Row(14, 'durus check, packed 1M-record file', 'check_s', True,
+                  Target('max', 10.0)),
+              Row(14, '  its peak resident size (MB)', 'max_rss_mb', True,
+                  None)]),
+    Workload(
         'history', 'history_first.py', full={'path': '{shop_unpacked}'},
         quick={'path': '{shop_unpacked}'}, sides=('ours',), reps=3,
         requires=FILES + ('durus.file_history', 'durus_shell.history_commands'),

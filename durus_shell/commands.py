@@ -9,6 +9,7 @@ durus_shell.fix_commands, imported here for that.
 
 from durus_shell import fix_commands  # noqa: F401 (registers its commands)
 from durus_shell import habit_commands  # noqa: F401 (registers its commands)
+from durus_shell import check_export_commands  # noqa: F401 (:check :export)
 from durus_shell import history_commands  # noqa: F401 (registers its commands)
 from durus_shell import retry_commands  # noqa: F401 (registers its commands)
 from durus_shell import link

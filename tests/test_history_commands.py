@@ -120,10 +120,11 @@ def test_revert_refuses_references_to_missing_objects(session):
     assert not session.has_unsaved_work()
 
 
-@pytest.mark.parametrize('make', [MemoryStorage,
-                                  lambda: SqliteStorage(':memory:')])
-def test_history_elsewhere_says_it_needs_a_file(make):
-    session = Session(make())
+@pytest.mark.parametrize('make', [
+    lambda path: MemoryStorage(),
+    lambda path: SqliteStorage(str(path / 'db.sqlite'))])
+def test_history_elsewhere_says_it_needs_a_file(make, tmp_path):
+    session = Session(make(tmp_path))
     try:
         result, text = command(session, ':history 0')
         assert result.kind == 'error'
