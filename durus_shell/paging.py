@@ -5,8 +5,8 @@ shown while it runs (a value, a command's tables and lines, any number of
 ``ui.show`` calls) is counted against one screenful: what fits is printed,
 the rest is only kept, in full, for ``:more`` (the pager).  When the input
 ends the cut prints how many lines it held back, then the last short
-message the command showed (``99,999 found (in _)``), so the count is
-never lost.  Holding text back is cheap, so a long listing can neither
+message the command showed (``99,999 found (in _)``), or the last line of
+a long one (a report's summary), so the count is never lost.  Holding text back is cheap, so a long listing can neither
 flood the terminal nor keep it busy after Ctrl-C.
 
 Pure logic: it works on render fragments and line counts, the UI prints.
@@ -52,8 +52,15 @@ class ScreenCut(object):
             return []
         shown = _first_lines(fragments, room)
         self.used = self.limit
-        self.held += max(1, render.count_lines(fragments) - room)
-        self.tail = None
+        left = render.count_lines(text) - room
+        if left > 1:
+            # One long show (a report): its last line (the summary) is
+            # shown after the note.
+            self.held += left - 1
+            self.tail = (_last_line(text), 1)
+        else:
+            self.held += max(1, left)
+            self.tail = None
         return shown
 
     def _hold(self, fragments, lines):
@@ -62,8 +69,8 @@ class ScreenCut(object):
         if lines <= TAIL_LINES:
             self.tail = (fragments, lines)
         else:
-            self.tail = None
-            self.held += lines
+            self.held += lines - 1
+            self.tail = (_last_line(render.plain(fragments)), 1)
 
     def finish(self):
         """The fragments to print when the input ends: the note and the
@@ -81,6 +88,10 @@ class ScreenCut(object):
     def full_text(self):
         """Everything shown during the input, for the pager."""
         return '\n'.join(text.rstrip('\n') for text in self.texts)
+
+
+def _last_line(text):
+    return [(render.T_TEXT, text.rstrip('\n').rsplit('\n', 1)[-1])]
 
 
 def _first_lines(fragments, count):

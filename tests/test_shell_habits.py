@@ -119,6 +119,16 @@ def test_screen_cut_keeps_the_first_screenful_the_count_and_everything():
     assert 'row 99' in full and full.endswith('100 found (in _).')
 
 
+def test_one_long_report_keeps_its_summary_line_in_view():
+    cut = paging.ScreenCut(10, 80)
+    report = ['finding %d' % n for n in range(50)] + ['50 findings, 0 ok']
+    shown = render.plain(cut.take('\n'.join(report)))
+    assert shown.splitlines() == report[:10]
+    assert render.plain(cut.finish()).splitlines() == [
+        '... 40 more lines (:more shows all of it in the pager)',
+        '50 findings, 0 ok']
+
+
 def test_screen_cut_prints_short_output_untouched():
     cut = paging.ScreenCut(10, 80)
     assert cut.take('one line') == [(render.T_TEXT, 'one line')]
