@@ -29,6 +29,7 @@
 #include "record.c"
 #include "reader.c"
 #include "record_check.c"
+#include "btree.c"
 
 static Py_ssize_t
 member_offset(PyObject *cls, const char *name)
@@ -166,6 +167,8 @@ static PyMethodDef module_methods[] = {
      "get_instance(objects, oid, cls, connection): cached object or ghost."},
     {"codecs_encode", (PyCFunction)(void (*)(void))codecs_encode,
      METH_FASTCALL, "_codecs.encode with latin-1 text answered directly."},
+    {"btree_methods", btree_methods, METH_VARARGS,
+     "Compiled BTree.get, __getitem__ and add (called once by durus.btree)."},
     {"record_data", record_data_c, METH_O,
      "durus.record.record_data: the data field of a record."},
     {"class_pickle_end", class_pickle_end_c, METH_O,
@@ -238,6 +241,14 @@ PyInit__speedups(void)
     INTERN(s_bind_new_object, "_bind_new_object");
     INTERN(s_class, "__class__");
     INTERN(s_recent_objects, "recent_objects");
+    INTERN(s_items, "items");                   /* btree.c */
+    INTERN(s_nodes, "nodes");
+    INTERN(s_root, "root");
+    INTERN(s_max_items, "max_items");
+    INTERN(s_split_child, "split_child");
+    INTERN(s_p_note_change, "_p_note_change");
+    INTERN(s_grow_root, "_grow_root");
+    INTERN(s_minimum_degree, "minimum_degree");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
     ghost_value = PyLong_FromLong(GHOST);

@@ -34,12 +34,16 @@ USAGE = """\
 usage: durus -s | -c | -p [options]
        durus copy SOURCE DESTINATION [--force]
        durus passwd FILE NAME --role read|write|admin
+       durus check PATH | --client HOST:PORT [--json] [--strict]
   -s      run a storage server (durus -s --help for its options)
   -c      open durus-shell on a database file or a storage server
   -p      pack a database file or a storage server's database
   copy    copy every reachable record from one storage to another (a file,
           postgresql://URL or durus://HOST:PORT)
-  passwd  add or change a user in a users file (durus -s --users FILE)"""
+  passwd  add or change a user in a users file (durus -s --users FILE)
+  check   check a database: missing, unreachable and damaged records,
+          unimportable classes, BTree invariants (exit 0 clean,
+          1 problems, 2 cannot open)"""
 
 UNPROTECTED = """refusing to listen on %s without users: anyone who can connect there could
 read, change, pack or stop the database.  Add users and start with --users:
@@ -573,11 +577,17 @@ def copy_main(args=None):
     return 0
 
 
+def check_main(args=None):
+    """``durus check``: see durus.check_command."""
+    from durus.check_command import main as check_command
+    return check_command(args)
+
+
 def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     commands = {'-s': run_durus_main, '-c': client_main,
                 '-p': pack_storage_main, 'copy': copy_main,
-                'passwd': passwd_main}
+                'passwd': passwd_main, 'check': check_main}
     if args and args[0] in ('-h', '--help'):
         sys.stdout.write(USAGE + '\n')
         return 0

@@ -100,6 +100,13 @@ TWINS = (
     # (the compiled one may also answer None: "ask the Python walk")
     Twin('record_fine', 'durus.record_check._python_record_fine',
          'durus.record_check._record_fine', None),
+    # durus.btree: the search and insert walk (BNode.split_child inside)
+    Twin('btree_get', 'durus.btree._py_get', 'durus.btree.BTree.get',
+         'btree_methods'),
+    Twin('btree_getitem', 'durus.btree._py_getitem',
+         'durus.btree.BTree.__getitem__', 'btree_methods'),
+    Twin('btree_add', 'durus.btree._py_add', 'durus.btree.BTree.add',
+         'btree_methods'),
 )
 
 _BY_NAME = {twin.name: twin for twin in TWINS}
@@ -112,6 +119,7 @@ CONFIGURE = {
     'configure_loads': 'durus.connection',
     'set_ref_type': 'durus.connection',
     'set_file_storage_type': 'durus.file_storage',
+    'btree_methods': 'durus.btree',
 }
 
 # The attributes the compiled module reads (or calls) by name on objects
@@ -141,11 +149,14 @@ ATTRIBUTES_READ_BY_C = {
     'durus.oid_index.OidIndex': ('dense', 'overflow'),
     'durus.shelf.OffsetMap': ('count', 'word_size', '_words_start', 'start'),
     'durus.file.File': ('_map', '_mapped'),
+    'durus.btree.BTree': ('root', '_grow_root'),
+    'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
+                          'split_child', '_p_note_change'),
 }
 
-# Strings module.c interns that are not attribute names: a method called
+# Strings module.c interns that are not attribute names: methods called
 # on a list-like, and the encoding name _codecs.encode is asked for.
-OTHER_NAMES_IN_C = ('append', 'latin1')
+OTHER_NAMES_IN_C = ('append', 'insert', 'latin1')
 
 _in_use = {}
 

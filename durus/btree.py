@@ -22,6 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, MutableMapping
 from operator import itemgetter
 
+from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import DurusError
 from durus.persistent import UNSAVED, PersistentObject, peek
 
@@ -464,10 +465,7 @@ class BTree(PersistentObject, MutableMapping):
             _len=len, _unsaved=UNSAVED):
         node = self.root
         if _len(node.items) == node.max_items:
-            new_root = node.__class__()
-            new_root.nodes = [node]
-            new_root.split_child(0, node)
-            self.root = node = new_root
+            node = self._grow_root(node)
         # BNode.insert_item, inlined: inserts are a hot path.
         while True:
             items = node.items
@@ -495,6 +493,14 @@ class BTree(PersistentObject, MutableMapping):
             node = child
 
     __setitem__ = add
+
+    def _grow_root(self, root):
+        """Split the full ``root`` under a new root, which it returns."""
+        new_root = root.__class__()
+        new_root.nodes = [root]
+        new_root.split_child(0, root)
+        self.root = new_root
+        return new_root
 
     def __delitem__(self, key):
         root = self.root
@@ -688,3 +694,20 @@ class BTree(PersistentObject, MutableMapping):
         for a, b in zip(keys, keys[1:]):
             if not a < b:
                 raise AssertionError('in-order keys out of order')
+
+
+# The pure-Python walks stay the reference (and the fallback the compiled
+# ones hand keyword calls to); tests compare the two.
+_py_get = BTree.get
+_py_getitem = BTree.__getitem__
+_py_add = BTree.add
+
+_compiled = (None, None, None)
+if _speedups is not None:
+    _compiled = _speedups.btree_methods(
+        BTree, BNode, _py_get, _py_getitem, _py_add, BNode.split_child)
+BTree.get = _use_compiled('btree_get', _py_get, _compiled[0])
+BTree.__getitem__ = _use_compiled('btree_getitem', _py_getitem, _compiled[1])
+BTree.add = BTree.__setitem__ = _use_compiled('btree_add', _py_add,
+                                              _compiled[2])
+del _compiled

@@ -7,7 +7,9 @@ time.  Every failure names the server's address: ServerUnreachableError
 (nobody listening, or no answer in time), ShortRead (the server closed
 the connection), ServerRefusedError (the server refused a request and
 said why: its disk is full, a commit is over its size limit, ...),
-ProtocolError (the peer is not a matching Durus server).  After such a failure the object is unusable; open a new one.
+ProtocolError (the peer is not a matching Durus server).  After such a
+failure ``connected`` is False and every request raises ShortRead until
+``reconnect()`` (an addition to 4.3) opens a new server session.
 
 The client first asks for protocol 2 (this project's extension: a commit
 in one round trip, see durus.protocol); a server that does not know it
@@ -84,6 +86,8 @@ class ClientStorage(Storage):
         self.transaction_oids = []
         self.prefetcher = Prefetcher()
         self.requests = 0       # round trips so far (for tests and tuning)
+        self._recv_buffer = bytearray(RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buffer)
         # After a one-step commit came back "retry" (others are
         # committing), the next commits go the protocol-1 way: `_skip`
         # of them, doubling while retries go on (up to 64).
@@ -93,6 +97,14 @@ class ClientStorage(Storage):
             raise ValueError('protocol must be %d or %d, not %r'
                              % (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
                                 protocol))
+        self._asked_protocol = protocol
+        # Kept for reconnect(): a new server session authenticates again.
+        self._secret = secret
+        self.s = None
+        self._open(connect_timeout, protocol)
+
+    def _open(self, connect_timeout, protocol):
+        user, secret = self.user, self._secret
         if user is not None:
             self._connect(connect_timeout, AUTH_PROTOCOL_VERSION)
             if self.s is None:
@@ -116,8 +128,32 @@ class ClientStorage(Storage):
                 'the server at %s speaks protocol version %d, this client '
                 'speaks %d (is it a Durus storage server of another version?)'
                 % (self.address, self.version, PROTOCOL_VERSION))
-        _set_io_timeout(self.s, timeout)
-        self._io_timeout = timeout
+        _set_io_timeout(self.s, self.timeout)
+        self._io_timeout = self.timeout
+
+    @property
+    def connected(self):
+        """False once the server connection was lost or closed (every
+        request then raises ShortRead until ``reconnect()``)."""
+        return self.s is not None
+
+    def reconnect(self, connect_timeout=CONNECT_TIMEOUT):
+        """Open a new session with the server (after it went away).
+
+        The new session starts with no invalidations pending: whatever
+        other clients committed while this one was cut off is not
+        reported, so a Connection must forget every loaded state (its
+        ``forget_loaded_states()``).  Oids reserved in the old session
+        and records of an unfinished commit are dropped.  Raises
+        ServerUnreachableError (and stays disconnected) while nobody
+        listens."""
+        self._disconnect()
+        self.oid_pool = []
+        self.transaction_oids = []
+        self.records = []
+        self.prefetcher.forget_records()
+        self._one_step_skip = self._one_step_backoff = 0
+        self._open(connect_timeout, self._asked_protocol)
 
     def _connect(self, connect_timeout, version):
         """Connect and ask for protocol ``version``; ``self.version`` is
@@ -259,7 +295,7 @@ class ClientStorage(Storage):
             if reply is not NEED_DATA:
                 return reply
             try:
-                data = self.s.recv(self._recv_size)
+                data = self._recv()
             except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
                 waited = self._io_timeout
                 self._disconnect()
@@ -274,7 +310,17 @@ class ClientStorage(Storage):
                 self._disconnect()
                 raise ShortRead('the storage server at %s closed the '
                                 'connection' % self.address)
-            protocol.receive_data(data)
+            protocol.receive_data(data)     # copies it
+
+    def _recv(self):
+        """What the socket has (empty at end of stream).  Read into one
+        buffer kept for the connection: a fresh 256 KiB bytes object per
+        reply costs an mmap, mremap and munmap.  (A socket-like object of
+        a SocketAddress subclass may have recv only.)"""
+        sock = self.s
+        if type(sock) is socket.socket:
+            return self._recv_view[:sock.recv_into(self._recv_buffer)]
+        return sock.recv(self._recv_size)  # TLS: one record at a time
 
     def _call(self, request):
         self.requests += 1

@@ -51,10 +51,17 @@ class FileStorage(SingleFileStorage):
         shelf = self.shelf
         return max(0, len(shelf.map) - 1) + len(shelf.index), False
 
-    def __init__(self, filename=None, readonly=False, repair=False):
+    def __init__(self, filename=None, readonly=False, repair=False,
+                 intact_part=False):
+        if intact_part and not readonly:
+            raise ValueError('intact_part=True opens a torn file read-only: '
+                             'pass readonly=True too')
         self.file = File(filename, readonly=readonly)
+        # The DamagedFileError of a torn tail left out (intact_part).
+        self.damage = None
         try:
-            self.shelf = self._open_shelf(self.file, repair)
+            self.shelf = self._open_shelf(self.file, repair, intact_part and
+                                          self._note_damage)
         except BaseException:
             self.file.close()
             raise
@@ -70,8 +77,11 @@ class FileStorage(SingleFileStorage):
         if self.shelf.scanned_records >= 50 * SAVE_INDEX_MIN_RECORDS:
             self._save_index()
 
+    def _note_damage(self, error):
+        self.damage = error
+
     @staticmethod
-    def _open_shelf(open_file, repair):
+    def _open_shelf(open_file, repair, on_damage=None):
         saved = None
         if not open_file.is_temporary():
             saved = shelf_index.load(open_file)
@@ -84,7 +94,7 @@ class FileStorage(SingleFileStorage):
                 except DamagedFileError:
                     pass  # judge the damage on the file alone
             return Shelf(open_file, repair=repair, size=size)
-        return open_readonly_tail(open_file, open_at)
+        return open_readonly_tail(open_file, open_at, on_damage or None)
 
     # Reading
 

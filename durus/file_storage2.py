@@ -205,14 +205,21 @@ class FileStorage2(SingleFileStorage):
     def _object_count(self):
         return len(self.index), True
 
-    def __init__(self, file=None, readonly=False, repair=False):
+    def __init__(self, file=None, readonly=False, repair=False,
+                 intact_part=False):
+        if intact_part and not readonly:
+            raise ValueError('intact_part=True opens a torn file read-only: '
+                             'pass readonly=True too')
         self.file = File(file, readonly=readonly)
+        torn = []
         try:
             open_readonly_tail(self.file, lambda size: self._open(
-                repair, size=size))
+                repair, size=size), torn.append if intact_part else None)
         except BaseException:
             self.file.close()
             raise
+        # The DamagedFileError of a torn tail left out (intact_part).
+        self.damage = torn[0] if torn else None
         self.pending = None
         self.invalid = set()
         self.pack_commits = None

@@ -179,8 +179,13 @@ READONLY_RETRIES = 4
 READONLY_PAUSE = 0.02
 
 
-def open_readonly_tail(open_file, open_at):
+def open_readonly_tail(open_file, open_at, on_damage=None):
     """``open_at(None)``, telling a commit being written from damage.
+
+    ``on_damage(error)``: for a read-only look at a torn file, instead
+    of raising a repairable DamagedFileError, it is passed to
+    ``on_damage`` and the file opens at the end of the last intact
+    transaction (damage that intact transactions follow is still raised).
 
     ``open_at(size)`` opens the file as if it ended at ``size`` (None:
     its real end).  A read-only reader can meet a transaction that a
@@ -204,12 +209,14 @@ def open_readonly_tail(open_file, open_at):
             error = damaged
         writer = open_file.writer_holds_lock()
         if not writer and open_file.get_size() == size:
-            if writer is False:
+            if writer is not False:
+                time.sleep(READONLY_PAUSE)  # no lock to ask: watch the size
+                if open_file.get_size() != size:
+                    continue
+            if on_damage is None:
                 raise error
-            time.sleep(READONLY_PAUSE)  # no lock to ask: watch the size
-            if open_file.get_size() == size:
-                raise error
-            continue
+            on_damage(error)
+            return open_at(error.offset)
         time.sleep(READONLY_PAUSE)
     return open_at(error.offset)
 

@@ -88,11 +88,14 @@ def get_storage_class(path):
 
 
 def open_storage(path, readonly=False, repair=False, create=False,
-                 kind=SHELF):
+                 kind=SHELF, intact_part=False):
     """Open the database at ``path`` with the storage its marker names.
 
     With ``create=True`` a missing path or an empty file becomes a new
     database of ``kind`` (default SHELF-1, i.e. FileStorage).
+    ``intact_part=True`` (with ``readonly``) opens a file with a torn
+    last transaction at the end of its last intact one; the storage's
+    ``damage`` names what was left out (FileStorage and FileStorage2).
     """
     try:
         found = detect_format(path)
@@ -110,6 +113,12 @@ def open_storage(path, readonly=False, repair=False, create=False,
                          % (found, ', '.join(sorted(_CLASS_PATHS))))
     if not readonly and not os.access(path, os.W_OK) and os.path.exists(path):
         raise permission_error(path, 'write')
+    if intact_part:
+        if found not in (SHELF, DFS20):
+            raise ValueError('intact_part applies to FileStorage and '
+                             'FileStorage2 files, not %s' % (found,))
+        return _storage_class(found)(path, readonly=readonly, repair=repair,
+                                     intact_part=True)
     return _storage_class(found)(path, readonly=readonly, repair=repair)
 
 

@@ -422,3 +422,12 @@ def btree_size(tree, max_nodes=64):
             following.extend(raw_attribute(node, 'nodes') or ())
         level = following
     return total, True
+
+
+def state_of_record(connection, record):
+    """The state held by ``record`` (any record of this database, such as
+    a past state read from a file's history), unpickled with the
+    connection's reader and policy: references become the connection's
+    objects (ghosts if not loaded), nothing else is loaded."""
+    oid, data, _ = unpack_record(record)
+    return connection.reader.get_state(data, oid=oid)

@@ -41,6 +41,11 @@ Per session (docs/protocol.md):
   the first step of ``C``.
 * ``unused_oids``: oids handed out by ``N``/``M`` and not yet committed;
   another session committing one of them is refused.
+* ``known``: every oid it asked to load or committed, that is every oid
+  its client can hold an object of (None once more than ``KNOWN_LIMIT``:
+  then it may hold any).  A one-step commit (``A``) goes ahead while its
+  waiting invalidations are all of other oids: none of them can be a
+  conflict, nor stale in the client's cache.
 
 Invariants:
 
@@ -49,7 +54,7 @@ Invariants:
   with respect to all sessions.
 * At most one session holds the *commit lock*, from its ``C`` until its
   payload or back-out (a one-step ``A`` takes and releases it at once);
-  others' ``C`` wait in arrival order.  A holder that keeps it longer
+  others' ``C`` and ``A`` wait in arrival order.  A holder that keeps it longer
   than ``commit_lock_grace`` while others wait loses it; its payload is
   then answered ``I`` if any commit landed since its invalidation list.
 * Group commit (storages with ``end_deferred``/``make_durable``): a
@@ -135,6 +140,9 @@ _REQUEST_NAMES = {
     Quit: 'stopping the server (Q)', Load: 'a load (L)',
     BulkLoad: 'a bulk load (B)', Sync: 'a sync (S)',
 }
+# Oids remembered per session as loaded or committed (about 100 bytes
+# each); past this a session's one-step commits wait for a clean list.
+KNOWN_LIMIT = 200000
 
 
 class ClientError(ProtocolError):
@@ -217,8 +225,10 @@ class Session(object):
         self.open = True
         self.invalid = set()
         self.unused_oids = set()
+        self.known = set()
         self.last_activity = now
-        self.waiting = False       # its CommitStart waits for the lock
+        self.waiting = False       # its C or A waits for the lock
+        self.waiting_commit = None  # the A that waits, if it is an A
         self.lock_since = None
         self.lock_revoked = False
         self.commit_seq = 0        # core.commit_seq when its list went out
@@ -283,6 +293,10 @@ class ServerCore(object):
         self._actions = []
         self._next_sweep = 0
         self.now = 0.0             # the time of the latest event
+        # Counts logged at shutdown: commits stored, MakeDurable batches,
+        # one-step commits ('A') stored and answered 'R'.
+        self.stats = dict.fromkeys(
+            ['commits', 'batches', 'one_step', 'one_step_retry'], 0)
         self._handlers = {
             Version: self._version, Load: self._load_one,
             BulkLoad: self._bulk_load, NewOid: self._new_oid,
@@ -404,6 +418,12 @@ class ServerCore(object):
         self.now = now
         if self._dirty_since is not None and self._fsync_batch is None:
             self._close_batch()
+        stats = self.stats
+        if stats['commits']:
+            log(logging.INFO, 'Served %d commits in %d durable batches; '
+                'one-step commits: %d taken, %d answered retry',
+                stats['commits'], stats['batches'], stats['one_step'],
+                stats['one_step_retry'])
         for session in list(self.sessions):
             self._close(session, 'server is stopping', logging.DEBUG,
                         flush=False)
@@ -590,6 +610,7 @@ class ServerCore(object):
     # Time ------------------------------------------------------------
 
     def _close_batch(self):
+        self.stats['batches'] += 1
         batch = self._batch
         self._batch += 1
         self._dirty_since = None
@@ -669,13 +690,35 @@ class ServerCore(object):
             waiter = self.commit_waiters.popleft()
             if not waiter.open:
                 continue
-            self._acquire_commit_lock(waiter)
             waiter.waiting = False
+            request = waiter.waiting_commit
+            if request is not None:
+                waiter.waiting_commit = None
+                self._commit_all_waiter(waiter, request)
+                continue
+            self._acquire_commit_lock(waiter)
             # An invalidation list holds no data, so it may go out before
             # a pending group fsync: that is what lets commits batch.
             self._queue(waiter, waiter.protocol.send(
                 self._take_invalidations(waiter)), urgent=True)
             self._runnable.append(waiter)
+
+    def _commit_all_waiter(self, session, request):
+        """Carry out the one-step commit ``session`` waited with, as
+        ``_serve`` would have (its errors refuse that session only)."""
+        try:
+            reply = self._commit_all(session, request)
+            self._queue(session, session.protocol.send(reply),
+                        request_type=CommitAll)
+        except ProtocolError as error:
+            self._refuse(session, str(error), getattr(error, 'reason', None),
+                         logging.WARNING)
+        except Exception as error:
+            log(logging.ERROR, 'Client %s: unexpected %s', session.name,
+                type(error).__name__, exc_info=True)
+            self._refuse(session, '%s: %s' % (type(error).__name__, error),
+                         None, logging.ERROR)
+        self._runnable.append(session)
 
     # Request handlers: each returns the reply, or None -----------------
 
@@ -712,11 +755,21 @@ class ServerCore(object):
             return LoadReply(STATUS_KEYERROR)
 
     def _load_one(self, session, request):
+        self._know(session, (request.oid,))
         return self._load(session, request.oid)
 
     def _bulk_load(self, session, request):
+        self._know(session, request.oids)
         load = self._load
         return BulkLoadReply([load(session, oid) for oid in request.oids])
+
+    @staticmethod
+    def _know(session, oids):
+        known = session.known
+        if known is not None:
+            known.update(oids)
+            if len(known) > KNOWN_LIMIT:
+                session.known = None
 
     def _new_oid(self, session, request):
         return Oids(self._reserve_oids(session, 1))
@@ -735,20 +788,33 @@ class ServerCore(object):
     def _commit_all(self, session, request):
         """Protocol 2: commit at once if nothing stands in the way."""
         if self.commit_holder is not None:
-            # Another session is between its 'C' and its payload: let
-            # this one take the protocol-1 way, which waits for the lock.
-            return CommitAllReply([], STATUS_RETRY)
+            # Another session is between its 'C' and its payload: wait
+            # for the lock as a 'C' does (answering 'R' here would send
+            # this client the protocol-1 way, holding the lock over a
+            # round trip, and so make others' one-step commits wait too).
+            session.waiting = True
+            session.waiting_commit = request
+            self.commit_waiters.append(session)
+            return None
         invalidations = self._take_invalidations(session).oids
-        if invalidations:
-            # It has not seen these yet; they may be conflicts, which only
-            # the client can tell.
+        known = session.known
+        if invalidations and (
+                known is None or not known.isdisjoint(invalidations) or
+                not {oid for oid, _ in request.items}.isdisjoint(
+                    invalidations)):
+            # It has not seen these yet and may hold one of them: they
+            # may be conflicts, which only the client can tell.
+            self.stats['one_step_retry'] += 1
             return CommitAllReply(invalidations, STATUS_RETRY)
+        # Invalidations of oids it never loaded cannot touch this
+        # transaction: they go out with the reply, as a sync would.
+        self.stats['one_step'] += 1
         self._acquire_commit_lock(session)
         try:
             status = self._commit(session, request.items).status
         finally:
             self._release_commit_lock(session)
-        return CommitAllReply([], status)
+        return CommitAllReply(invalidations, status)
 
     def _back_out(self, session, request):
         self._release_commit_lock(session)
@@ -788,7 +854,9 @@ class ServerCore(object):
             raise ClientError('the storage refused its commit: ' + reason,
                               reason) from None
         self.commit_seq += 1
+        self.stats['commits'] += 1
         session.unused_oids.difference_update(oids)
+        self._know(session, oids)
         self._invalidate(oids, except_session=session)
         self.bytes_since_pack += 8 + sum(12 + len(record)
                                          for _, record in items)

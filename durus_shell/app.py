@@ -14,14 +14,16 @@ import os
 import signal
 import threading
 
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.formatted_text import PygmentsTokens
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.shortcuts import PromptSession, print_formatted_text
 from prompt_toolkit.output import ColorDepth
 
-from durus_shell import commands, completion, render
+from durus_shell import commands, completion, freshness, link, paging, render
 from durus_shell.keys import Stash, shell_key_bindings
+from durus_shell.config import Settings
 from durus_shell.lexer import ShellLexer
 from durus_shell.refusals import refusal_note, toolbar_part
 from durus_shell.style import shell_style
@@ -56,13 +58,48 @@ class TerminalUI(UI):
         self.color = color
         self.input = input
         self.output = output
-        self.style = shell_style()
+        self.settings = session.settings or Settings()
+        self.style = shell_style(self.settings.theme)
         self.renderer = render.Renderer(max_items=REPL_MAX_ITEMS)
         self._questions = None
+        self._cut = None
+
+    # -- one screenful per input (durus_shell.paging) ----------------------
+
+    def start_output(self):
+        """Count what the next input shows against one screenful."""
+        rows, columns = self.size()
+        self._cut = paging.ScreenCut(max(rows - 5, MIN_CUT_LINES), columns)
+
+    def end_output(self):
+        """Print the note on what was held back; keep it for :more."""
+        cut, self._cut = self._cut, None
+        if cut is None:
+            return
+        if cut.cut:
+            self.session.last_output = cut.full_text()
+        tail = cut.finish()
+        if tail:
+            self._print(tail)
+
+    @contextlib.contextmanager
+    def one_screenful(self):
+        self.start_output()
+        try:
+            yield
+        finally:
+            self.end_output()
 
     def show(self, text):
         if isinstance(text, str):
             text = [(render.T_TEXT, text)]
+        if self._cut is not None:
+            text = self._cut.take(text)
+            if not text:
+                return
+        self._print(text)
+
+    def _print(self, text):
         if not self.color:
             print_formatted_text(render.plain(text), output=self.output)
             return
@@ -70,11 +107,27 @@ class TerminalUI(UI):
                              output=self.output,
                              include_default_pygments_style=False)
 
-    def ask(self, question, choices, default):
+    def _question_session(self):
         if self._questions is None:
-            self._questions = PromptSession(input=self.input,
-                                            output=self.output)
+            # vi mode (config editing_mode, --vi) in questions as well.
+            self._questions = PromptSession(
+                input=self.input, output=self.output,
+                vi_mode=self.settings.editing_mode == 'vi')
+        return self._questions
+
+    def ask_text(self, question, default=''):
+        self._question_break()
+        session = self._question_session()
+        carry_typeahead(session.app.input)
+        try:
+            return session.prompt(question + ' ')
+        except (EOFError, KeyboardInterrupt):
+            return default
+
+    def ask(self, question, choices, default):
+        self._question_session()
         keys = [key for key, _ in choices]
+        self._question_break()
         for _ in range(3):
             carry_typeahead(self._questions.app.input)
             try:
@@ -87,6 +140,12 @@ class TerminalUI(UI):
                 return answer
             self.show('Please answer %s.' % ', '.join(keys))
         return default
+
+    def _question_break(self):
+        """A question is never held back: say what was, start afresh."""
+        if self._cut is not None:
+            self.end_output()
+            self.start_output()
 
     def size(self):
         try:
@@ -104,15 +163,8 @@ class TerminalUI(UI):
     def show_result(self, result):
         """Render what running one input produced."""
         if result.kind == 'value':
-            fragments = self.renderer.render(result.value)
-            rows, columns = self.size()
-            limit = max(rows - 3, MIN_CUT_LINES)
-            if render.screen_lines(fragments, columns) > limit:
-                self.session.last_output = render.plain(fragments)
-                fragments = render.cut_lines(
-                    fragments, limit,
-                    '... %d more lines (:more shows all of it in the pager)')
-            self.show(fragments)
+            # Long values are cut by the screenful the input runs in.
+            self.show(self.renderer.render(result.value))
         elif result.failed:
             self.show([(render.T_ERROR, result.traceback)])
 
@@ -126,11 +178,22 @@ def history_path():
 
 class SafeFileHistory(FileHistory):
     """History in a file; a file that cannot be read or written only
-    costs the history, never the session."""
+    costs the history, never the session.  At most ``size`` entries (the
+    newest) are loaded: the config file's ``history_size``."""
+
+    def __init__(self, filename, size=None):
+        FileHistory.__init__(self, filename)
+        self.size = size
 
     def load_history_strings(self):
+        if self.size == 0:
+            return
         try:
-            yield from FileHistory.load_history_strings(self)
+            for count, string in enumerate(
+                    FileHistory.load_history_strings(self), 1):
+                yield string
+                if self.size is not None and count >= self.size:
+                    return
         except (OSError, UnicodeDecodeError):
             return
 
@@ -141,27 +204,37 @@ class SafeFileHistory(FileHistory):
             pass
 
 
-def _history():
+def _history(size=None):
     path = history_path()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     except OSError:
         return InMemoryHistory()
-    return SafeFileHistory(path)
+    return SafeFileHistory(path, size)
 
 
 def make_prompt_session(session, ui, stash, input=None, output=None,
-                        history=None):
-    """The PromptSession for Python input and :commands."""
+                        history=None, freshness=None):
+    """The PromptSession for Python input and :commands.
+
+    ``freshness`` (durus_shell.freshness): its last look's note is shown.
+    """
     def toolbar():
         parts = [session.target.label if session.target else 'database']
         count = session.change_count()
         parts.append('%d uncommitted' % count if count else 'no changes')
         if session.readonly:
             parts.append('READ-ONLY')
+        lost = link.toolbar_part(session)
+        if lost:
+            parts.append(lost)
+        if freshness is not None and freshness.note:
+            parts.append(freshness.note)
         if session.trusted:
             parts.append(toolbar_part(session))
-        parts.append('F1 help  Ctrl-X C commit  Ctrl-D quit')
+        # No commit key to offer where nothing can be committed.
+        parts.append('F1 help  Ctrl-D quit' if session.readonly
+                     else 'F1 help  Ctrl-X C commit  Ctrl-D quit')
         return ' ' + ' | '.join(parts) + ' '
 
     def prompt_text():
@@ -184,9 +257,12 @@ def make_prompt_session(session, ui, stash, input=None, output=None,
         color_depth=None if ui.color else ColorDepth.MONOCHROME,
         key_bindings=shell_key_bindings(stash),
         bottom_toolbar=toolbar,
-        history=history if history is not None else _history(),
+        history=history if history is not None else _history(
+            ui.settings.history_size),
         enable_history_search=False,
-        auto_suggest=None,
+        auto_suggest=AutoSuggestFromHistory() if ui.settings.auto_suggest
+        else None,
+        vi_mode=ui.settings.editing_mode == 'vi',
         input=input,
         output=output,
         erase_when_done=False,
@@ -221,19 +297,24 @@ def _run_app(session, color, startup, input, output, history):
     from durus_shell.opening import banner
     ui = TerminalUI(session, color=color, input=input, output=output)
     stash = Stash()
+    fresh = freshness.watch(session)
     prompt = make_prompt_session(session, ui, stash, input=input,
-                                 output=output, history=history)
+                                 output=output, history=history,
+                                 freshness=fresh)
     ui.show(banner(session))
     if startup:
-        result = session.run_file(startup)
-        ui.show_result(result)
-        note = refusal_note(session)
-        if note:
-            ui.show(note)
+        with ui.one_screenful():
+            result = session.run_file(startup)
+            ui.show_result(result)
+            note = refusal_note(session)
+            if note:
+                ui.show(note)
     failures = 0
     while True:
         # Keys typed while the last statement ran, Ctrl-D included.
         carry_typeahead(prompt.app.input)
+        if fresh is not None:
+            fresh.look()  # once per prompt, not at each redraw
         try:
             text = prompt.prompt(default=stash.take())
             failures = 0
@@ -252,11 +333,12 @@ def _run_app(session, color, startup, input, output, history):
             prompt.history = InMemoryHistory()
             continue
         try:
-            result = commands.run_input(session, text, ui)
-            ui.show_result(result)
-            note = refusal_note(session)
-            if note:
-                ui.show(note)
+            with ui.one_screenful():
+                result = commands.run_input(session, text, ui)
+                ui.show_result(result)
+                note = refusal_note(session)
+                if note:
+                    ui.show(note)
         except KeyboardInterrupt:
             ui.show('Interrupted.')
             continue

@@ -53,7 +53,7 @@ import sys
 
 from durus import inspect
 from durus.connection import ConnectionObserver
-from durus.error import ReadConflictError
+from durus.error import ReadConflictError, ServerUnreachableError, ShortRead
 from durus.persistent import PersistentBase
 from durus_shell import peek
 from durus_shell.peek import (IMMUTABLE_TYPES, SAVED, UNSAVED, copy_value,
@@ -114,6 +114,9 @@ class ChangeTracker(ConnectionObserver):
                                  #       referenced from elsewhere
         self._trees = {}         # id -> BTree read in this transaction
         self._serial = connection.transaction_serial
+        self.aborted_steps = []  # the history an abort dropped, until
+                                 # the next edit (:undo brings it back)
+        self.aborted_conflicts = set()  # oids others changed meanwhile
         self.commit_listeners = []  # called with the diff lines of a commit
         self._commit_lines = None
         self._pending = None     # Changes as of the last refresh
@@ -159,7 +162,11 @@ class ChangeTracker(ConnectionObserver):
         for obj in list(self.unnoted.values()):
             if inspect.status(obj) == SAVED:
                 obj._p_set_status_ghost()
+        dropped = self.history
         self.reset()
+        if dropped:
+            self.aborted_steps = dropped
+            self.aborted_conflicts = set(invalidated or ())
 
     def _check_serial(self):
         if self.connection.transaction_serial != self._serial:
@@ -169,6 +176,8 @@ class ChangeTracker(ConnectionObserver):
         """Forget the history (after a commit or an abort)."""
         self.history = []
         self.redo_steps = []
+        self.aborted_steps = []
+        self.aborted_conflicts = set()
         self._noted = {}
         self._original = {}
         self._last = {}
@@ -221,13 +230,14 @@ class ChangeTracker(ConnectionObserver):
             entry = self._compare(id(obj), obj)
             if entry is not None:
                 entries.append(entry)
-        entries.extend(self._check_in_place(
+        entries.extend(self._check_in_place_if_readable(
             self.connection.touched_since_last_call()))
         self._pending = Changes(found.changed, found.new,
                                 self._sorted_unnoted())
         if entries:
             self.history.append(entries)
             self.redo_steps = []
+            self.aborted_steps = []  # a new edit: the abort stays
         return entries
 
     def _sorted_unnoted(self):
@@ -246,6 +256,17 @@ class ChangeTracker(ConnectionObserver):
         return Entry(obj, known[1], after, False)
 
     # -- in-place edits ----------------------------------------------------
+
+    def _check_in_place_if_readable(self, touched):
+        """``_check_in_place``, unless the records cannot be read (the
+        server went away: durus_shell.link reconnects and forgets every
+        loaded state, so nothing is missed that would be kept)."""
+        try:
+            return self._check_in_place(touched)
+        except (ShortRead, ServerUnreachableError):
+            if getattr(self.connection.storage, 'connected', True):
+                raise
+            return []
 
     def _check_in_place(self, touched, record=True):
         candidates = {}
@@ -341,6 +362,12 @@ class ChangeTracker(ConnectionObserver):
             self.refresh()
         return self._pending
 
+    def original_states(self):
+        """``{id(obj): state before this transaction first changed it}``."""
+        self._check_serial()
+        return dict((key, state) for key, (obj, state)
+                    in self._original.items())
+
     def touch_unnoted(self):
         """Note every object changed in place, so a commit writes it."""
         for obj in list(self.unnoted.values()):
@@ -362,6 +389,39 @@ class ChangeTracker(ConnectionObserver):
             done += 1
         self._pending = None
         return done
+
+    def undo_abort(self):
+        """Re-apply the edits the last abort dropped (every statement, in
+        order); returns how many statements.  Refused (ValueError) when
+        other clients changed one of those objects meanwhile: their
+        commit would be silently overwritten."""
+        steps = self.aborted_steps
+        if not steps:
+            return 0
+        objects = {id(entry.obj): entry.obj for step in steps
+                   for entry in step}
+        clashing = sorted(oid for oid in (inspect.oid_of(obj)
+                                          for obj in objects.values())
+                          if oid is not None and oid in
+                          self.aborted_conflicts)
+        if clashing:
+            raise ValueError(
+                'other clients changed %s since the abort (oid %s): '
+                'bringing the dropped edits back would overwrite that; '
+                'redo the change on the new state' % (
+                    'an object it changed' if len(clashing) == 1 else
+                    '%d objects it changed' % len(clashing),
+                    ', '.join(str(int.from_bytes(oid, 'big'))
+                              for oid in clashing[:10])))
+        self._check_serial()
+        self.aborted_steps = []
+        for obj in objects.values():
+            # The abort made them ghosts: load the stored state first,
+            # or the next access would load it over the restored one.
+            if inspect.oid_of(obj) is not None:
+                inspect.load_quietly(obj)
+        self.redo_steps = list(reversed(steps))
+        return self.redo(len(steps))
 
     def redo(self, count=1):
         """Re-apply the last ``count`` undone statements; returns steps redone."""

@@ -30,11 +30,15 @@ environment:
   DURUSSTARTUP      startup file for interactive sessions (like --startup)
   NO_COLOR          set to turn colour off (like --no-color)
   XDG_STATE_HOME    history goes to $XDG_STATE_HOME/durus-shell/history
+  XDG_CONFIG_HOME   settings from $XDG_CONFIG_HOME/durus-shell/config.toml
+                    (default ~/.config; docs/shell.md lists the keys)
   XDG_DATA_HOME     --demo without PATH uses $XDG_DATA_HOME/durus-shell/
 
 exit status: 0 done; 1 an error stopped the run (nothing committed);
 2 bad arguments or the database cannot be opened; 3 a script left
-uncommitted changes (run it with --commit or --dry-run).
+uncommitted changes (run it with --commit or --dry-run); 4 a conflict:
+other clients changed what the script read, on every attempt (nothing
+committed; run it again, or with --retry N).
 """
 
 
@@ -78,9 +82,9 @@ def build_parser():
                             'ask, then repair it')
     where.add_argument('--yes', action='store_true',
                        help='answer yes to the --repair question (scripts)')
-    where.add_argument('--cache-size', type=int, default=100000,
+    where.add_argument('--cache-size', type=int, default=None,
                        metavar='N', help='objects kept in the cache '
-                       '(default 100000)')
+                       '(default: the config file\'s cache_size, 100000)')
     where.add_argument('--path', dest='class_path', action='append',
                        default=[], metavar='DIR',
                        help='directory holding the application\'s classes '
@@ -108,12 +112,29 @@ def build_parser():
     run.add_argument('--dry-run', action='store_true',
                      help='show what -c/--script would commit, commit '
                           'nothing')
+    run.add_argument('--rename-class', nargs=2, metavar=('OLD', 'NEW'),
+                     help='rename a class (module:Class or module.Class) '
+                          'in every record, in one commit, then exit; '
+                          'with --dry-run only count the records and bytes')
+    run.add_argument('--merge', action='store_true',
+                     help='let --rename-class rename to a class that '
+                          'already names objects')
+    run.add_argument('--retry', type=int, default=0, metavar='N',
+                     help='with --commit: on a conflict, run the script '
+                          'again from a fresh state, up to N more times '
+                          '(default 0; exit status 4 when all conflict)')
     run.add_argument('--log', metavar='FILE',
                      help='append the diff of every commit (time, '
-                          'database, user) to FILE')
+                          'database, user, reason, script) to FILE')
+    run.add_argument('--reason', metavar='TEXT',
+                     help='the reason or ticket recorded with each commit '
+                          'in the --log file (else :commit asks)')
     look = parser.add_argument_group('appearance')
     look.add_argument('--no-color', action='store_true',
                       help='no colours (also $NO_COLOR)')
+    look.add_argument('--vi', action='store_true',
+                      help='vi editing keys at the prompt and in questions '
+                           '(also editing_mode = "vi" in the config file)')
     look.add_argument('--version', action='version',
                       version='durus-shell %s' % __version__)
     return parser
@@ -153,6 +174,7 @@ def is_interactive(args, stdin=None, stdout=None):
 
 def _run(args):
     _check(args)
+    args.settings = load_settings(args)
     add_class_paths(args.class_path)
     interactive = is_interactive(args)
     if interactive:
@@ -164,7 +186,44 @@ def _run(args):
     return _open_and_run(args, interactive)
 
 
+def _rename_class(args):
+    """--rename-class: the rename on record bytes, without a session
+    (nothing is unpickled); exit status 0, or EXIT_ERROR when refused."""
+    from durus.class_rename import (RenameRefused, check_merge,
+                                    commit_rename, plan_rename)
+    from durus.error import ConflictError
+    target = open_target(args, False)
+    try:
+        try:
+            plan = plan_rename(target.storage, *args.rename_class)
+            check_merge(plan, args.merge)
+        except RenameRefused as error:
+            sys.stderr.write('durus-shell: %s\n' % error)
+            return EXIT_ERROR
+        print(plan.summary())
+        if args.dry_run:
+            print('dry run: nothing written')
+        elif plan.records:
+            try:
+                commit_rename(target.storage, plan)
+            except ConflictError:
+                sys.stderr.write(
+                    'durus-shell: another client changed some of these '
+                    'records meanwhile; nothing was written: run the '
+                    'rename again\n')
+                return EXIT_ERROR
+            print('committed: %d records now name %s.%s'
+                  % ((plan.records,) + plan.new))
+        else:
+            print('nothing names %s.%s: nothing written' % plan.old)
+        return 0
+    finally:
+        target.storage.close()
+
+
 def _open_and_run(args, interactive):
+    if args.rename_class:
+        return _rename_class(args)
     color = interactive and not args.no_color and not os.environ.get(
         'NO_COLOR')
     target = open_target(args, interactive)
@@ -174,16 +233,28 @@ def _open_and_run(args, interactive):
             GATE_OPEN if interactive else GATE_SCRIPT)
     try:
         session = Session(target.storage, target, mode,
-                          cache_size=args.cache_size,
+                          cache_size=args.cache_size or
+                          args.settings.cache_size,
                           unpickle_policy=unpickle_policy(args))
     except Exception as error:
         target.storage.close()
         raise OpenError('cannot read the root object: %s: %s'
                         % (type(error).__name__, error))
+    session.settings = args.settings
+    script_text = None
     if args.log:
+        from durus_shell.audit import script_identity
         from durus_shell.fix_commands import enable_log
+        script = None
+        if not interactive:
+            try:
+                script_text = _script_text(args)
+            except UsageError:
+                session.close()
+                raise
+            script = script_identity(script_text[1], script_text[0])
         try:
-            enable_log(session, args.log)
+            enable_log(session, args.log, reason=args.reason, script=script)
         except OSError as error:
             session.close()
             raise UsageError('cannot write the --log file %s: %s'
@@ -203,9 +274,9 @@ def _open_and_run(args, interactive):
             if result.failed:
                 sys.stderr.write(result.traceback + '\n')
                 return EXIT_ERROR
-        text, name = _script_text(args)
+        text, name = script_text or _script_text(args)
         return run_script(session, text, name, commit=args.commit,
-                          dry_run=args.dry_run)
+                          dry_run=args.dry_run, retry=args.retry)
     finally:
         session.close()
 
@@ -228,13 +299,36 @@ def _check(args):
         raise UsageError('--secret-file needs --user')
     if args.code is not None and args.script:
         raise UsageError('give either -c or --script, not both')
+    if args.rename_class:
+        from durus.pickle_rename import parse_class_name
+        if args.code is not None or args.script or args.commit:
+            raise UsageError('--rename-class runs alone: not with -c, '
+                             '--script or --commit')
+        if args.readonly and not args.dry_run:
+            raise UsageError('--rename-class writes: drop --readonly, or '
+                             'add --dry-run')
+        for name in args.rename_class:
+            try:
+                parse_class_name(name)
+            except ValueError as error:
+                raise UsageError('--rename-class: %s' % error)
+    elif args.merge:
+        raise UsageError('--merge goes with --rename-class')
     if args.commit and args.dry_run:
         raise UsageError('give either --commit or --dry-run, not both')
+    if args.retry and not args.commit:
+        raise UsageError('--retry needs --commit (it re-runs a script whose'
+                         ' commit conflicts)')
+    if args.retry < 0:
+        raise UsageError('--retry must be 0 or more')
     if args.readonly and args.commit:
         raise UsageError('--commit cannot write to a --readonly database')
     if args.startup and not os.path.isfile(args.startup):
         raise UsageError('--startup %s: no such file' % args.startup)
-    if args.cache_size <= 0:
+    if args.reason is not None and not args.log:
+        raise UsageError('--reason is recorded in the audit log: give '
+                         '--log FILE too')
+    if args.cache_size is not None and args.cache_size <= 0:
         raise UsageError('--cache-size must be positive')
     if args.trust and args.allow:
         raise UsageError('--allow is for the safe policy; --trust already '
@@ -246,6 +340,18 @@ def _check(args):
     except ValueError as error:
         raise UsageError('--allow or $%s: %s'
                          % (ALLOW_ENVIRONMENT_VARIABLE, error))
+
+
+def load_settings(args):
+    """The config file's settings, options applied; its warnings go to
+    stderr, one line each (a bad config file never stops the shell)."""
+    from durus_shell import config
+    settings, warnings = config.load_settings()
+    for warning in warnings:
+        sys.stderr.write('durus-shell: warning: %s\n' % warning)
+    if args.vi:
+        settings.editing_mode = 'vi'
+    return settings
 
 
 def unpickle_policy(args):
@@ -295,7 +401,7 @@ def open_target(args, interactive):
     if args.yes:
         ui = StreamUI(sys.stderr, answers={'Repair the file?': 'y'})
     elif interactive:
-        ui = ConsoleUI()
+        ui = ConsoleUI(vi_mode=args.settings.editing_mode == 'vi')
     else:
         ui = StreamUI(sys.stderr)
     return opening.open_file(args.file, readonly=args.readonly,

@@ -8,6 +8,11 @@ durus_shell.fix_commands, imported here for that.
 """
 
 from durus_shell import fix_commands  # noqa: F401 (registers its commands)
+from durus_shell import habit_commands  # noqa: F401 (registers its commands)
+from durus_shell import check_export_commands  # noqa: F401 (:check :export)
+from durus_shell import history_commands  # noqa: F401 (registers its commands)
+from durus_shell import retry_commands  # noqa: F401 (registers its commands)
+from durus_shell import link
 from durus_shell import peek, render
 from durus_shell.opening import root_table
 from durus_shell.registry import (CommandError, all_commands, command,
@@ -15,6 +20,8 @@ from durus_shell.registry import (CommandError, all_commands, command,
                                   split_command_line)
 from durus_shell.session import (CommitConflict, QuitRequest, Result,
                                  describe_error)
+from durus_shell.retry import (COMMAND, HISTORY_COMMANDS, format_conflict,
+                               last_step)
 from durus_shell.ui import SilentUI
 
 __all__ = ['run_input', 'run_command', 'CommandError', 'all_commands',
@@ -27,9 +34,23 @@ def run_input(session, text, ui=None):
     stripped = text.strip()
     if not stripped:
         return Result('empty', text)
+    if ui is not None and stripped.split()[0] != ':reconnect':
+        link.reconnect_if_needed(session, ui)
+    short = habit_commands.shorthand(session, stripped)
+    if short is not None:  # EXPR?, \\x, it
+        return run_command(session, short, ui)
     if stripped.startswith(':') and '\n' not in stripped:
         return run_command(session, stripped, ui)
+    word = BARE_WORDS.get(stripped)
+    if word is not None and stripped not in session.namespace:
+        # What a psql or Python user means by a bare 'exit' or '\\q'
+        # (Python itself would only print how to leave).
+        return run_command(session, word, ui)
     return session.run_python(text)
+
+
+BARE_WORDS = {'exit': ':quit', 'quit': ':quit', '\\q': ':quit',
+              'help': ':help'}
 
 
 def run_command(session, line, ui=None):
@@ -43,12 +64,17 @@ def run_command(session, line, ui=None):
         if cmd.interactive_only and not ui.interactive:
             raise CommandError(':%s works only at the prompt' % cmd.name)
         tracker.begin_statement()
+        steps_before = len(tracker.history)
         try:
             cmd.func(session, args, ui)
         finally:
             # A command may run the operator's expressions: what they
             # changed is one undo step, like a statement's.
             tracker.end_statement()
+        if cmd.name not in HISTORY_COMMANDS:
+            # Kept with the transaction's statements for :retry.
+            session.journal.note(COMMAND, line,
+                                 last_step(tracker, steps_before))
     except QuitRequest:
         return Result('quit', line)
     except KeyboardInterrupt:
@@ -83,12 +109,17 @@ def help_command(session, args, ui):
     if args:
         cmd = find_command(args.lstrip(':'))
         lines = [cmd.usage + ('   (key: %s)' % key_label(cmd.key)
-                              if cmd.key else ''), '', cmd.doc]
+                              if cmd.key else '')]
+        if cmd.aliases:
+            lines.append('also: ' + ', '.join(':' + alias
+                                              for alias in cmd.aliases))
+        lines += ['', cmd.doc]
         ui.show('\n'.join(lines))
         return
-    rows = [(cmd.usage, key_label(cmd.key), cmd.summary)
+    rows = [(cmd.usage, ' '.join(':' + alias for alias in cmd.aliases),
+             key_label(cmd.key), cmd.summary)
             for cmd in all_commands()]
-    out = render.table(['command', 'key', 'what it does'],
+    out = render.table(['command', 'aliases', 'key', 'what it does'],
                        [list(row) for row in rows])
     ui.show(out)
     ui.show('Python runs as typed: root, connection (conn), get(oid), storage'
@@ -158,7 +189,9 @@ def commit_command(session, args, ui):
     Objects changed in place without _p_note_change() are listed too: the
     question offers to include them (t) or to commit without them.  On a
     conflict (another client changed objects this transaction read) the
-    transaction is aborted and the objects are named: redo the change.
+    transaction is aborted and, per object and attribute, the value read,
+    the value now committed and the value set are shown; the statements
+    are kept, and :retry re-runs them on the new state.
     """
     if not ui.interactive:
         raise CommandError('scripts commit once, at the end, when run with'
@@ -167,9 +200,9 @@ def commit_command(session, args, ui):
         raise CommandError('read-only session: nothing can be committed'
                            ' (reopen without --readonly)')
     if session.connection.invalid_oids:
-        raise CommandError('another client changed objects this transaction '
-                           'read (a conflict): run :abort, then redo the '
-                           'change')
+        # Another client's change already met: a conflict, shown now.
+        commit_now(session, ui)
+        return
     changes = session.pending_changes()
     if not changes:
         ui.show('Nothing to commit.')
@@ -188,13 +221,30 @@ def commit_command(session, args, ui):
     else:
         choices = [('y', 'yes'), ('n', 'no')]
         question = 'Commit %s?' % _plural(changes.written, 'object')
-    answer = ui.ask(question, choices, 'n')
+    settings = getattr(session, 'settings', None)
+    if choices[0][0] == 'y' and settings is not None and \
+            not settings.confirm_commit:
+        ui.show('Committing without asking (confirm_commit = false in the'
+                ' config file).')
+        answer = 'y'
+    else:
+        answer = ui.ask(question, choices, 'n')
     if answer == 't':
         session.tracker.touch_unnoted()
     elif answer != 'y':
         ui.show('Not committed; the changes are still pending.')
         return
+    ask_reason(session, ui)
     commit_now(session, ui)
+
+
+def ask_reason(session, ui):
+    """With --log on and no --reason, ask the reason for the log entry."""
+    log = getattr(session, 'audit_log', None)
+    if log is None or log.reason:
+        return
+    reason = ui.ask_text('Reason or ticket (recorded in the audit log):')
+    log.next_reason = reason.strip() or None
 
 
 def commit_now(session, ui):
@@ -212,36 +262,33 @@ def commit_now(session, ui):
 
 
 def explain_conflict(session, conflict):
-    count = len(conflict.oids)
-    names = []
-    for oid in conflict.oids[:10]:
-        obj = session.connection.cache.get(oid)
-        number = int.from_bytes(oid, 'big')
-        names.append('<%s %d>' % (type(obj).__name__, number)
-                     if obj is not None else 'oid %d' % number)
-    if count == 0:  # the storage did not say which
-        objects = 'objects'
-    elif count == 1:
-        objects = names[0]
-    else:
-        objects = '%d objects (%s%s)' % (
-            count, ', '.join(names),
-            ' and %d more' % (count - 10) if count > 10 else '')
-    pronoun = 'it' if count == 1 else 'them'
-    return ('Conflict: another client changed %s after this transaction read '
-            '%s. Nothing was written; the transaction was aborted and your '
-            'edits dropped. Look at %s again, redo the change, and :commit.'
-            % (objects, pronoun, pronoun))
+    """The conflict, per object and attribute, and what :retry would do."""
+    return '\n'.join(format_conflict(conflict.objects,
+                                     len(conflict.statements)))
 
 
 @command('abort', key=('c-x', 'a'))
 def abort_command(session, args, ui):
-    """Drop every uncommitted edit and catch up with other clients."""
-    dropped = len(session.pending_changes())
+    """Drop every uncommitted edit and catch up with other clients.
+
+    With edits pending, asks first (default no); :undo right after brings
+    the dropped edits back (until the next edit).
+    """
+    changes = session.pending_changes()
+    dropped = len(changes)
+    if dropped and ui.interactive:
+        ui.show(describe_changes(changes, 'Would drop: '))
+        answer = ui.ask('Drop %s?' % _plural(dropped, 'changed object'),
+                        [('y', 'yes, drop them'), ('n', 'no')], 'n')
+        if answer != 'y':
+            ui.show('Not aborted; the changes are still pending.')
+            return
     others = session.abort()
     ui.show('Dropped %d changed object%s; %d object%s changed by other clients'
-            ' meanwhile.' % (dropped, '' if dropped == 1 else 's', others,
-                             '' if others == 1 else 's'))
+            ' meanwhile.%s' % (dropped, '' if dropped == 1 else 's', others,
+                               '' if others == 1 else 's',
+                               ' (:undo brings the edits back)'
+                               if session.tracker.aborted_steps else ''))
 
 
 @command('quit', key=('c-x', 'q'), aliases=('q', 'exit'))
@@ -262,6 +309,8 @@ def decide_exit(session, ui):
     the objects changed in place (as ``:touch`` would).
     """
     changes = session.pending_changes()
+    if not changes and session.journal.kept:
+        return _leave_kept_statements(session, ui)
     if session.readonly:
         choices = [('a', 'abort'), ('s', 'stay')]
     else:
@@ -285,6 +334,19 @@ def decide_exit(session, ui):
     return False
 
 
+def _leave_kept_statements(session, ui):
+    """Nothing pending, but statements kept after a conflict (or a lost
+    server): leaving forgets them, so ask."""
+    count = len(session.journal.kept)
+    answer = ui.ask('%s kept for :retry (after a failed commit) would be '
+                    'lost:' % _plural(count, 'statement'),
+                    [('q', 'quit'), ('s', 'stay')], 's')
+    if answer == 'q':
+        return True
+    ui.show('Staying (:retry re-runs them, :retry --list shows them).')
+    return False
+
+
 @command('root', key=('c-x', 'r'))
 def root_command(session, args, ui):
     """Show the root as a table: key, class, oid and record size."""
@@ -297,4 +359,8 @@ def more_command(session, args, ui):
     if not session.last_output:
         raise CommandError('no output to show yet')
     import pydoc
-    pydoc.pager(session.last_output)
+    settings = getattr(session, 'settings', None)
+    if settings is not None and settings.pager:
+        pydoc.pipepager(session.last_output, settings.pager)
+    else:
+        pydoc.pager(session.last_output)

@@ -26,6 +26,7 @@ import re
 import types
 
 from durus_shell import commands as command_set, peek
+from durus_shell.registry import PYTHON_ARGUMENT
 
 MAX_KEYS = 50
 MAX_SCAN = 100000
@@ -291,19 +292,45 @@ def _visible(name, partial):
     return True
 
 
+def member_kind(cls, name):
+    """The label of a class member, read from the class dicts (no code
+    runs): 'method', 'property', 'class' or 'class attribute'."""
+    for klass in getattr(cls, '__mro__', (cls,)):
+        if name in klass.__dict__:
+            return _kind_of(klass.__dict__[name])
+    return 'class attribute'
+
+
+def _kind_of(value):
+    if isinstance(value, (types.FunctionType, staticmethod, classmethod,
+                          types.BuiltinFunctionType,
+                          types.MethodDescriptorType,
+                          types.WrapperDescriptorType,
+                          types.ClassMethodDescriptorType)):
+        return 'method'
+    if isinstance(value, type):
+        return 'class'
+    if isinstance(value, (property, types.GetSetDescriptorType,
+                          types.MemberDescriptorType)):
+        return 'property'
+    return 'class attribute'
+
+
 def attribute_names(obj):
     """``{name: 'attribute'|'method'|...}`` read without running code."""
     names = {}
     if peek.is_persistent(obj):
-        for name in peek.class_attribute_names(peek.real_class(obj)):
-            names[name] = 'class'
+        cls = peek.real_class(obj)
+        for name in peek.class_attribute_names(cls):
+            names[name] = member_kind(cls, name)
         for name in peek.raw_state(obj):
             names[name] = 'attribute'
         return names
     cls = obj if isinstance(obj, type) else type(obj)
     for klass in getattr(cls, '__mro__', (cls,)):
         for name in klass.__dict__:
-            names.setdefault(name, 'class')
+            if name not in names:
+                names[name] = _kind_of(klass.__dict__[name])
     instance_dict = _instance_dict(obj)
     if instance_dict:
         for name in list(instance_dict)[:MAX_SCAN]:
@@ -450,6 +477,10 @@ def _command_suggestions(line, commands, session):
         if name == cmd.name or name in cmd.aliases:
             if cmd.complete is None:
                 return []
+            if cmd.complete == PYTHON_ARGUMENT:
+                if session is None:
+                    return []
+                return _suggest(args, session.namespace, commands, session)
             word = args.rpartition(' ')[2]
             return [Suggestion(choice, len(word))
                     for choice in cmd.complete(session, args)

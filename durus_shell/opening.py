@@ -30,6 +30,7 @@ class Target(object):
         self.path = path
         self.format = format
         self.address = address
+        self.damage = None  # a torn tail left out (read-only files)
 
     @property
     def label(self):
@@ -51,11 +52,25 @@ class Target(object):
             except OSError:
                 size = '?'
             count, exact = object_count(self.storage)
-            objects = '' if count is None else ', %s%s objects' % (
-                '' if exact else 'about ', _thousands(count))
-            return ['%s: %s file, %s%s%s' % (self.path, self.format, size,
-                                             objects, mode)]
+            # An estimate names its source: :census counts the records.
+            objects = '' if count is None else ', %s%s objects%s' % (
+                '' if exact else 'about ', _thousands(count),
+                '' if exact else ' (estimated from the index; :census '
+                'counts them)')
+            lines = ['%s: %s file, %s%s%s' % (self.path, self.format, size,
+                                              objects, mode)]
+            if self.damage is not None:
+                lines.append(
+                    'DAMAGED: %d bytes at offset %d are a torn transaction;'
+                    ' showing the intact part before it (reopen with '
+                    '--repair to cut the torn bytes off, kept aside)' % (
+                        self.damage.nbytes, self.damage.offset))
+            return lines
         if self.kind == 'server':
+            if getattr(self.storage, 'connected', True) is False:
+                return ['DISCONNECTED from the storage server at %s%s '
+                        '(:reconnect, or any command, connects again)'
+                        % (self.address, mode)]
             return ['Connected to the storage server at %s%s'
                     % (self.address, mode)]
         if self.kind == 'postgresql':
@@ -104,29 +119,47 @@ def open_file(path, readonly=False, repair=False, create=False, ui=None):
         raise OpenError('--create and --readonly exclude each other')
     if exists and os.path.isdir(path):
         raise OpenError('%s is a directory, not a database file' % path)
+    if exists and not create and os.path.getsize(path) == 0:
+        # Said in the shell's words (durus's own names create=True).
+        raise OpenError('%s is empty (0 bytes), not a database; use '
+                        '--create to make a new database in it' % path)
     try:
         if exists:
             kind = formats.detect_format(path)
         if repair and exists:
             _confirm_repair(formats, path, ui)
+        # Read-only, a torn file opens at its last intact transaction:
+        # the operator can look before deciding to --repair.
+        intact = readonly and exists and kind in (formats.SHELF,
+                                                   formats.DFS20)
         storage = formats.open_storage(path, readonly=readonly,
-                                       repair=repair, create=create)
+                                       repair=repair, create=create,
+                                       **({'intact_part': True} if intact
+                                          else {}))
     except OpenError:
         raise
     except DamagedFileError as error:
         message = str(error)
         if not repair and '--repair' not in message:
             message += '; run with --repair to see what would be dropped'
+        if (not readonly and not repair
+                and getattr(error, 'repairable', False)):
+            message += ' (or --readonly to look at the intact part first)'
         raise OpenError(message)
     except DatabaseInUseError as error:
         raise OpenError('%s (use --readonly to look without writing)'
                         % error)
     except (DurusError, OSError, ValueError, NotImplementedError) as error:
-        raise OpenError('cannot open %s: %s' % (path, error))
+        message = str(error)
+        if path in message:  # durus's message already names the file
+            raise OpenError(message)
+        raise OpenError('cannot open %s: %s' % (path, message))
     if not exists:
         kind = formats.detect_format(path)
-    return Target(storage, 'file', readonly=readonly, path=path,
-                  format=_format_name(kind))
+    target = Target(storage, 'file', readonly=readonly, path=path,
+                    format=_format_name(kind))
+    target.damage = getattr(storage, 'damage', None)
+    return target
 
 
 def _format_name(kind):

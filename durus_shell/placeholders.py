@@ -34,9 +34,12 @@ from durus.persistent import Persistent
 _RAW_STATE_KEY = ' state'
 
 
-def _how_to_fix(module):
+def _how_to_fix(module, name='CLASS'):
     return ('make module %s importable: start durus-shell with --path DIR '
-            '(the directory that contains it)' % module)
+            '(the directory that contains it); or, if the class moved or '
+            'was renamed, rename it in the records: :rename-class %s:%s '
+            'NEWMODULE:NEWNAME (durus-shell PATH --rename-class ... from '
+            'the command line)' % (module, module, name))
 
 
 class PlaceholderModule(types.ModuleType):
@@ -49,7 +52,7 @@ def _refuse(obj, action):
         'cannot %s <%s %s>: its class is not importable, the object is a '
         'read-only placeholder; %s'
         % (action, placeholder_class_path(cls), obj._p_format_oid(),
-           _how_to_fix(cls.placeholder_module)))
+           _how_to_fix(cls.placeholder_module, cls.placeholder_name)))
 
 
 class PersistentPlaceholder(Persistent):
@@ -67,7 +70,8 @@ class PersistentPlaceholder(Persistent):
         raise PlaceholderChangeError(
             'cannot create a %s: the class is not importable; %s'
             % (placeholder_class_path(type(self)),
-               _how_to_fix(type(self).placeholder_module)))
+               _how_to_fix(type(self).placeholder_module,
+                           type(self).placeholder_name)))
 
     def __setattr__(self, name, value):
         if name.startswith('_p_'):
@@ -285,7 +289,8 @@ def refuse_commit_of_placeholders(connection):
             'cannot commit: %d changed object(s) are placeholders of '
             'unimportable classes (first: %r); :abort (or :undo) the change, '
             'or %s' % (len(found), first,
-                       _how_to_fix(type(first).placeholder_module)))
+                       _how_to_fix(type(first).placeholder_module,
+                                   type(first).placeholder_name)))
 
 
 def forget_placeholders():

@@ -18,6 +18,9 @@ A command signals an operator mistake by raising ``CommandError``: the
 shell shows its message as one line and carries on.
 """
 
+import difflib
+
+
 class CommandError(Exception):
     """An operator mistake in a shortcut: shown as one line."""
 
@@ -42,6 +45,10 @@ class Command(object):
         return '<Command :%s>' % self.name
 
 
+# ``complete=PYTHON_ARGUMENT``: the argument is a Python expression,
+# completed as at the prompt (names, attributes, keys).
+PYTHON_ARGUMENT = 'python'
+
 REGISTRY = {}
 _ALIASES = {}
 
@@ -52,7 +59,8 @@ def command(name, usage=None, key=None, aliases=(), complete=None,
 
     ``key``: the documented key binding (prompt_toolkit key names, e.g.
     ``('c-x', 'c')``), bound by the app to run this command.
-    ``complete(session, text)``: suggestions for the argument being typed.
+    ``complete(session, text)``: suggestions for the argument being typed
+    (or PYTHON_ARGUMENT: complete it as Python, as at the prompt).
     ``interactive_only``: refused in scripts (e.g. commands that page).
     """
     def register(func):
@@ -76,12 +84,26 @@ def all_commands():
 
 def find_command(name):
     """The command called ``name`` (or an alias of it); CommandError if none."""
+    typed = name
+    name = name.lower()  # :Commit, :COMMIT (caps lock) mean :commit
     name = _ALIASES.get(name, name)
     try:
         return REGISTRY[name]
     except KeyError:
+        close = difflib.get_close_matches(name, list(REGISTRY) +
+                                          list(_ALIASES), n=3, cutoff=0.6)
+        if close:
+            names = []
+            for candidate in close:
+                full = _ALIASES.get(candidate, candidate)
+                if full not in names:
+                    names.append(full)
+            raise CommandError('unknown command :%s; did you mean %s? '
+                               '(:help lists them all)' % (
+                                   typed, ' or '.join(':' + n
+                                                      for n in names)))
         known = ', '.join(':' + n for n in sorted(REGISTRY))
-        raise CommandError('unknown command :%s (known: %s)' % (name, known))
+        raise CommandError('unknown command :%s (known: %s)' % (typed, known))
 
 
 def split_command_line(line):

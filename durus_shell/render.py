@@ -33,6 +33,15 @@ T_STATE = {'ghost': Token.Comment, 'saved': Token.Generic.Inserted,
            'changed': Token.Generic.Deleted, 'new': Token.Generic.Deleted}
 
 
+class Display(object):
+    """Display switches the operator toggles (``\\x``: vertical tables and
+    one container item per line).  One shell per process, so one set."""
+    vertical = False
+
+
+DISPLAY = Display()
+
+
 def plain(fragments):
     """The text of fragments (a str passes through)."""
     if isinstance(fragments, str):
@@ -86,6 +95,9 @@ class Renderer(object):
         """Fragments showing ``value``: an object view or an inline value."""
         if peek.is_persistent(value):
             return self.object_view(value)
+        if DISPLAY.vertical and isinstance(
+                value, (dict, list, tuple, set, frozenset)) and value:
+            return self.block(value)
         out = []
         self.inline(value, out, depth=0, path=set())
         if len(plain(out)) > self.width and isinstance(
@@ -319,7 +331,10 @@ def _safe_repr(value):
 
 
 def table(headers, rows):
-    """Fragments of a simple aligned table (cells are strings)."""
+    """Fragments of a simple aligned table (cells are strings); with
+    ``\\x`` on, each row as a block of ``header | cell`` lines."""
+    if DISPLAY.vertical:
+        return vertical_table(headers, rows)
     widths = [len(h) for h in headers]
     for row in rows:
         for index, cell in enumerate(row):
@@ -336,6 +351,22 @@ def table(headers, rows):
                      else T_OID if index == 2 else T_TEXT)
             out.append((token, cell.ljust(w) if index < len(row) - 1
                         else cell))
+    return out
+
+
+def vertical_table(headers, rows):
+    """psql's expanded display: one block per row, one line per column."""
+    width = max(len(h) for h in headers) if headers else 0
+    out = []
+    for number, row in enumerate(rows, 1):
+        if out:
+            out.append((T_TEXT, '\n'))
+        out.append((T_HEAD, '-[ RECORD %d ]%s' % (number, '-' * 20)))
+        for header, cell in zip(headers, row):
+            out += [(T_TEXT, '\n'), (T_KEY, header.ljust(width)),
+                    (T_PUNCT, ' | '), (T_TEXT, cell)]
+    if not rows:
+        out.append((T_NOTE, '(no rows)'))
     return out
 
 

@@ -155,16 +155,23 @@ def find_instances(connection, spec, limit=None, where=None, progress=None):
 
 
 def census(storage, progress=None):
-    """``{'module.Name': count}`` over every record (ScanResult.items)."""
+    """``{'module.Name': count}`` over every record (ScanResult.items),
+    and the bytes of each class's records (``ScanResult.bytes``)."""
     counts = collections.Counter()
+    sizes = collections.Counter()
 
     def visit(chunk, found):
-        counts.update([class_key(record) or b'?' for _, record in chunk])
+        for _, record in chunk:
+            key = class_key(record) or b'?'
+            counts[key] += 1
+            sizes[key] += len(record)
     result = _scan(storage, visit, progress)
     named = {}
+    result.bytes = {}  # bytes of the records of each class
     for key, count in counts.items():
         label = key.decode('latin-1').replace('\n', '.')
         named[label] = named.get(label, 0) + count
+        result.bytes[label] = result.bytes.get(label, 0) + sizes[key]
     result.items = named
     return result
 
@@ -258,3 +265,54 @@ def describe_chain(connection, chain):
         path += step
         index = following
     return path
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def path_within(connection, oid, seconds):
+    """The Python path of ``oid`` (see ``describe_chain``), or None when
+    it is not found within ``seconds`` (a bounded ``oid_path``)."""
+    def progress(scanned, total, found, elapsed):
+        if elapsed > seconds:
+            raise _OutOfTime()
+    try:
+        result = oid_path(connection.storage, oid, progress=progress)
+    except _OutOfTime:
+        return None
+    if not result.items or result.interrupted:
+        return None
+    return describe_chain(connection, result.items)
+
+
+def reachable_oids(storage, progress=None, batch_size=500):
+    """The oids reachable from the root (ScanResult.items, a set), by
+    following the records' refs breadth first.  On Ctrl-C the result is
+    marked interrupted (and its set is incomplete)."""
+    start = time.monotonic()
+    total = estimate_record_count(storage)
+    seen = {ROOT_OID}
+    level = [ROOT_OID]
+    scanned = 0
+    interrupted = False
+    try:
+        while level:
+            following = []
+            for begin in range(0, len(level), batch_size):
+                batch = level[begin:begin + batch_size]
+                for oid, record in zip(batch, storage.bulk_load(batch)):
+                    scanned += 1
+                    for ref in record_refs(record):
+                        if ref not in seen:
+                            seen.add(ref)
+                            following.append(ref)
+                if progress is not None:
+                    progress(scanned, total, scanned,
+                             time.monotonic() - start)
+            following.sort()
+            level = following
+    except KeyboardInterrupt:
+        interrupted = True
+    return ScanResult(seen, scanned, total, interrupted,
+                      time.monotonic() - start)

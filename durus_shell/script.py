@@ -15,6 +15,10 @@ itself cannot commit):
 * neither: pending changes at the end are listed, dropped, and the exit
   status is EXIT_UNCOMMITTED.
 * an error: nothing is committed; exit EXIT_ERROR.
+* a conflict at the commit (another client changed what the script
+  read): with ``retry=N`` the script runs again from a fresh state (a
+  new transaction and namespace), up to N more times; when no attempt
+  is left, nothing is committed and the exit status is EXIT_CONFLICT.
 """
 
 import ast
@@ -25,12 +29,18 @@ from durus_shell import render
 from durus_shell.commands import describe_changes, run_command
 from durus_shell.fix_commands import diff_lines
 from durus_shell.refusals import refusal_note
+from durus.error import ConflictError
 from durus_shell.session import CommitConflict
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNCOMMITTED = 3
+EXIT_CONFLICT = 4
+
+
+class _Conflicted(Exception):
+    """This attempt met another client's change (nothing committed)."""
 
 
 class Unit(object):
@@ -74,14 +84,39 @@ def _python_units(source, first_line, filename):
         start = node.lineno
         if getattr(node, 'decorator_list', None):
             start = min(d.lineno for d in node.decorator_list)
-        text = ''.join(lines[start - 1:node.end_lineno])
-        units.append(Unit('python', text, start))
+        units.append(Unit('python', _statement_text(lines, node, start),
+                          start))
     return units
 
 
+def _statement_text(lines, node, start):
+    """Exactly one statement's source: ``a = 1; a`` on one line is two
+    statements, each run once (slicing whole lines ran the line twice).
+
+    ast columns count UTF-8 bytes, hence the encode/decode.  A statement
+    that does not start its line (after ``;``) is a simple statement, so
+    dropping what precedes it on its first line keeps it valid Python.
+    """
+    first = start - 1
+    last = node.end_lineno - 1
+    if first == last:
+        line = lines[first].encode('utf-8')
+        begin = node.col_offset if start == node.lineno else 0
+        return line[begin:node.end_col_offset].decode('utf-8') + '\n'
+    head = lines[first].encode('utf-8')
+    if start == node.lineno:
+        head = head[node.col_offset:]
+    tail = lines[last].encode('utf-8')[:node.end_col_offset]
+    return (head.decode('utf-8') + ''.join(lines[first + 1:last])
+            + tail.decode('utf-8') + '\n')
+
+
 def run_script(session, text, filename, out=None, err=None, commit=False,
-               dry_run=False):
-    """Run a script against ``session``; returns the exit status."""
+               dry_run=False, retry=0):
+    """Run a script against ``session``; returns the exit status.
+
+    ``retry``: how many more times to run it after a conflict (with
+    ``commit``)."""
     from durus_shell.ui import StreamUI
     out = out or sys.stdout
     err = err or sys.stderr
@@ -94,6 +129,27 @@ def run_script(session, text, filename, out=None, err=None, commit=False,
         err.write('%s, line %s: SyntaxError: %s\n' % (
             filename, error.lineno, error.msg))
         return EXIT_ERROR
+    attempts = 1 + (max(0, retry) if commit else 0)
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            session.abort()   # a fresh state: the other commits come in
+            session.reset_namespace()
+            err.write('Running %s again (attempt %d of %d).\n' % (
+                filename, attempt, attempts))
+        try:
+            return _attempt(session, units, filename, ui, out, err, commit,
+                            dry_run)
+        except _Conflicted as conflict:
+            err.write('Conflict: %s; nothing was committed.\n'
+                      % conflict.args[0])
+    err.write('Conflict: gave up after %d attempt%s; nothing was committed.'
+              ' Run it again later%s.\n' % (
+                  attempts, '' if attempts == 1 else 's',
+                  '' if retry else ', or with --retry N'))
+    return EXIT_CONFLICT
+
+
+def _attempt(session, units, filename, ui, out, err, commit, dry_run):
     renderer = render.Renderer()
     for unit in units:
         if unit.kind == 'command':
@@ -105,6 +161,10 @@ def run_script(session, text, filename, out=None, err=None, commit=False,
             out.write(render.plain(renderer.render(result.value)) + '\n')
         _note_refusals(session, err)
         if result.failed:
+            if commit and isinstance(result.error, ConflictError):
+                session.abort()
+                raise _Conflicted('line %d read an object another client '
+                                  'changed meanwhile' % unit.lineno)
             err.write(result.traceback + '\n')
             dropped = len(session.pending_changes())
             session.abort()
@@ -153,10 +213,8 @@ def finish(session, out, err, commit, dry_run):
         try:
             written = session.commit()
         except CommitConflict as conflict:
-            err.write('Conflict: other clients changed %d object(s) this '
-                      'script read; nothing was committed. Run it again.\n'
-                      % len(conflict.oids))
-            return EXIT_ERROR
+            raise _Conflicted('other clients changed %d object(s) this '
+                              'script read' % len(conflict.oids))
         except Exception as error:
             err.write('Commit failed: %s: %s\n' % (type(error).__name__,
                                                    error))

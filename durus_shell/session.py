@@ -38,8 +38,10 @@ from durus.connection import Connection, ConnectionObserver
 from durus.error import ConflictError, ReadOnlyError
 from durus.unpickle_policy import UnpicklePolicy
 from durus.utils import int8_to_str, str_to_int8
-from durus_shell import placeholders
+from durus_shell import link, placeholders
 from durus_shell.changes import ChangeTracker
+from durus_shell.retry import (PYTHON, ConflictSnapshot, StatementJournal,
+                               last_step)
 
 HOOK_NAMES = ('before_statement', 'after_statement', 'before_commit',
               'after_commit', 'after_abort', 'on_close')
@@ -108,13 +110,18 @@ class Result(object):
 class CommitConflict(Exception):
     """A commit failed because other clients changed objects meanwhile.
 
-    The transaction has been aborted; ``objects`` describes what conflicted.
+    The transaction has been aborted; ``objects`` describes what
+    conflicted (durus_shell.retry.ConflictedObject: per attribute, the
+    value read, committed by the other client, and set here) and
+    ``statements`` the transaction's statements, kept for :retry.
     """
 
-    def __init__(self, error, oids):
+    def __init__(self, error, oids, objects=(), statements=()):
         Exception.__init__(self, error, oids)
         self.error = error
         self.oids = oids
+        self.objects = list(objects)
+        self.statements = list(statements)
 
 
 class Hooks(object):
@@ -166,11 +173,16 @@ class Session(object):
         self.connection.add_observer(self.policy)
         self.connection.add_observer(placeholders.PlaceholderGuard())
         self.tracker = ChangeTracker(self.connection)
+        self.journal = StatementJournal(self.tracker)
         self.audit_log = None
+        self.settings = None  # durus_shell.config.Settings (cli sets it)
         self.namespace = self._make_namespace()
         self.input_count = 0
         self.last_output = None
         self.closed = False
+        # The server connection was lost during a commit: it may have
+        # been written (said when reconnecting).
+        self.commit_outcome_unknown = False
 
     # -- facts -----------------------------------------------------------
 
@@ -222,8 +234,9 @@ class Session(object):
         return self.pending_changes().unnoted
 
     def has_unsaved_work(self):
-        """Whether leaving now would lose an edit (noted or not)."""
-        return bool(self.pending_changes())
+        """Whether leaving now would lose an edit (noted or not), or the
+        statements kept for :retry."""
+        return bool(self.pending_changes()) or bool(self.journal.kept)
 
     # -- running input ---------------------------------------------------
 
@@ -251,6 +264,7 @@ class Session(object):
                                   type(error), error)).rstrip())
         self.hooks.call('before_statement', self, source)
         self.tracker.begin_statement()
+        steps_before = len(self.tracker.history)
         try:
             value = self._execute(tree, filename)
         except KeyboardInterrupt:
@@ -269,6 +283,13 @@ class Session(object):
                 self.namespace['_'] = value
                 result = Result('value', source, value=value)
         self.tracker.end_statement()
+        # A statement stopped by another client's change or by the lost
+        # server may well run on the new state: kept with the others.
+        self.journal.note(PYTHON, source,
+                          last_step(self.tracker, steps_before),
+                          failed=(result.failed or result.kind == 'quit')
+                          and not isinstance(result.error, ConflictError)
+                          and not link.lost_the_link(self, result.error))
         self.hooks.call('after_statement', self, source, result)
         return result
 
@@ -306,24 +327,62 @@ class Session(object):
         Ctrl-C waits until the commit is over: a commit cut in the middle
         could leave a server connection out of step.
         """
+        if self.connection.invalid_oids:
+            # A statement already met another client's change (a read
+            # conflict): the commit cannot succeed, handle it as one.
+            raise self._lost_to_conflict(
+                None, sorted(self.connection.invalid_oids))
         changes = self.pending_changes()
         self.hooks.call('before_commit', self, changes)
         try:
             with self.policy.allow(), _sigint_deferred():
                 self.connection.commit()
         except ConflictError as error:
-            oids = list(error.oids or ())
-            self.abort()
-            raise CommitConflict(error, oids)
+            raise self._lost_to_conflict(error, list(error.oids or ()))
+        except link.LINK_ERRORS as error:
+            if link.lost_the_link(self, error):
+                self.commit_outcome_unknown = True
+            raise
         self.hooks.call('after_commit', self, changes)
         return changes
 
+    def _lost_to_conflict(self, error, oids):
+        """Abort after a conflict; the CommitConflict to raise.
+
+        What this transaction read and set, and its statements, are taken
+        before the abort forgets them."""
+        statements = self.journal.keep('conflict')
+        try:
+            snapshot = ConflictSnapshot(self, oids)
+        except Exception:   # the report is a help; the statements matter
+            snapshot = None
+        self.abort()
+        objects = []
+        if snapshot is not None:
+            try:
+                objects = snapshot.report(self.connection)
+            except Exception:
+                objects = []
+        return CommitConflict(error, oids, objects, statements)
+
     def abort(self):
-        """Drop every edit and sync; returns how many objects others changed."""
+        """Drop every edit and sync; returns how many objects others changed.
+
+        The edits are taken in first, so ``:undo`` can bring them back
+        (until the next edit)."""
+        try:
+            self.tracker.refresh()
+        except Exception:
+            pass  # an abort must never be refused
         self.connection.abort()
         count = len(self.policy.last_invalidated)
         self.hooks.call('after_abort', self, count)
         return count
+
+    def reset_namespace(self):
+        """A fresh namespace (a script's next attempt starts from it)."""
+        self.namespace = self._make_namespace()
+        self.last_output = None
 
     def close(self):
         if self.closed:
@@ -408,12 +467,51 @@ def short_traceback(error):
                                                  frame.name))
             if frame.line:
                 lines.append('    ' + frame.line.strip())
+    # Built with the traceback, so Python 3.11+ can add its "Did you
+    # mean: 'root'?" hint (a NameError's needs the frame's names).
+    summary = traceback.TracebackException(
+        type(error), error, error.__traceback__, compact=True)
     lines.extend(line.rstrip('\n') for line in
-                 traceback.format_exception_only(type(error), error))
+                 summary.format_exception_only())
+    hint = did_you_mean(error)
+    if hint and 'Did you mean' not in lines[-1]:
+        lines[-1] += hint
     if isinstance(error, ConflictError):
-        lines.append('Another client changed these objects: run :abort and'
-                     ' redo the change.')
+        lines.append('Another client changed these objects: :commit shows'
+                     ' how, and keeps this transaction\'s statements;'
+                     ' :retry re-runs them on the new state.')
     return '\n'.join(lines)
+
+
+def did_you_mean(error):
+    """Python's ``". Did you mean: 'root'?"`` for a NameError or
+    AttributeError, or ''.  Python 3.11 computes it only in its own
+    excepthook (3.12's traceback module does it too), so the shell
+    finds the close name itself: among the failing frame's names, or the
+    object's attributes."""
+    import difflib
+    name = getattr(error, 'name', None)
+    if not isinstance(name, str):
+        return ''
+    if isinstance(error, NameError):
+        tb = error.__traceback__
+        if tb is None:
+            return ''
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        frame = tb.tb_frame
+        candidates = set(frame.f_locals) | set(frame.f_globals) | set(
+            dir(builtins))
+    elif isinstance(error, AttributeError):
+        try:
+            candidates = set(dir(error.obj))
+        except Exception:
+            return ''
+    else:
+        return ''
+    close = difflib.get_close_matches(name, sorted(candidates), n=1,
+                                      cutoff=0.6)
+    return ". Did you mean: '%s'?" % close[0] if close else ''
 
 
 def _is_operator_frame(frame):

@@ -30,7 +30,15 @@ UI = {
 }
 
 
-def shell_style():
+def shell_style(theme='default'):
+    """The shell's colours; ``theme`` (config file) names a pygments
+    style for the code colours, 'default' keeps the ANSI ones above."""
+    if theme and theme != 'default':
+        from prompt_toolkit.styles import merge_styles
+        from prompt_toolkit.styles.pygments import style_from_pygments_cls
+        from pygments.styles import get_style_by_name
+        return merge_styles([style_from_pygments_cls(get_style_by_name(theme)),
+                             Style.from_dict(UI)])
     rules = dict(CODE)
     rules.update(UI)
     return Style.from_dict(rules)

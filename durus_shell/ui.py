@@ -25,6 +25,11 @@ class UI(object):
         """``choices``: list of (key, label); returns the key chosen."""
         raise NotImplementedError
 
+    def ask_text(self, question, default=''):
+        """A line of free text (e.g. a commit's reason); ``default`` if
+        nobody can answer."""
+        return default
+
 
 class SilentUI(UI):
     """Shows nothing and always takes the default."""
@@ -53,6 +58,9 @@ class StreamUI(UI):
         self.show('%s %s' % (question, answer))
         return answer
 
+    def ask_text(self, question, default=''):
+        return self.ask(question, (), default)
+
 
 
 class RecordingUI(UI):
@@ -72,6 +80,9 @@ class RecordingUI(UI):
         if self.answers:
             return self.answers.pop(0)
         return default
+
+    def ask_text(self, question, default=''):
+        return self.ask(question, (), default)
 
     @property
     def text(self):
@@ -94,11 +105,23 @@ class ConsoleUI(StreamUI):
 
     interactive = True
 
+    def __init__(self, stream=None, answers=None, vi_mode=False):
+        StreamUI.__init__(self, stream, answers)
+        self.vi_mode = vi_mode
+
+    def _input(self, text):
+        if not self.vi_mode:
+            return input(text)
+        # vi keys (config editing_mode / --vi) in this question too.
+        from prompt_toolkit import prompt
+        return prompt(text, vi_mode=True)
+
     def ask(self, question, choices, default):
         keys = [key for key, _ in choices]
         for _ in range(3):
             try:
-                answer = input(choice_prompt(question, choices, default))
+                answer = self._input(choice_prompt(question, choices,
+                                                   default))
             except EOFError:
                 return default
             answer = answer.strip().lower()[:1] or default

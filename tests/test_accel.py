@@ -15,6 +15,7 @@ import re
 
 import pytest
 
+import durus.btree
 import durus.connection
 import durus.file_storage  # noqa: F401 (wires its twin)
 from durus import _accel, record, serialize
@@ -125,6 +126,8 @@ def live_objects(tmp_path):
     cache = connection.cache
     shelf = storage.shelf
     oid_ref = next(iter(cache.objects.mapping.values()))
+    tree = durus.btree.BTree()
+    tree[1] = 'one'
     unpickler = serialize._RecordUnpickler(io.BytesIO(b''))
     yield {
         'durus.persistent.PersistentBase': thing,
@@ -140,6 +143,8 @@ def live_objects(tmp_path):
         'durus.oid_index.OidIndex': shelf.index,
         'durus.shelf.OffsetMap': shelf.map,
         'durus.file.File': shelf.file,
+        'durus.btree.BTree': tree,
+        'durus.btree.BNode': tree.root,
     }
     storage.close()
 

@@ -44,12 +44,16 @@ def test_targets_judge_ratio_direction_and_floor():
         rows.Row(2, 'rate', 'ops_per_s', False, rows.Target('speedup', 2)),
         rows.Row(2, 'read', 'read_ns', True, rows.Target('floor', 2, 'plain_ns')),
         rows.Row(5, 'prompt', 'run_s', True, rows.Target('max', 0.5)),
+        rows.Row(16, 'share', 'of_floor', False, rows.Target('min', 0.9)),
     ])
     result = {'name': 'w', 'median': {
-        'ours': {'run_s': 1.0, 'ops_per_s': 150.0, 'read_ns': 30.0, 'plain_ns': 10.0},
+        'ours': {'run_s': 1.0, 'ops_per_s': 150.0, 'read_ns': 30.0, 'plain_ns': 10.0,
+                 'of_floor': 0.85},
         'durus43': {'run_s': 4.0, 'ops_per_s': 100.0, 'read_ns': 45.0, 'plain_ns': 10.0}}}
     judged = {r['label']: r for r in report.judge([timed], [result])}
     assert judged['time']['ratio'] == 4.0 and judged['time']['verdict'] == 'PASS'
     assert judged['rate']['ratio'] == 1.5 and judged['rate']['verdict'] == 'FAIL'
     assert judged['read']['verdict'] == 'FAIL'      # 30 ns > 2 x 10 ns plain
     assert judged['prompt']['verdict'] == 'FAIL'    # 1 s > 0.5 s
+    assert judged['share']['verdict'] == 'FAIL'     # 0.85 < 0.9
+    assert judged['share']['target'] == '>= 0.9'

@@ -485,3 +485,78 @@ def test_store_of_an_oid_that_is_not_8_bytes_is_refused(server):
         assert storage.load(ROOT) == pack_record(ROOT, b'root', b'')
     finally:
         storage.close()
+
+
+def test_reconnect_after_the_server_came_back(tmp_path):
+    """A server stopped and started again on the same port: the client
+    says it is disconnected, then reconnect() opens a new session."""
+    from server_process import ServerProcess
+    from durus.connection import Connection
+    from durus.error import ServerUnreachableError
+    path = str(tmp_path / 'db.durus')
+    port = free_port()
+    process = ServerProcess(['--file', path, '--port', str(port)],
+                            tmp_path / 'server.log')
+    try:
+        storage = ClientStorage(port=port)
+        connection = Connection(storage)
+        connection.get_root()['n'] = 1
+        connection.commit()
+        assert storage.connected
+        process.stop()
+        with pytest.raises(ShortRead):
+            storage.sync()
+        assert not storage.connected
+        with pytest.raises(ServerUnreachableError):
+            storage.reconnect(connect_timeout=2)
+        assert not storage.connected
+        process = ServerProcess(['--file', path, '--port', str(port)],
+                                tmp_path / 'server2.log')
+        other = ClientStorage(port=port)
+        other_connection = Connection(other)
+        other_connection.get_root()['n'] = 2
+        other_connection.commit()
+        other.close()
+        storage.reconnect()
+        assert storage.connected
+        root = connection.get_root()
+        assert root['n'] == 1            # stale: the invalidation was lost
+        forgotten = connection.forget_loaded_states()
+        assert ROOT in forgotten
+        assert root['n'] == 2            # read again
+        root['m'] = 3
+        connection.commit()
+        storage.close()
+    finally:
+        process.stop()
+
+
+def test_reconnect_authenticates_again(tmp_path):
+    """A client with a user: the new server session proves the user again
+    (the server would refuse everything else before authentication)."""
+    from server_process import ServerProcess
+    from durus.auth import set_user
+    from durus.connection import Connection
+    users = str(tmp_path / 'users.txt')
+    set_user(users, 'writer', 'write', 'pw-writer', 4096)
+    path = str(tmp_path / 'db.durus')
+    port = free_port()
+    args = ['--file', path, '--port', str(port), '--users', users]
+    process = ServerProcess(args, tmp_path / 'server.log')
+    try:
+        storage = ClientStorage(port=port, user='writer', secret='pw-writer')
+        connection = Connection(storage)
+        connection.commit()
+        process.stop()
+        with pytest.raises(ShortRead):
+            storage.sync()
+        process = ServerProcess(args, tmp_path / 'server2.log')
+        storage.reconnect()
+        assert storage.role == 'write'
+        connection.forget_loaded_states()
+        connection.get_root()['after'] = 1
+        connection.commit()
+        storage.close()
+        assert 'writer' in process.log()
+    finally:
+        process.stop()

@@ -241,18 +241,106 @@ def test_a_waiting_client_runs_its_pipelined_requests_once_it_has_the_lock():
     assert harness.core.commit_holder is None
 
 
-def test_one_step_commit_waits_for_nobody_and_retries_when_others_hold_the_lock():
+def test_one_step_commit_waits_for_a_lock_holder_then_commits():
     harness = Harness()
     a, b = harness.connect('a'), harness.connect('b')
     [mine] = reserve(a)
     b.send(CommitStart())
     b.replies()
     commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
-    assert a.reply() == CommitAllReply([], STATUS_RETRY)
+    assert a.replies() == []                      # waits, as a C would
     assert harness.storage.records.get(mine) is None
     b.send(CommitBackOut())
-    a.send(CommitAll([(mine, pack_record(mine, b'a', b''))]))
     assert a.reply() == CommitAllReply([], STATUS_OKAY)
+    assert harness.storage.load(mine) == pack_record(mine, b'a', b'')
+    assert harness.core.commit_holder is None
+
+
+def test_a_waiting_one_step_commit_sees_the_holders_commit():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(b)
+    commit_one_step(b, [(x, pack_record(x, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    a.send(Sync(), Load(x))
+    assert a.replies() == [Invalidations([x]),
+                           LoadReply(STATUS_OKAY, pack_record(x, b'1', b''))]
+    b.send(CommitStart())
+    b.replies()
+    commit_one_step(a, [(x, pack_record(x, b'a', b''))])
+    assert a.replies() == []
+    b.send(CommitData([(x, pack_record(x, b'2', b''))]))
+    assert b.reply() == Status(STATUS_OKAY)
+    # a loaded x, which b changed meanwhile: only a's client can tell
+    # whether that is a conflict.
+    assert a.reply() == CommitAllReply([x], STATUS_RETRY)
+    assert harness.storage.load(x) == pack_record(x, b'2', b'')
+
+
+def test_one_step_commit_goes_ahead_past_invalidations_of_oids_never_loaded():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x, y] = reserve(b, 2)
+    [mine] = reserve(a)
+    commit_one_step(b, [(x, pack_record(x, b'1', b'')),
+                        (y, pack_record(y, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    # a never asked for x or y: they cannot be in its transaction.
+    commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
+    reply = a.reply()
+    assert reply.status == STATUS_OKAY and sorted(reply.oids) == [x, y]
+    assert harness.storage.load(mine) == pack_record(mine, b'a', b'')
+    a.send(Sync())
+    assert a.reply() == Invalidations([])          # delivered with it
+
+
+def test_one_step_commit_retries_when_an_invalidated_oid_was_loaded():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x, y] = reserve(b, 2)
+    commit_one_step(b, [(x, pack_record(x, b'1', b'')),
+                        (y, pack_record(y, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    a.send(BulkLoad([y]))
+    a.replies()
+    b.send(CommitAll([(x, pack_record(x, b'2', b'')),
+                      (y, pack_record(y, b'2', b''))]))
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    [mine] = reserve(a)
+    commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
+    reply = a.reply()
+    assert reply.status == STATUS_RETRY and sorted(reply.oids) == [x, y]
+    assert harness.storage.records.get(mine) is None
+
+
+def test_one_step_commit_retries_past_the_known_limit(monkeypatch):
+    monkeypatch.setattr('durus.server_core.KNOWN_LIMIT', 3)
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(b)
+    commit_one_step(b, [(x, pack_record(x, b'1', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    a.send(BulkLoad([oid(n) for n in range(100, 104)]))  # 4 > the limit
+    a.replies()
+    assert a.session.known is None
+    [mine] = reserve(a)
+    commit_one_step(a, [(mine, pack_record(mine, b'a', b''))])
+    assert a.reply() == CommitAllReply([x], STATUS_RETRY)
+
+
+def test_oids_a_client_committed_count_as_loaded():
+    harness = Harness()
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    commit_one_step(a, [(x, pack_record(x, b'a', b''))])
+    assert a.reply() == CommitAllReply([], STATUS_OKAY)
+    b.send(Sync())
+    assert b.reply() == Invalidations([x])
+    commit_one_step(b, [(x, pack_record(x, b'b', b''))])
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    [mine] = reserve(a)
+    a.send(CommitAll([(mine, pack_record(mine, b'a', b''))]))
+    assert a.reply() == CommitAllReply([x], STATUS_RETRY)
 
 
 def test_an_overdue_lock_is_revoked_only_when_others_wait(log_messages):
@@ -333,6 +421,32 @@ def test_oids_reserved_by_one_client_cannot_be_committed_by_another():
     assert thief.closed.linger
     commit_one_step(owner, [(x, pack_record(x, b'ok', b''))])
     assert owner.reply() == CommitAllReply([], STATUS_OKAY)
+
+
+def test_shutdown_logs_commits_batches_and_one_step_counts(log_messages):
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    [y] = reserve(b)
+    for client in (a, b):
+        client.send(Version(2))
+        assert client.reply() == VersionReply(2)
+    a.send(CommitAll([(x, pack_record(x, b'a', b''))]))
+    b.send(CommitAll([(y, pack_record(y, b'b', b''))]))
+    harness.advance()
+    harness.finish_fsync()           # both in one batch
+    a.send(Load(y))
+    a.replies()
+    b.send(CommitAll([(y, pack_record(y, b'c', b''))]))
+    harness.advance()
+    harness.finish_fsync()
+    a.send(CommitAll([(x, pack_record(x, b'd', b''))]))   # y loaded: 'R'
+    assert a.reply().status == STATUS_RETRY
+    harness.core.shutdown(harness.now)
+    assert ('Served 3 commits in 2 durable batches; one-step commits: '
+            '3 taken, 1 answered retry') in log_messages
 
 
 # Group commit -------------------------------------------------------------

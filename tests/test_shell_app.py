@@ -24,7 +24,7 @@ TAB = '\t'
 def shown(monkeypatch):
     """Everything the app shows, as plain text."""
     lines = []
-    monkeypatch.setattr(app.TerminalUI, 'show',
+    monkeypatch.setattr(app.TerminalUI, '_print',
                         lambda self, text: lines.append(render.plain(text)))
     return lines
 

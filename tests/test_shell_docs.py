@@ -37,5 +37,5 @@ def test_every_flag_is_documented():
 def test_environment_variables_are_documented():
     text = doc_text()
     for name in ('DURUS_SHELL_PATH', 'DURUSSTARTUP', 'NO_COLOR',
-                 'XDG_STATE_HOME', 'XDG_DATA_HOME'):
+                 'XDG_STATE_HOME', 'XDG_CONFIG_HOME', 'XDG_DATA_HOME'):
         assert name in text

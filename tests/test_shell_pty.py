@@ -188,6 +188,8 @@ def test_ctrl_c_interrupts_a_statement_and_keys_run_commands(fixture_copy,
     child.send("root['log'].append('x')\r")
     child.expect(PROMPT)
     child.send(CTRL_X + 'a')
+    child.expect(r'Drop 1 changed object\?')  # asks first (issue 14)
+    child.send('y\r')
     child.expect('Dropped 1 changed object; 0 objects changed by other '
                  'clients meanwhile.')
     child.expect(PROMPT)

@@ -21,18 +21,24 @@ import tempfile
 from _bench import clock, emit, params
 
 
-def durable_append_seconds(appends):
-    with tempfile.TemporaryDirectory() as tmp:
-        fd = os.open(os.path.join(tmp, 'appends'), os.O_RDWR | os.O_CREAT)
-        try:
-            data = b'x' * 150
-            start = clock()
-            for number in range(appends):
-                os.pwrite(fd, data, number * len(data))
-                os.fdatasync(fd)
-            return (clock() - start) / appends
-        finally:
-            os.close(fd)
+def durable_append_seconds(appends, directory=None):
+    """Seconds per durable append, in a new file of ``directory`` (a
+    temporary directory if None)."""
+    if directory is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return durable_append_seconds(appends, tmp)
+    path = os.path.join(directory, 'floor-appends')
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    try:
+        data = b'x' * 150
+        start = clock()
+        for number in range(appends):
+            os.pwrite(fd, data, number * len(data))
+            os.fdatasync(fd)
+        return (clock() - start) / appends
+    finally:
+        os.close(fd)
+        os.remove(path)
 
 
 def round_trip_seconds(trips):

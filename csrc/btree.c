@@ -1,0 +1,771 @@
+/* BTree lookups and inserts: the walk of durus.btree's BTree.get,
+   __getitem__ and add, over the same BNode objects.
+
+   The pure-Python methods stay the reference: btree_methods() is given
+   them and every call this code does not take on itself (keyword
+   arguments) goes to them.  Node attributes are read straight from their
+   slots only when that is what reading them in Python would do: the
+   node's type reads attributes the standard way (an unhooked variant)
+   and `items`/`nodes` are BNode's own slots.  A watched node (a ghost,
+   or not yet accessed in this transaction) is read through
+   PyObject_GetAttr, which loads it and notes the access exactly as the
+   Python loop does.  Keys are compared as bisect_left and `==` compare
+   them, so a key's own __lt__/__eq__ runs the same number of times in
+   the same order.  A split, a new root and a changed node's
+   _p_note_change() are Python calls, as in the pure code.
+
+   Part of durus._speedups (included by csrc/module.c). */
+
+static PyObject *bt_items_descr, *bt_nodes_descr, *bt_root_descr;
+static Py_ssize_t bt_off_items = -1, bt_off_nodes = -1, bt_off_root = -1;
+static PyObject *bt_py_get, *bt_py_getitem, *bt_py_add, *bt_py_split;
+static PyObject *s_items, *s_nodes, *s_root, *s_max_items, *s_split_child,
+    *s_p_note_change, *s_grow_root, *s_minimum_degree;
+
+/* The last node type found to read `items`, `nodes` and `max_items` the
+   standard way, and its version tag (which changes when the type or one
+   of its bases is changed, and is never reused). */
+static PyTypeObject *bt_plain_type;
+static unsigned int bt_plain_tag;
+static Py_ssize_t bt_plain_max;     /* its max_items, -1 if not an int */
+
+/* Does reading these attributes of tp's instances give their slots?
+   (The slow part of the check: remembers tp when it can.) */
+static int
+bt_check_plain(PyTypeObject *tp)
+{
+    PyObject *limit;
+    if (tp->tp_getattro != PyObject_GenericGetAttr ||
+            _PyType_Lookup(tp, s_items) != bt_items_descr ||
+            _PyType_Lookup(tp, s_nodes) != bt_nodes_descr)
+        return 0;
+    /* Both lookups gave the type a version tag, if it can have one. */
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) ||
+            tp->tp_version_tag == 0)
+        return 1;
+    limit = _PyType_Lookup(tp, s_max_items);
+    bt_plain_max = -1;
+    if (limit != NULL && PyLong_CheckExact(limit) && tp->tp_dictoffset == 0) {
+        bt_plain_max = PyLong_AsSsize_t(limit);
+        if (bt_plain_max == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            bt_plain_max = -1;
+        }
+    }
+    bt_plain_type = tp;
+    bt_plain_tag = tp->tp_version_tag;
+    return 1;
+}
+
+static inline int
+bt_is_plain(PyTypeObject *tp)
+{
+    if (tp == bt_plain_type && tp->tp_version_tag == bt_plain_tag &&
+            bt_plain_tag != 0)
+        return 1;
+    return bt_check_plain(tp);
+}
+
+/* obj.<name> (new reference), from the slot when that is equivalent. */
+static inline PyObject *
+bt_read(PyObject *obj, PyObject *name, Py_ssize_t offset, PyObject *descr)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (bt_is_plain(tp)) {
+        PyObject *value = SLOT(obj, offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* tree.root (new reference). */
+static inline PyObject *
+bt_read_root(PyObject *tree)
+{
+    PyTypeObject *tp = Py_TYPE(tree);
+    if (tp->tp_getattro == PyObject_GenericGetAttr &&
+            _PyType_Lookup(tp, s_root) == bt_root_descr) {
+        PyObject *value = SLOT(tree, bt_off_root);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(tree, s_root);
+}
+
+#define READ_ITEMS(node) bt_read(node, s_items, bt_off_items, bt_items_descr)
+#define READ_NODES(node) bt_read(node, s_nodes, bt_off_nodes, bt_nodes_descr)
+
+/* item[0], as itemgetter(0) reads it (new reference). */
+static inline PyObject *
+bt_first(PyObject *item)
+{
+    if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) > 0)
+        return Py_NewRef(PyTuple_GET_ITEM(item, 0));
+    return PyObject_GetItem(item, zero_value);
+}
+
+/* seq[i] (new reference): a list directly, else through __getitem__. */
+static inline PyObject *
+bt_index(PyObject *seq, Py_ssize_t i)
+{
+    if (PyList_CheckExact(seq)) {
+        if (i < 0 || i >= PyList_GET_SIZE(seq)) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            return NULL;
+        }
+        return Py_NewRef(PyList_GET_ITEM(seq, i));
+    }
+    return PySequence_GetItem(seq, i);
+}
+
+/* len(seq), or -1 with an error. */
+static inline Py_ssize_t
+bt_len(PyObject *seq)
+{
+    if (PyList_CheckExact(seq))
+        return PyList_GET_SIZE(seq);
+    return PyObject_Length(seq);
+}
+
+/* A small int's value, for ints of at most one digit. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define BT_SMALL(v) PyUnstable_Long_IsCompact((PyLongObject *)(v))
+#define BT_VALUE(v) ((long)PyUnstable_Long_CompactValue((PyLongObject *)(v)))
+#else
+#define BT_SMALL(v) (Py_SIZE(v) >= -1 && Py_SIZE(v) <= 1)
+#define BT_VALUE(v) ((long)Py_SIZE(v) * \
+                     (long)((PyLongObject *)(v))->ob_digit[0])
+#endif
+
+/* a < b: 1, 0 or -1; small ints compared directly (what int.__lt__
+   answers, without its call). */
+static inline int
+bt_less(PyObject *a, PyObject *b)
+{
+    if (PyLong_CheckExact(a) && PyLong_CheckExact(b) && BT_SMALL(a) &&
+            BT_SMALL(b))
+        return BT_VALUE(a) < BT_VALUE(b);
+    return PyObject_RichCompareBool(a, b, Py_LT);
+}
+
+/* bisect_left(items, key, key=itemgetter(0)): the position, or -1. */
+static Py_ssize_t
+bt_bisect(PyObject *items, PyObject *key)
+{
+    Py_ssize_t lo = 0, hi = bt_len(items), mid;
+    PyObject *item, *item_key;
+    int less;
+
+    if (hi < 0)
+        return -1;
+    if (PyList_CheckExact(items) && PyLong_CheckExact(key) && BT_SMALL(key)) {
+        /* Small int keys in (int, value) tuples: compared in place, with no
+           reference taken, as no Python code can run meanwhile.  The first
+           item of another kind leaves the rest to the general loop. */
+        long wanted = BT_VALUE(key);
+        PyObject **slots = ((PyListObject *)items)->ob_item;
+        while (lo < hi) {
+            PyObject *k;
+            mid = ((size_t)lo + hi) / 2;
+            item = slots[mid];
+            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 1)
+                break;
+            k = PyTuple_GET_ITEM(item, 0);
+            if (!PyLong_CheckExact(k) || !BT_SMALL(k))
+                break;
+            if (BT_VALUE(k) < wanted) {
+#ifdef __GNUC__
+                if (mid + 1 < hi)
+                    __builtin_prefetch(slots[((size_t)mid + 1 + hi) / 2]);
+#endif
+                lo = mid + 1;
+            }
+            else {
+#ifdef __GNUC__
+                if (lo < mid)
+                    __builtin_prefetch(slots[((size_t)lo + mid) / 2]);
+#endif
+                hi = mid;
+            }
+        }
+    }
+    while (lo < hi) {
+        mid = ((size_t)lo + hi) / 2;
+        item = bt_index(items, mid);
+        if (item == NULL)
+            return -1;
+        item_key = bt_first(item);
+        Py_DECREF(item);
+        if (item_key == NULL)
+            return -1;
+        less = bt_less(item_key, key);
+        Py_DECREF(item_key);
+        if (less < 0)
+            return -1;
+        if (less)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Python's `a == b` in an if: 1, 0 or -1 (no identity shortcut). */
+static inline int
+bt_equal(PyObject *a, PyObject *b)
+{
+    PyObject *result;
+    int truth;
+    if (PyLong_CheckExact(a) && PyLong_CheckExact(b)) {
+        if (BT_SMALL(a) && BT_SMALL(b))
+            return BT_VALUE(a) == BT_VALUE(b);
+        return PyObject_RichCompareBool(a, b, Py_EQ);  /* ints: the same */
+    }
+    result = PyObject_RichCompare(a, b, Py_EQ);
+    if (result == NULL)
+        return -1;
+    truth = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return truth;
+}
+
+/* Is items[i] the item of key?  1 with *found (new ref), 0, or -1. */
+static int
+bt_match(PyObject *items, Py_ssize_t i, PyObject *key, PyObject **found)
+{
+    Py_ssize_t n = bt_len(items);
+    PyObject *item, *item_key;
+    int equal;
+
+    if (n < 0)
+        return -1;
+    if (i >= n)
+        return 0;
+    item = bt_index(items, i);
+    if (item == NULL)
+        return -1;
+    item_key = bt_first(item);
+    if (item_key == NULL) {
+        Py_DECREF(item);
+        return -1;
+    }
+    equal = bt_equal(item_key, key);
+    Py_DECREF(item_key);
+    if (equal <= 0) {
+        Py_DECREF(item);
+        return equal;
+    }
+    *found = item;
+    return 1;
+}
+
+/* The item of key under root: 1 with *found (new ref), 0, or -1. */
+static int
+bt_search(PyObject *root, PyObject *key, PyObject **found)
+{
+    PyObject *node = Py_NewRef(root), *items, *nodes, *next;
+    Py_ssize_t i;
+    int match;
+
+    while (1) {
+        items = READ_ITEMS(node);
+        if (items == NULL)
+            goto error;
+        i = bt_bisect(items, key);
+        if (i < 0) {
+            Py_DECREF(items);
+            goto error;
+        }
+        match = bt_match(items, i, key, found);
+        Py_DECREF(items);
+        if (match != 0) {
+            Py_DECREF(node);
+            return match;
+        }
+        nodes = READ_NODES(node);
+        if (nodes == NULL)
+            goto error;
+        if (nodes == Py_None) {
+            Py_DECREF(nodes);
+            Py_DECREF(node);
+            return 0;
+        }
+        next = bt_index(nodes, i);
+        Py_DECREF(nodes);
+        if (next == NULL)
+            goto error;
+        Py_SETREF(node, next);
+    }
+error:
+    Py_DECREF(node);
+    return -1;
+}
+
+/* item[1] of a found item (new reference). */
+static PyObject *
+bt_second(PyObject *item)
+{
+    if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) > 1)
+        return Py_NewRef(PyTuple_GET_ITEM(item, 1));
+    return PySequence_GetItem(item, 1);
+}
+
+static PyObject *
+bt_lookup(PyObject *self, PyObject *key, PyObject *missing)
+{
+    PyObject *root = bt_read_root(self);
+    PyObject *found = NULL, *value;
+    int match;
+
+    if (root == NULL)
+        return NULL;
+    match = bt_search(root, key, &found);
+    Py_DECREF(root);
+    if (match < 0)
+        return NULL;
+    if (match == 0) {
+        if (missing == NULL) {
+            /* KeyError(key), even when the key is a tuple. */
+            PyObject *args = PyTuple_Pack(1, key);
+            if (args != NULL) {
+                PyErr_SetObject(PyExc_KeyError, args);
+                Py_DECREF(args);
+            }
+            return NULL;
+        }
+        return Py_NewRef(missing);
+    }
+    value = bt_second(found);
+    Py_DECREF(found);
+    return value;
+}
+
+/* BTree.__getitem__(self, key) */
+static PyObject *
+bt_getitem(PyObject *self, PyObject *key)
+{
+    return bt_lookup(self, key, NULL);
+}
+
+/* Calls with keywords or odd arity: the Python twin decides. */
+static PyObject *
+bt_twin(PyObject *twin, PyObject *self, PyObject *const *args,
+        Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *small[8], **full;
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0), i;
+    PyObject *result;
+
+    full = total + 1 <= 8 ? small : PyMem_New(PyObject *, total + 1);
+    if (full == NULL)
+        return PyErr_NoMemory();
+    full[0] = self;
+    for (i = 0; i < total; i++)
+        full[i + 1] = args[i];
+    result = PyObject_Vectorcall(twin, full, nargs + 1, kwnames);
+    if (full != small)
+        PyMem_Free(full);
+    return result;
+}
+
+/* BTree.get(self, key, default=None) */
+static PyObject *
+bt_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+       PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs < 1 || nargs > 2)
+        return bt_twin(bt_py_get, self, args, nargs, kwnames);
+    return bt_lookup(self, args[0], nargs == 2 ? args[1] : Py_None);
+}
+
+/* node._p_status != UNSAVED, as Python compares it: 1, 0 or -1. */
+static int
+bt_not_unsaved(PyObject *node)
+{
+    PyObject *status = slot(node, off_status);
+    if (status == NULL) {
+        PyObject *value = PyObject_GetAttrString(node, "_p_status");
+        int result;
+        if (value == NULL)
+            return -1;
+        result = PyObject_RichCompareBool(value, one_value, Py_NE);
+        Py_DECREF(value);
+        return result;
+    }
+    if (PyLong_CheckExact(status))
+        return status_of(status) != 1;
+    return PyObject_RichCompareBool(status, one_value, Py_NE);
+}
+
+static int
+bt_note_change(PyObject *node)
+{
+    int changed = bt_not_unsaved(node);
+    PyObject *result;
+    if (changed <= 0)
+        return changed;
+    result = PyObject_CallMethodNoArgs(node, s_p_note_change);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
+/* len(child.items) == child.max_items: 1, 0 or -1. */
+static int
+bt_is_full(PyObject *child)
+{
+    PyObject *items = READ_ITEMS(child), *limit, *count;
+    Py_ssize_t n;
+    int full;
+
+    if (items == NULL)
+        return -1;
+    n = bt_len(items);
+    Py_DECREF(items);
+    if (n < 0)
+        return -1;
+    if (bt_is_plain(Py_TYPE(child)) && Py_TYPE(child) == bt_plain_type &&
+            bt_plain_max >= 0)
+        return n == bt_plain_max;
+    limit = PyObject_GetAttr(child, s_max_items);
+    if (limit == NULL)
+        return -1;
+    if (PyLong_CheckExact(limit)) {
+        Py_ssize_t m = PyLong_AsSsize_t(limit);
+        Py_DECREF(limit);
+        if (m == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;       /* too large to equal a length */
+        }
+        return n == m;
+    }
+    count = PyLong_FromSsize_t(n);
+    if (count == NULL) {
+        Py_DECREF(limit);
+        return -1;
+    }
+    full = bt_equal(count, limit);
+    Py_DECREF(count);
+    Py_DECREF(limit);
+    return full;
+}
+
+/* items[i] = item, as a list assignment (or __setitem__). */
+static int
+bt_set_index(PyObject *items, Py_ssize_t i, PyObject *item)
+{
+    if (PyList_CheckExact(items)) {
+        if (i < 0 || i >= PyList_GET_SIZE(items)) {
+            PyErr_SetString(PyExc_IndexError,
+                            "list assignment index out of range");
+            return -1;
+        }
+        Py_INCREF(item);
+        Py_SETREF(PyList_GET_ITEM(items, i), item);
+        return 0;
+    }
+    return PySequence_SetItem(items, i, item);
+}
+
+static int
+bt_insert_at(PyObject *items, Py_ssize_t i, PyObject *item)
+{
+    PyObject *result;
+    if (PyList_CheckExact(items))
+        return PyList_Insert(items, i, item);
+    result = PyObject_CallMethod(items, "insert", "nO", i, item);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
+/* seq[start:stop] (new reference); stop -1 for the end. */
+static PyObject *
+bt_slice(PyObject *seq, Py_ssize_t start, Py_ssize_t stop)
+{
+    PyObject *low, *high, *slice, *result;
+    if (PyList_CheckExact(seq))
+        return PyList_GetSlice(seq, start,
+                               stop < 0 ? PyList_GET_SIZE(seq) : stop);
+    low = start == 0 ? Py_NewRef(Py_None) : PyLong_FromSsize_t(start);
+    high = stop < 0 ? Py_NewRef(Py_None) : PyLong_FromSsize_t(stop);
+    slice = low && high ? PySlice_New(low, high, NULL) : NULL;
+    Py_XDECREF(low);
+    Py_XDECREF(high);
+    if (slice == NULL)
+        return NULL;
+    result = PyObject_GetItem(seq, slice);
+    Py_DECREF(slice);
+    return result;
+}
+
+/* node.split_child(position, child): BNode.split_child's steps in C when
+   the node's class has not replaced it, else the method is called.  Each
+   attribute is read and set through the object, as the method does. */
+static int
+bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
+{
+    PyObject *degree = NULL, *cls = NULL, *sibling = NULL, *items = NULL,
+        *part = NULL, *middle = NULL, *nodes = NULL, *result;
+    Py_ssize_t t;
+    int status = -1;
+
+    if (_PyType_Lookup(Py_TYPE(node), s_split_child) != bt_py_split) {
+        result = PyObject_CallMethod(node, "split_child", "nO", position,
+                                     child);    /* s_split_child's name */
+        Py_XDECREF(result);
+        return result == NULL ? -1 : 0;
+    }
+    /* t = child.minimum_degree */
+    degree = PyObject_GetAttr(child, s_minimum_degree);
+    if (degree == NULL)
+        goto done;
+    t = PyLong_AsSsize_t(degree);
+    if (t == -1 && PyErr_Occurred())
+        goto done;
+    /* sibling = child.__class__() */
+    cls = PyObject_GetAttr(child, s_class);
+    if (cls == NULL || (sibling = PyObject_CallNoArgs(cls)) == NULL)
+        goto done;
+    /* sibling.items = child.items[t:] */
+    if ((items = READ_ITEMS(child)) == NULL ||
+            (part = bt_slice(items, t, -1)) == NULL ||
+            PyObject_SetAttr(sibling, s_items, part) < 0)
+        goto done;
+    Py_CLEAR(part);
+    Py_CLEAR(items);
+    /* middle = child.items[t - 1] */
+    if ((items = READ_ITEMS(child)) == NULL ||
+            (middle = bt_index(items, t - 1)) == NULL)
+        goto done;
+    Py_CLEAR(items);
+    /* if child.nodes is not None: sibling.nodes = child.nodes[t:];
+       child.nodes = child.nodes[:t] */
+    if ((nodes = READ_NODES(child)) == NULL)
+        goto done;
+    if (nodes != Py_None) {
+        if ((part = bt_slice(nodes, t, -1)) == NULL ||
+                PyObject_SetAttr(sibling, s_nodes, part) < 0)
+            goto done;
+        Py_CLEAR(part);
+        Py_CLEAR(nodes);
+        if ((nodes = READ_NODES(child)) == NULL ||
+                (part = bt_slice(nodes, 0, t)) == NULL ||
+                PyObject_SetAttr(child, s_nodes, part) < 0)
+            goto done;
+        Py_CLEAR(part);
+    }
+    Py_CLEAR(nodes);
+    /* child.items = child.items[:t - 1] */
+    if ((items = READ_ITEMS(child)) == NULL ||
+            (part = bt_slice(items, 0, t - 1)) == NULL ||
+            PyObject_SetAttr(child, s_items, part) < 0)
+        goto done;
+    Py_CLEAR(part);
+    Py_CLEAR(items);
+    /* self._p_note_change() */
+    result = PyObject_CallMethodNoArgs(node, s_p_note_change);
+    if (result == NULL)
+        goto done;
+    Py_DECREF(result);
+    /* self.items.insert(position, middle);
+       self.nodes.insert(position + 1, sibling) */
+    if ((items = READ_ITEMS(node)) == NULL ||
+            bt_insert_at(items, position, middle) < 0 ||
+            (nodes = READ_NODES(node)) == NULL ||
+            bt_insert_at(nodes, position + 1, sibling) < 0)
+        goto done;
+    status = 0;
+done:
+    Py_XDECREF(degree);
+    Py_XDECREF(cls);
+    Py_XDECREF(sibling);
+    Py_XDECREF(items);
+    Py_XDECREF(part);
+    Py_XDECREF(middle);
+    Py_XDECREF(nodes);
+    return status;
+}
+
+/* The insert walk of BTree.add from node (not full); 0 or -1. */
+static int
+bt_insert(PyObject *node, PyObject *key, PyObject *value)
+{
+    PyObject *items = NULL, *nodes = NULL, *child = NULL, *item = NULL,
+        *middle = NULL, *found = NULL;
+    Py_ssize_t i;
+    int match, full, cmp;
+
+    Py_INCREF(node);
+    while (1) {
+        items = READ_ITEMS(node);
+        if (items == NULL)
+            goto error;
+        i = bt_bisect(items, key);
+        if (i < 0)
+            goto error;
+        match = bt_match(items, i, key, &found);
+        if (match < 0)
+            goto error;
+        if (match) {
+            Py_CLEAR(found);
+            if (bt_note_change(node) < 0)
+                goto error;
+            goto replace;
+        }
+        nodes = READ_NODES(node);
+        if (nodes == NULL)
+            goto error;
+        if (nodes == Py_None) {
+            if (bt_note_change(node) < 0)
+                goto error;
+            item = PyTuple_Pack(2, key, value);
+            if (item == NULL || bt_insert_at(items, i, item) < 0)
+                goto error;
+            goto done;
+        }
+        child = bt_index(nodes, i);
+        if (child == NULL)
+            goto error;
+        full = bt_is_full(child);
+        if (full < 0)
+            goto error;
+        if (full) {
+            if (bt_split(node, i, child) < 0)
+                goto error;
+            item = bt_index(items, i);
+            if (item == NULL)
+                goto error;
+            middle = bt_first(item);
+            Py_CLEAR(item);
+            if (middle == NULL)
+                goto error;
+            cmp = bt_equal(key, middle);
+            if (cmp < 0)
+                goto error;
+            if (cmp)
+                goto replace;
+            cmp = bt_less(middle, key);
+            if (cmp < 0)
+                goto error;
+            Py_CLEAR(middle);
+            if (cmp) {
+                Py_SETREF(child, bt_index(nodes, i + 1));
+                if (child == NULL)
+                    goto error;
+            }
+        }
+        Py_CLEAR(items);
+        Py_CLEAR(nodes);
+        Py_SETREF(node, child);
+        child = NULL;
+    }
+replace:
+    item = PyTuple_Pack(2, key, value);
+    if (item == NULL || bt_set_index(items, i, item) < 0)
+        goto error;
+done:
+    Py_XDECREF(item);
+    Py_XDECREF(middle);
+    Py_XDECREF(child);
+    Py_XDECREF(nodes);
+    Py_XDECREF(items);
+    Py_DECREF(node);
+    return 0;
+error:
+    Py_XDECREF(item);
+    Py_XDECREF(middle);
+    Py_XDECREF(child);
+    Py_XDECREF(nodes);
+    Py_XDECREF(items);
+    Py_DECREF(node);
+    return -1;
+}
+
+/* BTree.add(self, key, value=True) and __setitem__(self, key, value) */
+static PyObject *
+bt_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+       PyObject *kwnames)
+{
+    PyObject *root, *value;
+    int full;
+
+    if (kwnames != NULL || nargs < 1 || nargs > 2)
+        return bt_twin(bt_py_add, self, args, nargs, kwnames);
+    value = nargs == 2 ? args[1] : Py_True;
+    root = bt_read_root(self);
+    if (root == NULL)
+        return NULL;
+    full = bt_is_full(root);
+    if (full > 0)
+        Py_SETREF(root, PyObject_CallMethodOneArg(self, s_grow_root, root));
+    if (full < 0 || root == NULL || bt_insert(root, args[0], value) < 0) {
+        Py_XDECREF(root);
+        return NULL;
+    }
+    Py_DECREF(root);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bt_getitem_def = {
+    "__getitem__", (PyCFunction)bt_getitem, METH_O,
+    "The value of key; KeyError if absent (compiled walk)."};
+static PyMethodDef bt_get_def = {
+    "get", (PyCFunction)(void (*)(void))bt_get,
+    METH_FASTCALL | METH_KEYWORDS,
+    "The value of key, or default (compiled walk)."};
+static PyMethodDef bt_add_def = {
+    "add", (PyCFunction)(void (*)(void))bt_add,
+    METH_FASTCALL | METH_KEYWORDS,
+    "Insert or replace the item of key (compiled walk)."};
+
+/* A slot's offset in cls, and its member descriptor (new ref); -1. */
+static Py_ssize_t
+bt_slot(PyObject *cls, PyObject *name, PyObject **descr)
+{
+    PyObject *found = _PyType_Lookup((PyTypeObject *)cls, name);
+    if (found == NULL || !Py_IS_TYPE(found, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)found)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%U is not an object slot", name);
+        return -1;
+    }
+    Py_XSETREF(*descr, Py_NewRef(found));
+    return ((PyMemberDescrObject *)found)->d_member->offset;
+}
+
+/* btree_methods(BTree, BNode, get, getitem, add, split_child) -> (get,
+   __getitem__, add) method descriptors of BTree; the functions are the
+   Python twins (BNode.split_child: the one done in C when a node's class
+   has not replaced it). */
+static PyObject *
+btree_methods(PyObject *module, PyObject *args)
+{
+    PyObject *tree, *node, *get, *getitem, *add, *split, *d_get, *d_getitem,
+        *d_add;
+
+    if (!PyArg_ParseTuple(args, "O!O!OOOO:btree_methods", &PyType_Type,
+                          &tree, &PyType_Type, &node, &get, &getitem, &add,
+                          &split))
+        return NULL;
+    if (!configured) {
+        PyErr_SetString(PyExc_TypeError, "durus.persistent not configured");
+        return NULL;
+    }
+    if ((bt_off_items = bt_slot(node, s_items, &bt_items_descr)) < 0 ||
+            (bt_off_nodes = bt_slot(node, s_nodes, &bt_nodes_descr)) < 0 ||
+            (bt_off_root = bt_slot(tree, s_root, &bt_root_descr)) < 0)
+        return NULL;
+    Py_XSETREF(bt_py_get, Py_NewRef(get));
+    Py_XSETREF(bt_py_getitem, Py_NewRef(getitem));
+    Py_XSETREF(bt_py_add, Py_NewRef(add));
+    Py_XSETREF(bt_py_split, Py_NewRef(split));
+    d_get = PyDescr_NewMethod((PyTypeObject *)tree, &bt_get_def);
+    d_getitem = PyDescr_NewMethod((PyTypeObject *)tree, &bt_getitem_def);
+    d_add = PyDescr_NewMethod((PyTypeObject *)tree, &bt_add_def);
+    if (d_get == NULL || d_getitem == NULL || d_add == NULL) {
+        Py_XDECREF(d_get);
+        Py_XDECREF(d_getitem);
+        Py_XDECREF(d_add);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", d_get, d_getitem, d_add);
+}
