@@ -13,7 +13,7 @@ from durus_shell import check_export_commands  # noqa: F401 (:check :export)
 from durus_shell import history_commands  # noqa: F401 (registers its commands)
 from durus_shell import retry_commands  # noqa: F401 (registers its commands)
 from durus_shell import link
-from durus_shell import peek, render
+from durus_shell import object_paths, peek, render
 from durus_shell.opening import root_table
 from durus_shell.registry import (CommandError, all_commands, command,
                                   find_command, key_label,
@@ -137,26 +137,29 @@ def status_command(session, args, ui):
     if not changes:
         ui.show('No uncommitted changes.')
         return
-    ui.show(describe_changes(changes, 'Uncommitted: '))
+    ui.show(describe_changes(changes, 'Uncommitted: ', session))
 
 
-def describe_changes(changes, heading):
-    """Lines listing changed, new and changed-in-place objects, as a str."""
+def describe_changes(changes, heading, session=None):
+    """Lines listing changed, new and changed-in-place objects, as a str.
+    With ``session``, each listed object's path from the root is shown
+    when the shared bounded lookup finds it (durus_shell.object_paths)."""
     lines = ['%s%d changed object%s, %d new' % (
         heading, len(changes.changed), '' if len(changes.changed) == 1
         else 's', len(changes.new))]
     listed = [('changed', obj) for obj in changes.changed] + \
         [('new', obj) for obj in changes.new]
+    paths = _listed_paths(session, [obj for _, obj in listed[:MAX_LISTED]])
     for kind, obj in listed[:MAX_LISTED]:
-        lines.append(_object_line(kind, obj))
+        lines.append(_object_line(kind, obj, paths))
     if len(listed) > MAX_LISTED:
         lines.append('  ... %d more' % (len(listed) - MAX_LISTED))
     if changes.unnoted:
-        lines.append(describe_in_place(changes.unnoted))
+        lines.append(describe_in_place(changes.unnoted, session))
     return '\n'.join(lines)
 
 
-def describe_in_place(unnoted):
+def describe_in_place(unnoted, session=None):
     """The lines naming objects changed in place (a commit skips them)."""
     count = len(unnoted)
     lines = ['%d object%s changed in place without _p_note_change(): a '
@@ -164,18 +167,27 @@ def describe_in_place(unnoted):
              't at the commit question; :diff shows the change):' % (
                  count, '' if count == 1 else 's',
                  'it' if count == 1 else 'them')]
+    paths = _listed_paths(session, unnoted[:MAX_LISTED])
     for obj in unnoted[:MAX_LISTED]:
-        lines.append(_object_line('in place', obj))
+        lines.append(_object_line('in place', obj, paths))
     if count > MAX_LISTED:
         lines.append('  ... %d more' % (count - MAX_LISTED))
     return '\n'.join(lines)
 
 
-def _object_line(kind, obj):
+def _listed_paths(session, objects):
+    if session is None or not objects:
+        return {}
+    return object_paths.object_paths(session, objects)
+
+
+def _object_line(kind, obj, paths=None):
     oid = peek.oid_of(obj)
     label = '<%s %d>' % (type(obj).__name__, int.from_bytes(oid, 'big')) \
         if oid is not None else '<%s>' % type(obj).__name__
-    return '  %-7s %-24s %s' % (kind, label, peek.class_path(type(obj)))
+    line = '  %-7s %-24s %s' % (kind, label, peek.class_path(type(obj)))
+    path = (paths or {}).get(id(obj))
+    return line + '  at ' + path if path else line
 
 
 def _plural(count, word):
@@ -207,7 +219,7 @@ def commit_command(session, args, ui):
     if not changes:
         ui.show('Nothing to commit.')
         return
-    ui.show(describe_changes(changes, 'Will write: '))
+    ui.show(describe_changes(changes, 'Will write: ', session))
     if changes.unnoted and changes.written:
         choices = [('t', 'touch them and commit all'),
                    ('y', 'yes, without them'), ('n', 'no')]
@@ -256,15 +268,19 @@ def commit_now(session, ui):
         return False
     ui.show('Committed %s.' % _plural(changes.written, 'object'))
     if changes.unnoted:
-        ui.show(describe_in_place(changes.unnoted).replace(
+        ui.show(describe_in_place(changes.unnoted, session).replace(
             'would NOT write', 'did NOT write'))
     return True
 
 
 def explain_conflict(session, conflict):
     """The conflict, per object and attribute, and what :retry would do."""
-    return '\n'.join(format_conflict(conflict.objects,
-                                     len(conflict.statements)))
+    objects = conflict.objects
+    paths = _listed_paths(session, [item.obj for item in objects[:10]])
+    return '\n'.join(format_conflict(
+        objects, len(conflict.statements),
+        paths={item.oid: paths[id(item.obj)] for item in objects
+               if item.obj is not None and id(item.obj) in paths}))
 
 
 @command('abort', key=('c-x', 'a'))
@@ -277,7 +293,7 @@ def abort_command(session, args, ui):
     changes = session.pending_changes()
     dropped = len(changes)
     if dropped and ui.interactive:
-        ui.show(describe_changes(changes, 'Would drop: '))
+        ui.show(describe_changes(changes, 'Would drop: ', session))
         answer = ui.ask('Drop %s?' % _plural(dropped, 'changed object'),
                         [('y', 'yes, drop them'), ('n', 'no')], 'n')
         if answer != 'y':
@@ -315,7 +331,7 @@ def decide_exit(session, ui):
         choices = [('a', 'abort'), ('s', 'stay')]
     else:
         choices = [('c', 'commit'), ('a', 'abort'), ('s', 'stay')]
-        ui.show(describe_changes(changes, 'Uncommitted: '))
+        ui.show(describe_changes(changes, 'Uncommitted: ', session))
     parts = []
     if changes.written:
         parts.append(_plural(changes.written, 'uncommitted change'))

@@ -15,17 +15,12 @@ import sys
 import time
 import weakref
 
-from durus_shell import audit, changes, peek, render, scan
+from durus_shell import audit, changes, object_paths, peek, render, scan
 from durus_shell.registry import PYTHON_ARGUMENT, CommandError, command
 
 MAX_TREE_CHILDREN = 10
 TREE_DEFAULT_DEPTH = 2
 LS_MAX_ITEMS = 200
-
-
-PATH_SEARCH_OBJECTS = 10     # objects whose path :diff looks up
-PATH_SEARCH_SECONDS = 0.5    # for each of them, at most
-_FOUND_PATHS = weakref.WeakKeyDictionary()  # session -> {oid: path}
 
 
 def diff_lines(session, max_objects=None):
@@ -37,21 +32,12 @@ def diff_lines(session, max_objects=None):
 
 def _add_stored_paths(session, diffs):
     """Paths for changed objects not reached through loaded objects
-    (e.g. found by :find): looked up in the storage, bounded in objects
-    and time, remembered for the session."""
-    known = _FOUND_PATHS.setdefault(session, {})
-    searched = 0
-    for diff in diffs:
-        oid = peek.oid_of(diff.obj)
-        if diff.path or oid is None:
-            continue
-        if oid not in known:
-            if searched >= PATH_SEARCH_OBJECTS:
-                continue
-            searched += 1
-            known[oid] = scan.path_within(session.connection, oid,
-                                          PATH_SEARCH_SECONDS)
-        diff.path = known[oid]
+    (e.g. found by :find), from the shared bounded lookup."""
+    missing = [diff for diff in diffs if not diff.path]
+    paths = object_paths.object_paths(
+        session, [diff.obj for diff in missing], in_memory=False)
+    for diff in missing:
+        diff.path = paths.get(id(diff.obj))
 
 
 def enable_log(session, path, reason=None, script=None):
@@ -288,19 +274,35 @@ def summary(obj, width=60):
     return text
 
 
-def object_table(objects, columns=80, unreachable=()):
+def object_table(objects, columns=80, unreachable=(), paths=None):
     """oid, class, summary rows; the summary fills what the screen's
     ``columns`` leave (at least 60 characters).  Objects whose id is in
-    ``unreachable`` are marked."""
+    ``unreachable`` are marked.  With ``paths`` ({id(obj): path}, see
+    row_paths) a path column comes after the class."""
+    paths = paths or {}
     heads = [(str(_oid_int(obj)), peek.class_path(type(obj)))
              for obj in objects]
     used = max([len(oid) for oid, _ in heads] + [3]) + max(
         [len(name) for _, name in heads] + [5]) + 4
+    if paths:
+        used += max([len(path) for path in paths.values()] + [4]) + 2
     width = max(60, columns - used - 1)
-    rows = [(oid, name, (UNREACHABLE_MARK if id(obj) in unreachable
-                         else '') + summary(obj, width))
+    rows = [[oid, name] + ([paths.get(id(obj), '')] if paths else []) +
+            [(UNREACHABLE_MARK if id(obj) in unreachable else '')
+             + summary(obj, width)]
             for (oid, name), obj in zip(heads, objects)]
-    return render.table(['oid', 'class', 'summary'], rows)
+    return render.table(['oid', 'class'] + (['path'] if paths else []) +
+                        ['summary'], rows)
+
+
+PATH_ROWS = 20   # :find and :refs rows (from the top) that get a path
+
+
+def row_paths(session, objects, unreachable=()):
+    """Paths for the first PATH_ROWS reachable ``objects`` of a result
+    (the shared lookup bounds the storage searches and their time)."""
+    rows = [obj for obj in objects if id(obj) not in unreachable]
+    return object_paths.object_paths(session, rows[:PATH_ROWS])
 
 
 def screen_columns(ui):
@@ -319,7 +321,8 @@ def _show_objects(session, ui, objects, result, what, reachable_only=False):
                                         reachable_only)
     session.namespace['_'] = objects
     if objects:
-        ui.show(object_table(objects, screen_columns(ui), lost))
+        ui.show(object_table(objects, screen_columns(ui), lost,
+                             row_paths(session, objects, lost)))
     ui.show('%d found (in _).%s %s' % (len(objects), note,
                                        _scan_note(result, what)))
 
@@ -676,12 +679,14 @@ def refs_command(session, args, ui):
     session.namespace['_'] = objects
     if objects:
         columns = screen_columns(ui)
-        rows = [(str(_oid_int(obj)), peek.class_path(type(obj)), step or '',
+        paths = row_paths(session, objects, lost)
+        rows = [(str(_oid_int(obj)), peek.class_path(type(obj)),
+                 paths.get(id(obj), ''), step or '',
                  (UNREACHABLE_MARK if id(obj) in lost else '')
-                 + summary(obj, max(60, columns - 60)))
+                 + summary(obj, max(60, columns - 80)))
                 for obj, step in holders]
-        ui.show(render.table(['oid', 'class', 'holds it as', 'summary'],
-                             rows))
+        ui.show(render.table(['oid', 'class', 'path', 'holds it as',
+                              'summary'], rows))
     ui.show('%d found (in _).%s %s' % (len(objects), note,
                                        _scan_note(result, ':refs')))
 

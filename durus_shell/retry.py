@@ -200,16 +200,20 @@ def compare_three(obj, read, committed, mine):
     return rows
 
 
-def format_conflict(objects, kept_count, limit=10):
-    """The lines shown for a conflict at :commit."""
+def format_conflict(objects, kept_count, limit=10, paths=None):
+    """The lines shown for a conflict at :commit; ``paths``: {oid: path
+    from the root} for the objects whose path is known."""
+    paths = paths or {}
     lines = ['Conflict: another client committed changes to %s this '
              'transaction read. Nothing was written.' % (
-                 objects[0].label if len(objects) == 1 else
-                 '%d objects' % len(objects) if objects else 'objects')]
+                 _conflict_name(objects[0], paths) if len(objects) == 1
+                 else '%d objects' % len(objects) if objects else 'objects')]
     for item in objects[:limit]:
         where = peek.class_path(type(item.obj)) if item.obj is not None \
             else ''
-        lines.append('  %s %s' % (item.label, where))
+        path = paths.get(item.oid)
+        lines.append('  %s %s%s' % (item.label, where,
+                                    '  at ' + path if path else ''))
         if item.note:
             lines.append('    (%s)' % item.note)
             continue
@@ -235,6 +239,11 @@ def format_conflict(objects, kept_count, limit=10):
         lines.append('No statement of this transaction is left to re-run:'
                      ' redo the change by hand.')
     return lines
+
+
+def _conflict_name(item, paths):
+    path = paths.get(item.oid)
+    return '%s (%s)' % (path, item.label) if path else item.label
 
 
 # -- re-running ---------------------------------------------------------------

@@ -274,16 +274,25 @@ class _OutOfTime(Exception):
 def path_within(connection, oid, seconds):
     """The Python path of ``oid`` (see ``describe_chain``), or None when
     it is not found within ``seconds`` (a bounded ``oid_path``)."""
+    return path_search(connection, oid, seconds)[0]
+
+
+def path_search(connection, oid, seconds):
+    """``(path or None, settled)``: ``settled`` is False when the search
+    ran out of ``seconds`` or was interrupted (the answer may differ with
+    more time), True when it found the path or proved there is none."""
     def progress(scanned, total, found, elapsed):
         if elapsed > seconds:
             raise _OutOfTime()
     try:
         result = oid_path(connection.storage, oid, progress=progress)
     except _OutOfTime:
-        return None
-    if not result.items or result.interrupted:
-        return None
-    return describe_chain(connection, result.items)
+        return None, False
+    if result.interrupted:
+        return None, False
+    if not result.items:
+        return None, True
+    return describe_chain(connection, result.items), True
 
 
 def reachable_oids(storage, progress=None, batch_size=500):
