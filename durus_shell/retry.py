@@ -243,7 +243,7 @@ def format_conflict(objects, kept_count, limit=10, paths=None):
 
 def _conflict_name(item, paths):
     path = paths.get(item.oid)
-    return '%s (%s)' % (path, item.label) if path else item.label
+    return '%s at %s' % (item.label, path) if path else item.label
 
 
 # -- re-running ---------------------------------------------------------------

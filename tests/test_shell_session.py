@@ -173,7 +173,7 @@ class ManyConflictsStorage(MemoryStorage):
 
 
 @pytest.mark.parametrize('count, named, listed', [
-    (1, 'changes to <PersistentDict 0> this transaction read', 1),
+    (1, 'changes to <PersistentDict 0> at root this transaction read', 1),
     (2, 'changes to 2 objects this transaction read', 2),
     (12, 'changes to 12 objects this transaction read', 10),
     (0, 'changes to objects this transaction read', 0),
