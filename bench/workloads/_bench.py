@@ -43,3 +43,35 @@ def best_of(repeats, fn):
         elapsed = clock() - start
         best = elapsed if best is None else min(best, elapsed)
     return best
+
+
+def run_client_processes(argvs, barrier=True, timeout=600):
+    """Run one client process per argv and return the JSON report each
+    prints last.  With ``barrier`` every client prints ``ready`` once set
+    up and starts its timed part only when all are (``go`` on stdin).
+    Every process is killed if anything fails."""
+    import subprocess
+    stdin = subprocess.PIPE if barrier else None
+    procs = [subprocess.Popen([sys.executable] + list(argv), stdin=stdin,
+                              stdout=subprocess.PIPE, text=True)
+             for argv in argvs]
+    try:
+        if barrier:
+            for proc in procs:
+                if proc.stdout.readline().strip() != 'ready':
+                    raise SystemExit('a client failed to start')
+            for proc in procs:
+                proc.stdin.write('go\n')
+                proc.stdin.flush()
+        reports = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=timeout)
+            if proc.returncode != 0:
+                raise SystemExit('a client failed')
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        return reports
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from _bench import clock, emit, params
+from _bench import clock, emit, params, run_client_processes
 
 HERE = os.path.abspath(__file__)
 TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -64,28 +64,9 @@ def cold(dsn, replica):
 
 
 def run_clients(dsn, replica, clients, commits):
-    procs = [subprocess.Popen(
-        [sys.executable, HERE, 'client', dsn, replica, str(k), str(commits)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for k in range(clients)]
-    try:
-        for proc in procs:
-            if proc.stdout.readline().strip() != 'ready':
-                raise SystemExit('a client failed to start')
-        for proc in procs:
-            proc.stdin.write('go\n')
-            proc.stdin.flush()
-        reports = []
-        for proc in procs:
-            out, _ = proc.communicate(timeout=600)
-            if proc.returncode != 0:
-                raise SystemExit('a client failed')
-            reports.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    reports = run_client_processes(
+        [HERE, 'client', dsn, replica, str(k), str(commits)]
+        for k in range(clients))
     load_span = (max(r['load_end'] for r in reports)
                  - min(r['load_start'] for r in reports))
     commit_span = (max(r['commit_end'] for r in reports)

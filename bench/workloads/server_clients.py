@@ -14,11 +14,10 @@ commits_per_s (likewise), load_span_s, commit_span_s.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-from _bench import clock, emit, params
+from _bench import clock, emit, params, run_client_processes
 from _server import HOST, running_server
 
 
@@ -53,28 +52,9 @@ def main():
         path = os.path.join(tmp, 'clients.durus')
         shutil.copyfile(p['path'], path)
         with running_server(path, os.path.join(tmp, 'server.log')) as port:
-            procs = [subprocess.Popen(
-                [sys.executable, here, 'client', str(port), str(k), str(commits)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                for k in range(clients)]
-            try:
-                for proc in procs:
-                    if proc.stdout.readline().strip() != 'ready':
-                        raise SystemExit('a client failed to start')
-                for proc in procs:
-                    proc.stdin.write('go\n')
-                    proc.stdin.flush()
-                reports = []
-                for proc in procs:
-                    out, _ = proc.communicate(timeout=600)
-                    if proc.returncode != 0:
-                        raise SystemExit('a client failed')
-                    reports.append(json.loads(out.strip().splitlines()[-1]))
-            finally:
-                for proc in procs:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
+            reports = run_client_processes(
+                [here, 'client', str(port), str(k), str(commits)]
+                for k in range(clients))
     load_span = max(r['load_end'] for r in reports) - min(r['load_start'] for r in reports)
     commit_span = max(r['commit_end'] for r in reports) - min(r['load_end'] for r in reports)
     emit(loads_per_s=sum(r['loads'] for r in reports) / load_span,

@@ -21,11 +21,10 @@ loads_per_s (all loads / span of the load phases), commit_span_s.
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
-from _bench import clock, emit, params
+from _bench import clock, emit, params, run_client_processes
 from _server import HOST, running_server
 
 
@@ -80,22 +79,10 @@ def main():
         path = os.path.join(tmp, 'keyed.durus')
         make_database(path, clients * per_client)
         with running_server(path, os.path.join(tmp, 'server.log')) as port:
-            procs = [subprocess.Popen(
-                [sys.executable, here, 'client', str(port), str(k),
-                 str(per_client), str(commits)],
-                stdout=subprocess.PIPE, text=True) for k in range(clients)]
-            try:
-                reports = []
-                for proc in procs:
-                    out, _ = proc.communicate(timeout=600)
-                    if proc.returncode != 0:
-                        raise SystemExit('a client failed')
-                    reports.append(json.loads(out.strip().splitlines()[-1]))
-            finally:
-                for proc in procs:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
+            # No start barrier: as the outside harness (the docstring).
+            reports = run_client_processes(
+                ([here, 'client', str(port), str(k), str(per_client),
+                  str(commits)] for k in range(clients)), barrier=False)
         server_counts = read_server_counts(os.path.join(tmp, 'server.log'))
     load_span = (max(r['load_end'] for r in reports) -
                  min(r['load_start'] for r in reports))

@@ -22,11 +22,10 @@ import json
 import os
 import time
 import shutil
-import subprocess
 import sys
 import tempfile
 
-from _bench import clock, emit, params
+from _bench import clock, emit, params, run_client_processes
 from _server import HOST, running_server
 
 MODES = ('plain', 'tls', 'auth', 'tls_auth')
@@ -74,28 +73,9 @@ def loader(port, index, setup, mode):
 
 def load_phase(port, clients, setup, mode):
     here = os.path.abspath(__file__)
-    procs = [subprocess.Popen(
-        [sys.executable, here, 'load', str(port), str(k), json.dumps(setup),
-         mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for k in range(clients)]
-    try:
-        for proc in procs:
-            if proc.stdout.readline().strip() != 'ready':
-                raise SystemExit('a client failed to start')
-        for proc in procs:
-            proc.stdin.write('go\n')
-            proc.stdin.flush()
-        reports = []
-        for proc in procs:
-            out, _ = proc.communicate(timeout=600)
-            if proc.returncode != 0:
-                raise SystemExit('a client failed')
-            reports.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    reports = run_client_processes(
+        [here, 'load', str(port), str(k), json.dumps(setup), mode]
+        for k in range(clients))
     return (max(r['end'] for r in reports) - min(r['start'] for r in reports),
             sum(r['cpu'] for r in reports))
 
