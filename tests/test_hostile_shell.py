@@ -96,8 +96,9 @@ def operate(child, marker):
     run(child, ':get 3', r'<refused os.system in oid 3>')
     run(child, ':ls', r'<refused subprocess.Popen in oid 0>')
     run(child, ':census', r'posix.system +1')  # read from record headers
-    # The referrer, the key holding oid 1 in it, then its summary.
-    run(child, ':refs 1', r"PersistentDict +\['harmless_looking'\] +len 7")
+    # The referrer, its path, the key holding oid 1 in it, then its summary.
+    run(child, ':refs 1',
+        r"PersistentDict +root +\['harmless_looking'\] +len 7")
     run(child, ':tree', r"\['inst'\]")
     run(child, ':path 3', r"root\['inst'\]")
     run(child, ':diff', 'no uncommitted changes')
