@@ -75,3 +75,27 @@ def run_client_processes(argvs, barrier=True, timeout=600):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def client_of_clients_row(storage, index, commits):
+    """One client of the four-client rows (server_clients, pg_rows): at
+    ``go``, load every object of its own list ``c<index>``, then commit
+    ``commits`` one-attribute changes; print its timings as JSON."""
+    from durus.connection import Connection
+    connection = Connection(storage, cache_size=100000)
+    print('ready', flush=True)
+    sys.stdin.readline()
+    load_start = clock()
+    objects = connection.get_root()['c%d' % index]
+    total = 0
+    for obj in objects:
+        total += obj.n
+    load_end = clock()
+    loads = connection.get_load_count()
+    for i in range(commits):
+        objects[i % len(objects)].n = -i
+        connection.commit()
+    commit_end = clock()
+    storage.close()
+    print(json.dumps({'load_start': load_start, 'load_end': load_end,
+                      'commit_end': commit_end, 'loads': loads}), flush=True)

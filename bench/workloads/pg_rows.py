@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 
-from _bench import clock, emit, params, run_client_processes
+from _bench import (
+    clock, client_of_clients_row, emit, params, run_client_processes)
 
 HERE = os.path.abspath(__file__)
 TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -28,26 +29,9 @@ TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 def client(dsn, replica, index, commits):
-    from durus.connection import Connection
     from durus.pg_storage import PgStorage
-    storage = PgStorage(dsn, replica_dsn=replica or None)
-    connection = Connection(storage, cache_size=100000)
-    print('ready', flush=True)
-    sys.stdin.readline()
-    load_start = clock()
-    objects = connection.get_root()['c%d' % index]
-    total = 0
-    for obj in objects:
-        total += obj.n
-    load_end = clock()
-    loads = connection.get_load_count()
-    for i in range(commits):
-        objects[i % len(objects)].n = -i
-        connection.commit()
-    commit_end = clock()
-    storage.close()
-    print(json.dumps({'load_start': load_start, 'load_end': load_end,
-                      'commit_end': commit_end, 'loads': loads}), flush=True)
+    client_of_clients_row(PgStorage(dsn, replica_dsn=replica or None), index,
+                          commits)
 
 
 def cold(dsn, replica):

@@ -11,37 +11,18 @@ Metrics: loads_per_s (all loads / span of the load phase over all clients),
 commits_per_s (likewise), load_span_s, commit_span_s.
 """
 
-import json
 import os
 import shutil
 import sys
 import tempfile
 
-from _bench import clock, emit, params, run_client_processes
+from _bench import client_of_clients_row, emit, params, run_client_processes
 from _server import HOST, running_server
 
 
 def client(port, index, commits):
     from durus.client_storage import ClientStorage
-    from durus.connection import Connection
-    storage = ClientStorage(host=HOST, port=port)
-    connection = Connection(storage, cache_size=100000)
-    print('ready', flush=True)
-    sys.stdin.readline()
-    load_start = clock()
-    objects = connection.get_root()['c%d' % index]
-    total = 0
-    for obj in objects:
-        total += obj.n
-    load_end = clock()
-    loads = connection.get_load_count()
-    for i in range(commits):
-        objects[i % len(objects)].n = -i
-        connection.commit()
-    commit_end = clock()
-    storage.close()
-    print(json.dumps({'load_start': load_start, 'load_end': load_end,
-                      'commit_end': commit_end, 'loads': loads}), flush=True)
+    client_of_clients_row(ClientStorage(host=HOST, port=port), index, commits)
 
 
 def main():
