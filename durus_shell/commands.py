@@ -385,6 +385,8 @@ def more_command(session, args, ui):
     """Show the last long output in full, in the pager."""
     if not session.last_output:
         raise CommandError('no output to show yet')
+    if callable(session.last_output):   # built only now (paging.Deferred)
+        session.last_output = session.last_output()
     import pydoc
     settings = getattr(session, 'settings', None)
     if settings is not None and settings.pager:
