@@ -10,7 +10,8 @@ import pytest
 
 from durus.client_storage import ClientStorage
 from durus.connection import Connection
-from durus.error import ProtocolError, ReadConflictError, WriteConflictError
+from durus.error import (ProtocolError, ReadConflictError, ShortRead,
+                         WriteConflictError)
 from durus.persistent_dict import PersistentDict
 from durus.protocol import (
     MAX_PEEK_OIDS, NEED_DATA, ClientConnection, Load,
@@ -223,3 +224,20 @@ def test_invalidations_stay_pending_for_a_sync_after_peeks(durus_server):
     b.abort()                           # the sync takes them
     assert b.get_root()['x']['n'] == 1
     assert b.get_storage().sync() == []
+
+
+def test_a_user_falls_back_to_protocol_3_on_an_older_server(fake_server):
+    # A server of this project from before protocol 5, with users: it
+    # answers 'V' 5 with 3 and hangs up; the client asks for 3 again.
+    asked = []
+
+    def server_before_protocol_5(conn):
+        request = conn.recv(5)
+        asked.append(request)
+        conn.sendall((3).to_bytes(4, 'big'))
+        if request == b'V\0\0\0\3':
+            conn.recv(100)      # the first SCRAM message; then hang up
+    port = fake_server(server_before_protocol_5, connections=2)
+    with pytest.raises(ShortRead):   # it hung up during the proof
+        ClientStorage(port=port, user='writer', secret='pw', timeout=5)
+    assert asked == [b'V\0\0\0\5', b'V\0\0\0\3']
