@@ -397,7 +397,7 @@ COMMANDS = {
     b'Q'[0]: (Quit, 1),
     b'.'[0]: (Goodbye, 1),
     b'A'[0]: (CommitAll, 5),    # plus the items; protocol 2 only
-    b'U'[0]: (Auth, 5),         # plus the message; protocol 3 only
+    b'U'[0]: (Auth, 5),         # plus the message; protocols 3 and 5 only
     b'W'[0]: (PeekInvalidations, 5),  # protocols 4 and 5 only
 }
 
