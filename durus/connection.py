@@ -105,6 +105,8 @@ class ConnectionObserver(object):
 class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
+    _writer = None
+
     def __init__(self, storage, cache_size=100000, root_class=None,
                  unpickle_policy=None, class_factory=None):
         """``unpickle_policy``: which globals records may name
@@ -129,6 +131,7 @@ class Connection(ConnectionBase):
         self.invalid_oids = set()
         self.new_oid = storage.new_oid
         self._unhooked = []
+        self._writer = None  # the last commit's ObjectWriter, reused
         self.root = self.get(ROOT_OID)
         if self.root is None:
             oid = self.new_oid()
@@ -462,7 +465,10 @@ class Connection(ConnectionBase):
             raise StillConflictedError(
                 'still conflicted: call abort() before committing again')
         storage = self.storage
-        writer = ObjectWriter(self)
+        # The previous commit's writer, kept (None while a commit uses it).
+        writer, self._writer = self._writer, None
+        if writer is None:
+            writer = ObjectWriter(self)
         written = []
         try:
             storage.begin()
@@ -481,8 +487,11 @@ class Connection(ConnectionBase):
         except BaseException:
             for obj in writer.new_objects:
                 self._unbind_new_object(obj)
+            writer.close()
             raise
-        finally:
+        if writer.ready_again():
+            self._writer = writer
+        else:
             writer.close()
         for obj in written:
             _set_status(obj, SAVED)

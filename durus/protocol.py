@@ -794,6 +794,11 @@ class ClientConnection(object):
     def receive_data(self, data):
         self._input.feed(data)
 
+    def buffered(self):
+        """Bytes received but not yet parsed into a reply (while there
+        are none, next_event() can only answer NEED_DATA)."""
+        return len(self._input.data) - self._input.start
+
     def awaiting(self):
         """The requests still waiting for their replies."""
         return list(self._expected)

@@ -56,6 +56,10 @@ _raw_get = object.__getattribute__
 COMPRESS_MIN_SIZE = 256
 COMPRESSION_LEVEL = 1
 
+# A connection keeps its commit's writer for the next commit unless the
+# last state it pickled was larger than this (its buffer stays as large).
+REUSED_BUFFER_MAX = 1 << 16
+
 
 class _RecordPickler(Pickler):
     """A Pickler whose instances accept a ``persistent_id`` attribute.
@@ -96,6 +100,23 @@ class ObjectWriter(object):
         # Break the pickler <-> persistent_id closure cycle.
         self.pickler = None
         self.sio = None
+
+    def ready_again(self):
+        """Forget this commit's objects so that the writer can serve the
+        connection's next commit (making a writer costs more than a
+        small commit's pickling); False if it is better dropped (it holds
+        a large buffer, or was closed)."""
+        if self.pickler is None or self.dry_run:
+            return False
+        # (The compiled persistent_id holds these very lists.)
+        del self.objects_found[:]
+        del self.new_objects[:]
+        del self._refs[:]
+        # The memo holds the last state's objects: let them go.
+        self.pickler.memo = _EMPTY_MEMO
+        if self.sio.tell() > REUSED_BUFFER_MAX:
+            return False
+        return True
 
     def gen_new_objects(self, obj):
         """Yield ``obj``, then every new object found while serializing.
@@ -167,14 +188,7 @@ class ObjectWriter(object):
         head = entry[1]
         if not data.startswith(head):
             return False
-        sio = self.sio
-        sio.seek(0)
-        sio.truncate()
-        pickler = self.pickler
-        pickler.memo = entry[2]
-        self._refs.clear()
-        pickler.dump(state)
-        return data[len(head):] == sio.getvalue()
+        return data[len(head):] == self._pickle_state(entry, state)
 
     def get_state_pickle(self, obj, state):
         """The pickle of ``state`` (``obj``'s state) as a commit would
@@ -182,6 +196,10 @@ class ObjectWriter(object):
         entry = _class_entries.get(type(obj))
         if entry is None:
             entry = _class_entry(type(obj))
+        return self._pickle_state(entry, state)
+
+    def _pickle_state(self, entry, state):
+        # The state pickle continues the class pickle's memo (entry[2]).
         sio = self.sio
         sio.seek(0)
         sio.truncate()
