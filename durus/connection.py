@@ -27,7 +27,8 @@ from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
 from durus.persistent_dict import PersistentDict
-from durus.record import class_pickle_end, pack_record, record_data
+from durus.record import (  # noqa: F401 (pack_record: 4.3 offered it here)
+    class_pickle_end, pack_record, record_data)
 from durus.serialize import (ObjectReader, ObjectWriter, _EMPTY_MEMO,
                              _decompress)
 from durus.storage import ROOT_OID, Storage
@@ -474,14 +475,12 @@ class Connection(ConnectionBase):
             storage.begin()
             store = storage.store
             serial = self.transaction_serial
-            get_state = writer.get_state
+            get_record = writer.get_record
             for changed in list(self.changed.values()):
                 for obj in writer.gen_new_objects(changed):
                     if obj._p_serial != serial:
                         self.note_access(obj)
-                    data, refs = get_state(obj)
-                    oid = obj._p_oid
-                    store(oid, pack_record(oid, data, refs))
+                    store(obj._p_oid, get_record(obj))
                     written.append(obj)
             storage.end(self._handle_invalidations)
         except BaseException:
@@ -687,6 +686,9 @@ class Cache(object):
     del _compiled_get_instance
 
     def shrink(self, connection):
+        objects = self.objects
+        if not objects.dead and len(objects.mapping) <= self.size:
+            return  # the usual case after a commit: nothing to do
         count = self.get_count()
         excess = count - self.size
         if excess <= 0:

@@ -1017,8 +1017,8 @@ class ClientConnection(object):
         if status not in _COMMIT_ALL_STATUSES:
             raise ProtocolError('unexpected status byte %r in a commit reply'
                                 % status)
-        oids = self._parse_oid_list().oids
-        buf.take(1)
+        raw = buf.take(5 + 8 * count)  # the list, then the status byte
+        oids = [raw[i:i + 8] for i in range(4, 4 + 8 * count, 8)]
         return CommitAllReply(oids, status)
 
     def _parse_oid_list(self):

@@ -13,6 +13,7 @@ and is the one place where a pickled (module, name) becomes a class.
 
 import _codecs
 import copyreg
+import struct
 import sys
 import zlib
 from io import BytesIO
@@ -43,6 +44,7 @@ extract_class_path = data_class_path
 # Writing and reading object states.
 
 _compress = zlib.compress
+_pack_int4 = struct.Struct('>I').pack
 _decompress = zlib.decompress
 _raw_get = object.__getattribute__
 
@@ -113,7 +115,7 @@ class ObjectWriter(object):
         del self.new_objects[:]
         del self._refs[:]
         # The memo holds the last state's objects: let them go.
-        self.pickler.memo = _EMPTY_MEMO
+        self.pickler.clear_memo()
         if self.sio.tell() > REUSED_BUFFER_MAX:
             return False
         return True
@@ -210,6 +212,11 @@ class ObjectWriter(object):
         return sio.getvalue()
 
     def get_state(self, obj):
+        return unpack_record(self.get_record(obj))[1:]
+
+    def get_record(self, obj):
+        """The record a commit stores for ``obj`` (durus.record): its
+        oid, the data length, the data (``get_state``'s) and the refs."""
         entry = _class_entries.get(type(obj))
         if entry is None:
             entry = _class_entry(type(obj))
@@ -228,16 +235,20 @@ class ObjectWriter(object):
         if (WRITE_COMPRESSED_STATE_PICKLES and
                 len(state) >= COMPRESS_MIN_SIZE):
             state = _compress(state, COMPRESSION_LEVEL)
-        if not refs:
-            return entry[1] + state, b''
         oid = _raw_get(obj, '_p_oid')
+        head = entry[1]
+        size = _pack_int4(len(head) + len(state))
+        if not refs:
+            return b''.join((oid, size, head, state))
         if len(refs) == 1:
             ref = refs.pop()
-            return entry[1] + state, (b'' if ref == oid else ref)
+            if ref == oid:
+                return b''.join((oid, size, head, state))
+            return b''.join((oid, size, head, state, ref))
         found = set(refs)
         refs.clear()
         found.discard(oid)
-        return entry[1] + state, b''.join(sorted(found))
+        return b''.join((oid, size, head, state, b''.join(sorted(found))))
 
 
 def _py_persistent_id_for(writer):
