@@ -294,12 +294,17 @@ class ClientStorage(Storage):
         usable: what arrives later is kept for the parser)."""
         protocol = self.protocol
         while True:
-            try:
-                reply = protocol.next_event()
-            except ProtocolError as error:
-                self._disconnect()
-                raise type(error)('storage server at %s: %s'
-                                  % (self.address, error)) from None
+            # Nothing received yet (the usual case right after a send):
+            # only reading can help, so skip parsing nothing.
+            if not protocol.buffered():
+                reply = NEED_DATA
+            else:
+                try:
+                    reply = protocol.next_event()
+                except ProtocolError as error:
+                    self._disconnect()
+                    raise type(error)('storage server at %s: %s'
+                                      % (self.address, error)) from None
             if type(reply) is ErrorReply:
                 self._disconnect()
                 what = _REQUEST_NAMES.get(type(protocol.refused), 'request')

@@ -861,6 +861,11 @@ class ClientConnection(object):
     def receive_data(self, data):
         self._input.feed(data)
 
+    def buffered(self):
+        """Bytes received but not yet parsed into a reply (while there
+        are none, next_event() can only answer NEED_DATA)."""
+        return len(self._input.data) - self._input.start
+
     def awaiting(self):
         """The requests still waiting for their replies."""
         return list(self._expected)
@@ -1081,8 +1086,8 @@ class ClientConnection(object):
         if status not in _COMMIT_ALL_STATUSES:
             raise ProtocolError('unexpected status byte %r in a commit reply'
                                 % status)
-        oids = self._parse_oid_list().oids
-        buf.take(1)
+        raw = buf.take(5 + 8 * count)  # the list, then the status byte
+        oids = [raw[i:i + 8] for i in range(4, 4 + 8 * count, 8)]
         return CommitAllReply(oids, status)
 
     def _parse_pending(self, limit):
