@@ -294,6 +294,16 @@ class ServerCore(object):
         # oid -> batch, for oids committed in batches not durable yet: a
         # load of any other oid shows only durable data and need not wait.
         self._fresh = {}
+        # Sessions that committed in the open batch / the running one;
+        # when a batch becomes durable its committers are *expected* to
+        # commit again soon: the open batch waits for them (at most the
+        # time the last fsync took, and group_commit_window) so that
+        # they share its fsync instead of each taking the next.
+        self._batch_committers = set()
+        self._fsync_committers = set()
+        self._expected = set()
+        self._expect_until = 0.0
+        self._fsync_started = 0.0
         self._runnable = deque()
         self._touched = []         # sessions with unsent replies
         self._actions = []
@@ -384,6 +394,11 @@ class ServerCore(object):
         self.now = now
         self._fsync_batch = None
         self._durable_batch = batch
+        committers, self._fsync_committers = self._fsync_committers, set()
+        if error is None and committers:
+            self._expected = committers
+            self._expect_until = now + min(self.group_commit_window,
+                                           now - self._fsync_started)
         fresh = self._fresh
         if fresh:
             if self._last_commit_batch <= batch:
@@ -416,7 +431,9 @@ class ServerCore(object):
             if session.open:
                 self._serve(session)
         if self._dirty_since is not None and self._fsync_batch is None:
-            if (self.commit_holder is None or
+            if self._expected and now < self._expect_until:
+                pass    # committers of the last batch may join this one
+            elif (self.commit_holder is None or
                     now - self._dirty_since >= self.group_commit_window):
                 self._close_batch()
         if self._delayed:
@@ -465,6 +482,8 @@ class ServerCore(object):
     def next_deadline(self):
         """When ``advance`` must run next without I/O (None: no need)."""
         if self._dirty_since is not None and self._fsync_batch is None:
+            if self._expected and self.now < self._expect_until:
+                return self._expect_until
             return self._dirty_since + self.group_commit_window
         if not self.sessions:
             return None
@@ -608,6 +627,9 @@ class ServerCore(object):
         session.protocol.discard_input()   # give its memory back
         self._account(session)
         self.sessions.discard(session)
+        self._expected.discard(session)
+        self._batch_committers.discard(session)
+        self._fsync_committers.discard(session)
         if session.waiting:
             session.waiting = False
         if self.commit_holder is session:
@@ -651,6 +673,10 @@ class ServerCore(object):
         self._batch += 1
         self._dirty_since = None
         self._fsync_batch = batch
+        self._fsync_started = self.now
+        self._fsync_committers = self._batch_committers
+        self._batch_committers = set()
+        self._expected = set()
         self._actions.append(MakeDurable(batch))
 
     def _sweep(self, now):
@@ -882,6 +908,8 @@ class ServerCore(object):
                 fresh = self._fresh
                 for oid, _ in items:
                     fresh[oid] = batch
+                self._batch_committers.add(session)
+                self._expected.discard(session)
                 if self._dirty_since is None:
                     self._dirty_since = self.now
             else:

@@ -835,3 +835,65 @@ def test_bulk_loads_answer_each_oid():
     reply = a.reply()
     assert reply.replies == [LoadReply(STATUS_OKAY, pack_record(x, b'a', b'')),
                              LoadReply(STATUS_KEYERROR)]
+
+
+def test_the_open_batch_waits_briefly_for_the_committers_of_the_last():
+    storage = DeferringStorage()
+    harness = Harness(storage, group_commit_window=0.002)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    [y] = reserve(b)
+    for client in (a, b):
+        client.send(Version(2))
+        assert client.reply() == VersionReply(2)
+    a.send(CommitAll([(x, pack_record(x, b'a1', b''))]))
+    harness.advance()
+    assert harness.fsyncs == [1]
+    b.send(CommitAll([(y, pack_record(y, b'b1', b''))]))  # batch 2
+    harness.advance(0.001)                # the fsync takes 1 ms
+    harness.finish_fsync()
+    assert a.reply().status == STATUS_OKAY
+    harness.advance(0.0002)
+    assert harness.fsyncs == []           # b's batch waits for a ...
+    a.send(CommitAll([(x, pack_record(x, b'a2', b''))]))
+    harness.advance()
+    assert harness.fsyncs == [2]          # ... which joins it
+    harness.finish_fsync()
+    assert a.reply().status == STATUS_OKAY
+    assert b.reply().status == STATUS_OKAY
+    assert storage.fsyncs == 2
+
+
+def test_the_wait_for_the_last_committers_is_bounded_by_the_fsync_time():
+    storage = DeferringStorage()
+    harness = Harness(storage, group_commit_window=0.002)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    [y] = reserve(b)
+    for client in (a, b):
+        client.send(Version(2))
+        assert client.reply() == VersionReply(2)
+    a.send(CommitAll([(x, pack_record(x, b'a1', b''))]))
+    harness.advance()
+    b.send(CommitAll([(y, pack_record(y, b'b1', b''))]))
+    harness.advance(0.0005)               # the fsync takes 0.5 ms
+    harness.finish_fsync()
+    assert a.reply().status == STATUS_OKAY
+    assert harness.core.next_deadline() == pytest.approx(harness.now + 0.0005)
+    harness.advance(0.0004)
+    assert harness.fsyncs == []
+    harness.advance(0.0002)               # a did not come back in time
+    assert harness.fsyncs == [2]
+    harness.finish_fsync()
+    assert b.reply().status == STATUS_OKAY
+    # A committer that disconnects is not waited for at all.
+    b.send(CommitAll([(y, pack_record(y, b'b2', b''))]))
+    harness.advance()
+    a.send(CommitAll([(x, pack_record(x, b'a2', b''))]))
+    harness.advance(0.001)
+    harness.finish_fsync()
+    b.send(Goodbye())
+    harness.advance()
+    assert harness.fsyncs == [4]
