@@ -722,9 +722,14 @@ class ServerCore(object):
                 session.invalid.update(oids)
 
     def _take_invalidations(self, session):
-        self._invalidate(self.storage.sync())
-        oids = list(session.invalid)
-        session.invalid.clear()
+        removed = self.storage.sync()
+        if removed:
+            self._invalidate(removed)
+        invalid = session.invalid
+        if not invalid:
+            return Invalidations([])
+        oids = list(invalid)
+        invalid.clear()
         return Invalidations(oids)
 
     def _reserve_oids(self, session, count):
@@ -934,6 +939,8 @@ class ServerCore(object):
         return Status(STATUS_OKAY)
 
     def _check_reservations(self, session, oids):
+        if len(self.sessions) < 2:
+            return
         wanted = set(oids)
         for other in self.sessions:
             if other is not session and not other.unused_oids.isdisjoint(

@@ -244,9 +244,10 @@ class StorageServer(object):
         if core.busy():
             return 0
         deadline = core.next_deadline()
-        for connection in self._closing | self._handshaking:
-            if deadline is None or connection.deadline < deadline:
-                deadline = connection.deadline
+        if self._closing or self._handshaking:
+            for connection in self._closing | self._handshaking:
+                if deadline is None or connection.deadline < deadline:
+                    deadline = connection.deadline
         if deadline is None:
             return None
         return max(0.0, deadline - time.monotonic())
