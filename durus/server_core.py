@@ -104,8 +104,9 @@ from durus.auth import ADMIN, READ, WRITE, AuthFailure, ScramServer, role_allows
 from durus.error import ConflictError, ProtocolError, ReadConflictError
 from durus.logger import log
 from durus.protocol import (
-    AUTH_PROTOCOL_VERSION, CLOSED, DEFAULT_MAX_FRAME,
-    EXTENDED_PROTOCOL_VERSION, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID,
+    AUTH_PROTOCOL_VERSION, AUTHENTICATED_VERSIONS, CLOSED, DEFAULT_MAX_FRAME,
+    EXTENDED_PROTOCOL_VERSION, NEED_DATA, PeekInvalidations,
+    PendingInvalidations, PROTOCOL_VERSION, STATUS_INVALID,
     STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, SUPPORTED_VERSIONS, Auth,
     AuthReply, BulkLoad,
     BulkLoadReply, CommitAll, CommitAllReply, CommitBackOut, CommitData,
@@ -321,7 +322,7 @@ class ServerCore(object):
             CommitBackOut: self._back_out, Sync: self._sync,
             Pack: self._pack_request, Quit: self._quit,
             Goodbye: self._goodbye, ConnectionClosed: self._goodbye,
-            Auth: self._auth,
+            Auth: self._auth, PeekInvalidations: self._peek,
         }
 
     # Events ----------------------------------------------------------
@@ -560,7 +561,7 @@ class ServerCore(object):
         """Protocol 3: answer 'D' and go on; older protocols cannot say
         so without breaking the conversation: refuse and close."""
         who = (' (user %s)' % session.user) if session.user else ''
-        if session.protocol.version >= AUTH_PROTOCOL_VERSION:
+        if session.protocol.version in AUTHENTICATED_VERSIONS:
             log(logging.WARNING, 'Client %s denied: %s%s', session.name, why,
                 who)
             self._queue(session, session.protocol.deny(
@@ -792,18 +793,19 @@ class ServerCore(object):
     def _version(self, session, request):
         wanted = request.protocol
         if self.users is not None and session.role is None:
-            if wanted != AUTH_PROTOCOL_VERSION:
+            if wanted not in AUTHENTICATED_VERSIONS:
                 log(logging.WARNING, 'Client %s refused: it asked for '
                     'protocol %d without authenticating, and this server '
                     'requires authentication (--users): a Durus 4.3 client, '
                     'or one not given a user name', session.name, wanted)
-            return VersionReply(AUTH_PROTOCOL_VERSION)
-        if wanted == AUTH_PROTOCOL_VERSION and self.users is None:
+                return VersionReply(AUTH_PROTOCOL_VERSION)
+            return VersionReply(wanted)
+        if wanted in AUTHENTICATED_VERSIONS and self.users is None:
             log(logging.WARNING, 'Client %s wants to authenticate, but this '
                 'server has no users (start it with --users)', session.name)
             return VersionReply(EXTENDED_PROTOCOL_VERSION)
         if wanted in SUPPORTED_VERSIONS or (
-                wanted == AUTH_PROTOCOL_VERSION and session.role is not None):
+                wanted in AUTHENTICATED_VERSIONS and session.role is not None):
             return VersionReply(wanted)
         # As Durus 4.3 does: our version, then the protocol hangs up.
         log(logging.WARNING, 'Client %s speaks protocol version %d, not %s',
@@ -952,6 +954,19 @@ class ServerCore(object):
 
     def _sync(self, session, request):
         return self._take_invalidations(session)
+
+    def _peek(self, session, request):
+        """Protocols 4 and 5: what a sync would deliver, left in place
+        (so loads still answer 'I' and commits still see conflicts)."""
+        self._invalidate(self.storage.sync())
+        waiting = session.invalid
+        oids = []
+        if request.limit:
+            for oid in waiting:
+                oids.append(oid)
+                if len(oids) >= request.limit:
+                    break
+        return PendingInvalidations(len(waiting), oids)
 
     def _pack_request(self, session, request):
         self._start_pack('requested by client %s' % session.name)
