@@ -182,14 +182,16 @@ class FileStorage(SingleFileStorage):
 
     def store(self, oid, record):
         # A commit stores every object through here: the usual case (a
-        # writable storage, an oid handed out by new_oid(), a well-formed
-        # record of it) is checked inline; anything else goes the base
-        # class's way, which checks each step and names the problem.
+        # writable storage, an oid handed out by new_oid() or one with a
+        # record already, a well-formed record of it) is checked inline;
+        # anything else goes the base class's way, which checks each step
+        # and names the problem.
         pending = self.pending
         if (pending is not None and type(oid) is bytes and len(oid) == 8
                 and not self.file.readonly and type(record) is bytes
-                and _unpack_int8(oid)[0] in self.allocated
-                and record[:8] == oid and len(record) >= HEADER_SIZE):
+                and record[:8] == oid and len(record) >= HEADER_SIZE
+                and (_unpack_int8(oid)[0] in self.allocated
+                     or self.shelf.has(_unpack_int8(oid)[0]))):
             rest = len(record) - HEADER_SIZE - _data_length(record, 8)[0]
             if rest >= 0 and not rest & 7:
                 pending[oid] = record

@@ -616,13 +616,16 @@ class ServerConnection(object):
                                  % (self.pending,))
         if self.state == CLOSED:
             raise OutOfTurnError('the connection is closed')
+        buf = self._input
         if self.state == COMMITTING:
             request = self._parse_commit()
+        elif buf.start == len(buf.data):
+            request = NEED_DATA   # (after each request: nothing more yet)
         else:
             request = self._parse_command()
         if request is NEED_DATA:
-            if self._input.eof:
-                if self._input.available() or self.state == COMMITTING:
+            if buf.eof:
+                if buf.available() or self.state == COMMITTING:
                     raise ProtocolError('connection closed in the middle of '
                                         'a request')
                 self.state = CLOSED

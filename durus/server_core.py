@@ -865,7 +865,16 @@ class ServerCore(object):
             session.waiting_commit = request
             self.commit_waiters.append(session)
             return None
-        invalidations = self._take_invalidations(session).oids
+        # (_take_invalidations inline: this runs for every commit)
+        removed = self.storage.sync()
+        if removed:
+            self._invalidate(removed)
+        invalid = session.invalid
+        if invalid:
+            invalidations = list(invalid)
+            invalid.clear()
+        else:
+            invalidations = []
         known = session.known
         if invalidations and (
                 known is None or not known.isdisjoint(invalidations) or
@@ -903,17 +912,21 @@ class ServerCore(object):
                 'lost the commit lock and others committed)', session.name)
             return Status(STATUS_INVALID)
         oids = [oid for oid, _ in items]
-        self._check_reservations(session, oids)
+        if len(self.sessions) > 1:
+            self._check_reservations(session, oids)
         storage = self.storage
+        written = 8     # bytes this transaction adds to the file
         try:
             storage.begin()
+            store = storage.store
             for oid, record in items:
-                storage.store(oid, record)
+                store(oid, record)
+                written += 12 + len(record)
             if self._end_deferred is not None:
                 self._end_deferred(self._invalidate)
                 batch = self._last_commit_batch = self._batch
                 fresh = self._fresh
-                for oid, _ in items:
+                for oid in oids:
                     fresh[oid] = batch
                 self._batch_committers.add(session)
                 self._expected.discard(session)
@@ -932,8 +945,7 @@ class ServerCore(object):
         session.unused_oids.difference_update(oids)
         self._know(session, oids)
         self._invalidate(oids, except_session=session)
-        self.bytes_since_pack += 8 + sum(12 + len(record)
-                                         for _, record in items)
+        self.bytes_since_pack += written
         if (self.gcbytes > 0 and self.packer is None and
                 self.bytes_since_pack >= self.gcbytes):
             self._start_pack('%d bytes committed since the last pack'
