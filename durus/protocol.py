@@ -589,14 +589,19 @@ class ServerConnection(object):
 
     def compact(self):
         """Give back the memory of parsed bytes (a large commit's buffer
-        would otherwise stay until the next bytes arrive)."""
+        would otherwise stay until the next bytes arrive); returns
+        ``buffer_size()``."""
         buf = self._input
-        if buf.start and buf.start == len(buf.data):
-            buf.data = bytearray()
-            buf.start = 0
-        elif buf.start > 65536:
-            del buf.data[:buf.start]
-            buf.start = 0
+        start = buf.start
+        if start:
+            if start == len(buf.data):
+                buf.data = bytearray()
+                buf.start = 0
+                return 0
+            if start > 65536:
+                del buf.data[:start]
+                buf.start = 0
+        return len(buf.data)
 
     def buffer_size(self):
         """Bytes of memory the input buffer holds (parsed or not)."""
@@ -809,10 +814,14 @@ class ServerConnection(object):
                                         'payload' % size)
                 oid = bytes(view[position + 4:position + 12])
                 record = bytes(view[position + 12:position + 4 + size])
-                problem = record_problem(record, oid)
-                if problem:
+                # (record_problem's checks inline; it names the problem)
+                rest = size - 20
+                if rest >= 0:   # bytes after the data field (refs: 8 each)
+                    rest -= _unpack_int4(record, 8)[0]
+                if rest < 0 or rest & 7 or record[:8] != oid:
                     raise ProtocolError('commit item for oid %d: %s'
-                                        % (int.from_bytes(oid, 'big'), problem))
+                                        % (int.from_bytes(oid, 'big'),
+                                           record_problem(record, oid)))
                 items.append((oid, record))
                 position += 4 + size
         finally:

@@ -307,7 +307,7 @@ class ServerCore(object):
         self._fsync_started = 0.0
         self._runnable = deque()
         self._touched = []         # sessions with unsent replies
-        self._actions = []
+        self.actions = []
         self._next_sweep = 0
         self.now = 0.0             # the time of the latest event
         # Counts logged at shutdown: commits stored, MakeDurable batches,
@@ -365,26 +365,27 @@ class ServerCore(object):
         """Keep ``buffered`` (and the session's progress clock) up to
         date with what its input buffer holds."""
         if session.open:
-            session.protocol.compact()
-            size = session.protocol.buffer_size()
+            protocol = session.protocol
+            size = protocol.compact()
+            if size > session.buffer_size_peak:
+                session.buffer_size_peak = size
+            if session.frame_start is not None and not protocol.in_frame():
+                session.frame_start = None
         else:
             size = 0
         self.buffered += size - session.buffer_size
         session.buffer_size = size
-        if size > session.buffer_size_peak:
-            session.buffer_size_peak = size
-        if session.open and not session.protocol.in_frame():
-            session.frame_start = None
 
     def flushed(self, session, nbytes, now):
         if not session.open or not nbytes:
             return
         self.now = now
-        was_throttled = session.pending_output() >= self.output_limit
+        # (pending_output() inline: this runs after every reply)
+        pending = session.in_flight + len(session.unsent) + session.held_size
         session.in_flight -= nbytes
         session.last_activity = now
-        if (was_throttled and not session.waiting and
-                session.pending_output() < self.output_limit):
+        if (pending >= self.output_limit and not session.waiting and
+                pending - nbytes < self.output_limit):
             self._runnable.append(session)
 
     def lost(self, session, reason, now):
@@ -467,13 +468,14 @@ class ServerCore(object):
     # Questions from the loop -----------------------------------------
 
     def take_actions(self):
-        actions = self._actions
-        self._actions = []
+        actions = self.actions
+        self.actions = []
         return actions
 
     def wants_input(self, session):
         return (session.open and not session.waiting and
-                session.pending_output() < self.output_limit)
+                session.in_flight + len(session.unsent) + session.held_size
+                < self.output_limit)
 
     def busy(self):
         """True if ``advance`` has work now (runnable sessions, a pack)."""
@@ -609,7 +611,7 @@ class ServerCore(object):
         touched = self._touched
         if not touched:
             return
-        actions = self._actions
+        actions = self.actions
         for session in touched:
             data = session.unsent
             if data and session.open:
@@ -637,7 +639,7 @@ class ServerCore(object):
             self._release_commit_lock(session)
         session.held.clear()
         session.unsent = bytearray()
-        self._actions.append(Close(session, flush, linger))
+        self.actions.append(Close(session, flush, linger))
 
     def _refuse(self, session, reason, client_reason, level):
         """Tell the session why (where its reply can say so), then close
@@ -678,7 +680,7 @@ class ServerCore(object):
         self._fsync_committers = self._batch_committers
         self._batch_committers = set()
         self._expected = set()
-        self._actions.append(MakeDurable(batch))
+        self.actions.append(MakeDurable(batch))
 
     def _sweep(self, now):
         """Revoke an overdue commit lock; drop sessions stalled
@@ -988,7 +990,7 @@ class ServerCore(object):
         log(logging.INFO, 'Client %s asked the server to quit', session.name)
         self._close(session, 'asked the server to quit', logging.DEBUG,
                     flush=False)
-        self._actions.append(Stop())
+        self.actions.append(Stop())
         return None
 
     def _auth(self, session, request):

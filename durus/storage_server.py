@@ -472,8 +472,8 @@ class StorageServer(object):
     def _carry_out(self):
         """Carry out the core's actions (which may bring more)."""
         core = self.core
-        actions = core.take_actions()
-        while actions:
+        while core.actions:
+            actions = core.take_actions()
             for action in actions:
                 kind = type(action)
                 if kind is Send:
@@ -491,7 +491,6 @@ class StorageServer(object):
                     self._make_durable(action.batch)
                 elif kind is Stop:
                     self.stop()
-            actions = core.take_actions()
 
     def _make_durable(self, batch):
         if len(self.core.sessions) > 1 and not self._stopping:
