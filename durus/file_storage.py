@@ -189,13 +189,15 @@ class FileStorage(SingleFileStorage):
         pending = self.pending
         if (pending is not None and type(oid) is bytes and len(oid) == 8
                 and not self.file.readonly and type(record) is bytes
-                and record[:8] == oid and len(record) >= HEADER_SIZE
-                and (_unpack_int8(oid)[0] in self.allocated
-                     or self.shelf.has(_unpack_int8(oid)[0]))):
-            rest = len(record) - HEADER_SIZE - _data_length(record, 8)[0]
-            if rest >= 0 and not rest & 7:
-                pending[oid] = record
-                return
+                and record[:8] == oid and len(record) >= HEADER_SIZE):
+            number = _unpack_int8(oid)[0]
+            shelf = self.shelf
+            if (number in self.allocated or shelf.index.get(number)
+                    or shelf.has(number)):
+                rest = len(record) - HEADER_SIZE - _data_length(record, 8)[0]
+                if rest >= 0 and not rest & 7:
+                    pending[oid] = record
+                    return
         SingleFileStorage.store(self, oid, record)
 
     def _check_oid(self, oid):

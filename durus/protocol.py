@@ -613,7 +613,8 @@ class ServerConnection(object):
 
     def in_frame(self):
         """True while a request is partly received or a commit is open."""
-        return self._input.available() > 0 or self.state == COMMITTING
+        buf = self._input
+        return len(buf.data) > buf.start or self.state == COMMITTING
 
     def next_event(self):
         if self.pending is not None:
@@ -714,10 +715,11 @@ class ServerConnection(object):
 
     def _parse_command(self):
         buf = self._input
-        if not buf.available():
-            return NEED_DATA
         data = buf.data
         start = buf.start
+        available = len(data) - start
+        if not available:
+            return NEED_DATA
         code = data[start]
         try:
             kind, size = COMMANDS[code]
@@ -733,7 +735,7 @@ class ServerConnection(object):
                                     '--tls-cert and --tls-key)')
             raise ProtocolError('No such command code: %r' % chr(code))
         self._parsing = kind
-        if buf.available() < size:
+        if available < size:
             return NEED_DATA
         if kind is Load:
             return Load(buf.take(9)[1:])

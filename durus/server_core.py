@@ -359,7 +359,8 @@ class ServerCore(object):
             return
         self._serve(session)
         self._account(session)
-        self._emit_sends()
+        if self._touched:
+            self._emit_sends()
 
     def _account(self, session):
         """Keep ``buffered`` (and the session's progress clock) up to
@@ -417,13 +418,17 @@ class ServerCore(object):
                 if session.held:
                     self._refuse_held(session, reason)
             return
+        touched = self._touched
         for session in list(self.sessions):
             held = session.held
             while held and held[0][0] <= batch:
                 data = held.popleft()[1]
                 session.held_size -= len(data)
-                self._queue_now(session, data)
-        self._emit_sends()
+                if not session.unsent:     # (_queue_now inline)
+                    touched.append(session)
+                session.unsent += data
+        if touched:
+            self._emit_sends()
 
     def advance(self, now):
         self.now = now
@@ -444,7 +449,8 @@ class ServerCore(object):
         if self.packer is not None and self._fsync_batch is None:
             # (not while a MakeDurable runs: a step may switch files)
             self._step_packer()
-        self._emit_sends()
+        if self._touched:
+            self._emit_sends()
 
     def shutdown(self, now):
         """Close every session and a running pack; a last MakeDurable if
@@ -506,7 +512,9 @@ class ServerCore(object):
         protocol = session.protocol
         try:
             while session.open and not session.waiting:
-                if session.pending_output() >= self.output_limit:
+                # (pending_output() inline)
+                if (session.in_flight + len(session.unsent) +
+                        session.held_size >= self.output_limit):
                     break      # resumed by flushed()
                 request = protocol.next_event()
                 if request is NEED_DATA:
@@ -945,7 +953,11 @@ class ServerCore(object):
         self.commit_seq += 1
         self.stats['commits'] += 1
         session.unused_oids.difference_update(oids)
-        self._know(session, oids)
+        known = session.known     # (_know inline)
+        if known is not None:
+            known.update(oids)
+            if len(known) > KNOWN_LIMIT:
+                session.known = None
         self._invalidate(oids, except_session=session)
         self.bytes_since_pack += written
         if (self.gcbytes > 0 and self.packer is None and

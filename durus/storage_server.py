@@ -239,7 +239,8 @@ class StorageServer(object):
                     self._report_durable()
                 now = time.monotonic()
                 core.advance(now)
-                self._carry_out()
+                if core.actions:
+                    self._carry_out()
                 if self._closing:
                     self._sweep_closing(now)
                 if self._handshaking:
@@ -438,8 +439,10 @@ class StorageServer(object):
             if not data:
                 self._close_socket(connection)
             return
-        self.core.receive(connection.session, data, time.monotonic())
-        self._carry_out()
+        core = self.core
+        core.receive(connection.session, data, time.monotonic())
+        if core.actions:
+            self._carry_out()
         if not connection.closed:
             self._update_interest(connection)
 
