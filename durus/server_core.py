@@ -104,7 +104,8 @@ from durus.auth import ADMIN, READ, WRITE, AuthFailure, ScramServer, role_allows
 from durus.error import ConflictError, ProtocolError, ReadConflictError
 from durus.logger import log
 from durus.protocol import (
-    AUTH_PROTOCOL_VERSION, AUTHENTICATED_VERSIONS, CLOSED, DEFAULT_MAX_FRAME,
+    AUTH_PROTOCOL_VERSION, AUTHENTICATED_VERSIONS, CLOSED, COMMITTING,
+    DEFAULT_MAX_FRAME,
     EXTENDED_PROTOCOL_VERSION, NEED_DATA, PeekInvalidations,
     PendingInvalidations, PROTOCOL_VERSION, STATUS_INVALID,
     STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, SUPPORTED_VERSIONS, Auth,
@@ -370,7 +371,10 @@ class ServerCore(object):
             size = protocol.compact()
             if size > session.buffer_size_peak:
                 session.buffer_size_peak = size
-            if session.frame_start is not None and not protocol.in_frame():
+            # (an empty buffer is out of a frame unless a commit is open)
+            if session.frame_start is not None and not (
+                    protocol.in_frame() if size else
+                    protocol.state == COMMITTING):
                 session.frame_start = None
         else:
             size = 0

@@ -476,7 +476,8 @@ class StorageServer(object):
         """Carry out the core's actions (which may bring more)."""
         core = self.core
         while core.actions:
-            actions = core.take_actions()
+            actions = core.actions      # (take_actions() inline)
+            core.actions = []
             for action in actions:
                 kind = type(action)
                 if kind is Send:
