@@ -210,12 +210,31 @@ def test_absurd_bulk_load_count_is_rejected():
      'bad data length'),
     # payload that ends inside an item header
     (b'\x00\x00', 'inside an item header'),
+    # record shorter than its header (oid and part of the length field)
+    ((8 + 10).to_bytes(4, 'big') + ROOT + ROOT + b'\x00\x00',
+     'shorter than its 12-byte header'),
+    # refs trailer that is not a whole number of oids
+    ((8 + 15).to_bytes(4, 'big') + ROOT + ROOT + b'\x00\x00\x00\x00abc',
+     'bad data length 0'),
 ])
 def test_malformed_commit_payloads_are_rejected(item, message):
     server = _committing_server()
     server.receive_data(len(item).to_bytes(4, 'big') + item)
     with pytest.raises(ProtocolError, match=message):
         server.next_event()
+
+
+def test_well_formed_commit_items_are_taken_whole():
+    # data and a refs trailer of whole oids: taken as sent, in order
+    with_refs = pack_record(oid(5), b'state', oid(1) + oid(2))
+    items = [(ROOT, RECORD), (oid(5), with_refs)]
+    payload = b''.join((8 + len(record)).to_bytes(4, 'big') + name + record
+                       for name, record in items)
+    server = _committing_server()
+    server.receive_data(len(payload).to_bytes(4, 'big') + payload)
+    request = server.next_event()
+    assert type(request) is CommitData
+    assert request.items == items
 
 
 def test_the_state_machine_is_data():
