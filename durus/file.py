@@ -408,8 +408,17 @@ class File(object):
 
     def pwrite(self, data, offset):
         """Write all of ``data`` at ``offset``."""
-        self._check_writable()
-        view = memoryview(data)
+        if self.readonly:
+            self._check_writable()
+        try:
+            # Usually one call writes it all (a commit's few hundred bytes)
+            done = os.pwrite(self.fd, data, offset)
+        except OSError as error:
+            raise write_error(error, self.name, 'write to') from None
+        if done == len(data):
+            return
+        view = memoryview(data)[done:]
+        offset += done
         try:
             while view:
                 done = os.pwrite(self.fd, view, offset)

@@ -494,6 +494,11 @@ def _encode_oid_list(oids):
 
 def encode_reply(reply):
     kind = type(reply)
+    if kind is CommitAllReply:     # (first: a server's most common reply)
+        if reply.status not in _COMMIT_ALL_STATUSES:
+            raise OutOfTurnError('bad commit status %r' % (reply.status,))
+        oids = reply.oids
+        return _pack_int4(len(oids)) + b''.join(oids) + reply.status
     if kind is LoadReply:
         return _encode_load_reply(reply)
     if kind is BulkLoadReply:
@@ -510,10 +515,6 @@ def encode_reply(reply):
         return STATUS_OKAY + _pack_int4(len(reply.message)) + reply.message
     if kind is PendingInvalidations:
         return _pack_int4(reply.count) + _encode_oid_list(reply.oids)
-    if kind is CommitAllReply:
-        if reply.status not in _COMMIT_ALL_STATUSES:
-            raise OutOfTurnError('bad commit status %r' % (reply.status,))
-        return _encode_oid_list(reply.oids) + reply.status
     raise OutOfTurnError('%r is not a reply' % (reply,))
 
 

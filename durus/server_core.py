@@ -132,6 +132,8 @@ AUTH_DELAY = 0.25
 AUTH_DELAY_MAX = 8.0
 MAX_TRACKED_PEERS = 10000
 
+_OKAY = Status(STATUS_OKAY)
+
 REQUIRED_ROLE = {
     NewOid: WRITE, NewOids: WRITE, CommitStart: WRITE, CommitData: WRITE,
     CommitAll: WRITE, Pack: ADMIN, Quit: ADMIN,
@@ -449,7 +451,9 @@ class ServerCore(object):
                 self._close_batch()
         if self._delayed:
             self._refuse_delayed(now)
-        self._sweep(now)
+        if ((self.commit_holder is not None and self.commit_waiters) or
+                now >= self._next_sweep):   # (else _sweep has nothing to do)
+            self._sweep(now)
         if self.packer is not None and self._fsync_batch is None:
             # (not while a MakeDurable runs: a step may switch files)
             self._step_packer()
@@ -561,7 +565,7 @@ class ServerCore(object):
             needed = REQUIRED_ROLE.get(kind)
             if needed is not None:
                 why = None
-                if not role_allows(role, needed):
+                if role != ADMIN and not role_allows(role, needed):
                     why = 'the role %s does not allow %s' % (
                         role, _REQUEST_NAMES[kind])
                 elif self.readonly and needed is WRITE:
@@ -901,11 +905,20 @@ class ServerCore(object):
         # Invalidations of oids it never loaded cannot touch this
         # transaction: they go out with the reply, as a sync would.
         self.stats['one_step'] += 1
-        self._acquire_commit_lock(session)
+        # (_acquire_commit_lock inline, and _release_commit_lock's usual
+        # case: nobody waits for the lock)
+        self.commit_holder = session
+        session.lock_since = self.now
+        session.lock_revoked = False
+        session.commit_seq = self.commit_seq
         try:
             status = self._commit(session, request.items).status
         finally:
-            self._release_commit_lock(session)
+            if self.commit_waiters or self.commit_holder is not session:
+                self._release_commit_lock(session)
+            else:
+                self.commit_holder = None
+                session.lock_since = None
         return CommitAllReply(invalidations, status)
 
     def _back_out(self, session, request):
@@ -968,7 +981,7 @@ class ServerCore(object):
                 self.bytes_since_pack >= self.gcbytes):
             self._start_pack('%d bytes committed since the last pack'
                              % self.bytes_since_pack)
-        return Status(STATUS_OKAY)
+        return _OKAY   # (one shared reply: nothing changes a Status)
 
     def _check_reservations(self, session, oids):
         if len(self.sessions) < 2:

@@ -946,7 +946,7 @@ class Shelf(object):
         ``durable=False``: once written; the caller fsyncs later).  On
         failure the file is cut back to where the transaction started.
         """
-        if self.file.is_readonly():
+        if self.file.readonly:
             raise ReadOnlyError('%s is open read-only; reopen it without '
                                 'readonly to commit' % self.name)
         start = self.end

@@ -124,3 +124,25 @@ def test_empty_file_is_read_without_a_map(tmp_path):
     assert f.pread(16, 0) == b'now'
     f.close()
     assert os.path.getsize(path) == 3
+
+
+def test_pwrite_finishes_a_write_the_system_cut_short(tmp_path, monkeypatch):
+    # os.pwrite may write less than it was given: File.pwrite writes the
+    # rest, at the right offsets, however the first call went.
+    path = str(tmp_path / 'short_writes')
+    written = File(path)
+    real_pwrite = os.pwrite
+    calls = []
+
+    def three_bytes_at_most(fd, data, offset):
+        calls.append(offset)
+        return real_pwrite(fd, bytes(data[:3]), offset)
+
+    monkeypatch.setattr(os, 'pwrite', three_bytes_at_most)
+    written.pwrite(b'0123456789', 0)
+    monkeypatch.setattr(os, 'pwrite', real_pwrite)
+    written.pwrite(b'abcdefgh', 10)
+    written.close()
+    with open(path, 'rb') as f:
+        assert f.read() == b'0123456789abcdefgh'
+    assert calls == [0, 3, 6, 9]
