@@ -28,6 +28,7 @@
 #include "shelf.c"
 #include "record.c"
 #include "reader.c"
+#include "decode.c"
 #include "record_check.c"
 #include "btree.c"
 
@@ -153,6 +154,10 @@ static PyMethodDef module_methods[] = {
      "Connect the module to the reader, connection and FileStorage."},
     {"set_file_storage_type", set_file_storage_type, METH_O,
      "Name the FileStorage class whose shelf can be read directly."},
+    {"decode_state", (PyCFunction)(void (*)(void))decode_state_c,
+     METH_FASTCALL,
+     "ObjectReader._load_state_pickle(state, memo), common opcodes walked "
+     "directly."},
     {"get_state", (PyCFunction)(void (*)(void))reader_get_state,
      METH_FASTCALL, "ObjectReader.get_state(data) (the loading form)."},
     {"set_ref_type", set_ref_type, METH_O,
@@ -236,6 +241,8 @@ PyInit__speedups(void)
     INTERN(s_invalid_oids, "invalid_oids");
     INTERN(s_setstate, "__setstate__");
     INTERN(s_get_state, "get_state");
+    INTERN(s_classes, "_classes");              /* decode.c */
+    INTERN(s_resolve_class, "resolve_class");
     INTERN(s_get_stored_pickle, "get_stored_pickle");
     INTERN(s_new_oid, "new_oid");
     INTERN(s_bind_new_object, "_bind_new_object");

@@ -89,6 +89,10 @@ TWINS = (
     Twin('PersistentIdWriter', 'durus.serialize._py_persistent_id_for',
          'durus.serialize._persistent_id_for', None),
     Twin('Feed', 'durus.serialize._PyFeed', 'durus.serialize._Feed', None),
+    # (inside the compiled get_state: state pickles of the common opcodes
+    # walked directly, the rest left to the Python method)
+    Twin('decode_state', 'durus.serialize.ObjectReader._load_state_pickle',
+         None, None),
     Twin('codecs_encode', 'durus.serialize._codecs_encode',
          'durus.serialize._own_codecs_encode', None),
     # durus.record, durus.shelf: the record layout, the packed offset map
@@ -141,7 +145,7 @@ ATTRIBUTES_READ_BY_C = {
     'durus.serialize.ObjectReader': (
         'connection', 'load_count', '_record_classes', '_shared', '_feed',
         '_placeholder_origins', 'load_persistent_id', 'get_state',
-        'loading_oid'),
+        'loading_oid', '_classes', 'resolve_class'),
     'pickle.Unpickler': ('memo', 'load'),
     'durus.file_storage.FileStorage': ('shelf',),
     'durus.shelf.Shelf': ('index', 'file', 'map', '_unindexed',
