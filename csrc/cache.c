@@ -311,7 +311,7 @@ static PyTypeObject LoaderType = {
 
 /* Connection._bind_new_object(obj, oid): give a new object its oid and
    this connection during a commit (see the Python method). */
-static PyObject *s_class, *s_recent_objects;
+static PyObject *s_class;
 
 static PyObject *
 bind_new_object(PyObject *connection, PyObject *const *args,

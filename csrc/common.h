@@ -33,7 +33,8 @@ static PyObject *persistent_base;   /* durus.persistent.PersistentBase */
 static PyObject *s_load_state, *s_p_load_state, *s_note_access,
     *s_transaction_serial, *s_unhooked, *s_key, *s_dict, *s_new, *s_append,
     *s_mapping, *s_callback, *s_latin1, *s_cache, *s_objects,
-    *s_placeholder_origins, *s_connection, *s_load_persistent_id;
+    *s_placeholder_origins, *s_connection, *s_load_persistent_id, *s_add,
+    *s_recent_objects;
 
 static PyObject *s_index, *s_dense, *s_overflow, *s_unindexed, *s_map,
     *s_count, *s_word_size, *s_words_start, *s_start, *s_file, *s_mm,

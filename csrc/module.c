@@ -160,6 +160,9 @@ static PyMethodDef module_methods[] = {
      "directly."},
     {"get_state", (PyCFunction)(void (*)(void))reader_get_state,
      METH_FASTCALL, "ObjectReader.get_state(data) (the loading form)."},
+    {"set_access_note", set_access_note, METH_VARARGS,
+     "Give Connection.note_access and ReferenceContainer (called once by "
+     "connection)."},
     {"set_ref_type", set_ref_type, METH_O,
      "Give the cache's weak reference class (called once by connection)."},
     {"note_read", py_note_read_c, METH_O,
@@ -207,6 +210,7 @@ PyInit__speedups(void)
     INTERN(s_dict, "__dict__");
     INTERN(s_new, "__new__");
     INTERN(s_append, "append");
+    INTERN(s_add, "add");
     INTERN(s_mapping, "mapping");
     INTERN(s_callback, "_callback");
     INTERN(s_latin1, "latin1");

@@ -37,6 +37,7 @@ codecs_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
    goes to the Python method. */
 
 static int decode_walk(PyObject *reader, PyObject *state, PyObject **result);
+static PyObject *inflate_state(const unsigned char *state, Py_ssize_t size);
 
 static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
     *reader_type, *file_storage_type, *py_load_state, *py_get_stored_pickle,
@@ -90,7 +91,11 @@ get_state_impl(PyObject *reader, PyObject *data)
     }
     memo = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
     Py_DECREF(classes);
-    if (end < size && (unsigned char)bytes[end] == 0x78) {
+    if (end < size && (unsigned char)bytes[end] == 0x78 &&
+            (state = inflate_state((const unsigned char *)bytes + end,
+                                   size - end)) != NULL)
+        ;  /* inflated with the kept stream (csrc/record_check.c) */
+    else if (end < size && (unsigned char)bytes[end] == 0x78) {
         PyObject *compressed = PyBytes_FromStringAndSize(bytes + end,
                                                          size - end);
         if (compressed == NULL) {

@@ -122,6 +122,7 @@ CONFIGURE = {
     'configure': 'durus.persistent',
     'configure_loads': 'durus.connection',
     'set_ref_type': 'durus.connection',
+    'set_access_note': 'durus.connection',
     'set_file_storage_type': 'durus.file_storage',
     'btree_methods': 'durus.btree',
 }
@@ -140,7 +141,7 @@ ATTRIBUTES_READ_BY_C = {
         'new_oid', '_bind_new_object'),
     'durus.connection.Cache': ('objects', 'recent_objects'),
     'durus.connection.ObjectDictionary': ('mapping', '_callback'),
-    'durus.connection.ReferenceContainer': ('map',),
+    'durus.connection.ReferenceContainer': ('map', 'add'),
     'durus.connection._OidRef': ('key',),
     'durus.serialize.ObjectReader': (
         'connection', 'load_count', '_record_classes', '_shared', '_feed',

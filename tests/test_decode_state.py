@@ -25,7 +25,7 @@ from durus.record import pack_record
 from durus.storage import MemoryStorage
 
 speedups = _accel.speedups
-pytestmark = pytest.mark.skipif(
+compiled = pytest.mark.skipif(
     speedups is None,
     reason='durus._speedups was not built (no C compiler at install time) '
            'or DURUS_NO_SPEEDUPS is set')
@@ -142,6 +142,7 @@ STATES = [
 ]
 
 
+@compiled
 @pytest.mark.parametrize('value', STATES, ids=range(len(STATES)))
 def test_decode_matches_the_python_method(value):
     fast, slow, fast_reader, slow_reader = decode_both(state_pickle(value))
@@ -156,6 +157,7 @@ def test_decode_matches_the_python_method(value):
         assert fast['shared'][0] is fast['shared'][1] is fast['again']
 
 
+@compiled
 def test_state_keys_are_interned_but_not_those_of_inner_dicts():
     key = ''.join(['not', 'interned', 'yet', str(id(object()))])
     inner = ''.join(['inner', str(id(object()))])
@@ -191,6 +193,7 @@ ODD_PICKLES = [
 ]
 
 
+@compiled
 @pytest.mark.parametrize('data', ODD_PICKLES, ids=range(len(ODD_PICKLES)))
 def test_odd_pickles_get_the_python_methods_answer(data):
     fast, slow, _, _ = decode_both(data)
@@ -201,6 +204,7 @@ def test_odd_pickles_get_the_python_methods_answer(data):
         assert describe(fast) == describe(slow)
 
 
+@compiled
 def test_safe_policy_refuses_the_same_globals():
     payload = state_pickle({'run': os.getcwd})
     hostile = (b'\x80\x02}q\x01X\x01\x00\x00\x00aq\x02cos\nsystem\n'
@@ -216,6 +220,7 @@ def test_safe_policy_refuses_the_same_globals():
     assert describe(fast) == describe(slow) == describe(value)
 
 
+@compiled
 def test_placeholders_and_refused_references_match(tmp_path):
     policy = 'safe'
     from durus.unpickle_policy import UnpicklePolicy
