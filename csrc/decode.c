@@ -143,8 +143,9 @@ ds_memo_put(DecodeState *ds, Py_ssize_t index)
     return 0;
 }
 
-/* The class pickle's memo is not copied in: a BINGET of its slots (or of
-   any slot not set) is left to the Python method. */
+/* Of the class pickle's memo only slot 0, the record's class, is put in
+   (decode_walk's record_class): a BINGET of any other slot not set by
+   the state itself is left to the Python method. */
 static PyObject *
 ds_memo_get(DecodeState *ds, Py_ssize_t index)
 {
@@ -300,13 +301,17 @@ ds_setitem(DecodeState *ds, Py_ssize_t target_index, PyObject *key,
 /* 1 with *result set, 0 when the Python method must read this pickle,
    -1 with an error raised by the reader (resolve_class, a reference). */
 static int
-decode_walk(PyObject *reader, PyObject *state, PyObject **result)
+decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
+            PyObject **result)
 {
     const unsigned char *p, *end;
     DecodeState ds;
     int outcome = 0;
 
     ds_init(&ds);
+    /* Durus's class pickles end with BINPUT 0 of the class (a state may
+       name its own class as BINGET 0, as BTree nodes do). */
+    ds.memo[0] = Py_XNewRef(record_class);
     p = (const unsigned char *)PyBytes_AS_STRING(state);
     end = p + PyBytes_GET_SIZE(state);
     if (end - p >= 2 && p[0] == 0x80 && p[1] <= 2)
@@ -608,7 +613,22 @@ decode_state(PyObject *reader, PyObject *state, PyObject *memo)
             (PyObject *)Py_TYPE(reader) != reader_type)
         return PyObject_CallFunctionObjArgs(py_load_state_pickle, reader,
                                             state, memo, NULL);
-    outcome = decode_walk(reader, state, &result);
+    {
+        /* Slot 0 of the class memo, when that memo is {0: class}. */
+        PyObject *copy = PyDict_Check(memo) ? Py_NewRef(memo) :
+            PyObject_CallMethod(memo, "copy", NULL);
+        PyObject *record_class = NULL;
+        if (copy == NULL)
+            PyErr_Clear();
+        else if (PyDict_Check(copy) && PyDict_GET_SIZE(copy) == 1) {
+            PyObject *zero = PyLong_FromLong(0);
+            record_class = zero ? PyDict_GetItemWithError(copy, zero) : NULL;
+            Py_XDECREF(zero);
+            PyErr_Clear();
+        }
+        outcome = decode_walk(reader, state, record_class, &result);
+        Py_XDECREF(copy);
+    }
     if (outcome > 0)
         return result;
     if (outcome < 0)

@@ -36,7 +36,8 @@ codecs_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
    seen yet, or a shared unpickler not made yet or busy (a nested load),
    goes to the Python method. */
 
-static int decode_walk(PyObject *reader, PyObject *state, PyObject **result);
+static int decode_walk(PyObject *reader, PyObject *state,
+                       PyObject *record_class, PyObject **result);
 static PyObject *inflate_state(const unsigned char *state, Py_ssize_t size);
 
 static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
@@ -56,7 +57,8 @@ python_get_state(PyObject *reader, PyObject *data)
 static PyObject *
 get_state_impl(PyObject *reader, PyObject *data)
 {
-    PyObject *classes, *key, *entry, *memo, *state, *shared = NULL,
+    PyObject *classes, *key, *entry, *memo, *record_class, *state,
+        *shared = NULL,
         *feed = NULL, *value = NULL, *count, *new_count;
     const char *bytes;
     Py_ssize_t size, end;
@@ -90,6 +92,7 @@ get_state_impl(PyObject *reader, PyObject *data)
         return python_get_state(reader, data);
     }
     memo = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+    record_class = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
     Py_DECREF(classes);
     if (end < size && (unsigned char)bytes[end] == 0x78 &&
             (state = inflate_state((const unsigned char *)bytes + end,
@@ -100,6 +103,7 @@ get_state_impl(PyObject *reader, PyObject *data)
                                                          size - end);
         if (compressed == NULL) {
             Py_DECREF(memo);
+            Py_DECREF(record_class);
             return NULL;
         }
         state = PyObject_CallOneArg(decompress_func, compressed);
@@ -114,6 +118,7 @@ get_state_impl(PyObject *reader, PyObject *data)
         state = PyBytes_FromStringAndSize(bytes + end, size - end);
     if (state == NULL) {
         Py_DECREF(memo);
+        Py_DECREF(record_class);
         return NULL;
     }
     count = PyObject_GetAttr(reader, s_load_count);
@@ -130,7 +135,7 @@ get_state_impl(PyObject *reader, PyObject *data)
     Py_DECREF(new_count);
     if (PyBytes_CheckExact(state)) {
         /* The common opcodes walked directly (csrc/decode.c). */
-        int outcome = decode_walk(reader, state, &value);
+        int outcome = decode_walk(reader, state, record_class, &value);
         if (outcome != 0)
             goto done;
     }
@@ -186,6 +191,7 @@ done:
     Py_XDECREF(feed);
     Py_DECREF(state);
     Py_DECREF(memo);
+    Py_DECREF(record_class);
     return value;
 }
 

@@ -160,8 +160,9 @@ ATTRIBUTES_READ_BY_C = {
 }
 
 # Strings module.c interns that are not attribute names: methods called
-# on a list-like, and the encoding name _codecs.encode is asked for.
-OTHER_NAMES_IN_C = ('append', 'insert', 'latin1')
+# on a list-like, and the encoding name _codecs.encode is asked for; and
+# the copy() of an unpickler memo given to decode_state (for the tests).
+OTHER_NAMES_IN_C = ('append', 'insert', 'latin1', 'copy')
 
 _in_use = {}
 

@@ -116,7 +116,7 @@ def ghost(n):
 
 
 shared = [1, 2]
-STATES = [
+WALKED = [
     {},
     {'n': 0, 'small': 255, 'two': 256, 'big2': 65535, 'four': 70000,
      'negative': -1, 'minimum': -2 ** 31, 'long': 2 ** 40, 'huge': -2 ** 70,
@@ -125,21 +125,24 @@ STATES = [
     {'none': None, 'yes': True, 'no': False},
     {'text': 'item 1', 'accents': '\xe9\u20ac\U0001f600', 'lone': '\ud800',
      'empty': ''},
-    {'bytes': b'\x00\xff' * 4, 'empty bytes': b''},
+    {'bytes': b'\x00\xff' * 4},
     {'tuples': [(), (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)]},
     {'nested': [1, [2, [3, {'x': {'y': [4]}}]]], 'dict keys': {1: 'a', (2, 3): 'b'}},
     {'shared': [shared, shared], 'again': shared},
     {'many': ['v%d' % i for i in range(400)]},  # LONG_BINPUT, APPENDS
     {'ref': ghost(7), 'refs': [ghost(8), ghost(7), (ghost(9), 'x')]},
-    # Handed to the Python method (opcodes the walk leaves alone):
-    {'set': {1, 2}, 'frozen': frozenset([3])},
-    {'date': datetime.date(2026, 12, 3), 'fraction': Fraction(1, 3)},
-    {'object': Plain(3)},
-    {'ref': ghost(5), 'object': Plain(1)},
     ['a list state', 1],
     ('a tuple state',),
     None,
 ]
+HANDED_OVER = [  # opcodes the walk leaves to the Python method
+    {'empty bytes': b''},  # (a REDUCE of builtins.bytes)
+    {'set': {1, 2}, 'frozen': frozenset([3])},
+    {'date': datetime.date(2026, 12, 3), 'fraction': Fraction(1, 3)},
+    {'object': Plain(3)},
+    {'ref': ghost(5), 'object': Plain(1)},
+]
+STATES = WALKED + HANDED_OVER
 
 
 @compiled
@@ -153,6 +156,8 @@ def test_decode_matches_the_python_method(value):
         if isinstance(result, dict) and 'refs' in result:
             cache = reader.connection.cache
             assert result['refs'][1] is result['ref'] is cache.get(oid(7))
+    # The walk read it all: the Python method never made its unpickler.
+    assert (fast_reader._shared is None) == any(value is v for v in WALKED)
     if isinstance(value, dict) and 'shared' in value:
         assert fast['shared'][0] is fast['shared'][1] is fast['again']
 
@@ -173,6 +178,10 @@ ODD_PICKLES = [
     b'\x80\x02}q\x01.extra',           # bytes after STOP
     b'\x80\x02}q\x01X\x05\x00\x00\x00ab',  # truncated
     b'\x80\x02h\x00.',                  # the class, from the class memo
+    # a reference naming the record's class by memo (as BTree nodes do)
+    b'\x80\x02}q\x01X\x01\x00\x00\x00rq\x02c_codecs\nencode\n'
+    b'X\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x07'
+    b'X\x06\x00\x00\x00latin1\x86Rh\x00\x86Qs.',
     b'\x80\x02h\x05.',                  # an unset memo slot
     b'(dp0\nS\'a\'\np1\nI1\ns.',        # protocol 0
     b'',
