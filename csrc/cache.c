@@ -44,9 +44,29 @@ file_in_cache(PyObject *objects, PyObject *mapping, PyObject *oid,
     PyObject *callback, *ref;
     int failed;
 
+    PyTypeObject *type = (PyTypeObject *)oid_ref_type;
+
     callback = PyObject_GetAttr(objects, s_callback);
     if (callback == NULL)
         return -1;
+    if (off_ref_key > 0 && type->tp_new == _PyWeakref_RefType.tp_new &&
+            type->tp_init == _PyWeakref_RefType.tp_init) {
+        /* _OidRef(obj, callback) without the call machinery (weakref's
+           __init__ only checks the arguments __new__ took), key set in
+           its slot. */
+        PyObject *args = PyTuple_Pack(2, obj, callback);
+        Py_DECREF(callback);
+        if (args == NULL)
+            return -1;
+        ref = type->tp_new(type, args, NULL);
+        Py_DECREF(args);
+        if (ref == NULL)
+            return -1;
+        set_slot(ref, off_ref_key, oid);
+        failed = PyObject_SetItem(mapping, oid, ref) < 0;
+        Py_DECREF(ref);
+        return failed ? -1 : 0;
+    }
     ref = PyObject_CallFunctionObjArgs(oid_ref_type, obj, callback, NULL);
     Py_DECREF(callback);
     if (ref == NULL)

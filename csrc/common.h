@@ -22,6 +22,7 @@ static PyObject *py_note_read;      /* the Python twins, for the rare paths */
 static PyObject *py_refresh_hooks;
 static PyObject *py_setstate;
 static PyObject *oid_ref_type;      /* durus.connection._OidRef */
+static Py_ssize_t off_ref_key;      /* its 'key' slot (0: not known) */
 static PyObject *py_hook_variants;
 static PyObject *py_bind_new_object; /* Connection._bind_new_object */
 static PyObject *empty_tuple, *saved_value, *ghost_value, *zero_value,

@@ -270,6 +270,49 @@ ds_pop_to_mark(DecodeState *ds)
     return tuple;
 }
 
+/* The attribute names of recent states, interned: a BINUNICODE with the
+   same bytes is answered with the kept str, without decoding it or
+   looking it up among the interned strings again.  Only ASCII names
+   (whose bytes are their UTF-8) of up to DS_KEY_MAX characters; a slot
+   holds the last name that hashed to it. */
+#define DS_KEYS 256
+#define DS_KEY_MAX 40
+static PyObject *ds_keys[DS_KEYS];
+
+static inline Py_ssize_t
+ds_key_slot(const unsigned char *p, Py_ssize_t size)
+{
+    return (size * 131 + p[0] * 31 + p[size - 1]) & (DS_KEYS - 1);
+}
+
+static PyObject *
+ds_known_key(const unsigned char *p, Py_ssize_t size)
+{
+    PyObject *key;
+    if (size == 0 || size > DS_KEY_MAX)
+        return NULL;
+    key = ds_keys[ds_key_slot(p, size)];
+    if (key != NULL && PyUnicode_GET_LENGTH(key) == size &&
+            memcmp(PyUnicode_1BYTE_DATA(key), p, size) == 0)
+        return Py_NewRef(key);
+    return NULL;
+}
+
+static void
+ds_remember_key(PyObject *key)
+{
+    Py_ssize_t size = PyUnicode_GET_LENGTH(key);
+    if (!PyUnicode_IS_COMPACT_ASCII(key) || !PyUnicode_CHECK_INTERNED(key) ||
+            size == 0 || size > DS_KEY_MAX)
+        return;
+    {
+        PyObject **slot = &ds_keys[ds_key_slot(PyUnicode_1BYTE_DATA(key),
+                                               size)];
+        if (*slot != key)
+            Py_XSETREF(*slot, Py_NewRef(key));
+    }
+}
+
 /* target[key] = value for an exact dict; str keys of the state itself
    (the dict at the bottom of the stack) are interned, as
    Persistent.__setstate__ would intern them.  -1: not handled. */
@@ -282,8 +325,11 @@ ds_setitem(DecodeState *ds, Py_ssize_t target_index, PyObject *key,
     if (!PyDict_CheckExact(target))
         return -1;
     Py_INCREF(key);
-    if (target_index == 0 && PyUnicode_CheckExact(key))
-        PyUnicode_InternInPlace(&key);
+    if (target_index == 0 && PyUnicode_CheckExact(key)) {
+        if (!PyUnicode_CHECK_INTERNED(key))
+            PyUnicode_InternInPlace(&key);
+        ds_remember_key(key);
+    }
     failed = PyDict_SetItem(target, key, value);
     Py_DECREF(key);
     if (failed < 0) {
@@ -347,8 +393,12 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
             size = (Py_ssize_t)ds_le(p, 4);
             p += 4;
             DS_NEED(size);
-            DS_PUSH(PyUnicode_DecodeUTF8((const char *)p, size,
-                                         "surrogatepass"));
+            {
+                PyObject *known = ds_known_key(p, size);
+                DS_PUSH(known ? known :
+                        PyUnicode_DecodeUTF8((const char *)p, size,
+                                             "surrogatepass"));
+            }
             p += size;
             break;
         }

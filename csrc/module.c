@@ -113,6 +113,11 @@ set_ref_type(PyObject *module, PyObject *ref_type)
         PyErr_SetString(PyExc_TypeError, "a weakref.ref subclass is needed");
         return NULL;
     }
+    off_ref_key = member_offset(ref_type, "key");
+    if (off_ref_key < 0) {
+        off_ref_key = 0;  /* no slot: key is set by name */
+        PyErr_Clear();
+    }
     Py_XSETREF(oid_ref_type, Py_NewRef(ref_type));
     Py_RETURN_NONE;
 }

@@ -130,6 +130,9 @@ WALKED = [
     {'nested': [1, [2, [3, {'x': {'y': [4]}}]]], 'dict keys': {1: 'a', (2, 3): 'b'}},
     {'shared': [shared, shared], 'again': shared},
     {'many': ['v%d' % i for i in range(400)]},  # LONG_BINPUT, APPENDS
+    # many names (the kept names collide), names that are also values
+    dict([('k%d' % i, 'k%d' % (i + 1)) for i in range(600)] +
+         [('n' * 40, 1), ('n' * 41, 2), ('\xe9t\xe9', 3), ('', 4)]),
     {'ref': ghost(7), 'refs': [ghost(8), ghost(7), (ghost(9), 'x')]},
     ['a list state', 1],
     ('a tuple state',),
@@ -160,6 +163,17 @@ def test_decode_matches_the_python_method(value):
     assert (fast_reader._shared is None) == any(value is v for v in WALKED)
     if isinstance(value, dict) and 'shared' in value:
         assert fast['shared'][0] is fast['shared'][1] is fast['again']
+
+
+@compiled
+@compiled
+def test_known_names_are_answered_with_the_same_str():
+    data = state_pickle({'number': 1, 'name': 'number'})
+    first, _, _, _ = decode_both(data)
+    second, _, _, _ = decode_both(data)
+    assert first == second == {'number': 1, 'name': 'number'}
+    (key, _one), (key2, _name) = second.items()
+    assert key is list(first)[0] and key2 is list(first)[1]
 
 
 @compiled
