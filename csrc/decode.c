@@ -41,9 +41,24 @@ typedef struct {
     PyObject *small_stack[DS_SMALL];
     Py_ssize_t small_marks[DS_SMALL];
     PyObject *small_memo[DS_SMALL];
-    /* the reader's connection and cache, fetched at the first reference */
-    PyObject *objects, *connection;
+    /* Fetched at the first reference of a state and kept for the rest of
+       it (ObjectDictionary binds mapping and _callback once): the
+       reader's connection, its cache's objects, their mapping and weak
+       reference callback, the reader's _placeholder_origins (whose size
+       is checked at every reference).  Dropped whenever Python code of
+       the reader ran (resolve_class, load_persistent_id). */
+    PyObject *objects, *connection, *mapping, *callback, *origins;
 } DecodeState;
+
+static void
+ds_forget(DecodeState *ds)
+{
+    Py_CLEAR(ds->objects);
+    Py_CLEAR(ds->connection);
+    Py_CLEAR(ds->mapping);
+    Py_CLEAR(ds->callback);
+    Py_CLEAR(ds->origins);
+}
 
 static void
 ds_init(DecodeState *ds)
@@ -57,7 +72,8 @@ ds_init(DecodeState *ds)
     ds->memo = ds->small_memo;
     ds->memo_size = DS_SMALL;
     memset(ds->small_memo, 0, sizeof(ds->small_memo));
-    ds->objects = ds->connection = NULL;
+    ds->objects = ds->connection = ds->mapping = ds->callback = NULL;
+    ds->origins = NULL;
 }
 
 static void
@@ -74,8 +90,7 @@ ds_clear(DecodeState *ds)
         PyMem_Free(ds->marks);
     if (ds->memo != ds->small_memo)
         PyMem_Free(ds->memo);
-    Py_XDECREF(ds->objects);
-    Py_XDECREF(ds->connection);
+    ds_forget(ds);
 }
 
 /* Push a new reference (stolen); -1 (no error set) if out of memory. */
@@ -169,8 +184,8 @@ ds_le(const unsigned char *p, int n)
    cached in reader._classes under that key.  NULL: an error (resolve_class
    raised) or, with no error set, "not handled here". */
 static PyObject *
-ds_global(PyObject *reader, const char *module, Py_ssize_t module_size,
-          const char *name, Py_ssize_t name_size)
+ds_global(DecodeState *ds, PyObject *reader, const char *module,
+          Py_ssize_t module_size, const char *name, Py_ssize_t name_size)
 {
     PyObject *m, *n, *key, *classes, *found;
     m = PyUnicode_DecodeUTF8(module, module_size, "strict");
@@ -196,6 +211,7 @@ ds_global(PyObject *reader, const char *module, Py_ssize_t module_size,
     if (found == NULL) {
         if (PyErr_Occurred())
             PyErr_Clear();
+        ds_forget(ds);  /* (Python code runs) */
         found = PyObject_CallMethodObjArgs(reader, s_resolve_class, m, n,
                                            Py_False, NULL);
     }
@@ -209,8 +225,7 @@ ds_global(PyObject *reader, const char *module, Py_ssize_t module_size,
 static PyObject *
 ds_reference(DecodeState *ds, PyObject *reader, PyObject *pid)
 {
-    PyObject *oid, *cls, *origins, *args[4];
-    int plain;
+    PyObject *oid, *cls, *triple, *watched, *result;
 
     if (!PyTuple_CheckExact(pid) || PyTuple_GET_SIZE(pid) != 2)
         goto python;
@@ -219,15 +234,15 @@ ds_reference(DecodeState *ds, PyObject *reader, PyObject *pid)
     if (!PyBytes_CheckExact(oid) || !PyType_Check(cls) ||
             !configured || oid_ref_type == NULL)
         goto python;
-    /* Stand-ins in play (read again: resolve_class may have made one). */
-    origins = PyObject_GetAttr(reader, s_placeholder_origins);
-    if (origins == NULL)
-        return NULL;
-    plain = PyDict_CheckExact(origins) && PyDict_GET_SIZE(origins) == 0;
-    Py_DECREF(origins);
-    if (!plain)
+    if (ds->origins == NULL) {
+        ds->origins = PyObject_GetAttr(reader, s_placeholder_origins);
+        if (ds->origins == NULL)
+            return NULL;
+    }
+    /* Stand-ins in play: the Python method knows them. */
+    if (!PyDict_CheckExact(ds->origins) || PyDict_GET_SIZE(ds->origins))
         goto python;
-    if (ds->objects == NULL) {
+    if (ds->mapping == NULL) {
         PyObject *cache;
         ds->connection = PyObject_GetAttr(reader, s_connection);
         if (ds->connection == NULL)
@@ -239,13 +254,37 @@ ds_reference(DecodeState *ds, PyObject *reader, PyObject *pid)
         Py_DECREF(cache);
         if (ds->objects == NULL)
             return NULL;
+        ds->mapping = PyObject_GetAttr(ds->objects, s_mapping);
+        if (ds->mapping == NULL)
+            return NULL;
+        ds->callback = PyObject_GetAttr(ds->objects, s_callback);
+        if (ds->callback == NULL)
+            return NULL;
     }
-    args[0] = ds->objects;
-    args[1] = oid;
-    args[2] = cls;
-    args[3] = ds->connection;
-    return get_instance(NULL, args, 4);
+    if (!PyDict_CheckExact(ds->mapping)) {
+        PyObject *args[4] = {ds->objects, oid, cls, ds->connection};
+        return get_instance(NULL, args, 4);  /* (which says what is wrong) */
+    }
+    triple = PyDict_GetItemWithError(variants, cls);
+    if (triple == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        /* New to this process: Python makes its variants. */
+        triple = variants_entry(cls);
+        if (triple == NULL)
+            return NULL;
+    }
+    if (!PyList_CheckExact(triple) || PyList_GET_SIZE(triple) != 4) {
+        PyErr_SetString(PyExc_TypeError, "damaged hook variants entry");
+        return NULL;
+    }
+    watched = Py_NewRef(PyList_GET_ITEM(triple, 1));
+    result = ghost_of(ds->objects, ds->mapping, ds->callback, oid, cls,
+                      ds->connection, watched);
+    Py_DECREF(watched);
+    return result;
 python:
+    ds_forget(ds);
     return PyObject_CallMethodOneArg(reader, s_load_persistent_id, pid);
 }
 
@@ -577,7 +616,7 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
             stop = memchr(name, '\n', end - name);
             if (stop == NULL)
                 goto unhandled;
-            found = ds_global(reader, (const char *)module,
+            found = ds_global(&ds, reader, (const char *)module,
                               name - 1 - module, (const char *)name,
                               stop - name);
             if (found == NULL) {
