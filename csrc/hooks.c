@@ -80,15 +80,16 @@ done:
     return result;
 }
 
-/* connection.note_access(obj).  Connection.note_access itself (stamp
+/* connection.note_access(obj), serial being the connection's
+   transaction_serial just read.  Connection.note_access itself (stamp
    _p_serial, then cache.recent_objects.add(obj)) runs here when neither
    it nor ReferenceContainer.add is replaced; else the method is called. */
 static PyObject *py_note_access, *py_reference_add, *reference_type;
 
 static int
-note_access(PyObject *connection, PyObject *obj)
+note_access(PyObject *connection, PyObject *obj, PyObject *serial)
 {
-    PyObject *serial, *cache, *recent, *map, *key, *r;
+    PyObject *cache, *recent, *map, *key, *r;
     int failed;
 
     if (py_note_access == NULL ||
@@ -111,13 +112,7 @@ note_access(PyObject *connection, PyObject *obj)
     Py_DECREF(recent);
     if (map == NULL)
         return -1;
-    serial = PyObject_GetAttr(connection, s_transaction_serial);
-    if (serial == NULL) {
-        Py_DECREF(map);
-        return -1;
-    }
     set_slot(obj, off_serial, serial);
-    Py_DECREF(serial);
     key = PyLong_FromVoidPtr(obj);
     failed = key == NULL || PyObject_SetItem(map, key, obj) < 0;
     Py_XDECREF(key);
@@ -212,15 +207,12 @@ note_read(PyObject *obj)
         }
         same = PyObject_RichCompareBool(serial, current, Py_EQ);
         Py_DECREF(serial);
+        if (same < 0 || (!same && note_access(connection, obj, current) < 0)) {
+            Py_DECREF(current);
+            Py_DECREF(connection);
+            return -1;
+        }
         Py_DECREF(current);
-        if (same < 0) {
-            Py_DECREF(connection);
-            return -1;
-        }
-        if (!same && note_access(connection, obj) < 0) {
-            Py_DECREF(connection);
-            return -1;
-        }
     }
     Py_DECREF(connection);
     return refresh(obj);
