@@ -184,8 +184,10 @@ class ClientStorage(Storage):
             self.version = self._call(Version(version)).protocol
         except ShortRead as error:
             if self.ssl_context is None:
-                raise ShortRead('%s (if that server uses TLS, connect with '
-                                'a TLS context: ssl_context=, durus-shell '
+                raise ShortRead('%s (a server at its connection limit closes '
+                                'new connections at once: see its log; if '
+                                'that server uses TLS, connect with a TLS '
+                                'context: ssl_context=, durus-shell '
                                 '--tls-ca)' % error) from None
             raise ShortRead('%s (if that server requires client '
                             'certificates, give one this CA trusts: '

@@ -24,6 +24,7 @@ a user its role at once (``SO_PEERCRED``), without a secret.
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import selectors
 import socket
@@ -31,6 +32,7 @@ import ssl
 import struct
 import time
 
+from durus.admission import ConnectionLimits, RefusalLog
 from durus.logger import log
 from durus.protocol import (
     DEFAULT_MAX_FRAME, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
@@ -63,6 +65,11 @@ LINGER = 2.0
 _WAKEUP = object()
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                 ssl.SSLWantWriteError)
+# accept() failing for want of descriptors or memory: stop accepting for
+# this long (the listener stays readable, so retrying at once would spin).
+ACCEPT_PAUSE = 0.5
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                     errno.ENOMEM)
 # A closed connection that had buffered this much input: hand freed
 # memory back to the system (glibc keeps it otherwise).
 TRIM_AFTER = 1024 * 1024
@@ -83,11 +90,13 @@ class _Connection(object):
     """One client socket: its unwritten bytes and how it is closing."""
 
     __slots__ = ('sock', 'session', 'output', 'mask', 'closing', 'linger',
-                 'deadline', 'closed', 'handshaking', 'peer', 'name', 'role')
+                 'deadline', 'closed', 'handshaking', 'peer', 'name', 'role',
+                 'admitted')
 
-    def __init__(self, sock, session):
+    def __init__(self, sock, session, admitted):
         self.sock = sock
         self.session = session
+        self.admitted = admitted   # the peer ConnectionLimits counted
         self.handshaking = False   # TLS handshake in progress
         self.peer = self.name = self.role = None
         self.output = bytearray()
@@ -115,8 +124,13 @@ class StorageServer(object):
                  group_commit_window=GROUP_COMMIT_WINDOW, users=None,
                  readonly=False, ssl_context=None, tls_binding=None,
                  peer_roles=None, max_buffered=MAX_BUFFERED,
-                 min_rate=MIN_RATE):
+                 min_rate=MIN_RATE, max_connections=None, max_per_peer=None):
         self.storage = storage
+        # (checked before anything is opened: a bad value is a clear error)
+        self.limits = ConnectionLimits(max_connections, max_per_peer)
+        self._refusals = RefusalLog()
+        self._accept_failures = RefusalLog()
+        self._accept_resume = None   # when accepting starts again
         self.address = SocketAddress.new(address or (host, port))
         if gcbytes is not None and (not isinstance(gcbytes, (int, float))
                                     or isinstance(gcbytes, bool)):
@@ -187,6 +201,10 @@ class StorageServer(object):
         core = self.core
         try:
             while not self._stopping:
+                if (self._accept_resume is not None and
+                        time.monotonic() >= self._accept_resume):
+                    self._accept_resume = None
+                    selector.register(listener, selectors.EVENT_READ, None)
                 for key, mask in selector.select(self._select_timeout()):
                     connection = key.data
                     if connection is None:
@@ -229,6 +247,9 @@ class StorageServer(object):
         for connection in self._closing | self._handshaking:
             if deadline is None or connection.deadline < deadline:
                 deadline = connection.deadline
+        resume = self._accept_resume
+        if resume is not None and (deadline is None or resume < deadline):
+            deadline = resume
         if deadline is None:
             return None
         return max(0.0, deadline - time.monotonic())
@@ -251,17 +272,17 @@ class StorageServer(object):
         log(logging.INFO, 'Stopped serving %s', self.address)
 
     def _accept(self, listener):
+        # Bounded: each turn takes one waiting connection off the backlog.
         while True:
             try:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except (ConnectionAbortedError, PermissionError):
+                continue    # that one is gone (or a firewall refused it)
             except OSError as error:
-                log(logging.ERROR, 'accept failed: %s', error)
+                self._pause_accepting(listener, error)
                 return
-            sock.setblocking(False)
-            self.address.set_connection_options(sock)
-            self._client_count += 1
             role = None
             if sock.family == getattr(socket, 'AF_UNIX', None):
                 uid = _peer_uid(sock)
@@ -269,9 +290,18 @@ class StorageServer(object):
                 role = self.peer_roles.get(uid)
             else:
                 peer_host = peer[0] if isinstance(peer, tuple) else str(peer)
+            why = self.limits.admit(peer_host)
+            if why is not None:
+                sock.close()
+                self._log_rate_limited(self._refusals, why)
+                continue
+            sock.setblocking(False)
+            self.address.set_connection_options(sock)
+            self._client_count += 1
             name = '#%d %s' % (self._client_count, _peer_name(peer))
             if self.ssl_context is None:
-                self._open_session(sock, name, peer_host, role, None)
+                self._open_session(sock, name, peer_host, role, None,
+                                   peer_host)
                 continue
             try:
                 sock = self.ssl_context.wrap_socket(
@@ -280,8 +310,9 @@ class StorageServer(object):
                 log(logging.WARNING, 'Client %s: TLS setup failed: %s',
                     name, error)
                 sock.close()
+                self.limits.release(peer_host)
                 continue
-            connection = _Connection(sock, None)
+            connection = _Connection(sock, None, peer_host)
             connection.handshaking = True
             connection.name, connection.peer = name, peer_host
             connection.role = role
@@ -289,10 +320,31 @@ class StorageServer(object):
             self._handshaking.add(connection)
             self._handshake(connection)
 
-    def _open_session(self, sock, name, peer_host, role, binding):
+    def _pause_accepting(self, listener, error):
+        """accept() failed for a reason that lasts (out of descriptors or
+        memory): stop watching the listener for ACCEPT_PAUSE instead of
+        spinning on it; waiting connections stay in the backlog."""
+        if error.errno in _OUT_OF_RESOURCES:
+            why = ('cannot accept connections: %s; pausing for %s s (lower '
+                   '--max-connections, or raise the limit on open files: '
+                   'ulimit -n)' % (error.strerror or error, ACCEPT_PAUSE))
+        else:
+            why = 'accept failed: %s; pausing for %s s' % (error, ACCEPT_PAUSE)
+        self._log_rate_limited(self._accept_failures, why)
+        if self._accept_resume is None:
+            self._selector.unregister(listener)
+        self._accept_resume = time.monotonic() + ACCEPT_PAUSE
+
+    @staticmethod
+    def _log_rate_limited(refusal_log, why):
+        line = refusal_log.refused(why, time.monotonic())
+        if line is not None:
+            log(*line)
+
+    def _open_session(self, sock, name, peer_host, role, binding, admitted):
         session = self.core.open(name, time.monotonic(), peer=peer_host,
                                  role=role, binding=binding)
-        connection = _Connection(sock, session)
+        connection = _Connection(sock, session, admitted)
         self._connections[session] = connection
         self._update_interest(connection)
         return connection
@@ -320,7 +372,8 @@ class StorageServer(object):
         self._set_mask(connection, 0)
         connection.closed = True    # this _Connection is done with
         self._open_session(sock, connection.name, connection.peer,
-                           connection.role, self.tls_binding)
+                           connection.role, self.tls_binding,
+                           connection.admitted)
 
     def _sweep_handshakes(self, now):
         for connection in list(self._handshaking):
@@ -497,6 +550,8 @@ class StorageServer(object):
             self._selector.unregister(connection.sock)
         connection.mask = 0
         connection.sock.close()
+        if connection.admitted is not None:
+            self.limits.release(connection.admitted)
 
     def _sweep_closing(self, now):
         for connection in list(self._closing):
