@@ -8,6 +8,14 @@ sockets and the clock: it turns accepts, received bytes, written bytes,
 socket errors and the passing of time into core events, and carries out
 the core's actions (send, close, make durable, stop).
 
+Making commits durable (``MakeDurable``): while only one client is
+connected, in the loop (nothing else could run meanwhile, and a thread
+would add two wake-ups to each commit); with more, in a helper thread,
+so that the loop goes on serving loads (of records the running batch did
+not write) and taking the next commits into the next batch while the
+disk works.  The thread only calls ``make_durable()``; the loop hears of
+the result through its wake-up socket and reports it to the core.
+
 Per connection it keeps only what the kernel has not taken yet: the
 bytes to write, and how the connection is closing (flushing its last
 replies; then, after a refusal, shut down for writing and discarding
@@ -30,7 +38,9 @@ import selectors
 import socket
 import ssl
 import struct
+import threading
 import time
+from collections import deque
 
 from durus.admission import ConnectionLimits, RefusalLog
 from durus.logger import log
@@ -161,6 +171,12 @@ class StorageServer(object):
         self._client_count = 0
         self._recv_buffer = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
+        # The helper thread for MakeDurable (started when first needed):
+        # batches to make durable, and (batch, error) results.
+        self._fsync_thread = None
+        self._fsync_jobs = deque()
+        self._fsync_done = deque()
+        self._fsync_wanted = threading.Condition(threading.Lock())
 
     def __str__(self):
         return 'StorageServer(%s, %s)' % (self.storage, self.address)
@@ -219,6 +235,8 @@ class StorageServer(object):
                         if (mask & selectors.EVENT_READ and
                                 not connection.closed):
                             self._read(connection)
+                if self._fsync_done:
+                    self._report_durable()
                 now = time.monotonic()
                 core.advance(now)
                 self._carry_out()
@@ -244,9 +262,10 @@ class StorageServer(object):
         if core.busy():
             return 0
         deadline = core.next_deadline()
-        for connection in self._closing | self._handshaking:
-            if deadline is None or connection.deadline < deadline:
-                deadline = connection.deadline
+        if self._closing or self._handshaking:
+            for connection in self._closing | self._handshaking:
+                if deadline is None or connection.deadline < deadline:
+                    deadline = connection.deadline
         resume = self._accept_resume
         if resume is not None and (deadline is None or resume < deadline):
             deadline = resume
@@ -256,7 +275,9 @@ class StorageServer(object):
 
     def _shutdown(self, listener, wake_reader):
         """Release everything; the storage is closed even if a step fails."""
+        self._stopping = True     # a last MakeDurable runs in the loop
         try:
+            self._stop_fsync_thread()
             self.core.shutdown(time.monotonic())
             self._carry_out()
             for connection in list(self._closing | self._handshaking):
@@ -473,12 +494,65 @@ class StorageServer(object):
             actions = core.take_actions()
 
     def _make_durable(self, batch):
+        if len(self.core.sessions) > 1 and not self._stopping:
+            self._start_fsync(batch)
+            return
         try:
             self.storage.make_durable()
         except Exception as error:
             self.core.durable(batch, time.monotonic(), error)
         else:
             self.core.durable(batch, time.monotonic())
+
+    def _start_fsync(self, batch):
+        """Hand the batch to the helper thread (the core starts no
+        other MakeDurable before this one is reported)."""
+        if self._fsync_thread is None:
+            self._fsync_thread = threading.Thread(
+                target=self._fsync_worker, name='durus-fsync', daemon=True)
+            self._fsync_thread.start()
+        with self._fsync_wanted:
+            self._fsync_jobs.append(batch)
+            self._fsync_wanted.notify()
+
+    def _fsync_worker(self):
+        jobs = self._fsync_jobs
+        while True:
+            with self._fsync_wanted:
+                while not jobs:
+                    self._fsync_wanted.wait()
+                batch = jobs.popleft()
+            if batch is None:
+                return
+            error = None
+            try:
+                self.storage.make_durable()
+            except BaseException as failure:   # reported to the core
+                error = failure
+            self._fsync_done.append((batch, error))
+            try:
+                self._wakeup.send(b'd')
+            except (OSError, AttributeError):
+                pass    # the loop is stopping; it collects the result
+
+    def _report_durable(self):
+        done = self._fsync_done
+        while done:
+            batch, error = done.popleft()
+            self.core.durable(batch, time.monotonic(), error)
+        self._carry_out()
+
+    def _stop_fsync_thread(self):
+        """Wait for a running MakeDurable and report it; end the thread."""
+        thread = self._fsync_thread
+        if thread is None:
+            return
+        with self._fsync_wanted:
+            self._fsync_jobs.append(None)
+            self._fsync_wanted.notify()
+        thread.join()
+        self._fsync_thread = None
+        self._report_durable()
 
     def _close(self, action):
         connection = self._connections.pop(action.session, None)
