@@ -188,6 +188,8 @@ static PyMethodDef module_methods[] = {
      "durus.record.class_pickle_end: where the class pickle may end."},
     {"record_fine", record_fine, METH_O,
      "record_fine(record): True, False or None (durus.record_check)."},
+    {"memo_bomb", memo_bomb_c, METH_O,
+     "durus.memo_guard.memo_bomb: an absurd memo index the pickle names."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -104,6 +104,8 @@ TWINS = (
     # (the compiled one may also answer None: "ask the Python walk")
     Twin('record_fine', 'durus.record_check._python_record_fine',
          'durus.record_check._record_fine', None),
+    Twin('memo_bomb', 'durus.memo_guard._python_memo_bomb',
+         'durus.memo_guard.memo_bomb', None),
     # durus.btree: the search and insert walk (BNode.split_child inside)
     Twin('btree_get', 'durus.btree._py_get', 'durus.btree.BTree.get',
          'btree_methods'),
