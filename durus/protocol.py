@@ -103,6 +103,9 @@ SUPPORTED_VERSIONS = (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
 # connection), and versions that have PeekInvalidations.
 AUTHENTICATED_VERSIONS = (AUTH_PROTOCOL_VERSION, AUTH_PEEK_PROTOCOL_VERSION)
 PEEK_VERSIONS = (PEEK_PROTOCOL_VERSION, AUTH_PEEK_PROTOCOL_VERSION)
+# Versions whose CommitAll reply is only the invalidations and a status
+# (no denial can come first): ClientConnection.send_commit_all.
+_PLAIN_COMMIT_ALL_VERSIONS = (EXTENDED_PROTOCOL_VERSION, PEEK_PROTOCOL_VERSION)
 # Most oids one PeekInvalidations reply lists (the count is exact).
 MAX_PEEK_OIDS = 1000
 MAX_AUTH_MESSAGE = 1024
@@ -470,7 +473,8 @@ def _encode_items(items):
     parts = [b'']
     total = 0
     for oid, record in items:
-        _check_oid(oid)
+        if type(oid) is not bytes or len(oid) != 8:
+            _check_oid(oid)     # raises, naming the oid
         size = 8 + len(record)
         parts.append(_pack_int4(size))
         parts.append(oid)
@@ -865,6 +869,43 @@ class ClientConnection(object):
         """Bytes received but not yet parsed into a reply (while there
         are none, next_event() can only answer NEED_DATA)."""
         return len(self._input.data) - self._input.start
+
+    # A small commit's client CPU is mostly Python calls: these two do
+    # the usual one-step commit (idle, not authenticated, the reply just
+    # a status) in one call each, and hand anything else to the general
+    # send() / receive_data() + next_event().
+
+    def send_commit_all(self, items):
+        """``send(CommitAll(items))``; ``items`` (a list the caller no
+        longer changes) is kept as the request's items, not copied."""
+        if (self.state != IDLE or not items or
+                self.version not in _PLAIN_COMMIT_ALL_VERSIONS):
+            return self.send(CommitAll(items))
+        data = b'A' + _encode_items(items)
+        request = object.__new__(CommitAll)
+        request.items = items
+        self._expected.append(request)
+        return data
+
+    def receive_commit_all_reply(self, data):
+        """The reply to the one awaited CommitAll when ``data`` (just
+        received, with nothing buffered before it) is exactly that reply
+        without invalidations; else None, ``data`` fed as
+        ``receive_data(data)`` would (``next_event()`` parses it)."""
+        expected = self._expected
+        if (len(data) == 5 and len(expected) == 1 and
+                type(expected[0]) is CommitAll and
+                self.version in _PLAIN_COMMIT_ALL_VERSIONS and
+                self._input.start == len(self._input.data) and
+                not self._input.eof):
+            raw = bytes(data)
+            status = raw[4:]
+            if raw[:4] == b'\0\0\0\0' and status in _COMMIT_ALL_STATUSES:
+                del expected[0]
+                self._status_taken = False
+                return CommitAllReply((), status)
+        self._input.feed(data)
+        return None
 
     def awaiting(self):
         """The requests still waiting for their replies."""
