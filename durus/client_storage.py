@@ -336,7 +336,15 @@ class ClientStorage(Storage):
                 if left <= 0:
                     raise _Late()
                 _set_io_timeout(self.s, left)
-            data = self._recv()
+            # Into one buffer kept for the connection: a fresh 256 KiB
+            # bytes object per reply costs an mmap, mremap and munmap.
+            # (A socket-like object of a SocketAddress subclass, or TLS,
+            # has recv: one TLS record at a time.)
+            sock = self.s
+            if type(sock) is socket.socket:
+                data = self._recv_view[:sock.recv_into(self._recv_buffer)]
+            else:
+                data = sock.recv(self._recv_size)
         except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
             if deadline is not None:
                 raise _Late() from None
@@ -354,16 +362,6 @@ class ClientStorage(Storage):
             raise ShortRead('the storage server at %s closed the '
                             'connection' % self.address)
         return data
-
-    def _recv(self):
-        """What the socket has (empty at end of stream).  Read into one
-        buffer kept for the connection: a fresh 256 KiB bytes object per
-        reply costs an mmap, mremap and munmap.  (A socket-like object of
-        a SocketAddress subclass may have recv only.)"""
-        sock = self.s
-        if type(sock) is socket.socket:
-            return self._recv_view[:sock.recv_into(self._recv_buffer)]
-        return sock.recv(self._recv_size)  # TLS: one record at a time
 
     def _call(self, request):
         self.requests += 1
@@ -474,9 +472,14 @@ class ClientStorage(Storage):
             self._one_step_skip -= 1
         elif records and self.version >= EXTENDED_PROTOCOL_VERSION:
             reply = self._commit_all(records)
-            if reply.status != STATUS_RETRY:
+            status = reply.status
+            if status == STATUS_OKAY:
                 self._one_step_backoff = 0
-                self._commit_status(reply.status, records)
+                self.transaction_oids = []
+                return
+            if status != STATUS_RETRY:
+                self._one_step_backoff = 0
+                self._commit_status(status, records)
                 return
             self._one_step_backoff = min(64, 2 * self._one_step_backoff or 1)
             self._one_step_skip = self._one_step_backoff

@@ -116,6 +116,10 @@ STATUS_RETRY = b'R'
 STATUS_ERROR = b'E'
 STATUS_DENIED = b'D'
 _COMMIT_ALL_STATUSES = (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY)
+# A CommitAll reply without invalidations (an empty oid list, the status)
+# -> its status.
+_LONE_COMMIT_ALL_REPLIES = {b'\0\0\0\0' + status: status
+                            for status in _COMMIT_ALL_STATUSES}
 
 # Largest commit payload, record, oid list or bulk request accepted.
 DEFAULT_MAX_FRAME = 512 * 1024 * 1024
@@ -881,7 +885,14 @@ class ClientConnection(object):
         if (self.state != IDLE or not items or
                 self.version not in _PLAIN_COMMIT_ALL_VERSIONS):
             return self.send(CommitAll(items))
-        data = b'A' + _encode_items(items)
+        if len(items) == 1:     # one changed object: _encode_items inlined
+            oid, record = items[0]
+            if type(oid) is not bytes or len(oid) != 8:
+                _check_oid(oid)     # raises, naming the oid
+            data = b''.join((b'A', _pack_int4(12 + len(record)),
+                             _pack_int4(8 + len(record)), oid, record))
+        else:
+            data = b'A' + _encode_items(items)
         request = object.__new__(CommitAll)
         request.items = items
         self._expected.append(request)
@@ -893,14 +904,12 @@ class ClientConnection(object):
         without invalidations; else None, ``data`` fed as
         ``receive_data(data)`` would (``next_event()`` parses it)."""
         expected = self._expected
-        if (len(data) == 5 and len(expected) == 1 and
-                type(expected[0]) is CommitAll and
-                self.version in _PLAIN_COMMIT_ALL_VERSIONS and
-                self._input.start == len(self._input.data) and
-                not self._input.eof):
-            raw = bytes(data)
-            status = raw[4:]
-            if raw[:4] == b'\0\0\0\0' and status in _COMMIT_ALL_STATUSES:
+        if len(data) == 5 and len(expected) == 1:
+            status = _LONE_COMMIT_ALL_REPLIES.get(bytes(data))
+            if (status is not None and type(expected[0]) is CommitAll and
+                    self.version in _PLAIN_COMMIT_ALL_VERSIONS and
+                    self._input.start == len(self._input.data) and
+                    not self._input.eof):
                 del expected[0]
                 self._status_taken = False
                 return CommitAllReply((), status)
