@@ -456,7 +456,11 @@ class Connection(ConnectionBase):
             written = self._commit()
         else:
             self._sync()
-        self.shrink_cache()
+        # Shrinking only when it can do something (the cache's own test,
+        # without two calls).
+        cache = self.cache
+        if cache.objects.dead or len(cache.objects.mapping) > cache.size:
+            self.shrink_cache()
         self._next_transaction()
         for observer in self._observers:
             observer.after_commit(self, written)
