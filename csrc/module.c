@@ -27,6 +27,7 @@
 #include "writer.c"
 #include "shelf.c"
 #include "record.c"
+#include "snapshot.c"
 #include "reader.c"
 #include "record_check.c"
 #include "btree.c"
@@ -173,6 +174,8 @@ static PyMethodDef module_methods[] = {
      "durus.record.record_data: the data field of a record."},
     {"class_pickle_end", class_pickle_end_c, METH_O,
      "durus.record.class_pickle_end: where the class pickle may end."},
+    {"configure_snapshots", configure_snapshots, METH_VARARGS,
+     "Connect the load snapshots to durus.load_snapshots (called once)."},
     {"record_fine", record_fine, METH_O,
      "record_fine(record): True, False or None (durus.record_check)."},
     {NULL, NULL, 0, NULL}
@@ -248,6 +251,8 @@ PyInit__speedups(void)
     INTERN(s_split_child, "split_child");
     INTERN(s_p_note_change, "_p_note_change");
     INTERN(s_grow_root, "_grow_root");
+    INTERN(s_load_snapshots, "load_snapshots");   /* snapshot.c */
+    INTERN(s_getstate, "__getstate__");
     INTERN(s_minimum_degree, "minimum_degree");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
@@ -281,6 +286,17 @@ PyInit__speedups(void)
     if (PyModule_AddObject(module, "PersistentIdWriter",
                            (PyObject *)&WriterType) < 0) {
         Py_DECREF(&WriterType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyType_Ready(&SnapshotsType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&SnapshotsType);
+    if (PyModule_AddObject(module, "LoadSnapshots",
+                           (PyObject *)&SnapshotsType) < 0) {
+        Py_DECREF(&SnapshotsType);
         Py_DECREF(module);
         return NULL;
     }

@@ -52,6 +52,7 @@ another persistent object.
 import sys
 
 from durus import inspect
+from durus.btree import BTree
 from durus.connection import ConnectionObserver
 from durus.error import ReadConflictError, ServerUnreachableError, ShortRead
 from durus.persistent import PersistentBase
@@ -269,24 +270,21 @@ class ChangeTracker(ConnectionObserver):
             return []
 
     def _check_in_place(self, touched, record=True):
+        for tree in [obj for obj in touched if isinstance(obj, BTree)]:
+            self._trees[id(tree)] = tree
+        # Objects that still match their load snapshots hold their
+        # records' states (durus.load_snapshots): only the others are
+        # compared with their records.
+        suspects, shared = inspect.in_place_suspects(
+            self.connection, touched + list(self._exposed.values()))
         candidates = {}
-        exposed = {}
-        for obj in touched:
-            if inspect.is_btree(obj):
-                self._trees[id(obj)] = obj
-            if (inspect.status(obj) == SAVED
-                    and inspect.oid_of(obj) is not None):
-                parts = _mutable_parts(obj)
-                if parts:
-                    candidates[id(obj)] = obj
-                    if parts == EXPOSED:
-                        exposed[id(obj)] = obj
-        for key, obj in self._exposed.items():
-            if key not in candidates:
-                candidates[key] = obj
-                if (inspect.status(obj) == SAVED
-                        and _mutable_parts(obj) == EXPOSED):
-                    exposed[key] = obj
+        exposed = {id(obj): obj for obj in shared}
+        for obj in suspects:
+            parts = _mutable_parts(obj)
+            if parts:
+                candidates[id(obj)] = obj
+                if parts == EXPOSED:
+                    exposed[id(obj)] = obj
         self._exposed = exposed
         candidates.update(self.unnoted)
         if not candidates:

@@ -1,0 +1,944 @@
+/* LoadSnapshots: load-time snapshots of object states and the walk that
+   compares a state with its snapshot (durus/load_snapshots.py, the
+   reference; its module doc says what a snapshot is and why a match
+   proves a state unchanged).
+
+   Part of durus._speedups, compiled as one translation unit by
+   csrc/module.c (which includes every part), so that the helpers of
+   common.h stay static.  Included before reader.c, whose compiled
+   Connection.load_state calls take_load_snapshot().
+
+   No Python code runs during a walk: items are read with the concrete
+   list/dict/set/tuple API, types are compared by pointer, and the leaf
+   types set holds type objects only (hashed by identity).  So the state
+   cannot change under the walk, and reference counts read during it are
+   exact: a container held only by its parent has a count of 1 (2 for a
+   tuple, which a matching snapshot holds once more). */
+
+static PyObject *snap_dict_getstate, *snap_slots_getstate,
+    *snap_data_slot_names, *snap_leaf_types, *snap_marker_list,
+    *snap_marker_dict, *snap_marker_set, *snap_layouts;
+static Py_ssize_t snap_max_depth = 16, snap_max_tokens = 1 << 20,
+    snap_prune_minimum = 65536;
+/* Set once a compiled store exists: until then loads never look for one. */
+static int snapshots_in_use;
+static PyObject *s_load_snapshots, *s_getstate;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *objects;      /* the connection's cache.objects */
+    PyObject *by_oid;       /* oid -> tuple of tokens */
+    Py_ssize_t prune_at;
+} SnapshotsObject;
+
+static PyTypeObject SnapshotsType;
+
+#define SNAP_UNSUPPORTED 0
+#define SNAP_OK 1
+
+/* Leaves: immutable values, classes, persistent objects. */
+static int
+snap_is_leaf(PyObject *value)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type || type == &PyLong_Type ||
+            type == &PyFloat_Type || value == Py_None ||
+            type == &PyBool_Type || type == &PyBytes_Type)
+        return 1;
+    if (PyType_Check(value) ||
+            PyType_IsSubtype(type, (PyTypeObject *)persistent_base))
+        return 1;
+    return PySet_Contains(snap_leaf_types, (PyObject *)type);
+}
+
+/* The data slots of a class: a tuple of (name, offset) pairs, or None
+   when one is not a plain object slot (borrowed, cached). */
+static PyObject *
+snap_layout(PyTypeObject *type)
+{
+    PyObject *layout = PyDict_GetItemWithError(snap_layouts,
+                                               (PyObject *)type);
+    PyObject *names, *pairs = NULL;
+    Py_ssize_t i, count;
+
+    if (layout != NULL || PyErr_Occurred())
+        return layout;
+    names = PyObject_CallOneArg(snap_data_slot_names, (PyObject *)type);
+    if (names == NULL)
+        return NULL;
+    if (!PyList_CheckExact(names) && !PyTuple_CheckExact(names)) {
+        layout = Py_NewRef(Py_None);
+        goto store;
+    }
+    count = PySequence_Fast_GET_SIZE(names);
+    pairs = PyTuple_New(count);
+    if (pairs == NULL) {
+        Py_DECREF(names);
+        return NULL;
+    }
+    layout = pairs;
+    for (i = 0; i < count; i++) {
+        PyObject *name = PySequence_Fast_GET_ITEM(names, i);
+        PyObject *found = PyUnicode_CheckExact(name) ?
+            _PyType_Lookup(type, name) : NULL;
+        PyObject *pair;
+        if (found == NULL || !Py_IS_TYPE(found, &PyMemberDescr_Type) ||
+                ((PyMemberDescrObject *)found)->d_member->type
+                != T_OBJECT_EX) {
+            Py_DECREF(pairs);
+            layout = Py_NewRef(Py_None);
+            break;
+        }
+        pair = Py_BuildValue("(On)", name,
+            ((PyMemberDescrObject *)found)->d_member->offset);
+        if (pair == NULL) {
+            Py_DECREF(pairs);
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pairs, i, pair);
+    }
+store:
+    Py_DECREF(names);
+    if (PyDict_SetItem(snap_layouts, (PyObject *)type, layout) < 0) {
+        Py_DECREF(layout);
+        return NULL;
+    }
+    Py_DECREF(layout);
+    return layout;   /* held by snap_layouts */
+}
+
+/* What the writer's state of obj holds: its instance dict (new ref, or
+   NULL) and its data slots layout (borrowed tuple, or NULL).  Returns
+   SNAP_OK, SNAP_UNSUPPORTED (a class with its own __getstate__, an odd
+   layout) or -1 with an error. */
+static int
+snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    PyObject *getstate = _PyType_Lookup(type, s_getstate);
+    *attributes = NULL;
+    *layout = NULL;
+    if (getstate != snap_dict_getstate && getstate != snap_slots_getstate)
+        return SNAP_UNSUPPORTED;
+    if (type->tp_dictoffset != 0) {
+        *attributes = PyObject_GenericGetDict(obj, NULL);
+        if (*attributes == NULL)
+            return -1;
+        if (!PyDict_CheckExact(*attributes)) {
+            Py_CLEAR(*attributes);
+            return SNAP_UNSUPPORTED;
+        }
+    }
+    if (getstate == snap_dict_getstate)
+        return *attributes == NULL ? SNAP_UNSUPPORTED : SNAP_OK;
+    *layout = snap_layout(type);
+    if (*layout == NULL) {
+        Py_CLEAR(*attributes);
+        return -1;
+    }
+    if (*layout == Py_None) {
+        Py_CLEAR(*attributes);
+        return SNAP_UNSUPPORTED;
+    }
+    return SNAP_OK;
+}
+
+/* -- taking: tokens appended to a list ---------------------------------- */
+
+static int
+snap_emit(PyObject *tokens, PyObject *value)
+{
+    if (PyList_GET_SIZE(tokens) >= snap_max_tokens)
+        return SNAP_UNSUPPORTED;
+    return PyList_Append(tokens, value) < 0 ? -1 : SNAP_OK;
+}
+
+static int
+snap_emit_size(PyObject *tokens, Py_ssize_t size)
+{
+    PyObject *number = PyLong_FromSsize_t(size);
+    int result;
+    if (number == NULL)
+        return -1;
+    result = snap_emit(tokens, number);
+    Py_DECREF(number);
+    return result;
+}
+
+static int
+snap_emit_id(PyObject *tokens, PyObject *value)
+{
+    PyObject *number = PyLong_FromVoidPtr(value);
+    int result;
+    if (number == NULL)
+        return -1;
+    result = snap_emit(tokens, number);
+    Py_DECREF(number);
+    return result;
+}
+
+static int snap_take_value(PyObject *tokens, PyObject *value, int depth);
+
+#define SNAP_TRY(call) do { int r_ = (call); if (r_ != SNAP_OK) return r_; } \
+    while (0)
+
+static int
+snap_take_container(PyObject *tokens, PyObject *value, PyObject *marker,
+                    int depth)
+{
+    if (depth >= snap_max_depth)
+        return SNAP_UNSUPPORTED;
+    SNAP_TRY(snap_emit(tokens, marker));
+    SNAP_TRY(snap_emit_id(tokens, value));
+    if (marker == snap_marker_list) {
+        Py_ssize_t i;
+        SNAP_TRY(snap_emit_size(tokens, PyList_GET_SIZE(value)));
+        for (i = 0; i < PyList_GET_SIZE(value); i++)
+            SNAP_TRY(snap_take_value(tokens, PyList_GET_ITEM(value, i),
+                                     depth + 1));
+    }
+    else if (marker == snap_marker_dict) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        SNAP_TRY(snap_emit_size(tokens, PyDict_GET_SIZE(value)));
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            SNAP_TRY(snap_take_value(tokens, key, depth + 1));
+            SNAP_TRY(snap_take_value(tokens, item, depth + 1));
+        }
+    }
+    else {
+        PyObject *iterator, *item;
+        int result = SNAP_OK;
+        SNAP_TRY(snap_emit_size(tokens, PySet_GET_SIZE(value)));
+        iterator = PyObject_GetIter(value);
+        if (iterator == NULL)
+            return -1;
+        while (result == SNAP_OK && (item = PyIter_Next(iterator)) != NULL) {
+            result = snap_take_value(tokens, item, depth + 1);
+            Py_DECREF(item);
+        }
+        Py_DECREF(iterator);
+        if (result == SNAP_OK && PyErr_Occurred())
+            return -1;
+        return result;
+    }
+    return SNAP_OK;
+}
+
+/* A tuple or frozenset: itself, then its items that are not leaves. */
+static int
+snap_take_immutable(PyObject *tokens, PyObject *value, int depth)
+{
+    PyObject *iterator, *item;
+    int result = SNAP_OK, leaf;
+
+    SNAP_TRY(snap_emit(tokens, value));
+    iterator = PyObject_GetIter(value);
+    if (iterator == NULL)
+        return -1;
+    while (result == SNAP_OK && (item = PyIter_Next(iterator)) != NULL) {
+        leaf = snap_is_leaf(item);
+        if (leaf < 0)
+            result = -1;
+        else if (!leaf)
+            result = depth >= snap_max_depth ? SNAP_UNSUPPORTED :
+                snap_take_value(tokens, item, depth + 1);
+        Py_DECREF(item);
+    }
+    Py_DECREF(iterator);
+    if (result == SNAP_OK && PyErr_Occurred())
+        return -1;
+    return result;
+}
+
+static int
+snap_take_value(PyObject *tokens, PyObject *value, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    int leaf;
+    if (type == &PyUnicode_Type || type == &PyLong_Type ||
+            type == &PyFloat_Type || value == Py_None ||
+            type == &PyBool_Type || type == &PyBytes_Type)
+        return snap_emit(tokens, value);
+    if (type == &PyList_Type)
+        return snap_take_container(tokens, value, snap_marker_list, depth);
+    if (type == &PyDict_Type)
+        return snap_take_container(tokens, value, snap_marker_dict, depth);
+    if (type == &PySet_Type)
+        return snap_take_container(tokens, value, snap_marker_set, depth);
+    if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
+        return snap_take_immutable(tokens, value, depth);
+    leaf = snap_is_leaf(value);
+    if (leaf < 0)
+        return -1;
+    return leaf ? snap_emit(tokens, value) : SNAP_UNSUPPORTED;
+}
+
+/* The count, then name and value of each attribute and set slot. */
+static int
+snap_take_state(PyObject *tokens, PyObject *obj, PyObject *attributes,
+                PyObject *layout)
+{
+    Py_ssize_t count = 0, i, pos = 0;
+    PyObject *key, *value, *number;
+
+    if (attributes != NULL)
+        count = PyDict_GET_SIZE(attributes);
+    if (layout != NULL)
+        for (i = 0; i < PyTuple_GET_SIZE(layout); i++) {
+            Py_ssize_t offset = PyLong_AsSsize_t(
+                PyTuple_GET_ITEM(PyTuple_GET_ITEM(layout, i), 1));
+            if (SLOT(obj, offset) != NULL)
+                count++;
+        }
+    number = PyLong_FromSsize_t(count);
+    if (number == NULL)
+        return -1;
+    i = PyList_Append(tokens, number);
+    Py_DECREF(number);
+    if (i < 0)
+        return -1;
+    if (attributes != NULL)
+        while (PyDict_Next(attributes, &pos, &key, &value)) {
+            SNAP_TRY(snap_emit(tokens, key));
+            SNAP_TRY(snap_take_value(tokens, value, 0));
+        }
+    if (layout != NULL)
+        for (i = 0; i < PyTuple_GET_SIZE(layout); i++) {
+            PyObject *pair = PyTuple_GET_ITEM(layout, i);
+            value = SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1)));
+            if (value == NULL)
+                continue;
+            SNAP_TRY(snap_emit(tokens, PyTuple_GET_ITEM(pair, 0)));
+            SNAP_TRY(snap_take_value(tokens, value, 0));
+        }
+    return SNAP_OK;
+}
+
+/* The tokens of obj's state (new tuple), Py_None when it cannot be
+   snapshotted, NULL on error. */
+static PyObject *
+snap_tokens(PyObject *obj)
+{
+    PyObject *attributes, *layout, *tokens, *result;
+    int outcome = snap_state_parts(obj, &attributes, &layout);
+    if (outcome < 0)
+        return NULL;
+    if (outcome == SNAP_UNSUPPORTED)
+        Py_RETURN_NONE;
+    tokens = PyList_New(0);
+    if (tokens == NULL) {
+        Py_XDECREF(attributes);
+        return NULL;
+    }
+    outcome = snap_take_state(tokens, obj, attributes, layout);
+    Py_XDECREF(attributes);
+    if (outcome < 0) {
+        Py_DECREF(tokens);
+        return NULL;
+    }
+    if (outcome == SNAP_UNSUPPORTED) {
+        Py_DECREF(tokens);
+        Py_RETURN_NONE;
+    }
+    result = PyList_AsTuple(tokens);
+    Py_DECREF(tokens);
+    return result;
+}
+
+/* -- comparing: a state walked against its tokens ---------------------- */
+
+typedef struct {
+    PyObject *tokens;   /* the snapshot (a tuple) */
+    Py_ssize_t next;    /* the next token to match */
+    int exposed;
+} SnapCompare;
+
+/* 1 when the next token is value (or an equal int), 0 when not. */
+static int
+snap_match(SnapCompare *c, PyObject *value)
+{
+    PyObject *token;
+    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+        return 0;
+    token = PyTuple_GET_ITEM(c->tokens, c->next++);
+    if (token == value)
+        return 1;
+    if (PyLong_CheckExact(token) && PyLong_CheckExact(value))
+        return PyObject_RichCompareBool(token, value, Py_EQ);
+    return 0;
+}
+
+static int
+snap_match_size(SnapCompare *c, Py_ssize_t size)
+{
+    PyObject *token;
+    Py_ssize_t found;
+    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+        return 0;
+    token = PyTuple_GET_ITEM(c->tokens, c->next++);
+    if (!PyLong_CheckExact(token))
+        return 0;
+    found = PyLong_AsSsize_t(token);
+    if (found == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return found == size;
+}
+
+static int
+snap_match_id(SnapCompare *c, PyObject *value)
+{
+    PyObject *token;
+    void *found;
+    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+        return 0;
+    token = PyTuple_GET_ITEM(c->tokens, c->next++);
+    if (!PyLong_CheckExact(token))
+        return 0;
+    found = PyLong_AsVoidPtr(token);
+    if (found == NULL && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return found == (void *)value;
+}
+
+#define SNAP_MATCH(call) do { int r_ = (call); if (r_ != 1) return r_; } \
+    while (0)
+
+static int snap_compare_value(SnapCompare *c, PyObject *value, int depth,
+                              Py_ssize_t held);
+
+/* 1 (matches), 0 (differs, or cannot be vouched for) or -1 (error). */
+/* held: references this walk holds to value (an iterator's item). */
+static int
+snap_compare_container(SnapCompare *c, PyObject *value, PyObject *marker,
+                       int depth, Py_ssize_t held)
+{
+    if (depth >= snap_max_depth)
+        return 0;
+    if (Py_REFCNT(value) > 1 + held)
+        c->exposed = 1;
+    SNAP_MATCH(snap_match(c, marker));
+    SNAP_MATCH(snap_match_id(c, value));
+    if (marker == snap_marker_list) {
+        Py_ssize_t i;
+        SNAP_MATCH(snap_match_size(c, PyList_GET_SIZE(value)));
+        for (i = 0; i < PyList_GET_SIZE(value); i++)
+            SNAP_MATCH(snap_compare_value(c, PyList_GET_ITEM(value, i),
+                                          depth + 1, 0));
+    }
+    else if (marker == snap_marker_dict) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        SNAP_MATCH(snap_match_size(c, PyDict_GET_SIZE(value)));
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            SNAP_MATCH(snap_compare_value(c, key, depth + 1, 0));
+            SNAP_MATCH(snap_compare_value(c, item, depth + 1, 0));
+        }
+    }
+    else {
+        PyObject *iterator, *item;
+        int result = 1;
+        SNAP_MATCH(snap_match_size(c, PySet_GET_SIZE(value)));
+        iterator = PyObject_GetIter(value);
+        if (iterator == NULL)
+            return -1;
+        while (result == 1 && (item = PyIter_Next(iterator)) != NULL) {
+            result = snap_compare_value(c, item, depth + 1, 1);
+            Py_DECREF(item);
+        }
+        Py_DECREF(iterator);
+        if (result == 1 && PyErr_Occurred())
+            return -1;
+        return result;
+    }
+    return 1;
+}
+
+static int
+snap_compare_immutable(SnapCompare *c, PyObject *value, int depth,
+                       Py_ssize_t held)
+{
+    PyObject *iterator, *item;
+    int result = 1, leaf, inner = 0;
+    Py_ssize_t own = Py_REFCNT(value) - held;
+
+    SNAP_MATCH(snap_match(c, value));
+    if (PyTuple_CheckExact(value)) {
+        Py_ssize_t i;
+        for (i = 0; result == 1 && i < PyTuple_GET_SIZE(value); i++) {
+            item = PyTuple_GET_ITEM(value, i);
+            leaf = snap_is_leaf(item);
+            if (leaf < 0)
+                return -1;
+            if (!leaf) {
+                inner = 1;
+                result = depth >= snap_max_depth ? 0 :
+                    snap_compare_value(c, item, depth + 1, 0);
+            }
+        }
+    }
+    else {
+        iterator = PyObject_GetIter(value);
+        if (iterator == NULL)
+            return -1;
+        while (result == 1 && (item = PyIter_Next(iterator)) != NULL) {
+            leaf = snap_is_leaf(item);
+            if (leaf < 0)
+                result = -1;
+            else if (!leaf) {
+                inner = 1;
+                result = depth >= snap_max_depth ? 0 :
+                    snap_compare_value(c, item, depth + 1, 1);
+            }
+            Py_DECREF(item);
+        }
+        Py_DECREF(iterator);
+        if (result == 1 && PyErr_Occurred())
+            return -1;
+    }
+    /* Held by its parent and by the snapshot it matched. */
+    if (inner && own > 2)
+        c->exposed = 1;
+    return result;
+}
+
+static int
+snap_compare_value(SnapCompare *c, PyObject *value, int depth,
+                   Py_ssize_t held)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    int leaf;
+    if (type == &PyUnicode_Type || type == &PyLong_Type ||
+            type == &PyFloat_Type || value == Py_None ||
+            type == &PyBool_Type || type == &PyBytes_Type)
+        return snap_match(c, value);
+    if (type == &PyList_Type)
+        return snap_compare_container(c, value, snap_marker_list, depth,
+                                      held);
+    if (type == &PyDict_Type)
+        return snap_compare_container(c, value, snap_marker_dict, depth,
+                                      held);
+    if (type == &PySet_Type)
+        return snap_compare_container(c, value, snap_marker_set, depth,
+                                      held);
+    if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
+        return snap_compare_immutable(c, value, depth, held);
+    leaf = snap_is_leaf(value);
+    if (leaf <= 0)
+        return leaf;
+    return snap_match(c, value);
+}
+
+/* 1 when obj's state matches tokens (c->exposed set as found), 0 when
+   not, -1 on error. */
+static int
+snap_compare_state(SnapCompare *c, PyObject *obj)
+{
+    PyObject *attributes, *layout, *key, *value;
+    Py_ssize_t count = 0, i, pos = 0;
+    int outcome = snap_state_parts(obj, &attributes, &layout);
+
+    if (outcome <= 0)
+        return outcome;
+    /* The object and this walk hold the instance dict. */
+    if (attributes != NULL && Py_REFCNT(attributes) > 2)
+        c->exposed = 1;
+    if (attributes != NULL)
+        count = PyDict_GET_SIZE(attributes);
+    if (layout != NULL)
+        for (i = 0; i < PyTuple_GET_SIZE(layout); i++)
+            if (SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(
+                    PyTuple_GET_ITEM(layout, i), 1))) != NULL)
+                count++;
+    outcome = snap_match_size(c, count);
+    if (attributes != NULL)
+        while (outcome == 1 && PyDict_Next(attributes, &pos, &key, &value)) {
+            outcome = snap_match(c, key);
+            if (outcome == 1)
+                outcome = snap_compare_value(c, value, 0, 0);
+        }
+    if (layout != NULL)
+        for (i = 0; outcome == 1 && i < PyTuple_GET_SIZE(layout); i++) {
+            PyObject *pair = PyTuple_GET_ITEM(layout, i);
+            value = SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1)));
+            if (value == NULL)
+                continue;
+            outcome = snap_match(c, PyTuple_GET_ITEM(pair, 0));
+            if (outcome == 1)
+                outcome = snap_compare_value(c, value, 0, 0);
+        }
+    Py_XDECREF(attributes);
+    if (outcome == 1 && c->next != PyTuple_GET_SIZE(c->tokens))
+        outcome = 0;
+    return outcome;
+}
+
+/* -- the store ------------------------------------------------------------ */
+
+static PyObject *snapshots_prune(SnapshotsObject *self, PyObject *unused);
+
+/* The oid of a persistent object (borrowed), Py_None when it has none or
+   is not persistent. */
+static PyObject *
+snap_oid(PyObject *obj)
+{
+    PyObject *oid;
+    if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+        return Py_None;
+    oid = slot(obj, off_oid);
+    return oid == NULL ? Py_None : oid;
+}
+
+static int
+snap_take(SnapshotsObject *self, PyObject *obj)
+{
+    PyObject *oid = snap_oid(obj), *tokens;
+    int failed;
+    if (oid == Py_None)
+        return 0;
+    Py_INCREF(oid);
+    tokens = snap_tokens(obj);
+    if (tokens == NULL) {
+        Py_DECREF(oid);
+        return -1;
+    }
+    if (tokens == Py_None) {
+        failed = PyDict_DelItem(self->by_oid, oid);
+        if (failed < 0 && PyErr_ExceptionMatches(PyExc_KeyError)) {
+            PyErr_Clear();
+            failed = 0;
+        }
+    }
+    else
+        failed = PyDict_SetItem(self->by_oid, oid, tokens);
+    Py_DECREF(tokens);
+    Py_DECREF(oid);
+    if (failed < 0)
+        return -1;
+    if (PyDict_GET_SIZE(self->by_oid) >= self->prune_at) {
+        PyObject *kept = snapshots_prune(self, NULL);
+        if (kept == NULL)
+            return -1;
+        Py_DECREF(kept);
+    }
+    return 0;
+}
+
+/* Called by the compiled Connection.load_state once obj holds its stored
+   state: 0, or -1 with an error. */
+static int
+take_load_snapshot(PyObject *store, PyObject *obj)
+{
+    if (Py_IS_TYPE(store, &SnapshotsType))
+        return snap_take((SnapshotsObject *)store, obj);
+    return 0;
+}
+
+/* The connection's compiled store (new ref), Py_None (new ref) when it
+   keeps none, NULL with no error when it keeps a store of another kind
+   (the Python load_state must run), NULL with an error. */
+static PyObject *
+load_snapshots_of(PyObject *connection)
+{
+    PyObject *store;
+    if (!snapshots_in_use)
+        return Py_NewRef(Py_None);
+    store = PyObject_GetAttr(connection, s_load_snapshots);
+    if (store == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        return Py_NewRef(Py_None);
+    }
+    if (store == Py_None || Py_IS_TYPE(store, &SnapshotsType))
+        return store;
+    Py_DECREF(store);
+    return NULL;
+}
+
+static PyObject *
+snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *objects;
+    SnapshotsObject *self;
+    if (!PyArg_ParseTuple(args, "O:LoadSnapshots", &objects))
+        return NULL;
+    if (snap_layouts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "durus._speedups snapshots not configured");
+        return NULL;
+    }
+    self = (SnapshotsObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->objects = Py_NewRef(objects);
+    self->by_oid = PyDict_New();
+    self->prune_at = snap_prune_minimum;
+    if (self->by_oid == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    snapshots_in_use = 1;
+    return (PyObject *)self;
+}
+
+static void
+snapshots_dealloc(SnapshotsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->objects);
+    Py_CLEAR(self->by_oid);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+snapshots_traverse(SnapshotsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->objects);
+    Py_VISIT(self->by_oid);
+    return 0;
+}
+
+static int
+snapshots_clear(SnapshotsObject *self)
+{
+    Py_CLEAR(self->objects);
+    Py_CLEAR(self->by_oid);
+    return 0;
+}
+
+static Py_ssize_t
+snapshots_len(SnapshotsObject *self)
+{
+    return self->by_oid == NULL ? 0 : PyDict_GET_SIZE(self->by_oid);
+}
+
+static PyObject *
+snapshots_take(SnapshotsObject *self, PyObject *obj)
+{
+    if (snap_take(self, obj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+snapshots_forget(SnapshotsObject *self, PyObject *obj)
+{
+    PyObject *oid = snap_oid(obj);
+    if (oid != Py_None && PyDict_DelItem(self->by_oid, oid) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            return NULL;
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+snapshots_snapshot(SnapshotsObject *self, PyObject *oid)
+{
+    PyObject *tokens = PyDict_GetItemWithError(self->by_oid, oid);
+    if (tokens == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return Py_NewRef(tokens);
+}
+
+static PyObject *
+snapshots_prune(SnapshotsObject *self, PyObject *unused)
+{
+    PyObject *mapping, *kept, *oid, *tokens, *ref, *obj, *status;
+    Py_ssize_t pos = 0;
+
+    mapping = PyObject_GetAttr(self->objects, s_mapping);
+    if (mapping == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(mapping)) {
+        Py_DECREF(mapping);
+        PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
+        return NULL;
+    }
+    kept = PyDict_New();
+    if (kept == NULL) {
+        Py_DECREF(mapping);
+        return NULL;
+    }
+    while (PyDict_Next(self->by_oid, &pos, &oid, &tokens)) {
+        ref = PyDict_GetItemWithError(mapping, oid);
+        if (ref == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue;
+        }
+        if (!PyWeakref_Check(ref))
+            continue;
+        obj = PyWeakref_GetObject(ref);
+        if (obj == NULL)
+            goto fail;
+        if (obj == Py_None ||
+                !PyType_IsSubtype(Py_TYPE(obj),
+                                  (PyTypeObject *)persistent_base))
+            continue;
+        status = slot(obj, off_status);
+        if (status == NULL || status_of(status) == GHOST)
+            continue;
+        if (PyDict_SetItem(kept, oid, tokens) < 0)
+            goto fail;
+    }
+    Py_DECREF(mapping);
+    Py_SETREF(self->by_oid, kept);
+    self->prune_at = 2 * PyDict_GET_SIZE(kept);
+    if (self->prune_at < snap_prune_minimum)
+        self->prune_at = snap_prune_minimum;
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(kept));
+fail:
+    Py_DECREF(mapping);
+    Py_DECREF(kept);
+    return NULL;
+}
+
+static PyObject *
+snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
+{
+    PyObject *sequence, *suspects, *exposed, *result = NULL;
+    Py_ssize_t i;
+
+    sequence = PySequence_Fast(objects, "sort_out needs a sequence");
+    if (sequence == NULL)
+        return NULL;
+    suspects = PyList_New(0);
+    exposed = PyList_New(0);
+    if (suspects == NULL || exposed == NULL)
+        goto done;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(sequence); i++) {
+        PyObject *obj = PySequence_Fast_GET_ITEM(sequence, i);
+        PyObject *oid, *status, *tokens;
+        SnapCompare compare;
+        int outcome;
+
+        if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+            continue;
+        status = slot(obj, off_status);
+        oid = slot(obj, off_oid);
+        if (status == NULL || status_of(status) != SAVED || oid == NULL ||
+                oid == Py_None)
+            continue;
+        tokens = PyDict_GetItemWithError(self->by_oid, oid);
+        if (tokens == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            if (PyList_Append(suspects, obj) < 0)
+                goto done;
+            continue;
+        }
+        if (!PyTuple_CheckExact(tokens)) {
+            if (PyList_Append(suspects, obj) < 0)
+                goto done;
+            continue;
+        }
+        Py_INCREF(tokens);
+        compare.tokens = tokens;
+        compare.next = 0;
+        compare.exposed = 0;
+        outcome = snap_compare_state(&compare, obj);
+        Py_DECREF(tokens);
+        if (outcome < 0)
+            goto done;
+        if (outcome == 0) {
+            if (PyList_Append(suspects, obj) < 0)
+                goto done;
+        }
+        else if (compare.exposed && PyList_Append(exposed, obj) < 0)
+            goto done;
+    }
+    result = PyTuple_Pack(2, suspects, exposed);
+done:
+    Py_DECREF(sequence);
+    Py_XDECREF(suspects);
+    Py_XDECREF(exposed);
+    return result;
+}
+
+static PyMethodDef snapshots_methods[] = {
+    {"take", (PyCFunction)snapshots_take, METH_O,
+     "Snapshot obj's state now (it must be its record's)."},
+    {"forget", (PyCFunction)snapshots_forget, METH_O,
+     "Drop obj's snapshot."},
+    {"snapshot", (PyCFunction)snapshots_snapshot, METH_O,
+     "The tokens kept for oid, or None."},
+    {"prune", (PyCFunction)snapshots_prune, METH_NOARGS,
+     "Drop the snapshots of ghosts and of objects gone from the cache."},
+    {"sort_out", (PyCFunction)snapshots_sort_out, METH_O,
+     "(suspects, exposed) among the SAVED objects given."},
+    {NULL}
+};
+
+static PyMemberDef snapshots_members[] = {
+    {"objects", T_OBJECT, offsetof(SnapshotsObject, objects), READONLY,
+     "the cache's ObjectDictionary"},
+    {"by_oid", T_OBJECT, offsetof(SnapshotsObject, by_oid), READONLY,
+     "oid -> tokens"},
+    {"prune_at", T_PYSSIZET, offsetof(SnapshotsObject, prune_at), 0,
+     "prune when this many snapshots are kept"},
+    {NULL}
+};
+
+static PySequenceMethods snapshots_as_sequence = {
+    .sq_length = (lenfunc)snapshots_len,
+};
+
+static PyTypeObject SnapshotsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "durus._speedups.LoadSnapshots",
+    .tp_basicsize = sizeof(SnapshotsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Load-time snapshots of one connection's objects "
+              "(durus.load_snapshots).",
+    .tp_new = snapshots_new,
+    .tp_dealloc = (destructor)snapshots_dealloc,
+    .tp_traverse = (traverseproc)snapshots_traverse,
+    .tp_clear = (inquiry)snapshots_clear,
+    .tp_methods = snapshots_methods,
+    .tp_members = snapshots_members,
+    .tp_as_sequence = &snapshots_as_sequence,
+};
+
+/* configure_snapshots(Persistent.__getstate__, PersistentObject.__getstate__,
+                       data_slot_names, LEAF_TYPES, (LIST, DICT, SET),
+                       MAX_DEPTH, MAX_TOKENS, PRUNE_MINIMUM) */
+static PyObject *
+configure_snapshots(PyObject *module, PyObject *args)
+{
+    PyObject *dict_getstate, *slots_getstate, *slot_names, *leaf_types;
+    PyObject *marker_list, *marker_dict, *marker_set;
+    Py_ssize_t depth, tokens, prune;
+    if (!PyArg_ParseTuple(args, "OOOO!(OOO)nnn:configure_snapshots",
+                          &dict_getstate, &slots_getstate, &slot_names,
+                          &PyFrozenSet_Type, &leaf_types, &marker_list,
+                          &marker_dict, &marker_set, &depth, &tokens, &prune))
+        return NULL;
+    if (persistent_base == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "durus._speedups not configured");
+        return NULL;
+    }
+    Py_XSETREF(snap_dict_getstate, Py_NewRef(dict_getstate));
+    Py_XSETREF(snap_slots_getstate, Py_NewRef(slots_getstate));
+    Py_XSETREF(snap_data_slot_names, Py_NewRef(slot_names));
+    Py_XSETREF(snap_leaf_types, Py_NewRef(leaf_types));
+    Py_XSETREF(snap_marker_list, Py_NewRef(marker_list));
+    Py_XSETREF(snap_marker_dict, Py_NewRef(marker_dict));
+    Py_XSETREF(snap_marker_set, Py_NewRef(marker_set));
+    snap_max_depth = depth;
+    snap_max_tokens = tokens;
+    snap_prune_minimum = prune;
+    if (snap_layouts == NULL && (snap_layouts = PyDict_New()) == NULL)
+        return NULL;
+    Py_RETURN_NONE;
+}
