@@ -22,6 +22,7 @@
 
 /* The parts, in dependency order (see the note at the top of each). */
 #include "hooks.c"
+#include "touched.c"
 #include "cache.c"
 #include "feed.c"
 #include "writer.c"
@@ -174,6 +175,8 @@ static PyMethodDef module_methods[] = {
      "durus.record.record_data: the data field of a record."},
     {"class_pickle_end", class_pickle_end_c, METH_O,
      "durus.record.class_pickle_end: where the class pickle may end."},
+    {"touched_since_last_call", touched_since_last_call, METH_O,
+     "Connection.touched_since_last_call(connection)."},
     {"configure_snapshots", configure_snapshots, METH_VARARGS,
      "Connect the load snapshots to durus.load_snapshots (called once)."},
     {"record_fine", record_fine, METH_O,

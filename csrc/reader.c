@@ -235,7 +235,7 @@ static PyObject *
 connection_load_state(PyObject *connection, PyObject *obj)
 {
     PyObject *status, *oid, *invalid, *record, *data, *reader, *state,
-        *setstate, *result, *snapshots;
+        *setstate, *result;
 
     if (!is_persistent_instance(obj) ||
             _PyType_Lookup(Py_TYPE(connection), s_get_stored_pickle) !=
@@ -253,15 +253,6 @@ connection_load_state(PyObject *connection, PyObject *obj)
         goto python;
     }
     Py_DECREF(invalid);
-    /* A store of load snapshots of another kind than the compiled one
-       (snapshot.c) is for the Python load_state to fill. */
-    snapshots = load_snapshots_of(connection);
-    if (snapshots == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        goto python;
-    }
-    Py_DECREF(snapshots);
     Py_INCREF(oid);
     record = fast_record(connection, oid);
     Py_DECREF(oid);
@@ -309,14 +300,9 @@ connection_load_state(PyObject *connection, PyObject *obj)
         PyObject *call_args[2] = {obj, state};
         result = PyObject_Vectorcall(setstate, call_args, 2, NULL);
     }
-    if (result != NULL && snapshots_in_use) {
-        /* Looked up again: unpickling may have run Python code. */
-        snapshots = load_snapshots_of(connection);
-        if (snapshots == NULL ? PyErr_Occurred() != NULL :
-                take_load_snapshot(snapshots, obj) < 0)
-            Py_CLEAR(result);
-        Py_XDECREF(snapshots);
-    }
+    /* The load snapshot, if the connection keeps them (snapshot.c). */
+    if (result != NULL && take_load_snapshot(connection, obj) < 0)
+        Py_CLEAR(result);
     Py_DECREF(setstate);
     Py_DECREF(state);
     Py_DECREF(obj);

@@ -17,10 +17,12 @@
 
 static PyObject *snap_dict_getstate, *snap_slots_getstate,
     *snap_data_slot_names, *snap_leaf_types, *snap_marker_list,
-    *snap_marker_dict, *snap_marker_set, *snap_layouts;
+    *snap_marker_dict, *snap_marker_set, *snap_marker_persistent,
+    *snap_layouts;
 static Py_ssize_t snap_max_depth = 16, snap_max_tokens = 1 << 20,
     snap_prune_minimum = 65536;
-/* Set once a compiled store exists: until then loads never look for one. */
+/* Set once a compiled store exists: until then compiled loads never look
+   for a store (a connection gets a compiled one when this module runs). */
 static int snapshots_in_use;
 static PyObject *s_load_snapshots, *s_getstate;
 
@@ -36,19 +38,32 @@ static PyTypeObject SnapshotsType;
 #define SNAP_UNSUPPORTED 0
 #define SNAP_OK 1
 
-/* Leaves: immutable values, classes, persistent objects. */
+/* Leaves: 0 (not a leaf), LEAF_PLAIN (an immutable value or a class:
+   the value itself is the token) or LEAF_PERSISTENT (the persistent
+   marker and its oid, or the object itself when it has none); -1. */
+#define LEAF_PLAIN 1
+#define LEAF_PERSISTENT 2
+
 static int
-snap_is_leaf(PyObject *value)
+snap_leaf_kind(PyObject *value)
 {
     PyTypeObject *type = Py_TYPE(value);
     if (type == &PyUnicode_Type || type == &PyLong_Type ||
             type == &PyFloat_Type || value == Py_None ||
             type == &PyBool_Type || type == &PyBytes_Type)
-        return 1;
-    if (PyType_Check(value) ||
-            PyType_IsSubtype(type, (PyTypeObject *)persistent_base))
-        return 1;
-    return PySet_Contains(snap_leaf_types, (PyObject *)type);
+        return LEAF_PLAIN;
+    if (PyType_IsSubtype(type, (PyTypeObject *)persistent_base))
+        return LEAF_PERSISTENT;
+    if (PyType_Check(value))
+        return LEAF_PLAIN;
+    switch (PySet_Contains(snap_leaf_types, (PyObject *)type)) {
+    case 1:
+        return LEAF_PLAIN;
+    case 0:
+        return 0;
+    default:
+        return -1;
+    }
 }
 
 /* The data slots of a class: a tuple of (name, offset) pairs, or None
@@ -144,78 +159,108 @@ snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
     return SNAP_OK;
 }
 
-/* -- taking: tokens appended to a list ---------------------------------- */
+/* -- taking: tokens gathered in a buffer, then one tuple ------------- */
+
+/* Tokens are gathered here and become one tuple; a snapshot that holds no
+   object the garbage collector tracks (most: ints, strs, oids, markers)
+   is untracked, so snapshots add no work to collections. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t size, capacity;
+    int tracked;            /* holds an object the collector tracks */
+    PyObject *inline_items[64];
+} SnapTokens;
 
 static int
-snap_emit(PyObject *tokens, PyObject *value)
+snap_emit(SnapTokens *t, PyObject *value)
 {
-    if (PyList_GET_SIZE(tokens) >= snap_max_tokens)
+    if (t->size >= snap_max_tokens)
         return SNAP_UNSUPPORTED;
-    return PyList_Append(tokens, value) < 0 ? -1 : SNAP_OK;
+    if (t->size == t->capacity) {
+        Py_ssize_t capacity = t->capacity * 2;
+        PyObject **items;
+        if (t->items == t->inline_items) {
+            items = PyMem_New(PyObject *, capacity);
+            if (items != NULL)
+                memcpy(items, t->items, t->size * sizeof(PyObject *));
+        }
+        else
+            items = PyMem_Resize(t->items, PyObject *, capacity);
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->items = items;
+        t->capacity = capacity;
+    }
+    if (!t->tracked && PyObject_IS_GC(value) && PyObject_GC_IsTracked(value))
+        t->tracked = 1;
+    t->items[t->size++] = Py_NewRef(value);
+    return SNAP_OK;
 }
 
+/* Emits a new reference (consumed), NULL meaning an error. */
 static int
-snap_emit_size(PyObject *tokens, Py_ssize_t size)
+snap_emit_new(SnapTokens *t, PyObject *value)
 {
-    PyObject *number = PyLong_FromSsize_t(size);
     int result;
-    if (number == NULL)
+    if (value == NULL)
         return -1;
-    result = snap_emit(tokens, number);
-    Py_DECREF(number);
+    result = snap_emit(t, value);
+    Py_DECREF(value);
     return result;
 }
 
-static int
-snap_emit_id(PyObject *tokens, PyObject *value)
+static void
+snap_tokens_clear(SnapTokens *t)
 {
-    PyObject *number = PyLong_FromVoidPtr(value);
-    int result;
-    if (number == NULL)
-        return -1;
-    result = snap_emit(tokens, number);
-    Py_DECREF(number);
-    return result;
+    Py_ssize_t i;
+    for (i = 0; i < t->size; i++)
+        Py_DECREF(t->items[i]);
+    if (t->items != t->inline_items)
+        PyMem_Free(t->items);
+    t->items = t->inline_items;
+    t->size = 0;
 }
 
-static int snap_take_value(PyObject *tokens, PyObject *value, int depth);
+static int snap_take_value(SnapTokens *t, PyObject *value, int depth);
 
 #define SNAP_TRY(call) do { int r_ = (call); if (r_ != SNAP_OK) return r_; } \
     while (0)
 
 static int
-snap_take_container(PyObject *tokens, PyObject *value, PyObject *marker,
+snap_take_container(SnapTokens *t, PyObject *value, PyObject *marker,
                     int depth)
 {
     if (depth >= snap_max_depth)
         return SNAP_UNSUPPORTED;
-    SNAP_TRY(snap_emit(tokens, marker));
-    SNAP_TRY(snap_emit_id(tokens, value));
+    SNAP_TRY(snap_emit(t, marker));
+    SNAP_TRY(snap_emit_new(t, PyLong_FromVoidPtr(value)));
     if (marker == snap_marker_list) {
         Py_ssize_t i;
-        SNAP_TRY(snap_emit_size(tokens, PyList_GET_SIZE(value)));
+        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PyList_GET_SIZE(value))));
         for (i = 0; i < PyList_GET_SIZE(value); i++)
-            SNAP_TRY(snap_take_value(tokens, PyList_GET_ITEM(value, i),
+            SNAP_TRY(snap_take_value(t, PyList_GET_ITEM(value, i),
                                      depth + 1));
     }
     else if (marker == snap_marker_dict) {
         Py_ssize_t pos = 0;
         PyObject *key, *item;
-        SNAP_TRY(snap_emit_size(tokens, PyDict_GET_SIZE(value)));
+        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PyDict_GET_SIZE(value))));
         while (PyDict_Next(value, &pos, &key, &item)) {
-            SNAP_TRY(snap_take_value(tokens, key, depth + 1));
-            SNAP_TRY(snap_take_value(tokens, item, depth + 1));
+            SNAP_TRY(snap_take_value(t, key, depth + 1));
+            SNAP_TRY(snap_take_value(t, item, depth + 1));
         }
     }
     else {
         PyObject *iterator, *item;
         int result = SNAP_OK;
-        SNAP_TRY(snap_emit_size(tokens, PySet_GET_SIZE(value)));
+        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PySet_GET_SIZE(value))));
         iterator = PyObject_GetIter(value);
         if (iterator == NULL)
             return -1;
         while (result == SNAP_OK && (item = PyIter_Next(iterator)) != NULL) {
-            result = snap_take_value(tokens, item, depth + 1);
+            result = snap_take_value(t, item, depth + 1);
             Py_DECREF(item);
         }
         Py_DECREF(iterator);
@@ -228,22 +273,35 @@ snap_take_container(PyObject *tokens, PyObject *value, PyObject *marker,
 
 /* A tuple or frozenset: itself, then its items that are not leaves. */
 static int
-snap_take_immutable(PyObject *tokens, PyObject *value, int depth)
+snap_take_immutable(SnapTokens *t, PyObject *value, int depth)
 {
     PyObject *iterator, *item;
     int result = SNAP_OK, leaf;
 
-    SNAP_TRY(snap_emit(tokens, value));
+    SNAP_TRY(snap_emit(t, value));
+    if (PyTuple_CheckExact(value)) {
+        Py_ssize_t i;
+        for (i = 0; i < PyTuple_GET_SIZE(value); i++) {
+            item = PyTuple_GET_ITEM(value, i);
+            leaf = snap_leaf_kind(item);
+            if (leaf < 0)
+                return -1;
+            if (!leaf)
+                SNAP_TRY(depth >= snap_max_depth ? SNAP_UNSUPPORTED :
+                         snap_take_value(t, item, depth + 1));
+        }
+        return SNAP_OK;
+    }
     iterator = PyObject_GetIter(value);
     if (iterator == NULL)
         return -1;
     while (result == SNAP_OK && (item = PyIter_Next(iterator)) != NULL) {
-        leaf = snap_is_leaf(item);
+        leaf = snap_leaf_kind(item);
         if (leaf < 0)
             result = -1;
         else if (!leaf)
             result = depth >= snap_max_depth ? SNAP_UNSUPPORTED :
-                snap_take_value(tokens, item, depth + 1);
+                snap_take_value(t, item, depth + 1);
         Py_DECREF(item);
     }
     Py_DECREF(iterator);
@@ -253,35 +311,42 @@ snap_take_immutable(PyObject *tokens, PyObject *value, int depth)
 }
 
 static int
-snap_take_value(PyObject *tokens, PyObject *value, int depth)
+snap_take_value(SnapTokens *t, PyObject *value, int depth)
 {
     PyTypeObject *type = Py_TYPE(value);
     int leaf;
     if (type == &PyUnicode_Type || type == &PyLong_Type ||
             type == &PyFloat_Type || value == Py_None ||
             type == &PyBool_Type || type == &PyBytes_Type)
-        return snap_emit(tokens, value);
+        return snap_emit(t, value);
     if (type == &PyList_Type)
-        return snap_take_container(tokens, value, snap_marker_list, depth);
+        return snap_take_container(t, value, snap_marker_list, depth);
     if (type == &PyDict_Type)
-        return snap_take_container(tokens, value, snap_marker_dict, depth);
+        return snap_take_container(t, value, snap_marker_dict, depth);
     if (type == &PySet_Type)
-        return snap_take_container(tokens, value, snap_marker_set, depth);
+        return snap_take_container(t, value, snap_marker_set, depth);
     if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
-        return snap_take_immutable(tokens, value, depth);
-    leaf = snap_is_leaf(value);
+        return snap_take_immutable(t, value, depth);
+    leaf = snap_leaf_kind(value);
     if (leaf < 0)
         return -1;
-    return leaf ? snap_emit(tokens, value) : SNAP_UNSUPPORTED;
+    if (leaf == LEAF_PERSISTENT) {
+        PyObject *oid = slot(value, off_oid);
+        if (oid != NULL && oid != Py_None) {
+            SNAP_TRY(snap_emit(t, snap_marker_persistent));
+            return snap_emit(t, oid);
+        }
+    }
+    return leaf ? snap_emit(t, value) : SNAP_UNSUPPORTED;
 }
 
 /* The count, then name and value of each attribute and set slot. */
 static int
-snap_take_state(PyObject *tokens, PyObject *obj, PyObject *attributes,
+snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
                 PyObject *layout)
 {
     Py_ssize_t count = 0, i, pos = 0;
-    PyObject *key, *value, *number;
+    PyObject *key, *value;
 
     if (attributes != NULL)
         count = PyDict_GET_SIZE(attributes);
@@ -292,17 +357,11 @@ snap_take_state(PyObject *tokens, PyObject *obj, PyObject *attributes,
             if (SLOT(obj, offset) != NULL)
                 count++;
         }
-    number = PyLong_FromSsize_t(count);
-    if (number == NULL)
-        return -1;
-    i = PyList_Append(tokens, number);
-    Py_DECREF(number);
-    if (i < 0)
-        return -1;
+    SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(count)));
     if (attributes != NULL)
         while (PyDict_Next(attributes, &pos, &key, &value)) {
-            SNAP_TRY(snap_emit(tokens, key));
-            SNAP_TRY(snap_take_value(tokens, value, 0));
+            SNAP_TRY(snap_emit(t, key));
+            SNAP_TRY(snap_take_value(t, value, 0));
         }
     if (layout != NULL)
         for (i = 0; i < PyTuple_GET_SIZE(layout); i++) {
@@ -310,8 +369,8 @@ snap_take_state(PyObject *tokens, PyObject *obj, PyObject *attributes,
             value = SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1)));
             if (value == NULL)
                 continue;
-            SNAP_TRY(snap_emit(tokens, PyTuple_GET_ITEM(pair, 0)));
-            SNAP_TRY(snap_take_value(tokens, value, 0));
+            SNAP_TRY(snap_emit(t, PyTuple_GET_ITEM(pair, 0)));
+            SNAP_TRY(snap_take_value(t, value, 0));
         }
     return SNAP_OK;
 }
@@ -321,29 +380,38 @@ snap_take_state(PyObject *tokens, PyObject *obj, PyObject *attributes,
 static PyObject *
 snap_tokens(PyObject *obj)
 {
-    PyObject *attributes, *layout, *tokens, *result;
+    PyObject *attributes, *layout, *result;
+    SnapTokens t;
+    Py_ssize_t i;
     int outcome = snap_state_parts(obj, &attributes, &layout);
+
     if (outcome < 0)
         return NULL;
     if (outcome == SNAP_UNSUPPORTED)
         Py_RETURN_NONE;
-    tokens = PyList_New(0);
-    if (tokens == NULL) {
-        Py_XDECREF(attributes);
-        return NULL;
-    }
-    outcome = snap_take_state(tokens, obj, attributes, layout);
+    t.items = t.inline_items;
+    t.size = 0;
+    t.capacity = sizeof(t.inline_items) / sizeof(t.inline_items[0]);
+    t.tracked = 0;
+    outcome = snap_take_state(&t, obj, attributes, layout);
     Py_XDECREF(attributes);
-    if (outcome < 0) {
-        Py_DECREF(tokens);
-        return NULL;
-    }
-    if (outcome == SNAP_UNSUPPORTED) {
-        Py_DECREF(tokens);
+    if (outcome != SNAP_OK) {
+        snap_tokens_clear(&t);
+        if (outcome < 0)
+            return NULL;
         Py_RETURN_NONE;
     }
-    result = PyList_AsTuple(tokens);
-    Py_DECREF(tokens);
+    result = PyTuple_New(t.size);
+    if (result == NULL) {
+        snap_tokens_clear(&t);
+        return NULL;
+    }
+    for (i = 0; i < t.size; i++)
+        PyTuple_SET_ITEM(result, i, t.items[i]);   /* references moved */
+    t.size = 0;
+    snap_tokens_clear(&t);
+    if (!t.tracked)
+        PyObject_GC_UnTrack(result);
     return result;
 }
 
@@ -355,7 +423,8 @@ typedef struct {
     int exposed;
 } SnapCompare;
 
-/* 1 when the next token is value (or an equal int), 0 when not. */
+/* 1 when the next token is value (or an equal int or bytes: ids,
+   lengths, oids), 0 when not. */
 static int
 snap_match(SnapCompare *c, PyObject *value)
 {
@@ -367,6 +436,10 @@ snap_match(SnapCompare *c, PyObject *value)
         return 1;
     if (PyLong_CheckExact(token) && PyLong_CheckExact(value))
         return PyObject_RichCompareBool(token, value, Py_EQ);
+    if (PyBytes_CheckExact(token) && PyBytes_CheckExact(value))
+        return PyBytes_GET_SIZE(token) == PyBytes_GET_SIZE(value) &&
+            memcmp(PyBytes_AS_STRING(token), PyBytes_AS_STRING(value),
+                   PyBytes_GET_SIZE(value)) == 0;
     return 0;
 }
 
@@ -472,7 +545,7 @@ snap_compare_immutable(SnapCompare *c, PyObject *value, int depth,
         Py_ssize_t i;
         for (i = 0; result == 1 && i < PyTuple_GET_SIZE(value); i++) {
             item = PyTuple_GET_ITEM(value, i);
-            leaf = snap_is_leaf(item);
+            leaf = snap_leaf_kind(item);
             if (leaf < 0)
                 return -1;
             if (!leaf) {
@@ -487,7 +560,7 @@ snap_compare_immutable(SnapCompare *c, PyObject *value, int depth,
         if (iterator == NULL)
             return -1;
         while (result == 1 && (item = PyIter_Next(iterator)) != NULL) {
-            leaf = snap_is_leaf(item);
+            leaf = snap_leaf_kind(item);
             if (leaf < 0)
                 result = -1;
             else if (!leaf) {
@@ -528,9 +601,16 @@ snap_compare_value(SnapCompare *c, PyObject *value, int depth,
                                       held);
     if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
         return snap_compare_immutable(c, value, depth, held);
-    leaf = snap_is_leaf(value);
+    leaf = snap_leaf_kind(value);
     if (leaf <= 0)
         return leaf;
+    if (leaf == LEAF_PERSISTENT) {
+        PyObject *oid = slot(value, off_oid);
+        if (oid != NULL && oid != Py_None) {
+            SNAP_MATCH(snap_match(c, snap_marker_persistent));
+            return snap_match(c, oid);
+        }
+    }
     return snap_match(c, value);
 }
 
@@ -601,6 +681,14 @@ snap_take(SnapshotsObject *self, PyObject *obj)
     int failed;
     if (oid == Py_None)
         return 0;
+    /* Pruned before obj's snapshot goes in: obj may still be a ghost
+       (load_state runs before its status changes). */
+    if (PyDict_GET_SIZE(self->by_oid) >= self->prune_at) {
+        PyObject *kept = snapshots_prune(self, NULL);
+        if (kept == NULL)
+            return -1;
+        Py_DECREF(kept);
+    }
     Py_INCREF(oid);
     tokens = snap_tokens(obj);
     if (tokens == NULL) {
@@ -618,47 +706,40 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         failed = PyDict_SetItem(self->by_oid, oid, tokens);
     Py_DECREF(tokens);
     Py_DECREF(oid);
-    if (failed < 0)
-        return -1;
-    if (PyDict_GET_SIZE(self->by_oid) >= self->prune_at) {
-        PyObject *kept = snapshots_prune(self, NULL);
-        if (kept == NULL)
-            return -1;
-        Py_DECREF(kept);
-    }
-    return 0;
+    return failed < 0 ? -1 : 0;
 }
+
+/* The Python twin's take (_PyLoadSnapshots.take), for a store of that
+   kind met by the compiled load_state. */
+static PyObject *snap_py_take;
 
 /* Called by the compiled Connection.load_state once obj holds its stored
-   state: 0, or -1 with an error. */
+   state: takes its snapshot if the connection keeps them.  0, or -1 with
+   an error. */
 static int
-take_load_snapshot(PyObject *store, PyObject *obj)
-{
-    if (Py_IS_TYPE(store, &SnapshotsType))
-        return snap_take((SnapshotsObject *)store, obj);
-    return 0;
-}
-
-/* The connection's compiled store (new ref), Py_None (new ref) when it
-   keeps none, NULL with no error when it keeps a store of another kind
-   (the Python load_state must run), NULL with an error. */
-static PyObject *
-load_snapshots_of(PyObject *connection)
+take_load_snapshot(PyObject *connection, PyObject *obj)
 {
     PyObject *store;
+    int result = 0;
     if (!snapshots_in_use)
-        return Py_NewRef(Py_None);
+        return 0;
     store = PyObject_GetAttr(connection, s_load_snapshots);
     if (store == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-            return NULL;
+            return -1;
         PyErr_Clear();
-        return Py_NewRef(Py_None);
+        return 0;
     }
-    if (store == Py_None || Py_IS_TYPE(store, &SnapshotsType))
-        return store;
+    if (Py_IS_TYPE(store, &SnapshotsType))
+        result = snap_take((SnapshotsObject *)store, obj);
+    else if (store != Py_None && snap_py_take != NULL) {
+        PyObject *args[2] = {store, obj};
+        PyObject *done = PyObject_Vectorcall(snap_py_take, args, 2, NULL);
+        Py_XDECREF(done);
+        result = done == NULL ? -1 : 0;
+    }
     Py_DECREF(store);
-    return NULL;
+    return result;
 }
 
 static PyObject *
@@ -910,19 +991,24 @@ static PyTypeObject SnapshotsType = {
 };
 
 /* configure_snapshots(Persistent.__getstate__, PersistentObject.__getstate__,
-                       data_slot_names, LEAF_TYPES, (LIST, DICT, SET),
-                       MAX_DEPTH, MAX_TOKENS, PRUNE_MINIMUM) */
+                       data_slot_names, LEAF_TYPES,
+                       (LIST, DICT, SET, PERSISTENT),
+                       MAX_DEPTH, MAX_TOKENS, PRUNE_MINIMUM,
+                       _PyLoadSnapshots.take) */
 static PyObject *
 configure_snapshots(PyObject *module, PyObject *args)
 {
     PyObject *dict_getstate, *slots_getstate, *slot_names, *leaf_types;
-    PyObject *marker_list, *marker_dict, *marker_set;
+    PyObject *marker_list, *marker_dict, *marker_set, *marker_persistent;
+    PyObject *py_take;
     Py_ssize_t depth, tokens, prune;
-    if (!PyArg_ParseTuple(args, "OOOO!(OOO)nnn:configure_snapshots",
+    if (!PyArg_ParseTuple(args, "OOOO!(OOOO)nnnO:configure_snapshots",
                           &dict_getstate, &slots_getstate, &slot_names,
                           &PyFrozenSet_Type, &leaf_types, &marker_list,
-                          &marker_dict, &marker_set, &depth, &tokens, &prune))
+                          &marker_dict, &marker_set, &marker_persistent,
+                          &depth, &tokens, &prune, &py_take))
         return NULL;
+    Py_XSETREF(snap_py_take, Py_NewRef(py_take));
     if (persistent_base == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
                         "durus._speedups not configured");
@@ -935,6 +1021,7 @@ configure_snapshots(PyObject *module, PyObject *args)
     Py_XSETREF(snap_marker_list, Py_NewRef(marker_list));
     Py_XSETREF(snap_marker_dict, Py_NewRef(marker_dict));
     Py_XSETREF(snap_marker_set, Py_NewRef(marker_set));
+    Py_XSETREF(snap_marker_persistent, Py_NewRef(marker_persistent));
     snap_max_depth = depth;
     snap_max_tokens = tokens;
     snap_prune_minimum = prune;

@@ -78,6 +78,9 @@ TWINS = (
          'durus.connection.Connection._bind_new_object', 'configure_loads'),
     Twin('get_instance', 'durus.connection.Cache.get_instance',
          'durus.connection.Cache.get_instance', None),
+    Twin('touched_since_last_call',
+         'durus.connection.Connection.touched_since_last_call',
+         'durus.connection.Connection.touched_since_last_call', None),
     # durus.serialize: reading and writing record data
     Twin('get_state', 'durus.serialize.ObjectReader.get_state',
          'durus.connection._get_state', None),

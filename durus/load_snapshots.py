@@ -82,17 +82,9 @@ _SLOTS_GETSTATE = PersistentObject.__getstate__
 _getrefcount = sys.getrefcount
 
 
-class _Marker(object):
-    __slots__ = ('name',)
-
-    def __init__(self, name):
-        self.name = name
-
-    def __repr__(self):
-        return '<%s>' % self.name
-
-
-LIST, DICT, SET = _Marker('list'), _Marker('dict'), _Marker('set')
+# Markers (plain objects, which the garbage collector does not track, and
+# which no state can hold as a leaf).
+LIST, DICT, SET, PERSISTENT = object(), object(), object(), object()
 _MARKERS = {list: LIST, dict: DICT, set: SET}
 
 
@@ -201,7 +193,17 @@ class _Walk(object):
                 else:
                     tokens.append(value)
                 continue
-            if isinstance(value, PersistentBase) or isinstance(value, type):
+            if isinstance(value, PersistentBase):
+                oid = _raw_get(value, '_p_oid')
+                if oid is None:
+                    tokens.append(value)   # new: by identity
+                else:
+                    # What the writer writes for it (an object that left
+                    # the cache and came back is the same reference).
+                    tokens.append(PERSISTENT)
+                    tokens.append(oid)
+                continue
+            if isinstance(value, type):
                 tokens.append(value)
                 continue
             raise _Unsupported
@@ -218,13 +220,17 @@ def _snapshot(obj):
 
 
 def _same_tokens(now, snapshot):
+    # Ids, lengths and oids are made anew by each walk: equal values.
     if len(now) != len(snapshot):
         return False
     for a, b in zip(now, snapshot):
-        if a is not b and not (type(a) is int and type(b) is int
+        if a is not b and not (type(a) is type(b) and type(a) in _BY_VALUE
                                and a == b):
             return False
     return True
+
+
+_BY_VALUE = (int, bytes)
 
 
 class _PyLoadSnapshots(object):
@@ -244,13 +250,15 @@ class _PyLoadSnapshots(object):
         oid = _raw_get(obj, '_p_oid')
         if oid is None:
             return
+        if len(self.by_oid) >= self.prune_at:
+            # Before obj's snapshot goes in: obj may still be a ghost
+            # (load_state runs before its status changes).
+            self.prune()
         tokens = _snapshot(obj)
         if tokens is None:
             self.by_oid.pop(oid, None)
-            return
-        self.by_oid[oid] = tokens
-        if len(self.by_oid) >= self.prune_at:
-            self.prune()
+        else:
+            self.by_oid[oid] = tokens
 
     def forget(self, obj):
         """Drop ``obj``'s snapshot (its state is no longer its record's)."""
@@ -343,6 +351,7 @@ _calibrate()
 if _speedups is not None:
     _speedups.configure_snapshots(
         _DICT_GETSTATE, _SLOTS_GETSTATE, data_slot_names, LEAF_TYPES,
-        (LIST, DICT, SET), MAX_DEPTH, MAX_TOKENS, PRUNE_MINIMUM)
+        (LIST, DICT, SET, PERSISTENT), MAX_DEPTH, MAX_TOKENS,
+        PRUNE_MINIMUM, _PyLoadSnapshots.take)
 
 LoadSnapshots = _use_compiled('LoadSnapshots', _PyLoadSnapshots)

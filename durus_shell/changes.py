@@ -270,8 +270,14 @@ class ChangeTracker(ConnectionObserver):
             return []
 
     def _check_in_place(self, touched, record=True):
-        for tree in [obj for obj in touched if isinstance(obj, BTree)]:
-            self._trees[id(tree)] = tree
+        # BTrees by their types: isinstance() with an abstract base class
+        # (BTree is a MutableMapping) costs microseconds per object.
+        kinds = set(map(type, touched))
+        trees = {kind for kind in kinds if issubclass(kind, BTree)}
+        if trees:
+            for obj in touched:
+                if type(obj) in trees:
+                    self._trees[id(obj)] = obj
         # Objects that still match their load snapshots hold their
         # records' states (durus.load_snapshots): only the others are
         # compared with their records.
