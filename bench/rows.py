@@ -240,6 +240,14 @@ WORKLOADS = [
         rows=[Row(6, ':find Account vs 4.3 gen_every_instance (1M file)', 'find_s',
                   True, Target('speedup', 5))]),
     Workload(
+        'find_screenful', 'shell_find_screenful.py', full={'matches': 100000},
+        quick={'matches': 10000}, sides=('ours',), reps=3, quick_reps=1,
+        requires=FILES + ('durus_shell.scan', 'durus_shell.paging'),
+        rows=[Row(14, ':find with 100k matches: first screenful', 'first_screen_s',
+                  True, None),
+              Row(14, '  the whole command', 'find_s', True, None),
+              Row(14, '  :more building the whole table', 'more_s', True, None)]),
+    Workload(
         'census', 'find_census.py', full={'path': '{shop_packed}', 'what': 'census'},
         quick={'path': '{shop_packed}', 'what': 'census'}, reps=3,
         requires=FILES + ('durus_shell.scan',), data=('shop',),

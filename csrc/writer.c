@@ -36,11 +36,23 @@ writer_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     obj = args[0];
-    is_persistent = PyObject_IsInstance(obj, writer->base);
-    if (is_persistent < 0)
-        return NULL;
-    if (!is_persistent)
-        Py_RETURN_NONE;
+    if (!PyObject_TypeCheck(obj, (PyTypeObject *)writer->base)) {
+        /* The values a state is made of answer isinstance() False
+           without asking (their __class__ is their type); anything
+           else gets the full isinstance(), as in the Python twin. */
+        PyTypeObject *type = Py_TYPE(obj);
+        if (type == &PyUnicode_Type || type == &PyLong_Type ||
+                type == &PyTuple_Type || type == &PyDict_Type ||
+                type == &PyList_Type || type == &PyBytes_Type ||
+                type == &PyFloat_Type || type == &PyBool_Type ||
+                obj == Py_None || type == &PyType_Type)
+            Py_RETURN_NONE;
+        is_persistent = PyObject_IsInstance(obj, writer->base);
+        if (is_persistent < 0)
+            return NULL;
+        if (!is_persistent)
+            Py_RETURN_NONE;
+    }
     if (!configured || !PyObject_TypeCheck(obj, (PyTypeObject *)writer->base)
             || !PyList_CheckExact(writer->refs) ||
             !PyList_CheckExact(writer->new_objects) ||

@@ -344,6 +344,14 @@ def run_durus_main(args=None):
                       default=None,
                       help='most bytes of partial requests buffered across '
                            'all clients (default 1 GiB)')
+    parser.add_option('--max-connections', dest='max_connections',
+                      type='int', default=None,
+                      help='most connections open at once; more are refused '
+                           '(default: what the limit on open files allows)')
+    parser.add_option('--max-per-peer', dest='max_per_peer', type='int',
+                      default=None,
+                      help='most connections open at once from one peer '
+                           'host (or Unix user); default: no such limit')
     stop_options = OptionParser(add_help_option=False)
     add_client_options(stop_options)
     for option in stop_options.option_list:
@@ -391,6 +399,12 @@ def _server_options(options):
         raise ValueError('--tls-key and --tls-client-ca need --tls-cert')
     if options.max_buffered is not None:
         server_options['max_buffered'] = options.max_buffered
+    from durus.admission import check_limit
+    for name in ('max_connections', 'max_per_peer'):
+        value = check_limit('--' + name.replace('_', '-'),
+                            getattr(options, name))
+        if value is not None:
+            server_options[name] = value
     peer_roles = {}
     for entry in options.peer_uid:
         who, sep, role = entry.rpartition(':')

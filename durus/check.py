@@ -101,31 +101,49 @@ class CheckReport(object):
                                     for oid, why in self.btree_problems]},
         }
 
-    def lines(self):
-        """The report as text lines, for people."""
+    def lines(self, listed=None):
+        """The report as text lines, for people.  ``listed``: at most that
+        many entries of each list (missing records, records that do not
+        parse, classes, broken BTrees), each cut list ending with how
+        many it left out; every count and the verdict are always shown.
+        """
         out = ['%s: %d records, %d bytes' % (self.name, self.records,
                                              self.bytes)]
+
+        def entries(items, total):
+            items = list(items)
+            shown = items if listed is None else items[:listed]
+            out.extend(shown)
+            if total > len(items) == len(shown):
+                out.append('  ... %d more (the check keeps the first %d)'
+                           % (total - len(shown), EXAMPLES))
+            elif total > len(shown):
+                out.append('  ... %d more' % (total - len(shown)))
+
         if self.root_missing:
             out.append('no root record (oid 0)')
         if self.missing_count:
             out.append('%d missing records (referred to, but not stored):'
                        % self.missing_count)
-            for oid, refs in sorted(self.missing.items()):
-                out.append('  oid %d, referred to by %s' % (
-                    oid, ', '.join(map(str, refs))))
+            entries(['  oid %d, referred to by %s' % (
+                oid, ', '.join(map(str, refs)))
+                for oid, refs in sorted(self.missing.items())],
+                self.missing_count)
         if self.unparsable_count:
             out.append('%d records that do not parse:' % self.unparsable_count)
-            for oid, why in self.unparsable:
-                out.append('  oid %d: %s' % (oid, why))
+            entries(['  oid %d: %s' % (oid, why)
+                     for oid, why in self.unparsable], self.unparsable_count)
         if self.unimportable:
             out.append('classes that cannot be imported:')
-            for name, (n, why) in sorted(self.unimportable.items()):
-                out.append('  %s: %d records (%s)' % (name, n, why))
+            entries(['  %s: %d records (%s)' % (name, n, why)
+                     for name, (n, why) in sorted(self.unimportable.items())],
+                    len(self.unimportable))
         out.append('%d BTrees checked%s' % (
             self.btrees, '' if not self.btree_problems else
             ', %d broken:' % len(self.btree_problems)))
-        for oid, why in self.btree_problems:
-            out.append('  BTree oid %d: %s' % (oid, why))
+        entries(['  BTree oid %d: %s' % (oid, why)
+                 for oid, why in self.btree_problems],
+                len(self.btree_problems))
         if not self.unreachable_known:
             out.append('unreachable records are not known over a server: '
                        'check the file itself for them')
@@ -139,6 +157,28 @@ class CheckReport(object):
         out.append('OK: no problems found' if not self.problems else
                    'PROBLEMS FOUND')
         return out
+
+    def screenful(self, rows, columns=None):
+        """``(lines, cut)``: the report in at most ``rows`` screen lines
+        (lines wrap at ``columns``) where it can be, each list cut to the
+        same length, as long as fits; ``cut`` says whether anything was
+        left out."""
+        def height(lines):
+            if not columns:
+                return len(lines)
+            return sum(max(1, -(-len(line) // columns)) for line in lines)
+
+        whole = self.lines()
+        if height(whole) <= rows:
+            return whole, False
+        low, high = 0, len(whole)   # the longest lists that fit
+        while low < high:
+            middle = (low + high + 1) // 2
+            if height(self.lines(middle)) <= rows:
+                low = middle
+            else:
+                high = middle - 1
+        return self.lines(low), True
 
 
 def check_storage(storage, name=None, progress=None, total=None,

@@ -1,6 +1,12 @@
 """``durus check``: the command line around durus.check.
 
     durus check PATH | postgresql://URL | --client HOST:PORT [--json]
+                [--strict] [--all]
+
+On a terminal the report fits the screen: each list of findings shows as
+many entries as fit, then how many more there are, and every count and
+the verdict stay on screen; ``--all`` (or piping the output, e.g. into
+``less``, or ``--json``) gives every finding.
 
 Exit status: 0 when the storage is sound, 1 when the check found a
 problem, 2 when the storage cannot be opened (or read to its end).
@@ -9,6 +15,7 @@ with --strict: a file not packed since objects were dropped holds them.
 """
 
 import json
+import shutil
 import sys
 import time
 from optparse import OptionParser
@@ -60,13 +67,18 @@ class ProgressBar(object):
             self.stream.flush()
 
 
+def _isatty(stream):
+    isatty = getattr(stream, 'isatty', None)
+    return bool(isatty and isatty())
+
+
 def main(args=None, stdout=None, stderr=None):
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     parser = OptionParser(
         prog='durus check',
         usage='%prog PATH | postgresql://URL | --client HOST:PORT [--json] '
-              '[--strict]',
+              '[--strict] [--all]',
         description='Check a storage: missing and unreachable records, '
                     'records that do not parse, classes that cannot be '
                     'imported, BTree invariants. Exit status 0 clean, '
@@ -79,6 +91,9 @@ def main(args=None, stdout=None, stderr=None):
     parser.add_option('--strict', action='store_true', default=False,
                       help='count records unreachable from the root as '
                            'problems too (a pack would free them)')
+    parser.add_option('--all', action='store_true', default=False,
+                      help='list every finding, even on a terminal (where '
+                           'the report is cut to fit the screen)')
     parser.add_option('--no-progress', action='store_true', default=False,
                       help='no progress bar, even on a terminal')
     options, rest = parser.parse_args(args)
@@ -108,7 +123,15 @@ def main(args=None, stdout=None, stderr=None):
         storage.close()
     if options.json:
         stdout.write(json.dumps(report.as_dict(), sort_keys=True) + '\n')
-    else:
+    elif options.all or not _isatty(stdout):
         stdout.write('\n'.join(report.lines()) + '\n')
+    else:
+        # Room for the note and the shell's next prompt.
+        size = shutil.get_terminal_size()
+        lines, cut = report.screenful(max(size.lines - 2, 1), size.columns)
+        if cut:
+            lines.append('(cut to fit the screen: --all lists every finding,'
+                         ' e.g. durus check ... --all | less)')
+        stdout.write('\n'.join(lines) + '\n')
     found = report.strict_problems if options.strict else report.problems
     return PROBLEMS if found else CLEAN

@@ -11,12 +11,13 @@ ProtocolError (the peer is not a matching Durus server).  After such a
 failure ``connected`` is False and every request raises ShortRead until
 ``reconnect()`` (an addition to 4.3) opens a new server session.
 
-The client first asks for protocol 2 (this project's extension: a commit
-in one round trip, see durus.protocol); a server that does not know it
-(Durus 4.3) answers with its own version and hangs up, and the client
-connects again asking for protocol 1.  ``protocol=1`` skips the attempt.
+The client first asks for protocol 4 (this project's extensions: a
+commit in one round trip, and ``pending_changes()``, see
+durus.protocol); a server that does not know it answers with its own
+version and hangs up, and the client connects again asking for protocol
+2, then 1 (Durus 4.3).  ``protocol=2`` or ``protocol=1`` starts lower.
 
-With ``user`` and ``secret`` the client asks for protocol 3 and proves
+With ``user`` and ``secret`` the client asks for protocol 5 (then 3) and proves
 who it is (SCRAM-SHA-256, durus.auth); the server proves it knows the
 user too, and tells the user's role, which the client then checks before
 each request (``PermissionDeniedError``).  A client given a user refuses
@@ -29,6 +30,7 @@ certificate.
 import socket
 import ssl
 import struct
+import time
 
 from durus.auth import ADMIN, WRITE, ScramClient, certificate_binding, role_allows
 from durus.error import (
@@ -36,15 +38,17 @@ from durus.error import (
     ReadConflictError, ServerRefusedError, ServerUnreachableError, ShortRead,
     WriteConflictError)
 from durus.protocol import (
-    AUTH_PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS,
-    NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY,
-    STATUS_RETRY, Auth, BulkLoad, ClientConnection, CommitAll, CommitBackOut,
-    CommitData, CommitStart, DeniedReply, ErrorReply, Goodbye, Load, NewOids, Pack, Quit,
-    Sync, Version)
+    AUTH_PEEK_PROTOCOL_VERSION, AUTH_PROTOCOL_VERSION,
+    EXTENDED_PROTOCOL_VERSION, MAX_BULK_OIDS, MAX_PEEK_OIDS, NEED_DATA,
+    PEEK_PROTOCOL_VERSION, PEEK_VERSIONS, PROTOCOL_VERSION, STATUS_INVALID,
+    STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, Auth, BulkLoad,
+    ClientConnection, CommitAll, CommitBackOut, CommitData, CommitStart,
+    DeniedReply, ErrorReply, Goodbye, Load, NewOids, Pack,
+    PeekInvalidations, PendingInvalidations, Quit, Sync, Version)
 from durus.socket_address import HostPortAddress
 from durus.prefetch import Prefetcher
 from durus.socket_address import DEFAULT_HOST, DEFAULT_PORT, SocketAddress
-from durus.storage import Storage
+from durus.storage import PendingChanges, Storage
 from durus.utils import check_oid
 
 CONNECT_TIMEOUT = 10
@@ -68,7 +72,7 @@ class ClientStorage(Storage):
 
     def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, address=None,
                  timeout=READ_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
-                 protocol=EXTENDED_PROTOCOL_VERSION, user=None, secret=None,
+                 protocol=PEEK_PROTOCOL_VERSION, user=None, secret=None,
                  ssl_context=None, server_hostname=None):
         self.address = SocketAddress.new(address or (host, port))
         self.timeout = timeout
@@ -93,10 +97,9 @@ class ClientStorage(Storage):
         # of them, doubling while retries go on (up to 64).
         self._one_step_skip = 0
         self._one_step_backoff = 0
-        if protocol not in (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION):
-            raise ValueError('protocol must be %d or %d, not %r'
-                             % (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
-                                protocol))
+        if protocol not in _ASKED_ORDER:
+            raise ValueError('protocol must be 1, 2 or 4, not %r'
+                             % (protocol,))
         self._asked_protocol = protocol
         # Kept for reconnect(): a new server session authenticates again.
         self._secret = secret
@@ -106,7 +109,13 @@ class ClientStorage(Storage):
     def _open(self, connect_timeout, protocol):
         user, secret = self.user, self._secret
         if user is not None:
-            self._connect(connect_timeout, AUTH_PROTOCOL_VERSION)
+            wanted = (AUTH_PEEK_PROTOCOL_VERSION
+                      if protocol == PEEK_PROTOCOL_VERSION
+                      else AUTH_PROTOCOL_VERSION)
+            self._connect(connect_timeout, wanted)
+            if self.s is None and self.version == AUTH_PROTOCOL_VERSION:
+                # A server of this project from before protocol 5.
+                self._connect(connect_timeout, AUTH_PROTOCOL_VERSION)
             if self.s is None:
                 raise AuthenticationError(
                     'the server at %s does not authenticate clients (it '
@@ -115,9 +124,13 @@ class ClientStorage(Storage):
             self._authenticate(user, secret)
         else:
             self._connect(connect_timeout, protocol)
-            if self.version == PROTOCOL_VERSION != protocol:
-                # A protocol-1 server (Durus 4.3): it has hung up; ask again.
-                self._connect(connect_timeout, PROTOCOL_VERSION)
+            while self.s is None and self.version == PROTOCOL_VERSION != \
+                    protocol:
+                # It does not know that version and has hung up: ask for
+                # the next lower one (2 for a server of this project from
+                # before protocol 4, 1 for Durus 4.3).
+                protocol = _ASKED_ORDER[protocol]
+                self._connect(connect_timeout, protocol)
             if self.version == AUTH_PROTOCOL_VERSION and self.s is None:
                 raise AuthenticationError(
                     'the server at %s requires authentication: give a user '
@@ -160,6 +173,7 @@ class ClientStorage(Storage):
         then the server's answer (the connection is closed unless it is
         ``version``)."""
         self.protocol = ClientConnection()
+        self._late_peeks = 0
         try:
             sock = self.address.get_connected_socket(timeout=connect_timeout)
         except OSError as error:
@@ -184,8 +198,10 @@ class ClientStorage(Storage):
             self.version = self._call(Version(version)).protocol
         except ShortRead as error:
             if self.ssl_context is None:
-                raise ShortRead('%s (if that server uses TLS, connect with '
-                                'a TLS context: ssl_context=, durus-shell '
+                raise ShortRead('%s (a server at its connection limit closes '
+                                'new connections at once: see its log; if '
+                                'that server uses TLS, connect with a TLS '
+                                'context: ssl_context=, durus-shell '
                                 '--tls-ca)' % error) from None
             raise ShortRead('%s (if that server requires client '
                             'certificates, give one this CA trusts: '
@@ -272,15 +288,23 @@ class ClientStorage(Storage):
             pass
         return None
 
-    def _receive(self):
+    def _receive(self, deadline=None):
+        """The next reply.  With a ``deadline`` (``time.monotonic()``),
+        raises _Late when it has not arrived by then (the connection stays
+        usable: what arrives later is kept for the parser)."""
         protocol = self.protocol
         while True:
-            try:
-                reply = protocol.next_event()
-            except ProtocolError as error:
-                self._disconnect()
-                raise type(error)('storage server at %s: %s'
-                                  % (self.address, error)) from None
+            # Nothing received yet (the usual case right after a send):
+            # only reading can help, so skip parsing nothing.
+            if not protocol.buffered():
+                reply = NEED_DATA
+            else:
+                try:
+                    reply = protocol.next_event()
+                except ProtocolError as error:
+                    self._disconnect()
+                    raise type(error)('storage server at %s: %s'
+                                      % (self.address, error)) from None
             if type(reply) is ErrorReply:
                 self._disconnect()
                 what = _REQUEST_NAMES.get(type(protocol.refused), 'request')
@@ -292,11 +316,23 @@ class ClientStorage(Storage):
                 raise PermissionDeniedError(
                     'the storage server at %s: %s'
                     % (self.address, reply.reason))
+            if type(reply) is PendingInvalidations and self._late_peeks:
+                # The answer to a peek that gave up waiting: nobody wants
+                # it now.
+                self._late_peeks -= 1
+                continue
             if reply is not NEED_DATA:
                 return reply
             try:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise _Late()
+                    _set_io_timeout(self.s, left)
                 data = self._recv()
             except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
+                if deadline is not None:
+                    raise _Late() from None
                 waited = self._io_timeout
                 self._disconnect()
                 raise ServerUnreachableError(
@@ -461,6 +497,31 @@ class ClientStorage(Storage):
         self.prefetcher.forget_records()
         return self._call(Sync()).oids
 
+    def pending_changes(self, limit=100, timeout=1.0):
+        """What other clients committed since this client's last sync
+        (or commit), without taking it: ``PendingChanges`` with the
+        number of changed objects and at most ``limit`` of their oids.
+        The invalidations stay pending, so conflicts are detected exactly
+        as if nobody had asked.  One round trip; None when the server
+        cannot tell (Durus 4.3, or a server of this project older than
+        protocol 4), when disconnected, or when the answer did not come
+        within ``timeout`` seconds (it is then skipped when it arrives).
+        """
+        if self.s is None or self.version not in PEEK_VERSIONS:
+            return None
+        limit = max(0, min(int(limit), MAX_PEEK_OIDS))
+        self.requests += 1
+        self._send(PeekInvalidations(limit))
+        try:
+            reply = self._receive(deadline=time.monotonic() + timeout)
+        except _Late:
+            self._late_peeks += 1
+            return None
+        finally:
+            if self.s is not None:
+                _set_io_timeout(self.s, self._io_timeout)
+        return PendingChanges(reply.count, reply.oids)
+
     def pack(self):
         self._require(ADMIN, 'packing')
         status = self._call(Pack()).status
@@ -487,6 +548,16 @@ class ClientStorage(Storage):
         except (OSError, ProtocolError):
             pass
         self._disconnect()
+
+
+class _Late(Exception):
+    """A reply did not come by its deadline (``pending_changes``)."""
+
+
+# The protocol asked for next when a server does not know one.
+_ASKED_ORDER = {PEEK_PROTOCOL_VERSION: EXTENDED_PROTOCOL_VERSION,
+                EXTENDED_PROTOCOL_VERSION: PROTOCOL_VERSION,
+                PROTOCOL_VERSION: PROTOCOL_VERSION}
 
 
 def _set_io_timeout(sock, timeout):

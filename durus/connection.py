@@ -28,7 +28,8 @@ from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
 from durus.persistent_dict import PersistentDict
-from durus.record import class_pickle_end, pack_record, record_data
+from durus.record import (  # noqa: F401 (pack_record: 4.3 offered it here)
+    class_pickle_end, pack_record, record_data)
 from durus.serialize import (ObjectReader, ObjectWriter, _EMPTY_MEMO,
                              _decompress)
 from durus.storage import ROOT_OID, Storage
@@ -106,6 +107,7 @@ class ConnectionObserver(object):
 class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
+    _writer = None
     # A LoadSnapshots when asked for (see __init__), else None.
     load_snapshots = None
 
@@ -138,6 +140,7 @@ class Connection(ConnectionBase):
         self.invalid_oids = set()
         self.new_oid = storage.new_oid
         self._unhooked = []
+        self._writer = None  # the last commit's ObjectWriter, reused
         if load_snapshots:
             self.load_snapshots = LoadSnapshots(self.cache.objects)
         self.root = self.get(ROOT_OID)
@@ -503,27 +506,31 @@ class Connection(ConnectionBase):
             raise StillConflictedError(
                 'still conflicted: call abort() before committing again')
         storage = self.storage
-        writer = ObjectWriter(self)
+        # The previous commit's writer, kept (None while a commit uses it).
+        writer, self._writer = self._writer, None
+        if writer is None:
+            writer = ObjectWriter(self)
         written = []
         try:
             storage.begin()
             store = storage.store
             serial = self.transaction_serial
-            get_state = writer.get_state
+            get_record = writer.get_record
             for changed in list(self.changed.values()):
                 for obj in writer.gen_new_objects(changed):
                     if obj._p_serial != serial:
                         self.note_access(obj)
-                    data, refs = get_state(obj)
-                    oid = obj._p_oid
-                    store(oid, pack_record(oid, data, refs))
+                    store(obj._p_oid, get_record(obj))
                     written.append(obj)
             storage.end(self._handle_invalidations)
         except BaseException:
             for obj in writer.new_objects:
                 self._unbind_new_object(obj)
+            writer.close()
             raise
-        finally:
+        if writer.ready_again():
+            self._writer = writer
+        else:
             writer.close()
         for obj in written:
             _set_status(obj, SAVED)
@@ -719,6 +726,9 @@ class Cache(object):
     del _compiled_get_instance
 
     def shrink(self, connection):
+        objects = self.objects
+        if not objects.dead and len(objects.mapping) <= self.size:
+            return  # the usual case after a commit: nothing to do
         count = self.get_count()
         excess = count - self.size
         if excess <= 0:

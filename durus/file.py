@@ -461,11 +461,17 @@ class File(object):
     def fsync(self):
         # fdatasync is enough for an append-only file (it flushes the new
         # size too) and skips the timestamp updates fsync also writes.
+        # Cleared before, not after: a write made while the sync runs
+        # (the server syncs in a helper thread) sets it again.
+        self.unsynced = False
         try:
             getattr(os, 'fdatasync', os.fsync)(self.fd)
         except OSError as error:
+            self.unsynced = True
             raise write_error(error, self.name, 'sync') from None
-        self.unsynced = False
+        except BaseException:
+            self.unsynced = True
+            raise
 
     def rename(self, name):
         """Give the file a new name (replacing any file there), durably."""

@@ -19,6 +19,7 @@ Invariants beyond the Storage contract (durus.storage):
 """
 
 import heapq
+import struct
 
 from durus import shelf_index
 from durus._accel import speedups as _speedups, use as _use_compiled
@@ -28,10 +29,14 @@ from durus.file import File
 from durus.file_storage_base import (
     SingleFileStorage, discard_pack_file, gen_pack_records,
     open_readonly_tail, switch_to_packed)
-from durus.record import refs_start
+from durus.record import HEADER_SIZE, refs_start
+from durus.record import _data_length
 from durus.shelf import PREFIX, Shelf, ShelfWriter
 from durus.storage import ROOT_OID
 from durus.utils import int8_to_str, lazy_names, oid_number, str_to_int8
+
+_pack_int8 = struct.Struct('>Q').pack
+_unpack_int8 = struct.Struct('>Q').unpack
 
 # Save NAME.index when at least this many records sit after the map.
 SAVE_INDEX_MIN_RECORDS = 2000
@@ -171,9 +176,25 @@ class FileStorage(SingleFileStorage):
             number += 1
         self._next_number = number + 1
         self.allocated.add(number)
-        return int8_to_str(number)
+        return _pack_int8(number)
 
     # Committing
+
+    def store(self, oid, record):
+        # A commit stores every object through here: the usual case (a
+        # writable storage, an oid handed out by new_oid(), a well-formed
+        # record of it) is checked inline; anything else goes the base
+        # class's way, which checks each step and names the problem.
+        pending = self.pending
+        if (pending is not None and type(oid) is bytes and len(oid) == 8
+                and not self.file.readonly and type(record) is bytes
+                and _unpack_int8(oid)[0] in self.allocated
+                and record[:8] == oid and len(record) >= HEADER_SIZE):
+            rest = len(record) - HEADER_SIZE - _data_length(record, 8)[0]
+            if rest >= 0 and not rest & 7:
+                pending[oid] = record
+                return
+        SingleFileStorage.store(self, oid, record)
 
     def _check_oid(self, oid):
         if type(oid) is not bytes or len(oid) != 8:

@@ -10,8 +10,8 @@
 
 The pickled index covers the records before it; opening reads every
 transaction after it (whole blocks, so any cut is seen).  Commits append
-one transaction and fsync; a pack or ``create_from_records`` rewrites the
-file with a fresh index.  Locking, read-only mode, repair and damage
+one transaction and fsync; a pack or ``create_from_records`` writes a new
+file with a fresh index and renames it over the old one.  Locking, read-only mode, repair and damage
 reporting work as in FileStorage.
 """
 
@@ -394,10 +394,29 @@ class FileStorage2(SingleFileStorage):
     # Rewriting
 
     def create_from_records(self, oid_records):
-        """Replace the whole file's contents by these ``(oid, record)`` pairs."""
+        """Replace the whole file's contents by these ``(oid, record)`` pairs.
+
+        The new contents are written to NAME.new, synced, and renamed over
+        NAME: a crash or a full disk on the way leaves the old file whole
+        (4.3 rewrote the file in place).  A temporary file is rewritten in
+        place: nothing outlives it anyway."""
         if self.file.is_readonly():
             raise ReadOnlyError('%s is open read-only' % self.file.name)
-        self._write_fresh(self.file, list(oid_records))
+        items = list(oid_records)
+        if self.file.is_temporary():
+            self._write_fresh(self.file, items)
+        else:
+            name = self.file.name
+            fresh = File(name + '.new')
+            try:
+                fresh.truncate(0)  # a leftover of an earlier attempt
+                self._write_fresh(fresh, items)
+                fresh.rename(name)
+            except BaseException:
+                discard_pack_file(fresh)
+                raise
+            self.file.close()
+            self.file = fresh
         self._open(repair=False)
 
     def _packer(self):

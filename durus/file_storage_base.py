@@ -109,6 +109,8 @@ class SingleFileStorage(Storage):
         """The oids a pack removed (each reported once); on a read-only
         storage also the oids of the transactions another process
         appended since the last call, which become visible now."""
+        if not self.invalid and not self.file.is_readonly():
+            return []    # (the storage server asks before every commit)
         numbers = set(self.invalid)
         self.invalid.clear()
         if self.file.is_readonly() and not self.file.is_closed():

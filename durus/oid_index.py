@@ -54,6 +54,30 @@ class OidIndex(object):
         if number > self.max_number:
             self.max_number = number
 
+    def set_many(self, pairs):
+        """``set(number, offset)`` for each pair (a transaction's
+        records), without a method call for those the array holds."""
+        dense = self.dense
+        size = len(dense)
+        count = self.count
+        top = self.max_number
+        for number, offset in pairs:
+            if number < size:
+                if not dense[number]:
+                    count += 1
+                dense[number] = offset
+                if number > top:
+                    top = number
+            else:
+                self.count = count
+                self.max_number = top
+                self.set(number, offset)
+                size = len(dense)
+                count = self.count
+                top = self.max_number
+        self.count = count
+        self.max_number = top
+
     def _absorb_overflow(self):
         """Move overflow entries that now fit into the dense array."""
         size = len(self.dense)

@@ -33,7 +33,7 @@ from durus.error import (
     UnexpectedOidError, UnknownFormatError)
 from durus.prefetch import Prefetcher
 from durus.serialize import RecordError, unpack_record
-from durus.storage import Storage
+from durus.storage import PendingChanges, Storage
 from durus.utils import check_oid
 
 SCHEMA_VERSION = '1'
@@ -498,6 +498,28 @@ class PgStorage(Storage):
         rows = self._primary(lambda conn: conn.execute(
             sql, (self.last_tid,)).fetchall())
         return self._take_news(rows)
+
+    def pending_changes(self, limit=100, timeout=1.0):
+        """What ``sync()`` would bring, without moving ``last_tid``: the
+        rows and commits stamped after this storage's snapshot (indexed
+        queries on the primary; ``timeout`` is not enforced here)."""
+        limit = max(0, int(limit))
+
+        def ask(conn):
+            count = conn.execute(
+                'SELECT count(*) FROM durus_object WHERE tid > %s::bigint',
+                (self.last_tid,)).fetchone()[0]
+            commits = conn.execute(
+                'SELECT count(*) FROM durus_commit WHERE tid > %s::bigint',
+                (self.last_tid,)).fetchone()[0]
+            rows = conn.execute(
+                'SELECT zoid FROM durus_object WHERE tid > %s::bigint '
+                'ORDER BY tid DESC, zoid LIMIT %s',
+                (self.last_tid, limit)).fetchall() if limit and count else []
+            return count, commits, rows
+        count, commits, rows = self._primary(ask)
+        return PendingChanges(count, [int_to_oid(zoid) for zoid, in rows],
+                              commits)
 
     def _take_news(self, rows):
         """The oids in ``(zoid, tid, lsn)`` rows; moves ``last_tid``."""

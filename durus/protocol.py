@@ -27,6 +27,18 @@ for it with 'V' 2) adds one request, a commit in a single round trip::
     CommitAll(items)     'A' int4 T, T bytes of items  CommitAllReply(oids,
                                                        status)
 
+Protocols 4 and 5 are protocols 2 and 3 plus one request that asks,
+without taking them, how many invalidations wait for this client and
+(at most ``limit``, itself at most MAX_PEEK_OIDS) which oids::
+
+    PeekInvalidations(limit)  'W' int4 limit       PendingInvalidations(
+                                                     count, oids)
+
+answered int4 count, int4 n, n oids (n <= limit).  The invalidations
+stay where they were: a later load still answers 'I', a later sync or
+commit still delivers them, and conflicts are detected exactly as
+without the request.  Under protocols 1 to 3, 'W' is an unknown command.
+
 Protocol 3 is protocol 2 on a server that authenticates its clients
 (``durus -s --users``).  After 'V' 3 the client proves who it is (SCRAM,
 see durus.auth) before any other request, in two exchanges of::
@@ -82,7 +94,17 @@ from durus.record import record_problem
 PROTOCOL_VERSION = 1          # Durus 4.3's; what a connection starts at
 EXTENDED_PROTOCOL_VERSION = 2  # protocol 1 plus CommitAll (see above)
 AUTH_PROTOCOL_VERSION = 3      # protocol 2 after authentication
-SUPPORTED_VERSIONS = (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION)
+PEEK_PROTOCOL_VERSION = 4      # protocol 2 plus PeekInvalidations
+AUTH_PEEK_PROTOCOL_VERSION = 5  # protocol 3 plus PeekInvalidations
+# Versions a client may ask for without authenticating.
+SUPPORTED_VERSIONS = (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
+                      PEEK_PROTOCOL_VERSION)
+# Versions spoken only after authentication (or by a peer-credential
+# connection), and versions that have PeekInvalidations.
+AUTHENTICATED_VERSIONS = (AUTH_PROTOCOL_VERSION, AUTH_PEEK_PROTOCOL_VERSION)
+PEEK_VERSIONS = (PEEK_PROTOCOL_VERSION, AUTH_PEEK_PROTOCOL_VERSION)
+# Most oids one PeekInvalidations reply lists (the count is exact).
+MAX_PEEK_OIDS = 1000
 MAX_AUTH_MESSAGE = 1024
 STATUS_OKAY = b'O'
 STATUS_KEYERROR = b'K'
@@ -212,6 +234,16 @@ class Sync(Event):
     __slots__ = ()
 
 
+class PeekInvalidations(Event):
+    """Protocols 4 and 5: how many invalidations wait (not taken), and
+    at most ``limit`` of their oids."""
+
+    __slots__ = ('limit',)
+
+    def __init__(self, limit):
+        self.limit = limit
+
+
 class Pack(Event):
     __slots__ = ()
 
@@ -268,6 +300,17 @@ class Invalidations(Event):
     __slots__ = ('oids',)
 
     def __init__(self, oids):
+        self.oids = list(oids)
+
+
+class PendingInvalidations(Event):
+    """``count`` invalidations wait for the client; ``oids`` lists at
+    most the asked-for number of them."""
+
+    __slots__ = ('count', 'oids')
+
+    def __init__(self, count, oids):
+        self.count = count
         self.oids = list(oids)
 
 
@@ -331,6 +374,7 @@ TRANSITIONS = {
     (IDLE, NewOids): (Oids, IDLE),
     (IDLE, CommitStart): (Invalidations, COMMITTING),
     (IDLE, Sync): (Invalidations, IDLE),
+    (IDLE, PeekInvalidations): (PendingInvalidations, IDLE),
     (IDLE, Pack): (Status, IDLE),
     (IDLE, Quit): (None, CLOSED),
     (IDLE, Goodbye): (None, CLOSED),
@@ -353,7 +397,8 @@ COMMANDS = {
     b'Q'[0]: (Quit, 1),
     b'.'[0]: (Goodbye, 1),
     b'A'[0]: (CommitAll, 5),    # plus the items; protocol 2 only
-    b'U'[0]: (Auth, 5),         # plus the message; protocol 3 only
+    b'U'[0]: (Auth, 5),         # plus the message; protocols 3 and 5 only
+    b'W'[0]: (PeekInvalidations, 5),  # protocols 4 and 5 only
 }
 
 # Requests whose reply can be an error reply, and the bytes before its
@@ -412,6 +457,11 @@ def encode_request(request):
         return b'V' + _pack_int4(request.protocol)
     if kind is Auth:
         return b'U' + _pack_int4(len(request.message)) + request.message
+    if kind is PeekInvalidations:
+        if not 0 <= request.limit <= MAX_PEEK_OIDS:
+            raise OutOfTurnError('PeekInvalidations limit must be 0..%d, '
+                                 'not %r' % (MAX_PEEK_OIDS, request.limit))
+        return b'W' + _pack_int4(request.limit)
     return _SIMPLE_CODES[kind]
 
 
@@ -458,6 +508,8 @@ def encode_reply(reply):
         return _pack_int4(reply.protocol)
     if kind is AuthReply:
         return STATUS_OKAY + _pack_int4(len(reply.message)) + reply.message
+    if kind is PendingInvalidations:
+        return _pack_int4(reply.count) + _encode_oid_list(reply.oids)
     if kind is CommitAllReply:
         if reply.status not in _COMMIT_ALL_STATUSES:
             raise OutOfTurnError('bad commit status %r' % (reply.status,))
@@ -582,7 +634,7 @@ class ServerConnection(object):
         if reply_type is None:
             self.state = after
             if (type(request) is Quit and
-                    self.version >= AUTH_PROTOCOL_VERSION):
+                    self.version in AUTHENTICATED_VERSIONS):
                 self.pending = request    # it may be denied
         else:
             self.pending = request
@@ -641,9 +693,13 @@ class ServerConnection(object):
                 after = CLOSED  # versions differ: reply, then hang up
             else:
                 self.version = reply.protocol
+        elif reply_type is PendingInvalidations:
+            if (len(reply.oids) > request.limit or
+                    len(reply.oids) > reply.count):
+                raise OutOfTurnError('%r cannot answer %r' % (reply, request))
         self.pending = None
         self.state = after
-        if (self.version >= AUTH_PROTOCOL_VERSION and
+        if (self.version in AUTHENTICATED_VERSIONS and
                 type(request) in _PREFIXED_IN_3):
             return STATUS_OKAY + encode_reply(reply)
         return encode_reply(reply)
@@ -661,7 +717,8 @@ class ServerConnection(object):
             kind = None
         if kind is None or (kind is CommitAll and
                             self.version < EXTENDED_PROTOCOL_VERSION) or (
-                kind is Auth and self.version < AUTH_PROTOCOL_VERSION):
+                kind is Auth and self.version not in AUTHENTICATED_VERSIONS) or (
+                kind is PeekInvalidations and self.version not in PEEK_VERSIONS):
             if code == 0x16 and not self.requests:
                 raise ProtocolError('it sent a TLS handshake, but this '
                                     'server does not use TLS (start it with '
@@ -701,6 +758,12 @@ class ServerConnection(object):
             return NewOids(data[start + 1])
         if kind is Version:
             return Version(_unpack_int4(data, start + 1)[0])
+        if kind is PeekInvalidations:
+            limit = _unpack_int4(data, start + 1)[0]
+            if limit > MAX_PEEK_OIDS:
+                raise ProtocolError('asked for %d pending invalidations; the '
+                                    'limit is %d' % (limit, MAX_PEEK_OIDS))
+            return PeekInvalidations(limit)
         return kind()
 
     def _parse_commit(self):
@@ -777,9 +840,13 @@ class ClientConnection(object):
         if kind is CommitData and not request.items:
             request = CommitBackOut()   # an empty payload is a back-out
             kind = CommitBackOut
-        if kind is Auth and self.version < AUTH_PROTOCOL_VERSION:
+        if kind is Auth and self.version not in AUTHENTICATED_VERSIONS:
             raise OutOfTurnError('Auth needs protocol %d'
                                  % AUTH_PROTOCOL_VERSION)
+        if kind is PeekInvalidations and self.version not in PEEK_VERSIONS:
+            raise OutOfTurnError('PeekInvalidations needs protocol %d or %d; '
+                                 'this connection speaks %d'
+                                 % (PEEK_VERSIONS + (self.version,)))
         if kind is CommitAll and self.version < EXTENDED_PROTOCOL_VERSION:
             raise OutOfTurnError('CommitAll needs protocol %d; this '
                                  'connection speaks %d'
@@ -794,6 +861,11 @@ class ClientConnection(object):
     def receive_data(self, data):
         self._input.feed(data)
 
+    def buffered(self):
+        """Bytes received but not yet parsed into a reply (while there
+        are none, next_event() can only answer NEED_DATA)."""
+        return len(self._input.data) - self._input.start
+
     def awaiting(self):
         """The requests still waiting for their replies."""
         return list(self._expected)
@@ -806,7 +878,7 @@ class ClientConnection(object):
             return NEED_DATA
         request = self._expected[0]
         kind = type(request)
-        if self.version >= AUTH_PROTOCOL_VERSION and kind in DENIABLE:
+        if self.version in AUTHENTICATED_VERSIONS and kind in DENIABLE:
             denied = self._parse_denied(kind)
             if denied is NEED_DATA:
                 if self._input.eof:
@@ -833,6 +905,8 @@ class ClientConnection(object):
             reply = self._parse_fixed(4, self._version)
         elif kind is Auth:
             reply = self._parse_auth_reply()
+        elif kind is PeekInvalidations:
+            reply = self._parse_pending(request.limit)
         else:   # CommitData, Pack
             reply = self._parse_status()
         if reply is NEED_DATA:
@@ -1012,9 +1086,28 @@ class ClientConnection(object):
         if status not in _COMMIT_ALL_STATUSES:
             raise ProtocolError('unexpected status byte %r in a commit reply'
                                 % status)
-        oids = self._parse_oid_list().oids
-        buf.take(1)
+        raw = buf.take(5 + 8 * count)  # the list, then the status byte
+        oids = [raw[i:i + 8] for i in range(4, 4 + 8 * count, 8)]
         return CommitAllReply(oids, status)
+
+    def _parse_pending(self, limit):
+        buf = self._input
+        if buf.available() < 4:
+            return NEED_DATA
+        count = _unpack_int4(buf.data, buf.start)[0]
+        buf.start += 4
+        try:
+            listed = self._oid_count()
+            if listed is NEED_DATA or buf.available() < 4 + 8 * listed:
+                return NEED_DATA
+        finally:
+            buf.start -= 4
+        if listed > limit or listed > count:
+            raise ProtocolError('pending invalidations reply lists %d oids '
+                                'of %d (asked for at most %d)'
+                                % (listed, count, limit))
+        buf.take(4)
+        return PendingInvalidations(count, self._parse_oid_list().oids)
 
     def _parse_oid_list(self):
         count = self._oid_count()

@@ -13,6 +13,7 @@ and is the one place where a pickled (module, name) becomes a class.
 
 import _codecs
 import copyreg
+import struct
 import sys
 import zlib
 from io import BytesIO
@@ -43,6 +44,7 @@ extract_class_path = data_class_path
 # Writing and reading object states.
 
 _compress = zlib.compress
+_pack_int4 = struct.Struct('>I').pack
 _decompress = zlib.decompress
 _raw_get = object.__getattribute__
 
@@ -55,6 +57,10 @@ _raw_get = object.__getattribute__
 # makes records byte-identical to Durus 4.3's.
 COMPRESS_MIN_SIZE = 256
 COMPRESSION_LEVEL = 1
+
+# A connection keeps its commit's writer for the next commit unless the
+# last state it pickled was larger than this (its buffer stays as large).
+REUSED_BUFFER_MAX = 1 << 16
 
 
 class _RecordPickler(Pickler):
@@ -96,6 +102,23 @@ class ObjectWriter(object):
         # Break the pickler <-> persistent_id closure cycle.
         self.pickler = None
         self.sio = None
+
+    def ready_again(self):
+        """Forget this commit's objects so that the writer can serve the
+        connection's next commit (making a writer costs more than a
+        small commit's pickling); False if it is better dropped (it holds
+        a large buffer, or was closed)."""
+        if self.pickler is None or self.dry_run:
+            return False
+        # (The compiled persistent_id holds these very lists.)
+        del self.objects_found[:]
+        del self.new_objects[:]
+        del self._refs[:]
+        # The memo holds the last state's objects: let them go.
+        self.pickler.clear_memo()
+        if self.sio.tell() > REUSED_BUFFER_MAX:
+            return False
+        return True
 
     def gen_new_objects(self, obj):
         """Yield ``obj``, then every new object found while serializing.
@@ -167,14 +190,7 @@ class ObjectWriter(object):
         head = entry[1]
         if not data.startswith(head):
             return False
-        sio = self.sio
-        sio.seek(0)
-        sio.truncate()
-        pickler = self.pickler
-        pickler.memo = entry[2]
-        self._refs.clear()
-        pickler.dump(state)
-        return data[len(head):] == sio.getvalue()
+        return data[len(head):] == self._pickle_state(entry, state)
 
     def get_state_pickle(self, obj, state):
         """The pickle of ``state`` (``obj``'s state) as a commit would
@@ -182,6 +198,10 @@ class ObjectWriter(object):
         entry = _class_entries.get(type(obj))
         if entry is None:
             entry = _class_entry(type(obj))
+        return self._pickle_state(entry, state)
+
+    def _pickle_state(self, entry, state):
+        # The state pickle continues the class pickle's memo (entry[2]).
         sio = self.sio
         sio.seek(0)
         sio.truncate()
@@ -192,6 +212,11 @@ class ObjectWriter(object):
         return sio.getvalue()
 
     def get_state(self, obj):
+        return unpack_record(self.get_record(obj))[1:]
+
+    def get_record(self, obj):
+        """The record a commit stores for ``obj`` (durus.record): its
+        oid, the data length, the data (``get_state``'s) and the refs."""
         entry = _class_entries.get(type(obj))
         if entry is None:
             entry = _class_entry(type(obj))
@@ -210,16 +235,20 @@ class ObjectWriter(object):
         if (WRITE_COMPRESSED_STATE_PICKLES and
                 len(state) >= COMPRESS_MIN_SIZE):
             state = _compress(state, COMPRESSION_LEVEL)
-        if not refs:
-            return entry[1] + state, b''
         oid = _raw_get(obj, '_p_oid')
+        head = entry[1]
+        size = _pack_int4(len(head) + len(state))
+        if not refs:
+            return b''.join((oid, size, head, state))
         if len(refs) == 1:
             ref = refs.pop()
-            return entry[1] + state, (b'' if ref == oid else ref)
+            if ref == oid:
+                return b''.join((oid, size, head, state))
+            return b''.join((oid, size, head, state, ref))
         found = set(refs)
         refs.clear()
         found.discard(oid)
-        return entry[1] + state, b''.join(sorted(found))
+        return b''.join((oid, size, head, state, b''.join(sorted(found))))
 
 
 def _py_persistent_id_for(writer):

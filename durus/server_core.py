@@ -60,11 +60,14 @@ Invariants:
 * Group commit (storages with ``end_deferred``/``make_durable``): a
   commit that is not yet durable belongs to the open batch; the batch is
   closed (``MakeDurable``) at the end of a round in which nobody holds
-  the commit lock, or once ``group_commit_window`` has passed.  Until the
-  batch of the latest commit is durable, every reply that could show
-  data (statuses, loads, syncs) is held back in order; only invalidation
-  lists to sessions that waited for the lock go out early, which is what
-  lets the next committer join the batch.
+  the commit lock, or once ``group_commit_window`` has passed; at most
+  one MakeDurable runs at a time (the loop may run it in a thread and
+  go on serving), and no pack step runs meanwhile.  Until the batch of
+  the latest commit is durable, every reply that could show data
+  (statuses, syncs) is held back in order; a load waits only for the
+  batches that wrote one of its oids (other records it shows are
+  durable); invalidation lists to sessions that waited for the lock go
+  out early, which is what lets the next committer join the batch.
 * A session that breaks the protocol, or whose request the storage
   cannot carry out, is refused: answered ``ErrorReply`` where its reply
   can carry one (``ServerConnection.refuse``), then closed with linger.
@@ -101,8 +104,9 @@ from durus.auth import ADMIN, READ, WRITE, AuthFailure, ScramServer, role_allows
 from durus.error import ConflictError, ProtocolError, ReadConflictError
 from durus.logger import log
 from durus.protocol import (
-    AUTH_PROTOCOL_VERSION, CLOSED, DEFAULT_MAX_FRAME,
-    EXTENDED_PROTOCOL_VERSION, NEED_DATA, PROTOCOL_VERSION, STATUS_INVALID,
+    AUTH_PROTOCOL_VERSION, AUTHENTICATED_VERSIONS, CLOSED, DEFAULT_MAX_FRAME,
+    EXTENDED_PROTOCOL_VERSION, NEED_DATA, PeekInvalidations,
+    PendingInvalidations, PROTOCOL_VERSION, STATUS_INVALID,
     STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY, SUPPORTED_VERSIONS, Auth,
     AuthReply, BulkLoad,
     BulkLoadReply, CommitAll, CommitAllReply, CommitBackOut, CommitData,
@@ -288,6 +292,19 @@ class ServerCore(object):
         self._durable_batch = 0
         self._fsync_batch = None
         self._dirty_since = None   # first commit of the open batch
+        # oid -> batch, for oids committed in batches not durable yet: a
+        # load of any other oid shows only durable data and need not wait.
+        self._fresh = {}
+        # Sessions that committed in the open batch / the running one;
+        # when a batch becomes durable its committers are *expected* to
+        # commit again soon: the open batch waits for them (at most the
+        # time the last fsync took, and group_commit_window) so that
+        # they share its fsync instead of each taking the next.
+        self._batch_committers = set()
+        self._fsync_committers = set()
+        self._expected = set()
+        self._expect_until = 0.0
+        self._fsync_started = 0.0
         self._runnable = deque()
         self._touched = []         # sessions with unsent replies
         self._actions = []
@@ -305,7 +322,7 @@ class ServerCore(object):
             CommitBackOut: self._back_out, Sync: self._sync,
             Pack: self._pack_request, Quit: self._quit,
             Goodbye: self._goodbye, ConnectionClosed: self._goodbye,
-            Auth: self._auth,
+            Auth: self._auth, PeekInvalidations: self._peek,
         }
 
     # Events ----------------------------------------------------------
@@ -378,6 +395,19 @@ class ServerCore(object):
         self.now = now
         self._fsync_batch = None
         self._durable_batch = batch
+        committers, self._fsync_committers = self._fsync_committers, set()
+        if error is None and committers:
+            self._expected = committers
+            self._expect_until = now + min(self.group_commit_window,
+                                           now - self._fsync_started)
+        fresh = self._fresh
+        if fresh:
+            if self._last_commit_batch <= batch:
+                fresh.clear()
+            else:
+                for oid in [oid for oid, made in fresh.items()
+                            if made <= batch]:
+                    del fresh[oid]
         if error is not None:
             detail = '%s: %s' % (type(error).__name__, error)
             log(logging.CRITICAL, 'Making commits durable failed: %s', detail)
@@ -402,13 +432,16 @@ class ServerCore(object):
             if session.open:
                 self._serve(session)
         if self._dirty_since is not None and self._fsync_batch is None:
-            if (self.commit_holder is None or
+            if self._expected and now < self._expect_until:
+                pass    # committers of the last batch may join this one
+            elif (self.commit_holder is None or
                     now - self._dirty_since >= self.group_commit_window):
                 self._close_batch()
         if self._delayed:
             self._refuse_delayed(now)
         self._sweep(now)
-        if self.packer is not None:
+        if self.packer is not None and self._fsync_batch is None:
+            # (not while a MakeDurable runs: a step may switch files)
             self._step_packer()
         self._emit_sends()
 
@@ -444,11 +477,14 @@ class ServerCore(object):
 
     def busy(self):
         """True if ``advance`` has work now (runnable sessions, a pack)."""
-        return bool(self._runnable) or self.packer is not None
+        return bool(self._runnable) or (self.packer is not None and
+                                        self._fsync_batch is None)
 
     def next_deadline(self):
         """When ``advance`` must run next without I/O (None: no need)."""
         if self._dirty_since is not None and self._fsync_batch is None:
+            if self._expected and self.now < self._expect_until:
+                return self._expect_until
             return self._dirty_since + self.group_commit_window
         if not self.sessions:
             return None
@@ -475,8 +511,15 @@ class ServerCore(object):
                     break
                 reply = self._execute(session, request)
                 if reply is not None:
+                    kind = type(reply)
+                    if kind is LoadReply:
+                        batch = self._fresh.get(request.oid, 0)
+                    elif kind is BulkLoadReply:
+                        batch = self._fresh_batch(request.oids)
+                    else:
+                        batch = None
                     self._queue(session, protocol.send(reply),
-                                request_type=type(request))
+                                request_type=type(request), batch=batch)
                 if protocol.state == CLOSED and session.open:
                     self._close(session, 'closed the connection',
                                 logging.DEBUG, flush=True)
@@ -518,7 +561,7 @@ class ServerCore(object):
         """Protocol 3: answer 'D' and go on; older protocols cannot say
         so without breaking the conversation: refuse and close."""
         who = (' (user %s)' % session.user) if session.user else ''
-        if session.protocol.version >= AUTH_PROTOCOL_VERSION:
+        if session.protocol.version in AUTHENTICATED_VERSIONS:
             log(logging.WARNING, 'Client %s denied: %s%s', session.name, why,
                 who)
             self._queue(session, session.protocol.deny(
@@ -527,12 +570,25 @@ class ServerCore(object):
         raise ClientError('refused: %s%s' % (why, who),
                           'permission denied: %s' % why)
 
-    def _queue(self, session, data, urgent=False, request_type=None):
+    def _fresh_batch(self, oids):
+        """The latest batch not yet durable that wrote one of ``oids``
+        (0 if none did)."""
+        fresh = self._fresh
+        if not fresh:
+            return 0
+        get = fresh.get
+        return max([get(oid, 0) for oid in oids], default=0)
+
+    def _queue(self, session, data, urgent=False, request_type=None,
+               batch=None):
         """Queue a reply (to a request of ``request_type``); while
         commits it could show are not durable, it (and all after it)
-        waits for their batch."""
+        waits for their batch.  ``batch``: the latest batch the reply can
+        show (default: the latest with a commit; a load shows only its
+        oids)."""
         held = session.held
-        batch = self._last_commit_batch
+        if batch is None:
+            batch = self._last_commit_batch
         if urgent or batch <= self._durable_batch:
             if not held:
                 self._queue_now(session, data)
@@ -572,6 +628,9 @@ class ServerCore(object):
         session.protocol.discard_input()   # give its memory back
         self._account(session)
         self.sessions.discard(session)
+        self._expected.discard(session)
+        self._batch_committers.discard(session)
+        self._fsync_committers.discard(session)
         if session.waiting:
             session.waiting = False
         if self.commit_holder is session:
@@ -615,6 +674,10 @@ class ServerCore(object):
         self._batch += 1
         self._dirty_since = None
         self._fsync_batch = batch
+        self._fsync_started = self.now
+        self._fsync_committers = self._batch_committers
+        self._batch_committers = set()
+        self._expected = set()
         self._actions.append(MakeDurable(batch))
 
     def _sweep(self, now):
@@ -660,9 +723,14 @@ class ServerCore(object):
                 session.invalid.update(oids)
 
     def _take_invalidations(self, session):
-        self._invalidate(self.storage.sync())
-        oids = list(session.invalid)
-        session.invalid.clear()
+        removed = self.storage.sync()
+        if removed:
+            self._invalidate(removed)
+        invalid = session.invalid
+        if not invalid:
+            return Invalidations([])
+        oids = list(invalid)
+        invalid.clear()
         return Invalidations(oids)
 
     def _reserve_oids(self, session, count):
@@ -725,18 +793,19 @@ class ServerCore(object):
     def _version(self, session, request):
         wanted = request.protocol
         if self.users is not None and session.role is None:
-            if wanted != AUTH_PROTOCOL_VERSION:
+            if wanted not in AUTHENTICATED_VERSIONS:
                 log(logging.WARNING, 'Client %s refused: it asked for '
                     'protocol %d without authenticating, and this server '
                     'requires authentication (--users): a Durus 4.3 client, '
                     'or one not given a user name', session.name, wanted)
-            return VersionReply(AUTH_PROTOCOL_VERSION)
-        if wanted == AUTH_PROTOCOL_VERSION and self.users is None:
+                return VersionReply(AUTH_PROTOCOL_VERSION)
+            return VersionReply(wanted)
+        if wanted in AUTHENTICATED_VERSIONS and self.users is None:
             log(logging.WARNING, 'Client %s wants to authenticate, but this '
                 'server has no users (start it with --users)', session.name)
             return VersionReply(EXTENDED_PROTOCOL_VERSION)
         if wanted in SUPPORTED_VERSIONS or (
-                wanted == AUTH_PROTOCOL_VERSION and session.role is not None):
+                wanted in AUTHENTICATED_VERSIONS and session.role is not None):
             return VersionReply(wanted)
         # As Durus 4.3 does: our version, then the protocol hangs up.
         log(logging.WARNING, 'Client %s speaks protocol version %d, not %s',
@@ -842,7 +911,12 @@ class ServerCore(object):
                 storage.store(oid, record)
             if self._end_deferred is not None:
                 self._end_deferred(self._invalidate)
-                self._last_commit_batch = self._batch
+                batch = self._last_commit_batch = self._batch
+                fresh = self._fresh
+                for oid, _ in items:
+                    fresh[oid] = batch
+                self._batch_committers.add(session)
+                self._expected.discard(session)
                 if self._dirty_since is None:
                     self._dirty_since = self.now
             else:
@@ -867,6 +941,8 @@ class ServerCore(object):
         return Status(STATUS_OKAY)
 
     def _check_reservations(self, session, oids):
+        if len(self.sessions) < 2:
+            return
         wanted = set(oids)
         for other in self.sessions:
             if other is not session and not other.unused_oids.isdisjoint(
@@ -878,6 +954,19 @@ class ServerCore(object):
 
     def _sync(self, session, request):
         return self._take_invalidations(session)
+
+    def _peek(self, session, request):
+        """Protocols 4 and 5: what a sync would deliver, left in place
+        (so loads still answer 'I' and commits still see conflicts)."""
+        self._invalidate(self.storage.sync())
+        waiting = session.invalid
+        oids = []
+        if request.limit:
+            for oid in waiting:
+                oids.append(oid)
+                if len(oids) >= request.limit:
+                    break
+        return PendingInvalidations(len(waiting), oids)
 
     def _pack_request(self, session, request):
         self._start_pack('requested by client %s' % session.name)

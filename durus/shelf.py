@@ -952,9 +952,7 @@ class Shelf(object):
         start = self.end
         data, placed = encode_transaction(items, start)
         self.file.append_durably(data, start, durable)
-        index_set = self.index.set
-        for number, offset in placed:
-            index_set(number, offset)
+        self.index.set_many(placed)
         self.end = start + len(data)
         return [number for number, _ in placed]
 

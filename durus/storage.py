@@ -29,6 +29,25 @@ from durus.utils import check_oid, int8_to_str
 ROOT_OID = b'\x00' * 8
 
 
+class PendingChanges(object):
+    """What ``Storage.pending_changes()`` found: ``count`` objects
+    changed by others since this storage object's view (the last sync or
+    commit), ``oids`` some of them (at most the limit asked for), and
+    ``commits`` the number of transactions when the storage knows it
+    (else None)."""
+
+    __slots__ = ('count', 'oids', 'commits')
+
+    def __init__(self, count, oids, commits=None):
+        self.count = count
+        self.oids = list(oids)
+        self.commits = commits
+
+    def __repr__(self):
+        return 'PendingChanges(count=%r, oids=%d listed, commits=%r)' % (
+            self.count, len(self.oids), self.commits)
+
+
 class Storage(object):
     """Base of every storage: the methods a Connection relies on."""
 
@@ -62,6 +81,12 @@ class Storage(object):
     def new_oid(self):
         """An unused oid."""
         raise NotImplementedError
+
+    def pending_changes(self, limit=100, timeout=1.0):
+        """What the next ``sync()`` would bring, without taking it: a
+        ``PendingChanges``, or None when this storage cannot tell cheaply
+        (within ``timeout`` seconds).  An addition to Durus 4.3."""
+        return None
 
     def close(self):
         """Release files, locks and sockets."""

@@ -8,6 +8,14 @@ sockets and the clock: it turns accepts, received bytes, written bytes,
 socket errors and the passing of time into core events, and carries out
 the core's actions (send, close, make durable, stop).
 
+Making commits durable (``MakeDurable``): while only one client is
+connected, in the loop (nothing else could run meanwhile, and a thread
+would add two wake-ups to each commit); with more, in a helper thread,
+so that the loop goes on serving loads (of records the running batch did
+not write) and taking the next commits into the next batch while the
+disk works.  The thread only calls ``make_durable()``; the loop hears of
+the result through its wake-up socket and reports it to the core.
+
 Per connection it keeps only what the kernel has not taken yet: the
 bytes to write, and how the connection is closing (flushing its last
 replies; then, after a refusal, shut down for writing and discarding
@@ -24,13 +32,17 @@ a user its role at once (``SO_PEERCRED``), without a secret.
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import selectors
 import socket
 import ssl
 import struct
+import threading
 import time
+from collections import deque
 
+from durus.admission import ConnectionLimits, RefusalLog
 from durus.logger import log
 from durus.protocol import (
     DEFAULT_MAX_FRAME, PROTOCOL_VERSION, STATUS_INVALID, STATUS_KEYERROR,
@@ -63,6 +75,11 @@ LINGER = 2.0
 _WAKEUP = object()
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
                 ssl.SSLWantWriteError)
+# accept() failing for want of descriptors or memory: stop accepting for
+# this long (the listener stays readable, so retrying at once would spin).
+ACCEPT_PAUSE = 0.5
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                     errno.ENOMEM)
 # A closed connection that had buffered this much input: hand freed
 # memory back to the system (glibc keeps it otherwise).
 TRIM_AFTER = 1024 * 1024
@@ -83,11 +100,13 @@ class _Connection(object):
     """One client socket: its unwritten bytes and how it is closing."""
 
     __slots__ = ('sock', 'session', 'output', 'mask', 'closing', 'linger',
-                 'deadline', 'closed', 'handshaking', 'peer', 'name', 'role')
+                 'deadline', 'closed', 'handshaking', 'peer', 'name', 'role',
+                 'admitted')
 
-    def __init__(self, sock, session):
+    def __init__(self, sock, session, admitted):
         self.sock = sock
         self.session = session
+        self.admitted = admitted   # the peer ConnectionLimits counted
         self.handshaking = False   # TLS handshake in progress
         self.peer = self.name = self.role = None
         self.output = bytearray()
@@ -115,8 +134,13 @@ class StorageServer(object):
                  group_commit_window=GROUP_COMMIT_WINDOW, users=None,
                  readonly=False, ssl_context=None, tls_binding=None,
                  peer_roles=None, max_buffered=MAX_BUFFERED,
-                 min_rate=MIN_RATE):
+                 min_rate=MIN_RATE, max_connections=None, max_per_peer=None):
         self.storage = storage
+        # (checked before anything is opened: a bad value is a clear error)
+        self.limits = ConnectionLimits(max_connections, max_per_peer)
+        self._refusals = RefusalLog()
+        self._accept_failures = RefusalLog()
+        self._accept_resume = None   # when accepting starts again
         self.address = SocketAddress.new(address or (host, port))
         if gcbytes is not None and (not isinstance(gcbytes, (int, float))
                                     or isinstance(gcbytes, bool)):
@@ -147,6 +171,12 @@ class StorageServer(object):
         self._client_count = 0
         self._recv_buffer = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
+        # The helper thread for MakeDurable (started when first needed):
+        # batches to make durable, and (batch, error) results.
+        self._fsync_thread = None
+        self._fsync_jobs = deque()
+        self._fsync_done = deque()
+        self._fsync_wanted = threading.Condition(threading.Lock())
 
     def __str__(self):
         return 'StorageServer(%s, %s)' % (self.storage, self.address)
@@ -187,6 +217,10 @@ class StorageServer(object):
         core = self.core
         try:
             while not self._stopping:
+                if (self._accept_resume is not None and
+                        time.monotonic() >= self._accept_resume):
+                    self._accept_resume = None
+                    selector.register(listener, selectors.EVENT_READ, None)
                 for key, mask in selector.select(self._select_timeout()):
                     connection = key.data
                     if connection is None:
@@ -201,6 +235,8 @@ class StorageServer(object):
                         if (mask & selectors.EVENT_READ and
                                 not connection.closed):
                             self._read(connection)
+                if self._fsync_done:
+                    self._report_durable()
                 now = time.monotonic()
                 core.advance(now)
                 self._carry_out()
@@ -226,16 +262,22 @@ class StorageServer(object):
         if core.busy():
             return 0
         deadline = core.next_deadline()
-        for connection in self._closing | self._handshaking:
-            if deadline is None or connection.deadline < deadline:
-                deadline = connection.deadline
+        if self._closing or self._handshaking:
+            for connection in self._closing | self._handshaking:
+                if deadline is None or connection.deadline < deadline:
+                    deadline = connection.deadline
+        resume = self._accept_resume
+        if resume is not None and (deadline is None or resume < deadline):
+            deadline = resume
         if deadline is None:
             return None
         return max(0.0, deadline - time.monotonic())
 
     def _shutdown(self, listener, wake_reader):
         """Release everything; the storage is closed even if a step fails."""
+        self._stopping = True     # a last MakeDurable runs in the loop
         try:
+            self._stop_fsync_thread()
             self.core.shutdown(time.monotonic())
             self._carry_out()
             for connection in list(self._closing | self._handshaking):
@@ -251,17 +293,17 @@ class StorageServer(object):
         log(logging.INFO, 'Stopped serving %s', self.address)
 
     def _accept(self, listener):
+        # Bounded: each turn takes one waiting connection off the backlog.
         while True:
             try:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except (ConnectionAbortedError, PermissionError):
+                continue    # that one is gone (or a firewall refused it)
             except OSError as error:
-                log(logging.ERROR, 'accept failed: %s', error)
+                self._pause_accepting(listener, error)
                 return
-            sock.setblocking(False)
-            self.address.set_connection_options(sock)
-            self._client_count += 1
             role = None
             if sock.family == getattr(socket, 'AF_UNIX', None):
                 uid = _peer_uid(sock)
@@ -269,9 +311,18 @@ class StorageServer(object):
                 role = self.peer_roles.get(uid)
             else:
                 peer_host = peer[0] if isinstance(peer, tuple) else str(peer)
+            why = self.limits.admit(peer_host)
+            if why is not None:
+                sock.close()
+                self._log_rate_limited(self._refusals, why)
+                continue
+            sock.setblocking(False)
+            self.address.set_connection_options(sock)
+            self._client_count += 1
             name = '#%d %s' % (self._client_count, _peer_name(peer))
             if self.ssl_context is None:
-                self._open_session(sock, name, peer_host, role, None)
+                self._open_session(sock, name, peer_host, role, None,
+                                   peer_host)
                 continue
             try:
                 sock = self.ssl_context.wrap_socket(
@@ -280,8 +331,9 @@ class StorageServer(object):
                 log(logging.WARNING, 'Client %s: TLS setup failed: %s',
                     name, error)
                 sock.close()
+                self.limits.release(peer_host)
                 continue
-            connection = _Connection(sock, None)
+            connection = _Connection(sock, None, peer_host)
             connection.handshaking = True
             connection.name, connection.peer = name, peer_host
             connection.role = role
@@ -289,10 +341,31 @@ class StorageServer(object):
             self._handshaking.add(connection)
             self._handshake(connection)
 
-    def _open_session(self, sock, name, peer_host, role, binding):
+    def _pause_accepting(self, listener, error):
+        """accept() failed for a reason that lasts (out of descriptors or
+        memory): stop watching the listener for ACCEPT_PAUSE instead of
+        spinning on it; waiting connections stay in the backlog."""
+        if error.errno in _OUT_OF_RESOURCES:
+            why = ('cannot accept connections: %s; pausing for %s s (lower '
+                   '--max-connections, or raise the limit on open files: '
+                   'ulimit -n)' % (error.strerror or error, ACCEPT_PAUSE))
+        else:
+            why = 'accept failed: %s; pausing for %s s' % (error, ACCEPT_PAUSE)
+        self._log_rate_limited(self._accept_failures, why)
+        if self._accept_resume is None:
+            self._selector.unregister(listener)
+        self._accept_resume = time.monotonic() + ACCEPT_PAUSE
+
+    @staticmethod
+    def _log_rate_limited(refusal_log, why):
+        line = refusal_log.refused(why, time.monotonic())
+        if line is not None:
+            log(*line)
+
+    def _open_session(self, sock, name, peer_host, role, binding, admitted):
         session = self.core.open(name, time.monotonic(), peer=peer_host,
                                  role=role, binding=binding)
-        connection = _Connection(sock, session)
+        connection = _Connection(sock, session, admitted)
         self._connections[session] = connection
         self._update_interest(connection)
         return connection
@@ -320,7 +393,8 @@ class StorageServer(object):
         self._set_mask(connection, 0)
         connection.closed = True    # this _Connection is done with
         self._open_session(sock, connection.name, connection.peer,
-                           connection.role, self.tls_binding)
+                           connection.role, self.tls_binding,
+                           connection.admitted)
 
     def _sweep_handshakes(self, now):
         for connection in list(self._handshaking):
@@ -420,12 +494,65 @@ class StorageServer(object):
             actions = core.take_actions()
 
     def _make_durable(self, batch):
+        if len(self.core.sessions) > 1 and not self._stopping:
+            self._start_fsync(batch)
+            return
         try:
             self.storage.make_durable()
         except Exception as error:
             self.core.durable(batch, time.monotonic(), error)
         else:
             self.core.durable(batch, time.monotonic())
+
+    def _start_fsync(self, batch):
+        """Hand the batch to the helper thread (the core starts no
+        other MakeDurable before this one is reported)."""
+        if self._fsync_thread is None:
+            self._fsync_thread = threading.Thread(
+                target=self._fsync_worker, name='durus-fsync', daemon=True)
+            self._fsync_thread.start()
+        with self._fsync_wanted:
+            self._fsync_jobs.append(batch)
+            self._fsync_wanted.notify()
+
+    def _fsync_worker(self):
+        jobs = self._fsync_jobs
+        while True:
+            with self._fsync_wanted:
+                while not jobs:
+                    self._fsync_wanted.wait()
+                batch = jobs.popleft()
+            if batch is None:
+                return
+            error = None
+            try:
+                self.storage.make_durable()
+            except BaseException as failure:   # reported to the core
+                error = failure
+            self._fsync_done.append((batch, error))
+            try:
+                self._wakeup.send(b'd')
+            except (OSError, AttributeError):
+                pass    # the loop is stopping; it collects the result
+
+    def _report_durable(self):
+        done = self._fsync_done
+        while done:
+            batch, error = done.popleft()
+            self.core.durable(batch, time.monotonic(), error)
+        self._carry_out()
+
+    def _stop_fsync_thread(self):
+        """Wait for a running MakeDurable and report it; end the thread."""
+        thread = self._fsync_thread
+        if thread is None:
+            return
+        with self._fsync_wanted:
+            self._fsync_jobs.append(None)
+            self._fsync_wanted.notify()
+        thread.join()
+        self._fsync_thread = None
+        self._report_durable()
 
     def _close(self, action):
         connection = self._connections.pop(action.session, None)
@@ -497,6 +624,8 @@ class StorageServer(object):
             self._selector.unregister(connection.sock)
         connection.mask = 0
         connection.sock.close()
+        if connection.admitted is not None:
+            self.limits.release(connection.admitted)
 
     def _sweep_closing(self, now):
         for connection in list(self._closing):

@@ -77,7 +77,9 @@ class TerminalUI(UI):
         if cut is None:
             return
         if cut.cut:
-            self.session.last_output = cut.full_text()
+            # With a Deferred in it, the whole text is built by :more.
+            self.session.last_output = (cut.full_text if cut.deferred
+                                        else cut.full_text())
         tail = cut.finish()
         if tail:
             self._print(tail)
@@ -90,7 +92,18 @@ class TerminalUI(UI):
         finally:
             self.end_output()
 
+    # show() takes a paging.Deferred too (see durus_shell.fix_commands).
+    defers = True
+
     def show(self, text):
+        if isinstance(text, paging.Deferred):
+            if self._cut is None:
+                text = text.build()
+            else:
+                shown = self._cut.take_deferred(text)
+                if shown:
+                    self._print(shown)
+                return
         if isinstance(text, str):
             text = [(render.T_TEXT, text)]
         if self._cut is not None:

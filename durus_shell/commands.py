@@ -12,7 +12,7 @@ from durus_shell import habit_commands  # noqa: F401 (registers its commands)
 from durus_shell import check_export_commands  # noqa: F401 (:check :export)
 from durus_shell import history_commands  # noqa: F401 (registers its commands)
 from durus_shell import retry_commands  # noqa: F401 (registers its commands)
-from durus_shell import link
+from durus_shell import freshness, link
 from durus_shell import object_paths, peek, render
 from durus_shell.opening import root_table
 from durus_shell.registry import (CommandError, all_commands, command,
@@ -129,10 +129,14 @@ def help_command(session, args, ui):
 
 @command('status', key=('f2',), aliases=('st',))
 def status_command(session, args, ui):
-    """Show what is open and the changes not yet committed."""
+    """Show what is open, whether others committed since this view (as
+    the toolbar does), and the changes not yet committed."""
     target = session.target
     if target is not None:
         ui.show('\n'.join(target.describe()))
+    behind = freshness.status_note(session)
+    if behind:
+        ui.show('View: ' + behind)
     changes = session.pending_changes()
     if not changes:
         ui.show('No uncommitted changes.')
@@ -292,8 +296,13 @@ def abort_command(session, args, ui):
     """
     changes = session.pending_changes()
     dropped = len(changes)
-    if dropped and ui.interactive:
+    # Asked before the abort takes them: what others committed meanwhile.
+    coming = freshness.incoming(session)
+    asked = dropped and ui.interactive
+    if asked:
         ui.show(describe_changes(changes, 'Would drop: ', session))
+        if coming:
+            ui.show('\n'.join(coming))
         answer = ui.ask('Drop %s?' % _plural(dropped, 'changed object'),
                         [('y', 'yes, drop them'), ('n', 'no')], 'n')
         if answer != 'y':
@@ -305,6 +314,8 @@ def abort_command(session, args, ui):
                                '' if others == 1 else 's',
                                ' (:undo brings the edits back)'
                                if session.tracker.aborted_steps else ''))
+    if coming and not asked:
+        ui.show('\n'.join(coming).replace('Would bring in', 'Brought in', 1))
 
 
 @command('quit', key=('c-x', 'q'), aliases=('q', 'exit'))
@@ -374,6 +385,8 @@ def more_command(session, args, ui):
     """Show the last long output in full, in the pager."""
     if not session.last_output:
         raise CommandError('no output to show yet')
+    if callable(session.last_output):   # built only now (paging.Deferred)
+        session.last_output = session.last_output()
     import pydoc
     settings = getattr(session, 'settings', None)
     if settings is not None and settings.pager:

@@ -15,7 +15,8 @@ import sys
 import time
 import weakref
 
-from durus_shell import audit, changes, object_paths, peek, render, scan
+from durus_shell import (audit, changes, object_paths, paging, peek, render,
+                         scan)
 from durus_shell.registry import PYTHON_ARGUMENT, CommandError, command
 
 MAX_TREE_CHILDREN = 10
@@ -296,6 +297,7 @@ def object_table(objects, columns=80, unreachable=(), paths=None):
 
 
 PATH_ROWS = 20   # :find and :refs rows (from the top) that get a path
+HEAD_ROWS = 300  # rows built at once for a long :find/:refs table
 
 
 def row_paths(session, objects, unreachable=()):
@@ -316,13 +318,28 @@ def screen_columns(ui):
         return 80
 
 
+def _lines(fragments):
+    return render.count_lines(render.plain(fragments))
+
+
 def _show_objects(session, ui, objects, result, what, reachable_only=False):
     objects, lost, note = _reachability(session, ui, objects,
                                         reachable_only)
     session.namespace['_'] = objects
-    if objects:
-        ui.show(object_table(objects, screen_columns(ui), lost,
-                             row_paths(session, objects, lost)))
+    columns = screen_columns(ui)
+    paths = row_paths(session, objects, lost) if objects else {}
+    if len(objects) > HEAD_ROWS and getattr(ui, 'defers', False):
+        # A screenful needs only the first rows; the whole table (seconds
+        # for 100,000 rows) is built if :more asks for it.
+        per_row = _lines(object_table(objects[:2], columns, lost, paths)) - \
+            _lines(object_table(objects[:1], columns, lost, paths))
+        ui.show(paging.Deferred(
+            object_table(objects[:HEAD_ROWS], columns, lost, paths),
+            (len(objects) - HEAD_ROWS) * per_row,
+            lambda: render.plain(object_table(objects, columns, lost,
+                                              paths))))
+    elif objects:
+        ui.show(object_table(objects, columns, lost, paths))
     ui.show('%d found (in _).%s %s' % (len(objects), note,
                                        _scan_note(result, what)))
 

@@ -21,12 +21,13 @@ MEMORY_VISIT_LIMIT = 100000  # loaded objects walked looking for paths
 _REMEMBERED = weakref.WeakKeyDictionary()  # session -> {oid: path or None}
 
 
-def object_paths(session, objects, in_memory=True):
+def object_paths(session, objects, in_memory=True,
+                 max_searches=MAX_STORED_SEARCHES):
     """``{id(obj): path}`` for those of ``objects`` whose path is known or
     found within the bounds (in order: the first objects get the
     searches).  ``in_memory=False`` skips the walk through loaded objects
-    (for callers that already made it)."""
-    max_searches = MAX_STORED_SEARCHES
+    (for callers that already made it); ``max_searches=0`` asks the
+    storage nothing (paths come from memory and earlier answers)."""
     seconds_per_search = SECONDS_PER_SEARCH
     objects = [obj for obj in objects if obj is not None]
     found = {}

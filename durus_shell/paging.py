@@ -18,6 +18,18 @@ CUT_NOTE = '... %d more line%s (:more shows all of it in the pager)'
 TAIL_LINES = 2   # a last message this short is shown after the note
 
 
+class Deferred(object):
+    """A long text shown as its start, built in full only if :more asks:
+    ``head`` (fragments, longer than a screenful), ``more_lines`` lines
+    after it, ``build()`` the whole text (a str).  For tables of many
+    rows (:find), whose rows cost more to make than to print."""
+
+    def __init__(self, head, more_lines, build):
+        self.head = head
+        self.more_lines = more_lines
+        self.build = build
+
+
 class ScreenCut(object):
     """Counts one input's output against ``limit`` terminal lines."""
 
@@ -28,6 +40,7 @@ class ScreenCut(object):
         self.held = 0          # lines held back so far
         self.tail = None       # the last held-back show(), if short
         self.texts = []        # the plain text of every show(), in order
+        self.deferred = False  # whether texts holds a Deferred
 
     @property
     def cut(self):
@@ -63,6 +76,19 @@ class ScreenCut(object):
             self.tail = None
         return shown
 
+    def take_deferred(self, deferred):
+        """As ``take`` for the start of a Deferred; its rest is held."""
+        tail = self.tail
+        shown = self.take(deferred.head)
+        self.texts[-1] = deferred
+        self.deferred = True
+        if self.tail is not tail and self.tail is not None:
+            # The head's last line: the rest follows it, so it is held.
+            self.held += self.tail[1]
+            self.tail = None
+        self.held += max(1, deferred.more_lines)
+        return shown
+
     def _hold(self, fragments, lines):
         if self.tail is not None:
             self.held += self.tail[1]
@@ -86,8 +112,11 @@ class ScreenCut(object):
         return out
 
     def full_text(self):
-        """Everything shown during the input, for the pager."""
-        return '\n'.join(text.rstrip('\n') for text in self.texts)
+        """Everything shown during the input, for the pager (a Deferred's
+        text is built now)."""
+        return '\n'.join(
+            (text.build() if isinstance(text, Deferred) else text).rstrip('\n')
+            for text in self.texts)
 
 
 def _last_line(text):

@@ -224,7 +224,7 @@ def finish(session, out, err, commit, dry_run):
             written.written, '' if written.written == 1 else 's'))
         return EXIT_OK
     if changes:
-        err.write(describe_changes(changes, 'Not committed: ') + '\n')
+        err.write(describe_changes(changes, 'Not committed: ', session) + '\n')
         err.write('Run with --commit to write these changes, or --dry-run'
                   ' to only show them.\n')
         session.abort()

@@ -37,6 +37,22 @@ def fixture_copy(tmp_path):
     return copy
 
 
+@pytest.fixture
+def shelf_server(fixture_copy, tmp_path):
+    """A `durus -s` process serving a copy of the 4.3 fixture shelf.durus
+    on a free loopback port; yields 'host:port' and stops it after the
+    test, even a failed one."""
+    from server_process import ServerProcess, free_port
+    path = fixture_copy('shelf.durus')
+    port = free_port()
+    process = ServerProcess(['--file', path, '--port', str(port)],
+                            tmp_path / 'server.log')
+    try:
+        yield '127.0.0.1:%d' % port
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope='session')
 def durus43_python():
     """Interpreter path of a venv with the real Durus 4.3 (see durus43_env)."""

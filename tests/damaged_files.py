@@ -57,6 +57,32 @@ def with_missing_reference(path):
     return str_to_int8(oid)
 
 
+class _Ref(object):
+    """Stands for a reference to oid ``number`` while pickling."""
+
+    def __init__(self, number):
+        self.number = number
+
+
+def with_many_missing(path, count):
+    """root['hand'] refers to ``count`` oids (from MISSING_OID on) that
+    have no record.  Returns the referring oid (a number)."""
+    clean_file(path)
+    storage = FileStorage(str(path))
+    oid = storage.new_oid()
+    numbers = [MISSING_OID + n for n in range(count)]
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, 2)
+    pickler.persistent_id = lambda value: (
+        (int8_to_str(value.number), PersistentDict)
+        if isinstance(value, _Ref) else None)
+    pickler.dump({'data': {n: _Ref(n) for n in numbers}})
+    _store_alone(storage, oid, DICT_CLASS + buffer.getvalue(),
+                 b''.join(int8_to_str(n) for n in numbers))
+    _attach(storage, oid)
+    return str_to_int8(oid)
+
+
 def _attach(storage, oid):
     """Refer to ``oid`` from the root (a record-level edit: no load)."""
     connection = Connection(storage)

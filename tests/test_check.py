@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import damaged_files
-from durus.check import check_storage, class_problem
+from durus.check import EXAMPLES, check_storage, class_problem
 from durus.file_storage import FileStorage
 from server_process import durus_server  # noqa: F401
 
@@ -165,3 +165,56 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     assert child.exitstatus == 0
     piped = durus_check(path)
     assert 'checking' not in piped.stderr + piped.stdout.split('\n')[0]
+
+
+def test_findings_fit_the_terminal_and_all_lists_them(tmp_path):
+    path = tmp_path / 'many.durus'
+    referrer = damaged_files.with_many_missing(path, 300)
+    child = pexpect.spawn(sys.executable, ['-m', 'durus', 'check', str(path),
+                                           '--no-progress'],
+                          timeout=60, encoding='utf-8', dimensions=(24, 100))
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 1
+    lines = child.before.replace('\r\n', '\n').strip('\n').split('\n')
+    assert len(lines) <= 23, lines     # and the next prompt: 24
+    text = '\n'.join(lines)
+    assert '300 missing records (referred to, but not stored):' in text
+    assert 'oid %d, referred to by %d' % (damaged_files.MISSING_OID,
+                                          referrer) in text
+    more = [line for line in lines if line.startswith('  ... ')]
+    assert len(more) == 1
+    shown = sum(1 for line in lines if line.startswith('  oid '))
+    assert more[0] == '  ... %d more' % (300 - shown)
+    assert 'PROBLEMS FOUND' in text and '--all lists every finding' in text
+    # Piped, and with --all or --json, every finding is there.
+    piped = durus_check(path, '--no-progress')
+    assert piped.stdout.count('referred to by') == EXAMPLES   # all it kept
+    assert '  ... %d more (the check keeps the first %d)' % (
+        300 - EXAMPLES, EXAMPLES) in piped.stdout
+    assert 'cut to fit' not in piped.stdout
+    child = pexpect.spawn(sys.executable, ['-m', 'durus', 'check', str(path),
+                                           '--all'],
+                          timeout=60, encoding='utf-8', dimensions=(24, 100))
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.before.count('referred to by') == EXAMPLES
+    assert 'cut to fit' not in child.before
+    assert json.loads(durus_check(path, '--json').stdout)['missing_count'] \
+        == 300
+
+
+def test_a_report_cut_keeps_every_section_and_count(tmp_path):
+    path = tmp_path / 'many.durus'
+    damaged_files.with_many_missing(path, 50)
+    report = checked(path)
+    whole = report.lines()
+    lines, cut = report.screenful(10)
+    assert cut and len(lines) <= 10
+    assert lines[0] == whole[0] and lines[-1] == whole[-1] == 'PROBLEMS FOUND'
+    assert '50 missing records (referred to, but not stored):' in lines
+    assert report.screenful(len(whole)) == (whole, False)

@@ -227,10 +227,11 @@ def test_version_mismatch(fake_server):
     assert '127.0.0.1:%d' % port in message and 'version 7' in message
 
 
-def test_asks_for_protocol_2_then_falls_back_to_1_like_with_durus_43(
+def test_asks_for_protocol_4_then_2_then_falls_back_to_1_like_with_durus_43(
         fake_server):
     # Durus 4.3 answers a 'V' it does not know with its own version and
-    # hangs up: the client connects again and asks for protocol 1.
+    # hangs up: the client connects again and asks for protocol 2 (what a
+    # server of this project from before protocol 4 speaks), then 1.
     asked = []
 
     def server_of_protocol_1(conn):
@@ -242,13 +243,36 @@ def test_asks_for_protocol_2_then_falls_back_to_1_like_with_durus_43(
         assert conn.recv(9) == b'L' + ROOT
         conn.sendall(b'K')
         conn.recv(1)
-    port = fake_server(server_of_protocol_1, connections=2)
+    port = fake_server(server_of_protocol_1, connections=3)
     storage = ClientStorage(port=port)
     assert storage.version == 1
+    assert storage.pending_changes() is None   # 4.3 cannot tell
     with pytest.raises(DurusKeyError):
         storage.load(ROOT)
     storage.close()
-    assert asked == [b'V\x00\x00\x00\x02', b'V\x00\x00\x00\x01']
+    assert asked == [b'V\x00\x00\x00\x04', b'V\x00\x00\x00\x02',
+                     b'V\x00\x00\x00\x01']
+
+
+def test_a_server_from_before_protocol_4_is_spoken_to_in_protocol_2(
+        fake_server):
+    asked = []
+
+    def server_of_protocol_2(conn):
+        request = conn.recv(5)
+        asked.append(request)
+        if request != b'V\x00\x00\x00\x02':
+            conn.sendall((1).to_bytes(4, 'big'))
+            return  # hang up
+        conn.sendall((2).to_bytes(4, 'big'))
+        conn.recv(1)
+    port = fake_server(server_of_protocol_2, connections=2)
+    storage = ClientStorage(port=port)
+    assert storage.version == 2
+    # It never sends 'W' to a server that would drop it for that.
+    assert storage.pending_changes() is None
+    storage.close()
+    assert asked == [b'V\x00\x00\x00\x04', b'V\x00\x00\x00\x02']
 
 
 def test_a_server_of_another_version_is_an_error_without_retry(
@@ -256,7 +280,7 @@ def test_a_server_of_another_version_is_an_error_without_retry(
     # Only a protocol-1 answer means "ask again for 1".
     # (3 would mean "authenticate first": see test_server_security.py)
     def server_of_protocol_7(conn):
-        assert conn.recv(5) == b'V\x00\x00\x00\x02'
+        assert conn.recv(5) == b'V\x00\x00\x00\x04'
         conn.sendall((7).to_bytes(4, 'big'))
     port = fake_server(server_of_protocol_7, connections=1)
     with pytest.raises(ProtocolError, match='version 7'):
@@ -422,7 +446,7 @@ def test_prefetched_snapshot_still_detects_write_conflicts(empty_server):
 def test_a_commit_takes_one_round_trip_with_protocol_2(empty_server):
     connection = Connection(ClientStorage(port=empty_server.address.port))
     storage = connection.storage
-    assert storage.version == 2
+    assert storage.version == 4   # protocol 2 plus pending_changes
     root = connection.get_root()
     root['n'] = 0
     connection.commit()
@@ -467,7 +491,7 @@ def test_a_commit_takes_one_round_trip_with_protocol_2(empty_server):
 
 
 def test_protocol_argument_is_checked(empty_server):
-    with pytest.raises(ValueError, match='protocol must be 1 or 2'):
+    with pytest.raises(ValueError, match='protocol must be 1, 2 or 4'):
         ClientStorage(port=empty_server.address.port, protocol=3)
 
 

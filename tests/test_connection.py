@@ -1,8 +1,11 @@
 """durus.connection: loading, commit/abort, the cache, maintenance helpers."""
 
+import weakref
+
 import pytest
 
-from durus.connection import (ROOT_OID, Cache, Connection, ObjectDictionary,
+from durus.connection import (ROOT_OID, Cache, Connection, ConnectionObserver,
+                              ObjectDictionary,
                               ReferenceContainer, StillConflictedError,
                               gen_every_instance, touch_every_reference)
 from durus.error import DurusKeyError, ReadConflictError
@@ -312,3 +315,69 @@ def test_reference_container_and_cache_basics(connection):
     assert replaced is not ghost and cache.get(b'\0' * 8) is replaced
     with pytest.raises(ValueError):
         del cache[b'\0' * 8]
+
+
+# The writer a connection keeps from one commit to the next
+
+
+class Plain(object):
+    """A non-persistent value that a weak reference can watch."""
+
+
+def test_second_commit_writes_only_its_own_references(connection, storage):
+    first = Item(Item('new'))
+    connection.root['first'] = first
+    connection.commit()
+    lone = connection.root['lone'] = Item(5)
+    connection.commit()
+    _, _, refs = unpack_record(storage.load(lone._p_oid))
+    assert refs == b''
+    _, _, root_refs = unpack_record(storage.load(ROOT_OID))
+    assert sorted([root_refs[i:i + 8] for i in range(0, len(root_refs), 8)]
+                  ) == sorted([first._p_oid, lone._p_oid])
+    # The new object found in the first commit is not written again.
+    inner_oid = first.value._p_oid
+    lone.value = 6
+    written = []
+
+    class Watch(ConnectionObserver):
+        def after_commit(self, connection, objects):
+            written.extend(objects)
+
+    connection.add_observer(Watch())
+    connection.commit()
+    assert written == [lone]
+    assert storage.load(inner_oid)
+
+
+def test_kept_writer_lets_go_of_the_last_commits_values(connection):
+    value = Plain()
+    watch = weakref.ref(value)
+    item = connection.root['item'] = Item(value)
+    connection.commit()
+    item.__dict__['value'] = None   # behind the connection's back
+    del value
+    assert watch() is None
+
+
+def test_commit_after_a_failed_one_uses_a_working_writer(connection,
+                                                        storage):
+    connection.root['bad'] = Broken()
+    with pytest.raises(RuntimeError):
+        connection.commit()
+    del connection.root['bad']
+    good = connection.root['good'] = Item(Item(7))
+    connection.commit()
+    _, _, refs = unpack_record(storage.load(good._p_oid))
+    assert refs == good.value._p_oid
+
+
+def test_commit_drops_the_cache_entries_of_dead_objects(connection):
+    objects = connection.cache.objects
+    ghost_oid = b'\x00' * 7 + b'\x63'
+    filed = Item()
+    objects[ghost_oid] = filed
+    del filed  # dies: its weak reference stays until the next purge
+    assert ghost_oid in objects.mapping and objects.dead == [ghost_oid]
+    connection.commit()
+    assert ghost_oid not in objects.mapping and objects.dead == []

@@ -130,6 +130,10 @@ def test_store_refuses_surprise_oids(tmp_path):
         storage.store(fresh, record(fresh) + b'\x01')  # refs not 8*k
     with pytest.raises(RecordError):
         storage.store(fresh, fresh + b'\x00\x00')  # shorter than 12
+    with pytest.raises(RecordError):  # data length beyond the record
+        storage.store(fresh, fresh + b'\x00\x00\x00\x09' + b'abc')
+    storage.begin()
+    storage.store(fresh, bytearray(record(fresh)))  # bytes-like is fine
     storage.close()
 
 

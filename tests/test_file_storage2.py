@@ -8,6 +8,7 @@ import zlib
 import pytest
 
 from durus.error import DatabaseInUseError, ReadOnlyError
+from durus.file import File
 from durus.file_storage2 import MAGIC, FileStorage2
 from durus.storage import ROOT_OID
 from durus.utils import int4_to_str, int8_to_str
@@ -63,6 +64,48 @@ def test_create_from_records_rewrites_the_file(tmp_path):
     assert dict(storage.gen_oid_record()) == {
         ROOT_OID: record(ROOT_OID, b'New', [one]), one: record(one)}
     assert storage.index_offset > 14  # the records sit before the index
+    storage.close()
+
+
+def test_create_from_records_failing_midway_leaves_the_old_file(
+        tmp_path, monkeypatch):
+    """The new contents go to NAME.new and are renamed over NAME only once
+    synced: a sync that fails (a full disk, an I/O error) loses nothing."""
+    path = str(tmp_path / 'db.durus')
+    storage = FileStorage2(path)
+    commit(storage, record(ROOT_OID, b'Old'))
+    with open(path, 'rb') as f:
+        before = f.read()
+    real_fsync = File.fsync
+
+    def failing_fsync(self):
+        if self.name.endswith('.new'):
+            raise OSError(28, 'No space left on device')
+        return real_fsync(self)
+
+    monkeypatch.setattr(File, 'fsync', failing_fsync)
+    with pytest.raises(OSError, match='No space left'):
+        storage.create_from_records([(ROOT_OID, record(ROOT_OID, b'New'))])
+    monkeypatch.undo()
+    with open(path, 'rb') as f:
+        assert f.read() == before
+    assert not os.path.exists(path + '.new')
+    assert storage.load(ROOT_OID) == record(ROOT_OID, b'Old')
+    # still the writer: a second try works and is what a reopen reads
+    storage.create_from_records([(ROOT_OID, record(ROOT_OID, b'New'))])
+    with pytest.raises(DatabaseInUseError):
+        FileStorage2(path)
+    storage.close()
+    reopened = FileStorage2(path, readonly=True)
+    assert reopened.load(ROOT_OID) == record(ROOT_OID, b'New')
+    reopened.close()
+
+
+def test_create_from_records_on_a_temporary_file():
+    storage = FileStorage2()
+    commit(storage, record(ROOT_OID, b'Old'))
+    storage.create_from_records([(ROOT_OID, record(ROOT_OID, b'New'))])
+    assert storage.load(ROOT_OID) == record(ROOT_OID, b'New')
     storage.close()
 
 

@@ -192,3 +192,96 @@ def test_file_storages_defer_fsync_until_make_durable(tmp_path, monkeypatch,
     reopened = open_storage(path)
     assert reopened.load(oid(0)) == root
     reopened.close()
+
+
+class BlockingFsyncStorage(DeferringStorage):
+    """Its make_durable waits for ``release`` while ``block`` is set."""
+
+    def __init__(self):
+        DeferringStorage.__init__(self)
+        self.block = False
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.threads = []
+
+    def make_durable(self):
+        self.threads.append(threading.current_thread().name)
+        if self.block:
+            self.started.set()
+            assert self.release.wait(10)
+        DeferringStorage.make_durable(self)
+
+
+def test_with_several_clients_the_loop_serves_loads_while_an_fsync_runs(
+        serve):
+    storage = BlockingFsyncStorage()
+    server = serve(storage)
+    port = server.address.port
+    writer, reader = ClientStorage(port=port), ClientStorage(port=port)
+    x, y = writer.new_oid(), writer.new_oid()
+    commit(writer, y, b'y1')
+    reader.sync()
+    storage.block = True
+    done = []
+    committing = threading.Thread(
+        target=lambda: done.append(commit(writer, x, b'x1')), daemon=True)
+    try:
+        committing.start()
+        assert storage.started.wait(5)
+        # The fsync of x's batch runs: a load of y is answered meanwhile
+        # (this hangs, and fails, if the fsync blocks the loop) ...
+        loaded = []
+        loading = threading.Thread(
+            target=lambda: loaded.append(reader.load(y)), daemon=True)
+        loading.start()
+        loading.join(5)
+        assert loaded == [pack_record(y, b'y1', b'')]
+        # ... while x's commit is not acknowledged before it is durable.
+        committing.join(0.3)
+        assert done == [] and x not in storage.durable
+    finally:
+        storage.release.set()
+    committing.join(5)
+    assert done == [None]
+    assert storage.durable[x] == pack_record(x, b'x1', b'')
+    assert storage.threads[-1] == 'durus-fsync'
+
+
+def test_a_single_client_s_fsync_runs_in_the_loop(serve):
+    storage = DeferringStorage()
+    names = []
+    original = storage.make_durable
+
+    def make_durable():
+        names.append(threading.current_thread())
+        original()
+
+    storage.make_durable = make_durable
+    server = serve(storage)
+    client = ClientStorage(port=server.address.port)
+    new = client.new_oid()
+    commit(client, new, b'one')
+    assert len(names) == 1 and names[0].name != 'durus-fsync'
+    assert server._fsync_thread is None
+
+
+def test_a_write_during_a_running_sync_still_needs_one(tmp_path, monkeypatch):
+    """The server syncs in a helper thread while the loop writes the next
+    batch: that write must leave the file marked unsynced (so closing
+    syncs it), even though the sync running meanwhile finishes after it."""
+    import os
+    from durus.file import File
+    handle = File(str(tmp_path / 'f'))
+    handle.append_durably(b'first', 0, durable=False)
+    sync_name = 'fdatasync' if hasattr(os, 'fdatasync') else 'fsync'
+    real_sync = getattr(os, sync_name)
+
+    def sync_while_the_loop_writes(fd):
+        handle.append_durably(b'second', 5, durable=False)
+        real_sync(fd)
+
+    monkeypatch.setattr(os, sync_name, sync_while_the_loop_writes)
+    handle.fsync()
+    monkeypatch.setattr(os, sync_name, real_sync)
+    assert handle.unsynced
+    handle.close()

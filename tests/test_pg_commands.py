@@ -218,3 +218,30 @@ def test_served_and_direct_clients_see_each_others_commits(dsn,
     finally:
         served_storage.close()
         direct_storage.close()
+
+
+def test_shell_on_postgresql_says_how_many_commits_behind(dsn):
+    from durus_shell import freshness
+    from durus_shell.commands import run_input
+    from durus_shell.session import Session
+    from durus_shell.ui import RecordingUI
+    fill(PgStorage(dsn, create=True), n=3).storage.close()
+    session = Session(PgStorage(dsn))
+    other = Connection(PgStorage(dsn))
+    try:
+        watch = freshness.watch(session)
+        assert watch.look() == ''
+        run_input(session, "root['items'][1]['i']", RecordingUI())
+        for value in (10, 11):
+            other.get_root()['items'][1]['i'] = value
+            other.commit()
+        assert watch.look() == 'view 2 commits behind (:abort brings them in)'
+        ui = RecordingUI()
+        run_input(session, ':abort', ui)
+        assert 'Brought in: 1 object changed by other clients (2 commits)' \
+            in ui.text
+        assert "at root['items'][1]" in ui.text
+        assert watch.look() == ''
+    finally:
+        other.storage.close()
+        session.close()

@@ -354,3 +354,20 @@ def test_commits_work_after_repeated_lock_timeouts(dsn, opened):
     for size in range(8):
         commit(storage, thing(ROOT_OID, size=100 + size))
     assert opened().load(ROOT_OID) == thing(ROOT_OID, size=107)
+
+
+def test_pending_changes_counts_others_commits_without_taking_them(opened):
+    mine, other = opened(), opened()
+    a, b = other.new_oid(), other.new_oid()
+    commit(other, thing(a), thing(b))
+    commit(other, thing(b, size=20))
+    pending = mine.pending_changes()
+    assert (pending.count, pending.commits) == (2, 2)
+    assert pending.oids == [b, a]          # the newest first
+    assert mine.pending_changes(limit=1).oids == [b]
+    assert mine.pending_changes().count == 2   # nothing was taken
+    assert sorted(mine.sync()) == [a, b]
+    assert mine.pending_changes().count == 0
+    commit(mine, thing(a, size=30))
+    assert other.pending_changes().commits == 1   # mine, seen by other
+    assert mine.pending_changes().count == 0      # not its own

@@ -19,6 +19,7 @@ import os
 import random
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ TRIALS = 4
 CUT_AFTER = (0.05, 0.6)
 FILE_NAMES = {'shelf': 'db.durus', 'dfs20': 'db.dfs20',
               'sqlite': 'db.sqlite', 'sqlite-full': 'db.sqlite',
-              'client': 'db.durus'}
+              'client': 'db.durus', 'client-threaded': 'db.durus'}
 CANARY_TRIALS = 8
 
 pytestmark = [
@@ -121,7 +122,7 @@ class Writer(object):
 def open_after_cut(kind, path):
     """Open what survived; an incomplete unacknowledged last transaction
     of a file storage is repaired (cut off), as an operator would."""
-    if kind in ('shelf', 'client'):
+    if kind in ('shelf', 'client', 'client-threaded'):
         from durus.file_storage import FileStorage
         return FileStorage(path, repair=True)
     if kind == 'dfs20':
@@ -162,14 +163,19 @@ def run_trial(fs, kind, trial, tmp_path):
     os.mkdir(directory)
     os.sync()  # the directory itself is not under test
     path = os.path.join(directory, FILE_NAMES[kind])
-    server = None
+    server = idle = None
     target = path
-    if kind == 'client':
+    if kind in ('client', 'client-threaded'):
         port = free_port()
         server = ServerProcess(['--file', path, '--port', str(port)],
                                tmp_path / ('server-%d.log' % trial))
         target = '127.0.0.1:%d' % port
-    writer = Writer(kind, target, rng.randrange(1 << 30))
+        if kind == 'client-threaded':
+            # A second client connected: the server makes commits
+            # durable in its helper thread while the loop goes on.
+            idle = socket.create_connection(('127.0.0.1', port), 10)
+    writer = Writer('client' if idle else kind, target,
+                    rng.randrange(1 << 30))
     frozen = [p for p in (writer.process, server and server.process) if p]
     try:
         writer.read(15, until_first_ack=True)
@@ -186,6 +192,8 @@ def run_trial(fs, kind, trial, tmp_path):
             if process.poll() is None:
                 process.kill()
         error = writer.kill()
+        if idle is not None:
+            idle.close()
         if server is not None:
             server.stop()
     mount, fsck = fs.mount_copy(copy)
@@ -199,7 +207,8 @@ def run_trial(fs, kind, trial, tmp_path):
     return writer.acked, lost, writer.packs
 
 
-@pytest.mark.parametrize('kind', ['shelf', 'dfs20', 'sqlite', 'client'])
+@pytest.mark.parametrize('kind', ['shelf', 'dfs20', 'sqlite', 'client',
+                                  'client-threaded'])
 def test_acknowledged_commits_survive_a_power_cut(loop_fs, kind, tmp_path):
     results = [run_trial(loop_fs, kind, trial, tmp_path)
                for trial in range(TRIALS)]

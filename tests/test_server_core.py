@@ -13,7 +13,7 @@ import pytest
 from durus.error import ConflictError
 from durus.protocol import (
     NEED_DATA, STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY,
-    BulkLoad, ClientConnection, CommitAll, CommitAllReply, CommitBackOut,
+    BulkLoad, BulkLoadReply, ClientConnection, CommitAll, CommitAllReply, CommitBackOut,
     CommitData, CommitStart, ErrorReply, Goodbye, Invalidations, Load,
     LoadReply, NewOids, Pack, Quit, Status, Sync, Version, VersionReply)
 from durus.serialize import pack_record
@@ -194,6 +194,12 @@ def commit_one_step(client, items):
     client.send(Version(2))
     assert client.reply() == VersionReply(2)
     client.send(CommitAll(items))
+
+
+def commit_two_step(client, items):
+    client.send(CommitStart())
+    assert type(client.reply()) is Invalidations
+    client.send(CommitData(items))
 
 
 def reserve(client, count=1):
@@ -464,7 +470,7 @@ def test_commits_in_one_round_share_one_fsync_and_replies_wait_for_it():
     a.send(CommitData([(x, pack_record(x, b'a', b''))]))
     assert b.reply() == Invalidations([x])   # no data: not held
     b.send(CommitData([(y, pack_record(y, b'b', b''))]))
-    reader.send(Load(oid(50)))            # any reply might show the batch
+    reader.send(Load(x))                  # shows the batch: waits
     assert harness.fsyncs == []           # the round is not over
     assert a.replies() == [] and b.replies() == [] and reader.replies() == []
     harness.advance()
@@ -475,8 +481,69 @@ def test_commits_in_one_round_share_one_fsync_and_replies_wait_for_it():
     assert storage.durable[x] and storage.durable[y]
     assert a.reply() == Status(STATUS_OKAY)
     assert b.reply() == Status(STATUS_OKAY)
-    assert reader.reply() == LoadReply(STATUS_KEYERROR)
+    assert reader.reply() == LoadReply(STATUS_INVALID)
     assert storage.fsyncs == 1
+
+
+def test_loads_of_records_no_open_batch_wrote_go_out_during_its_fsync():
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    writer, reader = harness.connect('w'), harness.connect('r')
+    [x, y] = reserve(writer, 2)
+    commit_two_step(writer, [(x, pack_record(x, b'x1', b'')),
+                             (y, pack_record(y, b'y1', b''))])
+    harness.advance()
+    harness.finish_fsync()
+    assert writer.reply() == Status(STATUS_OKAY)
+    reader.send(Sync())
+    assert sorted(reader.reply().oids) == [x, y]
+    commit_two_step(writer, [(x, pack_record(x, b'x2', b''))])
+    harness.advance()
+    assert harness.fsyncs == [2]          # its fsync is running
+    reader.send(Load(y))                  # y: durable, not in the batch
+    assert reader.reply() == LoadReply(STATUS_OKAY,
+                                       pack_record(y, b'y1', b''))
+    reader.send(BulkLoad([y, oid(70)]))
+    assert reader.reply() == BulkLoadReply([
+        LoadReply(STATUS_OKAY, pack_record(y, b'y1', b'')),
+        LoadReply(STATUS_KEYERROR)])
+    reader.send(BulkLoad([y, x]))         # x is in the batch: waits
+    reader.send(Load(y))                  # and what follows it too
+    assert reader.replies() == [] and writer.replies() == []
+    harness.finish_fsync()
+    assert writer.reply() == Status(STATUS_OKAY)
+    assert reader.replies() == [
+        BulkLoadReply([LoadReply(STATUS_OKAY, pack_record(y, b'y1', b'')),
+                       LoadReply(STATUS_INVALID)]),
+        LoadReply(STATUS_OKAY, pack_record(y, b'y1', b''))]
+
+
+def test_no_pack_step_runs_while_a_make_durable_does():
+    storage = DeferringStorage()
+    steps = []
+
+    def packer():
+        while True:
+            steps.append(harness.fsyncs[:])
+            yield
+
+    storage.get_packer = packer
+    harness = Harness(storage)
+    harness.auto_durable = False
+    writer = harness.connect('w')
+    [x] = reserve(writer)
+    commit_two_step(writer, [(x, pack_record(x, b'x1', b''))])
+    harness.advance()
+    assert harness.fsyncs == [1]
+    writer.send(Pack())
+    harness.advance()
+    harness.advance()
+    assert not harness.core.busy()        # nothing to do until it ends
+    assert steps == []
+    harness.finish_fsync()
+    harness.advance()
+    assert steps == [[]]
 
 
 def test_a_batch_stays_open_while_the_lock_passes_on_until_the_window_ends():
@@ -768,3 +835,65 @@ def test_bulk_loads_answer_each_oid():
     reply = a.reply()
     assert reply.replies == [LoadReply(STATUS_OKAY, pack_record(x, b'a', b'')),
                              LoadReply(STATUS_KEYERROR)]
+
+
+def test_the_open_batch_waits_briefly_for_the_committers_of_the_last():
+    storage = DeferringStorage()
+    harness = Harness(storage, group_commit_window=0.002)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    [y] = reserve(b)
+    for client in (a, b):
+        client.send(Version(2))
+        assert client.reply() == VersionReply(2)
+    a.send(CommitAll([(x, pack_record(x, b'a1', b''))]))
+    harness.advance()
+    assert harness.fsyncs == [1]
+    b.send(CommitAll([(y, pack_record(y, b'b1', b''))]))  # batch 2
+    harness.advance(0.001)                # the fsync takes 1 ms
+    harness.finish_fsync()
+    assert a.reply().status == STATUS_OKAY
+    harness.advance(0.0002)
+    assert harness.fsyncs == []           # b's batch waits for a ...
+    a.send(CommitAll([(x, pack_record(x, b'a2', b''))]))
+    harness.advance()
+    assert harness.fsyncs == [2]          # ... which joins it
+    harness.finish_fsync()
+    assert a.reply().status == STATUS_OKAY
+    assert b.reply().status == STATUS_OKAY
+    assert storage.fsyncs == 2
+
+
+def test_the_wait_for_the_last_committers_is_bounded_by_the_fsync_time():
+    storage = DeferringStorage()
+    harness = Harness(storage, group_commit_window=0.002)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    [y] = reserve(b)
+    for client in (a, b):
+        client.send(Version(2))
+        assert client.reply() == VersionReply(2)
+    a.send(CommitAll([(x, pack_record(x, b'a1', b''))]))
+    harness.advance()
+    b.send(CommitAll([(y, pack_record(y, b'b1', b''))]))
+    harness.advance(0.0005)               # the fsync takes 0.5 ms
+    harness.finish_fsync()
+    assert a.reply().status == STATUS_OKAY
+    assert harness.core.next_deadline() == pytest.approx(harness.now + 0.0005)
+    harness.advance(0.0004)
+    assert harness.fsyncs == []
+    harness.advance(0.0002)               # a did not come back in time
+    assert harness.fsyncs == [2]
+    harness.finish_fsync()
+    assert b.reply().status == STATUS_OKAY
+    # A committer that disconnects is not waited for at all.
+    b.send(CommitAll([(y, pack_record(y, b'b2', b''))]))
+    harness.advance()
+    a.send(CommitAll([(x, pack_record(x, b'a2', b''))]))
+    harness.advance(0.001)
+    harness.finish_fsync()
+    b.send(Goodbye())
+    harness.advance()
+    assert harness.fsyncs == [4]

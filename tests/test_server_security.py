@@ -512,7 +512,7 @@ def test_an_authenticated_client_commits_in_one_round_trip(durus_server,
                                                            users_file):
     server = durus_server('--users', users_file)
     storage = client(server, 'writer')
-    assert storage.version == 3
+    assert storage.version == 5   # protocol 3 plus pending_changes
     connection = Connection(storage)
     connection.commit()                 # the root
     before = storage.requests

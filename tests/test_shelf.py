@@ -131,6 +131,21 @@ def test_oid_index_dense_and_overflow_round_trip():
     assert copy.max_number == 10 ** 15
 
 
+def test_oid_index_set_many_is_set_for_each_pair():
+    pairs = ([(n, 100 + n) for n in range(0, 3000, 3)] + [(10 ** 15, 7)] +
+             [(3, 42), (2999, 5), (1500, 9), (5000, 11), (4, 1)])
+    one_by_one, at_once = OidIndex(), OidIndex()
+    for index in (one_by_one, at_once):
+        index.set(1, 8)  # already there: not counted twice
+    for number, offset in pairs:
+        one_by_one.set(number, offset)
+    at_once.set_many(pairs)
+    assert list(at_once.items()) == list(one_by_one.items())
+    assert len(at_once) == len(one_by_one) == 1005
+    assert at_once.max_number == one_by_one.max_number == 10 ** 15
+    assert at_once.get(3) == 42 and at_once.get(5000) == 11
+
+
 def test_a_few_trailing_empty_transactions_are_valid_more_are_zero_damage(
         tmp_path):
     good = transaction(record(A))

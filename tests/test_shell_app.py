@@ -206,3 +206,41 @@ def test_history_goes_to_the_state_directory(monkeypatch, tmp_path):
     monkeypatch.setenv('HOME', str(tmp_path))
     assert app.history_path() == str(
         tmp_path / '.local' / 'state' / 'durus-shell' / 'history')
+
+
+def test_a_long_find_table_is_built_in_full_only_for_more(fixture_copy, shown,
+                                                         monkeypatch):
+    """The screenful needs the first rows only; :more builds the rest."""
+    import pydoc
+    from durus_shell import fix_commands
+    from durus_shell.ui import RecordingUI
+    paged, built = [], []
+    monkeypatch.setattr(pydoc, 'pager', paged.append)
+    monkeypatch.setattr(fix_commands, 'HEAD_ROWS', 5)
+    table = fix_commands.object_table
+
+    def counted(objects, *args):
+        built.append(len(objects))
+        return table(objects, *args)
+    monkeypatch.setattr(fix_commands, 'object_table', counted)
+    path, session = open_session(fixture_copy)
+    expected = RecordingUI()
+    run_input(session, ':find User', expected)
+    found = len(session.namespace['_'])
+    assert found == 40 and built == [found]    # no cut: built at once
+    del built[:]
+    monkeypatch.setattr(app.TerminalUI, 'size', lambda self: (20, 100))
+    drive(session, ':find User\r:more\r' + CTRL_D)
+    session.close()
+    # The head (and a row or two to measure a row), then all for :more.
+    assert max(built[:-1]) == 5 and built[-1] == found
+    assert len(session.namespace['_']) == found  # _ has everything
+    text = '\n'.join(shown)
+    assert '%d found (in _)' % found in text
+    held = [line for line in shown if 'more lines (:more' in line]
+    printed = sum(line.count('\n') + 1 for line in shown
+                  if line.startswith('oid '))
+    assert held[-1].startswith('... %d more lines' % (found + 1 - printed))
+    # Every row (paths may differ: the second search found more of them).
+    assert [line.split()[0] for line in paged[0].split('\n')[:-1]] == \
+        [line.split()[0] for line in expected.text.split('\n')[:-1]]

@@ -58,6 +58,21 @@ def test_changes_without_commit_are_reported_and_fail(shelf):
     assert value_of(shelf, "root['users'][3].name") == "'user3'"
 
 
+def test_the_not_committed_list_names_objects_by_path(shelf):
+    # As the shell names them elsewhere (:status, :commit): the path
+    # from the root, also for an object reached without one (by oid).
+    done = shell(shelf, '--path', TESTS_DIR, '-c',
+                 "u = root['users'][3]; u.name = 'Zed'")
+    assert done.returncode == 3
+    assert "at root['users'][3]" in done.stderr
+    oid = value_of(shelf, "root['users'][5]._p_oid")
+    done = shell(shelf, '--path', TESTS_DIR, '-c',
+                 "u = connection.get(%s)\n"
+                 "u.name = 'Yan'" % oid)
+    assert done.returncode == 3, done.stderr
+    assert "at root['users'][5]" in done.stderr
+
+
 def test_commit_writes(shelf):
     done = shell(shelf, '--path', TESTS_DIR, '--commit', '-c',
                  "root['users'][3].name = 'Zed'")

@@ -5,7 +5,6 @@ pseudo-terminal (two shells on one server for the first)."""
 import pexpect
 import pytest
 
-from server_process import ServerProcess, free_port
 from test_shell_pty import (CTRL_X, PROMPT, TESTS_DIR, env, finish,  # noqa
                             spawn, value_of)
 
@@ -13,18 +12,6 @@ from test_shell_pty import (CTRL_X, PROMPT, TESTS_DIR, env, finish,  # noqa
 def typed(child, line):
     child.send(line + '\r')
     child.expect(PROMPT)
-
-
-@pytest.fixture
-def server(fixture_copy, tmp_path):
-    path = fixture_copy('shelf.durus')
-    port = free_port()
-    process = ServerProcess(['--file', path, '--port', str(port)],
-                            tmp_path / 'server.log')
-    try:
-        yield '127.0.0.1:%d' % port
-    finally:
-        process.stop()
 
 
 def quit_dropping(child):
@@ -36,9 +23,9 @@ def quit_dropping(child):
     child.close()
 
 
-def test_diff_on_a_server_after_another_client_committed(server, env):
-    first = spawn(env, '--client', server, '--path', TESTS_DIR)
-    second = spawn(env, '--client', server, '--path', TESTS_DIR)
+def test_diff_on_a_server_after_another_client_committed(shelf_server, env):
+    first = spawn(env, '--client', shelf_server, '--path', TESTS_DIR)
+    second = spawn(env, '--client', shelf_server, '--path', TESTS_DIR)
     try:
         for child in (first, second):
             child.expect(PROMPT)
@@ -62,7 +49,7 @@ def test_diff_on_a_server_after_another_client_committed(server, env):
     finally:
         first.close(force=True)
         second.close(force=True)
-    assert value_of('--client', server, '-c',
+    assert value_of('--client', shelf_server, '-c',
                     "root['users'][10].email") == "'USER10@EXAMPLE.ORG'"
 
 

@@ -14,7 +14,7 @@ import time
 import pexpect
 import pytest
 
-from server_process import ServerProcess, default_signals, free_port
+from server_process import default_signals
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # A *new* prompt: prompt_toolkit turns bracketed paste on (ESC[?2004h) as
@@ -260,25 +260,13 @@ def test_keys_typed_during_output_run_in_order(fixture_copy, env):
     assert value_of(path, '-c', "root['users'][3].name") == "'user3'"
 
 
-@pytest.fixture
-def server(fixture_copy, tmp_path):
-    path = fixture_copy('shelf.durus')
-    port = free_port()
-    process = ServerProcess(['--file', path, '--port', str(port)],
-                            tmp_path / 'server.log')
-    try:
-        yield '127.0.0.1:%d' % port
-    finally:
-        process.stop()
-
-
-def test_against_a_server(server, env):
-    child = spawn(env, '--client', server, '--path', TESTS_DIR)
-    child.expect('Connected to the storage server at ' + server)
+def test_against_a_server(shelf_server, env):
+    child = spawn(env, '--client', shelf_server, '--path', TESTS_DIR)
+    child.expect('Connected to the storage server at ' + shelf_server)
     complete_change_commit(child)
     child.sendcontrol('d')
     assert finish(child) == 0
-    assert value_of('--client', server, '-c',
+    assert value_of('--client', shelf_server, '-c',
                     "root['users'][3].name") == "'Zed'"
 
 

@@ -287,19 +287,6 @@ def test_exit_inside_code_asks_to_quit():
     assert run_input(session, 'exit()').kind == 'quit'
 
 
-@pytest.fixture
-def server_address(fixture_copy, tmp_path):
-    from server_process import ServerProcess, free_port
-    path = fixture_copy('shelf.durus')
-    port = free_port()
-    process = ServerProcess(['--file', path, '--port', str(port)],
-                            tmp_path / 'server.log')
-    try:
-        yield '127.0.0.1:%d' % port
-    finally:
-        process.stop()
-
-
 def client_session(address, readonly=False):
     from durus_shell.opening import open_client
     target = open_client(address, readonly=readonly)
@@ -307,9 +294,9 @@ def client_session(address, readonly=False):
                    GATE_READONLY if readonly else GATE_OPEN)
 
 
-def test_conflict_and_abort_against_a_real_server(server_address):
-    mine = client_session(server_address)
-    other = client_session(server_address)
+def test_conflict_and_abort_against_a_real_server(shelf_server):
+    mine = client_session(shelf_server)
+    other = client_session(shelf_server)
     try:
         assert run_input(mine, "root['users'][3].name").value == 'user3'
         run_input(other, "root['users'][3].name = 'theirs'")
@@ -335,8 +322,8 @@ def test_conflict_and_abort_against_a_real_server(server_address):
         other.close()
 
 
-def test_readonly_client_cannot_commit(server_address):
-    session = client_session(server_address, readonly=True)
+def test_readonly_client_cannot_commit(shelf_server):
+    session = client_session(shelf_server, readonly=True)
     try:
         run_input(session, "root['users'][3].name = 'x'")
         assert 'ReadOnlyError' in run_input(session, 
@@ -344,7 +331,7 @@ def test_readonly_client_cannot_commit(server_address):
         assert 'read-only' in run_input(session, ':commit', RecordingUI()).traceback
     finally:
         session.close()
-    check = client_session(server_address)
+    check = client_session(shelf_server)
     try:
         assert run_input(check, "root['users'][3].name").value == 'user3'
     finally:
@@ -371,9 +358,9 @@ def test_unix_socket_and_abstract_addresses(fixture_copy, tmp_path):
             process.stop()
 
 
-def test_commit_after_a_read_conflict_says_to_abort(server_address):
-    mine = client_session(server_address)
-    other = client_session(server_address)
+def test_commit_after_a_read_conflict_says_to_abort(shelf_server):
+    mine = client_session(shelf_server)
+    other = client_session(shelf_server)
     try:
         run_input(mine, "root['users'][3].name")  # read: part of the transaction
         run_input(other, "root['users'][3].name = 'theirs'\n"

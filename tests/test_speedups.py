@@ -470,6 +470,39 @@ def test_persistent_id_writer_matches_the_python_closure():
     assert results[0] == results[1]
 
 
+class _Text(str):
+    pass
+
+
+class _PoseAsPersistent(object):
+    """Claims a persistent class through __class__ (as proxies do)."""
+
+    @property
+    def __class__(self):
+        return Holder
+
+
+@compiled
+def test_persistent_id_writer_asks_isinstance_beyond_plain_values():
+    # The compiled writer answers the common value types without
+    # isinstance(); everything else must still get isinstance()'s answer.
+    for compiled_path in (True, False):
+        connection = Connection(MemoryStorage())
+        writer_module = __import__('durus.serialize', fromlist=['x'])
+        writer = writer_module.ObjectWriter(connection)
+        persistent_id = (writer.pickler.persistent_id if compiled_path
+                         else writer._make_persistent_id())
+        for value in (True, 2.5, b'x', (1,), Holder, _Text('a'),
+                      frozenset([1]), object()):
+            assert persistent_id(value) is None
+        # isinstance() says persistent, the object is not one: both
+        # twins treat it as persistent and fail on its missing _p_oid.
+        assert isinstance(_PoseAsPersistent(), PersistentBase)
+        with pytest.raises(AttributeError):
+            persistent_id(_PoseAsPersistent())
+        writer.close()
+
+
 @compiled
 def test_bind_new_object_matches_the_python_method():
     outcomes = []
