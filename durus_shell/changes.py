@@ -19,9 +19,11 @@ In-place edits (changed without ``_p_note_change()``)
     A commit does not write them, so the operator must see them.  Only
     code that reads an object can change its plain lists and dicts in
     place, so the tracker asks the connection which objects were read or
-    written since the last statement (``touched_since_last_call``) and
-    compares just those (the ones holding mutable values) with their
-    records, as the writer would write them.  An object whose mutable
+    written since the last statement (``touched_since_last_call``).
+    Those still matching their load snapshots hold their records' states
+    (``durus.inspect.in_place_suspects``; the Session's connection keeps
+    snapshots); the others holding mutable values are compared with
+    their records, as the writer would write them.  An object whose mutable
     parts are also referenced from elsewhere (``t = obj.tags``) can be
     changed later without being read again: such objects stay on a watch
     list and are compared after every statement until the outside
