@@ -52,6 +52,7 @@ another persistent object.
 """
 
 import sys
+from itertools import compress
 
 from durus import inspect
 from durus.btree import BTree
@@ -272,14 +273,14 @@ class ChangeTracker(ConnectionObserver):
             return []
 
     def _check_in_place(self, touched, record=True):
-        # BTrees by their types: isinstance() with an abstract base class
-        # (BTree is a MutableMapping) costs microseconds per object.
-        kinds = set(map(type, touched))
-        trees = {kind for kind in kinds if issubclass(kind, BTree)}
+        # BTrees by their types, without a Python step per object:
+        # isinstance() with an abstract base class (BTree is a
+        # MutableMapping) costs microseconds per object.
+        kinds = list(map(type, touched))
+        trees = {kind for kind in set(kinds) if issubclass(kind, BTree)}
         if trees:
-            for obj in touched:
-                if type(obj) in trees:
-                    self._trees[id(obj)] = obj
+            for tree in compress(touched, map(trees.__contains__, kinds)):
+                self._trees[id(tree)] = tree
         # Objects that still match their load snapshots hold their
         # records' states (durus.load_snapshots): only the others are
         # compared with their records.
