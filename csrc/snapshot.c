@@ -30,6 +30,10 @@ typedef struct {
     PyObject_HEAD
     PyObject *objects;      /* the connection's cache.objects */
     PyObject *by_oid;       /* oid -> tuple of tokens */
+    /* Snapshots holding objects the collector tracks (a node's tuples)
+       are kept apart, so that by_oid, holding the others, is never
+       tracked: a full collection then skips the bulk of them. */
+    PyObject *tracked;
     Py_ssize_t prune_at;
 } SnapshotsObject;
 
@@ -662,6 +666,35 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
 
 static PyObject *snapshots_prune(SnapshotsObject *self, PyObject *unused);
 
+/* del mapping[oid] if there: 0, or -1 with an error. */
+static int
+snap_discard_from(PyObject *mapping, PyObject *oid)
+{
+    int found = PyDict_Contains(mapping, oid);
+    if (found <= 0)
+        return found;
+    return PyDict_DelItem(mapping, oid);
+}
+
+static int
+snap_discard(SnapshotsObject *self, PyObject *oid)
+{
+    if (snap_discard_from(self->by_oid, oid) < 0)
+        return -1;
+    return snap_discard_from(self->tracked, oid);
+}
+
+/* The tokens kept for oid (borrowed), or NULL (with an error or not). */
+static PyObject *
+snap_lookup(SnapshotsObject *self, PyObject *oid)
+{
+    PyObject *tokens = PyDict_GetItemWithError(self->by_oid, oid);
+    if (tokens != NULL || PyErr_Occurred() ||
+            PyDict_GET_SIZE(self->tracked) == 0)
+        return tokens;
+    return PyDict_GetItemWithError(self->tracked, oid);
+}
+
 /* The oid of a persistent object (borrowed), Py_None when it has none or
    is not persistent. */
 static PyObject *
@@ -683,7 +716,8 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         return 0;
     /* Pruned before obj's snapshot goes in: obj may still be a ghost
        (load_state runs before its status changes). */
-    if (PyDict_GET_SIZE(self->by_oid) >= self->prune_at) {
+    if (PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked) >=
+            self->prune_at) {
         PyObject *kept = snapshots_prune(self, NULL);
         if (kept == NULL)
             return -1;
@@ -695,15 +729,19 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         Py_DECREF(oid);
         return -1;
     }
-    if (tokens == Py_None) {
-        failed = PyDict_DelItem(self->by_oid, oid);
-        if (failed < 0 && PyErr_ExceptionMatches(PyExc_KeyError)) {
-            PyErr_Clear();
-            failed = 0;
-        }
+    if (tokens == Py_None)
+        failed = snap_discard(self, oid);
+    else if (PyObject_GC_IsTracked(tokens)) {
+        failed = snap_discard_from(self->by_oid, oid);
+        if (failed == 0)
+            failed = PyDict_SetItem(self->tracked, oid, tokens);
     }
-    else
-        failed = PyDict_SetItem(self->by_oid, oid, tokens);
+    else {
+        failed = PyDict_GET_SIZE(self->tracked) ?
+            snap_discard_from(self->tracked, oid) : 0;
+        if (failed == 0)
+            failed = PyDict_SetItem(self->by_oid, oid, tokens);
+    }
     Py_DECREF(tokens);
     Py_DECREF(oid);
     return failed < 0 ? -1 : 0;
@@ -759,8 +797,9 @@ snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     self->objects = Py_NewRef(objects);
     self->by_oid = PyDict_New();
+    self->tracked = PyDict_New();
     self->prune_at = snap_prune_minimum;
-    if (self->by_oid == NULL) {
+    if (self->by_oid == NULL || self->tracked == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -774,6 +813,7 @@ snapshots_dealloc(SnapshotsObject *self)
     PyObject_GC_UnTrack(self);
     Py_CLEAR(self->objects);
     Py_CLEAR(self->by_oid);
+    Py_CLEAR(self->tracked);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -782,6 +822,7 @@ snapshots_traverse(SnapshotsObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->objects);
     Py_VISIT(self->by_oid);
+    Py_VISIT(self->tracked);
     return 0;
 }
 
@@ -790,13 +831,15 @@ snapshots_clear(SnapshotsObject *self)
 {
     Py_CLEAR(self->objects);
     Py_CLEAR(self->by_oid);
+    Py_CLEAR(self->tracked);
     return 0;
 }
 
 static Py_ssize_t
 snapshots_len(SnapshotsObject *self)
 {
-    return self->by_oid == NULL ? 0 : PyDict_GET_SIZE(self->by_oid);
+    return self->by_oid == NULL || self->tracked == NULL ? 0 :
+        PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked);
 }
 
 static PyObject *
@@ -811,18 +854,15 @@ static PyObject *
 snapshots_forget(SnapshotsObject *self, PyObject *obj)
 {
     PyObject *oid = snap_oid(obj);
-    if (oid != Py_None && PyDict_DelItem(self->by_oid, oid) < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_KeyError))
-            return NULL;
-        PyErr_Clear();
-    }
+    if (oid != Py_None && snap_discard(self, oid) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *
 snapshots_snapshot(SnapshotsObject *self, PyObject *oid)
 {
-    PyObject *tokens = PyDict_GetItemWithError(self->by_oid, oid);
+    PyObject *tokens = snap_lookup(self, oid);
     if (tokens == NULL) {
         if (PyErr_Occurred())
             return NULL;
@@ -831,26 +871,18 @@ snapshots_snapshot(SnapshotsObject *self, PyObject *oid)
     return Py_NewRef(tokens);
 }
 
+/* A new dict of the entries of snapshots whose objects are loaded (in
+   the cache and not ghosts); NULL with an error. */
 static PyObject *
-snapshots_prune(SnapshotsObject *self, PyObject *unused)
+snap_kept(PyObject *snapshots, PyObject *mapping)
 {
-    PyObject *mapping, *kept, *oid, *tokens, *ref, *obj, *status;
+    PyObject *kept, *oid, *tokens, *ref, *obj, *status;
     Py_ssize_t pos = 0;
 
-    mapping = PyObject_GetAttr(self->objects, s_mapping);
-    if (mapping == NULL)
-        return NULL;
-    if (!PyDict_CheckExact(mapping)) {
-        Py_DECREF(mapping);
-        PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
-        return NULL;
-    }
     kept = PyDict_New();
-    if (kept == NULL) {
-        Py_DECREF(mapping);
+    if (kept == NULL)
         return NULL;
-    }
-    while (PyDict_Next(self->by_oid, &pos, &oid, &tokens)) {
+    while (PyDict_Next(snapshots, &pos, &oid, &tokens)) {
         ref = PyDict_GetItemWithError(mapping, oid);
         if (ref == NULL) {
             if (PyErr_Occurred())
@@ -872,16 +904,40 @@ snapshots_prune(SnapshotsObject *self, PyObject *unused)
         if (PyDict_SetItem(kept, oid, tokens) < 0)
             goto fail;
     }
-    Py_DECREF(mapping);
-    Py_SETREF(self->by_oid, kept);
-    self->prune_at = 2 * PyDict_GET_SIZE(kept);
-    if (self->prune_at < snap_prune_minimum)
-        self->prune_at = snap_prune_minimum;
-    return PyLong_FromSsize_t(PyDict_GET_SIZE(kept));
+    return kept;
 fail:
-    Py_DECREF(mapping);
     Py_DECREF(kept);
     return NULL;
+}
+
+static PyObject *
+snapshots_prune(SnapshotsObject *self, PyObject *unused)
+{
+    PyObject *mapping, *kept, *kept_tracked;
+    Py_ssize_t count;
+
+    mapping = PyObject_GetAttr(self->objects, s_mapping);
+    if (mapping == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(mapping)) {
+        Py_DECREF(mapping);
+        PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
+        return NULL;
+    }
+    kept = snap_kept(self->by_oid, mapping);
+    kept_tracked = kept ? snap_kept(self->tracked, mapping) : NULL;
+    Py_DECREF(mapping);
+    if (kept_tracked == NULL) {
+        Py_XDECREF(kept);
+        return NULL;
+    }
+    Py_SETREF(self->by_oid, kept);
+    Py_SETREF(self->tracked, kept_tracked);
+    count = PyDict_GET_SIZE(kept) + PyDict_GET_SIZE(kept_tracked);
+    self->prune_at = 2 * count;
+    if (self->prune_at < snap_prune_minimum)
+        self->prune_at = snap_prune_minimum;
+    return PyLong_FromSsize_t(count);
 }
 
 static PyObject *
@@ -910,7 +966,7 @@ snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
         if (status == NULL || status_of(status) != SAVED || oid == NULL ||
                 oid == Py_None)
             continue;
-        tokens = PyDict_GetItemWithError(self->by_oid, oid);
+        tokens = snap_lookup(self, oid);
         if (tokens == NULL) {
             if (PyErr_Occurred())
                 goto done;
@@ -964,7 +1020,9 @@ static PyMemberDef snapshots_members[] = {
     {"objects", T_OBJECT, offsetof(SnapshotsObject, objects), READONLY,
      "the cache's ObjectDictionary"},
     {"by_oid", T_OBJECT, offsetof(SnapshotsObject, by_oid), READONLY,
-     "oid -> tokens"},
+     "oid -> tokens (those holding no object the collector tracks)"},
+    {"tracked", T_OBJECT, offsetof(SnapshotsObject, tracked), READONLY,
+     "oid -> tokens holding objects the collector tracks"},
     {"prune_at", T_PYSSIZET, offsetof(SnapshotsObject, prune_at), 0,
      "prune when this many snapshots are kept"},
     {NULL}
