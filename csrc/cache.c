@@ -38,15 +38,37 @@ variants_entry(PyObject *cls)
 /* mapping[oid] = an _OidRef to obj whose callback is objects._callback:
    ObjectDictionary.__setitem__ (mapping is objects.mapping). */
 static int
-file_in_cache(PyObject *objects, PyObject *mapping, PyObject *oid,
-              PyObject *obj)
+file_in_cache_with(PyObject *objects, PyObject *mapping, PyObject *callback,
+                   PyObject *oid, PyObject *obj)
 {
-    PyObject *callback, *ref;
+    PyObject *ref;
     int failed;
 
-    callback = PyObject_GetAttr(objects, s_callback);
-    if (callback == NULL)
+    PyTypeObject *type = (PyTypeObject *)oid_ref_type;
+
+    /* (callback: objects._callback when the caller has it, else NULL) */
+    if (callback != NULL)
+        Py_INCREF(callback);
+    else if ((callback = PyObject_GetAttr(objects, s_callback)) == NULL)
         return -1;
+    if (off_ref_key > 0 && type->tp_new == _PyWeakref_RefType.tp_new &&
+            type->tp_init == _PyWeakref_RefType.tp_init) {
+        /* _OidRef(obj, callback) without the call machinery (weakref's
+           __init__ only checks the arguments __new__ took), key set in
+           its slot. */
+        PyObject *args = PyTuple_Pack(2, obj, callback);
+        Py_DECREF(callback);
+        if (args == NULL)
+            return -1;
+        ref = type->tp_new(type, args, NULL);
+        Py_DECREF(args);
+        if (ref == NULL)
+            return -1;
+        set_slot(ref, off_ref_key, oid);
+        failed = PyObject_SetItem(mapping, oid, ref) < 0;
+        Py_DECREF(ref);
+        return failed ? -1 : 0;
+    }
     ref = PyObject_CallFunctionObjArgs(oid_ref_type, obj, callback, NULL);
     Py_DECREF(callback);
     if (ref == NULL)
@@ -57,14 +79,25 @@ file_in_cache(PyObject *objects, PyObject *mapping, PyObject *oid,
     return failed ? -1 : 0;
 }
 
+static int
+file_in_cache(PyObject *objects, PyObject *mapping, PyObject *oid,
+              PyObject *obj)
+{
+    return file_in_cache_with(objects, mapping, NULL, oid, obj);
+}
+
 /* Cache.get_instance: the cached object of oid if of class cls, else a new
    ghost filed in objects (an ObjectDictionary). */
+static PyObject *
+ghost_of(PyObject *objects, PyObject *mapping, PyObject *callback,
+         PyObject *oid, PyObject *cls, PyObject *connection,
+         PyObject *watched);
+
 static PyObject *
 get_instance_impl(PyObject *objects, PyObject *oid, PyObject *cls,
                   PyObject *connection, PyObject *watched)
 {
-    PyObject *mapping, *ref, *obj;
-    int failed;
+    PyObject *mapping, *result;
 
     mapping = PyObject_GetAttr(objects, s_mapping);
     if (mapping == NULL)
@@ -74,6 +107,22 @@ get_instance_impl(PyObject *objects, PyObject *oid, PyObject *cls,
         PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
         return NULL;
     }
+    result = ghost_of(objects, mapping, NULL, oid, cls, connection, watched);
+    Py_DECREF(mapping);
+    return result;
+}
+
+/* get_instance_impl with objects.mapping (an exact dict) and, unless
+   NULL, objects._callback already at hand (borrowed). */
+static PyObject *
+ghost_of(PyObject *objects, PyObject *mapping, PyObject *callback,
+         PyObject *oid, PyObject *cls, PyObject *connection,
+         PyObject *watched)
+{
+    PyObject *ref, *obj;
+    int failed;
+
+    Py_INCREF(mapping);
     ref = PyDict_GetItemWithError(mapping, oid);
     if (ref == NULL && PyErr_Occurred()) {
         Py_DECREF(mapping);
@@ -143,7 +192,7 @@ get_instance_impl(PyObject *objects, PyObject *oid, PyObject *cls,
     set_slot(obj, off_oid, oid);
     set_slot(obj, off_connection, connection);
     set_slot(obj, off_status, ghost_value);
-    failed = file_in_cache(objects, mapping, oid, obj);
+    failed = file_in_cache_with(objects, mapping, callback, oid, obj);
     Py_DECREF(mapping);
     if (failed < 0) {
         Py_DECREF(obj);
@@ -311,7 +360,7 @@ static PyTypeObject LoaderType = {
 
 /* Connection._bind_new_object(obj, oid): give a new object its oid and
    this connection during a commit (see the Python method). */
-static PyObject *s_class, *s_recent_objects;
+static PyObject *s_class;
 
 static PyObject *
 bind_new_object(PyObject *connection, PyObject *const *args,

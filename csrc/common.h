@@ -22,6 +22,7 @@ static PyObject *py_note_read;      /* the Python twins, for the rare paths */
 static PyObject *py_refresh_hooks;
 static PyObject *py_setstate;
 static PyObject *oid_ref_type;      /* durus.connection._OidRef */
+static Py_ssize_t off_ref_key;      /* its 'key' slot (0: not known) */
 static PyObject *py_hook_variants;
 static PyObject *py_bind_new_object; /* Connection._bind_new_object */
 static PyObject *empty_tuple, *saved_value, *ghost_value, *zero_value,
@@ -33,7 +34,8 @@ static PyObject *persistent_base;   /* durus.persistent.PersistentBase */
 static PyObject *s_load_state, *s_p_load_state, *s_note_access,
     *s_transaction_serial, *s_unhooked, *s_key, *s_dict, *s_new, *s_append,
     *s_mapping, *s_callback, *s_latin1, *s_cache, *s_objects,
-    *s_placeholder_origins, *s_connection, *s_load_persistent_id;
+    *s_placeholder_origins, *s_connection, *s_load_persistent_id, *s_add,
+    *s_recent_objects;
 
 static PyObject *s_index, *s_dense, *s_overflow, *s_unindexed, *s_map,
     *s_count, *s_word_size, *s_words_start, *s_start, *s_file, *s_mm,

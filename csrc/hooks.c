@@ -80,6 +80,70 @@ done:
     return result;
 }
 
+/* connection.note_access(obj), serial being the connection's
+   transaction_serial just read.  Connection.note_access itself (stamp
+   _p_serial, then cache.recent_objects.add(obj)) runs here when neither
+   it nor ReferenceContainer.add is replaced; else the method is called. */
+static PyObject *py_note_access, *py_reference_add, *reference_type;
+
+static int
+note_access(PyObject *connection, PyObject *obj, PyObject *serial)
+{
+    PyObject *cache, *recent, *map, *key, *r;
+    int failed;
+
+    if (py_note_access == NULL ||
+            _PyType_Lookup(Py_TYPE(connection), s_note_access) !=
+            py_note_access)
+        goto python;
+    cache = PyObject_GetAttr(connection, s_cache);
+    if (cache == NULL)
+        return -1;
+    recent = PyObject_GetAttr(cache, s_recent_objects);
+    Py_DECREF(cache);
+    if (recent == NULL)
+        return -1;
+    if ((PyObject *)Py_TYPE(recent) != reference_type ||
+            _PyType_Lookup(Py_TYPE(recent), s_add) != py_reference_add) {
+        Py_DECREF(recent);
+        goto python;
+    }
+    map = PyObject_GetAttr(recent, s_map);
+    Py_DECREF(recent);
+    if (map == NULL)
+        return -1;
+    set_slot(obj, off_serial, serial);
+    key = PyLong_FromVoidPtr(obj);
+    failed = key == NULL || PyObject_SetItem(map, key, obj) < 0;
+    Py_XDECREF(key);
+    Py_DECREF(map);
+    return failed ? -1 : 0;
+python:
+    r = PyObject_CallMethodOneArg(connection, s_note_access, obj);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* set_access_note(Connection.note_access, ReferenceContainer): the
+   method note_access stands in for and the class whose add it inlines. */
+static PyObject *
+set_access_note(PyObject *module, PyObject *args)
+{
+    PyObject *method, *container;
+    if (!PyArg_ParseTuple(args, "OO!:set_access_note", &method,
+                          &PyType_Type, &container))
+        return NULL;
+    Py_XSETREF(py_reference_add, Py_XNewRef(
+        _PyType_Lookup((PyTypeObject *)container, s_add)));
+    if (py_reference_add == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the container class has no add");
+        return NULL;
+    }
+    Py_XSETREF(py_note_access, Py_NewRef(method));
+    Py_XSETREF(reference_type, Py_NewRef(container));
+    Py_RETURN_NONE;
+}
+
 /* _note_read(obj) of durus.persistent. */
 static int
 note_read(PyObject *obj)
@@ -143,20 +207,12 @@ note_read(PyObject *obj)
         }
         same = PyObject_RichCompareBool(serial, current, Py_EQ);
         Py_DECREF(serial);
-        Py_DECREF(current);
-        if (same < 0) {
+        if (same < 0 || (!same && note_access(connection, obj, current) < 0)) {
+            Py_DECREF(current);
             Py_DECREF(connection);
             return -1;
         }
-        if (!same) {
-            PyObject *r = PyObject_CallMethodOneArg(connection, s_note_access,
-                                                    obj);
-            if (r == NULL) {
-                Py_DECREF(connection);
-                return -1;
-            }
-            Py_DECREF(r);
-        }
+        Py_DECREF(current);
     }
     Py_DECREF(connection);
     return refresh(obj);

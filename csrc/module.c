@@ -30,6 +30,7 @@
 #include "record.c"
 #include "snapshot.c"
 #include "reader.c"
+#include "decode.c"
 #include "record_check.c"
 #include "btree.c"
 
@@ -114,6 +115,11 @@ set_ref_type(PyObject *module, PyObject *ref_type)
         PyErr_SetString(PyExc_TypeError, "a weakref.ref subclass is needed");
         return NULL;
     }
+    off_ref_key = member_offset(ref_type, "key");
+    if (off_ref_key < 0) {
+        off_ref_key = 0;  /* no slot: key is set by name */
+        PyErr_Clear();
+    }
     Py_XSETREF(oid_ref_type, Py_NewRef(ref_type));
     Py_RETURN_NONE;
 }
@@ -155,8 +161,15 @@ static PyMethodDef module_methods[] = {
      "Connect the module to the reader, connection and FileStorage."},
     {"set_file_storage_type", set_file_storage_type, METH_O,
      "Name the FileStorage class whose shelf can be read directly."},
+    {"decode_state", (PyCFunction)(void (*)(void))decode_state_c,
+     METH_FASTCALL,
+     "ObjectReader._load_state_pickle(state, memo), common opcodes walked "
+     "directly."},
     {"get_state", (PyCFunction)(void (*)(void))reader_get_state,
      METH_FASTCALL, "ObjectReader.get_state(data) (the loading form)."},
+    {"set_access_note", set_access_note, METH_VARARGS,
+     "Give Connection.note_access and ReferenceContainer (called once by "
+     "connection)."},
     {"set_ref_type", set_ref_type, METH_O,
      "Give the cache's weak reference class (called once by connection)."},
     {"note_read", py_note_read_c, METH_O,
@@ -208,6 +221,7 @@ PyInit__speedups(void)
     INTERN(s_dict, "__dict__");
     INTERN(s_new, "__new__");
     INTERN(s_append, "append");
+    INTERN(s_add, "add");
     INTERN(s_mapping, "mapping");
     INTERN(s_callback, "_callback");
     INTERN(s_latin1, "latin1");
@@ -242,6 +256,8 @@ PyInit__speedups(void)
     INTERN(s_invalid_oids, "invalid_oids");
     INTERN(s_setstate, "__setstate__");
     INTERN(s_get_state, "get_state");
+    INTERN(s_classes, "_classes");              /* decode.c */
+    INTERN(s_resolve_class, "resolve_class");
     INTERN(s_get_stored_pickle, "get_stored_pickle");
     INTERN(s_new_oid, "new_oid");
     INTERN(s_bind_new_object, "_bind_new_object");

@@ -36,6 +36,10 @@ codecs_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
    seen yet, or a shared unpickler not made yet or busy (a nested load),
    goes to the Python method. */
 
+static int decode_walk(PyObject *reader, PyObject *state,
+                       PyObject *record_class, PyObject **result);
+static PyObject *inflate_state(const unsigned char *state, Py_ssize_t size);
+
 static PyObject *decompress_func, *zlib_error, *empty_memo, *py_get_state,
     *reader_type, *file_storage_type, *py_load_state, *py_get_stored_pickle,
     *py_load_state_pickle;
@@ -53,7 +57,8 @@ python_get_state(PyObject *reader, PyObject *data)
 static PyObject *
 get_state_impl(PyObject *reader, PyObject *data)
 {
-    PyObject *classes, *key, *entry, *memo, *state, *shared = NULL,
+    PyObject *classes, *key, *entry, *memo, *record_class, *state,
+        *shared = NULL,
         *feed = NULL, *value = NULL, *count, *new_count;
     const char *bytes;
     Py_ssize_t size, end;
@@ -87,12 +92,18 @@ get_state_impl(PyObject *reader, PyObject *data)
         return python_get_state(reader, data);
     }
     memo = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+    record_class = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
     Py_DECREF(classes);
-    if (end < size && (unsigned char)bytes[end] == 0x78) {
+    if (end < size && (unsigned char)bytes[end] == 0x78 &&
+            (state = inflate_state((const unsigned char *)bytes + end,
+                                   size - end)) != NULL)
+        ;  /* inflated with the kept stream (csrc/record_check.c) */
+    else if (end < size && (unsigned char)bytes[end] == 0x78) {
         PyObject *compressed = PyBytes_FromStringAndSize(bytes + end,
                                                          size - end);
         if (compressed == NULL) {
             Py_DECREF(memo);
+            Py_DECREF(record_class);
             return NULL;
         }
         state = PyObject_CallOneArg(decompress_func, compressed);
@@ -107,6 +118,7 @@ get_state_impl(PyObject *reader, PyObject *data)
         state = PyBytes_FromStringAndSize(bytes + end, size - end);
     if (state == NULL) {
         Py_DECREF(memo);
+        Py_DECREF(record_class);
         return NULL;
     }
     count = PyObject_GetAttr(reader, s_load_count);
@@ -121,6 +133,12 @@ get_state_impl(PyObject *reader, PyObject *data)
         goto done;
     }
     Py_DECREF(new_count);
+    if (PyBytes_CheckExact(state)) {
+        /* The common opcodes walked directly (csrc/decode.c). */
+        int outcome = decode_walk(reader, state, record_class, &value);
+        if (outcome != 0)
+            goto done;
+    }
     shared = PyObject_GetAttr(reader, s_shared);
     feed = shared ? PyObject_GetAttr(reader, s_feed) : NULL;
     if (feed == NULL)
@@ -173,6 +191,7 @@ done:
     Py_XDECREF(feed);
     Py_DECREF(state);
     Py_DECREF(memo);
+    Py_DECREF(record_class);
     return value;
 }
 
@@ -229,6 +248,28 @@ fast_record(PyObject *connection, PyObject *oid)
         PyErr_Clear();
     }
     return record;
+}
+
+/* Whether state, about to be given to setstate, can become the
+   instance dict as it is: setstate is the compiled
+   Persistent.__setstate__, state a dict that only the caller refers to,
+   every key an interned exact str (the decoder interns the keys of the
+   state dict it makes). */
+static int
+adoptable_state(PyObject *setstate, PyObject *state)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    if (!Py_IS_TYPE(setstate, &PyMethodDescr_Type) ||
+            ((PyMethodDescrObject *)setstate)->d_method !=
+            &persistent_setstate_def ||
+            !PyDict_CheckExact(state) || Py_REFCNT(state) != 1)
+        return 0;
+    while (PyDict_Next(state, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_CHECK_INTERNED(key))
+            return 0;
+    }
+    return 1;
 }
 
 static PyObject *
@@ -289,6 +330,17 @@ connection_load_state(PyObject *connection, PyObject *obj)
     }
     /* type(obj).__setstate__(obj, state) */
     setstate = _PyType_Lookup(Py_TYPE(obj), s_setstate);
+    if (setstate != NULL && adoptable_state(setstate, state)) {
+        /* What the compiled Persistent.__setstate__ would make (a new
+           dict with the same items and interned str keys) is this dict
+           itself: nothing else refers to it. */
+        int failed = PyObject_GenericSetAttr(obj, s_dict, state);
+        Py_DECREF(state);
+        Py_DECREF(obj);
+        if (failed < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
     if (setstate == NULL) {
         Py_DECREF(state);
         Py_DECREF(obj);

@@ -874,6 +874,27 @@ rc_inflate_done(void)
 
 #endif
 
+/* For the compiled loads (reader.c): a compressed state inflated with
+   the same reused stream, as bytes; NULL without an error when
+   zlib.decompress must answer (damage, stray bytes after the stream, a
+   huge state, no zlib at build time), which then gives its own result. */
+static PyObject *
+inflate_state(const unsigned char *state, Py_ssize_t size)
+{
+    const unsigned char *out;
+    Py_ssize_t out_size;
+    PyObject *result;
+    if (rc_inflate(state, size, &out, &out_size) != RC_OK) {
+        PyErr_Clear();
+        return NULL;
+    }
+    result = PyBytes_FromStringAndSize((const char *)out, out_size);
+    rc_inflate_done();
+    if (result == NULL)
+        PyErr_Clear();  /* zlib.decompress answers (and says why) */
+    return result;
+}
+
 /* The twin's record_problem, as an outcome. */
 static int
 rc_check_record(RcWalk *walk, const unsigned char *record, Py_ssize_t size)

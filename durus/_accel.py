@@ -92,6 +92,10 @@ TWINS = (
     Twin('PersistentIdWriter', 'durus.serialize._py_persistent_id_for',
          'durus.serialize._persistent_id_for', None),
     Twin('Feed', 'durus.serialize._PyFeed', 'durus.serialize._Feed', None),
+    # (inside the compiled get_state: state pickles of the common opcodes
+    # walked directly, the rest left to the Python method)
+    Twin('decode_state', 'durus.serialize.ObjectReader._load_state_pickle',
+         None, None),
     Twin('codecs_encode', 'durus.serialize._codecs_encode',
          'durus.serialize._own_codecs_encode', None),
     # durus.record, durus.shelf: the record layout, the packed offset map
@@ -125,6 +129,7 @@ CONFIGURE = {
     'configure': 'durus.persistent',
     'configure_loads': 'durus.connection',
     'set_ref_type': 'durus.connection',
+    'set_access_note': 'durus.connection',
     'set_file_storage_type': 'durus.file_storage',
     'btree_methods': 'durus.btree',
     'configure_snapshots': 'durus.load_snapshots',
@@ -144,12 +149,12 @@ ATTRIBUTES_READ_BY_C = {
         'new_oid', '_bind_new_object', 'load_snapshots'),
     'durus.connection.Cache': ('objects', 'recent_objects'),
     'durus.connection.ObjectDictionary': ('mapping', '_callback'),
-    'durus.connection.ReferenceContainer': ('map',),
+    'durus.connection.ReferenceContainer': ('map', 'add'),
     'durus.connection._OidRef': ('key',),
     'durus.serialize.ObjectReader': (
         'connection', 'load_count', '_record_classes', '_shared', '_feed',
         '_placeholder_origins', 'load_persistent_id', 'get_state',
-        'loading_oid'),
+        'loading_oid', '_classes', 'resolve_class'),
     'pickle.Unpickler': ('memo', 'load'),
     'durus.file_storage.FileStorage': ('shelf',),
     'durus.shelf.Shelf': ('index', 'file', 'map', '_unindexed',
@@ -163,8 +168,9 @@ ATTRIBUTES_READ_BY_C = {
 }
 
 # Strings module.c interns that are not attribute names: methods called
-# on a list-like, and the encoding name _codecs.encode is asked for.
-OTHER_NAMES_IN_C = ('append', 'insert', 'latin1')
+# on a list-like, and the encoding name _codecs.encode is asked for; and
+# the copy() of an unpickler memo given to decode_state (for the tests).
+OTHER_NAMES_IN_C = ('append', 'insert', 'latin1', 'copy')
 
 _in_use = {}
 

@@ -552,8 +552,6 @@ class _OidRef(weakref.ref):
     __slots__ = ('key',)
 
 
-if _speedups is not None:
-    _speedups.set_ref_type(_OidRef)
 
 
 class ObjectDictionary(object):
@@ -640,6 +638,13 @@ class ReferenceContainer(object):
 
     def __iter__(self):
         return iter(list(self.map.values()))
+
+
+if _speedups is not None:
+    _speedups.set_ref_type(_OidRef)
+    # The compiled note_read stamps and lists accessed objects itself
+    # while these two are the ones in use.
+    _speedups.set_access_note(Connection.note_access, ReferenceContainer)
 
 
 class Cache(object):

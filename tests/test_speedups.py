@@ -596,3 +596,35 @@ def test_load_state_through_a_wrapping_storage_reads_states_in_c(tmp_path):
     assert connection.get_root()[7].n == 7
     assert Reader.states >= 1
     storage.close()
+
+
+@compiled
+def test_access_notes_match_the_python_method_and_respect_overrides(tmp_path):
+    path = tmp_path / 'db.durus'
+    make_file(path, packed=5, appended=0)
+    storage = FileStorage(str(path), readonly=True)
+
+    class Noting(Connection):
+        noted = []
+
+        def note_access(self, obj):
+            self.noted.append(obj._p_oid)
+            Connection.note_access(self, obj)
+
+    class Listing(list):
+        def add(self, obj):
+            self.append(obj)
+
+    plain = Connection(storage)
+    item = plain.get_root()[2]
+    assert item.name == 'item 2'
+    assert item._p_serial == plain.transaction_serial
+    assert item in plain.cache.recent_objects
+    noting = Noting(storage)
+    assert noting.get_root()[3].n == 3
+    assert noting.get_root()[3]._p_oid in Noting.noted
+    listing = Connection(storage)
+    listing.cache.recent_objects = Listing()
+    other = listing.get_root()[4]
+    assert other.n == 4 and other in listing.cache.recent_objects
+    storage.close()
