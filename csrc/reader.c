@@ -336,6 +336,9 @@ connection_load_state(PyObject *connection, PyObject *obj)
            itself: nothing else refers to it. */
         int failed = PyObject_GenericSetAttr(obj, s_dict, state);
         Py_DECREF(state);
+        /* The load snapshot, if the connection keeps them (snapshot.c). */
+        if (failed == 0)
+            failed = take_load_snapshot(connection, obj);
         Py_DECREF(obj);
         if (failed < 0)
             return NULL;
