@@ -292,6 +292,9 @@ connection_load_state(PyObject *connection, PyObject *obj)
            itself: nothing else refers to it. */
         int failed = PyObject_GenericSetAttr(obj, s_dict, state);
         Py_DECREF(state);
+        /* The load snapshot, if the connection keeps them (snapshot.c). */
+        if (failed == 0)
+            failed = take_load_snapshot(connection, obj);
         Py_DECREF(obj);
         if (failed < 0)
             return NULL;
@@ -308,6 +311,9 @@ connection_load_state(PyObject *connection, PyObject *obj)
         PyObject *call_args[2] = {obj, state};
         result = PyObject_Vectorcall(setstate, call_args, 2, NULL);
     }
+    /* The load snapshot, if the connection keeps them (snapshot.c). */
+    if (result != NULL && take_load_snapshot(connection, obj) < 0)
+        Py_CLEAR(result);
     Py_DECREF(setstate);
     Py_DECREF(state);
     Py_DECREF(obj);
