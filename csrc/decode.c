@@ -136,7 +136,9 @@ static int
 ds_memo_put(DecodeState *ds, Py_ssize_t index)
 {
     PyObject *value;
-    if (ds->depth == 0 || index < 0 || index >= DS_MEMO_LIMIT)
+    /* (nothing above the last MARK: the unpickler's stack underflow) */
+    if (ds->depth == 0 || index < 0 || index >= DS_MEMO_LIMIT ||
+            (ds->mark_count && ds->marks[ds->mark_count - 1] >= ds->depth))
         return -1;
     if (index >= ds->memo_size) {
         Py_ssize_t size = ds->memo_size;
@@ -489,7 +491,10 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
             break;
         case 'r':  /* LONG_BINPUT */
             DS_NEED(4);
-            if (ds_memo_put(&ds, (Py_ssize_t)ds_le(p, 4)) < 0)
+            /* Far beyond the pickle's length: the Python method's memo
+               guard refuses it (durus/memo_guard.py, MEMO_SLACK). */
+            if ((Py_ssize_t)ds_le(p, 4) > PyBytes_GET_SIZE(state) + 1024 ||
+                    ds_memo_put(&ds, (Py_ssize_t)ds_le(p, 4)) < 0)
                 goto unhandled;
             p += 4;
             break;

@@ -22,11 +22,13 @@
 
 /* The parts, in dependency order (see the note at the top of each). */
 #include "hooks.c"
+#include "touched.c"
 #include "cache.c"
 #include "feed.c"
 #include "writer.c"
 #include "shelf.c"
 #include "record.c"
+#include "snapshot.c"
 #include "reader.c"
 #include "decode.c"
 #include "record_check.c"
@@ -186,8 +188,14 @@ static PyMethodDef module_methods[] = {
      "durus.record.record_data: the data field of a record."},
     {"class_pickle_end", class_pickle_end_c, METH_O,
      "durus.record.class_pickle_end: where the class pickle may end."},
+    {"touched_since_last_call", touched_since_last_call, METH_O,
+     "Connection.touched_since_last_call(connection)."},
+    {"configure_snapshots", configure_snapshots, METH_VARARGS,
+     "Connect the load snapshots to durus.load_snapshots (called once)."},
     {"record_fine", record_fine, METH_O,
      "record_fine(record): True, False or None (durus.record_check)."},
+    {"memo_bomb", memo_bomb_c, METH_O,
+     "durus.memo_guard.memo_bomb: an absurd memo index the pickle names."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -264,6 +272,8 @@ PyInit__speedups(void)
     INTERN(s_split_child, "split_child");
     INTERN(s_p_note_change, "_p_note_change");
     INTERN(s_grow_root, "_grow_root");
+    INTERN(s_load_snapshots, "load_snapshots");   /* snapshot.c */
+    INTERN(s_getstate, "__getstate__");
     INTERN(s_minimum_degree, "minimum_degree");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
@@ -297,6 +307,17 @@ PyInit__speedups(void)
     if (PyModule_AddObject(module, "PersistentIdWriter",
                            (PyObject *)&WriterType) < 0) {
         Py_DECREF(&WriterType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyType_Ready(&SnapshotsType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&SnapshotsType);
+    if (PyModule_AddObject(module, "LoadSnapshots",
+                           (PyObject *)&SnapshotsType) < 0) {
+        Py_DECREF(&SnapshotsType);
         Py_DECREF(module);
         return NULL;
     }

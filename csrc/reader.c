@@ -58,8 +58,7 @@ static PyObject *
 get_state_impl(PyObject *reader, PyObject *data)
 {
     PyObject *classes, *key, *entry, *memo, *record_class, *state,
-        *shared = NULL,
-        *feed = NULL, *value = NULL, *count, *new_count;
+        *value = NULL, *count, *new_count;
     const char *bytes;
     Py_ssize_t size, end;
     const char *found;
@@ -139,56 +138,13 @@ get_state_impl(PyObject *reader, PyObject *data)
         if (outcome != 0)
             goto done;
     }
-    shared = PyObject_GetAttr(reader, s_shared);
-    feed = shared ? PyObject_GetAttr(reader, s_feed) : NULL;
-    if (feed == NULL)
-        goto done;
-    if (shared == Py_None || !Py_IS_TYPE(feed, &FeedType) ||
-            !PyBytes_CheckExact(state)) {
-        /* Not made yet, or busy: the Python method knows what to do. */
-        value = PyObject_CallFunctionObjArgs(py_load_state_pickle, reader,
-                                             state, memo, NULL);
-        goto done;
-    }
-    if (PyObject_SetAttr(reader, s_shared, Py_None) < 0 ||
-            PyObject_SetAttr(reader, s_feed, Py_None) < 0)
-        goto done;
-    Py_SETREF(((FeedObject *)feed)->data, Py_NewRef(state));
-    ((FeedObject *)feed)->pos = 0;
-    if (PyObject_SetAttr(shared, s_memo, memo) == 0)
-        value = PyObject_CallMethodNoArgs(shared, s_load);
-    if (value == NULL) {
-        /* Its input buffer may hold the rest of this pickle: drop it. */
-        PyObject *type, *error, *traceback, *fresh;
-        PyErr_Fetch(&type, &error, &traceback);
-        fresh = PyObject_CallNoArgs((PyObject *)&FeedType);
-        if (fresh == NULL || PyObject_SetAttr(reader, s_feed, fresh) < 0)
-            PyErr_Clear();
-        Py_XDECREF(fresh);
-        PyErr_Restore(type, error, traceback);
-        goto done;
-    }
-    if (PyObject_SetAttr(reader, s_feed, feed) < 0)
-        goto fail;
-    if (((FeedObject *)feed)->pos == PyBytes_GET_SIZE(state)) {
-        /* Its memo would keep this state's objects alive. */
-        if (PyObject_SetAttr(shared, s_memo, empty_memo) < 0 ||
-                PyObject_SetAttr(reader, s_shared, shared) < 0)
-            goto fail;
-    }
-    /* else: bytes after the STOP opcode are still buffered: drop it. */
-    {
-        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-        if (empty == NULL)
-            goto fail;
-        Py_SETREF(((FeedObject *)feed)->data, empty);
-    }
+    /* What the walk leaves goes to the Python method: its memo guard
+       (durus/memo_guard.py) runs before Python's unpickler sizes a memo
+       for a hostile index, and it keeps the shared unpickler. */
+    value = PyObject_CallFunctionObjArgs(py_load_state_pickle, reader,
+                                         state, memo, NULL);
     goto done;
-fail:
-    Py_CLEAR(value);
 done:
-    Py_XDECREF(shared);
-    Py_XDECREF(feed);
     Py_DECREF(state);
     Py_DECREF(memo);
     Py_DECREF(record_class);
@@ -336,6 +292,9 @@ connection_load_state(PyObject *connection, PyObject *obj)
            itself: nothing else refers to it. */
         int failed = PyObject_GenericSetAttr(obj, s_dict, state);
         Py_DECREF(state);
+        /* The load snapshot, if the connection keeps them (snapshot.c). */
+        if (failed == 0)
+            failed = take_load_snapshot(connection, obj);
         Py_DECREF(obj);
         if (failed < 0)
             return NULL;
@@ -352,6 +311,9 @@ connection_load_state(PyObject *connection, PyObject *obj)
         PyObject *call_args[2] = {obj, state};
         result = PyObject_Vectorcall(setstate, call_args, 2, NULL);
     }
+    /* The load snapshot, if the connection keeps them (snapshot.c). */
+    if (result != NULL && take_load_snapshot(connection, obj) < 0)
+        Py_CLEAR(result);
     Py_DECREF(setstate);
     Py_DECREF(state);
     Py_DECREF(obj);

@@ -538,6 +538,8 @@ rc_read_le(const unsigned char *p, int width)
    walk_pickle; the memo is the walk's, the stack and marks start empty.
    Persistent ids met are added to walk->pids (or walk->pids_unreadable
    set).  RC_OK with *end after the STOP, RC_BAD, RC_UNSURE or RC_ERROR. */
+#define RC_MEMO_SLACK 1024  /* durus.memo_guard.MEMO_SLACK */
+
 static int
 rc_walk_pickle(RcWalk *walk, const unsigned char *data, Py_ssize_t size,
                Py_ssize_t position, Py_ssize_t *end)
@@ -661,6 +663,10 @@ rc_walk_pickle(RcWalk *walk, const unsigned char *data, Py_ssize_t size,
         switch (code) {
         case 'q': case 'r': case 0x94:  /* BINPUT, LONG_BINPUT, MEMOIZE */
             if (walk->stack.count == 0)
+                return RC_BAD;
+            /* An index far beyond the pickle's length (durus/memo_guard.py:
+               the unpickler would allocate for it) */
+            if (code == 'r' && number > (uint64_t)size + RC_MEMO_SLACK)
                 return RC_BAD;
             if (rc_memo_put(walk, code == 0x94 ? walk->memo_count : number,
                             stack[walk->stack.count - 1]) < 0)
@@ -972,4 +978,97 @@ record_fine(PyObject *module, PyObject *record)
     default:
         return NULL;
     }
+}
+
+/* memo_bomb(data) -> None, or the memo index far beyond the pickle's length
+   that a LONG_BINPUT or PUT names (durus.memo_guard.memo_bomb, its twin):
+   Python's unpickler would allocate and zero a memo of twice that many
+   slots.  Stops quietly, answering None, at anything it cannot read. */
+static PyObject *
+memo_bomb_c(PyObject *module, PyObject *arg)
+{
+    const unsigned char *data;
+    Py_ssize_t size, position = 0;
+    uint64_t limit;
+    if (!PyBytes_CheckExact(arg)) {
+        PyErr_SetString(PyExc_TypeError, "memo_bomb() takes bytes");
+        return NULL;
+    }
+    data = (const unsigned char *)PyBytes_AS_STRING(arg);
+    size = PyBytes_GET_SIZE(arg);
+    limit = (uint64_t)size + RC_MEMO_SLACK;
+    if (memchr(data, 'r', (size_t)size) == NULL &&
+            memchr(data, 'p', (size_t)size) == NULL)
+        Py_RETURN_NONE;
+    while (position < size) {
+        unsigned char code = data[position];
+        const RcOpcode *entry = &rc_table[code];
+        Py_ssize_t at = position + 1;
+        if (!entry->valid || code == '.')
+            Py_RETURN_NONE;
+        switch (entry->arg) {
+        case A_NONE:
+            position = at;
+            break;
+        case A_FIXED:
+            if (size - at < entry->width)
+                Py_RETURN_NONE;
+            if (code == 'r') {
+                uint64_t index = rc_read_le(data + at, 4);
+                if (index > limit)
+                    return PyLong_FromUnsignedLongLong(index);
+            }
+            position = at + entry->width;
+            break;
+        case A_LEN: {
+            uint64_t length;
+            if (size - at < entry->width)
+                Py_RETURN_NONE;
+            length = rc_read_le(data + at, entry->width);
+            if ((entry->signed_len && (length & 0x80000000u)) ||
+                    length > (uint64_t)(size - at - entry->width))
+                Py_RETURN_NONE;
+            position = at + entry->width + (Py_ssize_t)length;
+            break;
+        }
+        default: {  /* A_LINE, A_PAIR */
+            const unsigned char *newline = memchr(data + at, '\n',
+                                                  (size_t)(size - at));
+            if (newline == NULL)
+                Py_RETURN_NONE;
+            if (code == 'p') {
+                /* PUT: the line read as int() reads it (as the twin does) */
+                PyObject *line = PyBytes_FromStringAndSize(
+                    (const char *)data + at, newline - (data + at));
+                PyObject *index = line ? PyLong_FromString(
+                    PyBytes_AS_STRING(line), NULL, 10) : NULL;
+                Py_XDECREF(line);
+                if (index == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                        return NULL;
+                    PyErr_Clear();
+                    Py_RETURN_NONE;
+                }
+                {
+                    int overflow;
+                    long long value = PyLong_AsLongLongAndOverflow(index,
+                                                                   &overflow);
+                    if (overflow > 0 || (overflow == 0 && value >= 0 &&
+                                         (uint64_t)value > limit))
+                        return index;
+                }
+                Py_DECREF(index);
+            }
+            position = newline - data + 1;
+            if (entry->arg == A_PAIR) {
+                newline = memchr(data + position, '\n',
+                                 (size_t)(size - position));
+                if (newline == NULL)
+                    Py_RETURN_NONE;
+                position = newline - data + 1;
+            }
+        }
+        }
+    }
+    Py_RETURN_NONE;
 }

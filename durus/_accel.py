@@ -78,6 +78,9 @@ TWINS = (
          'durus.connection.Connection._bind_new_object', 'configure_loads'),
     Twin('get_instance', 'durus.connection.Cache.get_instance',
          'durus.connection.Cache.get_instance', None),
+    Twin('touched_since_last_call',
+         'durus.connection.Connection.touched_since_last_call',
+         'durus.connection.Connection.touched_since_last_call', None),
     # durus.serialize: reading and writing record data
     Twin('get_state', 'durus.serialize.ObjectReader.get_state',
          'durus.connection._get_state', None),
@@ -104,6 +107,12 @@ TWINS = (
     # (the compiled one may also answer None: "ask the Python walk")
     Twin('record_fine', 'durus.record_check._python_record_fine',
          'durus.record_check._record_fine', None),
+    Twin('memo_bomb', 'durus.memo_guard._python_memo_bomb',
+         'durus.memo_guard.memo_bomb', None),
+    # durus.load_snapshots: the store of load-time snapshots (taken by the
+    # compiled load_state too) and its walks
+    Twin('LoadSnapshots', 'durus.load_snapshots._PyLoadSnapshots',
+         'durus.load_snapshots.LoadSnapshots', None),
     # durus.btree: the search and insert walk (BNode.split_child inside)
     Twin('btree_get', 'durus.btree._py_get', 'durus.btree.BTree.get',
          'btree_methods'),
@@ -125,6 +134,7 @@ CONFIGURE = {
     'set_access_note': 'durus.connection',
     'set_file_storage_type': 'durus.file_storage',
     'btree_methods': 'durus.btree',
+    'configure_snapshots': 'durus.load_snapshots',
 }
 
 # The attributes the compiled module reads (or calls) by name on objects
@@ -134,11 +144,11 @@ ATTRIBUTES_READ_BY_C = {
     'durus.persistent.PersistentBase': (
         '_p_status', '_p_serial', '_p_connection', '_p_oid',
         '_p_load_state', '__setstate__', '__new__', '__class__',
-        '__dict__'),
+        '__dict__', '__getstate__'),
     'durus.connection.Connection': (
         'load_state', 'note_access', 'transaction_serial', '_unhooked',
         'cache', 'storage', 'reader', 'invalid_oids', 'get_stored_pickle',
-        'new_oid', '_bind_new_object'),
+        'new_oid', '_bind_new_object', 'load_snapshots'),
     'durus.connection.Cache': ('objects', 'recent_objects'),
     'durus.connection.ObjectDictionary': ('mapping', '_callback'),
     'durus.connection.ReferenceContainer': ('map', 'add'),

@@ -262,7 +262,9 @@ class ClientStorage(Storage):
         if self.s is None:
             raise ShortRead('the connection to the storage server at %s is '
                             'closed' % self.address)
-        data = self.protocol.send(request)
+        self._send_bytes(self.protocol.send(request))
+
+    def _send_bytes(self, data):
         try:
             self.s.sendall(data)
         except OSError as error:
@@ -323,45 +325,61 @@ class ClientStorage(Storage):
                 continue
             if reply is not NEED_DATA:
                 return reply
-            try:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise _Late()
-                    _set_io_timeout(self.s, left)
-                data = self._recv()
-            except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
-                if deadline is not None:
-                    raise _Late() from None
-                waited = self._io_timeout
-                self._disconnect()
-                raise ServerUnreachableError(
-                    'the storage server at %s did not answer within %s s'
-                    % (self.address, waited)) from None
-            except OSError as error:
-                self._disconnect()
-                raise ShortRead('lost the connection to the storage server '
-                                'at %s: %s' % (self.address, error)) from None
-            if not data:
-                self._disconnect()
-                raise ShortRead('the storage server at %s closed the '
-                                'connection' % self.address)
-            protocol.receive_data(data)     # copies it
+            protocol.receive_data(self._read_more(deadline))  # copies it
 
-    def _recv(self):
-        """What the socket has (empty at end of stream).  Read into one
-        buffer kept for the connection: a fresh 256 KiB bytes object per
-        reply costs an mmap, mremap and munmap.  (A socket-like object of
-        a SocketAddress subclass may have recv only.)"""
-        sock = self.s
-        if type(sock) is socket.socket:
-            return self._recv_view[:sock.recv_into(self._recv_buffer)]
-        return sock.recv(self._recv_size)  # TLS: one record at a time
+    def _read_more(self, deadline=None):
+        """What the server sent next (at least one byte); raises as
+        ``_receive`` says."""
+        try:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _Late()
+                _set_io_timeout(self.s, left)
+            # Into one buffer kept for the connection: a fresh 256 KiB
+            # bytes object per reply costs an mmap, mremap and munmap.
+            # (A socket-like object of a SocketAddress subclass, or TLS,
+            # has recv: one TLS record at a time.)
+            sock = self.s
+            if type(sock) is socket.socket:
+                data = self._recv_view[:sock.recv_into(self._recv_buffer)]
+            else:
+                data = sock.recv(self._recv_size)
+        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
+            if deadline is not None:
+                raise _Late() from None
+            waited = self._io_timeout
+            self._disconnect()
+            raise ServerUnreachableError(
+                'the storage server at %s did not answer within %s s'
+                % (self.address, waited)) from None
+        except OSError as error:
+            self._disconnect()
+            raise ShortRead('lost the connection to the storage server '
+                            'at %s: %s' % (self.address, error)) from None
+        if not data:
+            self._disconnect()
+            raise ShortRead('the storage server at %s closed the '
+                            'connection' % self.address)
+        return data
 
     def _call(self, request):
         self.requests += 1
         self._send(request)
         return self._receive()
+
+    def _commit_all(self, records):
+        """``_call(CommitAll(records))``, the usual case (a lone reply
+        with no invalidations, in one recv) without the general loop."""
+        protocol = self.protocol
+        if self.s is None or protocol.buffered():
+            return self._call(CommitAll(records))
+        self.requests += 1
+        self._send_bytes(protocol.send_commit_all(records))
+        reply = protocol.receive_commit_all_reply(self._read_more())
+        if reply is None:
+            return self._receive()
+        return reply
 
     def _disconnect(self):
         sock, self.s = self.s, None
@@ -440,21 +458,28 @@ class ClientStorage(Storage):
         self.transaction_oids = []
 
     def store(self, oid, record):
-        check_oid(oid)
+        if type(oid) is not bytes or len(oid) != 8:
+            check_oid(oid)      # raises, naming the oid
         self.records.append((oid, record))
 
     def end(self, handle_invalidations=None):
-        if self.records:
+        records = self.records
+        if records and self.role is not None:
             self._require(WRITE, 'commits')
-        records, self.records = self.records, []
+        self.records = []
         self.prefetcher.forget_records()
         if self._one_step_skip:
             self._one_step_skip -= 1
         elif records and self.version >= EXTENDED_PROTOCOL_VERSION:
-            reply = self._call(CommitAll(records))
-            if reply.status != STATUS_RETRY:
+            reply = self._commit_all(records)
+            status = reply.status
+            if status == STATUS_OKAY:
                 self._one_step_backoff = 0
-                self._commit_status(reply.status, records)
+                self.transaction_oids = []
+                return
+            if status != STATUS_RETRY:
+                self._one_step_backoff = 0
+                self._commit_status(status, records)
                 return
             self._one_step_backoff = min(64, 2 * self._one_step_backoff or 1)
             self._one_step_skip = self._one_step_backoff

@@ -23,6 +23,7 @@ from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (CommitVetoedError, ConflictError, DurusError,
                          DurusKeyError, ReadConflictError, RefusedValueError,
                          StateLoadError, WriteConflictError)
+from durus.load_snapshots import LoadSnapshots
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
@@ -107,16 +108,23 @@ class Connection(ConnectionBase):
     """A client's view of a storage: cache, changed objects, transactions."""
 
     _writer = None
+    # A LoadSnapshots when asked for (see __init__), else None.
+    load_snapshots = None
 
     def __init__(self, storage, cache_size=100000, root_class=None,
-                 unpickle_policy=None, class_factory=None):
+                 unpickle_policy=None, class_factory=None,
+                 load_snapshots=False):
         """``unpickle_policy``: which globals records may name
         (durus.unpickle_policy; None or 'trusted' is Durus 4.3's
         behaviour, 'safe' refuses every global that is not a persistent
         class or a plain value type).  ``class_factory(module, name,
         persistent)``: a class to use for a pickled class that cannot be
         imported (see ObjectReader); this connection only, already while
-        the root is loaded."""
+        the root is loaded.  ``load_snapshots``: keep a snapshot of each
+        object's state as loaded (``self.load_snapshots``, a
+        durus.load_snapshots.LoadSnapshots), so that tools can tell
+        cheaply which objects still hold their records' states; already
+        while the root is loaded.  An addition to Durus 4.3."""
         if isinstance(storage, (str, os.PathLike)):
             from durus.file_storage import FileStorage
             storage = FileStorage(os.fspath(storage))
@@ -133,6 +141,8 @@ class Connection(ConnectionBase):
         self.new_oid = storage.new_oid
         self._unhooked = []
         self._writer = None  # the last commit's ObjectWriter, reused
+        if load_snapshots:
+            self.load_snapshots = LoadSnapshots(self.cache.objects)
         self.root = self.get(ROOT_OID)
         if self.root is None:
             oid = self.new_oid()
@@ -194,6 +204,8 @@ class Connection(ConnectionBase):
         obj = self.cache.get_instance(oid, self.reader.get_class(data), self)
         if obj._p_status == GHOST:
             obj.__setstate__(self.reader.get_state(data))
+            if self.load_snapshots is not None:
+                self.load_snapshots.take(obj)
             obj._p_set_status_saved()
         return obj
 
@@ -224,6 +236,8 @@ class Connection(ConnectionBase):
         self.reader.loading_oid = oid
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, _get_state(self.reader, data))
+        if self.load_snapshots is not None:
+            self.load_snapshots.take(obj)
 
     def note_access(self, obj):
         _raw_set(obj, '_p_serial', self.transaction_serial)
@@ -288,6 +302,21 @@ class Connection(ConnectionBase):
                 _set_type(obj, triple[1])
         return list(touched.values())
 
+    # The compiled twin (durus/_accel.py): the same walk without a frame
+    # per object (it runs after every shell statement).
+    if _speedups is not None:
+        def _compiled_touched(self,
+                              _touched=_speedups.touched_since_last_call):
+            """The objects read or written since the previous call (see
+            the Python twin)."""
+            return _touched(self)
+    else:
+        _compiled_touched = None
+    touched_since_last_call = _use_compiled(
+        'touched_since_last_call', touched_since_last_call,
+        _compiled_touched)
+    del _compiled_touched
+
     def _bind_new_object(self, obj, oid):
         """Give a new object its oid and this connection (during commit)."""
         hook_variants(obj.__class__)  # fail here, before anything is stored
@@ -347,6 +376,8 @@ class Connection(ConnectionBase):
                 oid, self.reader.get_class(data), self)
             if obj._p_status == GHOST:
                 obj.__setstate__(self.reader.get_state(data))
+                if self.load_snapshots is not None:
+                    self.load_snapshots.take(obj)
                 obj._p_set_status_saved()
             yield obj
 
@@ -354,6 +385,10 @@ class Connection(ConnectionBase):
 
     def shrink_cache(self):
         self.cache.shrink(self)
+        snapshots = self.load_snapshots
+        if snapshots is not None and len(snapshots) > self.cache.size:
+            # Some are surely of ghosts or of objects gone: let them go.
+            snapshots.prune()
 
     def _next_transaction(self):
         self.transaction_serial += 1
@@ -454,9 +489,18 @@ class Connection(ConnectionBase):
                 if reason:
                     raise CommitVetoedError(reason)
             written = self._commit()
+            if self.load_snapshots is not None:
+                # Their records now hold the states in memory.
+                take = self.load_snapshots.take
+                for obj in written:
+                    take(obj)
         else:
             self._sync()
-        self.shrink_cache()
+        # Shrinking only when it can do something (the cache's own test,
+        # without two calls).
+        cache = self.cache
+        if cache.objects.dead or len(cache.objects.mapping) > cache.size:
+            self.shrink_cache()
         self._next_transaction()
         for observer in self._observers:
             observer.after_commit(self, written)

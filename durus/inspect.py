@@ -29,7 +29,8 @@ from durus.serialize import ObjectWriter, unpack_record
 __all__ = ['GHOST', 'SAVED', 'UNSAVED', 'is_persistent', 'real_class',
            'class_path', 'status', 'oid_of', 'load_quietly', 'peek_state',
            'set_state', 'raw_attribute', 'pending_writes', 'PendingWrites',
-           'stored_states', 'differing_from_records', 'btree_items',
+           'stored_states', 'differing_from_records', 'in_place_suspects',
+           'btree_items',
            'btree_get', 'btree_nodes', 'btree_size', 'is_btree', 'is_bnode']
 
 _raw_get = object.__getattribute__
@@ -273,7 +274,9 @@ def differing_from_records(connection, objects, same=None):
     the bytes differ, ``same(stored_state, state_now)`` decides (records
     written by another program may pickle the same state differently);
     without ``same`` differing bytes count as a difference.  Objects
-    whose record cannot be read are left out.
+    whose record cannot be read are left out.  On a connection that
+    keeps load snapshots, an object found byte-equal to its record gets
+    a fresh snapshot (so ``in_place_suspects`` clears it next time).
     """
     candidates = [obj for obj in objects
                   if _raw_get(obj, '_p_status') == SAVED
@@ -283,6 +286,7 @@ def differing_from_records(connection, objects, same=None):
     reader = connection.reader
     writer = ObjectWriter(connection, dry_run=True)
     matches_record = writer.matches_record
+    snapshots = connection.load_snapshots
     found = []
     try:
         for obj, data, error in _stored_data(connection, candidates):
@@ -291,12 +295,17 @@ def differing_from_records(connection, objects, same=None):
             try:
                 state = peek_state(obj)
                 if matches_record(obj, state, data):
-                    continue   # the common case: the same bytes
+                    # the common case: the same bytes
+                    if snapshots is not None:
+                        snapshots.take(obj)
+                    continue
                 now = writer.get_state_pickle(obj, state)
                 stored = reader.get_state_pickle(data)
             except Exception:
                 continue
             if now == stored:
+                if snapshots is not None:
+                    snapshots.take(obj)
                 continue
             if same is not None:
                 try:
@@ -308,6 +317,29 @@ def differing_from_records(connection, objects, same=None):
     finally:
         writer.close()
     return found
+
+
+def in_place_suspects(connection, objects):
+    """``(suspects, exposed)``: which of ``objects`` may have been
+    changed in place, cheaply.
+
+    Only SAVED objects with an oid are considered.  On a connection that
+    keeps load snapshots (``Connection(..., load_snapshots=True)``, see
+    durus.load_snapshots), an object whose state still matches its
+    snapshot holds its record's state: it is left out, or listed in
+    ``exposed`` when one of its plain containers is referenced from
+    outside it (code can change that without reading the object again).
+    The others are ``suspects``: compare them with their records
+    (``differing_from_records``).  Without snapshots every such object
+    is a suspect.
+    """
+    snapshots = connection.load_snapshots
+    if snapshots is not None:
+        return snapshots.sort_out(objects)
+    return [obj for obj in objects
+            if isinstance(obj, PersistentBase)
+            and _raw_get(obj, '_p_status') == SAVED
+            and _raw_get(obj, '_p_oid') is not None], []
 
 
 # -- BTrees ---------------------------------------------------------------------

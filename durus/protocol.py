@@ -103,6 +103,9 @@ SUPPORTED_VERSIONS = (PROTOCOL_VERSION, EXTENDED_PROTOCOL_VERSION,
 # connection), and versions that have PeekInvalidations.
 AUTHENTICATED_VERSIONS = (AUTH_PROTOCOL_VERSION, AUTH_PEEK_PROTOCOL_VERSION)
 PEEK_VERSIONS = (PEEK_PROTOCOL_VERSION, AUTH_PEEK_PROTOCOL_VERSION)
+# Versions whose CommitAll reply is only the invalidations and a status
+# (no denial can come first): ClientConnection.send_commit_all.
+_PLAIN_COMMIT_ALL_VERSIONS = (EXTENDED_PROTOCOL_VERSION, PEEK_PROTOCOL_VERSION)
 # Most oids one PeekInvalidations reply lists (the count is exact).
 MAX_PEEK_OIDS = 1000
 MAX_AUTH_MESSAGE = 1024
@@ -113,6 +116,10 @@ STATUS_RETRY = b'R'
 STATUS_ERROR = b'E'
 STATUS_DENIED = b'D'
 _COMMIT_ALL_STATUSES = (STATUS_OKAY, STATUS_INVALID, STATUS_RETRY)
+# A CommitAll reply without invalidations (an empty oid list, the status)
+# -> its status.
+_LONE_COMMIT_ALL_REPLIES = {b'\0\0\0\0' + status: status
+                            for status in _COMMIT_ALL_STATUSES}
 
 # Largest commit payload, record, oid list or bulk request accepted.
 DEFAULT_MAX_FRAME = 512 * 1024 * 1024
@@ -470,7 +477,8 @@ def _encode_items(items):
     parts = [b'']
     total = 0
     for oid, record in items:
-        _check_oid(oid)
+        if type(oid) is not bytes or len(oid) != 8:
+            _check_oid(oid)     # raises, naming the oid
         size = 8 + len(record)
         parts.append(_pack_int4(size))
         parts.append(oid)
@@ -882,6 +890,48 @@ class ClientConnection(object):
         """Bytes received but not yet parsed into a reply (while there
         are none, next_event() can only answer NEED_DATA)."""
         return len(self._input.data) - self._input.start
+
+    # A small commit's client CPU is mostly Python calls: these two do
+    # the usual one-step commit (idle, not authenticated, the reply just
+    # a status) in one call each, and hand anything else to the general
+    # send() / receive_data() + next_event().
+
+    def send_commit_all(self, items):
+        """``send(CommitAll(items))``; ``items`` (a list the caller no
+        longer changes) is kept as the request's items, not copied."""
+        if (self.state != IDLE or not items or
+                self.version not in _PLAIN_COMMIT_ALL_VERSIONS):
+            return self.send(CommitAll(items))
+        if len(items) == 1:     # one changed object: _encode_items inlined
+            oid, record = items[0]
+            if type(oid) is not bytes or len(oid) != 8:
+                _check_oid(oid)     # raises, naming the oid
+            data = b''.join((b'A', _pack_int4(12 + len(record)),
+                             _pack_int4(8 + len(record)), oid, record))
+        else:
+            data = b'A' + _encode_items(items)
+        request = object.__new__(CommitAll)
+        request.items = items
+        self._expected.append(request)
+        return data
+
+    def receive_commit_all_reply(self, data):
+        """The reply to the one awaited CommitAll when ``data`` (just
+        received, with nothing buffered before it) is exactly that reply
+        without invalidations; else None, ``data`` fed as
+        ``receive_data(data)`` would (``next_event()`` parses it)."""
+        expected = self._expected
+        if len(data) == 5 and len(expected) == 1:
+            status = _LONE_COMMIT_ALL_REPLIES.get(bytes(data))
+            if (status is not None and type(expected[0]) is CommitAll and
+                    self.version in _PLAIN_COMMIT_ALL_VERSIONS and
+                    self._input.start == len(self._input.data) and
+                    not self._input.eof):
+                del expected[0]
+                self._status_taken = False
+                return CommitAllReply((), status)
+        self._input.feed(data)
+        return None
 
     def awaiting(self):
         """The requests still waiting for their replies."""

@@ -38,6 +38,9 @@ class _Bad(Exception):
         return '%s at pickle byte %d %s' % (name, at, what)
 
 
+# Memo indices allowed beyond a pickle's length (durus.memo_guard).
+MEMO_SLACK = 1024
+
 # How each opcode's argument is laid out (an int >= 0: that many bytes).
 _HIGHEST_PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL (checked by the tests)
 _LINE = 'line'        # up to a newline
@@ -231,6 +234,10 @@ def walk_pickle(data, position, memo):
         if name in ('BINPUT', 'LONG_BINPUT', 'PUT', 'MEMOIZE'):
             if not stack:
                 raise _Bad('with an empty stack', name, at - 1)
+            if name in ('LONG_BINPUT', 'PUT') and value > size + MEMO_SLACK:
+                raise _Bad('names memo index %d, far beyond the pickle\'s '
+                           'length (the unpickler would allocate for it)'
+                           % value, name, at - 1)
             memo[len(memo) if name == 'MEMOIZE' else value] = stack[-1]
             continue
         if name in ('BINGET', 'LONG_BINGET', 'GET'):

@@ -24,6 +24,7 @@ from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
 from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import ClassImportError, RefusedGlobalError
+from durus.memo_guard import check_memo
 from durus.persistent import PersistentBase, _variants
 from durus.record import (  # noqa: F401 (re-exported)
     OidListError, RecordError, class_name, class_pickle_end, class_pickle_length,
@@ -542,6 +543,7 @@ class ObjectReader(object):
                 # with this class pickle comes here and is noted.
                 self._note_refusal(refused[0].refused_global)
                 return refused
+            check_memo(class_pickle, self.loading_oid)
             unpickler = self._unpickler(BytesIO(class_pickle), True)
             cls = unpickler.load()
             if not self.policy.trusted and not (
@@ -570,6 +572,7 @@ class ObjectReader(object):
         end = class_pickle_length(data)
         if end < 0:
             # Not the form Durus writes: unpickle to find where it stops.
+            check_memo(data, self.loading_oid)
             stream = BytesIO(data)
             self._unpickler(stream, True).load()
             end = stream.tell()
@@ -632,6 +635,7 @@ class ObjectReader(object):
         return self._load_state_pickle(state, memo)
 
     def _load_state_pickle(self, state, memo):
+        check_memo(state, self.loading_oid)   # before the unpickler sizes its memo
         unpickler = self._shared
         if unpickler is None:
             if self._feed is None:

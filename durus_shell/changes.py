@@ -19,9 +19,11 @@ In-place edits (changed without ``_p_note_change()``)
     A commit does not write them, so the operator must see them.  Only
     code that reads an object can change its plain lists and dicts in
     place, so the tracker asks the connection which objects were read or
-    written since the last statement (``touched_since_last_call``) and
-    compares just those (the ones holding mutable values) with their
-    records, as the writer would write them.  An object whose mutable
+    written since the last statement (``touched_since_last_call``).
+    Those still matching their load snapshots hold their records' states
+    (``durus.inspect.in_place_suspects``; the Session's connection keeps
+    snapshots); the others holding mutable values are compared with
+    their records, as the writer would write them.  An object whose mutable
     parts are also referenced from elsewhere (``t = obj.tags``) can be
     changed later without being read again: such objects stay on a watch
     list and are compared after every statement until the outside
@@ -50,8 +52,10 @@ another persistent object.
 """
 
 import sys
+from itertools import compress
 
 from durus import inspect
+from durus.btree import BTree
 from durus.connection import ConnectionObserver
 from durus.error import ReadConflictError, ServerUnreachableError, ShortRead
 from durus.persistent import PersistentBase
@@ -269,24 +273,27 @@ class ChangeTracker(ConnectionObserver):
             return []
 
     def _check_in_place(self, touched, record=True):
+        # BTrees by their types, without a Python step per object:
+        # isinstance() with an abstract base class (BTree is a
+        # MutableMapping) costs microseconds per object.
+        kinds = list(map(type, touched))
+        trees = {kind for kind in set(kinds) if issubclass(kind, BTree)}
+        if trees:
+            for tree in compress(touched, map(trees.__contains__, kinds)):
+                self._trees[id(tree)] = tree
+        # Objects that still match their load snapshots hold their
+        # records' states (durus.load_snapshots): only the others are
+        # compared with their records.
+        suspects, shared = inspect.in_place_suspects(
+            self.connection, touched + list(self._exposed.values()))
         candidates = {}
-        exposed = {}
-        for obj in touched:
-            if inspect.is_btree(obj):
-                self._trees[id(obj)] = obj
-            if (inspect.status(obj) == SAVED
-                    and inspect.oid_of(obj) is not None):
-                parts = _mutable_parts(obj)
-                if parts:
-                    candidates[id(obj)] = obj
-                    if parts == EXPOSED:
-                        exposed[id(obj)] = obj
-        for key, obj in self._exposed.items():
-            if key not in candidates:
-                candidates[key] = obj
-                if (inspect.status(obj) == SAVED
-                        and _mutable_parts(obj) == EXPOSED):
-                    exposed[key] = obj
+        exposed = {id(obj): obj for obj in shared}
+        for obj in suspects:
+            parts = _mutable_parts(obj)
+            if parts:
+                candidates[id(obj)] = obj
+                if parts == EXPOSED:
+                    exposed[id(obj)] = obj
         self._exposed = exposed
         candidates.update(self.unnoted)
         if not candidates:

@@ -165,11 +165,13 @@ class Session(object):
         self.unpickle_policy = unpickle_policy
         self._reported_refusals = set()
         # Objects of unimportable classes open as placeholders, already
-        # while the root is loaded (this connection only).
+        # while the root is loaded (this connection only).  Load
+        # snapshots let the change tracker skip, after each statement,
+        # the objects still holding their records' states.
         self.connection = Connection(
             storage, cache_size=cache_size,
             class_factory=placeholders.missing_class_factory,
-            unpickle_policy=unpickle_policy)
+            unpickle_policy=unpickle_policy, load_snapshots=True)
         self.connection.add_observer(self.policy)
         self.connection.add_observer(placeholders.PlaceholderGuard())
         self.tracker = ChangeTracker(self.connection)

@@ -431,6 +431,83 @@ def test_commit_all_bad_frames():
         _agreed_on_2(ClientConnection()).send(CommitAll([]))
 
 
+# The one-step commit's short path (ClientConnection.send_commit_all and
+# receive_commit_all_reply): the same bytes and replies as send/next_event.
+
+@pytest.mark.parametrize('count', [1, 2, 3])
+def test_send_commit_all_writes_what_send_writes(count):
+    items = [(oid(n), pack_record(oid(n), b'state %d' % n, b''))
+             for n in range(count)]
+    short = _agreed_on_2(ClientConnection())
+    general = _agreed_on_2(ClientConnection())
+    assert short.send_commit_all(list(items)) == general.send(CommitAll(items))
+    assert short.awaiting() == [CommitAll(items)]
+    assert short.state == IDLE
+    server = _agreed_on_2(ServerConnection())
+    assert events(server, short.send_commit_all(list(items))) == [
+        CommitAll(items)]
+
+
+def test_send_commit_all_refuses_what_send_refuses():
+    with pytest.raises(OutOfTurnError, match='protocol 2'):
+        ClientConnection().send_commit_all([(ROOT, RECORD)])
+    for bad_oid in [b'short', 'a str oid']:
+        client = _agreed_on_2(ClientConnection())
+        with pytest.raises(OutOfTurnError, match='8 bytes'):
+            client.send_commit_all([(bad_oid, RECORD)])
+        assert client.awaiting() == []
+    client = _agreed_on_2(ClientConnection())
+    client.send(CommitStart())
+    with pytest.raises(OutOfTurnError, match='not allowed'):
+        client.send_commit_all([(ROOT, RECORD)])
+
+
+@pytest.mark.parametrize('status', [STATUS_OKAY, STATUS_INVALID, STATUS_RETRY])
+def test_a_lone_commit_all_reply_is_parsed_at_once(status):
+    client = _agreed_on_2(ClientConnection())
+    client.send_commit_all([(ROOT, RECORD)])
+    assert client.receive_commit_all_reply(
+        memoryview(b'\x00\x00\x00\x00' + status)) == CommitAllReply([], status)
+    assert client.awaiting() == [] and client.buffered() == 0
+    assert client.next_event() is NEED_DATA
+
+
+@pytest.mark.parametrize('data', [
+    b'\x00\x00\x00\x01' + oid(3) + b'R',   # invalidations: the general parser
+    b'\x00\x00\x00',                        # a part of the reply
+])
+def test_other_commit_all_replies_go_to_the_general_parser(data):
+    client = _agreed_on_2(ClientConnection())
+    client.send_commit_all([(ROOT, RECORD)])
+    assert client.receive_commit_all_reply(data) is None
+    assert client.buffered() == len(data)
+    if len(data) == 3:
+        assert client.next_event() is NEED_DATA
+        client.receive_data(b'\x00O')
+        assert client.next_event() == CommitAllReply([], STATUS_OKAY)
+    else:
+        assert client.next_event() == CommitAllReply([oid(3)], STATUS_RETRY)
+
+
+def test_a_bad_status_or_an_authenticated_session_is_left_to_next_event():
+    client = _agreed_on_2(ClientConnection())
+    client.send_commit_all([(ROOT, RECORD)])
+    assert client.receive_commit_all_reply(b'\x00\x00\x00\x00Z') is None
+    with pytest.raises(ProtocolError, match="status byte b'Z'"):
+        client.next_event()
+    # Protocol 5 may answer with a denial first: never the short path.
+    client = _agreed_on_2(ClientConnection())
+    client.version = 5
+    client.send(CommitAll([(ROOT, RECORD)]))
+    assert client.receive_commit_all_reply(b'\x00\x00\x00\x00O') is None
+    assert client.next_event() == CommitAllReply([], STATUS_OKAY)
+    # A reply with nothing awaited is not taken either.
+    client = _agreed_on_2(ClientConnection())
+    assert client.receive_commit_all_reply(b'\x00\x00\x00\x00O') is None
+    with pytest.raises(ProtocolError, match='nobody asked for'):
+        client.next_event()
+
+
 # Error replies: a refusal with the server's reason ---------------------
 
 def _protocol(version, conn):

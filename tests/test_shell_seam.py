@@ -61,7 +61,8 @@ def test_a_session_changes_no_durus_class_and_no_connection_method(
     path = fixture_copy('shelf.durus')
     classes = _durus_classes()
     before = _snapshot(classes)
-    plain = Connection(FileStorage(path, readonly=True))
+    # The session asks for load snapshots, a constructor option.
+    plain = Connection(FileStorage(path, readonly=True), load_snapshots=True)
     plain_attributes = dict(vars(plain))
     plain.storage.close()
     session = Session(FileStorage(path))

@@ -1,0 +1,1089 @@
+/* LoadSnapshots: load-time snapshots of object states and the walk that
+   compares a state with its snapshot (durus/load_snapshots.py, the
+   reference; its module doc says what a snapshot is and why a match
+   proves a state unchanged).
+
+   Part of durus._speedups, compiled as one translation unit by
+   csrc/module.c (which includes every part), so that the helpers of
+   common.h stay static.  Included before reader.c, whose compiled
+   Connection.load_state calls take_load_snapshot().
+
+   No Python code runs during a walk: items are read with the concrete
+   list/dict/set/tuple API, types are compared by pointer, and the leaf
+   types set holds type objects only (hashed by identity).  So the state
+   cannot change under the walk, and reference counts read during it are
+   exact: a container held only by its parent has a count of 1 (2 for a
+   tuple, which a matching snapshot holds once more). */
+
+static PyObject *snap_dict_getstate, *snap_slots_getstate,
+    *snap_data_slot_names, *snap_leaf_types, *snap_marker_list,
+    *snap_marker_dict, *snap_marker_set, *snap_marker_persistent,
+    *snap_layouts;
+static Py_ssize_t snap_max_depth = 16, snap_max_tokens = 1 << 20,
+    snap_prune_minimum = 65536;
+/* Set once a compiled store exists: until then compiled loads never look
+   for a store (a connection gets a compiled one when this module runs). */
+static int snapshots_in_use;
+static PyObject *s_load_snapshots, *s_getstate;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *objects;      /* the connection's cache.objects */
+    PyObject *by_oid;       /* oid -> tuple of tokens */
+    /* Snapshots holding objects the collector tracks (a node's tuples)
+       are kept apart, so that by_oid, holding the others, is never
+       tracked: a full collection then skips the bulk of them. */
+    PyObject *tracked;
+    Py_ssize_t prune_at;
+} SnapshotsObject;
+
+static PyTypeObject SnapshotsType;
+
+#define SNAP_UNSUPPORTED 0
+#define SNAP_OK 1
+
+/* Leaves: 0 (not a leaf), LEAF_PLAIN (an immutable value or a class:
+   the value itself is the token) or LEAF_PERSISTENT (the persistent
+   marker and its oid, or the object itself when it has none); -1. */
+#define LEAF_PLAIN 1
+#define LEAF_PERSISTENT 2
+
+static int
+snap_leaf_kind(PyObject *value)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type || type == &PyLong_Type ||
+            type == &PyFloat_Type || value == Py_None ||
+            type == &PyBool_Type || type == &PyBytes_Type)
+        return LEAF_PLAIN;
+    if (PyType_IsSubtype(type, (PyTypeObject *)persistent_base))
+        return LEAF_PERSISTENT;
+    if (PyType_Check(value))
+        return LEAF_PLAIN;
+    switch (PySet_Contains(snap_leaf_types, (PyObject *)type)) {
+    case 1:
+        return LEAF_PLAIN;
+    case 0:
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* The data slots of a class: a tuple of (name, offset) pairs, or None
+   when one is not a plain object slot (borrowed, cached). */
+static PyObject *
+snap_layout(PyTypeObject *type)
+{
+    PyObject *layout = PyDict_GetItemWithError(snap_layouts,
+                                               (PyObject *)type);
+    PyObject *names, *pairs = NULL;
+    Py_ssize_t i, count;
+
+    if (layout != NULL || PyErr_Occurred())
+        return layout;
+    names = PyObject_CallOneArg(snap_data_slot_names, (PyObject *)type);
+    if (names == NULL)
+        return NULL;
+    if (!PyList_CheckExact(names) && !PyTuple_CheckExact(names)) {
+        layout = Py_NewRef(Py_None);
+        goto store;
+    }
+    count = PySequence_Fast_GET_SIZE(names);
+    pairs = PyTuple_New(count);
+    if (pairs == NULL) {
+        Py_DECREF(names);
+        return NULL;
+    }
+    layout = pairs;
+    for (i = 0; i < count; i++) {
+        PyObject *name = PySequence_Fast_GET_ITEM(names, i);
+        PyObject *found = PyUnicode_CheckExact(name) ?
+            _PyType_Lookup(type, name) : NULL;
+        PyObject *pair;
+        if (found == NULL || !Py_IS_TYPE(found, &PyMemberDescr_Type) ||
+                ((PyMemberDescrObject *)found)->d_member->type
+                != T_OBJECT_EX) {
+            Py_DECREF(pairs);
+            layout = Py_NewRef(Py_None);
+            break;
+        }
+        pair = Py_BuildValue("(On)", name,
+            ((PyMemberDescrObject *)found)->d_member->offset);
+        if (pair == NULL) {
+            Py_DECREF(pairs);
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pairs, i, pair);
+    }
+store:
+    Py_DECREF(names);
+    if (PyDict_SetItem(snap_layouts, (PyObject *)type, layout) < 0) {
+        Py_DECREF(layout);
+        return NULL;
+    }
+    Py_DECREF(layout);
+    return layout;   /* held by snap_layouts */
+}
+
+/* What the writer's state of obj holds: its instance dict (new ref, or
+   NULL) and its data slots layout (borrowed tuple, or NULL).  Returns
+   SNAP_OK, SNAP_UNSUPPORTED (a class with its own __getstate__, an odd
+   layout) or -1 with an error. */
+static int
+snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    PyObject *getstate = _PyType_Lookup(type, s_getstate);
+    *attributes = NULL;
+    *layout = NULL;
+    if (getstate != snap_dict_getstate && getstate != snap_slots_getstate)
+        return SNAP_UNSUPPORTED;
+    if (type->tp_dictoffset != 0) {
+        *attributes = PyObject_GenericGetDict(obj, NULL);
+        if (*attributes == NULL)
+            return -1;
+        if (!PyDict_CheckExact(*attributes)) {
+            Py_CLEAR(*attributes);
+            return SNAP_UNSUPPORTED;
+        }
+    }
+    if (getstate == snap_dict_getstate)
+        return *attributes == NULL ? SNAP_UNSUPPORTED : SNAP_OK;
+    *layout = snap_layout(type);
+    if (*layout == NULL) {
+        Py_CLEAR(*attributes);
+        return -1;
+    }
+    if (*layout == Py_None) {
+        Py_CLEAR(*attributes);
+        return SNAP_UNSUPPORTED;
+    }
+    return SNAP_OK;
+}
+
+/* -- taking: tokens gathered in a buffer, then one tuple ------------- */
+
+/* Tokens are gathered here and become one tuple; a snapshot that holds no
+   object the garbage collector tracks (most: ints, strs, oids, markers)
+   is untracked, so snapshots add no work to collections. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t size, capacity;
+    int tracked;            /* holds an object the collector tracks */
+    PyObject *inline_items[64];
+} SnapTokens;
+
+static int
+snap_emit(SnapTokens *t, PyObject *value)
+{
+    if (t->size >= snap_max_tokens)
+        return SNAP_UNSUPPORTED;
+    if (t->size == t->capacity) {
+        Py_ssize_t capacity = t->capacity * 2;
+        PyObject **items;
+        if (t->items == t->inline_items) {
+            items = PyMem_New(PyObject *, capacity);
+            if (items != NULL)
+                memcpy(items, t->items, t->size * sizeof(PyObject *));
+        }
+        else
+            items = PyMem_Resize(t->items, PyObject *, capacity);
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->items = items;
+        t->capacity = capacity;
+    }
+    if (!t->tracked && PyObject_IS_GC(value) && PyObject_GC_IsTracked(value))
+        t->tracked = 1;
+    t->items[t->size++] = Py_NewRef(value);
+    return SNAP_OK;
+}
+
+/* Emits a new reference (consumed), NULL meaning an error. */
+static int
+snap_emit_new(SnapTokens *t, PyObject *value)
+{
+    int result;
+    if (value == NULL)
+        return -1;
+    result = snap_emit(t, value);
+    Py_DECREF(value);
+    return result;
+}
+
+static void
+snap_tokens_clear(SnapTokens *t)
+{
+    Py_ssize_t i;
+    for (i = 0; i < t->size; i++)
+        Py_DECREF(t->items[i]);
+    if (t->items != t->inline_items)
+        PyMem_Free(t->items);
+    t->items = t->inline_items;
+    t->size = 0;
+}
+
+static int snap_take_value(SnapTokens *t, PyObject *value, int depth);
+
+#define SNAP_TRY(call) do { int r_ = (call); if (r_ != SNAP_OK) return r_; } \
+    while (0)
+
+static int
+snap_take_container(SnapTokens *t, PyObject *value, PyObject *marker,
+                    int depth)
+{
+    if (depth >= snap_max_depth)
+        return SNAP_UNSUPPORTED;
+    SNAP_TRY(snap_emit(t, marker));
+    SNAP_TRY(snap_emit_new(t, PyLong_FromVoidPtr(value)));
+    if (marker == snap_marker_list) {
+        Py_ssize_t i;
+        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PyList_GET_SIZE(value))));
+        for (i = 0; i < PyList_GET_SIZE(value); i++)
+            SNAP_TRY(snap_take_value(t, PyList_GET_ITEM(value, i),
+                                     depth + 1));
+    }
+    else if (marker == snap_marker_dict) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PyDict_GET_SIZE(value))));
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            SNAP_TRY(snap_take_value(t, key, depth + 1));
+            SNAP_TRY(snap_take_value(t, item, depth + 1));
+        }
+    }
+    else {
+        PyObject *iterator, *item;
+        int result = SNAP_OK;
+        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PySet_GET_SIZE(value))));
+        iterator = PyObject_GetIter(value);
+        if (iterator == NULL)
+            return -1;
+        while (result == SNAP_OK && (item = PyIter_Next(iterator)) != NULL) {
+            result = snap_take_value(t, item, depth + 1);
+            Py_DECREF(item);
+        }
+        Py_DECREF(iterator);
+        if (result == SNAP_OK && PyErr_Occurred())
+            return -1;
+        return result;
+    }
+    return SNAP_OK;
+}
+
+/* A tuple or frozenset: itself, then its items that are not leaves. */
+static int
+snap_take_immutable(SnapTokens *t, PyObject *value, int depth)
+{
+    PyObject *iterator, *item;
+    int result = SNAP_OK, leaf;
+
+    SNAP_TRY(snap_emit(t, value));
+    if (PyTuple_CheckExact(value)) {
+        Py_ssize_t i;
+        for (i = 0; i < PyTuple_GET_SIZE(value); i++) {
+            item = PyTuple_GET_ITEM(value, i);
+            leaf = snap_leaf_kind(item);
+            if (leaf < 0)
+                return -1;
+            if (!leaf)
+                SNAP_TRY(depth >= snap_max_depth ? SNAP_UNSUPPORTED :
+                         snap_take_value(t, item, depth + 1));
+        }
+        return SNAP_OK;
+    }
+    iterator = PyObject_GetIter(value);
+    if (iterator == NULL)
+        return -1;
+    while (result == SNAP_OK && (item = PyIter_Next(iterator)) != NULL) {
+        leaf = snap_leaf_kind(item);
+        if (leaf < 0)
+            result = -1;
+        else if (!leaf)
+            result = depth >= snap_max_depth ? SNAP_UNSUPPORTED :
+                snap_take_value(t, item, depth + 1);
+        Py_DECREF(item);
+    }
+    Py_DECREF(iterator);
+    if (result == SNAP_OK && PyErr_Occurred())
+        return -1;
+    return result;
+}
+
+static int
+snap_take_value(SnapTokens *t, PyObject *value, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    int leaf;
+    if (type == &PyUnicode_Type || type == &PyLong_Type ||
+            type == &PyFloat_Type || value == Py_None ||
+            type == &PyBool_Type || type == &PyBytes_Type)
+        return snap_emit(t, value);
+    if (type == &PyList_Type)
+        return snap_take_container(t, value, snap_marker_list, depth);
+    if (type == &PyDict_Type)
+        return snap_take_container(t, value, snap_marker_dict, depth);
+    if (type == &PySet_Type)
+        return snap_take_container(t, value, snap_marker_set, depth);
+    if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
+        return snap_take_immutable(t, value, depth);
+    leaf = snap_leaf_kind(value);
+    if (leaf < 0)
+        return -1;
+    if (leaf == LEAF_PERSISTENT) {
+        PyObject *oid = slot(value, off_oid);
+        if (oid != NULL && oid != Py_None) {
+            SNAP_TRY(snap_emit(t, snap_marker_persistent));
+            return snap_emit(t, oid);
+        }
+    }
+    return leaf ? snap_emit(t, value) : SNAP_UNSUPPORTED;
+}
+
+/* The count, then name and value of each attribute and set slot. */
+static int
+snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
+                PyObject *layout)
+{
+    Py_ssize_t count = 0, i, pos = 0;
+    PyObject *key, *value;
+
+    if (attributes != NULL)
+        count = PyDict_GET_SIZE(attributes);
+    if (layout != NULL)
+        for (i = 0; i < PyTuple_GET_SIZE(layout); i++) {
+            Py_ssize_t offset = PyLong_AsSsize_t(
+                PyTuple_GET_ITEM(PyTuple_GET_ITEM(layout, i), 1));
+            if (SLOT(obj, offset) != NULL)
+                count++;
+        }
+    SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(count)));
+    if (attributes != NULL)
+        while (PyDict_Next(attributes, &pos, &key, &value)) {
+            SNAP_TRY(snap_emit(t, key));
+            SNAP_TRY(snap_take_value(t, value, 0));
+        }
+    if (layout != NULL)
+        for (i = 0; i < PyTuple_GET_SIZE(layout); i++) {
+            PyObject *pair = PyTuple_GET_ITEM(layout, i);
+            value = SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1)));
+            if (value == NULL)
+                continue;
+            SNAP_TRY(snap_emit(t, PyTuple_GET_ITEM(pair, 0)));
+            SNAP_TRY(snap_take_value(t, value, 0));
+        }
+    return SNAP_OK;
+}
+
+/* The tokens of obj's state (new tuple), Py_None when it cannot be
+   snapshotted, NULL on error. */
+static PyObject *
+snap_tokens(PyObject *obj)
+{
+    PyObject *attributes, *layout, *result;
+    SnapTokens t;
+    Py_ssize_t i;
+    int outcome = snap_state_parts(obj, &attributes, &layout);
+
+    if (outcome < 0)
+        return NULL;
+    if (outcome == SNAP_UNSUPPORTED)
+        Py_RETURN_NONE;
+    t.items = t.inline_items;
+    t.size = 0;
+    t.capacity = sizeof(t.inline_items) / sizeof(t.inline_items[0]);
+    t.tracked = 0;
+    outcome = snap_take_state(&t, obj, attributes, layout);
+    Py_XDECREF(attributes);
+    if (outcome != SNAP_OK) {
+        snap_tokens_clear(&t);
+        if (outcome < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    result = PyTuple_New(t.size);
+    if (result == NULL) {
+        snap_tokens_clear(&t);
+        return NULL;
+    }
+    for (i = 0; i < t.size; i++)
+        PyTuple_SET_ITEM(result, i, t.items[i]);   /* references moved */
+    t.size = 0;
+    snap_tokens_clear(&t);
+    if (!t.tracked)
+        PyObject_GC_UnTrack(result);
+    return result;
+}
+
+/* -- comparing: a state walked against its tokens ---------------------- */
+
+typedef struct {
+    PyObject *tokens;   /* the snapshot (a tuple) */
+    Py_ssize_t next;    /* the next token to match */
+    int exposed;
+} SnapCompare;
+
+/* 1 when the next token is value (or an equal int or bytes: ids,
+   lengths, oids), 0 when not. */
+static int
+snap_match(SnapCompare *c, PyObject *value)
+{
+    PyObject *token;
+    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+        return 0;
+    token = PyTuple_GET_ITEM(c->tokens, c->next++);
+    if (token == value)
+        return 1;
+    if (PyLong_CheckExact(token) && PyLong_CheckExact(value))
+        return PyObject_RichCompareBool(token, value, Py_EQ);
+    if (PyBytes_CheckExact(token) && PyBytes_CheckExact(value))
+        return PyBytes_GET_SIZE(token) == PyBytes_GET_SIZE(value) &&
+            memcmp(PyBytes_AS_STRING(token), PyBytes_AS_STRING(value),
+                   PyBytes_GET_SIZE(value)) == 0;
+    return 0;
+}
+
+static int
+snap_match_size(SnapCompare *c, Py_ssize_t size)
+{
+    PyObject *token;
+    Py_ssize_t found;
+    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+        return 0;
+    token = PyTuple_GET_ITEM(c->tokens, c->next++);
+    if (!PyLong_CheckExact(token))
+        return 0;
+    found = PyLong_AsSsize_t(token);
+    if (found == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return found == size;
+}
+
+static int
+snap_match_id(SnapCompare *c, PyObject *value)
+{
+    PyObject *token;
+    void *found;
+    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+        return 0;
+    token = PyTuple_GET_ITEM(c->tokens, c->next++);
+    if (!PyLong_CheckExact(token))
+        return 0;
+    found = PyLong_AsVoidPtr(token);
+    if (found == NULL && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return found == (void *)value;
+}
+
+#define SNAP_MATCH(call) do { int r_ = (call); if (r_ != 1) return r_; } \
+    while (0)
+
+static int snap_compare_value(SnapCompare *c, PyObject *value, int depth,
+                              Py_ssize_t held);
+
+/* 1 (matches), 0 (differs, or cannot be vouched for) or -1 (error). */
+/* held: references this walk holds to value (an iterator's item). */
+static int
+snap_compare_container(SnapCompare *c, PyObject *value, PyObject *marker,
+                       int depth, Py_ssize_t held)
+{
+    if (depth >= snap_max_depth)
+        return 0;
+    if (Py_REFCNT(value) > 1 + held)
+        c->exposed = 1;
+    SNAP_MATCH(snap_match(c, marker));
+    SNAP_MATCH(snap_match_id(c, value));
+    if (marker == snap_marker_list) {
+        Py_ssize_t i;
+        SNAP_MATCH(snap_match_size(c, PyList_GET_SIZE(value)));
+        for (i = 0; i < PyList_GET_SIZE(value); i++)
+            SNAP_MATCH(snap_compare_value(c, PyList_GET_ITEM(value, i),
+                                          depth + 1, 0));
+    }
+    else if (marker == snap_marker_dict) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        SNAP_MATCH(snap_match_size(c, PyDict_GET_SIZE(value)));
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            SNAP_MATCH(snap_compare_value(c, key, depth + 1, 0));
+            SNAP_MATCH(snap_compare_value(c, item, depth + 1, 0));
+        }
+    }
+    else {
+        PyObject *iterator, *item;
+        int result = 1;
+        SNAP_MATCH(snap_match_size(c, PySet_GET_SIZE(value)));
+        iterator = PyObject_GetIter(value);
+        if (iterator == NULL)
+            return -1;
+        while (result == 1 && (item = PyIter_Next(iterator)) != NULL) {
+            result = snap_compare_value(c, item, depth + 1, 1);
+            Py_DECREF(item);
+        }
+        Py_DECREF(iterator);
+        if (result == 1 && PyErr_Occurred())
+            return -1;
+        return result;
+    }
+    return 1;
+}
+
+static int
+snap_compare_immutable(SnapCompare *c, PyObject *value, int depth,
+                       Py_ssize_t held)
+{
+    PyObject *iterator, *item;
+    int result = 1, leaf, inner = 0;
+    Py_ssize_t own = Py_REFCNT(value) - held;
+
+    SNAP_MATCH(snap_match(c, value));
+    if (PyTuple_CheckExact(value)) {
+        Py_ssize_t i;
+        for (i = 0; result == 1 && i < PyTuple_GET_SIZE(value); i++) {
+            item = PyTuple_GET_ITEM(value, i);
+            leaf = snap_leaf_kind(item);
+            if (leaf < 0)
+                return -1;
+            if (!leaf) {
+                inner = 1;
+                result = depth >= snap_max_depth ? 0 :
+                    snap_compare_value(c, item, depth + 1, 0);
+            }
+        }
+    }
+    else {
+        iterator = PyObject_GetIter(value);
+        if (iterator == NULL)
+            return -1;
+        while (result == 1 && (item = PyIter_Next(iterator)) != NULL) {
+            leaf = snap_leaf_kind(item);
+            if (leaf < 0)
+                result = -1;
+            else if (!leaf) {
+                inner = 1;
+                result = depth >= snap_max_depth ? 0 :
+                    snap_compare_value(c, item, depth + 1, 1);
+            }
+            Py_DECREF(item);
+        }
+        Py_DECREF(iterator);
+        if (result == 1 && PyErr_Occurred())
+            return -1;
+    }
+    /* Held by its parent and by the snapshot it matched. */
+    if (inner && own > 2)
+        c->exposed = 1;
+    return result;
+}
+
+static int
+snap_compare_value(SnapCompare *c, PyObject *value, int depth,
+                   Py_ssize_t held)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    int leaf;
+    if (type == &PyUnicode_Type || type == &PyLong_Type ||
+            type == &PyFloat_Type || value == Py_None ||
+            type == &PyBool_Type || type == &PyBytes_Type)
+        return snap_match(c, value);
+    if (type == &PyList_Type)
+        return snap_compare_container(c, value, snap_marker_list, depth,
+                                      held);
+    if (type == &PyDict_Type)
+        return snap_compare_container(c, value, snap_marker_dict, depth,
+                                      held);
+    if (type == &PySet_Type)
+        return snap_compare_container(c, value, snap_marker_set, depth,
+                                      held);
+    if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
+        return snap_compare_immutable(c, value, depth, held);
+    leaf = snap_leaf_kind(value);
+    if (leaf <= 0)
+        return leaf;
+    if (leaf == LEAF_PERSISTENT) {
+        PyObject *oid = slot(value, off_oid);
+        if (oid != NULL && oid != Py_None) {
+            SNAP_MATCH(snap_match(c, snap_marker_persistent));
+            return snap_match(c, oid);
+        }
+    }
+    return snap_match(c, value);
+}
+
+/* 1 when obj's state matches tokens (c->exposed set as found), 0 when
+   not, -1 on error. */
+static int
+snap_compare_state(SnapCompare *c, PyObject *obj)
+{
+    PyObject *attributes, *layout, *key, *value;
+    Py_ssize_t count = 0, i, pos = 0;
+    int outcome = snap_state_parts(obj, &attributes, &layout);
+
+    if (outcome <= 0)
+        return outcome;
+    /* The object and this walk hold the instance dict. */
+    if (attributes != NULL && Py_REFCNT(attributes) > 2)
+        c->exposed = 1;
+    if (attributes != NULL)
+        count = PyDict_GET_SIZE(attributes);
+    if (layout != NULL)
+        for (i = 0; i < PyTuple_GET_SIZE(layout); i++)
+            if (SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(
+                    PyTuple_GET_ITEM(layout, i), 1))) != NULL)
+                count++;
+    outcome = snap_match_size(c, count);
+    if (attributes != NULL)
+        while (outcome == 1 && PyDict_Next(attributes, &pos, &key, &value)) {
+            outcome = snap_match(c, key);
+            if (outcome == 1)
+                outcome = snap_compare_value(c, value, 0, 0);
+        }
+    if (layout != NULL)
+        for (i = 0; outcome == 1 && i < PyTuple_GET_SIZE(layout); i++) {
+            PyObject *pair = PyTuple_GET_ITEM(layout, i);
+            value = SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1)));
+            if (value == NULL)
+                continue;
+            outcome = snap_match(c, PyTuple_GET_ITEM(pair, 0));
+            if (outcome == 1)
+                outcome = snap_compare_value(c, value, 0, 0);
+        }
+    Py_XDECREF(attributes);
+    if (outcome == 1 && c->next != PyTuple_GET_SIZE(c->tokens))
+        outcome = 0;
+    return outcome;
+}
+
+/* -- the store ------------------------------------------------------------ */
+
+static PyObject *snapshots_prune(SnapshotsObject *self, PyObject *unused);
+
+/* del mapping[oid] if there: 0, or -1 with an error. */
+static int
+snap_discard_from(PyObject *mapping, PyObject *oid)
+{
+    int found = PyDict_Contains(mapping, oid);
+    if (found <= 0)
+        return found;
+    return PyDict_DelItem(mapping, oid);
+}
+
+static int
+snap_discard(SnapshotsObject *self, PyObject *oid)
+{
+    if (snap_discard_from(self->by_oid, oid) < 0)
+        return -1;
+    return snap_discard_from(self->tracked, oid);
+}
+
+/* The tokens kept for oid (borrowed), or NULL (with an error or not). */
+static PyObject *
+snap_lookup(SnapshotsObject *self, PyObject *oid)
+{
+    PyObject *tokens = PyDict_GetItemWithError(self->by_oid, oid);
+    if (tokens != NULL || PyErr_Occurred() ||
+            PyDict_GET_SIZE(self->tracked) == 0)
+        return tokens;
+    return PyDict_GetItemWithError(self->tracked, oid);
+}
+
+/* The oid of a persistent object (borrowed), Py_None when it has none or
+   is not persistent. */
+static PyObject *
+snap_oid(PyObject *obj)
+{
+    PyObject *oid;
+    if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+        return Py_None;
+    oid = slot(obj, off_oid);
+    return oid == NULL ? Py_None : oid;
+}
+
+static int
+snap_take(SnapshotsObject *self, PyObject *obj)
+{
+    PyObject *oid = snap_oid(obj), *tokens;
+    int failed;
+    if (oid == Py_None)
+        return 0;
+    /* Pruned before obj's snapshot goes in: obj may still be a ghost
+       (load_state runs before its status changes). */
+    if (PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked) >=
+            self->prune_at) {
+        PyObject *kept = snapshots_prune(self, NULL);
+        if (kept == NULL)
+            return -1;
+        Py_DECREF(kept);
+    }
+    Py_INCREF(oid);
+    tokens = snap_tokens(obj);
+    if (tokens == NULL) {
+        Py_DECREF(oid);
+        return -1;
+    }
+    if (tokens == Py_None)
+        failed = snap_discard(self, oid);
+    else if (PyObject_GC_IsTracked(tokens)) {
+        failed = snap_discard_from(self->by_oid, oid);
+        if (failed == 0)
+            failed = PyDict_SetItem(self->tracked, oid, tokens);
+    }
+    else {
+        failed = PyDict_GET_SIZE(self->tracked) ?
+            snap_discard_from(self->tracked, oid) : 0;
+        if (failed == 0)
+            failed = PyDict_SetItem(self->by_oid, oid, tokens);
+    }
+    Py_DECREF(tokens);
+    Py_DECREF(oid);
+    return failed < 0 ? -1 : 0;
+}
+
+/* The Python twin's take (_PyLoadSnapshots.take), for a store of that
+   kind met by the compiled load_state. */
+static PyObject *snap_py_take;
+
+/* Called by the compiled Connection.load_state once obj holds its stored
+   state: takes its snapshot if the connection keeps them.  0, or -1 with
+   an error. */
+static int
+take_load_snapshot(PyObject *connection, PyObject *obj)
+{
+    PyObject *store;
+    int result = 0;
+    if (!snapshots_in_use)
+        return 0;
+    store = PyObject_GetAttr(connection, s_load_snapshots);
+    if (store == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    if (Py_IS_TYPE(store, &SnapshotsType))
+        result = snap_take((SnapshotsObject *)store, obj);
+    else if (store != Py_None && snap_py_take != NULL) {
+        PyObject *args[2] = {store, obj};
+        PyObject *done = PyObject_Vectorcall(snap_py_take, args, 2, NULL);
+        Py_XDECREF(done);
+        result = done == NULL ? -1 : 0;
+    }
+    Py_DECREF(store);
+    return result;
+}
+
+static PyObject *
+snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *objects;
+    SnapshotsObject *self;
+    if (!PyArg_ParseTuple(args, "O:LoadSnapshots", &objects))
+        return NULL;
+    if (snap_layouts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "durus._speedups snapshots not configured");
+        return NULL;
+    }
+    self = (SnapshotsObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->objects = Py_NewRef(objects);
+    self->by_oid = PyDict_New();
+    self->tracked = PyDict_New();
+    self->prune_at = snap_prune_minimum;
+    if (self->by_oid == NULL || self->tracked == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    snapshots_in_use = 1;
+    return (PyObject *)self;
+}
+
+static void
+snapshots_dealloc(SnapshotsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->objects);
+    Py_CLEAR(self->by_oid);
+    Py_CLEAR(self->tracked);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+snapshots_traverse(SnapshotsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->objects);
+    Py_VISIT(self->by_oid);
+    Py_VISIT(self->tracked);
+    return 0;
+}
+
+static int
+snapshots_clear(SnapshotsObject *self)
+{
+    Py_CLEAR(self->objects);
+    Py_CLEAR(self->by_oid);
+    Py_CLEAR(self->tracked);
+    return 0;
+}
+
+static Py_ssize_t
+snapshots_len(SnapshotsObject *self)
+{
+    return self->by_oid == NULL || self->tracked == NULL ? 0 :
+        PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked);
+}
+
+static PyObject *
+snapshots_take(SnapshotsObject *self, PyObject *obj)
+{
+    if (snap_take(self, obj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+snapshots_forget(SnapshotsObject *self, PyObject *obj)
+{
+    PyObject *oid = snap_oid(obj);
+    if (oid != Py_None && snap_discard(self, oid) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+snapshots_snapshot(SnapshotsObject *self, PyObject *oid)
+{
+    PyObject *tokens = snap_lookup(self, oid);
+    if (tokens == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return Py_NewRef(tokens);
+}
+
+/* A new dict of the entries of snapshots whose objects are loaded (in
+   the cache and not ghosts); NULL with an error. */
+static PyObject *
+snap_kept(PyObject *snapshots, PyObject *mapping)
+{
+    PyObject *kept, *oid, *tokens, *ref, *obj, *status;
+    Py_ssize_t pos = 0;
+
+    kept = PyDict_New();
+    if (kept == NULL)
+        return NULL;
+    while (PyDict_Next(snapshots, &pos, &oid, &tokens)) {
+        ref = PyDict_GetItemWithError(mapping, oid);
+        if (ref == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue;
+        }
+        if (!PyWeakref_Check(ref))
+            continue;
+        obj = PyWeakref_GetObject(ref);
+        if (obj == NULL)
+            goto fail;
+        if (obj == Py_None ||
+                !PyType_IsSubtype(Py_TYPE(obj),
+                                  (PyTypeObject *)persistent_base))
+            continue;
+        status = slot(obj, off_status);
+        if (status == NULL || status_of(status) == GHOST)
+            continue;
+        if (PyDict_SetItem(kept, oid, tokens) < 0)
+            goto fail;
+    }
+    return kept;
+fail:
+    Py_DECREF(kept);
+    return NULL;
+}
+
+static PyObject *
+snapshots_prune(SnapshotsObject *self, PyObject *unused)
+{
+    PyObject *mapping, *kept, *kept_tracked;
+    Py_ssize_t count;
+
+    mapping = PyObject_GetAttr(self->objects, s_mapping);
+    if (mapping == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(mapping)) {
+        Py_DECREF(mapping);
+        PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
+        return NULL;
+    }
+    kept = snap_kept(self->by_oid, mapping);
+    kept_tracked = kept ? snap_kept(self->tracked, mapping) : NULL;
+    Py_DECREF(mapping);
+    if (kept_tracked == NULL) {
+        Py_XDECREF(kept);
+        return NULL;
+    }
+    Py_SETREF(self->by_oid, kept);
+    Py_SETREF(self->tracked, kept_tracked);
+    count = PyDict_GET_SIZE(kept) + PyDict_GET_SIZE(kept_tracked);
+    self->prune_at = 2 * count;
+    if (self->prune_at < snap_prune_minimum)
+        self->prune_at = snap_prune_minimum;
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *
+snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
+{
+    PyObject *sequence, *suspects, *exposed, *result = NULL;
+    Py_ssize_t i;
+
+    sequence = PySequence_Fast(objects, "sort_out needs a sequence");
+    if (sequence == NULL)
+        return NULL;
+    suspects = PyList_New(0);
+    exposed = PyList_New(0);
+    if (suspects == NULL || exposed == NULL)
+        goto done;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(sequence); i++) {
+        PyObject *obj = PySequence_Fast_GET_ITEM(sequence, i);
+        PyObject *oid, *status, *tokens;
+        SnapCompare compare;
+        int outcome;
+
+        if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+            continue;
+        status = slot(obj, off_status);
+        oid = slot(obj, off_oid);
+        if (status == NULL || status_of(status) != SAVED || oid == NULL ||
+                oid == Py_None)
+            continue;
+        tokens = snap_lookup(self, oid);
+        if (tokens == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            if (PyList_Append(suspects, obj) < 0)
+                goto done;
+            continue;
+        }
+        if (!PyTuple_CheckExact(tokens)) {
+            if (PyList_Append(suspects, obj) < 0)
+                goto done;
+            continue;
+        }
+        Py_INCREF(tokens);
+        compare.tokens = tokens;
+        compare.next = 0;
+        compare.exposed = 0;
+        outcome = snap_compare_state(&compare, obj);
+        Py_DECREF(tokens);
+        if (outcome < 0)
+            goto done;
+        if (outcome == 0) {
+            if (PyList_Append(suspects, obj) < 0)
+                goto done;
+        }
+        else if (compare.exposed && PyList_Append(exposed, obj) < 0)
+            goto done;
+    }
+    result = PyTuple_Pack(2, suspects, exposed);
+done:
+    Py_DECREF(sequence);
+    Py_XDECREF(suspects);
+    Py_XDECREF(exposed);
+    return result;
+}
+
+static PyMethodDef snapshots_methods[] = {
+    {"take", (PyCFunction)snapshots_take, METH_O,
+     "Snapshot obj's state now (it must be its record's)."},
+    {"forget", (PyCFunction)snapshots_forget, METH_O,
+     "Drop obj's snapshot."},
+    {"snapshot", (PyCFunction)snapshots_snapshot, METH_O,
+     "The tokens kept for oid, or None."},
+    {"prune", (PyCFunction)snapshots_prune, METH_NOARGS,
+     "Drop the snapshots of ghosts and of objects gone from the cache."},
+    {"sort_out", (PyCFunction)snapshots_sort_out, METH_O,
+     "(suspects, exposed) among the SAVED objects given."},
+    {NULL}
+};
+
+static PyMemberDef snapshots_members[] = {
+    {"objects", T_OBJECT, offsetof(SnapshotsObject, objects), READONLY,
+     "the cache's ObjectDictionary"},
+    {"by_oid", T_OBJECT, offsetof(SnapshotsObject, by_oid), READONLY,
+     "oid -> tokens (those holding no object the collector tracks)"},
+    {"tracked", T_OBJECT, offsetof(SnapshotsObject, tracked), READONLY,
+     "oid -> tokens holding objects the collector tracks"},
+    {"prune_at", T_PYSSIZET, offsetof(SnapshotsObject, prune_at), 0,
+     "prune when this many snapshots are kept"},
+    {NULL}
+};
+
+static PySequenceMethods snapshots_as_sequence = {
+    .sq_length = (lenfunc)snapshots_len,
+};
+
+static PyTypeObject SnapshotsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "durus._speedups.LoadSnapshots",
+    .tp_basicsize = sizeof(SnapshotsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Load-time snapshots of one connection's objects "
+              "(durus.load_snapshots).",
+    .tp_new = snapshots_new,
+    .tp_dealloc = (destructor)snapshots_dealloc,
+    .tp_traverse = (traverseproc)snapshots_traverse,
+    .tp_clear = (inquiry)snapshots_clear,
+    .tp_methods = snapshots_methods,
+    .tp_members = snapshots_members,
+    .tp_as_sequence = &snapshots_as_sequence,
+};
+
+/* configure_snapshots(Persistent.__getstate__, PersistentObject.__getstate__,
+                       data_slot_names, LEAF_TYPES,
+                       (LIST, DICT, SET, PERSISTENT),
+                       MAX_DEPTH, MAX_TOKENS, PRUNE_MINIMUM,
+                       _PyLoadSnapshots.take) */
+static PyObject *
+configure_snapshots(PyObject *module, PyObject *args)
+{
+    PyObject *dict_getstate, *slots_getstate, *slot_names, *leaf_types;
+    PyObject *marker_list, *marker_dict, *marker_set, *marker_persistent;
+    PyObject *py_take;
+    Py_ssize_t depth, tokens, prune;
+    if (!PyArg_ParseTuple(args, "OOOO!(OOOO)nnnO:configure_snapshots",
+                          &dict_getstate, &slots_getstate, &slot_names,
+                          &PyFrozenSet_Type, &leaf_types, &marker_list,
+                          &marker_dict, &marker_set, &marker_persistent,
+                          &depth, &tokens, &prune, &py_take))
+        return NULL;
+    Py_XSETREF(snap_py_take, Py_NewRef(py_take));
+    if (persistent_base == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "durus._speedups not configured");
+        return NULL;
+    }
+    Py_XSETREF(snap_dict_getstate, Py_NewRef(dict_getstate));
+    Py_XSETREF(snap_slots_getstate, Py_NewRef(slots_getstate));
+    Py_XSETREF(snap_data_slot_names, Py_NewRef(slot_names));
+    Py_XSETREF(snap_leaf_types, Py_NewRef(leaf_types));
+    Py_XSETREF(snap_marker_list, Py_NewRef(marker_list));
+    Py_XSETREF(snap_marker_dict, Py_NewRef(marker_dict));
+    Py_XSETREF(snap_marker_set, Py_NewRef(marker_set));
+    Py_XSETREF(snap_marker_persistent, Py_NewRef(marker_persistent));
+    snap_max_depth = depth;
+    snap_max_tokens = tokens;
+    snap_prune_minimum = prune;
+    if (snap_layouts == NULL && (snap_layouts = PyDict_New()) == NULL)
+        return NULL;
+    Py_RETURN_NONE;
+}

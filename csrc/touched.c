@@ -1,0 +1,120 @@
+/* Connection.touched_since_last_call (durus/connection.py): the objects
+   read or written since the previous call, each once, in first-touch
+   order, their hooks armed again.
+
+   Part of durus._speedups, compiled as one translation unit by
+   csrc/module.c (which includes every part), so that the helpers of
+   common.h stay static.  Uses refresh() of hooks.c.
+
+   Objects are told apart by address, as the Python twin does with id():
+   a small open-addressing set of pointers, so no object's own __hash__
+   or __eq__ runs. */
+
+typedef struct {
+    PyObject **slots;
+    size_t mask;
+} PointerSet;
+
+static int
+pointer_set_init(PointerSet *set, Py_ssize_t count)
+{
+    size_t size = 16;
+    while (size < (size_t)count * 2)
+        size <<= 1;
+    set->slots = PyMem_Calloc(size, sizeof(PyObject *));
+    if (set->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    set->mask = size - 1;
+    return 0;
+}
+
+/* 1 when added, 0 when already there. */
+static int
+pointer_set_add(PointerSet *set, PyObject *obj)
+{
+    size_t hash = (size_t)obj;
+    size_t i = (hash >> 4 ^ hash >> 12) & set->mask;
+    while (set->slots[i] != NULL) {
+        if (set->slots[i] == obj)
+            return 0;
+        i = (i + 1) & set->mask;
+    }
+    set->slots[i] = obj;
+    return 1;
+}
+
+static PyObject *
+touched_since_last_call(PyObject *module, PyObject *connection)
+{
+    PyObject *unhooked, *empty, *result = NULL;
+    PointerSet seen;
+    Py_ssize_t i, count;
+
+    unhooked = PyObject_GetAttr(connection, s_unhooked);
+    if (unhooked == NULL)
+        return NULL;
+    if (!PyList_CheckExact(unhooked) || !configured) {
+        Py_DECREF(unhooked);
+        PyErr_SetString(PyExc_TypeError,
+                        "touched_since_last_call: _unhooked is not a list");
+        return NULL;
+    }
+    empty = PyList_New(0);
+    if (empty == NULL || PyObject_SetAttr(connection, s_unhooked, empty) < 0) {
+        Py_XDECREF(empty);
+        Py_DECREF(unhooked);
+        return NULL;
+    }
+    Py_DECREF(empty);
+    /* The old list is ours now: no other code appends to it. */
+    count = PyList_GET_SIZE(unhooked);
+    if (pointer_set_init(&seen, count) < 0) {
+        Py_DECREF(unhooked);
+        return NULL;
+    }
+    result = PyList_New(0);
+    if (result == NULL)
+        goto done;
+    for (i = 0; i < PyList_GET_SIZE(unhooked); i++) {
+        PyObject *obj = PyList_GET_ITEM(unhooked, i);
+        PyObject *triple, *status, *owner;
+        if (!pointer_set_add(&seen, obj))
+            continue;
+        if (PyList_Append(result, obj) < 0)
+            goto fail;
+        triple = PyDict_GetItemWithError(variants, (PyObject *)Py_TYPE(obj));
+        if (triple == NULL && PyErr_Occurred())
+            goto fail;
+        status = triple ? slot(obj, off_status) : NULL;
+        owner = triple ? slot(obj, off_connection) : NULL;
+        if (triple == NULL || !PyList_CheckExact(triple) ||
+                PyList_GET_SIZE(triple) != 4 || status == NULL ||
+                owner != connection || status_of(status) == GHOST) {
+            /* refresh_hooks(obj); its own checks, its Python twin for
+               anything unusual. */
+            Py_INCREF(obj);
+            if ((triple != NULL ? refresh(obj) :
+                    call_twin(py_refresh_hooks, obj)) < 0) {
+                Py_DECREF(obj);
+                goto fail;
+            }
+            Py_DECREF(obj);
+        }
+        else if ((PyObject *)Py_TYPE(obj) != PyList_GET_ITEM(triple, 1)) {
+            PyObject *watched = Py_NewRef(PyList_GET_ITEM(triple, 1));
+            int failed = set_type(obj, watched);
+            Py_DECREF(watched);
+            if (failed < 0)
+                goto fail;
+        }
+    }
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    PyMem_Free(seen.slots);
+    Py_DECREF(unhooked);
+    return result;
+}
