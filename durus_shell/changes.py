@@ -52,6 +52,7 @@ another persistent object.
 """
 
 import sys
+import time
 from itertools import compress
 
 from durus import inspect
@@ -60,6 +61,7 @@ from durus.connection import ConnectionObserver
 from durus.error import ReadConflictError, ServerUnreachableError, ShortRead
 from durus.persistent import PersistentBase
 from durus_shell import peek
+from durus_shell.object_paths import MEMORY_SECONDS, MEMORY_VISIT_LIMIT
 from durus_shell.peek import (IMMUTABLE_TYPES, SAVED, UNSAVED, copy_value,
                               peek_state, same_value, set_state)
 
@@ -666,7 +668,9 @@ def compute_diff(connection, with_paths=True, unnoted=(), originals=None,
                                 conflict=id(obj) in conflicts))
     if with_paths and diffs:
         root = connection.get_root()
-        paths = peek.find_memory_paths(root, [d.obj for d in diffs])
+        paths = peek.find_memory_paths(
+            root, [d.obj for d in diffs], limit_objects=MEMORY_VISIT_LIMIT,
+            deadline=time.monotonic() + MEMORY_SECONDS)
         for d in diffs:
             d.path = paths.get(id(d.obj))
     return diffs

@@ -16,7 +16,9 @@ from durus_shell import peek, scan
 MAX_STORED_SEARCHES = 10     # objects looked up in the storage per call
 SECONDS_PER_SEARCH = 0.5     # for each of them, at most
 SECONDS_PER_CALL = 2.0       # for all of them together, at most
-MEMORY_VISIT_LIMIT = 100000  # loaded objects walked looking for paths
+MEMORY_VISIT_LIMIT = 100000  # references followed through loaded objects
+MEMORY_SECONDS = 0.1         # and for at most this long (a statement that
+                             # loaded 1M objects made a :commit take 26 s)
 
 _REMEMBERED = weakref.WeakKeyDictionary()  # session -> {oid: path or None}
 
@@ -34,7 +36,8 @@ def object_paths(session, objects, in_memory=True,
     if in_memory and objects:
         found.update(peek.find_memory_paths(
             session.connection.get_root(), objects,
-            limit_objects=MEMORY_VISIT_LIMIT))
+            limit_objects=MEMORY_VISIT_LIMIT,
+            deadline=time.monotonic() + MEMORY_SECONDS))
     remembered = _REMEMBERED.setdefault(session, {})
     searches = 0
     deadline = time.monotonic() + SECONDS_PER_CALL

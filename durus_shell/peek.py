@@ -22,6 +22,7 @@ import copy
 import datetime
 import decimal
 import fractions
+import time
 import uuid
 
 from durus import inspect
@@ -313,12 +314,14 @@ def find_step(parent, child, load=True):
     return None
 
 
-def find_memory_paths(root, targets, limit_objects=None):
+def find_memory_paths(root, targets, limit_objects=None, deadline=None):
     """``{id(target): path}`` for targets reachable from ``root`` through
     loaded objects only (nothing is read from the storage).
 
-    Breadth first, so each path is a shortest one; stops once every
-    target is found.
+    Breadth first, so each path is a shortest one; stops as soon as every
+    target is found, after ``limit_objects`` references followed, or at
+    ``deadline`` (a ``time.monotonic()`` value, checked every 256
+    references: one loaded BTree can hold a million).
     """
     wanted = {id(obj) for obj in targets}
     found = {}
@@ -326,14 +329,18 @@ def find_memory_paths(root, targets, limit_objects=None):
         found[id(root)] = 'root'
     seen = {id(root)}
     queue = [(root, 'root')]
-    visited = 0
+    followed = 0
     while queue and len(found) < len(wanted):
         next_queue = []
         for obj, path in queue:
-            visited += 1
-            if limit_objects is not None and visited > limit_objects:
-                return found
             for step, child in gen_refs(obj):
+                followed += 1
+                if not followed & 255 and (
+                        (limit_objects is not None and
+                         followed > limit_objects) or
+                        (deadline is not None and
+                         time.monotonic() > deadline)):
+                    return found
                 key = id(child)
                 if key in seen:
                     continue
@@ -341,6 +348,8 @@ def find_memory_paths(root, targets, limit_objects=None):
                 child_path = path + step
                 if key in wanted:
                     found[key] = child_path
+                    if len(found) == len(wanted):
+                        return found
                 if inspect.status(child) != GHOST:
                     next_queue.append((child, child_path))
         queue = next_queue

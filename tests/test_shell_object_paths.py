@@ -117,3 +117,36 @@ def test_the_lookup_stops_at_its_time_bound(many, monkeypatch):
     assert 1 <= len(calls) <= 3
     assert all(seconds <= 0.12 for seconds in calls)
     assert rows_with_paths(text) == len(calls)
+
+
+def test_the_walk_through_loaded_objects_stops_at_its_deadline():
+    """Many loaded objects (1M after a big statement) must not make every
+    :commit preview or :diff walk them all for paths."""
+    import time
+    from durus.connection import Connection
+    from durus.storage import MemoryStorage
+    from durus_shell import peek
+    connection = Connection(MemoryStorage())
+    root = connection.get_root()
+    chain = root['chain'] = PersistentList()
+    for _ in range(3000):   # a deep path: each level one more object
+        inner = PersistentList()
+        chain.append(inner)
+        chain = inner
+    chain.append(PersistentList())
+    target = chain[0]
+    assert peek.find_memory_paths(root, [target])   # found without a bound
+    visits = []
+    real_gen_refs = peek.gen_refs
+
+    def counting(obj):
+        visits.append(obj)
+        return real_gen_refs(obj)
+
+    peek.gen_refs = counting
+    try:
+        found = peek.find_memory_paths(root, [target],
+                                       deadline=time.monotonic() - 1)
+    finally:
+        peek.gen_refs = real_gen_refs
+    assert found == {} and len(visits) <= 256
