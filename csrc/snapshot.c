@@ -35,6 +35,7 @@ typedef struct {
        tracked: a full collection then skips the bulk of them. */
     PyObject *tracked;
     Py_ssize_t prune_at;
+    Py_ssize_t prune_floor; /* prune_at never drops below this */
 } SnapshotsObject;
 
 static PyTypeObject SnapshotsType;
@@ -785,7 +786,10 @@ snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *objects;
     SnapshotsObject *self;
-    if (!PyArg_ParseTuple(args, "O:LoadSnapshots", &objects))
+    Py_ssize_t floor = snap_prune_minimum;
+    static char *names[] = {"objects", "floor", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|n:LoadSnapshots",
+                                     names, &objects, &floor))
         return NULL;
     if (snap_layouts == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -798,7 +802,8 @@ snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->objects = Py_NewRef(objects);
     self->by_oid = PyDict_New();
     self->tracked = PyDict_New();
-    self->prune_at = snap_prune_minimum;
+    self->prune_floor = floor;
+    self->prune_at = floor;
     if (self->by_oid == NULL || self->tracked == NULL) {
         Py_DECREF(self);
         return NULL;
@@ -935,8 +940,8 @@ snapshots_prune(SnapshotsObject *self, PyObject *unused)
     Py_SETREF(self->tracked, kept_tracked);
     count = PyDict_GET_SIZE(kept) + PyDict_GET_SIZE(kept_tracked);
     self->prune_at = 2 * count;
-    if (self->prune_at < snap_prune_minimum)
-        self->prune_at = snap_prune_minimum;
+    if (self->prune_at < self->prune_floor)
+        self->prune_at = self->prune_floor;
     return PyLong_FromSsize_t(count);
 }
 
@@ -1025,6 +1030,8 @@ static PyMemberDef snapshots_members[] = {
      "oid -> tokens holding objects the collector tracks"},
     {"prune_at", T_PYSSIZET, offsetof(SnapshotsObject, prune_at), 0,
      "prune when this many snapshots are kept"},
+    {"prune_floor", T_PYSSIZET, offsetof(SnapshotsObject, prune_floor), 0,
+     "prune_at never drops below this after a prune"},
     {NULL}
 };
 

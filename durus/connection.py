@@ -23,7 +23,7 @@ from durus._accel import speedups as _speedups, use as _use_compiled
 from durus.error import (CommitVetoedError, ConflictError, DurusError,
                          DurusKeyError, ReadConflictError, RefusedValueError,
                          StateLoadError, WriteConflictError)
-from durus.load_snapshots import LoadSnapshots
+from durus.load_snapshots import PRUNE_MINIMUM, LoadSnapshots
 from durus.persistent import (ConnectionBase, GHOST, SAVED, UNSAVED,
                               PersistentBase, _variants, hook_variants,
                               refresh_hooks)
@@ -142,7 +142,8 @@ class Connection(ConnectionBase):
         self._unhooked = []
         self._writer = None  # the last commit's ObjectWriter, reused
         if load_snapshots:
-            self.load_snapshots = LoadSnapshots(self.cache.objects)
+            self.load_snapshots = LoadSnapshots(
+                self.cache.objects, _prune_floor(self.cache.size))
         self.root = self.get(ROOT_OID)
         if self.root is None:
             oid = self.new_oid()
@@ -180,6 +181,11 @@ class Connection(ConnectionBase):
 
     def set_cache_size(self, size):
         self.cache.set_size(size)
+        snapshots = self.load_snapshots
+        if snapshots is not None:
+            snapshots.prune_floor = _prune_floor(self.cache.size)
+            snapshots.prune_at = max(snapshots.prune_at,
+                                     snapshots.prune_floor)
 
     def get_transaction_serial(self):
         return self.transaction_serial
@@ -649,6 +655,15 @@ if _speedups is not None:
     # The compiled note_read stamps and lists accessed objects itself
     # while these two are the ones in use.
     _speedups.set_access_note(Connection.note_access, ReferenceContainer)
+
+
+def _prune_floor(cache_size):
+    # The cache may hold cache_size loaded objects between shrinks (which
+    # prune, see shrink_cache): pruning the snapshots of a store smaller
+    # than twice that would mostly keep everything, and each prune reads
+    # every snapshotted object (a third of what snapshots cost a cold
+    # load of 100k objects, bench/workloads/shell_after_load.py).
+    return max(PRUNE_MINIMUM, 2 * cache_size)
 
 
 class Cache(object):

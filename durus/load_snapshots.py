@@ -235,12 +235,15 @@ _BY_VALUE = (int, bytes)
 
 class _PyLoadSnapshots(object):
     """Snapshots of one connection's loaded objects, by oid (see the
-    module doc).  ``objects``: the connection's ``cache.objects``."""
+    module doc).  ``objects``: the connection's ``cache.objects``;
+    ``floor``: the store prunes itself only once it holds this many
+    snapshots (``prune_floor``), or twice what the last prune kept."""
 
-    def __init__(self, objects):
+    def __init__(self, objects, floor=PRUNE_MINIMUM):
         self.objects = objects
         self.by_oid = {}
-        self.prune_at = PRUNE_MINIMUM
+        self.prune_floor = floor
+        self.prune_at = floor
 
     def __len__(self):
         return len(self.by_oid)
@@ -281,7 +284,7 @@ class _PyLoadSnapshots(object):
             if obj is not None and _raw_get(obj, '_p_status') != GHOST:
                 kept[oid] = tokens
         self.by_oid = kept
-        self.prune_at = max(PRUNE_MINIMUM, 2 * len(kept))
+        self.prune_at = max(self.prune_floor, 2 * len(kept))
         return len(kept)
 
     def sort_out(self, objects):

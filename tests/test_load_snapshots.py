@@ -319,6 +319,29 @@ def test_the_store_prunes_itself_when_it_reaches_prune_at(opened):
     assert store.prune_at >= load_snapshots.PRUNE_MINIMUM
 
 
+def test_the_store_waits_for_twice_the_cache_size_before_pruning(path):
+    # A cache may hold cache_size loaded objects between shrinks: the
+    # store does not prune itself (reading every object) before it holds
+    # twice as many snapshots, nor drop below that after a prune.
+    storage = FileStorage(path)
+    try:
+        connection = Connection(storage, cache_size=100000,
+                                load_snapshots=True)
+        store = connection.load_snapshots
+        assert store.prune_at == store.prune_floor == 200000
+        store.prune()
+        assert store.prune_at == 200000
+        connection.set_cache_size(150000)
+        assert store.prune_floor == 300000
+        assert store.prune_at == 300000
+        connection.set_cache_size(10)
+        assert store.prune_floor == load_snapshots.PRUNE_MINIMUM
+        store.prune()
+        assert store.prune_at == load_snapshots.PRUNE_MINIMUM
+    finally:
+        storage.close()
+
+
 def test_records_found_equal_get_a_fresh_snapshot(opened):
     user, = loaded(opened, 'user')
     user.__dict__['tags'] = ['t1', 't2']       # equal, another list
