@@ -42,8 +42,9 @@ found byte-equal to the record, ``durus.inspect.differing_from_records``),
 and a record that changes otherwise (another client's commit) makes the
 object a ghost, whose reload replaces the snapshot.  Ghosts and objects
 that left the cache lose their snapshots when the store is pruned (when
-it doubles, and when the cache is shrunk), so memory follows the loaded
-objects.
+it doubles past its ``prune_floor``, which a Connection sets to twice its
+cache's size, and when the cache is shrunk), so memory follows the
+loaded objects.
 
 ``sort_out`` also says which matching objects are *exposed*: one of their
 plain containers (or the instance ``__dict__``) is referenced from
