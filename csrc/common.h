@@ -12,6 +12,12 @@
 #include <Python.h>
 #include <structmember.h>
 
+/* Python 3.10 (the oldest supported) has these under their private names. */
+#if PY_VERSION_HEX < 0x030B0000
+#define PyFloat_Unpack8(p, le) \
+    _PyFloat_Unpack8((const unsigned char *)(p), (le))
+#endif
+
 /* Set once by configure(), from durus.persistent and durus.connection. */
 static PyObject *variants;          /* durus.persistent._variants */
 static PyObject *exempt;            /* durus.persistent._EXEMPT */

@@ -329,23 +329,32 @@ def _calibrate():
     class Probe(Persistent):
         pass
 
-    def exposed(attributes):
+    def exposed(make_attributes):
+        # The dict is made here, so that no caller's frame holds it (on
+        # Python 3.10 a call's argument stays referenced by the caller).
         probe = Probe.__new__(Probe)
-        object.__setattr__(probe, '__dict__', attributes)
-        del attributes   # held by the probe only, as in a real object
+        object.__setattr__(probe, '__dict__', make_attributes())
         walk = _Walk(True)
         walk.state(probe)
         return walk.exposed
 
     _OWN_DICT = sys.maxsize
     for _OWN in range(1, 30):
-        if not exposed({'a': [1], 'b': {'c': [2]}, 'd': ([3],)}):
+        if not exposed(lambda: {'a': [1], 'b': {'c': [2]}, 'd': ([3],)}):
             break
     for _OWN_DICT in range(1, 30):
-        if not exposed({}):
+        if not exposed(lambda: {}):
             break
     shared = [4]
-    if not exposed({'a': shared}) or exposed({'a': [5]}) or _OWN >= 29:
+    if (not exposed(lambda: {'a': shared}) or exposed(lambda: {'a': [5]})
+            or _OWN >= 29):
+        raise RuntimeError('cannot measure reference counts here')
+    held = {}
+    probe = Probe.__new__(Probe)
+    object.__setattr__(probe, '__dict__', held)
+    walk = _Walk(True)
+    walk.state(probe)
+    if not walk.exposed:    # an instance dict held outside must show
         raise RuntimeError('cannot measure reference counts here')
 
 
