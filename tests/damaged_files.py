@@ -36,11 +36,22 @@ def _store_alone(storage, oid, data, refs=b''):
     storage.end()
 
 
+class _RefPickler(pickle.Pickler):
+    """A protocol-2 pickler whose persistent ids come from ``ids`` (a
+    subclass: Python 3.13 made an instance's persistent_id read-only)."""
+
+    def __init__(self, buffer, ids):
+        pickle.Pickler.__init__(self, buffer, 2)
+        self.ids = ids
+
+    def persistent_id(self, value):
+        return self.ids(value)
+
+
 def _state_referring_to(oid_number):
     buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, 2)
-    pickler.persistent_id = lambda value: (
-        (int8_to_str(oid_number), PersistentDict) if value == 'REF' else None)
+    pickler = _RefPickler(buffer, lambda value: (
+        (int8_to_str(oid_number), PersistentDict) if value == 'REF' else None))
     pickler.dump({'data': {'k': 'REF'}})
     return buffer.getvalue()
 
@@ -72,10 +83,9 @@ def with_many_missing(path, count):
     oid = storage.new_oid()
     numbers = [MISSING_OID + n for n in range(count)]
     buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, 2)
-    pickler.persistent_id = lambda value: (
+    pickler = _RefPickler(buffer, lambda value: (
         (int8_to_str(value.number), PersistentDict)
-        if isinstance(value, _Ref) else None)
+        if isinstance(value, _Ref) else None))
     pickler.dump({'data': {n: _Ref(n) for n in numbers}})
     _store_alone(storage, oid, DICT_CLASS + buffer.getvalue(),
                  b''.join(int8_to_str(n) for n in numbers))
