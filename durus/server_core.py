@@ -959,6 +959,11 @@ class ServerCore(object):
                 self._expected.discard(session)
                 if self._dirty_since is None:
                     self._dirty_since = self.now
+                if len(self.sessions) == 1 and self._fsync_batch is None:
+                    # Nobody else can join the batch: make it durable as
+                    # soon as this request is done, not after the loop's
+                    # next round (the one-client commit waits for it).
+                    self._close_batch()
             else:
                 storage.end(self._invalidate)
         except ConflictError:

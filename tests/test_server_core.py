@@ -485,6 +485,40 @@ def test_commits_in_one_round_share_one_fsync_and_replies_wait_for_it():
     assert storage.fsyncs == 1
 
 
+def test_a_lone_clients_commit_is_made_durable_within_its_request():
+    # Nobody else could share the fsync: the MakeDurable comes with the
+    # commit's own request, not a round of the loop later.
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    alone = harness.connect('alone')
+    [x] = reserve(alone)
+    commit_one_step(alone, [(x, pack_record(x, b'x1', b''))])
+    assert harness.fsyncs == [1]
+    assert alone.replies() == []          # held until it is durable
+    harness.finish_fsync()
+    assert alone.reply() == CommitAllReply([], STATUS_OKAY)
+    commit_two_step(alone, [(x, pack_record(x, b'x2', b''))])
+    assert harness.fsyncs == [2]
+    harness.finish_fsync()
+    assert alone.reply() == Status(STATUS_OKAY)
+    assert storage.fsyncs == 2
+
+
+def test_with_two_clients_the_batch_closes_at_the_end_of_the_round():
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    commit_one_step(a, [(x, pack_record(x, b'x1', b''))])
+    assert harness.fsyncs == []           # b may still join it
+    harness.advance()
+    assert harness.fsyncs == [1]
+    harness.finish_fsync()
+    assert a.reply() == CommitAllReply([], STATUS_OKAY)
+
+
 def test_loads_of_records_no_open_batch_wrote_go_out_during_its_fsync():
     storage = DeferringStorage()
     harness = Harness(storage)
