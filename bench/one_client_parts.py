@@ -39,6 +39,22 @@ sys.path.insert(0, os.path.join(HERE, 'workloads'))
 
 from _server import HOST, running_server              # noqa: E402
 
+# Loaded into our server's process (a sitecustomize on its PYTHONPATH):
+# times each fdatasync of the database file, written out at exit, so
+# that it can be set beside the floor's own append measured meanwhile.
+TIME_FSYNCS = '''import atexit, os, time
+_took = []
+_fdatasync = os.fdatasync
+def _timed_fdatasync(fd):
+    start = time.perf_counter()
+    _fdatasync(fd)
+    _took.append(time.perf_counter() - start)
+os.fdatasync = _timed_fdatasync
+@atexit.register
+def _write_times():
+    with open(os.environ['BENCH_FSYNC_TIMES'], 'w') as out:
+        out.write('\\n'.join(map(repr, _took)))
+'''
 REQUEST = 71
 REPLY = b'\0\0\0\0O'
 RECORD = 78
@@ -286,6 +302,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         binary = build_c_pair(tmp)
         path = os.path.join(tmp, 'server.durus')
+        hook = os.path.join(tmp, 'hook')
+        os.mkdir(hook)
+        with open(os.path.join(hook, 'sitecustomize.py'), 'w') as out:
+            out.write(TIME_FSYNCS)
+        fsync_times = os.path.join(tmp, 'fsync-times')
+        os.environ['BENCH_FSYNC_TIMES'] = fsync_times
+        os.environ['PYTHONPATH'] = os.pathsep.join(
+            [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
+             if p] + [hook])
         with running_server(path, os.path.join(tmp, 'server.log')) as port:
             durus_parts = DurusParts(port)
             try:
@@ -299,6 +324,8 @@ def main():
                     times['row'] += durus_parts.commits(chunk)
             finally:
                 durus_parts.close()
+        with open(fsync_times) as times_file:
+            server_fsyncs = [float(line) for line in times_file]
     # Medians of single operations: a burst of another process's disk
     # writes moves a mean a lot and a median little.
     append, trip = median(times['append']), median(times['trip'])
@@ -310,6 +337,9 @@ def main():
     print('%-40s %8.1f' % ('floor: durable append (fdatasync)', 1e6 * append))
     print('%-40s %8.1f' % ('floor: loopback round trip', 1e6 * trip))
     print('%-40s %8.1f' % ('floor: the sum', 1e6 * floor))
+    print('%-40s %8.1f  (%d, both parts that use it)'
+          % ("our server's fdatasync of the database", 1e6 * median(
+              server_fsyncs), len(server_fsyncs)))
     for key, label in (('bare', 'bare pair, Python, no Durus'),
                        ('c', 'bare pair, C'),
                        ('server', 'bare client + our server'),
