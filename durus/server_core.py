@@ -60,7 +60,8 @@ Invariants:
 * Group commit (storages with ``end_deferred``/``make_durable``): a
   commit that is not yet durable belongs to the open batch; the batch is
   closed (``MakeDurable``) at the end of a round in which nobody holds
-  the commit lock, or once ``group_commit_window`` has passed; at most
+  the commit lock, or once ``group_commit_window`` has passed (with
+  one session open, by the commit's own request: nobody could join); at most
   one MakeDurable runs at a time (the loop may run it in a thread and
   go on serving), and no pack step runs meanwhile.  Until the batch of
   the latest commit is durable, every reply that could show data
