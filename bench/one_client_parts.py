@@ -155,9 +155,10 @@ def _serve_forked(listener, serve):
     return pid
 
 
-def _client_times(serve, request, count):
+def _client_times(serve, request, count, reply_size=len(REPLY)):
     """Send ``request`` ``count`` times to a forked serve(peer), each
-    time waiting for the 5-byte reply; each round timed."""
+    time waiting for its ``reply_size`` bytes of reply; each round
+    timed."""
     listener = socket.socket()
     listener.bind((HOST, 0))
     listener.listen(1)
@@ -171,7 +172,7 @@ def _client_times(serve, request, count):
             start = clock()
             sock.sendall(request)
             got = 0
-            while got < len(REPLY):
+            while got < reply_size:
                 got += sock.recv_into(buffer)
             took.append(clock() - start)
         sock.close()
@@ -189,7 +190,7 @@ def trip_times(count):
             if not data:
                 return
             peer.sendall(data)
-    return _client_times(echo, b'm' * len(REPLY), count)
+    return _client_times(echo, b'm' * 100, count, reply_size=100)
 
 
 def bare_pair_times(count, directory):
