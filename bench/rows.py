@@ -104,7 +104,17 @@ WORKLOADS = [
         quick={'path': '{shop_packed}', 'n': 10000}, reps=3, requires=FILES,
         data=('shop',),
         rows=[Row('3,16', 'cold-load 100k objects (BTree walk)', 'load_s', True,
-                  Target('speedup', 5))]),
+                  Target('speedup', 5)),
+              Row(16, '  of which in the cyclic GC (gc.callbacks)', 'gc_s', True,
+                  None),
+              Row(16, '  the walk outside the GC', 'outside_gc_s', True, None)]),
+    Workload(
+        'cold_load_floor', 'cold_load_floor.py', full={'n': 100000},
+        quick={'n': 10000}, sides=('ours',), reps=3,
+        rows=[Row(16, '  floor: the same objects by a bare loop, no durus',
+                  'make_s', True, Target('speedup', 5),
+                  ('cold_load', 'load_s', "4.3 col: 4.3's cold load")),
+              Row(16, '  of which in the cyclic GC', 'gc_s', True, None)]),
     Workload(
         'scan', 'scan_records.py', full={'path': '{shop_packed}'},
         quick={'path': '{shop_packed}'}, reps=3, requires=FILES, data=('shop',),
