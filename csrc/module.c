@@ -33,6 +33,7 @@
 #include "decode.c"
 #include "record_check.c"
 #include "btree.c"
+#include "record_writer.c"
 
 static Py_ssize_t
 member_offset(PyObject *cls, const char *name)
@@ -194,6 +195,8 @@ static PyMethodDef module_methods[] = {
      "Connect the load snapshots to durus.load_snapshots (called once)."},
     {"record_fine", record_fine, METH_O,
      "record_fine(record): True, False or None (durus.record_check)."},
+    {"configure_writer", configure_writer, METH_VARARGS,
+     "Connect the record writer to durus.serialize (called once by it)."},
     {"memo_bomb", memo_bomb_c, METH_O,
      "durus.memo_guard.memo_bomb: an absurd memo index the pickle names."},
     {NULL, NULL, 0, NULL}
@@ -275,6 +278,12 @@ PyInit__speedups(void)
     INTERN(s_load_snapshots, "load_snapshots");   /* snapshot.c */
     INTERN(s_getstate, "__getstate__");
     INTERN(s_minimum_degree, "minimum_degree");
+    INTERN(s_dry_run, "dry_run");               /* record_writer.c */
+    INTERN(s_new_objects, "new_objects");
+    INTERN(s_objects_found, "objects_found");
+    INTERN(s_write_compressed, "WRITE_COMPRESSED_STATE_PICKLES");
+    INTERN(s_compress_min_size, "COMPRESS_MIN_SIZE");
+    INTERN(s_compression_level, "COMPRESSION_LEVEL");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
     ghost_value = PyLong_FromLong(GHOST);

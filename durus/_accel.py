@@ -92,6 +92,10 @@ TWINS = (
     Twin('PersistentIdWriter', 'durus.serialize._py_persistent_id_for',
          'durus.serialize._persistent_id_for', None),
     Twin('Feed', 'durus.serialize._PyFeed', 'durus.serialize._Feed', None),
+    # (a commit's record of one object: the state written without the
+    # pickler for the usual value types, anything else handed back)
+    Twin('get_record', 'durus.serialize.ObjectWriter.get_record',
+         'durus.serialize.ObjectWriter.get_record', 'configure_writer'),
     # (inside the compiled get_state: state pickles of the common opcodes
     # walked directly, the rest left to the Python method)
     Twin('decode_state', 'durus.serialize.ObjectReader._load_state_pickle',
@@ -135,6 +139,7 @@ CONFIGURE = {
     'set_file_storage_type': 'durus.file_storage',
     'btree_methods': 'durus.btree',
     'configure_snapshots': 'durus.load_snapshots',
+    'configure_writer': 'durus.serialize',
 }
 
 # The attributes the compiled module reads (or calls) by name on objects
@@ -157,6 +162,8 @@ ATTRIBUTES_READ_BY_C = {
         'connection', 'load_count', '_record_classes', '_shared', '_feed',
         '_placeholder_origins', 'load_persistent_id', 'get_state',
         'loading_oid', '_classes', 'resolve_class'),
+    'durus.serialize.ObjectWriter': (
+        'connection', 'dry_run', 'new_objects', 'objects_found'),
     'pickle.Unpickler': ('memo', 'load'),
     'durus.file_storage.FileStorage': ('shelf',),
     'durus.shelf.Shelf': ('index', 'file', 'map', '_unindexed',
@@ -172,7 +179,11 @@ ATTRIBUTES_READ_BY_C = {
 # Strings module.c interns that are not attribute names: methods called
 # on a list-like, and the encoding name _codecs.encode is asked for; and
 # the copy() of an unpickler memo given to decode_state (for the tests).
-OTHER_NAMES_IN_C = ('append', 'insert', 'latin1', 'copy')
+# The compression settings of durus.serialize, read by the compiled
+# get_record from the module's globals at each call.
+OTHER_NAMES_IN_C = ('append', 'insert', 'latin1', 'copy',
+                    'WRITE_COMPRESSED_STATE_PICKLES', 'COMPRESS_MIN_SIZE',
+                    'COMPRESSION_LEVEL')
 
 _in_use = {}
 
