@@ -34,6 +34,7 @@
 #include "record_check.c"
 #include "btree.c"
 #include "record_writer.c"
+#include "commit.c"
 
 static Py_ssize_t
 member_offset(PyObject *cls, const char *name)
@@ -195,6 +196,10 @@ static PyMethodDef module_methods[] = {
      "Connect the load snapshots to durus.load_snapshots (called once)."},
     {"record_fine", record_fine, METH_O,
      "record_fine(record): True, False or None (durus.record_check)."},
+    {"configure_commit", configure_commit, METH_VARARGS,
+     "Compiled FileStorage.new_oid and store (called once by file_storage)."},
+    {"rehook", (PyCFunction)(void (*)(void))rehook, METH_FASTCALL,
+     "durus.connection._py_rehook: watch a transaction's objects again."},
     {"configure_writer", configure_writer, METH_VARARGS,
      "Connect the record writer to durus.serialize (called once by it)."},
     {"memo_bomb", memo_bomb_c, METH_O,
@@ -284,6 +289,12 @@ PyInit__speedups(void)
     INTERN(s_write_compressed, "WRITE_COMPRESSED_STATE_PICKLES");
     INTERN(s_compress_min_size, "COMPRESS_MIN_SIZE");
     INTERN(s_compression_level, "COMPRESSION_LEVEL");
+    INTERN(s_holes, "_holes");                  /* commit.c */
+    INTERN(s_next_number, "_next_number");
+    INTERN(s_invalid, "invalid");
+    INTERN(s_allocated, "allocated");
+    INTERN(s_pending, "pending");
+    INTERN(s_readonly, "readonly");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
     ghost_value = PyLong_FromLong(GHOST);

@@ -76,6 +76,8 @@ TWINS = (
          'durus.connection.Connection.load_state', 'configure_loads'),
     Twin('bind_new_object', 'durus.connection.Connection._bind_new_object',
          'durus.connection.Connection._bind_new_object', 'configure_loads'),
+    Twin('rehook', 'durus.connection._py_rehook', 'durus.connection._rehook',
+         None),
     Twin('get_instance', 'durus.connection.Cache.get_instance',
          'durus.connection.Cache.get_instance', None),
     Twin('touched_since_last_call',
@@ -105,6 +107,11 @@ TWINS = (
     # durus.record, durus.shelf: the record layout, the packed offset map
     Twin('record_data', 'durus.record.record_data', None, None),
     Twin('class_pickle_end', 'durus.record.class_pickle_end', None, None),
+    # durus.file_storage: a commit's new oids and staged records
+    Twin('storage_new_oid', 'durus.file_storage.FileStorage.new_oid',
+         'durus.file_storage.FileStorage.new_oid', 'configure_commit'),
+    Twin('storage_store', 'durus.file_storage.FileStorage.store',
+         'durus.file_storage.FileStorage.store', 'configure_commit'),
     Twin('shelf_load_number', 'durus.shelf.Shelf.load_number',
          'durus.file_storage._load_number', None),
     # durus.record_check: the deep check of the last transaction at open
@@ -140,6 +147,7 @@ CONFIGURE = {
     'btree_methods': 'durus.btree',
     'configure_snapshots': 'durus.load_snapshots',
     'configure_writer': 'durus.serialize',
+    'configure_commit': 'durus.file_storage',
 }
 
 # The attributes the compiled module reads (or calls) by name on objects
@@ -165,12 +173,14 @@ ATTRIBUTES_READ_BY_C = {
     'durus.serialize.ObjectWriter': (
         'connection', 'dry_run', 'new_objects', 'objects_found'),
     'pickle.Unpickler': ('memo', 'load'),
-    'durus.file_storage.FileStorage': ('shelf',),
+    'durus.file_storage.FileStorage': (
+        'shelf', '_holes', '_next_number', 'invalid', 'allocated', 'pending',
+        'file'),
     'durus.shelf.Shelf': ('index', 'file', 'map', '_unindexed',
                           'load_number'),
     'durus.oid_index.OidIndex': ('dense', 'overflow'),
     'durus.shelf.OffsetMap': ('count', 'word_size', '_words_start', 'start'),
-    'durus.file.File': ('_map', '_mapped'),
+    'durus.file.File': ('_map', '_mapped', 'readonly'),
     'durus.btree.BTree': ('root', '_grow_root'),
     'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
                           'split_child', '_p_note_change'),

@@ -401,16 +401,7 @@ class Connection(ConnectionBase):
         unhooked = self._unhooked
         if unhooked:
             self._unhooked = []
-            variants = _variants
-            for obj in unhooked:
-                # refresh_hooks, inlined: a bound object has not been
-                # accessed in the new transaction, so it is watched.
-                triple = variants.get(type(obj))
-                if (triple is None or
-                        _raw_get(obj, '_p_connection') is not self):
-                    refresh_hooks(obj)
-                elif type(obj) is not triple[1]:
-                    _set_type(obj, triple[1])
+            _rehook(self, unhooked)
 
     def _sync(self):
         # Conflicting objects were left as they were when the conflict was
@@ -553,6 +544,25 @@ class Connection(ConnectionBase):
     def pack(self):
         self.abort()
         self.storage.pack()
+
+
+def _py_rehook(connection, unhooked):
+    """At the end of a transaction: the objects it bound or changed get
+    the hook variant that watches them again."""
+    variants = _variants
+    for obj in unhooked:
+        # refresh_hooks, inlined: a bound object has not been accessed in
+        # the new transaction, so it is watched.
+        triple = variants.get(type(obj))
+        if (triple is None or
+                _raw_get(obj, '_p_connection') is not connection):
+            refresh_hooks(obj)
+        elif type(obj) is not triple[1]:
+            _set_type(obj, triple[1])
+
+
+# The same, or its compiled twin (durus/_accel.py).
+_rehook = _use_compiled('rehook', _py_rehook)
 
 
 class _OidRef(weakref.ref):
