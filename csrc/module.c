@@ -200,6 +200,10 @@ static PyMethodDef module_methods[] = {
      "Compiled FileStorage.new_oid and store (called once by file_storage)."},
     {"rehook", (PyCFunction)(void (*)(void))rehook, METH_FASTCALL,
      "durus.connection._py_rehook: watch a transaction's objects again."},
+    {"write_found", (PyCFunction)(void (*)(void))write_found, METH_FASTCALL,
+     "durus.connection._py_write_found: a commit's store loop."},
+    {"set_write_found", set_write_found, METH_O,
+     "Give the commit loop's Python twin (called once by connection)."},
     {"configure_writer", configure_writer, METH_VARARGS,
      "Connect the record writer to durus.serialize (called once by it)."},
     {"memo_bomb", memo_bomb_c, METH_O,
@@ -289,6 +293,9 @@ PyInit__speedups(void)
     INTERN(s_write_compressed, "WRITE_COMPRESSED_STATE_PICKLES");
     INTERN(s_compress_min_size, "COMPRESS_MIN_SIZE");
     INTERN(s_compression_level, "COMPRESSION_LEVEL");
+    INTERN(s_get_record, "get_record");
+    INTERN(s_p_serial_name, "_p_serial");
+    INTERN(s_p_oid_name, "_p_oid");
     INTERN(s_holes, "_holes");                  /* commit.c */
     INTERN(s_next_number, "_next_number");
     INTERN(s_invalid, "invalid");

@@ -885,3 +885,114 @@ configure_writer(PyObject *module, PyObject *args)
     return PyDescr_NewMethod((PyTypeObject *)writer_type,
                              &record_writer_get_record_def);
 }
+
+/* _write_found(connection, writer, roots, store, written), compiled: the
+   loop of a commit (durus.connection._py_write_found) that writes each
+   changed object and every new object found while writing, stores each
+   record and lists each object written, without a Python frame per
+   object.  The steps are the Python loop's, in its order, each called
+   the way Python calls it (the connection's note_access, the writer's
+   get_record, the storage's store); a writer of another class goes to
+   the Python twin. */
+static PyObject *py_write_found;
+static PyObject *s_get_record, *s_p_serial_name, *s_p_oid_name;
+
+static PyObject *
+write_found(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *connection, *writer, *roots, *store, *written;
+    PyObject *queue = NULL, *serial = NULL, *get_record = NULL,
+        *obj = NULL, *value = NULL, *record = NULL, *stored;
+    PyObject *store_args[2];
+    Py_ssize_t i, last;
+    int different;
+
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_write_found(connection, writer, roots, store, "
+                        "written)");
+        return NULL;
+    }
+    connection = args[0];
+    writer = args[1];
+    roots = args[2];
+    store = args[3];
+    written = args[4];
+    if (py_write_found == NULL || record_writer_type == NULL ||
+            (PyObject *)Py_TYPE(writer) != record_writer_type ||
+            !PyList_CheckExact(roots) || !PyList_CheckExact(written))
+        goto python;
+    queue = PyObject_GetAttr(writer, s_objects_found);
+    if (queue == NULL)
+        return NULL;
+    if (!PyList_CheckExact(queue)) {
+        Py_DECREF(queue);
+        goto python;
+    }
+    if ((serial = PyObject_GetAttr(connection, s_transaction_serial)) == NULL
+            || (get_record = PyObject_GetAttr(writer, s_get_record)) == NULL)
+        goto error;
+    for (i = 0; i < PyList_GET_SIZE(roots); i++) {
+        if (PyList_Append(queue, PyList_GET_ITEM(roots, i)) < 0)
+            goto error;
+        while ((last = PyList_GET_SIZE(queue)) > 0) {
+            obj = Py_NewRef(PyList_GET_ITEM(queue, last - 1));
+            if (PyList_SetSlice(queue, last - 1, last, NULL) < 0)
+                goto error;
+            value = PyObject_GetAttr(obj, s_p_serial_name);
+            if (value == NULL)
+                goto error;
+            different = PyObject_RichCompareBool(value, serial, Py_NE);
+            Py_CLEAR(value);
+            if (different < 0)
+                goto error;
+            if (different) {
+                value = PyObject_CallMethodOneArg(connection, s_note_access,
+                                                  obj);
+                if (value == NULL)
+                    goto error;
+                Py_CLEAR(value);
+            }
+            if ((value = PyObject_GetAttr(obj, s_p_oid_name)) == NULL ||
+                    (record = PyObject_CallOneArg(get_record, obj)) == NULL)
+                goto error;
+            store_args[0] = value;
+            store_args[1] = record;
+            stored = PyObject_Vectorcall(store, store_args, 2, NULL);
+            if (stored == NULL)
+                goto error;
+            Py_DECREF(stored);
+            Py_CLEAR(value);
+            Py_CLEAR(record);
+            if (PyList_Append(written, obj) < 0)
+                goto error;
+            Py_CLEAR(obj);
+        }
+    }
+    Py_DECREF(queue);
+    Py_DECREF(serial);
+    Py_DECREF(get_record);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(queue);
+    Py_XDECREF(serial);
+    Py_XDECREF(get_record);
+    Py_XDECREF(obj);
+    Py_XDECREF(value);
+    Py_XDECREF(record);
+    return NULL;
+python:
+    if (py_write_found == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "durus._speedups not configured");
+        return NULL;
+    }
+    return PyObject_Vectorcall(py_write_found, args, nargs, NULL);
+}
+
+/* set_write_found(connection._py_write_found): the Python twin. */
+static PyObject *
+set_write_found(PyObject *module, PyObject *func)
+{
+    Py_XSETREF(py_write_found, Py_NewRef(func));
+    Py_RETURN_NONE;
+}

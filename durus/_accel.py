@@ -78,6 +78,8 @@ TWINS = (
          'durus.connection.Connection._bind_new_object', 'configure_loads'),
     Twin('rehook', 'durus.connection._py_rehook', 'durus.connection._rehook',
          None),
+    Twin('write_found', 'durus.connection._py_write_found',
+         'durus.connection._write_found', None),
     Twin('get_instance', 'durus.connection.Cache.get_instance',
          'durus.connection.Cache.get_instance', None),
     Twin('touched_since_last_call',
@@ -148,6 +150,7 @@ CONFIGURE = {
     'configure_snapshots': 'durus.load_snapshots',
     'configure_writer': 'durus.serialize',
     'configure_commit': 'durus.file_storage',
+    'set_write_found': 'durus.connection',
 }
 
 # The attributes the compiled module reads (or calls) by name on objects
@@ -171,7 +174,8 @@ ATTRIBUTES_READ_BY_C = {
         '_placeholder_origins', 'load_persistent_id', 'get_state',
         'loading_oid', '_classes', 'resolve_class'),
     'durus.serialize.ObjectWriter': (
-        'connection', 'dry_run', 'new_objects', 'objects_found'),
+        'connection', 'dry_run', 'new_objects', 'objects_found',
+        'get_record'),
     'pickle.Unpickler': ('memo', 'load'),
     'durus.file_storage.FileStorage': (
         'shelf', '_holes', '_next_number', 'invalid', 'allocated', 'pending',

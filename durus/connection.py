@@ -514,15 +514,8 @@ class Connection(ConnectionBase):
         written = []
         try:
             storage.begin()
-            store = storage.store
-            serial = self.transaction_serial
-            get_record = writer.get_record
-            for changed in list(self.changed.values()):
-                for obj in writer.gen_new_objects(changed):
-                    if obj._p_serial != serial:
-                        self.note_access(obj)
-                    store(obj._p_oid, get_record(obj))
-                    written.append(obj)
+            _write_found(self, writer, list(self.changed.values()),
+                         storage.store, written)
             storage.end(self._handle_invalidations)
         except BaseException:
             for obj in writer.new_objects:
@@ -563,6 +556,26 @@ def _py_rehook(connection, unhooked):
 
 # The same, or its compiled twin (durus/_accel.py).
 _rehook = _use_compiled('rehook', _py_rehook)
+
+
+def _py_write_found(connection, writer, roots, store, written):
+    """A commit's loop: write each of ``roots`` (the changed objects)
+    and every new object found while writing them, ``store(oid, record)``
+    each one, and list it in ``written``."""
+    serial = connection.transaction_serial
+    get_record = writer.get_record
+    for changed in roots:
+        for obj in writer.gen_new_objects(changed):
+            if obj._p_serial != serial:
+                connection.note_access(obj)
+            store(obj._p_oid, get_record(obj))
+            written.append(obj)
+
+
+# The same, or its compiled twin (durus/_accel.py).
+if _speedups is not None:
+    _speedups.set_write_found(_py_write_found)
+_write_found = _use_compiled('write_found', _py_write_found)
 
 
 class _OidRef(weakref.ref):

@@ -8,6 +8,7 @@ variants.
 """
 
 import os
+import re
 
 import pytest
 
@@ -217,3 +218,80 @@ def test_a_commit_through_the_compiled_steps_reads_back(tmp_path):
     assert [thing.value for thing in things[:6]] == [0, 1, 2, 3, 4, 'five']
     assert len({thing._p_oid for thing in things}) == 2000
     assert os.path.getsize(path) > 0
+
+
+class CountingConnection(Connection):
+    """Counts the objects the commit loop notes as accessed."""
+
+    def __init__(self, *args, **kwargs):
+        self.noted = []
+        Connection.__init__(self, *args, **kwargs)
+
+    def note_access(self, obj):
+        self.noted.append(obj._p_oid)
+        Connection.note_access(self, obj)
+
+
+def commit_with(write_found, monkeypatch, bad=False):
+    """A commit of new, changed and stale objects through ``write_found``:
+    what was stored, noted, and what the objects look like after."""
+    import durus.connection as connection_module
+    monkeypatch.setattr(connection_module, '_write_found', write_found)
+    storage = MemoryStorage()
+    connection = CountingConnection(storage)
+    root = connection.get_root()
+    root['a'] = Thing([Thing(n) for n in range(50)])
+    connection.commit()
+    old = root['a'].value[7]
+    old.value = 'changed'
+    connection.abort()
+    old.value = 'changed again'       # changed in this transaction
+    root['a'].value.append(Thing({'new': Thing()}))
+    root['a']._p_note_change()
+    if bad:
+        root['a'].value.append(Thing(lambda: 0))
+    try:
+        connection.commit()
+        error = None
+    except Exception as caught:
+        error = (type(caught), re.sub(r'0x[0-9a-f]+', '?', str(caught)))
+    last = root['a'].value[-1]
+    return (error, storage.records, connection.noted,
+            [type(obj).__name__ for obj in root['a'].value],
+            last._p_oid, last._p_status, len(connection.changed))
+
+
+@compiled
+@pytest.mark.parametrize('bad', [False, True])
+def test_write_found_twins_store_and_fail_alike(monkeypatch, bad):
+    fast, slow = twins('write_found')
+    got = commit_with(fast, monkeypatch, bad)
+    monkeypatch.undo()
+    expected = commit_with(slow, monkeypatch, bad)
+    assert got == expected
+    if bad:
+        assert got[0] is not None and got[4] is None   # unbound again
+    else:
+        assert got[0] is None and len(got[1]) == 54   # root, a, 50, 2 new
+
+
+@compiled
+def test_write_found_hands_other_writers_to_python():
+    from durus.serialize import ObjectWriter
+
+    class Writer(ObjectWriter):
+        def get_record(self, obj):
+            self.seen.append(obj)
+            return ObjectWriter.get_record(self, obj)
+
+    fast, _ = twins('write_found')
+    connection = Connection(MemoryStorage())
+    root = connection.get_root()
+    root['t'] = Thing(Thing())
+    writer = Writer(connection)
+    writer.seen = []
+    stored, written = [], []
+    fast(connection, writer, [root], lambda oid, record: stored.append(oid),
+         written)
+    assert writer.seen == written and len(written) == 3
+    assert stored == [obj._p_oid for obj in written]
