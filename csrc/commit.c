@@ -162,7 +162,8 @@ rehook_list(PyObject *connection, PyObject *unhooked)
         int status = 0, persistent = 0;
         if (triple == NULL && PyErr_Occurred())
             status = -1;
-        else if ((persistent = is_persistent_instance(obj)) < 0)
+        else if (!(persistent = is_persistent_instance(obj)) &&
+                 PyErr_Occurred())
             status = -1;
         else {
             if (persistent)

@@ -905,7 +905,7 @@ write_found(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         *obj = NULL, *value = NULL, *record = NULL, *stored;
     PyObject *store_args[2];
     Py_ssize_t i, last;
-    int different;
+    int different, persistent;
 
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError,
@@ -939,8 +939,14 @@ write_found(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             obj = Py_NewRef(PyList_GET_ITEM(queue, last - 1));
             if (PyList_SetSlice(queue, last - 1, last, NULL) < 0)
                 goto error;
-            value = PyObject_GetAttr(obj, s_p_serial_name);
-            if (value == NULL)
+            /* (the slots read directly, as the writer reads them; an
+               object that is not a persistent instance is asked) */
+            persistent = is_persistent_instance(obj);
+            if (!persistent && PyErr_Occurred())
+                goto error;
+            if (persistent && slot(obj, off_serial) != NULL)
+                value = Py_NewRef(slot(obj, off_serial));
+            else if ((value = PyObject_GetAttr(obj, s_p_serial_name)) == NULL)
                 goto error;
             different = PyObject_RichCompareBool(value, serial, Py_NE);
             Py_CLEAR(value);
@@ -953,8 +959,11 @@ write_found(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     goto error;
                 Py_CLEAR(value);
             }
-            if ((value = PyObject_GetAttr(obj, s_p_oid_name)) == NULL ||
-                    (record = PyObject_CallOneArg(get_record, obj)) == NULL)
+            if (persistent && slot(obj, off_oid) != NULL)
+                value = Py_NewRef(slot(obj, off_oid));
+            else if ((value = PyObject_GetAttr(obj, s_p_oid_name)) == NULL)
+                goto error;
+            if ((record = PyObject_CallOneArg(get_record, obj)) == NULL)
                 goto error;
             store_args[0] = value;
             store_args[1] = record;
