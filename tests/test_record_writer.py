@@ -363,3 +363,31 @@ def test_the_python_record_of_a_state_matches_a_plain_pickle():
     assert data.startswith(head)
     assert pickle.loads(data[len(head):]) == {'value': {'k': [1, 2]}}
     assert sys.getrefcount(thing) > 1
+
+
+@compiled
+def test_the_compiled_writer_keeps_no_references():
+    connection = Connection(MemoryStorage())
+    root = connection.get_root()
+    text = 'kept %d' % 1
+    data = b'\xff' + b'bytes %d' % 2
+    inner = [text, data, (text, 1.5)]
+    thing = Thing({'inner': inner, 'same': inner, 'ref': Thing()})
+    odd = OddState({3, 4})                       # handed back to Python
+    root['thing'], root['odd'] = thing, odd
+    connection.commit()
+    writer = ObjectWriter(connection)
+    watched = [text, data, inner, thing, thing._p_oid, Thing, odd]
+    get_record = _accel.in_use('get_record')
+    for _ in range(2):
+        # (the first calls fill the class caches: the first one also
+        # moves each object to the variant it is read through)
+        get_record(writer, thing)
+        get_record(writer, odd)
+    writer.ready_again()
+    before = [sys.getrefcount(value) for value in watched]
+    for _ in range(100):
+        get_record(writer, thing)
+        get_record(writer, odd)
+    writer.ready_again()
+    assert [sys.getrefcount(value) for value in watched] == before
