@@ -33,6 +33,8 @@
 #include "decode.c"
 #include "record_check.c"
 #include "btree.c"
+#include "record_writer.c"
+#include "commit.c"
 
 static Py_ssize_t
 member_offset(PyObject *cls, const char *name)
@@ -194,6 +196,16 @@ static PyMethodDef module_methods[] = {
      "Connect the load snapshots to durus.load_snapshots (called once)."},
     {"record_fine", record_fine, METH_O,
      "record_fine(record): True, False or None (durus.record_check)."},
+    {"configure_commit", configure_commit, METH_VARARGS,
+     "Compiled FileStorage.new_oid and store (called once by file_storage)."},
+    {"rehook", (PyCFunction)(void (*)(void))rehook, METH_FASTCALL,
+     "durus.connection._py_rehook: watch a transaction's objects again."},
+    {"write_found", (PyCFunction)(void (*)(void))write_found, METH_FASTCALL,
+     "durus.connection._py_write_found: a commit's store loop."},
+    {"set_write_found", set_write_found, METH_O,
+     "Give the commit loop's Python twin (called once by connection)."},
+    {"configure_writer", configure_writer, METH_VARARGS,
+     "Connect the record writer to durus.serialize (called once by it)."},
     {"memo_bomb", memo_bomb_c, METH_O,
      "durus.memo_guard.memo_bomb: an absurd memo index the pickle names."},
     {NULL, NULL, 0, NULL}
@@ -275,6 +287,21 @@ PyInit__speedups(void)
     INTERN(s_load_snapshots, "load_snapshots");   /* snapshot.c */
     INTERN(s_getstate, "__getstate__");
     INTERN(s_minimum_degree, "minimum_degree");
+    INTERN(s_dry_run, "dry_run");               /* record_writer.c */
+    INTERN(s_new_objects, "new_objects");
+    INTERN(s_objects_found, "objects_found");
+    INTERN(s_write_compressed, "WRITE_COMPRESSED_STATE_PICKLES");
+    INTERN(s_compress_min_size, "COMPRESS_MIN_SIZE");
+    INTERN(s_compression_level, "COMPRESSION_LEVEL");
+    INTERN(s_get_record, "get_record");
+    INTERN(s_p_serial_name, "_p_serial");
+    INTERN(s_p_oid_name, "_p_oid");
+    INTERN(s_holes, "_holes");                  /* commit.c */
+    INTERN(s_next_number, "_next_number");
+    INTERN(s_invalid, "invalid");
+    INTERN(s_allocated, "allocated");
+    INTERN(s_pending, "pending");
+    INTERN(s_readonly, "readonly");
     empty_tuple = PyTuple_New(0);
     saved_value = PyLong_FromLong(SAVED);
     ghost_value = PyLong_FromLong(GHOST);

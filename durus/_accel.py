@@ -76,6 +76,10 @@ TWINS = (
          'durus.connection.Connection.load_state', 'configure_loads'),
     Twin('bind_new_object', 'durus.connection.Connection._bind_new_object',
          'durus.connection.Connection._bind_new_object', 'configure_loads'),
+    Twin('rehook', 'durus.connection._py_rehook', 'durus.connection._rehook',
+         None),
+    Twin('write_found', 'durus.connection._py_write_found',
+         'durus.connection._write_found', None),
     Twin('get_instance', 'durus.connection.Cache.get_instance',
          'durus.connection.Cache.get_instance', None),
     Twin('touched_since_last_call',
@@ -92,6 +96,10 @@ TWINS = (
     Twin('PersistentIdWriter', 'durus.serialize._py_persistent_id_for',
          'durus.serialize._persistent_id_for', None),
     Twin('Feed', 'durus.serialize._PyFeed', 'durus.serialize._Feed', None),
+    # (a commit's record of one object: the state written without the
+    # pickler for the usual value types, anything else handed back)
+    Twin('get_record', 'durus.serialize.ObjectWriter.get_record',
+         'durus.serialize.ObjectWriter.get_record', 'configure_writer'),
     # (inside the compiled get_state: state pickles of the common opcodes
     # walked directly, the rest left to the Python method)
     Twin('decode_state', 'durus.serialize.ObjectReader._load_state_pickle',
@@ -101,6 +109,11 @@ TWINS = (
     # durus.record, durus.shelf: the record layout, the packed offset map
     Twin('record_data', 'durus.record.record_data', None, None),
     Twin('class_pickle_end', 'durus.record.class_pickle_end', None, None),
+    # durus.file_storage: a commit's new oids and staged records
+    Twin('storage_new_oid', 'durus.file_storage.FileStorage.new_oid',
+         'durus.file_storage.FileStorage.new_oid', 'configure_commit'),
+    Twin('storage_store', 'durus.file_storage.FileStorage.store',
+         'durus.file_storage.FileStorage.store', 'configure_commit'),
     Twin('shelf_load_number', 'durus.shelf.Shelf.load_number',
          'durus.file_storage._load_number', None),
     # durus.record_check: the deep check of the last transaction at open
@@ -135,6 +148,9 @@ CONFIGURE = {
     'set_file_storage_type': 'durus.file_storage',
     'btree_methods': 'durus.btree',
     'configure_snapshots': 'durus.load_snapshots',
+    'configure_writer': 'durus.serialize',
+    'configure_commit': 'durus.file_storage',
+    'set_write_found': 'durus.connection',
 }
 
 # The attributes the compiled module reads (or calls) by name on objects
@@ -157,13 +173,18 @@ ATTRIBUTES_READ_BY_C = {
         'connection', 'load_count', '_record_classes', '_shared', '_feed',
         '_placeholder_origins', 'load_persistent_id', 'get_state',
         'loading_oid', '_classes', 'resolve_class'),
+    'durus.serialize.ObjectWriter': (
+        'connection', 'dry_run', 'new_objects', 'objects_found',
+        'get_record'),
     'pickle.Unpickler': ('memo', 'load'),
-    'durus.file_storage.FileStorage': ('shelf',),
+    'durus.file_storage.FileStorage': (
+        'shelf', '_holes', '_next_number', 'invalid', 'allocated', 'pending',
+        'file'),
     'durus.shelf.Shelf': ('index', 'file', 'map', '_unindexed',
                           'load_number'),
     'durus.oid_index.OidIndex': ('dense', 'overflow'),
     'durus.shelf.OffsetMap': ('count', 'word_size', '_words_start', 'start'),
-    'durus.file.File': ('_map', '_mapped'),
+    'durus.file.File': ('_map', '_mapped', 'readonly'),
     'durus.btree.BTree': ('root', '_grow_root'),
     'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
                           'split_child', '_p_note_change'),
@@ -172,7 +193,11 @@ ATTRIBUTES_READ_BY_C = {
 # Strings module.c interns that are not attribute names: methods called
 # on a list-like, and the encoding name _codecs.encode is asked for; and
 # the copy() of an unpickler memo given to decode_state (for the tests).
-OTHER_NAMES_IN_C = ('append', 'insert', 'latin1', 'copy')
+# The compression settings of durus.serialize, read by the compiled
+# get_record from the module's globals at each call.
+OTHER_NAMES_IN_C = ('append', 'insert', 'latin1', 'copy',
+                    'WRITE_COMPRESSED_STATE_PICKLES', 'COMPRESS_MIN_SIZE',
+                    'COMPRESSION_LEVEL')
 
 _in_use = {}
 

@@ -401,16 +401,7 @@ class Connection(ConnectionBase):
         unhooked = self._unhooked
         if unhooked:
             self._unhooked = []
-            variants = _variants
-            for obj in unhooked:
-                # refresh_hooks, inlined: a bound object has not been
-                # accessed in the new transaction, so it is watched.
-                triple = variants.get(type(obj))
-                if (triple is None or
-                        _raw_get(obj, '_p_connection') is not self):
-                    refresh_hooks(obj)
-                elif type(obj) is not triple[1]:
-                    _set_type(obj, triple[1])
+            _rehook(self, unhooked)
 
     def _sync(self):
         # Conflicting objects were left as they were when the conflict was
@@ -523,15 +514,8 @@ class Connection(ConnectionBase):
         written = []
         try:
             storage.begin()
-            store = storage.store
-            serial = self.transaction_serial
-            get_record = writer.get_record
-            for changed in list(self.changed.values()):
-                for obj in writer.gen_new_objects(changed):
-                    if obj._p_serial != serial:
-                        self.note_access(obj)
-                    store(obj._p_oid, get_record(obj))
-                    written.append(obj)
+            _write_found(self, writer, list(self.changed.values()),
+                         storage.store, written)
             storage.end(self._handle_invalidations)
         except BaseException:
             for obj in writer.new_objects:
@@ -553,6 +537,45 @@ class Connection(ConnectionBase):
     def pack(self):
         self.abort()
         self.storage.pack()
+
+
+def _py_rehook(connection, unhooked):
+    """At the end of a transaction: the objects it bound or changed get
+    the hook variant that watches them again."""
+    variants = _variants
+    for obj in unhooked:
+        # refresh_hooks, inlined: a bound object has not been accessed in
+        # the new transaction, so it is watched.
+        triple = variants.get(type(obj))
+        if (triple is None or
+                _raw_get(obj, '_p_connection') is not connection):
+            refresh_hooks(obj)
+        elif type(obj) is not triple[1]:
+            _set_type(obj, triple[1])
+
+
+# The same, or its compiled twin (durus/_accel.py).
+_rehook = _use_compiled('rehook', _py_rehook)
+
+
+def _py_write_found(connection, writer, roots, store, written):
+    """A commit's loop: write each of ``roots`` (the changed objects)
+    and every new object found while writing them, ``store(oid, record)``
+    each one, and list it in ``written``."""
+    serial = connection.transaction_serial
+    get_record = writer.get_record
+    for changed in roots:
+        for obj in writer.gen_new_objects(changed):
+            if obj._p_serial != serial:
+                connection.note_access(obj)
+            store(obj._p_oid, get_record(obj))
+            written.append(obj)
+
+
+# The same, or its compiled twin (durus/_accel.py).
+if _speedups is not None:
+    _speedups.set_write_found(_py_write_found)
+_write_found = _use_compiled('write_found', _py_write_found)
 
 
 class _OidRef(weakref.ref):

@@ -305,6 +305,17 @@ if _speedups is not None:
     # Connection.load_state reads records of exactly this class directly.
     _speedups.set_file_storage_type(FileStorage)
 
+# FileStorage.new_oid and store, or their compiled twins (durus/_accel.py).
+_compiled = (None, None)
+if _speedups is not None:
+    _compiled = _speedups.configure_commit(FileStorage, FileStorage.new_oid,
+                                           FileStorage.store)
+FileStorage.new_oid = _use_compiled('storage_new_oid', FileStorage.new_oid,
+                                    _compiled[0])
+FileStorage.store = _use_compiled('storage_store', FileStorage.store,
+                                  _compiled[1])
+del _compiled
+
 
 # Names Durus 4.3 also offered from this module (it imported them for
 # its own use), for code that imports them from here.

@@ -221,6 +221,11 @@ class ObjectWriter(object):
         entry = _class_entries.get(type(obj))
         if entry is None:
             entry = _class_entry(type(obj))
+        return self._record_of_state(obj, entry, obj.__getstate__())
+
+    def _record_of_state(self, obj, entry, state):
+        # get_record's second half: also where the compiled twin sends a
+        # state it does not write itself.
         sio = self.sio
         sio.seek(0)
         sio.truncate()
@@ -231,7 +236,7 @@ class ObjectWriter(object):
         refs = self._refs
         if refs:
             refs.clear()  # left by a state that failed to pickle
-        pickler.dump(obj.__getstate__())
+        pickler.dump(state)
         state = sio.getvalue()
         if (WRITE_COMPRESSED_STATE_PICKLES and
                 len(state) >= COMPRESS_MIN_SIZE):
@@ -271,7 +276,10 @@ _persistent_id_for = _use_compiled(
     _compiled_persistent_id_for if _speedups is not None else None)
 
 
-# class or hook variant -> (class, class pickle, pickler memo after it)
+# class or hook variant -> (class, class pickle, pickler memo after it,
+# the class's GLOBAL opcode or None); the last for the compiled
+# get_record, which writes only class pickles of the plain form
+# PROTO 2, GLOBAL, BINPUT 0, STOP (one memo entry: the class).
 _class_entries = {}
 
 
@@ -280,12 +288,37 @@ def _class_entry(cls):
     sio = BytesIO()
     pickler = Pickler(sio, PICKLE_PROTOCOL)
     pickler.dump(real)
+    head = sio.getvalue()
     # The memo proxy keeps the pickler: assigning it copies its memo.
-    entry = (real, sio.getvalue(), pickler.memo)
+    entry = (real, head, pickler.memo, _plain_global(head))
     _class_entries[cls] = entry
     if real is not cls:
         _class_entries[real] = entry
     return entry
+
+
+def _plain_global(class_pickle):
+    """The GLOBAL opcode of a class pickle of the plain form, else None."""
+    if (class_pickle[:3] == b'\x80\x02c' and class_pickle[-3:] == b'q\x00.'
+            and class_pickle.count(b'\n') == 2
+            and class_pickle[-4:-3] == b'\n'):
+        return class_pickle[2:-3]
+    return None
+
+
+def _compiled_get_record_method():
+    from pickle import dumps
+    return _speedups.configure_writer(
+        ObjectWriter, ObjectWriter.get_record, ObjectWriter._record_of_state,
+        _class_entries, _class_entry, globals(), _compress, _codecs.encode,
+        _plain_global(dumps(_codecs.encode, PICKLE_PROTOCOL)) or b'',
+        copyreg._extension_registry)
+
+
+# ObjectWriter.get_record, or its compiled twin (durus/_accel.py).
+ObjectWriter.get_record = _use_compiled(
+    'get_record', ObjectWriter.get_record,
+    _compiled_get_record_method() if _speedups is not None else None)
 
 
 class _RecordUnpickler(Unpickler):

@@ -137,6 +137,7 @@ def live_objects(tmp_path):
         'durus.connection.ReferenceContainer': cache.recent_objects,
         'durus.connection._OidRef': oid_ref,
         'durus.serialize.ObjectReader': connection.reader,
+        'durus.serialize.ObjectWriter': serialize.ObjectWriter(connection),
         'pickle.Unpickler': unpickler,
         'durus.file_storage.FileStorage': storage,
         'durus.shelf.Shelf': shelf,
