@@ -14,6 +14,13 @@
    the same order.  A split, a new root and a changed node's
    _p_note_change() are Python calls, as in the pure code.
 
+   Lookups of exact int and str keys (the common case) first take a
+   walk with borrowed references that runs no Python code at all (plain
+   nodes, lists of exact tuples, int's or str's own comparisons) and
+   fetches each node's tuples into the cache together before bisecting;
+   anything else hands the walk to the general code at the node where it
+   stopped, before anything Python could see has happened there.
+
    Part of durus._speedups (included by csrc/module.c). */
 
 static PyObject *bt_items_descr, *bt_nodes_descr, *bt_root_descr;
@@ -79,13 +86,32 @@ bt_read(PyObject *obj, PyObject *name, Py_ssize_t offset, PyObject *descr)
     return PyObject_GetAttr(obj, name);
 }
 
+/* The last tree type found to read `root` the standard way, and its
+   version tag (as bt_plain_type). */
+static PyTypeObject *bt_root_type;
+static unsigned int bt_root_tag;
+
+static int
+bt_check_plain_root(PyTypeObject *tp)
+{
+    if (tp->tp_getattro != PyObject_GenericGetAttr ||
+            _PyType_Lookup(tp, s_root) != bt_root_descr)
+        return 0;
+    if (PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) &&
+            tp->tp_version_tag != 0) {
+        bt_root_type = tp;
+        bt_root_tag = tp->tp_version_tag;
+    }
+    return 1;
+}
+
 /* tree.root (new reference). */
 static inline PyObject *
 bt_read_root(PyObject *tree)
 {
     PyTypeObject *tp = Py_TYPE(tree);
-    if (tp->tp_getattro == PyObject_GenericGetAttr &&
-            _PyType_Lookup(tp, s_root) == bt_root_descr) {
+    if ((tp == bt_root_type && tp->tp_version_tag == bt_root_tag &&
+            bt_root_tag != 0) || bt_check_plain_root(tp)) {
         PyObject *value = SLOT(tree, bt_off_root);
         if (value != NULL)
             return Py_NewRef(value);
@@ -149,46 +175,128 @@ bt_less(PyObject *a, PyObject *b)
     return PyObject_RichCompareBool(a, b, Py_LT);
 }
 
+/* The keys compared without running Python code: exact ints with exact
+   ints, exact strs with exact strs (int's and str's own comparisons,
+   which are C and cannot fail for these).  Anything else, subclasses
+   and bools included, is BT_OTHER. */
+enum { BT_OTHER, BT_INT, BT_STR };
+
+static inline int
+bt_kind(PyObject *key)
+{
+    if (PyLong_CheckExact(key))
+        return BT_INT;
+    if (PyUnicode_CheckExact(key))
+        return BT_STR;
+    return BT_OTHER;
+}
+
+/* a < b for a and b of one kind: 1, 0 (or -1, which int's and str's
+   comparisons never give). */
+static inline int
+bt_kind_less(int kind, PyObject *a, PyObject *b)
+{
+    if (kind == BT_INT && BT_SMALL(a) && BT_SMALL(b))
+        return BT_VALUE(a) < BT_VALUE(b);
+    return PyObject_RichCompareBool(a, b, Py_LT);
+}
+
+/* a == b for a and b of one kind (the identity shortcut of
+   PyObject_RichCompareBool is what int and str answer anyway). */
+static inline int
+bt_kind_equal(int kind, PyObject *a, PyObject *b)
+{
+    if (kind == BT_INT && BT_SMALL(a) && BT_SMALL(b))
+        return BT_VALUE(a) == BT_VALUE(b);
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+/* item[0] (borrowed) when item is an exact tuple whose first element is
+   of the exact type `type`, else NULL. */
+static inline PyObject *
+bt_kind_key(PyObject *item, PyTypeObject *type)
+{
+    PyObject *k;
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 1)
+        return NULL;
+    k = PyTuple_GET_ITEM(item, 0);
+    return Py_IS_TYPE(k, type) ? k : NULL;
+}
+
+/* Nodes of at most this many items have all their tuples fetched before
+   the bisection: a lookup in a large tree waits on memory rather than on
+   instructions (each probe reads a tuple, then its key, from scattered
+   places), and fetching a node's tuples together overlaps those waits
+   instead of taking them one after another.  BNode16 holds up to 31. */
+#define BT_FETCH_ALL 64
+
+static inline void
+bt_fetch(PyObject *const *slots, Py_ssize_t n)
+{
+#ifdef __GNUC__
+    Py_ssize_t i;
+    for (i = 0; i < n; i++)
+        __builtin_prefetch(slots[i]);
+#endif
+}
+
+/* bisect_left(slots[:n], key, key=itemgetter(0)) for a key of `kind`
+   (not BT_OTHER), comparing in place with no reference taken, as no
+   Python code runs meanwhile.  The position; -2 at the first probed item
+   that is not an exact tuple holding a key of the key's exact type (the
+   caller then bisects the general way, from the start: nothing seen by
+   Python has happened); -1 with an error. */
+static Py_ssize_t
+bt_bisect_kind(PyObject *const *slots, Py_ssize_t n, PyObject *key,
+               int kind)
+{
+    PyTypeObject *type = Py_TYPE(key);
+    Py_ssize_t lo = 0, hi = n, mid;
+    PyObject *k;
+    int less;
+
+    if (n <= BT_FETCH_ALL)
+        bt_fetch(slots, n);
+    while (lo < hi) {
+        mid = ((size_t)lo + hi) / 2;
+#ifdef __GNUC__
+        if (n > BT_FETCH_ALL) {
+            /* Large nodes: the next probe on either side. */
+            if (lo < mid)
+                __builtin_prefetch(slots[((size_t)lo + mid) / 2]);
+            if (mid + 1 < hi)
+                __builtin_prefetch(slots[((size_t)mid + 1 + hi) / 2]);
+        }
+#endif
+        k = bt_kind_key(slots[mid], type);
+        if (k == NULL)
+            return -2;
+        less = bt_kind_less(kind, k, key);
+        if (less < 0)
+            return -1;
+        if (less)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* bisect_left(items, key, key=itemgetter(0)): the position, or -1. */
 static Py_ssize_t
 bt_bisect(PyObject *items, PyObject *key)
 {
     Py_ssize_t lo = 0, hi = bt_len(items), mid;
     PyObject *item, *item_key;
-    int less;
+    int less, kind;
 
     if (hi < 0)
         return -1;
-    if (PyList_CheckExact(items) && PyLong_CheckExact(key) && BT_SMALL(key)) {
-        /* Small int keys in (int, value) tuples: compared in place, with no
-           reference taken, as no Python code can run meanwhile.  The first
-           item of another kind leaves the rest to the general loop. */
-        long wanted = BT_VALUE(key);
-        PyObject **slots = ((PyListObject *)items)->ob_item;
-        while (lo < hi) {
-            PyObject *k;
-            mid = ((size_t)lo + hi) / 2;
-            item = slots[mid];
-            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 1)
-                break;
-            k = PyTuple_GET_ITEM(item, 0);
-            if (!PyLong_CheckExact(k) || !BT_SMALL(k))
-                break;
-            if (BT_VALUE(k) < wanted) {
-#ifdef __GNUC__
-                if (mid + 1 < hi)
-                    __builtin_prefetch(slots[((size_t)mid + 1 + hi) / 2]);
-#endif
-                lo = mid + 1;
-            }
-            else {
-#ifdef __GNUC__
-                if (lo < mid)
-                    __builtin_prefetch(slots[((size_t)lo + mid) / 2]);
-#endif
-                hi = mid;
-            }
-        }
+    if (PyList_CheckExact(items) && (kind = bt_kind(key)) != BT_OTHER) {
+        Py_ssize_t at = bt_bisect_kind(((PyListObject *)items)->ob_item,
+                                       hi, key, kind);
+        if (at != -2)
+            return at;
     }
     while (lo < hi) {
         mid = ((size_t)lo + hi) / 2;
@@ -302,6 +410,64 @@ error:
     return -1;
 }
 
+/* The lookup walk of an exact int or str key (kind) from root, with
+   borrowed references: it runs no Python code, so nothing can change
+   under it.  It takes plain nodes (bt_is_plain) whose `items` is a list
+   of exact tuples holding keys of the key's type and whose `nodes` is
+   None or a list.  1 with *found (the item, borrowed, of 2 or more
+   elements), 0 when the key is absent, -1 with an error, or 2 with
+   *resume (borrowed): the node where the general walk must take over,
+   which nothing has read yet in a way Python could see. */
+static int
+bt_search_kind(PyObject *root, PyObject *key, int kind, PyObject **found,
+               PyObject **resume)
+{
+    PyObject *node = root, *items, *nodes, **slots;
+    Py_ssize_t i, n;
+
+    while (1) {
+        if (!bt_is_plain(Py_TYPE(node)))
+            break;
+        items = SLOT(node, bt_off_items);
+        nodes = SLOT(node, bt_off_nodes);
+        if (items == NULL || nodes == NULL || !PyList_CheckExact(items))
+            break;
+#ifdef __GNUC__
+        __builtin_prefetch(nodes);      /* read after the bisection */
+#endif
+        n = PyList_GET_SIZE(items);
+        slots = ((PyListObject *)items)->ob_item;
+        i = bt_bisect_kind(slots, n, key, kind);
+        if (i == -2)
+            break;
+        if (i < 0)
+            return -1;
+        if (i < n) {
+            PyObject *item = slots[i];
+            PyObject *k = bt_kind_key(item, Py_TYPE(key));
+            int equal;
+            if (k == NULL)
+                break;
+            equal = bt_kind_equal(kind, k, key);
+            if (equal < 0)
+                return -1;
+            if (equal) {
+                if (PyTuple_GET_SIZE(item) < 2)
+                    break;
+                *found = item;
+                return 1;
+            }
+        }
+        if (nodes == Py_None)
+            return 0;
+        if (!PyList_CheckExact(nodes) || i >= PyList_GET_SIZE(nodes))
+            break;
+        node = PyList_GET_ITEM(nodes, i);
+    }
+    *resume = node;
+    return 2;
+}
+
 /* item[1] of a found item (new reference). */
 static PyObject *
 bt_second(PyObject *item)
@@ -315,12 +481,27 @@ static PyObject *
 bt_lookup(PyObject *self, PyObject *key, PyObject *missing)
 {
     PyObject *root = bt_read_root(self);
-    PyObject *found = NULL, *value;
-    int match;
+    PyObject *found = NULL, *value, *resume;
+    int match, kind;
 
     if (root == NULL)
         return NULL;
-    match = bt_search(root, key, &found);
+    kind = bt_kind(key);
+    if (kind != BT_OTHER) {
+        match = bt_search_kind(root, key, kind, &found, &resume);
+        if (match == 1) {
+            /* found is borrowed: nothing has run since it was read. */
+            value = Py_NewRef(PyTuple_GET_ITEM(found, 1));
+            Py_DECREF(root);
+            return value;
+        }
+        if (match == 2) {
+            Py_SETREF(root, Py_NewRef(resume));
+            match = bt_search(root, key, &found);
+        }
+    }
+    else
+        match = bt_search(root, key, &found);
     Py_DECREF(root);
     if (match < 0)
         return NULL;
