@@ -134,6 +134,7 @@ CONFIGURE = {
     'set_access_note': 'durus.connection',
     'set_file_storage_type': 'durus.file_storage',
     'btree_methods': 'durus.btree',
+    'btree_slots': 'durus.btree',
     'configure_snapshots': 'durus.load_snapshots',
 }
 
@@ -164,7 +165,8 @@ ATTRIBUTES_READ_BY_C = {
     'durus.oid_index.OidIndex': ('dense', 'overflow'),
     'durus.shelf.OffsetMap': ('count', 'word_size', '_words_start', 'start'),
     'durus.file.File': ('_map', '_mapped'),
-    'durus.btree.BTree': ('root', '_grow_root'),
+    'durus.btree.BTree': ('root', '_grow_root', '__getitem__',
+                          '__setitem__', '__delitem__'),
     'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
                           'split_child', '_p_note_change'),
 }

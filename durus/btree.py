@@ -711,3 +711,8 @@ BTree.__getitem__ = _use_compiled('btree_getitem', _py_getitem, _compiled[1])
 BTree.add = BTree.__setitem__ = _use_compiled('btree_add', _py_add,
                                               _compiled[2])
 del _compiled
+if _speedups is not None:
+    # tree[key] and tree[key] = value straight into the compiled walk,
+    # without CPython's per-subscript lookup of the method (only while
+    # BTree's __getitem__ / __setitem__ are the compiled ones).
+    _speedups.btree_slots(BTree)
