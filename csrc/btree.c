@@ -883,20 +883,146 @@ error:
     return -1;
 }
 
+/* Can obj be, or become, part of a reference cycle?  CPython's own rule
+   for the elements of a tuple: a container that is not tracked now (an
+   empty dict) may be later; only an untracked tuple stays so. */
+static inline int
+bt_may_be_tracked(PyObject *obj)
+{
+    if (!PyObject_IS_GC(obj))
+        return 0;
+    if (PyTuple_CheckExact(obj))
+        return PyObject_GC_IsTracked(obj);
+    return 1;
+}
+
+/* Untrack a new (key, value) tuple that can never be part of a cycle
+   (ints, strs and the like), as the collector does to such a tuple at
+   its first pass over it: inserts then leave it nothing to do there. */
+static inline void
+bt_untrack_atomic(PyObject *item, PyObject *key, PyObject *value)
+{
+    if (!bt_may_be_tracked(key) && !bt_may_be_tracked(value))
+        PyObject_GC_UnTrack(item);
+}
+
+/* node._p_note_change() if node is not UNSAVED, then items[i] = item
+   (replace) or items.insert(i, item), as BTree.add ends: 0 or -1. */
+static int
+bt_store(PyObject *node, PyObject *items, Py_ssize_t i, PyObject *key,
+         PyObject *value, int replace)
+{
+    PyObject *item = NULL;
+    int status = -1;
+
+    /* _p_note_change may run Python code: hold what is used after it. */
+    Py_INCREF(node);
+    Py_INCREF(items);
+    if (bt_note_change(node) < 0)
+        goto done;
+    item = PyTuple_Pack(2, key, value);
+    if (item == NULL)
+        goto done;
+    bt_untrack_atomic(item, key, value);
+    status = replace ? bt_set_index(items, i, item)
+        : bt_insert_at(items, i, item);
+done:
+    Py_XDECREF(item);
+    Py_DECREF(items);
+    Py_DECREF(node);
+    return status;
+}
+
+/* The insert walk of an exact int or str key (kind) from node (not full),
+   with borrowed references, as bt_search_kind: through plain nodes whose
+   child on the way is plain and not full, down to the node that gets the
+   item.  0 when stored, -1 with an error, or 2 with *resume (borrowed):
+   the node from which the general walk (bt_insert) must take over, which
+   nothing has read yet in a way Python could see (a split, a child of
+   another kind, an odd item are all left to it). */
+static int
+bt_insert_kind(PyObject *node, PyObject *key, PyObject *value, int kind,
+               PyObject **resume)
+{
+    PyObject *items, *nodes, **slots, *child, *child_items;
+    Py_ssize_t i, n;
+
+    while (1) {
+        if (!bt_is_plain(Py_TYPE(node)))
+            break;
+        items = SLOT(node, bt_off_items);
+        nodes = SLOT(node, bt_off_nodes);
+        if (items == NULL || nodes == NULL || !PyList_CheckExact(items))
+            break;
+        n = PyList_GET_SIZE(items);
+        slots = ((PyListObject *)items)->ob_item;
+        i = bt_bisect_kind(slots, n, key, kind);
+        if (i == -2)
+            break;
+        if (i < 0)
+            return -1;
+        if (i < n) {
+            PyObject *k = bt_kind_key(slots[i], Py_TYPE(key));
+            int equal;
+            if (k == NULL)
+                break;
+            equal = bt_kind_equal(kind, k, key);
+            if (equal < 0)
+                return -1;
+            if (equal)
+                return bt_store(node, items, i, key, value, 1);
+        }
+        if (nodes == Py_None)
+            return bt_store(node, items, i, key, value, 0);
+        if (!PyList_CheckExact(nodes) || i >= PyList_GET_SIZE(nodes))
+            break;
+        child = PyList_GET_ITEM(nodes, i);
+        /* len(child.items) == child.max_items, read without side effects
+           only for a plain child of the remembered node type. */
+        if (!bt_is_plain(Py_TYPE(child)) || Py_TYPE(child) != bt_plain_type
+                || bt_plain_max < 0)
+            break;
+        child_items = SLOT(child, bt_off_items);
+        if (child_items == NULL || !PyList_CheckExact(child_items) ||
+                PyList_GET_SIZE(child_items) == bt_plain_max)
+            break;
+        node = child;
+    }
+    *resume = node;
+    return 2;
+}
+
 /* The walk of BTree.add(self, key, value): 0, or -1 with an error. */
 static int
 bt_add_item(PyObject *self, PyObject *key, PyObject *value)
 {
     PyObject *root = bt_read_root(self);
-    int full;
+    int full, kind;
 
     if (root == NULL)
         return -1;
     full = bt_is_full(root);
     if (full > 0)
         Py_SETREF(root, PyObject_CallMethodOneArg(self, s_grow_root, root));
-    if (full < 0 || root == NULL || bt_insert(root, key, value) < 0) {
+    if (full < 0 || root == NULL) {
         Py_XDECREF(root);
+        return -1;
+    }
+    kind = bt_kind(key);
+    if (kind != BT_OTHER) {
+        PyObject *resume = NULL;
+        int done = bt_insert_kind(root, key, value, kind, &resume);
+        if (done != 2) {
+            Py_DECREF(root);
+            return done;
+        }
+        /* resume is alive through root, which this holds. */
+        done = bt_insert(resume, key, value);
+        Py_DECREF(root);
+        return done;
+    }
+    if (bt_insert(root, key, value) < 0) {
+        Py_DECREF(root);
         return -1;
     }
     Py_DECREF(root);

@@ -551,3 +551,25 @@ def test_subclasses_keep_their_own_subscripts():
         plain[3]
     with pytest.raises(KeyError):
         del plain[3]
+
+
+def test_items_that_can_hold_a_cycle_stay_collectable():
+    # The compiled add untracks (key, value) tuples of atomic values early,
+    # as the collector would; a value that may later hold a cycle (a dict,
+    # empty and untracked when stored) must keep its item tracked.
+    import weakref
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        tree = BTree(BNode)
+        methods['add'](tree, 1, 'one')
+        value = {}
+        methods['add'](tree, 2, value)
+        value['tree'] = tree            # tree -> node -> item -> dict -> tree
+        gone = weakref.ref(tree)
+        assert gc.is_tracked(tree.root.items[-1])
+        del tree, value
+        gc.collect()
+        assert gone() is None
+    tree = BTree(BNode)
+    tree.add(1, 'one')
+    tree.add(2, (3, 4))
+    assert not gc.is_tracked(tree.root.items[0])
