@@ -26,10 +26,12 @@
 static PyObject *bt_items_descr, *bt_nodes_descr, *bt_root_descr;
 static Py_ssize_t bt_off_items = -1, bt_off_nodes = -1, bt_off_root = -1;
 static PyObject *bt_py_get, *bt_py_getitem, *bt_py_add, *bt_py_split;
-static PyObject *bt_d_getitem, *bt_d_add;  /* the compiled descriptors */
+static PyObject *bt_py_contains;
+static PyObject *bt_d_get, *bt_d_getitem, *bt_d_add, *bt_d_contains;
+static PyObject *bt_missing;    /* a default no caller can pass */
 static PyObject *s_items, *s_nodes, *s_root, *s_max_items, *s_split_child,
     *s_p_note_change, *s_grow_root, *s_minimum_degree, *s_getitem,
-    *s_setitem, *s_delitem;
+    *s_setitem, *s_delitem, *s_contains, *s_get;
 
 /* The last node type found to read `items`, `nodes` and `max_items` the
    standard way, and its version tag (which changes when the type or one
@@ -581,6 +583,21 @@ bt_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     return bt_lookup(self, args[0], nargs == 2 ? args[1] : Py_None);
 }
 
+/* BTree.__contains__(self, key): self.get(key, missing) is not missing,
+   the compiled walk when type(self).get is the compiled get. */
+static PyObject *
+bt_contains(PyObject *self, PyObject *key)
+{
+    PyObject *found;
+    if (_PyType_Lookup(Py_TYPE(self), s_get) != bt_d_get)
+        return PyObject_CallFunctionObjArgs(bt_py_contains, self, key, NULL);
+    found = bt_lookup(self, key, bt_missing);
+    if (found == NULL)
+        return NULL;
+    Py_DECREF(found);
+    return PyBool_FromLong(found != bt_missing);
+}
+
 /* node._p_status != UNSAVED, as Python compares it: 1, 0 or -1. */
 static int
 bt_not_unsaved(PyObject *node)
@@ -1048,6 +1065,9 @@ static PyMethodDef bt_get_def = {
     "get", (PyCFunction)(void (*)(void))bt_get,
     METH_FASTCALL | METH_KEYWORDS,
     "The value of key, or default (compiled walk)."};
+static PyMethodDef bt_contains_def = {
+    "__contains__", (PyCFunction)bt_contains, METH_O,
+    "Whether key is in the tree (compiled walk)."};
 static PyMethodDef bt_add_def = {
     "add", (PyCFunction)(void (*)(void))bt_add,
     METH_FASTCALL | METH_KEYWORDS,
@@ -1067,19 +1087,23 @@ bt_slot(PyObject *cls, PyObject *name, PyObject **descr)
     return ((PyMemberDescrObject *)found)->d_member->offset;
 }
 
-/* btree_methods(BTree, BNode, get, getitem, add, split_child) -> (get,
-   __getitem__, add) method descriptors of BTree; the functions are the
-   Python twins (BNode.split_child: the one done in C when a node's class
-   has not replaced it). */
+/* btree_methods(BTree, BNode, get, getitem, add, split_child, contains)
+   -> (get, __getitem__, add, __contains__) method descriptors of BTree;
+   the functions are the Python twins (BNode.split_child: the one done in
+   C when a node's class has not replaced it). */
 static PyObject *
 btree_methods(PyObject *module, PyObject *args)
 {
-    PyObject *tree, *node, *get, *getitem, *add, *split, *d_get, *d_getitem,
-        *d_add;
+    PyObject *tree, *node, *get, *getitem, *add, *split, *contains, *d_get,
+        *d_getitem, *d_add, *d_contains;
 
-    if (!PyArg_ParseTuple(args, "O!O!OOOO:btree_methods", &PyType_Type,
+    if (!PyArg_ParseTuple(args, "O!O!OOOOO:btree_methods", &PyType_Type,
                           &tree, &PyType_Type, &node, &get, &getitem, &add,
-                          &split))
+                          &split, &contains))
+        return NULL;
+    if (bt_missing == NULL &&
+            (bt_missing = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type))
+            == NULL)
         return NULL;
     if (!configured) {
         PyErr_SetString(PyExc_TypeError, "durus.persistent not configured");
@@ -1093,18 +1117,24 @@ btree_methods(PyObject *module, PyObject *args)
     Py_XSETREF(bt_py_getitem, Py_NewRef(getitem));
     Py_XSETREF(bt_py_add, Py_NewRef(add));
     Py_XSETREF(bt_py_split, Py_NewRef(split));
+    Py_XSETREF(bt_py_contains, Py_NewRef(contains));
     d_get = PyDescr_NewMethod((PyTypeObject *)tree, &bt_get_def);
     d_getitem = PyDescr_NewMethod((PyTypeObject *)tree, &bt_getitem_def);
     d_add = PyDescr_NewMethod((PyTypeObject *)tree, &bt_add_def);
-    if (d_get == NULL || d_getitem == NULL || d_add == NULL) {
+    d_contains = PyDescr_NewMethod((PyTypeObject *)tree, &bt_contains_def);
+    if (d_get == NULL || d_getitem == NULL || d_add == NULL ||
+            d_contains == NULL) {
         Py_XDECREF(d_get);
         Py_XDECREF(d_getitem);
         Py_XDECREF(d_add);
+        Py_XDECREF(d_contains);
         return NULL;
     }
+    Py_XSETREF(bt_d_get, Py_NewRef(d_get));
     Py_XSETREF(bt_d_getitem, Py_NewRef(d_getitem));
     Py_XSETREF(bt_d_add, Py_NewRef(d_add));
-    return Py_BuildValue("(NNN)", d_get, d_getitem, d_add);
+    Py_XSETREF(bt_d_contains, Py_NewRef(d_contains));
+    return Py_BuildValue("(NNNN)", d_get, d_getitem, d_add, d_contains);
 }
 
 /* type(self).<name>(self, *args), looked up and called as CPython's own
@@ -1138,7 +1168,7 @@ bt_call_special(PyObject *self, PyObject *name, PyObject *key,
     return result;
 }
 
-/* BTree's subscript slots.  For a class that defines __getitem__ in its
+/* BTree's subscript slots (and `in`).  For a class that defines __getitem__ in its
    body CPython's slot looks the method up and calls it through its
    descriptor on every tree[key]: about 150 instructions beside a lookup
    of about 900.  btree_slots() points BTree's own slots here while its
@@ -1156,6 +1186,20 @@ bt_subscript(PyObject *self, PyObject *key)
 }
 
 static int
+bt_sq_contains(PyObject *self, PyObject *key)
+{
+    PyObject *result = Py_TYPE(self) == bt_slots_type
+        ? bt_contains(self, key)
+        : bt_call_special(self, s_contains, key, NULL);
+    int truth;
+    if (result == NULL)
+        return -1;
+    truth = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return truth;
+}
+
+static int
 bt_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
 {
     PyObject *result;
@@ -1167,15 +1211,16 @@ bt_ass_subscript(PyObject *self, PyObject *key, PyObject *value)
     return result == NULL ? -1 : 0;
 }
 
-/* btree_slots(BTree) -> (getitem set, setitem set): called by durus.btree
-   once the compiled methods are in place. */
+/* btree_slots(BTree) -> (getitem set, setitem set, contains set):
+   called by durus.btree once the compiled methods are in place. */
 static PyObject *
 btree_slots(PyObject *module, PyObject *tree)
 {
     PyTypeObject *tp = (PyTypeObject *)tree;
     PyMappingMethods *mapping;
-    PyObject *getitem, *setitem;
-    int set_get = 0, set_set = 0;
+    PySequenceMethods *sequence;
+    PyObject *getitem, *setitem, *contains;
+    int set_get = 0, set_set = 0, set_contains = 0;
 
     if (!PyType_Check(tree) || !PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE)) {
         PyErr_SetString(PyExc_TypeError, "btree_slots takes the BTree class");
@@ -1192,13 +1237,23 @@ btree_slots(PyObject *module, PyObject *tree)
         set_get = getitem == bt_d_getitem;
         set_set = setitem == bt_d_add;
     }
-    if (set_get || set_set) {
+    sequence = &((PyHeapTypeObject *)tp)->as_sequence;
+    if (tp->tp_as_sequence == sequence && bt_d_contains != NULL) {
+        contains = PyDict_GetItemWithError(tp->tp_dict, s_contains);
+        if (contains == NULL && PyErr_Occurred())
+            return NULL;
+        set_contains = contains == bt_d_contains;
+    }
+    if (set_get || set_set || set_contains) {
         Py_XSETREF(bt_slots_type, (PyTypeObject *)Py_NewRef(tree));
         if (set_get)
             mapping->mp_subscript = bt_subscript;
         if (set_set)
             mapping->mp_ass_subscript = bt_ass_subscript;
+        if (set_contains)
+            sequence->sq_contains = bt_sq_contains;
     }
-    return Py_BuildValue("(OO)", set_get ? Py_True : Py_False,
-                         set_set ? Py_True : Py_False);
+    return Py_BuildValue("(OOO)", set_get ? Py_True : Py_False,
+                         set_set ? Py_True : Py_False,
+                         set_contains ? Py_True : Py_False);
 }

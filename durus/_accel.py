@@ -120,6 +120,8 @@ TWINS = (
          'durus.btree.BTree.__getitem__', 'btree_methods'),
     Twin('btree_add', 'durus.btree._py_add', 'durus.btree.BTree.add',
          'btree_methods'),
+    Twin('btree_contains', 'durus.btree._py_contains',
+         'durus.btree.BTree.__contains__', 'btree_methods'),
 )
 
 _BY_NAME = {twin.name: twin for twin in TWINS}
@@ -166,7 +168,8 @@ ATTRIBUTES_READ_BY_C = {
     'durus.shelf.OffsetMap': ('count', 'word_size', '_words_start', 'start'),
     'durus.file.File': ('_map', '_mapped'),
     'durus.btree.BTree': ('root', '_grow_root', '__getitem__',
-                          '__setitem__', '__delitem__'),
+                          '__setitem__', '__delitem__', '__contains__',
+                          'get'),
     'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
                           'split_child', '_p_note_change'),
 }

@@ -484,7 +484,7 @@ def test_ghost_nodes_load_the_same_through_subscripts():
 
 
 def test_the_subscript_slots_are_set_and_dropped_when_methods_change():
-    assert speedups.btree_slots(BTree) == (True, True)
+    assert speedups.btree_slots(BTree) == (True, True, True)
     tree = BTree()
     tree[1] = 'one'
     calls = []
@@ -505,11 +505,11 @@ def test_the_subscript_slots_are_set_and_dropped_when_methods_change():
         tree[2] = 'two'
         assert tree[1] == 'one' and tree[2] == 'two'
         assert calls == [('set', 2), ('get', 1), ('get', 2)]
-        assert speedups.btree_slots(BTree) == (False, False)
+        assert speedups.btree_slots(BTree) == (False, False, True)
     finally:
         BTree.__getitem__ = compiled_getitem
         BTree.__setitem__ = compiled_setitem
-        assert speedups.btree_slots(BTree) == (True, True)
+        assert speedups.btree_slots(BTree) == (True, True, True)
     del calls[:]
     assert tree[2] == 'two' and calls == []
     with pytest.raises(TypeError):
@@ -573,3 +573,35 @@ def test_items_that_can_hold_a_cycle_stay_collectable():
     tree.add(1, 'one')
     tree.add(2, (3, 4))
     assert not gc.is_tracked(tree.root.items[0])
+
+
+@pytest.mark.parametrize('kind', sorted(KEY_SETS) + sorted(MIXED_KEY_SETS))
+def test_contains_matches_the_pure_method(kind):
+    keys = dict(KEY_SETS, **MIXED_KEY_SETS)[kind]
+    rnd = random.Random(3)
+    tree = BTree(BNode4)
+    for key in rnd.sample(keys, len(keys) // 2):
+        tree.add(key, 'x')
+    probes = keys + [10 ** 40, -0.25, 'zz', None, (1, 2)]
+    expected = [outcome(lambda: btree._py_contains(tree, key))
+                for key in probes]
+    assert [outcome(lambda: key in tree) for key in probes] == expected
+    assert [outcome(lambda: tree.has_key(key)) for key in probes] == expected
+    assert any(result == ('value', True) for result in expected)
+    assert any(result == ('value', False) for result in expected)
+
+
+class OwnGet(BTree):
+    __slots__ = []
+
+    def get(self, key, default=None):
+        return default if key == 13 else BTree.get(self, key, default)
+
+
+def test_contains_asks_a_subclass_get():
+    tree = OwnGet()
+    tree[13] = 'hidden'
+    tree[14] = 'seen'
+    assert 14 in tree and 13 not in tree and not tree.has_key(13)
+    assert BTree.__contains__(tree, 13) is False
+    assert BTree.__contains__(tree, 14) is True
