@@ -14,12 +14,15 @@
    the same order.  A split, a new root and a changed node's
    _p_note_change() are Python calls, as in the pure code.
 
-   Lookups of exact int and str keys (the common case) first take a
-   walk with borrowed references that runs no Python code at all (plain
-   nodes, lists of exact tuples, int's or str's own comparisons) and
-   fetches each node's tuples into the cache together before bisecting;
-   anything else hands the walk to the general code at the node where it
-   stopped, before anything Python could see has happened there.
+   Lookups and inserts of exact int and str keys (the common case) first
+   take a walk with borrowed references that runs no Python code at all
+   (plain nodes, lists of exact tuples, int's or str's own comparisons)
+   and fetches each node's tuples into the cache together before
+   bisecting; anything else (and an insert's split) hands the walk to the
+   general code at the node where it stopped, before anything Python
+   could see has happened there.  btree_slots() lets tree[key],
+   tree[key] = value and `key in tree` reach the walk without CPython's
+   method lookup.
 
    Part of durus._speedups (included by csrc/module.c). */
 
