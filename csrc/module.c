@@ -185,7 +185,9 @@ static PyMethodDef module_methods[] = {
     {"codecs_encode", (PyCFunction)(void (*)(void))codecs_encode,
      METH_FASTCALL, "_codecs.encode with latin-1 text answered directly."},
     {"btree_methods", btree_methods, METH_VARARGS,
-     "Compiled BTree.get, __getitem__ and add (called once by durus.btree)."},
+     "Compiled BTree.get, __getitem__, add, __contains__ (durus.btree)."},
+    {"btree_slots", btree_slots, METH_O,
+     "Point BTree's subscript slots at the compiled walk (durus.btree)."},
     {"record_data", record_data_c, METH_O,
      "durus.record.record_data: the data field of a record."},
     {"class_pickle_end", class_pickle_end_c, METH_O,
@@ -284,6 +286,11 @@ PyInit__speedups(void)
     INTERN(s_split_child, "split_child");
     INTERN(s_p_note_change, "_p_note_change");
     INTERN(s_grow_root, "_grow_root");
+    INTERN(s_getitem, "__getitem__");
+    INTERN(s_setitem, "__setitem__");
+    INTERN(s_delitem, "__delitem__");
+    INTERN(s_contains, "__contains__");
+    INTERN(s_get, "get");
     INTERN(s_load_snapshots, "load_snapshots");   /* snapshot.c */
     INTERN(s_getstate, "__getstate__");
     INTERN(s_minimum_degree, "minimum_degree");

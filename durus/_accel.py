@@ -133,6 +133,8 @@ TWINS = (
          'durus.btree.BTree.__getitem__', 'btree_methods'),
     Twin('btree_add', 'durus.btree._py_add', 'durus.btree.BTree.add',
          'btree_methods'),
+    Twin('btree_contains', 'durus.btree._py_contains',
+         'durus.btree.BTree.__contains__', 'btree_methods'),
 )
 
 _BY_NAME = {twin.name: twin for twin in TWINS}
@@ -147,6 +149,7 @@ CONFIGURE = {
     'set_access_note': 'durus.connection',
     'set_file_storage_type': 'durus.file_storage',
     'btree_methods': 'durus.btree',
+    'btree_slots': 'durus.btree',
     'configure_snapshots': 'durus.load_snapshots',
     'configure_writer': 'durus.serialize',
     'configure_commit': 'durus.file_storage',
@@ -185,7 +188,9 @@ ATTRIBUTES_READ_BY_C = {
     'durus.oid_index.OidIndex': ('dense', 'overflow'),
     'durus.shelf.OffsetMap': ('count', 'word_size', '_words_start', 'start'),
     'durus.file.File': ('_map', '_mapped', 'readonly'),
-    'durus.btree.BTree': ('root', '_grow_root'),
+    'durus.btree.BTree': ('root', '_grow_root', '__getitem__',
+                          '__setitem__', '__delitem__', '__contains__',
+                          'get'),
     'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
                           'split_child', '_p_note_change'),
 }

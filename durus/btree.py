@@ -701,13 +701,22 @@ class BTree(PersistentObject, MutableMapping):
 _py_get = BTree.get
 _py_getitem = BTree.__getitem__
 _py_add = BTree.add
+_py_contains = BTree.__contains__
 
-_compiled = (None, None, None)
+_compiled = (None, None, None, None)
 if _speedups is not None:
     _compiled = _speedups.btree_methods(
-        BTree, BNode, _py_get, _py_getitem, _py_add, BNode.split_child)
+        BTree, BNode, _py_get, _py_getitem, _py_add, BNode.split_child,
+        _py_contains)
 BTree.get = _use_compiled('btree_get', _py_get, _compiled[0])
 BTree.__getitem__ = _use_compiled('btree_getitem', _py_getitem, _compiled[1])
 BTree.add = BTree.__setitem__ = _use_compiled('btree_add', _py_add,
                                               _compiled[2])
+BTree.__contains__ = BTree.has_key = _use_compiled(
+    'btree_contains', _py_contains, _compiled[3])
 del _compiled
+if _speedups is not None:
+    # tree[key], tree[key] = value and key in tree straight into the
+    # compiled walk, without CPython's per-call lookup of the method (only
+    # while BTree's own methods are the compiled ones).
+    _speedups.btree_slots(BTree)

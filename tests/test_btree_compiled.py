@@ -9,6 +9,7 @@ the same loads and byte-identical records.
 """
 
 import functools
+import operator
 import gc
 import random
 import sys
@@ -254,3 +255,353 @@ def test_no_references_are_leaked():
     gc.collect()
     assert (sys.getrefcount(value),
             [sys.getrefcount(k) for k in keys[:5]]) == before
+
+
+# -- the borrowed walk of int and str keys, and BTree's subscript slots ----
+
+SUBSCRIPT = {'get': BTree.get, 'getitem': operator.getitem,
+             'add': lambda tree, key, value=True:
+                 operator.setitem(tree, key, value)}
+
+
+class Text(str):
+    """A str subclass: never compared by the borrowed walk."""
+
+
+MIXED_KEY_SETS = {
+    # ints of one digit, of two or three 30-bit digits, negative ones
+    'ints of every size': [n * 2 ** shift for n in range(-12, 13)
+                           for shift in (0, 20, 40, 70, 100)],
+    # 1 == 1.0 == True: the same key, whichever kind is stored
+    'ints, floats, bools': list(range(-30, 60)) + [n + 0.5 for n in range(40)]
+                           + [True, False, 3.0, 7.0],
+    'strs of every width': ['%s%03d' % (prefix, n)
+                            for prefix in ('a', '\xe9', '\u4e00',
+                                           '\U0001f600', '')
+                            for n in range(40)],
+    'strs and str subclasses': ['k%03d' % n for n in range(120)]
+                               + [Text('k%03d' % n) for n in range(0, 160, 3)],
+}
+
+
+def run_three_ways(node_class, keys, seed):
+    results = [run_script(methods, node_class, keys, seed)
+               for methods in (PURE, COMPILED, SUBSCRIPT)]
+    assert results[1] == results[0]
+    assert results[2] == results[0]
+
+
+@pytest.mark.parametrize('node_class', [BNode, BNode16])
+@pytest.mark.parametrize('kind', sorted(MIXED_KEY_SETS))
+def test_mixed_keys_match_the_pure_methods_through_every_entry(node_class,
+                                                                kind):
+    run_three_ways(node_class, MIXED_KEY_SETS[kind], seed=len(kind))
+
+
+@pytest.mark.parametrize('kind', sorted(KEY_SETS))
+def test_subscripts_match_the_pure_methods(kind):
+    run_three_ways(BNode4, KEY_SETS[kind], seed=7)
+
+
+def test_big_nodes_match_the_pure_methods():
+    # BNode512 nodes hold more items than the walk fetches at once.
+    keys = list(range(3000)) + ['s%d' % n for n in range(50)]
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        tree = BTree(btree.BNode512)
+        rnd = random.Random(11)
+        ints = keys[:3000]
+        rnd.shuffle(ints)
+        for n in ints:
+            methods['add'](tree, n, -n)
+        tree._check()
+        assert [methods['getitem'](tree, n) for n in range(3000)] == [
+            -n for n in range(3000)]
+        assert methods['get'](tree, 3000) is None
+        with pytest.raises(TypeError, match="'<' not supported"):
+            methods['get'](tree, 's1')
+
+
+def node_with(items, nodes=None, node_class=BNode):
+    node = node_class()
+    node.items = items
+    node.nodes = nodes
+    return node
+
+
+def outcome(call):
+    try:
+        return ('value', call())
+    except Exception as error:
+        return (type(error), str(error))
+
+
+@pytest.mark.parametrize('items', [
+    [(1, 'a'), (2,), (3, 'c')],             # an item too short for a value
+    [(1, 'a'), [2, 'b'], (3, 'c')],         # a list for a tuple
+    [(1, 'a'), (2.0, 'b'), (3, 'c')],       # a float among ints
+    [('a', 1), ('b',), ('c', 3)],
+    ((1, 'a'), (2, 'b'), (3, 'c')),         # a tuple for the items list
+    [(1, 'a'), (), (3, 'c')],               # an empty item
+])
+def test_odd_node_contents_give_the_pure_results(items):
+    tree = BTree(BNode)
+    tree.root = node_with(items)
+    for key in (1, 2, 3, 4, 0, 'a', 'b', 'c', 'd', 2.0, True):
+        expected = outcome(lambda: PURE['get'](tree, key, 'missing'))
+        assert outcome(lambda: BTree.get(tree, key, 'missing')) == expected
+        expected = outcome(lambda: PURE['getitem'](tree, key))
+        assert outcome(lambda: tree[key]) == expected, key
+
+
+def test_odd_children_give_the_pure_results():
+    leaf = node_with([(5, 'five'), (6, 'six')])
+    for nodes in ([node_with([(1, 'one')]), leaf],
+                  (node_with([(1, 'one')]), leaf),      # a tuple of children
+                  [node_with([(1, 'one')])],            # one child short
+                  [leaf, 'not a node']):
+        tree = BTree(BNode)
+        tree.root = node_with([(3, 'three')], nodes)
+        for key in range(8):
+            expected = outcome(lambda: PURE['getitem'](tree, key))
+            assert outcome(lambda: tree[key]) == expected, (nodes, key)
+
+
+class Touchy:
+    """A key that compares with ints, raising once told to."""
+
+    angry = False
+
+    def __init__(self, n):
+        self.n = n
+
+    def _other(self, other):
+        if Touchy.angry:
+            raise LookupError('touchy %d' % self.n)
+        return other.n if isinstance(other, Touchy) else other
+
+    def __lt__(self, other):
+        return self.n < self._other(other)
+
+    def __gt__(self, other):
+        return self.n > self._other(other)
+
+    def __eq__(self, other):
+        return self.n == self._other(other)
+
+    __hash__ = None
+
+
+def test_a_stored_key_whose_comparison_raises_raises_the_same_error():
+    results = []
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        Touchy.angry = False
+        tree = BTree(BNode)
+        for n in range(0, 200, 2):
+            methods['add'](tree, n, n)
+        methods['add'](tree, Touchy(101), 'touchy')
+        Touchy.angry = True
+        try:
+            results.append([outcome(lambda: methods['getitem'](tree, n))
+                            for n in range(0, 200, 5)])
+        finally:
+            Touchy.angry = False
+    assert results[1] == results[0] and results[2] == results[0]
+    assert any(kind is LookupError for kind, _ in results[0])
+
+
+class Meddler:
+    """A stored key whose comparisons change the tree they are in."""
+
+    def __init__(self, n, tree, extra):
+        self.n, self.tree, self.extra = n, tree, extra
+
+    def _meddle(self):
+        while self.extra:
+            key = self.extra.pop()
+            self.tree.add(key, 'added %d' % key)
+
+    def __lt__(self, other):
+        self._meddle()
+        return self.n < other
+
+    def __gt__(self, other):
+        self._meddle()
+        return self.n > other
+
+    def __eq__(self, other):
+        self._meddle()
+        return self.n == other
+
+    __hash__ = None
+
+
+def test_comparisons_that_change_the_tree_during_a_lookup():
+    results = []
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        tree = BTree(BNode)
+        for n in range(0, 120, 2):
+            methods['add'](tree, n, n)
+        # Adding 200 keys from inside a comparison splits the nodes the
+        # lookup is walking through.
+        methods['add'](tree, Meddler(61, tree, list(range(1001, 1400, 2))),
+                       'meddler')
+        found = [outcome(lambda: methods['getitem'](tree, n))
+                 for n in (60, 62, 1001, 1399, 7)]
+        results.append((found, [(k if isinstance(k, int) else 'M', v)
+                                for k, v in tree.items()]))
+    assert results[1] == results[0] and results[2] == results[0]
+
+
+def test_adds_during_iteration_give_the_same_items():
+    seen = []
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        tree = BTree(BNode)
+        for n in range(0, 100, 3):
+            methods['add'](tree, n, n)
+        got = []
+        for key, value in tree.items_from(10):
+            got.append(key)
+            if len(got) < 20:
+                methods['add'](tree, key + 1, 'new')
+        seen.append(got)
+    assert seen[1] == seen[0] and seen[2] == seen[0]
+
+
+def test_ghost_nodes_load_the_same_through_subscripts():
+    storage, connection, stored = stored_tree(COMPILED, 300)
+    loads = {}
+    for name, methods in (('pure', PURE), ('subscript', SUBSCRIPT)):
+        other = Connection(storage)
+        tree = other.get_root()['tree']
+        counts = []
+        for n in list(range(0, 600, 13)) + [-1, 10 ** 30, 'text']:
+            before = other.get_load_count()
+            counts.append((outcome(lambda: methods['getitem'](tree, n)),
+                           other.get_load_count() - before))
+        loads[name] = counts
+    assert loads['subscript'] == loads['pure']
+    assert sum(count for _, count in loads['pure']) > 10
+
+
+def test_the_subscript_slots_are_set_and_dropped_when_methods_change():
+    assert speedups.btree_slots(BTree) == (True, True, True)
+    tree = BTree()
+    tree[1] = 'one'
+    calls = []
+    compiled_getitem = BTree.__dict__['__getitem__']
+    compiled_setitem = BTree.__dict__['__setitem__']
+
+    def logged_getitem(self, key):
+        calls.append(('get', key))
+        return compiled_getitem(self, key)
+
+    def logged_setitem(self, key, value):
+        calls.append(('set', key))
+        compiled_setitem(self, key, value)
+
+    try:
+        BTree.__getitem__ = logged_getitem
+        BTree.__setitem__ = logged_setitem
+        tree[2] = 'two'
+        assert tree[1] == 'one' and tree[2] == 'two'
+        assert calls == [('set', 2), ('get', 1), ('get', 2)]
+        assert speedups.btree_slots(BTree) == (False, False, True)
+    finally:
+        BTree.__getitem__ = compiled_getitem
+        BTree.__setitem__ = compiled_setitem
+        assert speedups.btree_slots(BTree) == (True, True, True)
+    del calls[:]
+    assert tree[2] == 'two' and calls == []
+    with pytest.raises(TypeError):
+        speedups.btree_slots(3)
+
+
+class OwnSubscripts(BTree):
+    __slots__ = []
+
+    def __getitem__(self, key):
+        return ('own', BTree.__getitem__(self, key))
+
+    def __setitem__(self, key, value):
+        BTree.__setitem__(self, key, ('set', value))
+
+    def __delitem__(self, key):
+        BTree.__delitem__(self, key)
+        self.deleted = key      # no slot: raises AttributeError
+
+
+class Plain(BTree):
+    __slots__ = []
+
+
+def test_subclasses_keep_their_own_subscripts():
+    tree = OwnSubscripts()
+    tree[1] = 'one'
+    assert tree[1] == ('own', ('set', 'one'))
+    assert tree.get(1) == ('set', 'one')
+    with pytest.raises(AttributeError):
+        del tree[1]
+    assert 1 not in tree
+    plain = Plain()
+    plain[3] = 'three'
+    del plain[3]
+    plain[4] = 'four'
+    assert plain[4] == 'four' and list(plain.items()) == [(4, 'four')]
+    with pytest.raises(KeyError):
+        plain[3]
+    with pytest.raises(KeyError):
+        del plain[3]
+
+
+def test_items_that_can_hold_a_cycle_stay_collectable():
+    # The compiled add untracks (key, value) tuples of atomic values early,
+    # as the collector would; a value that may later hold a cycle (a dict,
+    # empty and untracked when stored) must keep its item tracked.
+    import weakref
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        tree = BTree(BNode)
+        methods['add'](tree, 1, 'one')
+        value = {}
+        methods['add'](tree, 2, value)
+        value['tree'] = tree            # tree -> node -> item -> dict -> tree
+        gone = weakref.ref(tree)
+        assert gc.is_tracked(tree.root.items[-1])
+        del tree, value
+        gc.collect()
+        assert gone() is None
+    tree = BTree(BNode)
+    tree.add(1, 'one')
+    tree.add(2, (3, 4))
+    assert not gc.is_tracked(tree.root.items[0])
+
+
+@pytest.mark.parametrize('kind', sorted(KEY_SETS) + sorted(MIXED_KEY_SETS))
+def test_contains_matches_the_pure_method(kind):
+    keys = dict(KEY_SETS, **MIXED_KEY_SETS)[kind]
+    rnd = random.Random(3)
+    tree = BTree(BNode4)
+    for key in rnd.sample(keys, len(keys) // 2):
+        tree.add(key, 'x')
+    probes = keys + [10 ** 40, -0.25, 'zz', None, (1, 2)]
+    expected = [outcome(lambda: btree._py_contains(tree, key))
+                for key in probes]
+    assert [outcome(lambda: key in tree) for key in probes] == expected
+    assert [outcome(lambda: tree.has_key(key)) for key in probes] == expected
+    assert any(result == ('value', True) for result in expected)
+    assert any(result == ('value', False) for result in expected)
+
+
+class OwnGet(BTree):
+    __slots__ = []
+
+    def get(self, key, default=None):
+        return default if key == 13 else BTree.get(self, key, default)
+
+
+def test_contains_asks_a_subclass_get():
+    tree = OwnGet()
+    tree[13] = 'hidden'
+    tree[14] = 'seen'
+    assert 14 in tree and 13 not in tree and not tree.has_key(13)
+    assert BTree.__contains__(tree, 13) is False
+    assert BTree.__contains__(tree, 14) is True
