@@ -29,10 +29,10 @@ static PyObject *s_load_snapshots, *s_getstate;
 typedef struct {
     PyObject_HEAD
     PyObject *objects;      /* the connection's cache.objects */
-    PyObject *by_oid;       /* oid -> tuple of tokens */
-    /* Snapshots holding objects the collector tracks (a node's tuples)
-       are kept apart, so that by_oid, holding the others, is never
-       tracked: a full collection then skips the bulk of them. */
+    PyObject *by_oid;       /* oid -> Snapshot */
+    /* Snapshots holding objects the collector tracks (a node's tuples:
+       TrackedSnapshot) are kept apart, so that by_oid, holding the
+       others, is never tracked: a full collection skips the bulk. */
     PyObject *tracked;
     Py_ssize_t prune_at;
     Py_ssize_t prune_floor; /* prune_at never drops below this */
@@ -42,6 +42,141 @@ static PyTypeObject SnapshotsType;
 
 #define SNAP_UNSUPPORTED 0
 #define SNAP_OK 1
+
+/* -- one snapshot: a row of words ------------------------------------------
+
+   The Python twin's tokens, packed: a word whose two low bits are 00 is
+   a held reference (a leaf value, an attribute name, an oid, a tuple);
+   the others are raw values the twin makes int objects or markers for:
+
+     (n << 2) | 1      a count or a length
+     address | 2       a container's id (object addresses are aligned)
+     (kind << 2) | 3   a marker (SNAP_LIST, SNAP_DICT, SNAP_SET,
+                       SNAP_PERSISTENT)
+
+   So taking a snapshot allocates one object and no int, and that object
+   is not a container for the garbage collector (Snapshot has no
+   Py_TPFLAGS_HAVE_GC): it neither counts towards a collection nor is
+   ever traversed.  Only a snapshot holding an object the collector
+   tracks (a tuple of a BTree node's items, a class, a new persistent
+   object) could be part of a reference cycle (such an object can lead
+   back to the connection): it is a TrackedSnapshot, the same layout with
+   the collector's support. */
+
+typedef struct {
+    PyObject_VAR_HEAD
+    uintptr_t words[1];
+} SnapshotObject;
+
+static PyTypeObject SnapshotType, TrackedSnapshotType;
+
+#define SNAP_LIST 0
+#define SNAP_DICT 1
+#define SNAP_SET 2
+#define SNAP_PERSISTENT 3
+#define SNAP_WORD_REF(w) (((w) & 3) == 0)
+#define SNAP_WORD_INT(n) ((((uintptr_t)(n)) << 2) | 1)
+#define SNAP_WORD_ID(p) (((uintptr_t)(p)) | 2)
+#define SNAP_WORD_MARKER(kind) ((((uintptr_t)(kind)) << 2) | 3)
+
+#define IS_SNAPSHOT(op) (Py_IS_TYPE(op, &SnapshotType) || \
+                         Py_IS_TYPE(op, &TrackedSnapshotType))
+
+static void
+snapshot_dealloc(SnapshotObject *self)
+{
+    Py_ssize_t i;
+    if (Py_IS_TYPE(self, &TrackedSnapshotType))
+        PyObject_GC_UnTrack(self);
+    for (i = 0; i < Py_SIZE(self); i++)
+        if (SNAP_WORD_REF(self->words[i]))
+            Py_DECREF((PyObject *)self->words[i]);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+snapshot_traverse(SnapshotObject *self, visitproc visit, void *arg)
+{
+    Py_ssize_t i;
+    for (i = 0; i < Py_SIZE(self); i++)
+        if (SNAP_WORD_REF(self->words[i]))
+            Py_VISIT((PyObject *)self->words[i]);
+    return 0;
+}
+
+/* Breaking a cycle leaves an empty snapshot, which matches no state. */
+static int
+snapshot_clear(SnapshotObject *self)
+{
+    Py_ssize_t i, size = Py_SIZE(self);
+    Py_SET_SIZE(self, 0);
+    for (i = 0; i < size; i++)
+        if (SNAP_WORD_REF(self->words[i])) {
+            PyObject *held = (PyObject *)self->words[i];
+            self->words[i] = SNAP_WORD_INT(0);
+            Py_DECREF(held);
+        }
+    return 0;
+}
+
+static PyTypeObject SnapshotType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "durus._speedups.Snapshot",
+    .tp_basicsize = offsetof(SnapshotObject, words),
+    .tp_itemsize = sizeof(uintptr_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One object's load snapshot (LoadSnapshots.snapshot(oid) "
+              "gives its tokens).",
+    .tp_dealloc = (destructor)snapshot_dealloc,
+    .tp_free = PyObject_Free,
+};
+
+static PyTypeObject TrackedSnapshotType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "durus._speedups.TrackedSnapshot",
+    .tp_basicsize = offsetof(SnapshotObject, words),
+    .tp_itemsize = sizeof(uintptr_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A load snapshot holding objects the collector tracks.",
+    .tp_dealloc = (destructor)snapshot_dealloc,
+    .tp_traverse = (traverseproc)snapshot_traverse,
+    .tp_clear = (inquiry)snapshot_clear,
+    .tp_free = PyObject_GC_Del,
+};
+
+/* The twin's tokens of a snapshot (a new tuple), NULL with an error. */
+static PyObject *
+snapshot_tokens(SnapshotObject *self)
+{
+    PyObject *markers[4] = {snap_marker_list, snap_marker_dict,
+                            snap_marker_set, snap_marker_persistent};
+    PyObject *tokens = PyTuple_New(Py_SIZE(self)), *token;
+    Py_ssize_t i;
+    if (tokens == NULL)
+        return NULL;
+    for (i = 0; i < Py_SIZE(self); i++) {
+        uintptr_t word = self->words[i];
+        switch (word & 3) {
+        case 0:
+            token = Py_NewRef((PyObject *)word);
+            break;
+        case 1:
+            token = PyLong_FromSize_t((size_t)(word >> 2));
+            break;
+        case 2:
+            token = PyLong_FromVoidPtr((void *)(word & ~(uintptr_t)3));
+            break;
+        default:
+            token = Py_NewRef(markers[(word >> 2) & 3]);
+        }
+        if (token == NULL) {
+            Py_DECREF(tokens);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tokens, i, token);
+    }
+    return tokens;
+}
 
 /* Leaves: 0 (not a leaf), LEAF_PLAIN (an immutable value or a class:
    the value itself is the token) or LEAF_PERSISTENT (the persistent
@@ -164,56 +299,73 @@ snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
     return SNAP_OK;
 }
 
-/* -- taking: tokens gathered in a buffer, then one tuple ------------- */
+/* -- taking: words gathered in a buffer, then one Snapshot -------------- */
 
-/* Tokens are gathered here and become one tuple; a snapshot that holds no
-   object the garbage collector tracks (most: ints, strs, oids, markers)
-   is untracked, so snapshots add no work to collections. */
 typedef struct {
-    PyObject **items;
+    uintptr_t *items;
     Py_ssize_t size, capacity;
     int tracked;            /* holds an object the collector tracks */
-    PyObject *inline_items[64];
+    uintptr_t inline_items[64];
 } SnapTokens;
 
 static int
-snap_emit(SnapTokens *t, PyObject *value)
+snap_grow(SnapTokens *t)
 {
-    if (t->size >= snap_max_tokens)
-        return SNAP_UNSUPPORTED;
-    if (t->size == t->capacity) {
-        Py_ssize_t capacity = t->capacity * 2;
-        PyObject **items;
-        if (t->items == t->inline_items) {
-            items = PyMem_New(PyObject *, capacity);
-            if (items != NULL)
-                memcpy(items, t->items, t->size * sizeof(PyObject *));
-        }
-        else
-            items = PyMem_Resize(t->items, PyObject *, capacity);
-        if (items == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        t->items = items;
-        t->capacity = capacity;
+    Py_ssize_t capacity = t->capacity * 2;
+    uintptr_t *items;
+    if (t->items == t->inline_items) {
+        items = PyMem_New(uintptr_t, capacity);
+        if (items != NULL)
+            memcpy(items, t->items, t->size * sizeof(uintptr_t));
     }
-    if (!t->tracked && PyObject_IS_GC(value) && PyObject_GC_IsTracked(value))
-        t->tracked = 1;
-    t->items[t->size++] = Py_NewRef(value);
+    else
+        items = PyMem_Resize(t->items, uintptr_t, capacity);
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->items = items;
+    t->capacity = capacity;
     return SNAP_OK;
 }
 
-/* Emits a new reference (consumed), NULL meaning an error. */
+/* A raw word (see SnapshotObject). */
+static inline int
+snap_emit_word(SnapTokens *t, uintptr_t word)
+{
+    if (t->size >= snap_max_tokens)
+        return SNAP_UNSUPPORTED;
+    if (t->size == t->capacity && snap_grow(t) < 0)
+        return -1;
+    t->items[t->size++] = word;
+    return SNAP_OK;
+}
+
+/* A held reference to a value the collector never tracks (an exact str,
+   int, float, bool, bytes, None). */
+static inline int
+snap_emit_atom(SnapTokens *t, PyObject *value)
+{
+    int result = snap_emit_word(t, (uintptr_t)value);
+    if (result == SNAP_OK)
+        Py_INCREF(value);
+    return result;
+}
+
+/* A held reference to any object. */
 static int
-snap_emit_new(SnapTokens *t, PyObject *value)
+snap_emit(SnapTokens *t, PyObject *value)
 {
     int result;
-    if (value == NULL)
-        return -1;
-    result = snap_emit(t, value);
-    Py_DECREF(value);
-    return result;
+    if (!SNAP_WORD_REF((uintptr_t)value))
+        return SNAP_UNSUPPORTED;   /* (objects are aligned: never) */
+    result = snap_emit_word(t, (uintptr_t)value);
+    if (result != SNAP_OK)
+        return result;
+    Py_INCREF(value);
+    if (!t->tracked && PyObject_IS_GC(value) && PyObject_GC_IsTracked(value))
+        t->tracked = 1;
+    return SNAP_OK;
 }
 
 static void
@@ -221,7 +373,8 @@ snap_tokens_clear(SnapTokens *t)
 {
     Py_ssize_t i;
     for (i = 0; i < t->size; i++)
-        Py_DECREF(t->items[i]);
+        if (SNAP_WORD_REF(t->items[i]))
+            Py_DECREF((PyObject *)t->items[i]);
     if (t->items != t->inline_items)
         PyMem_Free(t->items);
     t->items = t->inline_items;
@@ -234,24 +387,23 @@ static int snap_take_value(SnapTokens *t, PyObject *value, int depth);
     while (0)
 
 static int
-snap_take_container(SnapTokens *t, PyObject *value, PyObject *marker,
-                    int depth)
+snap_take_container(SnapTokens *t, PyObject *value, int kind, int depth)
 {
     if (depth >= snap_max_depth)
         return SNAP_UNSUPPORTED;
-    SNAP_TRY(snap_emit(t, marker));
-    SNAP_TRY(snap_emit_new(t, PyLong_FromVoidPtr(value)));
-    if (marker == snap_marker_list) {
+    SNAP_TRY(snap_emit_word(t, SNAP_WORD_MARKER(kind)));
+    SNAP_TRY(snap_emit_word(t, SNAP_WORD_ID(value)));
+    if (kind == SNAP_LIST) {
         Py_ssize_t i;
-        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PyList_GET_SIZE(value))));
+        SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyList_GET_SIZE(value))));
         for (i = 0; i < PyList_GET_SIZE(value); i++)
             SNAP_TRY(snap_take_value(t, PyList_GET_ITEM(value, i),
                                      depth + 1));
     }
-    else if (marker == snap_marker_dict) {
+    else if (kind == SNAP_DICT) {
         Py_ssize_t pos = 0;
         PyObject *key, *item;
-        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PyDict_GET_SIZE(value))));
+        SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyDict_GET_SIZE(value))));
         while (PyDict_Next(value, &pos, &key, &item)) {
             SNAP_TRY(snap_take_value(t, key, depth + 1));
             SNAP_TRY(snap_take_value(t, item, depth + 1));
@@ -260,7 +412,7 @@ snap_take_container(SnapTokens *t, PyObject *value, PyObject *marker,
     else {
         PyObject *iterator, *item;
         int result = SNAP_OK;
-        SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(PySet_GET_SIZE(value))));
+        SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PySet_GET_SIZE(value))));
         iterator = PyObject_GetIter(value);
         if (iterator == NULL)
             return -1;
@@ -323,13 +475,13 @@ snap_take_value(SnapTokens *t, PyObject *value, int depth)
     if (type == &PyUnicode_Type || type == &PyLong_Type ||
             type == &PyFloat_Type || value == Py_None ||
             type == &PyBool_Type || type == &PyBytes_Type)
-        return snap_emit(t, value);
+        return snap_emit_atom(t, value);
     if (type == &PyList_Type)
-        return snap_take_container(t, value, snap_marker_list, depth);
+        return snap_take_container(t, value, SNAP_LIST, depth);
     if (type == &PyDict_Type)
-        return snap_take_container(t, value, snap_marker_dict, depth);
+        return snap_take_container(t, value, SNAP_DICT, depth);
     if (type == &PySet_Type)
-        return snap_take_container(t, value, snap_marker_set, depth);
+        return snap_take_container(t, value, SNAP_SET, depth);
     if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
         return snap_take_immutable(t, value, depth);
     leaf = snap_leaf_kind(value);
@@ -338,8 +490,9 @@ snap_take_value(SnapTokens *t, PyObject *value, int depth)
     if (leaf == LEAF_PERSISTENT) {
         PyObject *oid = slot(value, off_oid);
         if (oid != NULL && oid != Py_None) {
-            SNAP_TRY(snap_emit(t, snap_marker_persistent));
-            return snap_emit(t, oid);
+            SNAP_TRY(snap_emit_word(t, SNAP_WORD_MARKER(SNAP_PERSISTENT)));
+            return PyBytes_CheckExact(oid) ? snap_emit_atom(t, oid) :
+                snap_emit(t, oid);
         }
     }
     return leaf ? snap_emit(t, value) : SNAP_UNSUPPORTED;
@@ -362,10 +515,11 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
             if (SLOT(obj, offset) != NULL)
                 count++;
         }
-    SNAP_TRY(snap_emit_new(t, PyLong_FromSsize_t(count)));
+    SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(count)));
     if (attributes != NULL)
         while (PyDict_Next(attributes, &pos, &key, &value)) {
-            SNAP_TRY(snap_emit(t, key));
+            SNAP_TRY(PyUnicode_CheckExact(key) ? snap_emit_atom(t, key) :
+                     snap_emit(t, key));
             SNAP_TRY(snap_take_value(t, value, 0));
         }
     if (layout != NULL)
@@ -380,14 +534,14 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
     return SNAP_OK;
 }
 
-/* The tokens of obj's state (new tuple), Py_None when it cannot be
-   snapshotted, NULL on error. */
+/* The snapshot of obj's state (a new Snapshot or TrackedSnapshot),
+   Py_None when it cannot be snapshotted, NULL on error. */
 static PyObject *
 snap_tokens(PyObject *obj)
 {
-    PyObject *attributes, *layout, *result;
+    PyObject *attributes, *layout;
+    SnapshotObject *result;
     SnapTokens t;
-    Py_ssize_t i;
     int outcome = snap_state_parts(obj, &attributes, &layout);
 
     if (outcome < 0)
@@ -406,39 +560,45 @@ snap_tokens(PyObject *obj)
             return NULL;
         Py_RETURN_NONE;
     }
-    result = PyTuple_New(t.size);
+    result = t.tracked ?
+        PyObject_GC_NewVar(SnapshotObject, &TrackedSnapshotType, t.size) :
+        PyObject_NewVar(SnapshotObject, &SnapshotType, t.size);
     if (result == NULL) {
         snap_tokens_clear(&t);
         return NULL;
     }
-    for (i = 0; i < t.size; i++)
-        PyTuple_SET_ITEM(result, i, t.items[i]);   /* references moved */
-    t.size = 0;
+    memcpy(result->words, t.items, t.size * sizeof(uintptr_t));
+    t.size = 0;                                   /* references moved */
     snap_tokens_clear(&t);
-    if (!t.tracked)
-        PyObject_GC_UnTrack(result);
-    return result;
+    if (Py_IS_TYPE(result, &TrackedSnapshotType))
+        PyObject_GC_Track(result);
+    return (PyObject *)result;
 }
 
 /* -- comparing: a state walked against its tokens ---------------------- */
 
 typedef struct {
-    PyObject *tokens;   /* the snapshot (a tuple) */
-    Py_ssize_t next;    /* the next token to match */
+    const uintptr_t *words;     /* the snapshot's */
+    Py_ssize_t size;
+    Py_ssize_t next;    /* the next word to match */
     int exposed;
 } SnapCompare;
 
-/* 1 when the next token is value (or an equal int or bytes: ids,
-   lengths, oids), 0 when not. */
-static int
+/* 1 when the next word holds value (or an equal int or bytes: a leaf
+   read anew, an oid), 0 when not. */
+static inline int
 snap_match(SnapCompare *c, PyObject *value)
 {
     PyObject *token;
-    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+    uintptr_t word;
+    if (c->next >= c->size)
         return 0;
-    token = PyTuple_GET_ITEM(c->tokens, c->next++);
-    if (token == value)
+    word = c->words[c->next++];
+    if (word == (uintptr_t)value)
         return 1;
+    if (!SNAP_WORD_REF(word))
+        return 0;
+    token = (PyObject *)word;
     if (PyLong_CheckExact(token) && PyLong_CheckExact(value))
         return PyObject_RichCompareBool(token, value, Py_EQ);
     if (PyBytes_CheckExact(token) && PyBytes_CheckExact(value))
@@ -448,40 +608,14 @@ snap_match(SnapCompare *c, PyObject *value)
     return 0;
 }
 
-static int
-snap_match_size(SnapCompare *c, Py_ssize_t size)
+/* 1 when the next word is this raw word (a count, length, id or
+   marker), 0 when not. */
+static inline int
+snap_match_word(SnapCompare *c, uintptr_t word)
 {
-    PyObject *token;
-    Py_ssize_t found;
-    if (c->next >= PyTuple_GET_SIZE(c->tokens))
+    if (c->next >= c->size)
         return 0;
-    token = PyTuple_GET_ITEM(c->tokens, c->next++);
-    if (!PyLong_CheckExact(token))
-        return 0;
-    found = PyLong_AsSsize_t(token);
-    if (found == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return found == size;
-}
-
-static int
-snap_match_id(SnapCompare *c, PyObject *value)
-{
-    PyObject *token;
-    void *found;
-    if (c->next >= PyTuple_GET_SIZE(c->tokens))
-        return 0;
-    token = PyTuple_GET_ITEM(c->tokens, c->next++);
-    if (!PyLong_CheckExact(token))
-        return 0;
-    found = PyLong_AsVoidPtr(token);
-    if (found == NULL && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return found == (void *)value;
+    return c->words[c->next++] == word;
 }
 
 #define SNAP_MATCH(call) do { int r_ = (call); if (r_ != 1) return r_; } \
@@ -493,26 +627,28 @@ static int snap_compare_value(SnapCompare *c, PyObject *value, int depth,
 /* 1 (matches), 0 (differs, or cannot be vouched for) or -1 (error). */
 /* held: references this walk holds to value (an iterator's item). */
 static int
-snap_compare_container(SnapCompare *c, PyObject *value, PyObject *marker,
+snap_compare_container(SnapCompare *c, PyObject *value, int kind,
                        int depth, Py_ssize_t held)
 {
     if (depth >= snap_max_depth)
         return 0;
     if (Py_REFCNT(value) > 1 + held)
         c->exposed = 1;
-    SNAP_MATCH(snap_match(c, marker));
-    SNAP_MATCH(snap_match_id(c, value));
-    if (marker == snap_marker_list) {
+    SNAP_MATCH(snap_match_word(c, SNAP_WORD_MARKER(kind)));
+    SNAP_MATCH(snap_match_word(c, SNAP_WORD_ID(value)));
+    if (kind == SNAP_LIST) {
         Py_ssize_t i;
-        SNAP_MATCH(snap_match_size(c, PyList_GET_SIZE(value)));
+        SNAP_MATCH(snap_match_word(c,
+                                   SNAP_WORD_INT(PyList_GET_SIZE(value))));
         for (i = 0; i < PyList_GET_SIZE(value); i++)
             SNAP_MATCH(snap_compare_value(c, PyList_GET_ITEM(value, i),
                                           depth + 1, 0));
     }
-    else if (marker == snap_marker_dict) {
+    else if (kind == SNAP_DICT) {
         Py_ssize_t pos = 0;
         PyObject *key, *item;
-        SNAP_MATCH(snap_match_size(c, PyDict_GET_SIZE(value)));
+        SNAP_MATCH(snap_match_word(c,
+                                   SNAP_WORD_INT(PyDict_GET_SIZE(value))));
         while (PyDict_Next(value, &pos, &key, &item)) {
             SNAP_MATCH(snap_compare_value(c, key, depth + 1, 0));
             SNAP_MATCH(snap_compare_value(c, item, depth + 1, 0));
@@ -521,7 +657,8 @@ snap_compare_container(SnapCompare *c, PyObject *value, PyObject *marker,
     else {
         PyObject *iterator, *item;
         int result = 1;
-        SNAP_MATCH(snap_match_size(c, PySet_GET_SIZE(value)));
+        SNAP_MATCH(snap_match_word(c,
+                                   SNAP_WORD_INT(PySet_GET_SIZE(value))));
         iterator = PyObject_GetIter(value);
         if (iterator == NULL)
             return -1;
@@ -596,14 +733,11 @@ snap_compare_value(SnapCompare *c, PyObject *value, int depth,
             type == &PyBool_Type || type == &PyBytes_Type)
         return snap_match(c, value);
     if (type == &PyList_Type)
-        return snap_compare_container(c, value, snap_marker_list, depth,
-                                      held);
+        return snap_compare_container(c, value, SNAP_LIST, depth, held);
     if (type == &PyDict_Type)
-        return snap_compare_container(c, value, snap_marker_dict, depth,
-                                      held);
+        return snap_compare_container(c, value, SNAP_DICT, depth, held);
     if (type == &PySet_Type)
-        return snap_compare_container(c, value, snap_marker_set, depth,
-                                      held);
+        return snap_compare_container(c, value, SNAP_SET, depth, held);
     if (type == &PyTuple_Type || type == &PyFrozenSet_Type)
         return snap_compare_immutable(c, value, depth, held);
     leaf = snap_leaf_kind(value);
@@ -612,7 +746,8 @@ snap_compare_value(SnapCompare *c, PyObject *value, int depth,
     if (leaf == LEAF_PERSISTENT) {
         PyObject *oid = slot(value, off_oid);
         if (oid != NULL && oid != Py_None) {
-            SNAP_MATCH(snap_match(c, snap_marker_persistent));
+            SNAP_MATCH(snap_match_word(c,
+                                       SNAP_WORD_MARKER(SNAP_PERSISTENT)));
             return snap_match(c, oid);
         }
     }
@@ -640,7 +775,7 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
             if (SLOT(obj, PyLong_AsSsize_t(PyTuple_GET_ITEM(
                     PyTuple_GET_ITEM(layout, i), 1))) != NULL)
                 count++;
-    outcome = snap_match_size(c, count);
+    outcome = snap_match_word(c, SNAP_WORD_INT(count));
     if (attributes != NULL)
         while (outcome == 1 && PyDict_Next(attributes, &pos, &key, &value)) {
             outcome = snap_match(c, key);
@@ -658,7 +793,7 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
                 outcome = snap_compare_value(c, value, 0, 0);
         }
     Py_XDECREF(attributes);
-    if (outcome == 1 && c->next != PyTuple_GET_SIZE(c->tokens))
+    if (outcome == 1 && c->next != c->size)
         outcome = 0;
     return outcome;
 }
@@ -732,7 +867,7 @@ snap_take(SnapshotsObject *self, PyObject *obj)
     }
     if (tokens == Py_None)
         failed = snap_discard(self, oid);
-    else if (PyObject_GC_IsTracked(tokens)) {
+    else if (Py_IS_TYPE(tokens, &TrackedSnapshotType)) {
         failed = snap_discard_from(self->by_oid, oid);
         if (failed == 0)
             failed = PyDict_SetItem(self->tracked, oid, tokens);
@@ -873,7 +1008,9 @@ snapshots_snapshot(SnapshotsObject *self, PyObject *oid)
             return NULL;
         Py_RETURN_NONE;
     }
-    return Py_NewRef(tokens);
+    if (!IS_SNAPSHOT(tokens))
+        return Py_NewRef(tokens);
+    return snapshot_tokens((SnapshotObject *)tokens);
 }
 
 /* A new dict of the entries of snapshots whose objects are loaded (in
@@ -979,13 +1116,14 @@ snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
                 goto done;
             continue;
         }
-        if (!PyTuple_CheckExact(tokens)) {
+        if (!IS_SNAPSHOT(tokens)) {
             if (PyList_Append(suspects, obj) < 0)
                 goto done;
             continue;
         }
         Py_INCREF(tokens);
-        compare.tokens = tokens;
+        compare.words = ((SnapshotObject *)tokens)->words;
+        compare.size = Py_SIZE(tokens);
         compare.next = 0;
         compare.exposed = 0;
         outcome = snap_compare_state(&compare, obj);
@@ -1025,9 +1163,9 @@ static PyMemberDef snapshots_members[] = {
     {"objects", T_OBJECT, offsetof(SnapshotsObject, objects), READONLY,
      "the cache's ObjectDictionary"},
     {"by_oid", T_OBJECT, offsetof(SnapshotsObject, by_oid), READONLY,
-     "oid -> tokens (those holding no object the collector tracks)"},
+     "oid -> Snapshot (those holding no object the collector tracks)"},
     {"tracked", T_OBJECT, offsetof(SnapshotsObject, tracked), READONLY,
-     "oid -> tokens holding objects the collector tracks"},
+     "oid -> TrackedSnapshot (holding objects the collector tracks)"},
     {"prune_at", T_PYSSIZET, offsetof(SnapshotsObject, prune_at), 0,
      "prune when this many snapshots are kept"},
     {"prune_floor", T_PYSSIZET, offsetof(SnapshotsObject, prune_floor), 0,
@@ -1091,6 +1229,9 @@ configure_snapshots(PyObject *module, PyObject *args)
     snap_max_tokens = tokens;
     snap_prune_minimum = prune;
     if (snap_layouts == NULL && (snap_layouts = PyDict_New()) == NULL)
+        return NULL;
+    if (PyType_Ready(&SnapshotType) < 0 ||
+            PyType_Ready(&TrackedSnapshotType) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

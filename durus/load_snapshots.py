@@ -53,7 +53,10 @@ without reading the object.  A tool keeps those under watch.
 
 The compiled twin (``durus._speedups.LoadSnapshots``, csrc/snapshot.c)
 does the same walks in C; this class is the reference
-(durus/_accel.py).
+(durus/_accel.py).  It packs the same tokens into machine words (ids,
+lengths and markers raw, no int objects) in an object the garbage
+collector does not see unless it holds one the collector tracks;
+``snapshot(oid)`` unpacks them into the tokens this class keeps.
 """
 
 import datetime

@@ -414,3 +414,56 @@ def test_the_compiled_load_path_takes_snapshots(path):
     user.name                                  # the compiled load_state
     assert connection.load_snapshots.snapshot(user._p_oid) is not None
     storage.close()
+
+
+# -- what the snapshots cost the garbage collector -----------------------------
+
+@compiled
+def test_compiled_snapshots_are_not_allocations_the_collector_counts(path):
+    # A snapshot of atoms and plain containers is no container for the
+    # collector: taking thousands of them must not bring a collection
+    # nearer (each tuple of tokens used to count, then was untracked).
+    storage = FileStorage(path, readonly=True)
+    connection = Connection(storage)
+    users = [connection.get_root()['tree'][i] for i in range(100)]
+    for user in users:
+        inspect.load_quietly(user)
+    store = load_snapshots.LoadSnapshots(connection.cache.objects)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        for _ in range(20):
+            for user in users:
+                store.take(user)
+        counted = gc.get_count()[0] - before
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert counted < 100, counted       # 2,000 snapshots taken
+    assert not gc.is_tracked(store.by_oid)
+    assert all(store.snapshot(user._p_oid) is not None for user in users)
+    storage.close()
+
+
+@pytest.mark.parametrize('make', ['LoadSnapshots', '_PyLoadSnapshots'])
+def test_a_cycle_through_a_snapshot_is_collected(path, make):
+    # A snapshot holding an object that leads back to the store (here a
+    # new persistent object, held by identity) is part of a reference
+    # cycle, which the collector must be able to see and free.
+    import weakref
+    storage = FileStorage(path, readonly=True)
+    connection = Connection(storage)
+    user, = loaded(connection, 'user')
+    store = getattr(load_snapshots, make)(connection.cache.objects)
+    fresh = User()
+    fresh.store = store
+    user.__dict__['friend'] = fresh
+    store.take(user)
+    assert store.snapshot(user._p_oid) is not None
+    user.__dict__['friend'] = None
+    gone = weakref.ref(fresh)
+    del fresh, store
+    gc.collect()
+    assert gone() is None
+    storage.close()
