@@ -555,34 +555,13 @@ bt_getitem(PyObject *self, PyObject *key)
     return bt_lookup(self, key, NULL);
 }
 
-/* Calls with keywords or odd arity: the Python twin decides. */
-static PyObject *
-bt_twin(PyObject *twin, PyObject *self, PyObject *const *args,
-        Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *small[8], **full;
-    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0), i;
-    PyObject *result;
-
-    full = total + 1 <= 8 ? small : PyMem_New(PyObject *, total + 1);
-    if (full == NULL)
-        return PyErr_NoMemory();
-    full[0] = self;
-    for (i = 0; i < total; i++)
-        full[i + 1] = args[i];
-    result = PyObject_Vectorcall(twin, full, nargs + 1, kwnames);
-    if (full != small)
-        PyMem_Free(full);
-    return result;
-}
-
 /* BTree.get(self, key, default=None) */
 static PyObject *
 bt_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
        PyObject *kwnames)
 {
     if (kwnames != NULL || nargs < 1 || nargs > 2)
-        return bt_twin(bt_py_get, self, args, nargs, kwnames);
+        return twin_decides(bt_py_get, self, args, nargs, kwnames);
     return bt_lookup(self, args[0], nargs == 2 ? args[1] : Py_None);
 }
 
@@ -1055,21 +1034,46 @@ bt_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
        PyObject *kwnames)
 {
     if (kwnames != NULL || nargs < 1 || nargs > 2)
-        return bt_twin(bt_py_add, self, args, nargs, kwnames);
+        return twin_decides(bt_py_add, self, args, nargs, kwnames);
     if (bt_add_item(self, args[0], nargs == 2 ? args[1] : Py_True) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
+/* tree.__getitem__(key) and tree.__contains__(key) called by name: key
+   may be given by keyword, as 4.3's Python methods take it ("tree[key]"
+   and "key in tree" come through btree_slots, not these). */
+static PyObject *
+bt_getitem_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs != 1)
+        return twin_decides(bt_py_getitem, self, args, nargs, kwnames);
+    return bt_getitem(self, args[0]);
+}
+
+static PyObject *
+bt_contains_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs != 1)
+        return twin_decides(bt_py_contains, self, args, nargs, kwnames);
+    return bt_contains(self, args[0]);
+}
+
 static PyMethodDef bt_getitem_def = {
-    "__getitem__", (PyCFunction)bt_getitem, METH_O,
+    "__getitem__", (PyCFunction)(void (*)(void))bt_getitem_call,
+    METH_FASTCALL | METH_KEYWORDS,
+    "__getitem__($self, /, key)\n--\n\n"
     "The value of key; KeyError if absent (compiled walk)."};
 static PyMethodDef bt_get_def = {
     "get", (PyCFunction)(void (*)(void))bt_get,
     METH_FASTCALL | METH_KEYWORDS,
     "The value of key, or default (compiled walk)."};
 static PyMethodDef bt_contains_def = {
-    "__contains__", (PyCFunction)bt_contains, METH_O,
+    "__contains__", (PyCFunction)(void (*)(void))bt_contains_call,
+    METH_FASTCALL | METH_KEYWORDS,
+    "__contains__($self, /, key)\n--\n\n"
     "Whether key is in the tree (compiled walk)."};
 static PyMethodDef bt_add_def = {
     "add", (PyCFunction)(void (*)(void))bt_add,

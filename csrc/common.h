@@ -18,6 +18,29 @@
     _PyFloat_Unpack8((const unsigned char *)(p), (le))
 #endif
 
+/* twin(self, *args, **kwargs): a compiled method hands calls it does not
+   take itself (keywords, odd arity) to its Python twin, which then decides
+   exactly as the pure path would, errors included. */
+static PyObject *
+twin_decides(PyObject *twin, PyObject *self, PyObject *const *args,
+             Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *small[8], **full;
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0), i;
+    PyObject *result;
+
+    full = total + 1 <= 8 ? small : PyMem_New(PyObject *, total + 1);
+    if (full == NULL)
+        return PyErr_NoMemory();
+    full[0] = self;
+    for (i = 0; i < total; i++)
+        full[i + 1] = args[i];
+    result = PyObject_Vectorcall(twin, full, nargs + 1, kwnames);
+    if (full != small)
+        PyMem_Free(full);
+    return result;
+}
+
 /* Set once by configure(), from durus.persistent and durus.connection. */
 static PyObject *variants;          /* durus.persistent._variants */
 static PyObject *exempt;            /* durus.persistent._EXEMPT */

@@ -288,8 +288,20 @@ persistent_setstate(PyObject *self, PyObject *state)
     Py_RETURN_NONE;
 }
 
+/* obj.__setstate__(state), state by position or by keyword as in 4.3. */
+static PyObject *
+persistent_setstate_call(PyObject *self, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs != 1)
+        return twin_decides(py_setstate, self, args, nargs, kwnames);
+    return persistent_setstate(self, args[0]);
+}
+
 static PyMethodDef persistent_setstate_def = {
-    "__setstate__", (PyCFunction)persistent_setstate, METH_O,
+    "__setstate__", (PyCFunction)(void (*)(void))persistent_setstate_call,
+    METH_FASTCALL | METH_KEYWORDS,
+    "__setstate__($self, /, state)\n--\n\n"
     "Take the unpickled state as the instance __dict__ (keys interned)."
 };
 

@@ -292,6 +292,8 @@ connection_load_state(PyObject *connection, PyObject *obj)
            itself: nothing else refers to it. */
         int failed = PyObject_GenericSetAttr(obj, s_dict, state);
         Py_DECREF(state);
+        if (failed == 0)
+            set_slot(obj, off_status, saved_value);  /* as 4.3: loaded */
         /* The load snapshot, if the connection keeps them (snapshot.c). */
         if (failed == 0)
             failed = take_load_snapshot(connection, obj);
@@ -311,6 +313,8 @@ connection_load_state(PyObject *connection, PyObject *obj)
         PyObject *call_args[2] = {obj, state};
         result = PyObject_Vectorcall(setstate, call_args, 2, NULL);
     }
+    if (result != NULL)
+        set_slot(obj, off_status, saved_value);  /* as 4.3: loaded */
     /* The load snapshot, if the connection keeps them (snapshot.c). */
     if (result != NULL && take_load_snapshot(connection, obj) < 0)
         Py_CLEAR(result);
@@ -335,8 +339,20 @@ set_file_storage_type(PyObject *module, PyObject *cls)
     Py_RETURN_NONE;
 }
 
+/* connection.load_state(obj), obj by position or by keyword as in 4.3. */
+static PyObject *
+connection_load_state_call(PyObject *connection, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs != 1)
+        return twin_decides(py_load_state, connection, args, nargs, kwnames);
+    return connection_load_state(connection, args[0]);
+}
+
 static PyMethodDef connection_load_state_def = {
-    "load_state", (PyCFunction)connection_load_state, METH_O,
+    "load_state", (PyCFunction)(void (*)(void))connection_load_state_call,
+    METH_FASTCALL | METH_KEYWORDS,
+    "load_state($self, /, obj)\n--\n\n"
     "Fill the ghost obj with its stored state."
 };
 

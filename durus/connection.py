@@ -242,6 +242,9 @@ class Connection(ConnectionBase):
         self.reader.loading_oid = oid
         # Through the type: no bound method to make (this runs per load).
         type(obj).__setstate__(obj, _get_state(self.reader, data))
+        # Loaded, as 4.3 leaves it for a direct caller; the hook that asked
+        # for the load (Persistent._p_load_state) moves its class on.
+        _raw_set(obj, '_p_status', SAVED)
         if self.load_snapshots is not None:
             self.load_snapshots.take(obj)
 

@@ -35,10 +35,14 @@ def signature_problems(theirs, ours):
                 problems.append('%r is required, optional in 4.3' % name)
         elif not our_var_positional:
             problems.append('no positional argument %d (%r)' % (index + 1, name))
-    for name, kind, default, has_default in theirs:
+    for index, (name, kind, default, has_default) in enumerate(theirs):
         ours_named = our_by_name.get(name)
+        # A method's instance by keyword (Class.method(self=obj)) is no call
+        # form callers use, and a compiled method cannot take it that way.
+        bound_instance = index == 0 and name == 'self' and bool(ours) \
+            and ours[0][0] == 'self'
         if kind in KEYWORD and ours_named is None and not our_var_keyword \
-                and name not in renamed:
+                and name not in renamed and not bound_instance:
             problems.append('no keyword argument %r' % name)
         if (kind in KEYWORD and ours_named and has_default and ours_named[3]
                 and ours_named[2] != default and not default.startswith('<')):
