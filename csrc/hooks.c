@@ -40,7 +40,9 @@ refresh(PyObject *obj)
             goto done;
         if (unhooked != NULL && unhooked != Py_None) {
             serial = Py_NewRef(slot(obj, off_serial));
-            current = PyObject_GetAttr(connection, s_transaction_serial);
+            static InstanceAttrCache serial_cache;
+            current = instance_attr(connection, s_transaction_serial,
+                                    &serial_cache);
             if (current == NULL)
                 goto done;
             same = PyObject_RichCompareBool(serial, current, Py_EQ);
@@ -199,7 +201,9 @@ note_read(PyObject *obj)
             return -1;
         }
         Py_INCREF(serial);
-        current = PyObject_GetAttr(connection, s_transaction_serial);
+        static InstanceAttrCache serial_cache;
+        current = instance_attr(connection, s_transaction_serial,
+                                &serial_cache);
         if (current == NULL) {
             Py_DECREF(serial);
             Py_DECREF(connection);

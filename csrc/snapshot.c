@@ -893,11 +893,12 @@ static PyObject *snap_py_take;
 static int
 take_load_snapshot(PyObject *connection, PyObject *obj)
 {
+    static InstanceAttrCache cache;
     PyObject *store;
     int result = 0;
     if (!snapshots_in_use)
         return 0;
-    store = PyObject_GetAttr(connection, s_load_snapshots);
+    store = instance_attr(connection, s_load_snapshots, &cache);
     if (store == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return -1;
