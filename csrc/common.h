@@ -119,59 +119,11 @@ append_to(PyObject *sequence, PyObject *obj)
     return result == NULL ? -1 : 0;
 }
 
-/* getattr(obj, name) for an attribute the instance keeps in its
-   __dict__ (the connection's transaction_serial, _unhooked,
-   load_snapshots, read per loaded object).  Once the type is known to
-   read attributes the standard way and to have no data descriptor of
-   that name (the type's version tag says it has not changed since), the
-   instance dict is asked directly: the same answer without the type
-   lookup, whose shared cache other names can push this one out of.  One
-   cache per call site; a miss in the dict takes the general way. */
-typedef struct {
-    PyTypeObject *type;     /* borrowed: compared, never dereferenced */
-    unsigned int version;
-} InstanceAttrCache;
-
-static PyObject *
-instance_attr(PyObject *obj, PyObject *name, InstanceAttrCache *cache)
-{
-    PyTypeObject *type = Py_TYPE(obj);
-    PyObject *value, *descr;
-    if (cache->type == type && type->tp_version_tag == cache->version &&
-            PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
-        PyObject *dict = PyObject_GenericGetDict(obj, NULL);
-        if (dict == NULL)
-            PyErr_Clear();
-        else {
-            value = PyDict_GetItemWithError(dict, name);
-            Py_DECREF(dict);
-            if (value != NULL)
-                return Py_NewRef(value);
-            if (PyErr_Occurred())
-                return NULL;
-        }
-        return PyObject_GetAttr(obj, name);
-    }
-    value = PyObject_GetAttr(obj, name);
-    if (value == NULL || type->tp_getattro != PyObject_GenericGetAttr ||
-            type->tp_dictoffset == 0)
-        return value;
-    /* _PyType_Lookup gives the type a valid version tag when it can. */
-    descr = _PyType_Lookup(type, name);
-    if ((descr == NULL || Py_TYPE(descr)->tp_descr_set == NULL) &&
-            PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
-        cache->type = type;
-        cache->version = type->tp_version_tag;
-    }
-    return value;
-}
-
 /* connection._unhooked, or NULL with no error when absent; -1 on error. */
 static int
 get_unhooked(PyObject *connection, PyObject **result)
 {
-    static InstanceAttrCache cache;
-    PyObject *value = instance_attr(connection, s_unhooked, &cache);
+    PyObject *value = PyObject_GetAttr(connection, s_unhooked);
     if (value == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return -1;

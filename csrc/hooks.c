@@ -40,9 +40,7 @@ refresh(PyObject *obj)
             goto done;
         if (unhooked != NULL && unhooked != Py_None) {
             serial = Py_NewRef(slot(obj, off_serial));
-            static InstanceAttrCache serial_cache;
-            current = instance_attr(connection, s_transaction_serial,
-                                    &serial_cache);
+            current = PyObject_GetAttr(connection, s_transaction_serial);
             if (current == NULL)
                 goto done;
             same = PyObject_RichCompareBool(serial, current, Py_EQ);
@@ -201,9 +199,7 @@ note_read(PyObject *obj)
             return -1;
         }
         Py_INCREF(serial);
-        static InstanceAttrCache serial_cache;
-        current = instance_attr(connection, s_transaction_serial,
-                                &serial_cache);
+        current = PyObject_GetAttr(connection, s_transaction_serial);
         if (current == NULL) {
             Py_DECREF(serial);
             Py_DECREF(connection);

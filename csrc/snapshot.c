@@ -893,12 +893,11 @@ static PyObject *snap_py_take;
 static int
 take_load_snapshot(PyObject *connection, PyObject *obj)
 {
-    static InstanceAttrCache cache;
     PyObject *store;
     int result = 0;
     if (!snapshots_in_use)
         return 0;
-    store = instance_attr(connection, s_load_snapshots, &cache);
+    store = PyObject_GetAttr(connection, s_load_snapshots);
     if (store == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return -1;
