@@ -20,7 +20,7 @@ no oid is given and nothing is bound or stored.
 from bisect import bisect_left
 from itertools import compress
 
-from durus._accel import speedups as _speedups, use as _use_compiled
+from durus._accel import use as _use_compiled
 from durus.btree import _MISSING as _NO_KEY, BNode, BTree, _iter_forward
 from durus.error import ReadConflictError
 from durus.persistent import (GHOST, SAVED, UNSAVED, Persistent,

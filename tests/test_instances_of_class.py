@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 
 import pytest
 
-from durus import _accel, inspect
+from durus import _accel, inspect  # noqa: F401 (wires the twin)
 from durus.btree import BTree
 from durus.connection import Connection
 from durus.persistent import Persistent
