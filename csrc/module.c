@@ -194,6 +194,9 @@ static PyMethodDef module_methods[] = {
      "durus.record.class_pickle_end: where the class pickle may end."},
     {"touched_since_last_call", touched_since_last_call, METH_O,
      "Connection.touched_since_last_call(connection)."},
+    {"instances_of_class", instances_of_class, METH_VARARGS,
+     "The objects (a sequence) whose type is a subclass of cls\n"
+     "(issubclass, asked once per type), in order."},
     {"configure_snapshots", configure_snapshots, METH_VARARGS,
      "Connect the load snapshots to durus.load_snapshots (called once)."},
     {"record_fine", record_fine, METH_O,

@@ -118,3 +118,73 @@ done:
     Py_DECREF(unhooked);
     return result;
 }
+
+/* instances_of_class(objects, cls) of durus.inspect: the objects whose
+   type is a subclass of cls, in order.  issubclass() is asked once per
+   distinct type (it may run Python code: an ABC's __subclasscheck__), so
+   a walk of many objects of few types costs a type comparison each. */
+static PyObject *
+instances_of_class(PyObject *module, PyObject *args)
+{
+    PyObject *objects, *cls, *sequence, *answers, *result = NULL;
+    PyObject *last_type = NULL;
+    int last_answer = 0;
+    Py_ssize_t i;
+
+    if (!PyArg_ParseTuple(args, "OO:instances_of_class", &objects, &cls))
+        return NULL;
+    sequence = PySequence_Fast(objects, "instances_of_class needs a sequence");
+    if (sequence == NULL)
+        return NULL;
+    /* type -> answer; holds the types, so last_type stays alive. */
+    answers = PyDict_New();
+    result = PyList_New(0);
+    if (answers == NULL || result == NULL)
+        goto fail;
+    /* The size is read again each step: issubclass() may change a list. */
+    for (i = 0; i < PySequence_Fast_GET_SIZE(sequence); i++) {
+        PyObject *obj = PySequence_Fast_GET_ITEM(sequence, i);
+        PyObject *kind = (PyObject *)Py_TYPE(obj);
+        if (kind != last_type) {
+            PyObject *known = PyDict_GetItemWithError(answers, kind);
+            if (known == NULL) {
+                int answer;
+                if (PyErr_Occurred())
+                    goto fail;
+                Py_INCREF(obj);
+                Py_INCREF(kind);
+                answer = PyObject_IsSubclass(kind, cls);
+                if (answer >= 0 && PyDict_SetItem(
+                        answers, kind, answer ? Py_True : Py_False) < 0)
+                    answer = -1;
+                Py_DECREF(kind);
+                if (answer < 0) {
+                    Py_DECREF(obj);
+                    goto fail;
+                }
+                last_answer = answer;
+                /* A list may have been changed meanwhile: append the
+                   object asked about, held until then. */
+                last_type = kind;
+                if (last_answer && PyList_Append(result, obj) < 0) {
+                    Py_DECREF(obj);
+                    goto fail;
+                }
+                Py_DECREF(obj);
+                continue;
+            }
+            last_type = kind;
+            last_answer = known == Py_True;
+        }
+        if (last_answer && PyList_Append(result, obj) < 0)
+            goto fail;
+    }
+    Py_DECREF(answers);
+    Py_DECREF(sequence);
+    return result;
+fail:
+    Py_XDECREF(answers);
+    Py_XDECREF(result);
+    Py_DECREF(sequence);
+    return NULL;
+}

@@ -85,6 +85,8 @@ TWINS = (
     Twin('touched_since_last_call',
          'durus.connection.Connection.touched_since_last_call',
          'durus.connection.Connection.touched_since_last_call', None),
+    Twin('instances_of_class', 'durus.inspect._py_instances_of_class',
+         'durus.inspect.instances_of_class', None),
     # durus.serialize: reading and writing record data
     Twin('get_state', 'durus.serialize.ObjectReader.get_state',
          'durus.connection._get_state', None),

@@ -18,7 +18,9 @@ no oid is given and nothing is bound or stored.
 """
 
 from bisect import bisect_left
+from itertools import compress
 
+from durus._accel import use as _use_compiled
 from durus.btree import _MISSING as _NO_KEY, BNode, BTree, _iter_forward
 from durus.error import ReadConflictError
 from durus.persistent import (GHOST, SAVED, UNSAVED, Persistent,
@@ -31,7 +33,8 @@ __all__ = ['GHOST', 'SAVED', 'UNSAVED', 'is_persistent', 'real_class',
            'set_state', 'raw_attribute', 'pending_writes', 'PendingWrites',
            'stored_states', 'differing_from_records', 'in_place_suspects',
            'btree_items',
-           'btree_get', 'btree_nodes', 'btree_size', 'is_btree', 'is_bnode']
+           'btree_get', 'btree_nodes', 'btree_size', 'is_btree', 'is_bnode',
+           'instances_of_class']
 
 _raw_get = object.__getattribute__
 _raw_set = object.__setattr__
@@ -340,6 +343,23 @@ def in_place_suspects(connection, objects):
             if isinstance(obj, PersistentBase)
             and _raw_get(obj, '_p_status') == SAVED
             and _raw_get(obj, '_p_oid') is not None], []
+
+
+def _py_instances_of_class(objects, cls):
+    """The ``objects`` (a sequence) whose type is a subclass of ``cls``
+    (``issubclass``, asked once per type, so abstract base classes cost
+    nothing per object), in order."""
+    kinds = list(map(type, objects))
+    wanted = {kind for kind in set(kinds) if issubclass(kind, cls)}
+    if not wanted:
+        return []
+    return list(compress(objects, map(wanted.__contains__, kinds)))
+
+
+# The compiled twin (durus/_accel.py) makes no call per object: the shell
+# picks the BTrees out of every object a statement touched.
+instances_of_class = _use_compiled('instances_of_class',
+                                   _py_instances_of_class)
 
 
 # -- BTrees ---------------------------------------------------------------------

@@ -53,7 +53,6 @@ another persistent object.
 
 import sys
 import time
-from itertools import compress
 
 from durus import inspect
 from durus.btree import BTree
@@ -278,11 +277,8 @@ class ChangeTracker(ConnectionObserver):
         # BTrees by their types, without a Python step per object:
         # isinstance() with an abstract base class (BTree is a
         # MutableMapping) costs microseconds per object.
-        kinds = list(map(type, touched))
-        trees = {kind for kind in set(kinds) if issubclass(kind, BTree)}
-        if trees:
-            for tree in compress(touched, map(trees.__contains__, kinds)):
-                self._trees[id(tree)] = tree
+        for tree in inspect.instances_of_class(touched, BTree):
+            self._trees[id(tree)] = tree
         # Objects that still match their load snapshots hold their
         # records' states (durus.load_snapshots): only the others are
         # compared with their records.
