@@ -18,6 +18,7 @@ import pytest
 import durus.btree
 import durus.connection
 import durus.file_storage  # noqa: F401 (wires its twin)
+import durus.inspect  # noqa: F401 (wires its twin)
 from durus import _accel, record, serialize
 from durus.connection import Connection
 from durus.file_storage import FileStorage
