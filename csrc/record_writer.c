@@ -388,49 +388,17 @@ enc_add_ref(Encoder *e, PyObject *oid)
 static int
 enc_persistent(Encoder *e, PyObject *obj)
 {
-    PyObject *oid = slot(obj, off_oid), *owner = slot(obj, off_connection),
-        *cls, *triple, *global;
+    PyObject *oid, *cls, *global;
     Py_ssize_t index;
     int status;
 
-    if (oid == NULL || owner == NULL)
-        return RW_FALLBACK;
-    if (oid == Py_None) {
-        PyObject *bound;
-        if (owner != Py_None)
-            return RW_FALLBACK;     /* the Python way raises */
-        oid = PyObject_CallMethodNoArgs(e->connection, s_new_oid);
-        if (oid == NULL)
-            return -1;
-        bound = PyObject_CallMethodObjArgs(e->connection, s_bind_new_object,
-                                           obj, oid, NULL);
-        if (bound == NULL) {
-            Py_DECREF(oid);
-            return -1;
-        }
-        Py_DECREF(bound);
-        if (PyList_Append(e->new_objects, obj) < 0 ||
-                PyList_Append(e->objects_found, obj) < 0) {
-            Py_DECREF(oid);
-            return -1;
-        }
-    }
-    else if (owner != e->connection)
-        return RW_FALLBACK;         /* the Python way raises */
-    else
-        Py_INCREF(oid);
+    status = reference_to(e->connection, e->new_objects, e->objects_found,
+                          0, obj, &oid, &cls);
+    if (status != 0)
+        return status < 0 ? -1 : RW_FALLBACK;   /* the Python way raises */
     if (!PyBytes_CheckExact(oid) || PyBytes_GET_SIZE(oid) != 8) {
         Py_DECREF(oid);
         return RW_FALLBACK;
-    }
-    cls = (PyObject *)Py_TYPE(obj);
-    triple = PyDict_GetItemWithError(variants, cls);
-    if (triple != NULL && PyList_CheckExact(triple) &&
-            PyList_GET_SIZE(triple) == 4)
-        cls = PyList_GET_ITEM(triple, 0);
-    else if (PyErr_Occurred()) {
-        Py_DECREF(oid);
-        return -1;
     }
     status = enc_add_ref(e, oid);
     if (status == 0) {

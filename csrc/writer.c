@@ -22,13 +22,68 @@ typedef struct {
 
 static PyObject *s_new_oid, *s_bind_new_object;
 
+/* A reference to the persistent obj from a state written for
+   connection, as the Python persistent_id makes it: a new object gets an
+   oid, is bound and is added to new_objects and objects_found first.
+   0 with *oid (new reference) and *cls (borrowed: the class the record
+   names, the user's class for a hook variant); -1 with an error; 1 when
+   the Python twin must decide (slots unset, a new object during a dry
+   run or bound elsewhere, another connection's object: it raises). */
+static int
+reference_to(PyObject *connection, PyObject *new_objects,
+             PyObject *objects_found, int dry_run, PyObject *obj,
+             PyObject **oid_out, PyObject **cls_out)
+{
+    PyObject *oid = slot(obj, off_oid), *owner = slot(obj, off_connection),
+        *cls, *triple;
+
+    if (oid == NULL || owner == NULL)
+        return 1;
+    if (oid == Py_None) {
+        PyObject *bound;
+        if (owner != Py_None || dry_run)
+            return 1;
+        oid = PyObject_CallMethodNoArgs(connection, s_new_oid);
+        if (oid == NULL)
+            return -1;
+        bound = PyObject_CallMethodObjArgs(connection, s_bind_new_object,
+                                           obj, oid, NULL);
+        if (bound == NULL) {
+            Py_DECREF(oid);
+            return -1;
+        }
+        Py_DECREF(bound);
+        if (PyList_Append(new_objects, obj) < 0 ||
+                PyList_Append(objects_found, obj) < 0) {
+            Py_DECREF(oid);
+            return -1;
+        }
+    }
+    else if (owner != connection)
+        return 1;
+    else
+        Py_INCREF(oid);
+    cls = (PyObject *)Py_TYPE(obj);
+    triple = PyDict_GetItemWithError(variants, cls);
+    if (triple != NULL && PyList_CheckExact(triple) &&
+            PyList_GET_SIZE(triple) == 4)
+        cls = PyList_GET_ITEM(triple, 0);
+    else if (PyErr_Occurred()) {
+        Py_DECREF(oid);
+        return -1;
+    }
+    *oid_out = oid;
+    *cls_out = cls;
+    return 0;
+}
+
 static PyObject *
 writer_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                   PyObject *kwnames)
 {
     WriterObject *writer = (WriterObject *)self;
-    PyObject *obj, *oid, *owner, *cls, *triple, *result;
-    int is_persistent;
+    PyObject *obj, *oid, *cls, *result;
+    int is_persistent, status;
 
     if (PyVectorcall_NARGS(nargsf) != 1 ||
             (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
@@ -58,44 +113,14 @@ writer_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
             !PyList_CheckExact(writer->new_objects) ||
             !PyList_CheckExact(writer->objects_found))
         return PyObject_CallOneArg(writer->func, obj);
-    oid = slot(obj, off_oid);
-    owner = slot(obj, off_connection);
-    if (oid == NULL || owner == NULL)
-        return PyObject_CallOneArg(writer->func, obj);
-    if (oid == Py_None) {
-        PyObject *bound;
-        if (owner != Py_None || writer->dry_run)
-            return PyObject_CallOneArg(writer->func, obj);
-        oid = PyObject_CallMethodNoArgs(writer->connection, s_new_oid);
-        if (oid == NULL)
-            return NULL;
-        bound = PyObject_CallMethodObjArgs(writer->connection,
-                                           s_bind_new_object, obj, oid, NULL);
-        if (bound == NULL) {
-            Py_DECREF(oid);
-            return NULL;
-        }
-        Py_DECREF(bound);
-        if (PyList_Append(writer->new_objects, obj) < 0 ||
-                PyList_Append(writer->objects_found, obj) < 0) {
-            Py_DECREF(oid);
-            return NULL;
-        }
-    }
-    else if (owner != writer->connection)
-        return PyObject_CallOneArg(writer->func, obj);  /* raises */
-    else
-        Py_INCREF(oid);
-    if (PyList_Append(writer->refs, oid) < 0) {
-        Py_DECREF(oid);
+    status = reference_to(writer->connection, writer->new_objects,
+                          writer->objects_found, writer->dry_run, obj,
+                          &oid, &cls);
+    if (status < 0)
         return NULL;
-    }
-    cls = (PyObject *)Py_TYPE(obj);
-    triple = PyDict_GetItemWithError(variants, cls);
-    if (triple != NULL && PyList_CheckExact(triple) &&
-            PyList_GET_SIZE(triple) == 4)
-        cls = PyList_GET_ITEM(triple, 0);
-    else if (PyErr_Occurred()) {
+    if (status > 0)
+        return PyObject_CallOneArg(writer->func, obj);  /* raises */
+    if (PyList_Append(writer->refs, oid) < 0) {
         Py_DECREF(oid);
         return NULL;
     }
