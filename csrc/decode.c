@@ -290,6 +290,15 @@ python:
     return PyObject_CallMethodOneArg(reader, s_load_persistent_id, pid);
 }
 
+/* Whether the stack holds n items above its top mark (an opcode that
+   takes n operands must not reach into a mark's items). */
+static inline int
+ds_has_operands(const DecodeState *ds, Py_ssize_t n)
+{
+    return ds->depth >= n && !(ds->mark_count &&
+                               ds->marks[ds->mark_count - 1] > ds->depth - n);
+}
+
 /* The items above the top mark, as a new tuple; the stack drops them. */
 static PyObject *
 ds_pop_to_mark(DecodeState *ds)
@@ -545,8 +554,7 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
         }
         case 'a': {  /* APPEND */
             PyObject *list, *value;
-            if (ds.depth < 2 || (ds.mark_count &&
-                    ds.marks[ds.mark_count - 1] > ds.depth - 2))
+            if (!ds_has_operands(&ds, 2))
                 goto unhandled;
             list = ds.stack[ds.depth - 2];
             value = ds.stack[ds.depth - 1];
@@ -582,8 +590,7 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
             break;
         }
         case 's': {  /* SETITEM */
-            if (ds.depth < 3 || (ds.mark_count &&
-                    ds.marks[ds.mark_count - 1] > ds.depth - 3))
+            if (!ds_has_operands(&ds, 3))
                 goto unhandled;
             if (ds_setitem(&ds, ds.depth - 3, ds.stack[ds.depth - 2],
                            ds.stack[ds.depth - 1]) < 0)
@@ -636,8 +643,7 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
         }
         case 'R': {  /* REDUCE: only the bytes of _codecs.encode */
             PyObject *func, *args, *value;
-            if (ds.depth < 2 || (ds.mark_count &&
-                    ds.marks[ds.mark_count - 1] > ds.depth - 2))
+            if (!ds_has_operands(&ds, 2))
                 goto unhandled;
             func = ds.stack[ds.depth - 2];
             args = ds.stack[ds.depth - 1];
@@ -659,8 +665,7 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
         }
         case 'Q': {  /* BINPERSID */
             PyObject *pid, *value;
-            if (ds.depth < 1 || (ds.mark_count &&
-                    ds.marks[ds.mark_count - 1] > ds.depth - 1))
+            if (!ds_has_operands(&ds, 1))
                 goto unhandled;
             pid = ds.stack[ds.depth - 1];
             value = ds_reference(&ds, reader, pid);
