@@ -436,6 +436,19 @@ error:
     return -1;
 }
 
+/* A plain node's items (an exact list) and nodes, borrowed, read
+   straight from their slots: 1, or 0 when the borrowed walks must leave
+   this node to the general one. */
+static inline int
+bt_plain_lists(PyObject *node, PyObject **items, PyObject **nodes)
+{
+    if (!bt_is_plain(Py_TYPE(node)))
+        return 0;
+    *items = SLOT(node, bt_off_items);
+    *nodes = SLOT(node, bt_off_nodes);
+    return *items != NULL && *nodes != NULL && PyList_CheckExact(*items);
+}
+
 /* The lookup walk of an exact int or str key (kind) from root, with
    borrowed references: it runs no Python code, so nothing can change
    under it.  It takes plain nodes (bt_is_plain) whose `items` is a list
@@ -452,11 +465,7 @@ bt_search_kind(PyObject *root, PyObject *key, int kind, PyObject **found,
     Py_ssize_t i, n;
 
     while (1) {
-        if (!bt_is_plain(Py_TYPE(node)))
-            break;
-        items = SLOT(node, bt_off_items);
-        nodes = SLOT(node, bt_off_nodes);
-        if (items == NULL || nodes == NULL || !PyList_CheckExact(items))
+        if (!bt_plain_lists(node, &items, &nodes))
             break;
 #ifdef __GNUC__
         __builtin_prefetch(nodes);      /* read after the bisection */
@@ -947,11 +956,7 @@ bt_insert_kind(PyObject *node, PyObject *key, PyObject *value, int kind,
     Py_ssize_t i, n;
 
     while (1) {
-        if (!bt_is_plain(Py_TYPE(node)))
-            break;
-        items = SLOT(node, bt_off_items);
-        nodes = SLOT(node, bt_off_nodes);
-        if (items == NULL || nodes == NULL || !PyList_CheckExact(items))
+        if (!bt_plain_lists(node, &items, &nodes))
             break;
         n = PyList_GET_SIZE(items);
         slots = ((PyListObject *)items)->ob_item;
