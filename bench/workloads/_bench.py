@@ -6,6 +6,7 @@ object on its last stdout line: {"durus": <where durus came from>,
 otherwise.
 """
 
+import gc
 import json
 import os
 import sys
@@ -26,6 +27,31 @@ def is_durus43():
 
 def side():
     return 'durus43' if is_durus43() else 'ours'
+
+
+class GcTime(object):
+    """Time spent inside the cyclic collector while in a with block (from
+    gc.callbacks), and how many full (generation 2) collections ran."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.full_collections = 0
+        self._started = 0.0
+
+    def _note(self, phase, info):
+        if phase == 'start':
+            self._started = clock()
+        else:
+            self.seconds += clock() - self._started
+            if info['generation'] == 2:
+                self.full_collections += 1
+
+    def __enter__(self):
+        gc.callbacks.append(self._note)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self._note)
 
 
 def emit(**metrics):

@@ -9,13 +9,12 @@ cyclic garbage collector's collections, from gc.callbacks), outside_gc_s
 (load_s - gc_s), full_collections (generation-2 collections in the walk).
 """
 
-import gc
 import os
 
 from durus.connection import Connection
 from durus.file_storage import FileStorage
 
-from _bench import clock, emit, params, side
+from _bench import GcTime, clock, emit, params, side
 
 
 def main():
@@ -30,32 +29,20 @@ def main():
                             **options)
     tree = connection.get_root()['items']
     before = connection.get_load_count()
-    spent = [0.0, 0.0]
-    full = [0]
-
-    def timing(phase, info):
-        if phase == 'start':
-            spent[1] = clock()
-        else:
-            spent[0] += clock() - spent[1]
-            if info['generation'] == 2:
-                full[0] += 1
-
-    gc.callbacks.append(timing)
-    start = clock()
-    seen = 0
-    for _key, item in tree.iteritems():
-        item.name
-        seen += 1
-        if seen >= n:
-            break
-    elapsed = clock() - start
-    gc.callbacks.remove(timing)
+    with GcTime() as in_gc:
+        start = clock()
+        seen = 0
+        for _key, item in tree.iteritems():
+            item.name
+            seen += 1
+            if seen >= n:
+                break
+        elapsed = clock() - start
     loads = connection.get_load_count() - before
     storage.close()
     emit(load_s=elapsed, loads_per_s=loads / elapsed, loads=loads,
-         gc_s=spent[0], outside_gc_s=elapsed - spent[0],
-         full_collections=full[0])
+         gc_s=in_gc.seconds, outside_gc_s=elapsed - in_gc.seconds,
+         full_collections=in_gc.full_collections)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ loop), full_collections, tracked (GC-tracked objects after the loop).
 import gc
 import weakref
 
-from _bench import clock, emit, params
+from _bench import GcTime, clock, emit, params
 
 ITEMS_PER_NODE = 15
 
@@ -100,26 +100,15 @@ def make(n, connection, cache):
 
 def main():
     n = params().get('n', 100000)
-    spent = [0.0, 0.0]
-    full = [0]
-
-    def timing(phase, info):
-        if phase == 'start':
-            spent[1] = clock()
-        else:
-            spent[0] += clock() - spent[1]
-            if info['generation'] == 2:
-                full[0] += 1
-
     connection = object()
     cache = Cache()
-    gc.callbacks.append(timing)
-    start = clock()
-    nodes = make(n, connection, cache)
-    elapsed = clock() - start
-    gc.callbacks.remove(timing)
+    with GcTime() as in_gc:
+        start = clock()
+        nodes = make(n, connection, cache)
+        elapsed = clock() - start
     tracked = len(gc.get_objects())
-    emit(make_s=elapsed, gc_s=spent[0], full_collections=full[0],
+    emit(make_s=elapsed, gc_s=in_gc.seconds,
+         full_collections=in_gc.full_collections,
          tracked=tracked, nodes=len(nodes))
 
 
