@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from statistics import median
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -43,14 +44,6 @@ def keyed(python, env):
          json.dumps(PARAMS)], capture_output=True, text=True, env=env,
         cwd=run.WORKLOADS_DIR, timeout=run.RUN_TIMEOUT, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])['metrics']
-
-
-def median(values):
-    values = sorted(values)
-    middle = len(values) // 2
-    if len(values) % 2:
-        return values[middle]
-    return (values[middle - 1] + values[middle]) / 2
 
 
 def main():

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 clock = time.perf_counter
 
@@ -284,14 +285,6 @@ class DurusParts:
 
     def close(self):
         self.storage.close()
-
-
-def median(values):
-    values = sorted(values)
-    middle = len(values) // 2
-    if len(values) % 2:
-        return values[middle]
-    return (values[middle - 1] + values[middle]) / 2
 
 
 def main():
