@@ -134,7 +134,7 @@ ghost_of(PyObject *objects, PyObject *mapping, PyObject *callback,
             PyErr_SetString(PyExc_TypeError, "cache entry is not a weakref");
             return NULL;
         }
-        obj = PyWeakref_GetObject(ref);
+        obj = weakref_referent(ref);
         if (obj == NULL) {
             Py_DECREF(mapping);
             return NULL;

@@ -18,6 +18,26 @@
     _PyFloat_Unpack8((const unsigned char *)(p), (le))
 #endif
 
+/* The referent of a weak reference, borrowed, Py_None once it is dead (as
+   PyWeakref_GetObject, deprecated from 3.13, gave it).  Borrowing is safe
+   where the callers use it: the object is alive, held elsewhere, while
+   the caller runs no Python code. */
+#if PY_VERSION_HEX >= 0x030D0000
+static inline PyObject *
+weakref_referent(PyObject *ref)
+{
+    PyObject *obj;
+    if (PyWeakref_GetRef(ref, &obj) < 0)
+        return NULL;
+    if (obj == NULL)
+        return Py_None;
+    Py_DECREF(obj);
+    return obj;
+}
+#else
+#define weakref_referent PyWeakref_GetObject
+#endif
+
 /* twin(self, *args, **kwargs): a compiled method hands calls it does not
    take itself (keywords, odd arity) to its Python twin, which then decides
    exactly as the pure path would, errors included. */

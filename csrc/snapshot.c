@@ -1033,7 +1033,7 @@ snap_kept(PyObject *snapshots, PyObject *mapping)
         }
         if (!PyWeakref_Check(ref))
             continue;
-        obj = PyWeakref_GetObject(ref);
+        obj = weakref_referent(ref);
         if (obj == NULL)
             goto fail;
         if (obj == Py_None ||
