@@ -318,7 +318,15 @@ def rename_class_command(session, args, ui):
                            'meanwhile; nothing was written: run the rename '
                            'again')
     session.abort()
-    ui.show('renamed %s.%s to %s.%s in %d records (one commit). Objects '
-            'already loaded in this session keep the class they had: '
-            'restart durus-shell to work with the new one.'
-            % (plan.old + plan.new + (plan.records,)))
+    session.renamed_classes.add('%s.%s' % plan.old, '%s.%s' % plan.new)
+    stale = len(session.renamed_classes.stale_objects(session.connection))
+    if stale:
+        after = ('%d object%s already loaded in this session keep%s the '
+                 'old class, so this session refuses to commit until you '
+                 'restart durus-shell to work with the new one.'
+                 % (stale, '' if stale == 1 else 's',
+                    's' if stale == 1 else ''))
+    else:
+        after = 'Objects loaded from now on have the new class.'
+    ui.show('renamed %s.%s to %s.%s in %d records (one commit). %s'
+            % (plan.old + plan.new + (plan.records, after)))

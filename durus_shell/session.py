@@ -39,6 +39,7 @@ from durus.error import ConflictError, ReadOnlyError
 from durus.unpickle_policy import UnpicklePolicy
 from durus.utils import int8_to_str, str_to_int8
 from durus_shell import link, placeholders
+from durus_shell.rename_guard import RenamedClassGuard
 from durus_shell.changes import ChangeTracker
 from durus_shell.retry import (PYTHON, ConflictSnapshot, StatementJournal,
                                last_step)
@@ -174,6 +175,10 @@ class Session(object):
             unpickle_policy=unpickle_policy, load_snapshots=True)
         self.connection.add_observer(self.policy)
         self.connection.add_observer(placeholders.PlaceholderGuard())
+        # After :rename-class, objects still loaded with the old class
+        # must not be committed (durus_shell/rename_guard.py).
+        self.renamed_classes = RenamedClassGuard()
+        self.connection.add_observer(self.renamed_classes)
         self.tracker = ChangeTracker(self.connection)
         self.journal = StatementJournal(self.tracker)
         self.audit_log = None

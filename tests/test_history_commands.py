@@ -151,9 +151,39 @@ def test_rename_class_in_the_shell(session):
                        'renamed_h17.models.Person', answers=['y'])
     assert 'renamed fixture_app.models.User to renamed_h17.models.Person' \
         in text
+    assert 'refuses to commit until you restart' in text
     from durus.record import class_path
-    assert class_path(session.storage.load(
-        session.root['user']._p_oid)) == ('renamed_h17.models', 'Person')
+    oid = session.root['user']._p_oid
+    assert class_path(session.storage.load(oid)) == (
+        'renamed_h17.models', 'Person')
+    # The User still loaded here would write the old name back: refused.
+    run_input(session, "root['user'].name = 'after'")
+    result, text = command(session, ':commit', answers=['y'])
+    assert result.kind == 'error'
+    assert 'loaded as fixture_app.models.User before :rename-class' in text
+    assert 'Restart durus-shell' in text
+    assert class_path(session.storage.load(oid)) == (
+        'renamed_h17.models', 'Person')
+
+
+def test_rename_class_before_loading_leaves_commits_open(tmp_path):
+    from durus.persistent_list import PersistentList
+    path = str(tmp_path / 'boxed.durus')
+    connection = Connection(FileStorage(path))
+    connection.get_root()['box'] = PersistentList([User()])
+    connection.commit()
+    connection.get_storage().close()
+    session = Session(FileStorage(path))
+    try:
+        text = ok(session, ':rename-class fixture_app.models.User '
+                           'renamed_h17.models.Person', answers=['y'])
+        assert 'Objects loaded from now on have the new class' in text
+        run_input(session, "root['n'] = 2")
+        text = ok(session, ':commit', answers=['y'])
+        assert 'Committed 1 object' in text
+        assert not session.has_unsaved_work()
+    finally:
+        session.close()
 
 
 def test_command_line_rename_on_a_file(tmp_path, capsys):
