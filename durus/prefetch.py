@@ -3,11 +3,8 @@
 When a client loads two objects referred to by the same record (two
 items of a list, two values of a dict), it is usually walking that
 container; the next siblings are fetched with the current one in one
-bulk request, saving a round trip per object.  A walk that goes on into
-the next container of the same parent (the next leaf of a BTree, the
-next list of a list of lists) fetches its children with its first one:
-the container before it was walked to its end.  A lookup that takes one
-child per node (a BTree search) never triggers either.
+bulk request, saving a round trip per object.  A lookup that takes one
+child per node (a BTree search) never triggers it.
 
 Consistency: prefetched records may only be used until the client next
 learns about other clients' commits (sync, or the start of a commit);
@@ -35,7 +32,6 @@ class Prefetcher(object):
         self.parent_of = {}     # child oid -> (parent oid, position)
         self.children = {}      # parent oid -> list of child oids
         self.hits = {}          # parent oid -> children loaded one by one
-        self.walked = set()     # parents whose children were fetched to the end
 
     def take(self, oid):
         """The prefetched record of ``oid`` (removed), or None."""
@@ -61,7 +57,6 @@ class Prefetcher(object):
             self.parent_of.clear()
             self.children.clear()
             self.hits.clear()
-            self.walked.clear()
         children = [record[i:i + 8]
                     for i in range(start, len(record), 8)]
         self.children[oid] = children
@@ -78,25 +73,12 @@ class Prefetcher(object):
         parent, position = link
         hits = self.hits.get(parent, 0) + 1
         self.hits[parent] = hits
-        if hits < 2 and not self._follows_a_walk(parent):
+        if hits < 2:
             return []
         children = self.children.get(parent)
         if children is None:
             return []
-        end = position + 1 + self.batch
-        if end >= len(children):
-            self.walked.add(parent)
         records = self.records
-        return [child for child in children[position + 1:end]
+        return [child for child in
+                children[position + 1:position + 1 + self.batch]
                 if child not in records]
-
-    def _follows_a_walk(self, parent):
-        """Whether the sibling just before ``parent`` (in their own
-        parent's record) had its children fetched to the end."""
-        link = self.parent_of.get(parent)
-        if link is None or not link[1]:
-            return False
-        grandparent, position = link
-        siblings = self.children.get(grandparent)
-        return (siblings is not None and
-                siblings[position - 1] in self.walked)

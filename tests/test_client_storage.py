@@ -386,49 +386,6 @@ def test_prefetcher_ignores_one_child_per_node_walks():
         assert prefetcher.siblings_to_fetch_with(oid(1000 * level + 7)) == []
 
 
-def test_prefetcher_carries_a_walk_into_the_next_container():
-    # A list of three lists (a BTree's leaves under one node): once the
-    # first was walked to its end, the first load from the next fetches
-    # its siblings at once.  One child of each (a lookup) never does.
-    prefetcher = Prefetcher()
-    top = oid(1)
-    lists = [oid(2), oid(3), oid(4)]
-    prefetcher.note_record(top, pack_record(top, b'top', b''.join(lists)))
-    for number, child in enumerate(lists):
-        kids = b''.join(oid(100 * (number + 1) + k) for k in range(5))
-        prefetcher.note_record(child, pack_record(child, b'list', kids))
-    assert prefetcher.siblings_to_fetch_with(oid(100)) == []
-    assert prefetcher.siblings_to_fetch_with(oid(101)) == [
-        oid(102), oid(103), oid(104)]
-    assert prefetcher.siblings_to_fetch_with(oid(200)) == [
-        oid(201), oid(202), oid(203), oid(204)]
-    lookups = Prefetcher()
-    lookups.note_record(top, pack_record(top, b'top', b''.join(lists)))
-    for number, child in enumerate(lists):
-        kids = b''.join(oid(100 * (number + 1) + k) for k in range(5))
-        lookups.note_record(child, pack_record(child, b'list', kids))
-        assert lookups.siblings_to_fetch_with(
-            oid(100 * (number + 1) + 2)) == []
-
-
-def test_a_btree_walk_takes_one_round_trip_per_leaf(empty_server):
-    from durus.btree import BTree
-    port = empty_server.address.port
-    writer = Connection(ClientStorage(port=port))
-    tree = writer.get_root()['tree'] = BTree()
-    for key in range(2000):
-        tree[key] = PersistentDict(v=key)
-    writer.commit()
-    reader = Connection(ClientStorage(port=port))
-    tree = reader.get_root()['tree']
-    before = reader.storage.requests
-    assert [tree[key]['v'] for key in range(2000)] == list(range(2000))
-    leaves = reader.get_load_count() // 16     # 15 to 31 items a leaf
-    assert reader.storage.requests - before < 1.3 * leaves
-    writer.storage.close()
-    reader.storage.close()
-
-
 def _list_server_storage(server, count):
     connection = Connection(ClientStorage(port=server.address.port))
     connection.get_root()['items'] = PersistentDict(
