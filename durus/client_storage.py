@@ -92,9 +92,9 @@ class ClientStorage(Storage):
         self.requests = 0       # round trips so far (for tests and tuning)
         self._recv_buffer = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
-        # After a one-step commit came back "retry" (others are
-        # committing), the next commits go the protocol-1 way: `_skip`
-        # of them, doubling while retries go on (up to 64).
+        # After a one-step commit came back "retry" twice in a row (or
+        # with a conflict), the next commits go the protocol-1 way:
+        # `_skip` of them, doubling while retries go on (up to 64).
         self._one_step_skip = 0
         self._one_step_backoff = 0
         if protocol not in _ASKED_ORDER:
@@ -472,6 +472,14 @@ class ClientStorage(Storage):
             self._one_step_skip -= 1
         elif records and self.version >= EXTENDED_PROTOCOL_VERSION:
             reply = self._commit_all(records)
+            if reply.status == STATUS_RETRY:
+                # The 'R' delivered what stood in the way: unless one of
+                # those was a conflict, only a commit of the last round
+                # trip can stop one step again (the protocol-1 way would
+                # hold the commit lock, and so every other committer,
+                # over a round trip).
+                self._take_retry(reply, handle_invalidations)
+                reply = self._commit_all(records)
             status = reply.status
             if status == STATUS_OKAY:
                 self._one_step_backoff = 0
@@ -481,17 +489,11 @@ class ClientStorage(Storage):
                 self._one_step_backoff = 0
                 self._commit_status(status, records)
                 return
-            self._one_step_backoff = min(64, 2 * self._one_step_backoff or 1)
-            self._one_step_skip = self._one_step_backoff
-            if reply.oids and handle_invalidations is not None:
-                try:
-                    handle_invalidations(reply.oids)
-                except BaseException:
-                    self._give_back_oids()  # nothing is open on the server
-                    raise
-            # Others committed first (or hold the commit lock): go the
-            # protocol-1 way, which takes the lock before it sends the
-            # records.
+            # 'R' twice in a row: others keep committing what this
+            # client holds.  Take the lock before sending the records
+            # (the protocol-1 way), and for the next commits too.
+            self._take_retry(reply, handle_invalidations)
+            self._back_off_one_step()
         oids = self._call(CommitStart()).oids
         if oids and handle_invalidations is not None:
             try:
@@ -506,6 +508,24 @@ class ClientStorage(Storage):
             self.transaction_oids = []
             return
         self._commit_status(self._call(CommitData(records)).status, records)
+
+    def _take_retry(self, reply, handle_invalidations):
+        """Hand the invalidations of an 'R' to the connection; one that
+        is a conflict raises (nothing is open on the server), and the
+        next commits go the protocol-1 way."""
+        if reply.oids and handle_invalidations is not None:
+            try:
+                handle_invalidations(reply.oids)
+            except BaseException:
+                self._give_back_oids()
+                self._back_off_one_step()
+                raise
+
+    def _back_off_one_step(self):
+        """The next 1, 2, 4, ... 64 commits (doubling while this goes
+        on) skip the one-step attempt."""
+        self._one_step_backoff = min(64, 2 * self._one_step_backoff or 1)
+        self._one_step_skip = self._one_step_backoff
 
     def _commit_status(self, status, records):
         if status == STATUS_OKAY:

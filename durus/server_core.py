@@ -67,8 +67,9 @@ Invariants:
   the latest commit is durable, every reply that could show data
   (statuses, syncs) is held back in order; a load waits only for the
   batches that wrote one of its oids (other records it shows are
-  durable); invalidation lists to sessions that waited for the lock go
-  out early, which is what lets the next committer join the batch.
+  durable); the invalidation lists that open a commit (the reply to
+  ``C``, and to an ``A`` answered ``R``) go out early, which is what
+  lets the next committer join the batch.
 * A session that breaks the protocol, or whose request the storage
   cannot carry out, is refused: answered ``ErrorReply`` where its reply
   can carry one (``ServerConnection.refuse``), then closed with linger.
@@ -151,6 +152,20 @@ _REQUEST_NAMES = {
 # Oids remembered per session as loaded or committed (about 100 bytes
 # each); past this a session's one-step commits wait for a clean list.
 KNOWN_LIMIT = 200000
+
+
+def _goes_out_early(request, reply):
+    """Whether ``reply`` may overtake a pending group fsync: an
+    invalidation list that opens a commit (``C``) or sends a one-step
+    commit the protocol-1 way (``A`` answered ``R``) holds oids, no data
+    and no status, and the commit it leads to joins the open batch.
+    Held back, it would keep its client (and, after ``C``, the commit
+    lock and so every other committer) waiting for an fsync that its
+    own commit could have shared.  Syncs still wait (see the module
+    docstring)."""
+    kind = type(reply)
+    return ((kind is Invalidations and type(request) is CommitStart) or
+            (kind is CommitAllReply and reply.status == STATUS_RETRY))
 
 
 class ClientError(ProtocolError):
@@ -531,14 +546,16 @@ class ServerCore(object):
                 reply = self._execute(session, request)
                 if reply is not None:
                     kind = type(reply)
+                    early = False
                     if kind is LoadReply:
                         batch = self._fresh.get(request.oid, 0)
                     elif kind is BulkLoadReply:
                         batch = self._fresh_batch(request.oids)
                     else:
                         batch = None
-                    self._queue(session, protocol.send(reply),
-                                request_type=type(request), batch=batch)
+                        early = _goes_out_early(request, reply)
+                    self._queue(session, protocol.send(reply), early,
+                                type(request), batch)
                 if protocol.state == CLOSED and session.open:
                     self._close(session, 'closed the connection',
                                 logging.DEBUG, flush=True)
@@ -796,7 +813,7 @@ class ServerCore(object):
         try:
             reply = self._commit_all(session, request)
             self._queue(session, session.protocol.send(reply),
-                        request_type=CommitAll)
+                        _goes_out_early(request, reply), CommitAll)
         except ProtocolError as error:
             self._refuse(session, str(error), getattr(error, 'reason', None),
                          logging.WARNING)

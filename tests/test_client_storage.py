@@ -490,6 +490,38 @@ def test_a_commit_takes_one_round_trip_with_protocol_2(empty_server):
     old.storage.close()
 
 
+def test_a_one_step_commit_answered_retry_is_sent_one_step_again(
+        empty_server):
+    from durus.persistent_dict import PersistentDict
+    port = empty_server.address.port
+    mine = Connection(ClientStorage(port=port))
+    other = Connection(ClientStorage(port=port))
+    root = mine.get_root()
+    root['a'], root['b'] = PersistentDict(), PersistentDict()
+    mine.commit()
+    a, b = root['a'], root['b']
+    mine.abort()                          # a transaction that used neither
+    other.abort()
+    other.get_root()['a']['seen'] = 1     # changes a, which mine loaded
+    other.commit()
+    # The server answers 'R' (mine loaded a); a is not in this
+    # transaction, so the same records go one step again at once: two
+    # round trips, and no commit lock held over either.
+    b['n'] = 1
+    before = mine.storage.requests
+    mine.commit()
+    assert mine.storage.requests - before == 2
+    b['n'] = 2                            # and no back-off after it
+    before = mine.storage.requests
+    mine.commit()
+    assert mine.storage.requests - before == 1
+    assert a['seen'] == 1
+    other.abort()
+    assert other.get_root()['b']['n'] == 2
+    mine.storage.close()
+    other.storage.close()
+
+
 def test_protocol_argument_is_checked(empty_server):
     with pytest.raises(ValueError, match='protocol must be 1, 2 or 4'):
         ClientStorage(port=empty_server.address.port, protocol=3)

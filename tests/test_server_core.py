@@ -601,6 +601,59 @@ def test_a_batch_stays_open_while_the_lock_passes_on_until_the_window_ends():
     assert a.reply() == Status(STATUS_OKAY)
 
 
+def test_a_commit_start_gets_its_list_while_a_batch_waits_for_its_fsync():
+    # b's 'C' comes while a's commit is not durable: its invalidation
+    # list (oids, no data) goes out at once, and its payload joins the
+    # open batch instead of waiting for the fsync with the lock held.
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    [y] = reserve(b)
+    commit_one_step(a, [(x, pack_record(x, b'a', b''))])
+    b.send(CommitStart())
+    assert b.reply() == Invalidations([x])
+    b.send(CommitData([(y, pack_record(y, b'b', b''))]))
+    harness.advance()
+    assert harness.fsyncs == [1]          # one fsync for both commits
+    assert a.replies() == [] and b.replies() == []
+    harness.finish_fsync()
+    assert a.reply() == CommitAllReply([], STATUS_OKAY)
+    assert b.reply() == Status(STATUS_OKAY)
+    assert storage.durable[x] and storage.durable[y]
+
+
+def test_a_one_step_retry_is_not_held_behind_a_running_fsync():
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(b)
+    commit_one_step(b, [(x, pack_record(x, b'1', b''))])
+    harness.advance()
+    harness.finish_fsync()
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    a.send(Version(2), Load(x))
+    a.replies()
+    [mine] = reserve(a)
+    b.send(CommitAll([(x, pack_record(x, b'2', b''))]))
+    harness.advance()
+    assert harness.fsyncs == [2]          # b's commit is being synced
+    a.send(CommitAll([(mine, pack_record(mine, b'a', b''))]))
+    # Nothing stored, nothing to sync: only a's client can tell whether
+    # x is a conflict, and it need not wait for b's fsync to do so.
+    assert a.reply() == CommitAllReply([x], STATUS_RETRY)
+    assert b.replies() == []
+    a.send(CommitAll([(mine, pack_record(mine, b'a', b''))]))
+    assert a.replies() == []              # stored: waits for its batch
+    harness.finish_fsync()
+    assert b.reply() == CommitAllReply([], STATUS_OKAY)
+    harness.advance()
+    harness.finish_fsync()
+    assert a.reply() == CommitAllReply([], STATUS_OKAY)
+
+
 def test_reply_order_is_kept_behind_held_replies():
     storage = DeferringStorage()
     harness = Harness(storage)

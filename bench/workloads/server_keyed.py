@@ -45,10 +45,12 @@ def make_database(path, total):
 
 
 def client(port, index, per_client, commits):
+    started = clock()
     from durus.client_storage import ClientStorage
     from durus.connection import Connection
     storage = ClientStorage(host=HOST, port=port)
     connection = Connection(storage, cache_size=100000)
+    connected = clock()
     tree = connection.get_root()['tree']
     keys = range(index * per_client, (index + 1) * per_client)
     load_start = clock()
@@ -64,7 +66,8 @@ def client(port, index, per_client, commits):
         connection.commit()
     commit_end = clock()
     storage.close()
-    print(json.dumps({'load_start': load_start, 'load_end': load_end,
+    print(json.dumps({'started': started, 'connected': connected,
+                      'load_start': load_start, 'load_end': load_end,
                       'commit_start': commit_start, 'commit_end': commit_end,
                       'loads': loads}), flush=True)
 
@@ -80,6 +83,7 @@ def main():
         make_database(path, clients * per_client)
         with running_server(path, os.path.join(tmp, 'server.log')) as port:
             # No start barrier: as the outside harness (the docstring).
+            launched = clock()
             reports = run_client_processes(
                 ([here, 'client', str(port), str(k), str(per_client),
                   str(commits)] for k in range(clients)), barrier=False)
@@ -96,6 +100,10 @@ def main():
          overlap=overlap([(r['commit_start'], r['commit_end'])
                           for r in reports]),
          **server_counts)
+    if p.get('timeline'):
+        # For bench/keyed_timeline.py: each client's phase edges.
+        with open(p['timeline'], 'w') as out:
+            json.dump({'launched': launched, 'clients': reports}, out)
 
 
 def overlap(phases):
