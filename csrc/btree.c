@@ -637,6 +637,8 @@ static int
 bt_not_unsaved(PyObject *node)
 {
     PyObject *status = slot(node, off_status);
+    if (status == one_value)    /* the usual UNSAVED: the cached small 1 */
+        return 0;
     if (status == NULL) {
         PyObject *value = PyObject_GetAttrString(node, "_p_status");
         int result;
@@ -667,10 +669,15 @@ bt_note_change(PyObject *node)
 static int
 bt_is_full(PyObject *child)
 {
-    PyObject *items = READ_ITEMS(child), *limit, *count;
+    PyObject *items, *limit, *count;
     Py_ssize_t n;
     int full;
 
+    if (bt_is_plain(Py_TYPE(child)) && Py_TYPE(child) == bt_plain_type &&
+            bt_plain_max >= 0 && (items = SLOT(child, bt_off_items)) != NULL
+            && PyList_CheckExact(items))
+        return PyList_GET_SIZE(items) == bt_plain_max;
+    items = READ_ITEMS(child);
     if (items == NULL)
         return -1;
     n = bt_len(items);
@@ -854,8 +861,8 @@ bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
     Py_CLEAR(items);
     /* self._p_note_change() */
     p_status = bt_is_simple(Py_TYPE(node)) ? slot(node, off_status) : NULL;
-    if (p_status == NULL || !PyLong_CheckExact(p_status) ||
-            status_of(p_status) != 1) {
+    if (p_status != one_value && (p_status == NULL ||
+            !PyLong_CheckExact(p_status) || status_of(p_status) != 1)) {
         result = PyObject_CallMethodNoArgs(node, s_p_note_change);
         if (result == NULL)
             goto done;
@@ -903,6 +910,20 @@ bt_untrack_atomic(PyObject *item, PyObject *key, PyObject *value)
         PyObject_GC_UnTrack(item);
 }
 
+/* A new (key, value) tuple, untracked when it can never be part of a
+   cycle (bt_untrack_atomic). */
+static inline PyObject *
+bt_pair(PyObject *key, PyObject *value)
+{
+    PyObject *item = PyTuple_New(2);
+    if (item == NULL)
+        return NULL;
+    PyTuple_SET_ITEM(item, 0, Py_NewRef(key));
+    PyTuple_SET_ITEM(item, 1, Py_NewRef(value));
+    bt_untrack_atomic(item, key, value);
+    return item;
+}
+
 /* The insert walk of BTree.add from node (not full); 0 or -1. */
 static int
 bt_insert(PyObject *node, PyObject *key, PyObject *value)
@@ -935,11 +956,8 @@ bt_insert(PyObject *node, PyObject *key, PyObject *value)
         if (nodes == Py_None) {
             if (bt_note_change(node) < 0)
                 goto error;
-            item = PyTuple_Pack(2, key, value);
-            if (item == NULL)
-                goto error;
-            bt_untrack_atomic(item, key, value);
-            if (bt_insert_at(items, i, item) < 0)
+            item = bt_pair(key, value);
+            if (item == NULL || bt_insert_at(items, i, item) < 0)
                 goto error;
             goto done;
         }
@@ -980,11 +998,8 @@ bt_insert(PyObject *node, PyObject *key, PyObject *value)
         child = NULL;
     }
 replace:
-    item = PyTuple_Pack(2, key, value);
-    if (item == NULL)
-        goto error;
-    bt_untrack_atomic(item, key, value);
-    if (bt_set_index(items, i, item) < 0)
+    item = bt_pair(key, value);
+    if (item == NULL || bt_set_index(items, i, item) < 0)
         goto error;
 done:
     Py_XDECREF(item);
@@ -1018,10 +1033,9 @@ bt_store(PyObject *node, PyObject *items, Py_ssize_t i, PyObject *key,
     Py_INCREF(items);
     if (bt_note_change(node) < 0)
         goto done;
-    item = PyTuple_Pack(2, key, value);
+    item = bt_pair(key, value);
     if (item == NULL)
         goto done;
-    bt_untrack_atomic(item, key, value);
     status = replace ? bt_set_index(items, i, item)
         : bt_insert_at(items, i, item);
 done:
@@ -1059,11 +1073,8 @@ bt_split_on_the_way(PyObject *node, PyObject *items, PyObject *nodes,
         goto done;
     if (cmp) {
         /* items[i] = (key, value) */
-        item = PyTuple_Pack(2, key, value);
-        if (item == NULL)
-            goto done;
-        bt_untrack_atomic(item, key, value);
-        if (bt_set_index(items, i, item) == 0)
+        item = bt_pair(key, value);
+        if (item != NULL && bt_set_index(items, i, item) == 0)
             status = 0;
         goto done;
     }
