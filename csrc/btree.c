@@ -815,9 +815,17 @@ bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
         degree = PyObject_GetAttr(child, s_minimum_degree);
         if (degree == NULL)
             goto done;
-        t = PyLong_AsSsize_t(degree);
+        t = PyLong_CheckExact(degree) ? PyLong_AsSsize_t(degree) : -1;
         if (t == -1 && PyErr_Occurred())
+            PyErr_Clear();
+        if (t < 1) {
+            /* Not a usable int: the method's own steps (and errors). */
+            result = PyObject_CallFunction(bt_py_split, "OnO", node,
+                                           position, child);
+            Py_XDECREF(result);
+            status = result == NULL ? -1 : 0;
             goto done;
+        }
         /* sibling = child.__class__() */
         cls = PyObject_GetAttr(child, s_class);
         if (cls == NULL || (sibling = PyObject_CallNoArgs(cls)) == NULL)
