@@ -116,11 +116,13 @@ bt_is_plain(PyTypeObject *tp)
     return bt_check_plain(tp);
 }
 
-/* Is tp a plain node type that bt_check_simple() accepted? */
+/* Is tp a plain node type that bt_check_simple() accepted?  (The
+   metaclass's call again: changing it does not change tp's tag.) */
 static inline int
 bt_is_simple(PyTypeObject *tp)
 {
-    return bt_is_plain(tp) && tp == bt_plain_type && bt_plain_simple;
+    return bt_is_plain(tp) && tp == bt_plain_type && bt_plain_simple &&
+        Py_TYPE((PyObject *)tp)->tp_call == PyType_Type.tp_call;
 }
 
 /* obj.<name> (new reference), from the slot when that is equivalent. */

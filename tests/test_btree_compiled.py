@@ -746,6 +746,36 @@ def test_a_node_class_changed_later_is_split_its_new_way():
     assert grow_then_change_init(SUBSCRIPT) == pure
 
 
+def grow_then_change_metaclass_call(methods):
+    class Meta(type):
+        pass
+
+    class Counted(BNode, metaclass=Meta):
+        __slots__ = []
+
+    tree = BTree(Counted)
+    for n in range(50):
+        methods['add'](tree, n, n)
+    calls = []
+
+    def counting_call(cls, *args):
+        calls.append(cls)
+        return type.__call__(cls, *args)
+
+    Meta.__call__ = counting_call       # leaves Counted's version tag as is
+    for n in range(50, 200):
+        methods['add'](tree, n, n)
+    tree._check()
+    return len(calls), shape(tree.root)
+
+
+def test_a_metaclass_call_set_later_makes_the_siblings():
+    pure = grow_then_change_metaclass_call(PURE)
+    assert pure[0] > 10
+    assert grow_then_change_metaclass_call(COMPILED) == pure
+    assert grow_then_change_metaclass_call(SUBSCRIPT) == pure
+
+
 def test_a_degree_that_is_not_an_int_fails_as_the_pure_split():
     results = []
     for methods in (PURE, COMPILED, SUBSCRIPT):
