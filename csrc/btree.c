@@ -34,7 +34,9 @@ static PyObject *bt_d_get, *bt_d_getitem, *bt_d_add, *bt_d_contains;
 static PyObject *bt_missing;    /* a default no caller can pass */
 static PyObject *s_items, *s_nodes, *s_root, *s_max_items, *s_split_child,
     *s_p_note_change, *s_grow_root, *s_minimum_degree, *s_getitem,
-    *s_setitem, *s_delitem, *s_contains, *s_get;
+    *s_setitem, *s_delitem, *s_contains, *s_get, *s_init;
+/* BNode.__init__ and the standard _p_note_change, as BNode has them. */
+static PyObject *bt_py_init, *bt_std_note_change;
 
 /* The last node type found to read `items`, `nodes` and `max_items` the
    standard way, and its version tag (which changes when the type or one
@@ -42,6 +44,39 @@ static PyObject *s_items, *s_nodes, *s_root, *s_max_items, *s_split_child,
 static PyTypeObject *bt_plain_type;
 static unsigned int bt_plain_tag;
 static Py_ssize_t bt_plain_max;     /* its max_items, -1 if not an int */
+static int bt_plain_simple;         /* bt_check_simple() of it */
+static Py_ssize_t bt_plain_degree;  /* its minimum_degree, when simple */
+
+/* Are tp's nodes made, changed and split the standard way, so that C can
+   do what BNode.split_child does without a Python call: `tp()` is type's
+   own call of PersistentBase.__new__ and BNode.__init__, setting an
+   attribute is the standard setattr, `__class__` is object's,
+   split_child is BNode's, _p_note_change is PersistentObject's, there is
+   no instance dict and minimum_degree is an int >= 1 (*degree). */
+static int
+bt_check_simple(PyTypeObject *tp, Py_ssize_t *degree)
+{
+    PyObject *found;
+    if (Py_TYPE((PyObject *)tp)->tp_call != PyType_Type.tp_call ||
+            tp->tp_setattro != PyObject_GenericSetAttr ||
+            tp->tp_dictoffset != 0 || bt_py_init == NULL ||
+            base_new == NULL || class_setter == NULL ||
+            _PyType_Lookup(tp, s_new) != base_new ||
+            _PyType_Lookup(tp, s_init) != bt_py_init ||
+            _PyType_Lookup(tp, s_class) != class_setter ||
+            _PyType_Lookup(tp, s_split_child) != bt_py_split ||
+            _PyType_Lookup(tp, s_p_note_change) != bt_std_note_change)
+        return 0;
+    found = _PyType_Lookup(tp, s_minimum_degree);
+    if (found == NULL || !PyLong_CheckExact(found))
+        return 0;
+    *degree = PyLong_AsSsize_t(found);
+    if (*degree == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return *degree >= 1;
+}
 
 /* Does reading these attributes of tp's instances give their slots?
    (The slow part of the check: remembers tp when it can.) */
@@ -66,6 +101,7 @@ bt_check_plain(PyTypeObject *tp)
             bt_plain_max = -1;
         }
     }
+    bt_plain_simple = bt_check_simple(tp, &bt_plain_degree);
     bt_plain_type = tp;
     bt_plain_tag = tp->tp_version_tag;
     return 1;
@@ -78,6 +114,15 @@ bt_is_plain(PyTypeObject *tp)
             bt_plain_tag != 0)
         return 1;
     return bt_check_plain(tp);
+}
+
+/* Is tp a plain node type that bt_check_simple() accepted?  (The
+   metaclass's call again: changing it does not change tp's tag.) */
+static inline int
+bt_is_simple(PyTypeObject *tp)
+{
+    return bt_is_plain(tp) && tp == bt_plain_type && bt_plain_simple &&
+        Py_TYPE((PyObject *)tp)->tp_call == PyType_Type.tp_call;
 }
 
 /* obj.<name> (new reference), from the slot when that is equivalent. */
@@ -594,6 +639,8 @@ static int
 bt_not_unsaved(PyObject *node)
 {
     PyObject *status = slot(node, off_status);
+    if (status == one_value)    /* the usual UNSAVED: the cached small 1 */
+        return 0;
     if (status == NULL) {
         PyObject *value = PyObject_GetAttrString(node, "_p_status");
         int result;
@@ -624,10 +671,15 @@ bt_note_change(PyObject *node)
 static int
 bt_is_full(PyObject *child)
 {
-    PyObject *items = READ_ITEMS(child), *limit, *count;
+    PyObject *items, *limit, *count;
     Py_ssize_t n;
     int full;
 
+    if (bt_is_plain(Py_TYPE(child)) && Py_TYPE(child) == bt_plain_type &&
+            bt_plain_max >= 0 && (items = SLOT(child, bt_off_items)) != NULL
+            && PyList_CheckExact(items))
+        return PyList_GET_SIZE(items) == bt_plain_max;
+    items = READ_ITEMS(child);
     if (items == NULL)
         return -1;
     n = bt_len(items);
@@ -708,14 +760,43 @@ bt_slice(PyObject *seq, Py_ssize_t start, Py_ssize_t stop)
     return result;
 }
 
+/* obj.<name> = value: straight into the slot for a node of a simple
+   type (bt_is_simple), where setattr does just that; 0 or -1. */
+static int
+bt_write(PyObject *obj, PyObject *name, Py_ssize_t offset, PyObject *value)
+{
+    if (bt_is_simple(Py_TYPE(obj))) {
+        set_slot(obj, offset, value);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, name, value);
+}
+
+/* child.__class__() for a child of a simple type: what type's call of
+   PersistentBase.__new__ and BNode.__init__ make (items [], nodes None),
+   without the Python frame.  The caller sets items before any Python
+   code can see the node, so the empty list is left out. */
+static PyObject *
+bt_new_sibling(PyObject *child)
+{
+    PyObject *sibling = persistent_alloc(Py_TYPE(child));
+    if (sibling != NULL)
+        set_slot(sibling, bt_off_nodes, Py_None);
+    return sibling;
+}
+
 /* node.split_child(position, child): BNode.split_child's steps in C when
    the node's class has not replaced it, else the method is called.  Each
-   attribute is read and set through the object, as the method does. */
+   attribute is read and set as the method does: through the object, or
+   straight from and into the slots for nodes of a simple type, where
+   that is the same (bt_read, bt_write); for a node of a simple type the
+   sibling is made in C and an UNSAVED node's _p_note_change() (which
+   does nothing then) is not called. */
 static int
 bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
 {
     PyObject *degree = NULL, *cls = NULL, *sibling = NULL, *items = NULL,
-        *part = NULL, *middle = NULL, *nodes = NULL, *result;
+        *part = NULL, *middle = NULL, *nodes = NULL, *result, *p_status;
     Py_ssize_t t;
     int status = -1;
 
@@ -725,21 +806,37 @@ bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
         Py_XDECREF(result);
         return result == NULL ? -1 : 0;
     }
-    /* t = child.minimum_degree */
-    degree = PyObject_GetAttr(child, s_minimum_degree);
-    if (degree == NULL)
-        goto done;
-    t = PyLong_AsSsize_t(degree);
-    if (t == -1 && PyErr_Occurred())
-        goto done;
-    /* sibling = child.__class__() */
-    cls = PyObject_GetAttr(child, s_class);
-    if (cls == NULL || (sibling = PyObject_CallNoArgs(cls)) == NULL)
-        goto done;
+    if (bt_is_simple(Py_TYPE(child))) {
+        /* t = child.minimum_degree; sibling = child.__class__() */
+        t = bt_plain_degree;
+        if ((sibling = bt_new_sibling(child)) == NULL)
+            goto done;
+    }
+    else {
+        /* t = child.minimum_degree */
+        degree = PyObject_GetAttr(child, s_minimum_degree);
+        if (degree == NULL)
+            goto done;
+        t = PyLong_CheckExact(degree) ? PyLong_AsSsize_t(degree) : -1;
+        if (t == -1 && PyErr_Occurred())
+            PyErr_Clear();
+        if (t < 1) {
+            /* Not a usable int: the method's own steps (and errors). */
+            result = PyObject_CallFunction(bt_py_split, "OnO", node,
+                                           position, child);
+            Py_XDECREF(result);
+            status = result == NULL ? -1 : 0;
+            goto done;
+        }
+        /* sibling = child.__class__() */
+        cls = PyObject_GetAttr(child, s_class);
+        if (cls == NULL || (sibling = PyObject_CallNoArgs(cls)) == NULL)
+            goto done;
+    }
     /* sibling.items = child.items[t:] */
     if ((items = READ_ITEMS(child)) == NULL ||
             (part = bt_slice(items, t, -1)) == NULL ||
-            PyObject_SetAttr(sibling, s_items, part) < 0)
+            bt_write(sibling, s_items, bt_off_items, part) < 0)
         goto done;
     Py_CLEAR(part);
     Py_CLEAR(items);
@@ -754,13 +851,13 @@ bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
         goto done;
     if (nodes != Py_None) {
         if ((part = bt_slice(nodes, t, -1)) == NULL ||
-                PyObject_SetAttr(sibling, s_nodes, part) < 0)
+                bt_write(sibling, s_nodes, bt_off_nodes, part) < 0)
             goto done;
         Py_CLEAR(part);
         Py_CLEAR(nodes);
         if ((nodes = READ_NODES(child)) == NULL ||
                 (part = bt_slice(nodes, 0, t)) == NULL ||
-                PyObject_SetAttr(child, s_nodes, part) < 0)
+                bt_write(child, s_nodes, bt_off_nodes, part) < 0)
             goto done;
         Py_CLEAR(part);
     }
@@ -768,15 +865,19 @@ bt_split(PyObject *node, Py_ssize_t position, PyObject *child)
     /* child.items = child.items[:t - 1] */
     if ((items = READ_ITEMS(child)) == NULL ||
             (part = bt_slice(items, 0, t - 1)) == NULL ||
-            PyObject_SetAttr(child, s_items, part) < 0)
+            bt_write(child, s_items, bt_off_items, part) < 0)
         goto done;
     Py_CLEAR(part);
     Py_CLEAR(items);
     /* self._p_note_change() */
-    result = PyObject_CallMethodNoArgs(node, s_p_note_change);
-    if (result == NULL)
-        goto done;
-    Py_DECREF(result);
+    p_status = bt_is_simple(Py_TYPE(node)) ? slot(node, off_status) : NULL;
+    if (p_status != one_value && (p_status == NULL ||
+            !PyLong_CheckExact(p_status) || status_of(p_status) != 1)) {
+        result = PyObject_CallMethodNoArgs(node, s_p_note_change);
+        if (result == NULL)
+            goto done;
+        Py_DECREF(result);
+    }
     /* self.items.insert(position, middle);
        self.nodes.insert(position + 1, sibling) */
     if ((items = READ_ITEMS(node)) == NULL ||
@@ -794,6 +895,43 @@ done:
     Py_XDECREF(middle);
     Py_XDECREF(nodes);
     return status;
+}
+
+/* Can obj be, or become, part of a reference cycle?  CPython's own rule
+   for the elements of a tuple: a container that is not tracked now (an
+   empty dict) may be later; only an untracked tuple stays so. */
+static inline int
+bt_may_be_tracked(PyObject *obj)
+{
+    if (!PyObject_IS_GC(obj))
+        return 0;
+    if (PyTuple_CheckExact(obj))
+        return PyObject_GC_IsTracked(obj);
+    return 1;
+}
+
+/* Untrack a new (key, value) tuple that can never be part of a cycle
+   (ints, strs and the like), as the collector does to such a tuple at
+   its first pass over it: inserts then leave it nothing to do there. */
+static inline void
+bt_untrack_atomic(PyObject *item, PyObject *key, PyObject *value)
+{
+    if (!bt_may_be_tracked(key) && !bt_may_be_tracked(value))
+        PyObject_GC_UnTrack(item);
+}
+
+/* A new (key, value) tuple, untracked when it can never be part of a
+   cycle (bt_untrack_atomic). */
+static inline PyObject *
+bt_pair(PyObject *key, PyObject *value)
+{
+    PyObject *item = PyTuple_New(2);
+    if (item == NULL)
+        return NULL;
+    PyTuple_SET_ITEM(item, 0, Py_NewRef(key));
+    PyTuple_SET_ITEM(item, 1, Py_NewRef(value));
+    bt_untrack_atomic(item, key, value);
+    return item;
 }
 
 /* The insert walk of BTree.add from node (not full); 0 or -1. */
@@ -828,7 +966,7 @@ bt_insert(PyObject *node, PyObject *key, PyObject *value)
         if (nodes == Py_None) {
             if (bt_note_change(node) < 0)
                 goto error;
-            item = PyTuple_Pack(2, key, value);
+            item = bt_pair(key, value);
             if (item == NULL || bt_insert_at(items, i, item) < 0)
                 goto error;
             goto done;
@@ -870,7 +1008,7 @@ bt_insert(PyObject *node, PyObject *key, PyObject *value)
         child = NULL;
     }
 replace:
-    item = PyTuple_Pack(2, key, value);
+    item = bt_pair(key, value);
     if (item == NULL || bt_set_index(items, i, item) < 0)
         goto error;
 done:
@@ -891,29 +1029,6 @@ error:
     return -1;
 }
 
-/* Can obj be, or become, part of a reference cycle?  CPython's own rule
-   for the elements of a tuple: a container that is not tracked now (an
-   empty dict) may be later; only an untracked tuple stays so. */
-static inline int
-bt_may_be_tracked(PyObject *obj)
-{
-    if (!PyObject_IS_GC(obj))
-        return 0;
-    if (PyTuple_CheckExact(obj))
-        return PyObject_GC_IsTracked(obj);
-    return 1;
-}
-
-/* Untrack a new (key, value) tuple that can never be part of a cycle
-   (ints, strs and the like), as the collector does to such a tuple at
-   its first pass over it: inserts then leave it nothing to do there. */
-static inline void
-bt_untrack_atomic(PyObject *item, PyObject *key, PyObject *value)
-{
-    if (!bt_may_be_tracked(key) && !bt_may_be_tracked(value))
-        PyObject_GC_UnTrack(item);
-}
-
 /* node._p_note_change() if node is not UNSAVED, then items[i] = item
    (replace) or items.insert(i, item), as BTree.add ends: 0 or -1. */
 static int
@@ -928,10 +1043,9 @@ bt_store(PyObject *node, PyObject *items, Py_ssize_t i, PyObject *key,
     Py_INCREF(items);
     if (bt_note_change(node) < 0)
         goto done;
-    item = PyTuple_Pack(2, key, value);
+    item = bt_pair(key, value);
     if (item == NULL)
         goto done;
-    bt_untrack_atomic(item, key, value);
     status = replace ? bt_set_index(items, i, item)
         : bt_insert_at(items, i, item);
 done:
@@ -941,19 +1055,73 @@ done:
     return status;
 }
 
+/* The split of the full child (nodes[i]) on the way down, and what
+   BTree.add does next, as the general walk does them: node.split_child(i,
+   child), then the key is compared with the middle item's (items[i]).
+   Holds what it uses, as the split may run Python code.  1 with *next
+   (new reference): the child to go on with; 0 when the key is the
+   middle one and its item is stored; -1 with an error. */
+static int
+bt_split_on_the_way(PyObject *node, PyObject *items, PyObject *nodes,
+                    Py_ssize_t i, PyObject *child, PyObject *key,
+                    PyObject *value, PyObject **next)
+{
+    PyObject *item = NULL, *middle = NULL;
+    int cmp, status = -1;
+
+    Py_INCREF(node);
+    Py_INCREF(items);
+    Py_INCREF(nodes);
+    Py_INCREF(child);
+    if (bt_split(node, i, child) < 0 ||
+            (item = bt_index(items, i)) == NULL ||
+            (middle = bt_first(item)) == NULL)
+        goto done;
+    Py_CLEAR(item);
+    cmp = bt_equal(key, middle);
+    if (cmp < 0)
+        goto done;
+    if (cmp) {
+        /* items[i] = (key, value) */
+        item = bt_pair(key, value);
+        if (item != NULL && bt_set_index(items, i, item) == 0)
+            status = 0;
+        goto done;
+    }
+    cmp = bt_less(middle, key);
+    if (cmp < 0)
+        goto done;
+    *next = cmp ? bt_index(nodes, i + 1) : Py_NewRef(child);
+    if (*next != NULL)
+        status = 1;
+done:
+    Py_XDECREF(item);
+    Py_XDECREF(middle);
+    Py_DECREF(child);
+    Py_DECREF(nodes);
+    Py_DECREF(items);
+    Py_DECREF(node);
+    return status;
+}
+
 /* The insert walk of an exact int or str key (kind) from node (not full),
    with borrowed references, as bt_search_kind: through plain nodes whose
-   child on the way is plain and not full, down to the node that gets the
-   item.  0 when stored, -1 with an error, or 2 with *resume (borrowed):
-   the node from which the general walk (bt_insert) must take over, which
-   nothing has read yet in a way Python could see (a split, a child of
-   another kind, an odd item are all left to it). */
+   child on the way is plain, down to the node that gets the item.  A
+   full child is split on the way (bt_split_on_the_way), after which the
+   walk goes on from a node held in *anchor (a new reference, or NULL,
+   for the caller to release when done with *resume): the split may have
+   run Python code.  0 when stored, -1 with an error, or 2 with *resume
+   (borrowed, alive while *anchor is held): the node from which the
+   general walk (bt_insert) must take over, which nothing has read yet in
+   a way Python could see (a child of another kind, an odd item are left
+   to it). */
 static int
 bt_insert_kind(PyObject *node, PyObject *key, PyObject *value, int kind,
-               PyObject **resume)
+               PyObject **resume, PyObject **anchor)
 {
-    PyObject *items, *nodes, **slots, *child, *child_items;
+    PyObject *items, *nodes, **slots, *child, *child_items, *next;
     Py_ssize_t i, n;
+    int split;
 
     while (1) {
         if (!bt_plain_lists(node, &items, &nodes))
@@ -987,9 +1155,16 @@ bt_insert_kind(PyObject *node, PyObject *key, PyObject *value, int kind,
                 || bt_plain_max < 0)
             break;
         child_items = SLOT(child, bt_off_items);
-        if (child_items == NULL || !PyList_CheckExact(child_items) ||
-                PyList_GET_SIZE(child_items) == bt_plain_max)
+        if (child_items == NULL || !PyList_CheckExact(child_items))
             break;
+        if (PyList_GET_SIZE(child_items) == bt_plain_max) {
+            split = bt_split_on_the_way(node, items, nodes, i, child, key,
+                                        value, &next);
+            if (split <= 0)
+                return split;
+            Py_XSETREF(*anchor, next);
+            child = next;
+        }
         node = child;
     }
     *resume = node;
@@ -1014,14 +1189,12 @@ bt_add_item(PyObject *self, PyObject *key, PyObject *value)
     }
     kind = bt_kind(key);
     if (kind != BT_OTHER) {
-        PyObject *resume = NULL;
-        int done = bt_insert_kind(root, key, value, kind, &resume);
-        if (done != 2) {
-            Py_DECREF(root);
-            return done;
-        }
-        /* resume is alive through root, which this holds. */
-        done = bt_insert(resume, key, value);
+        PyObject *resume = NULL, *anchor = NULL;
+        int done = bt_insert_kind(root, key, value, kind, &resume, &anchor);
+        /* resume is alive through root or anchor, which this holds. */
+        if (done == 2)
+            done = bt_insert(resume, key, value);
+        Py_XDECREF(anchor);
         Py_DECREF(root);
         return done;
     }
@@ -1130,6 +1303,11 @@ btree_methods(PyObject *module, PyObject *args)
     Py_XSETREF(bt_py_add, Py_NewRef(add));
     Py_XSETREF(bt_py_split, Py_NewRef(split));
     Py_XSETREF(bt_py_contains, Py_NewRef(contains));
+    Py_XSETREF(bt_py_init, Py_XNewRef(_PyType_Lookup((PyTypeObject *)node,
+                                                     s_init)));
+    Py_XSETREF(bt_std_note_change, Py_XNewRef(
+        _PyType_Lookup((PyTypeObject *)node, s_p_note_change)));
+    bt_plain_type = NULL;       /* checked again against these */
     d_get = PyDescr_NewMethod((PyTypeObject *)tree, &bt_get_def);
     d_getitem = PyDescr_NewMethod((PyTypeObject *)tree, &bt_getitem_def);
     d_add = PyDescr_NewMethod((PyTypeObject *)tree, &bt_add_def);

@@ -305,11 +305,26 @@ static PyMethodDef persistent_setstate_def = {
     "Take the unpickled state as the instance __dict__ (keys interned)."
 };
 
+/* object.__new__(cls) with the four slots set as PersistentBase.__new__
+   sets them (cls: a persistent class). */
+static PyObject *
+persistent_alloc(PyTypeObject *cls)
+{
+    PyObject *obj = PyBaseObject_Type.tp_new(cls, empty_tuple, NULL);
+    if (obj == NULL)
+        return NULL;
+    set_slot(obj, off_status, one_value);  /* UNSAVED */
+    set_slot(obj, off_serial, zero_value);
+    set_slot(obj, off_connection, Py_None);
+    set_slot(obj, off_oid, Py_None);
+    return obj;
+}
+
 /* PersistentBase.__new__: the four slots set, no Python frame. */
 static PyObject *
 persistent_new(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    PyObject *cls, *obj;
+    PyObject *cls;
     if (PyTuple_GET_SIZE(args) < 1 || !PyType_Check(PyTuple_GET_ITEM(args, 0))) {
         PyErr_SetString(PyExc_TypeError,
                         "PersistentBase.__new__(cls): cls must be a class");
@@ -321,12 +336,5 @@ persistent_new(PyObject *module, PyObject *args, PyObject *kwargs)
         PyErr_Format(PyExc_TypeError, "%R is not a persistent class", cls);
         return NULL;
     }
-    obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, empty_tuple, NULL);
-    if (obj == NULL)
-        return NULL;
-    set_slot(obj, off_status, one_value);  /* UNSAVED */
-    set_slot(obj, off_serial, zero_value);
-    set_slot(obj, off_connection, Py_None);
-    set_slot(obj, off_oid, Py_None);
-    return obj;
+    return persistent_alloc((PyTypeObject *)cls);
 }

@@ -294,6 +294,7 @@ PyInit__speedups(void)
     INTERN(s_delitem, "__delitem__");
     INTERN(s_contains, "__contains__");
     INTERN(s_get, "get");
+    INTERN(s_init, "__init__");
     INTERN(s_load_snapshots, "load_snapshots");   /* snapshot.c */
     INTERN(s_getstate, "__getstate__");
     INTERN(s_minimum_degree, "minimum_degree");

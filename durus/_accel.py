@@ -194,7 +194,7 @@ ATTRIBUTES_READ_BY_C = {
                           '__setitem__', '__delitem__', '__contains__',
                           'get'),
     'durus.btree.BNode': ('items', 'nodes', 'max_items', 'minimum_degree',
-                          'split_child', '_p_note_change'),
+                          'split_child', '_p_note_change', '__init__'),
 }
 
 # Strings module.c interns that are not attribute names: methods called

@@ -605,3 +605,242 @@ def test_contains_asks_a_subclass_get():
     assert 14 in tree and 13 not in tree and not tree.has_key(13)
     assert BTree.__contains__(tree, 13) is False
     assert BTree.__contains__(tree, 14) is True
+
+
+# -- splits done in C -------------------------------------------------------
+
+def full_shape(node):
+    """shape() with each node's _p_ slots and attribute names: what the
+    sibling a compiled split makes must have, as BNode.__init__ makes it."""
+    nodes = node.nodes
+    return (type(node).__name__, list(node.items),
+            (node._p_status, node._p_serial, node._p_connection, node._p_oid),
+            sorted(node.__getstate__()),
+            None if nodes is None else [full_shape(child) for child in nodes])
+
+
+@pytest.mark.parametrize('node_class', [BNode, BNode4, BNode16])
+@pytest.mark.parametrize('order', ['ascending', 'descending', 'shuffled'])
+def test_split_trees_have_the_pure_layout(node_class, order):
+    keys = list(range(3000)) + ['s%04d' % n for n in range(1500)]
+    ints, strs = keys[:3000], keys[3000:]
+    if order == 'descending':
+        ints.reverse()
+        strs.reverse()
+    elif order == 'shuffled':
+        random.Random(5).shuffle(ints)
+        random.Random(6).shuffle(strs)
+    shapes = []
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        int_tree, str_tree = BTree(node_class), BTree(node_class)
+        for n in ints:
+            methods['add'](int_tree, n, n * 2)
+        for s in strs:
+            methods['add'](str_tree, s, s)
+        int_tree._check()
+        str_tree._check()
+        shapes.append((full_shape(int_tree.root), full_shape(str_tree.root)))
+    assert shapes[1] == shapes[0]
+    assert shapes[2] == shapes[0]
+
+
+def test_the_middle_key_of_a_split_is_replaced_in_place():
+    # The key being added equals the item that moves up: the item is
+    # replaced in the parent, no deeper walk.
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        tree = BTree(BNode)
+        for n in (10, 20, 30, 40, 50):
+            methods['add'](tree, n, 'old')
+        # root (20, 40) over (10) (30) (50); fill (50) to 3 items
+        methods['add'](tree, 60, 'old')
+        methods['add'](tree, 70, 'old')
+        methods['add'](tree, 60, 'new')     # 60 is the middle of the split
+        tree._check()
+        assert tree[60] == 'new'
+        assert [item[0] for item in tree.root.items] == [20, 40, 60]
+
+
+class CountedInit(BNode):
+    """A node class of its own __init__: a split must call it."""
+
+    __slots__ = []
+    made = 0
+
+    def __init__(self):
+        CountedInit.made += 1
+        BNode.__init__(self)
+
+
+class NotedChanges(BNode):
+    """A node class of its own _p_note_change: a split must call it."""
+
+    __slots__ = []
+    notes = 0
+
+    def _p_note_change(self):
+        NotedChanges.notes += 1
+        BNode._p_note_change(self)
+
+
+class LoggedSetattr(BNode):
+    """A node class of its own __setattr__: a split sets through it."""
+
+    __slots__ = []
+    log = []
+
+    def __setattr__(self, name, value):
+        LoggedSetattr.log.append((name, len(value) if value else value))
+        BNode.__setattr__(self, name, value)
+
+
+class OddDegree(BNode):
+    """minimum_degree that is not an int: a split must fail as BNode's."""
+
+    __slots__ = []
+    max_items = 3
+    minimum_degree = 2.0
+
+
+def counts_under(methods, node_class, counter):
+    setattr(node_class, counter, [] if counter == 'log' else 0)
+    tree = BTree(node_class)
+    for n in random.Random(8).sample(range(400), 400):
+        methods['add'](tree, n, n)
+    tree._check()
+    return getattr(node_class, counter), shape(tree.root)
+
+
+@pytest.mark.parametrize('node_class, counter', [
+    (CountedInit, 'made'), (NotedChanges, 'notes'), (LoggedSetattr, 'log')])
+def test_node_classes_of_their_own_see_the_pure_calls(node_class, counter):
+    pure = counts_under(PURE, node_class, counter)
+    assert pure[0]
+    assert counts_under(COMPILED, node_class, counter) == pure
+    assert counts_under(SUBSCRIPT, node_class, counter) == pure
+
+
+def grow_then_change_init(methods):
+    class Later(BNode):
+        __slots__ = []
+
+    tree = BTree(Later)
+    for n in range(50):
+        methods['add'](tree, n, n)
+    made = []
+
+    def counting_init(self):
+        made.append(1)
+        BNode.__init__(self)
+
+    Later.__init__ = counting_init      # after the walk knows the class
+    for n in range(50, 200):
+        methods['add'](tree, n, n)
+    tree._check()
+    return len(made), shape(tree.root)
+
+
+def test_a_node_class_changed_later_is_split_its_new_way():
+    pure = grow_then_change_init(PURE)
+    assert pure[0] > 10
+    assert grow_then_change_init(COMPILED) == pure
+    assert grow_then_change_init(SUBSCRIPT) == pure
+
+
+def grow_then_change_metaclass_call(methods):
+    class Meta(type):
+        pass
+
+    class Counted(BNode, metaclass=Meta):
+        __slots__ = []
+
+    tree = BTree(Counted)
+    for n in range(50):
+        methods['add'](tree, n, n)
+    calls = []
+
+    def counting_call(cls, *args):
+        calls.append(cls)
+        return type.__call__(cls, *args)
+
+    Meta.__call__ = counting_call       # leaves Counted's version tag as is
+    for n in range(50, 200):
+        methods['add'](tree, n, n)
+    tree._check()
+    return len(calls), shape(tree.root)
+
+
+def test_a_metaclass_call_set_later_makes_the_siblings():
+    pure = grow_then_change_metaclass_call(PURE)
+    assert pure[0] > 10
+    assert grow_then_change_metaclass_call(COMPILED) == pure
+    assert grow_then_change_metaclass_call(SUBSCRIPT) == pure
+
+
+def test_a_degree_that_is_not_an_int_fails_as_the_pure_split():
+    results = []
+    for methods in (PURE, COMPILED, SUBSCRIPT):
+        full = node_with([(1, 1), (2, 2), (3, 3)], node_class=OddDegree)
+        tree = BTree(OddDegree)
+        tree.root = node_with([(10, 10)], [full, node_with(
+            [(11, 11)], node_class=OddDegree)], node_class=OddDegree)
+        results.append((outcome(lambda: methods['add'](tree, 2, 'two')),
+                        shape(tree.root)))
+    assert results[0][0][0] is TypeError
+    assert results[1] == results[0] and results[2] == results[0]
+
+
+def test_splits_leak_no_nodes():
+    def work():
+        tree = BTree(BNode4)
+        for n in random.Random(2).sample(range(2000), 2000):
+            tree[n] = n
+        for n in range(0, 2000, 3):
+            tree[n] = -n        # replaces, some of them middle keys
+        return tree
+
+    work()
+    gc.collect()
+    before = sys.getrefcount(BNode4)
+    for _ in range(3):
+        work()
+    gc.collect()
+    assert sys.getrefcount(BNode4) == before
+
+
+def test_a_collector_callback_during_splits_sees_a_sound_tree():
+    # The sibling and its slices are allocated in C: a collection can run
+    # Python code (gc.callbacks) in the middle of a split.
+    tree = BTree(BNode4)
+    seen = []
+
+    def look(phase, info):
+        if phase == 'start':
+            seen.append(tree.get(7, 'none'))
+
+    gc.callbacks.append(look)
+    try:
+        for n in random.Random(4).sample(range(20000), 20000):
+            tree[n] = (n,) if n % 2 else n
+    finally:
+        gc.callbacks.remove(look)
+    tree._check()
+    assert seen and len(tree) == 20000
+    assert tree[7] == (7,) and tree[8] == 8
+
+
+def test_stored_nodes_split_to_byte_identical_records():
+    # A loaded tree: its nodes are saved (watched variants), so the split
+    # of one sets attributes through the hooks and notes the changes.
+    def grow(methods):
+        storage, connection, _ = stored_tree(PURE, 200)
+        other = Connection(storage)
+        tree = other.get_root()['tree']
+        for n in range(1000, 1400):
+            methods['add'](tree, n, 'new %d' % n)
+        tree._check()
+        other.commit()
+        return records(storage)
+
+    pure = grow(PURE)
+    assert grow(COMPILED) == pure
+    assert grow(SUBSCRIPT) == pure
