@@ -37,6 +37,8 @@ typedef struct {
     Py_ssize_t *marks;
     Py_ssize_t mark_count, marks_size;
     PyObject **memo;
+    /* Slots 0 to memo_high are set or NULL; those above are not
+       initialised (most states use a few of the DS_SMALL). */
     Py_ssize_t memo_size, memo_high;
     PyObject *small_stack[DS_SMALL];
     Py_ssize_t small_marks[DS_SMALL];
@@ -72,7 +74,7 @@ ds_init(DecodeState *ds)
     ds->memo = ds->small_memo;
     ds->memo_size = DS_SMALL;
     ds->memo_high = 0;
-    memset(ds->small_memo, 0, sizeof(ds->small_memo));
+    ds->small_memo[0] = NULL;
     ds->objects = ds->connection = ds->mapping = ds->callback = NULL;
     ds->origins = NULL;
 }
@@ -83,7 +85,7 @@ ds_clear(DecodeState *ds)
     Py_ssize_t i;
     for (i = 0; i < ds->depth; i++)
         Py_DECREF(ds->stack[i]);
-    for (i = 0; i < ds->memo_size; i++)
+    for (i = 0; i <= ds->memo_high; i++)
         Py_XDECREF(ds->memo[i]);
     if (ds->stack != ds->small_stack)
         PyMem_Free(ds->stack);
@@ -149,17 +151,20 @@ ds_memo_put(DecodeState *ds, Py_ssize_t index)
         grown = PyMem_Calloc(size, sizeof(PyObject *));
         if (grown == NULL)
             return -1;
-        memcpy(grown, ds->memo, ds->memo_size * sizeof(PyObject *));
+        memcpy(grown, ds->memo, (ds->memo_high + 1) * sizeof(PyObject *));
         if (ds->memo != ds->small_memo)
             PyMem_Free(ds->memo);
         ds->memo = grown;
         ds->memo_size = size;
     }
+    if (index > ds->memo_high) {
+        memset(ds->memo + ds->memo_high + 1, 0,
+               (index - ds->memo_high) * sizeof(PyObject *));
+        ds->memo_high = index;
+    }
     value = ds->stack[ds->depth - 1];
     Py_INCREF(value);
     Py_XSETREF(ds->memo[index], value);
-    if (index > ds->memo_high)
-        ds->memo_high = index;
     return 0;
 }
 
@@ -203,7 +208,7 @@ ds_memo_drop(DecodeState *ds, PyObject *value, Py_ssize_t holders)
 static PyObject *
 ds_memo_get(DecodeState *ds, Py_ssize_t index)
 {
-    if (index < 0 || index >= ds->memo_size || ds->memo[index] == NULL ||
+    if (index < 0 || index > ds->memo_high || ds->memo[index] == NULL ||
             ds->memo[index] == ds_dropped)
         return NULL;
     return Py_NewRef(ds->memo[index]);
