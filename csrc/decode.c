@@ -158,8 +158,11 @@ ds_memo_put(DecodeState *ds, Py_ssize_t index)
         ds->memo_size = size;
     }
     if (index > ds->memo_high) {
-        memset(ds->memo + ds->memo_high + 1, 0,
-               (index - ds->memo_high) * sizeof(PyObject *));
+        /* Usually the next slot: the loop (a memset call) seldom runs. */
+        Py_ssize_t i = ds->memo_high + 1;
+        ds->memo[index] = NULL;
+        for (; i < index; i++)
+            ds->memo[i] = NULL;
         ds->memo_high = index;
     }
     value = ds->stack[ds->depth - 1];
