@@ -94,10 +94,12 @@ done:
 }
 
 /* The four fields of the last OffsetMap read (durus/shelf.py), kept
-   with the map itself: an OffsetMap sets them once, when it reads its
-   head (OffsetMap._read, which checked them against the file), so the
-   next load through the same map need not read four attributes again. */
-static PyObject *known_map;
+   with a weak reference to the map: an OffsetMap sets them once, when it
+   reads its head (OffsetMap._read, which checked them against the file),
+   so the next load through the same map need not read four attributes
+   again.  (Weak: a storage dropped without close() still lets its file
+   go; a new map at a dead one's address does not match.) */
+static PyObject *known_map_ref;
 static long long known_count, known_word_size, known_words_start,
     known_start;
 
@@ -106,7 +108,8 @@ static int
 know_map(PyObject *map)
 {
     long long count, word_size, words_start, start;
-    if (map == known_map)
+    PyObject *ref;
+    if (known_map_ref != NULL && PyWeakref_GET_OBJECT(known_map_ref) == map)
         return 0;
     count = attr_index(map, s_count);
     word_size = attr_index(map, s_word_size);
@@ -117,11 +120,14 @@ know_map(PyObject *map)
     if (count < 0 || word_size < 1 || word_size > 8 || words_start < 0 ||
             start < 0)
         return -1;
-    Py_XSETREF(known_map, Py_NewRef(map));
     known_count = count;
     known_word_size = word_size;
     known_words_start = words_start;
     known_start = start;
+    ref = PyWeakref_NewRef(map, NULL);
+    if (ref == NULL)
+        PyErr_Clear();  /* (not weakly referable: read every time) */
+    Py_XSETREF(known_map_ref, ref);
     return 0;
 }
 
