@@ -37,7 +37,9 @@ typedef struct {
     Py_ssize_t *marks;
     Py_ssize_t mark_count, marks_size;
     PyObject **memo;
-    Py_ssize_t memo_size;
+    /* Slots 0 to memo_high are set or NULL; those above are not
+       initialised (most states use a few of the DS_SMALL). */
+    Py_ssize_t memo_size, memo_high;
     PyObject *small_stack[DS_SMALL];
     Py_ssize_t small_marks[DS_SMALL];
     PyObject *small_memo[DS_SMALL];
@@ -71,7 +73,8 @@ ds_init(DecodeState *ds)
     ds->mark_count = 0;
     ds->memo = ds->small_memo;
     ds->memo_size = DS_SMALL;
-    memset(ds->small_memo, 0, sizeof(ds->small_memo));
+    ds->memo_high = 0;
+    ds->small_memo[0] = NULL;
     ds->objects = ds->connection = ds->mapping = ds->callback = NULL;
     ds->origins = NULL;
 }
@@ -82,7 +85,7 @@ ds_clear(DecodeState *ds)
     Py_ssize_t i;
     for (i = 0; i < ds->depth; i++)
         Py_DECREF(ds->stack[i]);
-    for (i = 0; i < ds->memo_size; i++)
+    for (i = 0; i <= ds->memo_high; i++)
         Py_XDECREF(ds->memo[i]);
     if (ds->stack != ds->small_stack)
         PyMem_Free(ds->stack);
@@ -148,16 +151,58 @@ ds_memo_put(DecodeState *ds, Py_ssize_t index)
         grown = PyMem_Calloc(size, sizeof(PyObject *));
         if (grown == NULL)
             return -1;
-        memcpy(grown, ds->memo, ds->memo_size * sizeof(PyObject *));
+        memcpy(grown, ds->memo, (ds->memo_high + 1) * sizeof(PyObject *));
         if (ds->memo != ds->small_memo)
             PyMem_Free(ds->memo);
         ds->memo = grown;
         ds->memo_size = size;
     }
+    if (index > ds->memo_high) {
+        /* Usually the next slot: the loop (a memset call) seldom runs. */
+        Py_ssize_t i = ds->memo_high + 1;
+        ds->memo[index] = NULL;
+        for (; i < index; i++)
+            ds->memo[i] = NULL;
+        ds->memo_high = index;
+    }
     value = ds->stack[ds->depth - 1];
     Py_INCREF(value);
     Py_XSETREF(ds->memo[index], value);
     return 0;
+}
+
+/* Stands in the memo for a value the walk dropped (ds_memo_drop). */
+static PyObject *ds_dropped;
+
+/* How many memo slots below the highest one ds_memo_drop looks at: the
+   puts of one reference (str, 'latin1', args, bytes, class, pid) are
+   that close together. */
+#define DS_DROP_WINDOW 6
+
+/* The walk has just consumed value (the str or the argument tuple of an
+   oid's _codecs.encode, a persistent id), and besides the memo only
+   `holders` references keep it.  Python's pickler memoizes such values
+   but makes them fresh for every reference, so no BINGET reads them back;
+   kept, they would live until the end of the state, and a BTree node's
+   ghosts would be allocated between them and later fill the holes they
+   leave, out of order: the objects the collector walks in creation order
+   would lie back and forth in memory (docs/benchmarks.md, issue 16,
+   sixth round).  Dropped, they are freed now, and the ghost and its
+   weak reference take the place of the str they followed.  A BINGET of
+   a dropped slot stops the walk: the Python method reads that pickle. */
+static void
+ds_memo_drop(DecodeState *ds, PyObject *value, Py_ssize_t holders)
+{
+    Py_ssize_t i, low;
+    if (Py_REFCNT(value) != holders + 1)
+        return;
+    low = ds->memo_high - DS_DROP_WINDOW;
+    for (i = ds->memo_high; i > low && i > 0; i--) {
+        if (ds->memo[i] == value) {
+            Py_SETREF(ds->memo[i], Py_NewRef(ds_dropped));
+            return;
+        }
+    }
 }
 
 /* Of the class pickle's memo only slot 0, the record's class, is put in
@@ -166,7 +211,8 @@ ds_memo_put(DecodeState *ds, Py_ssize_t index)
 static PyObject *
 ds_memo_get(DecodeState *ds, Py_ssize_t index)
 {
-    if (index < 0 || index >= ds->memo_size || ds->memo[index] == NULL)
+    if (index < 0 || index > ds->memo_high || ds->memo[index] == NULL ||
+            ds->memo[index] == ds_dropped)
         return NULL;
     return Py_NewRef(ds->memo[index]);
 }
@@ -657,6 +703,9 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
                 PyErr_Clear();
                 goto unhandled;
             }
+            /* (the str: the tuple holds it; the tuple: the stack) */
+            ds_memo_drop(&ds, PyTuple_GET_ITEM(args, 0), 1);
+            ds_memo_drop(&ds, args, 1);
             Py_DECREF(args);
             Py_DECREF(func);
             ds.depth -= 2;
@@ -672,6 +721,7 @@ decode_walk(PyObject *reader, PyObject *state, PyObject *record_class,
             if (value == NULL)
                 goto error;
             ds.depth--;
+            ds_memo_drop(&ds, pid, 1);  /* (the stack held it) */
             Py_DECREF(pid);
             if (ds_push(&ds, value) < 0)
                 goto unhandled;

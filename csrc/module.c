@@ -318,8 +318,9 @@ PyInit__speedups(void)
     ghost_value = PyLong_FromLong(GHOST);
     zero_value = PyLong_FromLong(0);
     one_value = PyLong_FromLong(1);
+    ds_dropped = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
     if (!empty_tuple || !saved_value || !ghost_value || !zero_value ||
-            !one_value)
+            !one_value || !ds_dropped)
         return NULL;
     rc_init_table();
     if (PyType_Ready(&LoaderType) < 0)

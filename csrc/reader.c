@@ -54,28 +54,73 @@ python_get_state(PyObject *reader, PyObject *data)
     return PyObject_CallMethodOneArg(reader, s_get_state, data);
 }
 
+/* The class pickles of recent records, as bytes objects that keep
+   their hash: the next record of one of these classes is looked up in
+   the reader's _record_classes with the kept bytes instead of new ones
+   made and hashed for it.  A slot holds the last pickle that went to it
+   (a walk alternates between a node class and its items' classes). */
+#define RECENT_CLASS_KEYS 4
+static PyObject *recent_class_keys[RECENT_CLASS_KEYS];
+static int recent_class_next;
+
+/* The class pickle bytes[:end] as a bytes object (new reference). */
 static PyObject *
-get_state_impl(PyObject *reader, PyObject *data)
+class_key(const char *bytes, Py_ssize_t end)
+{
+    PyObject *key;
+    int i;
+    for (i = 0; i < RECENT_CLASS_KEYS; i++) {
+        key = recent_class_keys[i];
+        if (key != NULL && PyBytes_GET_SIZE(key) == end &&
+                memcmp(PyBytes_AS_STRING(key), bytes, end) == 0)
+            return Py_NewRef(key);
+    }
+    key = PyBytes_FromStringAndSize(bytes, end);
+    if (key != NULL) {
+        Py_XSETREF(recent_class_keys[recent_class_next], Py_NewRef(key));
+        recent_class_next = (recent_class_next + 1) % RECENT_CLASS_KEYS;
+    }
+    return key;
+}
+
+/* ObjectReader.get_state for record data at bytes[:size], inside owner
+   (a bytes object: the data itself, or the record holding it), which the
+   caller keeps alive; data is the data as a bytes object if the caller
+   has it, else NULL (made when the Python method is needed). */
+static PyObject *
+python_get_state_of(PyObject *reader, PyObject *data, const char *bytes,
+                    Py_ssize_t size)
+{
+    PyObject *result;
+    if (data != NULL)
+        return python_get_state(reader, data);
+    data = PyBytes_FromStringAndSize(bytes, size);
+    if (data == NULL)
+        return NULL;
+    result = python_get_state(reader, data);
+    Py_DECREF(data);
+    return result;
+}
+
+static PyObject *
+get_state_of(PyObject *reader, PyObject *data, const char *bytes,
+             Py_ssize_t size)
 {
     PyObject *classes, *key, *entry, *memo, *record_class, *state,
         *value = NULL, *count, *new_count;
-    const char *bytes;
-    Py_ssize_t size, end;
+    Py_ssize_t end;
     const char *found;
 
-    if (!PyBytes_CheckExact(data) ||
-            (PyObject *)Py_TYPE(reader) != reader_type)
-        return python_get_state(reader, data);
-    bytes = PyBytes_AS_STRING(data);
-    size = PyBytes_GET_SIZE(data);
+    if ((PyObject *)Py_TYPE(reader) != reader_type)
+        return python_get_state_of(reader, data, bytes, size);
     found = class_pickle_end(bytes, size);
     if (found == NULL)
-        return python_get_state(reader, data);
+        return python_get_state_of(reader, data, bytes, size);
     end = found - bytes + 4;
     classes = PyObject_GetAttr(reader, s_record_classes);
     if (classes == NULL)
         return NULL;
-    key = PyBytes_FromStringAndSize(bytes, end);
+    key = class_key(bytes, end);
     if (key == NULL) {
         Py_DECREF(classes);
         return NULL;
@@ -88,7 +133,7 @@ get_state_impl(PyObject *reader, PyObject *data)
         Py_DECREF(classes);
         if (PyErr_Occurred())
             return NULL;
-        return python_get_state(reader, data);
+        return python_get_state_of(reader, data, bytes, size);
     }
     memo = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
     record_class = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
@@ -149,6 +194,15 @@ done:
     Py_DECREF(memo);
     Py_DECREF(record_class);
     return value;
+}
+
+static PyObject *
+get_state_impl(PyObject *reader, PyObject *data)
+{
+    if (!PyBytes_CheckExact(data))
+        return python_get_state(reader, data);
+    return get_state_of(reader, data, PyBytes_AS_STRING(data),
+                        PyBytes_GET_SIZE(data));
 }
 
 static PyObject *
@@ -231,8 +285,10 @@ adoptable_state(PyObject *setstate, PyObject *state)
 static PyObject *
 connection_load_state(PyObject *connection, PyObject *obj)
 {
-    PyObject *status, *oid, *invalid, *record, *data, *reader, *state,
+    PyObject *status, *oid, *invalid, *record, *reader, *state,
         *setstate, *result;
+    const char *data;
+    Py_ssize_t data_size;
 
     if (!is_persistent_instance(obj) ||
             _PyType_Lookup(Py_TYPE(connection), s_get_stored_pickle) !=
@@ -258,28 +314,26 @@ connection_load_state(PyObject *connection, PyObject *obj)
             return NULL;
         goto python;
     }
-    data = data_of_record(record);
-    Py_DECREF(record);
-    if (data == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
+    if (!record_data_span(record, &data, &data_size)) {
+        Py_DECREF(record);
         goto python;  /* malformed: the Python path reports it */
     }
     reader = PyObject_GetAttr(connection, s_reader);
     if (reader == NULL) {
-        Py_DECREF(data);
+        Py_DECREF(record);
         return NULL;
     }
     /* Names the record in refusals of the unpickling policy. */
     if (PyObject_SetAttr(reader, s_loading_oid, oid) < 0) {
         Py_DECREF(reader);
-        Py_DECREF(data);
+        Py_DECREF(record);
         return NULL;
     }
     Py_INCREF(obj);
-    state = get_state_impl(reader, data);
+    /* (read in place: the record stays alive until the state is made) */
+    state = get_state_of(reader, NULL, data, data_size);
     Py_DECREF(reader);
-    Py_DECREF(data);
+    Py_DECREF(record);
     if (state == NULL) {
         Py_DECREF(obj);
         return NULL;

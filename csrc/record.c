@@ -9,22 +9,40 @@
 /* The Python twins, handed over by configure_loads (reader.c). */
 static PyObject *py_record_data, *py_class_pickle_end;
 
-/* The data field of a record (oid 8, int4 length N, data N, refs):
-   a new reference, or NULL without an error when the record is malformed
-   (the Python twin then says why), or NULL with an error. */
+/* The data field of a record (oid 8, int4 length N, data N, refs),
+   in place: 1 with *data and *size set, 0 when the record is malformed
+   (the Python twin then says why).  data_of_record: the same as a new
+   bytes object, or NULL without an error when malformed, or NULL with
+   an error. */
+static int
+record_data_span(PyObject *record, const char **data, Py_ssize_t *size)
+{
+    Py_ssize_t total;
+    const unsigned char *p;
+    unsigned long length;
+
+    if (!PyBytes_CheckExact(record))
+        return 0;
+    total = PyBytes_GET_SIZE(record);
+    p = (const unsigned char *)PyBytes_AS_STRING(record);
+    if (total < 12)
+        return 0;
+    length = (unsigned long)read_be(p + 8, 4);
+    if ((Py_ssize_t)length > total - 12)
+        return 0;
+    *data = (const char *)p + 12;
+    *size = (Py_ssize_t)length;
+    return 1;
+}
+
 static PyObject *
 data_of_record(PyObject *record)
 {
-    Py_ssize_t size = PyBytes_GET_SIZE(record);
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(record);
-    unsigned long length;
-
-    if (size < 12)
+    const char *data;
+    Py_ssize_t size;
+    if (!record_data_span(record, &data, &size))
         return NULL;
-    length = (unsigned long)read_be(p + 8, 4);
-    if ((Py_ssize_t)length > size - 12)
-        return NULL;
-    return PyBytes_FromStringAndSize((const char *)p + 12, length);
+    return PyBytes_FromStringAndSize(data, size);
 }
 
 /* The first b'\nq\x00.' at or after offset 3 (where Durus's class

@@ -64,6 +64,8 @@ index_offset(PyObject *shelf, long long number)
             strcmp(view.format, "Q") == 0) {
         if (number < view.len / 8)
             offset = (long long)((unsigned long long *)view.buf)[number];
+        else if (PyDict_CheckExact(overflow) && PyDict_GET_SIZE(overflow) == 0)
+            offset = 0;  /* (a packed file: nothing appended yet) */
         else if (PyDict_CheckExact(overflow)) {
             key = PyLong_FromLongLong(number);
             if (key == NULL) {
@@ -89,6 +91,44 @@ done:
     Py_DECREF(dense);
     Py_DECREF(overflow);
     return offset;
+}
+
+/* The four fields of the last OffsetMap read (durus/shelf.py), kept
+   with a weak reference to the map: an OffsetMap sets them once, when it
+   reads its head (OffsetMap._read, which checked them against the file),
+   so the next load through the same map need not read four attributes
+   again.  (Weak: a storage dropped without close() still lets its file
+   go; a new map at a dead one's address does not match.) */
+static PyObject *known_map_ref;
+static long long known_count, known_word_size, known_words_start,
+    known_start;
+
+/* The fields of map into the known_* statics; -1 not handled, -2 error. */
+static int
+know_map(PyObject *map)
+{
+    long long count, word_size, words_start, start;
+    PyObject *ref;
+    if (known_map_ref != NULL && PyWeakref_GET_OBJECT(known_map_ref) == map)
+        return 0;
+    count = attr_index(map, s_count);
+    word_size = attr_index(map, s_word_size);
+    words_start = attr_index(map, s_words_start);
+    start = attr_index(map, s_start);
+    if (count == -2 || word_size == -2 || words_start == -2 || start == -2)
+        return -2;
+    if (count < 0 || word_size < 1 || word_size > 8 || words_start < 0 ||
+            start < 0)
+        return -1;
+    known_count = count;
+    known_word_size = word_size;
+    known_words_start = words_start;
+    known_start = start;
+    ref = PyWeakref_NewRef(map, NULL);
+    if (ref == NULL)
+        PyErr_Clear();  /* (not weakly referable: read every time) */
+    Py_XSETREF(known_map_ref, ref);
+    return 0;
 }
 
 static PyObject *
@@ -135,7 +175,8 @@ shelf_load_number(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (offset < 0)
         goto python;
     if (offset == 0) {
-        long long count, word_size, words_start, start;
+        long long word_size, words_start, start;
+        int known;
         unindexed = attr_index(shelf, s_unindexed);
         if (unindexed != 0) {
             if (unindexed == -2)
@@ -145,16 +186,14 @@ shelf_load_number(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         map = PyObject_GetAttr(shelf, s_map);
         if (map == NULL)
             goto error;
-        count = attr_index(map, s_count);
-        word_size = attr_index(map, s_word_size);
-        words_start = attr_index(map, s_words_start);
-        start = attr_index(map, s_start);
-        if (count == -2 || word_size == -2 || words_start == -2 ||
-                start == -2)
+        known = know_map(map);
+        if (known == -2)
             goto error;
-        if (count < 0 || word_size < 1 || word_size > 8 || words_start < 0 ||
-                start < 0 || number >= count)
+        if (known < 0 || number >= known_count)
             goto python;
+        word_size = known_word_size;
+        words_start = known_words_start;
+        start = known_start;
         if (words_start + (number + 1) * word_size > mapped)
             goto python;
         offset = (long long)read_be(

@@ -134,6 +134,9 @@ WALKED = [
     dict([('k%d' % i, 'k%d' % (i + 1)) for i in range(600)] +
          [('n' * 40, 1), ('n' * 41, 2), ('\xe9t\xe9', 3), ('', 4)]),
     {'ref': ghost(7), 'refs': [ghost(8), ghost(7), (ghost(9), 'x')]},
+    # oids whose latin-1 str has characters of one and two UTF-8 bytes
+    {'oids': [ghost(n) for n in (0x7f, 0x80, 0xbf, 0xc0, 0xff, 0xc3c2,
+                                 2 ** 64 - 1, 0x8000000000000041)]},
     ['a list state', 1],
     ('a tuple state',),
     None,
@@ -209,6 +212,14 @@ ODD_PICKLES = [
     b'\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00\xe9\x85R.',  # bad tuple
     b'\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00\xc4\x80'
     b'X\x06\x00\x00\x00latin1\x86R.',  # not latin-1
+    # encode to another codec; with a mark between the function and its
+    # arguments; 'latin1' read back from a slot holding something else
+    b'\x80\x02c_codecs\nencode\nq\x01X\x02\x00\x00\x00\xc3\xa9q\x02'
+    b'X\x05\x00\x00\x00utf-8q\x03\x86R.',
+    b'\x80\x02c_codecs\nencode\n(X\x01\x00\x00\x00a'
+    b'X\x06\x00\x00\x00latin1\x86R.',
+    b'\x80\x02X\x06\x00\x00\x00latin2q\x01c_codecs\nencode\n'
+    b'X\x01\x00\x00\x00ah\x01\x86R.',
     b'\x80\x02cno_such_module_here\nname\n.',
     b'\x80\x02\x8a\x09' + b'\xff' * 9 + b'.',
     b'\x80\x02Q.',                     # BINPERSID of nothing
@@ -226,6 +237,38 @@ def test_odd_pickles_get_the_python_methods_answer(data):
     else:
         assert describe(fast) == describe(slow)
 
+
+
+def _reference_read_back(slot):
+    """{'r': a reference, 's': memo slot `slot` read back}: slot 4 is the
+    oid's str, 5 'latin1', 6 the (str, 'latin1') arguments of
+    _codecs.encode, 7 the oid's bytes, 9 the persistent id; Python's
+    pickler never reads back 4, 6 or 9 (it makes them fresh for every
+    reference)."""
+    return (b'\x80\x02}q\x01(X\x01\x00\x00\x00rq\x02'
+            b'c_codecs\nencode\nq\x03'
+            b'X\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xc2\x87q\x04'
+            b'X\x06\x00\x00\x00latin1q\x05\x86q\x06Rq\x07'
+            b'h\x00\x86q\x09Qq\x0a'
+            b'X\x01\x00\x00\x00sh' + bytes([slot]) + b'u.')
+
+
+@compiled
+@pytest.mark.parametrize('slot', [4, 5, 6, 7, 9])
+def test_reading_back_what_a_reference_consumed(slot):
+    # The walk frees a reference's str, argument tuple and persistent id
+    # once consumed (so that the ghosts made next lie in creation order);
+    # a pickle that reads one back goes to the Python method, and both
+    # answer alike.  The oid's bytes stay: the ghost keeps them anyway.
+    fast, slow, fast_reader, _ = decode_both(_reference_read_back(slot))
+    assert not isinstance(slow, Exception)
+    assert describe(fast) == describe(slow)
+    assert fast['r']._p_oid == oid(0x87) and fast['r'] is not slow['r']
+    assert (fast_reader._shared is None) == (slot in (5, 7))
+    if slot == 7:
+        assert fast['s'] is fast['r']._p_oid
+    if slot == 5:
+        assert fast['s'] == 'latin1'
 
 @compiled
 def test_safe_policy_refuses_the_same_globals():

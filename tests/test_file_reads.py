@@ -146,3 +146,35 @@ def test_pwrite_finishes_a_write_the_system_cut_short(tmp_path, monkeypatch):
     with open(path, 'rb') as f:
         assert f.read() == b'0123456789abcdefgh'
     assert calls == [0, 3, 6, 9]
+
+
+def test_a_storage_dropped_unclosed_lets_its_file_go(tmp_path):
+    # The compiled loads keep what they learnt of a packed file's offset
+    # map between loads; that must not keep a dropped storage's file (its
+    # descriptor and map) alive.
+    import gc
+    import weakref
+    from durus.connection import Connection
+    from durus.file_storage import FileStorage
+    from durus.persistent_dict import PersistentDict
+
+    path = str(tmp_path / 'packed.durus')
+    storage = FileStorage(path)
+    connection = Connection(storage)
+    for n in range(30):
+        connection.get_root()[n] = PersistentDict(n=n)
+    connection.commit()
+    storage.pack()
+    storage.close()
+
+    def load_some():
+        storage = FileStorage(path, readonly=True)
+        read_until_mapped(storage.shelf.file)  # (the compiled loads' case)
+        root = Connection(storage).get_root()
+        assert [root[n]['n'] for n in range(30)] == list(range(30))
+        return weakref.ref(storage.shelf.file), weakref.ref(storage)
+
+    file_ref, storage_ref = load_some()
+    gc.collect()
+    assert storage_ref() is None
+    assert file_ref() is None
