@@ -184,7 +184,7 @@ snapshot_tokens(SnapshotObject *self)
 #define LEAF_PLAIN 1
 #define LEAF_PERSISTENT 2
 
-static int
+static inline int
 snap_leaf_kind(PyObject *value)
 {
     PyTypeObject *type = Py_TYPE(value);
@@ -192,7 +192,7 @@ snap_leaf_kind(PyObject *value)
             type == &PyFloat_Type || value == Py_None ||
             type == &PyBool_Type || type == &PyBytes_Type)
         return LEAF_PLAIN;
-    if (PyType_IsSubtype(type, (PyTypeObject *)persistent_base))
+    if (is_persistent_type(type))
         return LEAF_PERSISTENT;
     if (PyType_Check(value))
         return LEAF_PLAIN;
@@ -267,15 +267,62 @@ store:
    NULL) and its data slots layout (borrowed tuple, or NULL).  Returns
    SNAP_OK, SNAP_UNSUPPORTED (a class with its own __getstate__, an odd
    layout) or -1 with an error. */
+/* What a class's states hold, remembered for the last class asked about
+   (by address and version tag, see type_tag in common.h): its
+   __getstate__ is one of the two the writer knows (PARTS_DICT,
+   PARTS_SLOTS with the slots' layout) or another (PARTS_OTHER). */
+#define PARTS_OTHER 0
+#define PARTS_DICT 1
+#define PARTS_SLOTS 2
+static PyTypeObject *parts_type_seen;
+static unsigned int parts_tag_seen;
+static int parts_seen;
+static PyObject *parts_layout_seen;     /* borrowed from snap_layouts */
+
+static int
+snap_class_parts(PyTypeObject *type, PyObject **layout)
+{
+    PyObject *getstate;
+    unsigned int tag = type_tag(type);
+    int parts;
+    if (type == parts_type_seen && tag == parts_tag_seen && tag != 0) {
+        *layout = parts_layout_seen;
+        return parts_seen;
+    }
+    getstate = _PyType_Lookup(type, s_getstate);
+    *layout = NULL;
+    if (getstate == snap_dict_getstate)
+        parts = PARTS_DICT;
+    else if (getstate != snap_slots_getstate)
+        parts = PARTS_OTHER;
+    else {
+        *layout = snap_layout(type);
+        if (*layout == NULL)
+            return -1;
+        parts = *layout == Py_None ? PARTS_OTHER : PARTS_SLOTS;
+    }
+    tag = type_tag(type);     /* (the lookup may have given it one) */
+    if (tag != 0) {
+        parts_type_seen = type;
+        parts_tag_seen = tag;
+        parts_seen = parts;
+        parts_layout_seen = *layout;
+    }
+    return parts;
+}
+
 static int
 snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
 {
     PyTypeObject *type = Py_TYPE(obj);
-    PyObject *getstate = _PyType_Lookup(type, s_getstate);
+    int parts = snap_class_parts(type, layout);
     *attributes = NULL;
-    *layout = NULL;
-    if (getstate != snap_dict_getstate && getstate != snap_slots_getstate)
+    if (parts < 0)
+        return -1;
+    if (parts == PARTS_OTHER) {
+        *layout = NULL;
         return SNAP_UNSUPPORTED;
+    }
     if (type->tp_dictoffset != 0) {
         *attributes = PyObject_GenericGetDict(obj, NULL);
         if (*attributes == NULL)
@@ -285,17 +332,8 @@ snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
             return SNAP_UNSUPPORTED;
         }
     }
-    if (getstate == snap_dict_getstate)
+    if (parts == PARTS_DICT)
         return *attributes == NULL ? SNAP_UNSUPPORTED : SNAP_OK;
-    *layout = snap_layout(type);
-    if (*layout == NULL) {
-        Py_CLEAR(*attributes);
-        return -1;
-    }
-    if (*layout == Py_None) {
-        Py_CLEAR(*attributes);
-        return SNAP_UNSUPPORTED;
-    }
     return SNAP_OK;
 }
 
@@ -308,11 +346,17 @@ typedef struct {
     uintptr_t inline_items[64];
 } SnapTokens;
 
+/* More room: the capacity never passes snap_max_tokens, so a full buffer
+   at that size means the state has too many tokens (SNAP_UNSUPPORTED). */
 static int
 snap_grow(SnapTokens *t)
 {
     Py_ssize_t capacity = t->capacity * 2;
     uintptr_t *items;
+    if (t->capacity >= snap_max_tokens)
+        return SNAP_UNSUPPORTED;
+    if (capacity > snap_max_tokens)
+        capacity = snap_max_tokens;
     if (t->items == t->inline_items) {
         items = PyMem_New(uintptr_t, capacity);
         if (items != NULL)
@@ -333,10 +377,11 @@ snap_grow(SnapTokens *t)
 static inline int
 snap_emit_word(SnapTokens *t, uintptr_t word)
 {
-    if (t->size >= snap_max_tokens)
-        return SNAP_UNSUPPORTED;
-    if (t->size == t->capacity && snap_grow(t) < 0)
-        return -1;
+    if (t->size == t->capacity) {
+        int grown = snap_grow(t);
+        if (grown != SNAP_OK)
+            return grown;
+    }
     t->items[t->size++] = word;
     return SNAP_OK;
 }
@@ -383,6 +428,23 @@ snap_tokens_clear(SnapTokens *t)
 
 static int snap_take_value(SnapTokens *t, PyObject *value, int depth);
 
+/* The immutable values whose token is the value itself and that the
+   collector never tracks: most of what a state holds, so tested first
+   and inline wherever a state's items are walked. */
+#define SNAP_ATOM(type, value) \
+    ((type) == &PyUnicode_Type || (type) == &PyLong_Type || \
+     (type) == &PyFloat_Type || (value) == Py_None || \
+     (type) == &PyBool_Type || (type) == &PyBytes_Type)
+
+/* snap_take_value, without a call for an atom. */
+static inline int
+snap_take_item(SnapTokens *t, PyObject *value, int depth)
+{
+    if (SNAP_ATOM(Py_TYPE(value), value))
+        return snap_emit_atom(t, value);
+    return snap_take_value(t, value, depth);
+}
+
 #define SNAP_TRY(call) do { int r_ = (call); if (r_ != SNAP_OK) return r_; } \
     while (0)
 
@@ -397,16 +459,16 @@ snap_take_container(SnapTokens *t, PyObject *value, int kind, int depth)
         Py_ssize_t i;
         SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyList_GET_SIZE(value))));
         for (i = 0; i < PyList_GET_SIZE(value); i++)
-            SNAP_TRY(snap_take_value(t, PyList_GET_ITEM(value, i),
-                                     depth + 1));
+            SNAP_TRY(snap_take_item(t, PyList_GET_ITEM(value, i),
+                                    depth + 1));
     }
     else if (kind == SNAP_DICT) {
         Py_ssize_t pos = 0;
         PyObject *key, *item;
         SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyDict_GET_SIZE(value))));
         while (PyDict_Next(value, &pos, &key, &item)) {
-            SNAP_TRY(snap_take_value(t, key, depth + 1));
-            SNAP_TRY(snap_take_value(t, item, depth + 1));
+            SNAP_TRY(snap_take_item(t, key, depth + 1));
+            SNAP_TRY(snap_take_item(t, item, depth + 1));
         }
     }
     else {
@@ -472,9 +534,7 @@ snap_take_value(SnapTokens *t, PyObject *value, int depth)
 {
     PyTypeObject *type = Py_TYPE(value);
     int leaf;
-    if (type == &PyUnicode_Type || type == &PyLong_Type ||
-            type == &PyFloat_Type || value == Py_None ||
-            type == &PyBool_Type || type == &PyBytes_Type)
+    if (SNAP_ATOM(type, value))
         return snap_emit_atom(t, value);
     if (type == &PyList_Type)
         return snap_take_container(t, value, SNAP_LIST, depth);
@@ -520,7 +580,7 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
         while (PyDict_Next(attributes, &pos, &key, &value)) {
             SNAP_TRY(PyUnicode_CheckExact(key) ? snap_emit_atom(t, key) :
                      snap_emit(t, key));
-            SNAP_TRY(snap_take_value(t, value, 0));
+            SNAP_TRY(snap_take_item(t, value, 0));
         }
     if (layout != NULL)
         for (i = 0; i < PyTuple_GET_SIZE(layout); i++) {
@@ -529,7 +589,7 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
             if (value == NULL)
                 continue;
             SNAP_TRY(snap_emit(t, PyTuple_GET_ITEM(pair, 0)));
-            SNAP_TRY(snap_take_value(t, value, 0));
+            SNAP_TRY(snap_take_item(t, value, 0));
         }
     return SNAP_OK;
 }
@@ -551,6 +611,8 @@ snap_tokens(PyObject *obj)
     t.items = t.inline_items;
     t.size = 0;
     t.capacity = sizeof(t.inline_items) / sizeof(t.inline_items[0]);
+    if (t.capacity > snap_max_tokens)
+        t.capacity = snap_max_tokens > 0 ? snap_max_tokens : 0;
     t.tracked = 0;
     outcome = snap_take_state(&t, obj, attributes, layout);
     Py_XDECREF(attributes);
@@ -584,18 +646,27 @@ typedef struct {
     int exposed;
 } SnapCompare;
 
+static int snap_match_equal(uintptr_t word, PyObject *value);
+
 /* 1 when the next word holds value (or an equal int or bytes: a leaf
    read anew, an oid), 0 when not. */
 static inline int
 snap_match(SnapCompare *c, PyObject *value)
 {
-    PyObject *token;
     uintptr_t word;
     if (c->next >= c->size)
         return 0;
     word = c->words[c->next++];
     if (word == (uintptr_t)value)
         return 1;
+    return snap_match_equal(word, value);
+}
+
+/* The rare rest of snap_match: a word that is not value itself. */
+static int
+snap_match_equal(uintptr_t word, PyObject *value)
+{
+    PyObject *token;
     if (!SNAP_WORD_REF(word))
         return 0;
     token = (PyObject *)word;
@@ -624,6 +695,16 @@ snap_match_word(SnapCompare *c, uintptr_t word)
 static int snap_compare_value(SnapCompare *c, PyObject *value, int depth,
                               Py_ssize_t held);
 
+/* snap_compare_value, without a call for an atom. */
+static inline int
+snap_compare_item(SnapCompare *c, PyObject *value, int depth,
+                  Py_ssize_t held)
+{
+    if (SNAP_ATOM(Py_TYPE(value), value))
+        return snap_match(c, value);
+    return snap_compare_value(c, value, depth, held);
+}
+
 /* 1 (matches), 0 (differs, or cannot be vouched for) or -1 (error). */
 /* held: references this walk holds to value (an iterator's item). */
 static int
@@ -641,8 +722,8 @@ snap_compare_container(SnapCompare *c, PyObject *value, int kind,
         SNAP_MATCH(snap_match_word(c,
                                    SNAP_WORD_INT(PyList_GET_SIZE(value))));
         for (i = 0; i < PyList_GET_SIZE(value); i++)
-            SNAP_MATCH(snap_compare_value(c, PyList_GET_ITEM(value, i),
-                                          depth + 1, 0));
+            SNAP_MATCH(snap_compare_item(c, PyList_GET_ITEM(value, i),
+                                         depth + 1, 0));
     }
     else if (kind == SNAP_DICT) {
         Py_ssize_t pos = 0;
@@ -650,8 +731,8 @@ snap_compare_container(SnapCompare *c, PyObject *value, int kind,
         SNAP_MATCH(snap_match_word(c,
                                    SNAP_WORD_INT(PyDict_GET_SIZE(value))));
         while (PyDict_Next(value, &pos, &key, &item)) {
-            SNAP_MATCH(snap_compare_value(c, key, depth + 1, 0));
-            SNAP_MATCH(snap_compare_value(c, item, depth + 1, 0));
+            SNAP_MATCH(snap_compare_item(c, key, depth + 1, 0));
+            SNAP_MATCH(snap_compare_item(c, item, depth + 1, 0));
         }
     }
     else {
@@ -728,9 +809,7 @@ snap_compare_value(SnapCompare *c, PyObject *value, int depth,
 {
     PyTypeObject *type = Py_TYPE(value);
     int leaf;
-    if (type == &PyUnicode_Type || type == &PyLong_Type ||
-            type == &PyFloat_Type || value == Py_None ||
-            type == &PyBool_Type || type == &PyBytes_Type)
+    if (SNAP_ATOM(type, value))
         return snap_match(c, value);
     if (type == &PyList_Type)
         return snap_compare_container(c, value, SNAP_LIST, depth, held);
@@ -780,7 +859,7 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
         while (outcome == 1 && PyDict_Next(attributes, &pos, &key, &value)) {
             outcome = snap_match(c, key);
             if (outcome == 1)
-                outcome = snap_compare_value(c, value, 0, 0);
+                outcome = snap_compare_item(c, value, 0, 0);
         }
     if (layout != NULL)
         for (i = 0; outcome == 1 && i < PyTuple_GET_SIZE(layout); i++) {
@@ -790,7 +869,7 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
                 continue;
             outcome = snap_match(c, PyTuple_GET_ITEM(pair, 0));
             if (outcome == 1)
-                outcome = snap_compare_value(c, value, 0, 0);
+                outcome = snap_compare_item(c, value, 0, 0);
         }
     Py_XDECREF(attributes);
     if (outcome == 1 && c->next != c->size)
@@ -837,7 +916,7 @@ static PyObject *
 snap_oid(PyObject *obj)
 {
     PyObject *oid;
-    if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+    if (!is_persistent_type(Py_TYPE(obj)))
         return Py_None;
     oid = slot(obj, off_oid);
     return oid == NULL ? Py_None : oid;
@@ -1101,7 +1180,7 @@ snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
         SnapCompare compare;
         int outcome;
 
-        if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+        if (!is_persistent_type(Py_TYPE(obj)))
             continue;
         status = slot(obj, off_status);
         oid = slot(obj, off_oid);
@@ -1230,6 +1309,7 @@ configure_snapshots(PyObject *module, PyObject *args)
     snap_prune_minimum = prune;
     if (snap_layouts == NULL && (snap_layouts = PyDict_New()) == NULL)
         return NULL;
+    parts_type_seen = NULL;     /* (answers given for the old getstates) */
     if (PyType_Ready(&SnapshotType) < 0 ||
             PyType_Ready(&TrackedSnapshotType) < 0)
         return NULL;
