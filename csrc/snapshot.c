@@ -26,14 +26,30 @@ static Py_ssize_t snap_max_depth = 16, snap_max_tokens = 1 << 20,
 static int snapshots_in_use;
 static PyObject *s_load_snapshots, *s_getstate;
 
+/* The store's table: oid -> snapshot, open addressing with linear
+   probing, both held.  A dict did the same for about five times the
+   instructions per load (an insert that looks the key up generically,
+   a second dict for the tracked snapshots to discard from, a lookup per
+   object after each statement).  Keys are exact bytes (what durus
+   gives every stored object); a state whose oid is anything else gets
+   no snapshot, which leaves its object a suspect, compared with its
+   record: slower, never wrong. */
+typedef struct {
+    PyObject *oid;          /* NULL: a free slot */
+    PyObject *snapshot;     /* a Snapshot or TrackedSnapshot */
+    uint64_t hash;
+} SnapEntry;
+
 typedef struct {
     PyObject_HEAD
     PyObject *objects;      /* the connection's cache.objects */
-    PyObject *by_oid;       /* oid -> Snapshot */
-    /* Snapshots holding objects the collector tracks (a node's tuples:
-       TrackedSnapshot) are kept apart, so that by_oid, holding the
-       others, is never tracked: a full collection skips the bulk. */
-    PyObject *tracked;
+    SnapEntry *table;       /* NULL until the first snapshot */
+    int shift;              /* 64 - log2(slots): a hash's home slot is
+                               hash >> shift */
+    Py_ssize_t slots, used;
+    /* How many are TrackedSnapshots (holding an object the collector
+       tracks): while none is, a collection does not walk the table. */
+    Py_ssize_t tracked;
     Py_ssize_t prune_at;
     Py_ssize_t prune_floor; /* prune_at never drops below this */
 } SnapshotsObject;
@@ -881,33 +897,166 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
 
 static PyObject *snapshots_prune(SnapshotsObject *self, PyObject *unused);
 
-/* del mapping[oid] if there: 0, or -1 with an error. */
-static int
-snap_discard_from(PyObject *mapping, PyObject *oid)
+#define SNAP_HASH_FACTOR 0x9E3779B97F4A7C15ull    /* 2**64 / golden ratio */
+
+/* The table's hash of an exact bytes oid: its bytes mixed (an 8-byte
+   oid, the usual) or its Python hash mixed. */
+static inline uint64_t
+snap_oid_hash(PyObject *oid)
 {
-    int found = PyDict_Contains(mapping, oid);
-    if (found <= 0)
-        return found;
-    return PyDict_DelItem(mapping, oid);
+    uint64_t value;
+    if (PyBytes_GET_SIZE(oid) == 8)
+        memcpy(&value, PyBytes_AS_STRING(oid), 8);
+    else
+        value = (uint64_t)PyObject_Hash(oid);    /* (bytes: no error) */
+    return value * SNAP_HASH_FACTOR;
 }
 
+static inline int
+snap_same_oid(PyObject *a, PyObject *b)
+{
+    return a == b || (PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b) &&
+                      memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b),
+                             PyBytes_GET_SIZE(a)) == 0);
+}
+
+/* The entry of oid (an exact bytes), or NULL. */
+static inline SnapEntry *
+snap_find(SnapshotsObject *self, PyObject *oid, uint64_t hash)
+{
+    size_t mask = (size_t)self->slots - 1, i;
+    if (self->table == NULL)
+        return NULL;
+    for (i = (size_t)(hash >> self->shift); ; i = (i + 1) & mask) {
+        SnapEntry *entry = &self->table[i];
+        if (entry->oid == NULL)
+            return NULL;
+        if (entry->hash == hash && snap_same_oid(entry->oid, oid))
+            return entry;
+    }
+}
+
+/* Put entry (references owned by the table) in a table with room. */
+static void
+snap_place(SnapEntry *table, Py_ssize_t slots, int shift, SnapEntry entry)
+{
+    size_t mask = (size_t)slots - 1, i = (size_t)(entry.hash >> shift);
+    while (table[i].oid != NULL)
+        i = (i + 1) & mask;
+    table[i] = entry;
+}
+
+/* A table of slots slots (a power of two) holding the live entries. */
 static int
+snap_resize(SnapshotsObject *self, Py_ssize_t slots)
+{
+    SnapEntry *table = PyMem_Calloc((size_t)slots, sizeof(SnapEntry));
+    int shift = 64;
+    Py_ssize_t i;
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    while (((Py_ssize_t)1 << (64 - shift)) < slots)
+        shift--;
+    for (i = 0; i < self->slots; i++)
+        if (self->table[i].oid != NULL)
+            snap_place(table, slots, shift, self->table[i]);
+    PyMem_Free(self->table);
+    self->table = table;
+    self->slots = slots;
+    self->shift = shift;
+    return 0;
+}
+
+/* table[oid] = snapshot (a new reference, given to the table): 0, or -1
+   with an error (snapshot released). */
+static int
+snap_store(SnapshotsObject *self, PyObject *oid, PyObject *snapshot)
+{
+    uint64_t hash = snap_oid_hash(oid);
+    SnapEntry *entry = snap_find(self, oid, hash), fresh;
+    if (entry != NULL) {
+        PyObject *old = entry->snapshot;
+        entry->snapshot = snapshot;
+        self->tracked += Py_IS_TYPE(snapshot, &TrackedSnapshotType) -
+            Py_IS_TYPE(old, &TrackedSnapshotType);
+        Py_DECREF(old);    /* (last: it may release anything) */
+        return 0;
+    }
+    /* At most half full: short probes. */
+    if (2 * (self->used + 1) > self->slots &&
+            snap_resize(self, self->slots ? 2 * self->slots : 64) < 0) {
+        Py_DECREF(snapshot);
+        return -1;
+    }
+    fresh.oid = Py_NewRef(oid);
+    fresh.snapshot = snapshot;
+    fresh.hash = hash;
+    snap_place(self->table, self->slots, self->shift, fresh);
+    self->used++;
+    self->tracked += Py_IS_TYPE(snapshot, &TrackedSnapshotType);
+    return 0;
+}
+
+/* Drop oid's snapshot if there is one (the entries after it that probed
+   past its slot move back, so no probe stops short). */
+static void
 snap_discard(SnapshotsObject *self, PyObject *oid)
 {
-    if (snap_discard_from(self->by_oid, oid) < 0)
-        return -1;
-    return snap_discard_from(self->tracked, oid);
+    size_t mask, hole, i;
+    SnapEntry *entry, gone;
+    if (!PyBytes_CheckExact(oid))
+        return;
+    entry = snap_find(self, oid, snap_oid_hash(oid));
+    if (entry == NULL)
+        return;
+    gone = *entry;
+    mask = (size_t)self->slots - 1;
+    hole = (size_t)(entry - self->table);
+    for (i = (hole + 1) & mask; self->table[i].oid != NULL;
+            i = (i + 1) & mask) {
+        size_t home = (size_t)(self->table[i].hash >> self->shift);
+        /* Movable into the hole unless its home lies in (hole, i]. */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            self->table[hole] = self->table[i];
+            hole = i;
+        }
+    }
+    self->table[hole].oid = NULL;
+    self->table[hole].snapshot = NULL;
+    self->used--;
+    self->tracked -= Py_IS_TYPE(gone.snapshot, &TrackedSnapshotType);
+    Py_DECREF(gone.oid);
+    Py_DECREF(gone.snapshot);    /* (last: it may release anything) */
 }
 
-/* The tokens kept for oid (borrowed), or NULL (with an error or not). */
-static PyObject *
+/* The snapshot kept for oid (borrowed), or NULL. */
+static inline PyObject *
 snap_lookup(SnapshotsObject *self, PyObject *oid)
 {
-    PyObject *tokens = PyDict_GetItemWithError(self->by_oid, oid);
-    if (tokens != NULL || PyErr_Occurred() ||
-            PyDict_GET_SIZE(self->tracked) == 0)
-        return tokens;
-    return PyDict_GetItemWithError(self->tracked, oid);
+    SnapEntry *entry;
+    if (!PyBytes_CheckExact(oid))
+        return NULL;
+    entry = snap_find(self, oid, snap_oid_hash(oid));
+    return entry == NULL ? NULL : entry->snapshot;
+}
+
+/* Empty the table; its references are released after it is empty. */
+static void
+snap_clear_table(SnapshotsObject *self)
+{
+    SnapEntry *table = self->table;
+    Py_ssize_t i, slots = self->slots;
+    self->table = NULL;
+    self->slots = self->used = self->tracked = 0;
+    self->shift = 64;
+    for (i = 0; i < slots; i++)
+        if (table[i].oid != NULL) {
+            Py_DECREF(table[i].oid);
+            Py_DECREF(table[i].snapshot);
+        }
+    PyMem_Free(table);
 }
 
 /* The oid of a persistent object (borrowed), Py_None when it has none or
@@ -931,8 +1080,7 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         return 0;
     /* Pruned before obj's snapshot goes in: obj may still be a ghost
        (load_state runs before its status changes). */
-    if (PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked) >=
-            self->prune_at) {
+    if (self->used >= self->prune_at) {
         PyObject *kept = snapshots_prune(self, NULL);
         if (kept == NULL)
             return -1;
@@ -944,22 +1092,15 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         Py_DECREF(oid);
         return -1;
     }
-    if (tokens == Py_None)
-        failed = snap_discard(self, oid);
-    else if (Py_IS_TYPE(tokens, &TrackedSnapshotType)) {
-        failed = snap_discard_from(self->by_oid, oid);
-        if (failed == 0)
-            failed = PyDict_SetItem(self->tracked, oid, tokens);
+    failed = 0;
+    if (tokens == Py_None || !PyBytes_CheckExact(oid)) {
+        Py_DECREF(tokens);
+        snap_discard(self, oid);
     }
-    else {
-        failed = PyDict_GET_SIZE(self->tracked) ?
-            snap_discard_from(self->tracked, oid) : 0;
-        if (failed == 0)
-            failed = PyDict_SetItem(self->by_oid, oid, tokens);
-    }
-    Py_DECREF(tokens);
+    else
+        failed = snap_store(self, oid, tokens);   /* (takes tokens) */
     Py_DECREF(oid);
-    return failed < 0 ? -1 : 0;
+    return failed;
 }
 
 /* The Python twin's take (_PyLoadSnapshots.take), for a store of that
@@ -1014,14 +1155,11 @@ snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL)
         return NULL;
     self->objects = Py_NewRef(objects);
-    self->by_oid = PyDict_New();
-    self->tracked = PyDict_New();
+    self->table = NULL;
+    self->shift = 64;
+    self->slots = self->used = self->tracked = 0;
     self->prune_floor = floor;
     self->prune_at = floor;
-    if (self->by_oid == NULL || self->tracked == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     snapshots_in_use = 1;
     return (PyObject *)self;
 }
@@ -1031,17 +1169,20 @@ snapshots_dealloc(SnapshotsObject *self)
 {
     PyObject_GC_UnTrack(self);
     Py_CLEAR(self->objects);
-    Py_CLEAR(self->by_oid);
-    Py_CLEAR(self->tracked);
+    snap_clear_table(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int
 snapshots_traverse(SnapshotsObject *self, visitproc visit, void *arg)
 {
+    Py_ssize_t i;
     Py_VISIT(self->objects);
-    Py_VISIT(self->by_oid);
-    Py_VISIT(self->tracked);
+    /* Only a TrackedSnapshot can lead back here (see SnapshotObject). */
+    for (i = 0; self->tracked > 0 && i < self->slots; i++)
+        if (self->table[i].oid != NULL &&
+                Py_IS_TYPE(self->table[i].snapshot, &TrackedSnapshotType))
+            Py_VISIT(self->table[i].snapshot);
     return 0;
 }
 
@@ -1049,16 +1190,14 @@ static int
 snapshots_clear(SnapshotsObject *self)
 {
     Py_CLEAR(self->objects);
-    Py_CLEAR(self->by_oid);
-    Py_CLEAR(self->tracked);
+    snap_clear_table(self);
     return 0;
 }
 
 static Py_ssize_t
 snapshots_len(SnapshotsObject *self)
 {
-    return self->by_oid == NULL || self->tracked == NULL ? 0 :
-        PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked);
+    return self->used;
 }
 
 static PyObject *
@@ -1073,8 +1212,11 @@ static PyObject *
 snapshots_forget(SnapshotsObject *self, PyObject *obj)
 {
     PyObject *oid = snap_oid(obj);
-    if (oid != Py_None && snap_discard(self, oid) < 0)
-        return NULL;
+    if (oid != Py_None) {
+        Py_INCREF(oid);
+        snap_discard(self, oid);
+        Py_DECREF(oid);
+    }
     Py_RETURN_NONE;
 }
 
@@ -1082,60 +1224,38 @@ static PyObject *
 snapshots_snapshot(SnapshotsObject *self, PyObject *oid)
 {
     PyObject *tokens = snap_lookup(self, oid);
-    if (tokens == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
+    if (tokens == NULL)
         Py_RETURN_NONE;
-    }
-    if (!IS_SNAPSHOT(tokens))
-        return Py_NewRef(tokens);
     return snapshot_tokens((SnapshotObject *)tokens);
 }
 
-/* A new dict of the entries of snapshots whose objects are loaded (in
-   the cache and not ghosts); NULL with an error. */
-static PyObject *
-snap_kept(PyObject *snapshots, PyObject *mapping)
+/* Whether the object of oid is loaded: in the cache (mapping: oid ->
+   weak reference) and not a ghost.  1, 0, or -1 with an error. */
+static int
+snap_loaded(PyObject *mapping, PyObject *oid)
 {
-    PyObject *kept, *oid, *tokens, *ref, *obj, *status;
-    Py_ssize_t pos = 0;
-
-    kept = PyDict_New();
-    if (kept == NULL)
-        return NULL;
-    while (PyDict_Next(snapshots, &pos, &oid, &tokens)) {
-        ref = PyDict_GetItemWithError(mapping, oid);
-        if (ref == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            continue;
-        }
-        if (!PyWeakref_Check(ref))
-            continue;
-        obj = PyWeakref_GetObject(ref);
-        if (obj == NULL)
-            goto fail;
-        if (obj == Py_None ||
-                !PyType_IsSubtype(Py_TYPE(obj),
-                                  (PyTypeObject *)persistent_base))
-            continue;
-        status = slot(obj, off_status);
-        if (status == NULL || status_of(status) == GHOST)
-            continue;
-        if (PyDict_SetItem(kept, oid, tokens) < 0)
-            goto fail;
-    }
-    return kept;
-fail:
-    Py_DECREF(kept);
-    return NULL;
+    PyObject *ref = PyDict_GetItemWithError(mapping, oid), *obj, *status;
+    if (ref == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyWeakref_Check(ref))
+        return 0;
+    obj = PyWeakref_GetObject(ref);
+    if (obj == NULL)
+        return -1;
+    if (obj == Py_None || !is_persistent_type(Py_TYPE(obj)))
+        return 0;
+    status = slot(obj, off_status);
+    return status != NULL && status_of(status) != GHOST;
 }
 
 static PyObject *
 snapshots_prune(SnapshotsObject *self, PyObject *unused)
 {
-    PyObject *mapping, *kept, *kept_tracked;
-    Py_ssize_t count;
+    PyObject *mapping;
+    SnapEntry *old = self->table, *dropped = NULL, *table;
+    Py_ssize_t old_slots = self->slots, i, count = 0, gone = 0, slots;
+    unsigned char *keep = NULL;
+    int shift;
 
     mapping = PyObject_GetAttr(self->objects, s_mapping);
     if (mapping == NULL)
@@ -1145,20 +1265,74 @@ snapshots_prune(SnapshotsObject *self, PyObject *unused)
         PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
         return NULL;
     }
-    kept = snap_kept(self->by_oid, mapping);
-    kept_tracked = kept ? snap_kept(self->tracked, mapping) : NULL;
-    Py_DECREF(mapping);
-    if (kept_tracked == NULL) {
-        Py_XDECREF(kept);
-        return NULL;
+    if (old_slots) {
+        keep = PyMem_Calloc((size_t)old_slots, 1);
+        dropped = PyMem_Calloc((size_t)self->used, sizeof(SnapEntry));
+        if (keep == NULL || dropped == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
     }
-    Py_SETREF(self->by_oid, kept);
-    Py_SETREF(self->tracked, kept_tracked);
-    count = PyDict_GET_SIZE(kept) + PyDict_GET_SIZE(kept_tracked);
+    for (i = 0; i < old_slots; i++) {
+        int loaded;
+        if (old[i].oid == NULL)
+            continue;
+        loaded = snap_loaded(mapping, old[i].oid);
+        if (loaded < 0)
+            goto fail;
+        keep[i] = (unsigned char)loaded;
+        count += loaded;
+    }
+    if (self->table != old || self->slots != old_slots) {
+        /* (only code run by a key's __eq__ in the cache could do that) */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the snapshot store changed during its prune");
+        goto fail;
+    }
+    /* The kept entries move to a table sized for them; the others are
+       released once the store is whole again. */
+    for (slots = 64; slots < 2 * (count + 1); slots *= 2)
+        ;
+    table = count ? PyMem_Calloc((size_t)slots, sizeof(SnapEntry)) : NULL;
+    if (count && table == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (shift = 64; ((Py_ssize_t)1 << (64 - shift)) < slots; shift--)
+        ;
+    self->table = table;
+    self->slots = count ? slots : 0;
+    self->shift = shift;
+    self->used = self->tracked = 0;
+    for (i = 0; i < old_slots; i++) {
+        if (old[i].oid == NULL)
+            continue;
+        if (keep[i]) {
+            snap_place(self->table, self->slots, self->shift, old[i]);
+            self->used++;
+            self->tracked += Py_IS_TYPE(old[i].snapshot,
+                                        &TrackedSnapshotType);
+        }
+        else
+            dropped[gone++] = old[i];
+    }
+    PyMem_Free(old);
+    PyMem_Free(keep);
+    Py_DECREF(mapping);
     self->prune_at = 2 * count;
     if (self->prune_at < self->prune_floor)
         self->prune_at = self->prune_floor;
+    for (i = 0; i < gone; i++) {
+        Py_DECREF(dropped[i].oid);
+        Py_DECREF(dropped[i].snapshot);
+    }
+    PyMem_Free(dropped);
     return PyLong_FromSsize_t(count);
+fail:
+    PyMem_Free(keep);
+    PyMem_Free(dropped);
+    Py_DECREF(mapping);
+    return NULL;
 }
 
 static PyObject *
@@ -1189,13 +1363,6 @@ snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
             continue;
         tokens = snap_lookup(self, oid);
         if (tokens == NULL) {
-            if (PyErr_Occurred())
-                goto done;
-            if (PyList_Append(suspects, obj) < 0)
-                goto done;
-            continue;
-        }
-        if (!IS_SNAPSHOT(tokens)) {
             if (PyList_Append(suspects, obj) < 0)
                 goto done;
             continue;
@@ -1241,10 +1408,6 @@ static PyMethodDef snapshots_methods[] = {
 static PyMemberDef snapshots_members[] = {
     {"objects", T_OBJECT, offsetof(SnapshotsObject, objects), READONLY,
      "the cache's ObjectDictionary"},
-    {"by_oid", T_OBJECT, offsetof(SnapshotsObject, by_oid), READONLY,
-     "oid -> Snapshot (those holding no object the collector tracks)"},
-    {"tracked", T_OBJECT, offsetof(SnapshotsObject, tracked), READONLY,
-     "oid -> TrackedSnapshot (holding objects the collector tracks)"},
     {"prune_at", T_PYSSIZET, offsetof(SnapshotsObject, prune_at), 0,
      "prune when this many snapshots are kept"},
     {"prune_floor", T_PYSSIZET, offsetof(SnapshotsObject, prune_floor), 0,
