@@ -96,6 +96,11 @@ set_slot(PyObject *obj, Py_ssize_t off, PyObject *value)
 static inline long
 status_of(PyObject *status)
 {
+    /* (small ints are shared: the usual statuses are these objects) */
+    if (status == saved_value)
+        return SAVED;
+    if (status == ghost_value)
+        return GHOST;
     if (PyLong_CheckExact(status)) {
         int overflow;
         long value = PyLong_AsLongAndOverflow(status, &overflow);

@@ -327,7 +327,7 @@ snap_class_parts(PyTypeObject *type, PyObject **layout)
     return parts;
 }
 
-static int
+static inline int
 snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
 {
     PyTypeObject *type = Py_TYPE(obj);

@@ -468,3 +468,39 @@ def test_a_cycle_through_a_snapshot_is_collected(path, make):
     gc.collect()
     assert gone() is None
     storage.close()
+
+
+# -- the store's table ------------------------------------------------------------
+
+@pytest.mark.parametrize('make', ['LoadSnapshots', '_PyLoadSnapshots'])
+def test_snapshots_stay_findable_through_many_takes_and_forgets(make):
+    # Thousands of oids, forgotten and taken again in a shuffled order:
+    # the compiled store keeps them in a table of its own (a forgotten
+    # entry moves later ones back), which must find exactly what a dict
+    # would.
+    import random
+    from durus.utils import int8_to_str
+    store = getattr(load_snapshots, make)({})
+    objects = []
+    for number in range(3000):
+        obj = User()
+        obj.name = 'u%d' % number
+        obj.tags = [number]
+        obj._p_oid = int8_to_str(number * 7919 % 100003)
+        objects.append(obj)
+    for obj in objects:
+        store.take(obj)
+    order = random.Random(12).sample(range(len(objects)), len(objects))
+    gone = set(order[:1800])
+    for index in order[:1800]:
+        store.forget(objects[index])
+    assert len(store) == len(objects) - len(gone)
+    for index, obj in enumerate(objects):
+        found = store.snapshot(obj._p_oid)
+        assert (found is None) == (index in gone), index
+    for index in order[:900]:                 # back, with a changed state
+        objects[index].tags.append('again')
+        store.take(objects[index])
+    for index in order[:900]:
+        assert 'again' in store.snapshot(objects[index]._p_oid)
+    assert len(store) == len(objects) - 900
