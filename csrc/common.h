@@ -120,6 +120,137 @@ is_persistent_instance(PyObject *obj)
                          != NULL;
 }
 
+/* Walking a dict's items without a call per item (PyDict_Next costs
+   about 45 instructions an item, most of a snapshot walk of a small
+   state).  A plain ("combined") dict keeps its items in one array after
+   its hash index; its layout is CPython's private one, stable through
+   3.11 and 3.12 and mirrored here for those only, and used only after
+   dict_walk_check() (at configure) found that walking test dicts this
+   way gives exactly what PyDict_Next gives.  Anything else (another
+   version, a split dict, a failed check) walks with PyDict_Next.  The
+   dict must not change during the walk (no Python code may run). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+#define DICT_WALK_MIRRORED 1
+typedef struct {
+    Py_ssize_t dk_refcnt;
+    uint8_t dk_log2_size;
+    uint8_t dk_log2_index_bytes;
+    uint8_t dk_kind;            /* 0 general, 1 str keys, 2 split */
+    uint32_t dk_version;
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[];
+} MirroredDictKeys;
+#endif
+static int dict_walk_ok;        /* set by dict_walk_check() */
+
+typedef struct {
+    PyObject *dict;
+    Py_ssize_t pos;             /* PyDict_Next's position */
+    PyObject **entry, **end;    /* or the entries left */
+    int stride;                 /* words per entry: 2 (str keys) or 3 */
+} DictWalk;
+
+static inline void
+dict_walk_start(DictWalk *walk, PyObject *dict)
+{
+    walk->dict = dict;
+    walk->pos = 0;
+    walk->entry = walk->end = NULL;
+    walk->stride = 0;
+#ifdef DICT_WALK_MIRRORED
+    if (dict_walk_ok && ((PyDictObject *)dict)->ma_values == NULL) {
+        MirroredDictKeys *keys =
+            (MirroredDictKeys *)((PyDictObject *)dict)->ma_keys;
+        if (keys->dk_kind == 0 || keys->dk_kind == 1) {
+            walk->stride = keys->dk_kind == 1 ? 2 : 3;
+            walk->entry = (PyObject **)(keys->dk_indices +
+                ((size_t)1 << keys->dk_log2_index_bytes));
+            /* (a general entry starts with its hash: key and value are
+               its last two words, as in a str-keys entry) */
+            if (walk->stride == 3)
+                walk->entry++;
+            walk->end = walk->entry + walk->stride * keys->dk_nentries;
+        }
+    }
+#endif
+}
+
+/* The next item (borrowed), as PyDict_Next: 1, or 0 at the end. */
+static inline int
+dict_walk_next(DictWalk *walk, PyObject **key, PyObject **value)
+{
+    if (walk->stride == 0)
+        return PyDict_Next(walk->dict, &walk->pos, key, value);
+    while (walk->entry < walk->end) {
+        PyObject **entry = walk->entry;
+        walk->entry += walk->stride;
+        if (entry[1] != NULL) {
+            *key = entry[0];
+            *value = entry[1];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Whether the mirrored walk gives PyDict_Next's items for dicts of each
+   kind (str keys, other keys, with deleted items, grown); sets
+   dict_walk_ok.  -1 with an error (no memory). */
+static int
+dict_walk_check(void)
+{
+    PyObject *dicts[3] = {PyDict_New(), PyDict_New(), PyDict_New()};
+    int ok = 1, i;
+    long n;
+    dict_walk_ok = 0;
+#ifndef DICT_WALK_MIRRORED
+    ok = 0;
+#endif
+    for (i = 0; i < 3; i++)
+        if (dicts[i] == NULL)
+            goto fail;
+    for (n = 0; n < 40; n++) {
+        PyObject *name = PyUnicode_FromFormat("k%ld", n);
+        PyObject *number = PyLong_FromLong(n);
+        int failed = name == NULL || number == NULL ||
+            PyDict_SetItem(dicts[0], name, number) < 0 ||
+            PyDict_SetItem(dicts[1], n % 3 ? name : number, name) < 0 ||
+            (n < 5 && PyDict_SetItem(dicts[2], name, Py_None) < 0) ||
+            (n % 4 == 1 && (PyDict_DelItem(dicts[0], name) < 0 ||
+                            PyDict_DelItem(dicts[1], n % 3 ? name : number)
+                            < 0));
+        Py_XDECREF(name);
+        Py_XDECREF(number);
+        if (failed)
+            goto fail;
+    }
+    for (i = 0; ok && i < 3; i++) {
+        DictWalk walk;
+        Py_ssize_t pos = 0, seen = 0;
+        PyObject *key, *value, *key2, *value2;
+        dict_walk_start(&walk, dicts[i]);
+        if (walk.stride == 0)
+            ok = 0;     /* (a plain dict the mirror does not walk) */
+        while (ok && PyDict_Next(dicts[i], &pos, &key, &value)) {
+            ok = dict_walk_next(&walk, &key2, &value2) && key2 == key &&
+                value2 == value;
+            seen++;
+        }
+        if (ok)
+            ok = !dict_walk_next(&walk, &key2, &value2) &&
+                seen == PyDict_GET_SIZE(dicts[i]);
+    }
+    dict_walk_ok = ok;
+    for (i = 0; i < 3; i++)
+        Py_DECREF(dicts[i]);
+    return 0;
+fail:
+    for (i = 0; i < 3; i++)
+        Py_XDECREF(dicts[i]);
+    return -1;
+}
+
 /* A type's version tag, or 0 when it has none valid.  CPython gives a
    type a new tag, from a counter that never repeats, whenever something
    about it that its lookups depend on changes (its dict, its bases), and

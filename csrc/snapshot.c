@@ -479,10 +479,11 @@ snap_take_container(SnapTokens *t, PyObject *value, int kind, int depth)
                                     depth + 1));
     }
     else if (kind == SNAP_DICT) {
-        Py_ssize_t pos = 0;
+        DictWalk walk;
         PyObject *key, *item;
         SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyDict_GET_SIZE(value))));
-        while (PyDict_Next(value, &pos, &key, &item)) {
+        dict_walk_start(&walk, value);
+        while (dict_walk_next(&walk, &key, &item)) {
             SNAP_TRY(snap_take_item(t, key, depth + 1));
             SNAP_TRY(snap_take_item(t, item, depth + 1));
         }
@@ -579,7 +580,8 @@ static int
 snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
                 PyObject *layout)
 {
-    Py_ssize_t count = 0, i, pos = 0;
+    Py_ssize_t count = 0, i;
+    DictWalk walk;
     PyObject *key, *value;
 
     if (attributes != NULL)
@@ -593,7 +595,9 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
         }
     SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(count)));
     if (attributes != NULL)
-        while (PyDict_Next(attributes, &pos, &key, &value)) {
+        dict_walk_start(&walk, attributes);
+    if (attributes != NULL)
+        while (dict_walk_next(&walk, &key, &value)) {
             SNAP_TRY(PyUnicode_CheckExact(key) ? snap_emit_atom(t, key) :
                      snap_emit(t, key));
             SNAP_TRY(snap_take_item(t, value, 0));
@@ -742,11 +746,12 @@ snap_compare_container(SnapCompare *c, PyObject *value, int kind,
                                          depth + 1, 0));
     }
     else if (kind == SNAP_DICT) {
-        Py_ssize_t pos = 0;
+        DictWalk walk;
         PyObject *key, *item;
         SNAP_MATCH(snap_match_word(c,
                                    SNAP_WORD_INT(PyDict_GET_SIZE(value))));
-        while (PyDict_Next(value, &pos, &key, &item)) {
+        dict_walk_start(&walk, value);
+        while (dict_walk_next(&walk, &key, &item)) {
             SNAP_MATCH(snap_compare_item(c, key, depth + 1, 0));
             SNAP_MATCH(snap_compare_item(c, item, depth + 1, 0));
         }
@@ -855,7 +860,8 @@ static int
 snap_compare_state(SnapCompare *c, PyObject *obj)
 {
     PyObject *attributes, *layout, *key, *value;
-    Py_ssize_t count = 0, i, pos = 0;
+    Py_ssize_t count = 0, i;
+    DictWalk walk;
     int outcome = snap_state_parts(obj, &attributes, &layout);
 
     if (outcome <= 0)
@@ -872,7 +878,9 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
                 count++;
     outcome = snap_match_word(c, SNAP_WORD_INT(count));
     if (attributes != NULL)
-        while (outcome == 1 && PyDict_Next(attributes, &pos, &key, &value)) {
+        dict_walk_start(&walk, attributes);
+    if (attributes != NULL)
+        while (outcome == 1 && dict_walk_next(&walk, &key, &value)) {
             outcome = snap_match(c, key);
             if (outcome == 1)
                 outcome = snap_compare_item(c, value, 0, 0);
@@ -1473,6 +1481,8 @@ configure_snapshots(PyObject *module, PyObject *args)
     if (snap_layouts == NULL && (snap_layouts = PyDict_New()) == NULL)
         return NULL;
     parts_type_seen = NULL;     /* (answers given for the old getstates) */
+    if (dict_walk_check() < 0)
+        return NULL;
     if (PyType_Ready(&SnapshotType) < 0 ||
             PyType_Ready(&TrackedSnapshotType) < 0)
         return NULL;
