@@ -225,6 +225,7 @@ dict_walk_check(void)
         if (failed)
             goto fail;
     }
+    dict_walk_ok = 1;               /* (on trial) */
     for (i = 0; ok && i < 3; i++) {
         DictWalk walk;
         Py_ssize_t pos = 0, seen = 0;
