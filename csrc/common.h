@@ -180,8 +180,14 @@ dict_walk_start(DictWalk *walk, PyObject *dict)
 static inline int
 dict_walk_next(DictWalk *walk, PyObject **key, PyObject **value)
 {
-    if (walk->stride == 0)
-        return PyDict_Next(walk->dict, &walk->pos, key, value);
+    if (walk->stride == 0) {
+        /* (through a copy: the walk's address never escapes, so its
+           fields can stay in registers) */
+        Py_ssize_t pos = walk->pos;
+        int more = PyDict_Next(walk->dict, &pos, key, value);
+        walk->pos = pos;
+        return more;
+    }
     while (walk->entry < walk->end) {
         PyObject **entry = walk->entry;
         walk->entry += walk->stride;

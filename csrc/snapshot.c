@@ -340,7 +340,11 @@ snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
         return SNAP_UNSUPPORTED;
     }
     if (type->tp_dictoffset != 0) {
-        *attributes = PyObject_GenericGetDict(obj, NULL);
+        /* The dict itself when there is one (made real from inline
+           values if need be), else a new one as obj.__dict__ makes. */
+        PyObject **where = _PyObject_GetDictPtr(obj);
+        *attributes = where != NULL && *where != NULL ?
+            Py_NewRef(*where) : PyObject_GenericGetDict(obj, NULL);
         if (*attributes == NULL)
             return -1;
         if (!PyDict_CheckExact(*attributes)) {
@@ -414,7 +418,7 @@ snap_emit_atom(SnapTokens *t, PyObject *value)
 }
 
 /* A held reference to any object. */
-static int
+static inline int
 snap_emit(SnapTokens *t, PyObject *value)
 {
     int result;
@@ -453,11 +457,15 @@ static int snap_take_value(SnapTokens *t, PyObject *value, int depth);
      (type) == &PyBool_Type || (type) == &PyBytes_Type)
 
 /* snap_take_value, without a call for an atom. */
+static int snap_take_immutable(SnapTokens *t, PyObject *value, int depth);
+
 static inline int
 snap_take_item(SnapTokens *t, PyObject *value, int depth)
 {
     if (SNAP_ATOM(Py_TYPE(value), value))
         return snap_emit_atom(t, value);
+    if (PyTuple_CheckExact(value))      /* (a node's items) */
+        return snap_take_immutable(t, value, depth);
     return snap_take_value(t, value, depth);
 }
 
@@ -715,6 +723,9 @@ snap_match_word(SnapCompare *c, uintptr_t word)
 static int snap_compare_value(SnapCompare *c, PyObject *value, int depth,
                               Py_ssize_t held);
 
+static int snap_compare_immutable(SnapCompare *c, PyObject *value,
+                                  int depth, Py_ssize_t held);
+
 /* snap_compare_value, without a call for an atom. */
 static inline int
 snap_compare_item(SnapCompare *c, PyObject *value, int depth,
@@ -722,6 +733,8 @@ snap_compare_item(SnapCompare *c, PyObject *value, int depth,
 {
     if (SNAP_ATOM(Py_TYPE(value), value))
         return snap_match(c, value);
+    if (PyTuple_CheckExact(value))      /* (a node's items) */
+        return snap_compare_immutable(c, value, depth, held);
     return snap_compare_value(c, value, depth, held);
 }
 
