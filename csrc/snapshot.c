@@ -26,7 +26,7 @@ static Py_ssize_t snap_max_depth = 16, snap_max_tokens = 1 << 20,
 static int snapshots_in_use;
 static PyObject *s_load_snapshots, *s_getstate;
 
-/* The store's table: oid -> snapshot, open addressing with linear
+/* The store's tables: oid -> snapshot, open addressing with linear
    probing, both held.  A dict did the same for about five times the
    instructions per load (an insert that looks the key up generically,
    a second dict for the tracked snapshots to discard from, a lookup per
@@ -41,15 +41,21 @@ typedef struct {
 } SnapEntry;
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *objects;      /* the connection's cache.objects */
-    SnapEntry *table;       /* NULL until the first snapshot */
+    SnapEntry *entries;     /* NULL until the first entry */
     int shift;              /* 64 - log2(slots): a hash's home slot is
                                hash >> shift */
     Py_ssize_t slots, used;
-    /* How many are TrackedSnapshots (holding an object the collector
-       tracks): while none is, a collection does not walk the table. */
-    Py_ssize_t tracked;
+    size_t changes;         /* counts entries placed and removed */
+} SnapTable;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *objects;      /* the connection's cache.objects */
+    SnapTable plain;        /* Snapshots */
+    /* TrackedSnapshots (holding an object the collector tracks: a
+       node's item tuples) are kept apart, so that a collection that
+       reaches the store walks only them, never the bulk. */
+    SnapTable held;
     Py_ssize_t prune_at;
     Py_ssize_t prune_floor; /* prune_at never drops below this */
 } SnapshotsObject;
@@ -920,7 +926,7 @@ static PyObject *snapshots_prune(SnapshotsObject *self, PyObject *unused);
 
 #define SNAP_HASH_FACTOR 0x9E3779B97F4A7C15ull    /* 2**64 / golden ratio */
 
-/* The table's hash of an exact bytes oid: its bytes mixed (an 8-byte
+/* The tables' hash of an exact bytes oid: its bytes mixed (an 8-byte
    oid, the usual) or its Python hash mixed. */
 static inline uint64_t
 snap_oid_hash(PyObject *oid)
@@ -941,15 +947,24 @@ snap_same_oid(PyObject *a, PyObject *b)
                              PyBytes_GET_SIZE(a)) == 0);
 }
 
+static void
+snap_table_init(SnapTable *table)
+{
+    table->entries = NULL;
+    table->shift = 64;
+    table->slots = table->used = 0;
+    table->changes = 0;
+}
+
 /* The entry of oid (an exact bytes), or NULL. */
 static inline SnapEntry *
-snap_find(SnapshotsObject *self, PyObject *oid, uint64_t hash)
+snap_find(SnapTable *table, PyObject *oid, uint64_t hash)
 {
-    size_t mask = (size_t)self->slots - 1, i;
-    if (self->table == NULL)
+    size_t mask = (size_t)table->slots - 1, i;
+    if (table->used == 0)
         return NULL;
-    for (i = (size_t)(hash >> self->shift); ; i = (i + 1) & mask) {
-        SnapEntry *entry = &self->table[i];
+    for (i = (size_t)(hash >> table->shift); ; i = (i + 1) & mask) {
+        SnapEntry *entry = &table->entries[i];
         if (entry->oid == NULL)
             return NULL;
         if (entry->hash == hash && snap_same_oid(entry->oid, oid))
@@ -959,97 +974,139 @@ snap_find(SnapshotsObject *self, PyObject *oid, uint64_t hash)
 
 /* Put entry (references owned by the table) in a table with room. */
 static void
-snap_place(SnapEntry *table, Py_ssize_t slots, int shift, SnapEntry entry)
+snap_place(SnapTable *table, SnapEntry entry)
 {
-    size_t mask = (size_t)slots - 1, i = (size_t)(entry.hash >> shift);
-    while (table[i].oid != NULL)
+    size_t mask = (size_t)table->slots - 1;
+    size_t i = (size_t)(entry.hash >> table->shift);
+    while (table->entries[i].oid != NULL)
         i = (i + 1) & mask;
-    table[i] = entry;
+    table->entries[i] = entry;
+    table->used++;
+    table->changes++;
 }
 
-/* A table of slots slots (a power of two) holding the live entries. */
+/* An empty table of slots slots (a power of two, at least 2), in
+   fresh; 0, or -1 with an error. */
 static int
-snap_resize(SnapshotsObject *self, Py_ssize_t slots)
+snap_table_alloc(SnapTable *fresh, Py_ssize_t slots)
 {
-    SnapEntry *table = PyMem_Calloc((size_t)slots, sizeof(SnapEntry));
-    int shift = 64;
-    Py_ssize_t i;
-    if (table == NULL) {
+    snap_table_init(fresh);
+    fresh->entries = PyMem_Calloc((size_t)slots, sizeof(SnapEntry));
+    if (fresh->entries == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    while (((Py_ssize_t)1 << (64 - shift)) < slots)
-        shift--;
-    for (i = 0; i < self->slots; i++)
-        if (self->table[i].oid != NULL)
-            snap_place(table, slots, shift, self->table[i]);
-    PyMem_Free(self->table);
-    self->table = table;
-    self->slots = slots;
-    self->shift = shift;
+    fresh->slots = slots;
+    while (((Py_ssize_t)1 << (64 - fresh->shift)) < slots)
+        fresh->shift--;
     return 0;
 }
 
-/* table[oid] = snapshot (a new reference, given to the table): 0, or -1
-   with an error (snapshot released). */
+/* Room for one more entry, at most half full: short probes. */
+static int
+snap_table_room(SnapTable *table)
+{
+    SnapTable fresh;
+    Py_ssize_t i;
+    if (2 * (table->used + 1) <= table->slots)
+        return 0;
+    if (snap_table_alloc(&fresh, table->slots ? 2 * table->slots : 64) < 0)
+        return -1;
+    for (i = 0; i < table->slots; i++)
+        if (table->entries[i].oid != NULL)
+            snap_place(&fresh, table->entries[i]);
+    PyMem_Free(table->entries);
+    fresh.changes = table->changes + 1;
+    *table = fresh;
+    return 0;
+}
+
+/* Take oid's entry out of table into *gone (references now the
+   caller's); 1 if there was one, else 0.  The entries after it that
+   probed past its slot move back, so no probe stops short. */
+static int
+snap_table_remove(SnapTable *table, PyObject *oid, uint64_t hash,
+                  SnapEntry *gone)
+{
+    SnapEntry *entry = snap_find(table, oid, hash);
+    size_t mask, hole, i;
+    if (entry == NULL)
+        return 0;
+    *gone = *entry;
+    mask = (size_t)table->slots - 1;
+    hole = (size_t)(entry - table->entries);
+    for (i = (hole + 1) & mask; table->entries[i].oid != NULL;
+            i = (i + 1) & mask) {
+        size_t home = (size_t)(table->entries[i].hash >> table->shift);
+        /* Movable into the hole unless its home lies in (hole, i]. */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            table->entries[hole] = table->entries[i];
+            hole = i;
+        }
+    }
+    table->entries[hole].oid = NULL;
+    table->entries[hole].snapshot = NULL;
+    table->used--;
+    table->changes++;
+    return 1;
+}
+
+/* Release a removed entry (last: a snapshot may release anything). */
+static void
+snap_release(SnapEntry *gone)
+{
+    Py_DECREF(gone->oid);
+    Py_DECREF(gone->snapshot);
+}
+
+/* self[oid] = snapshot (a new reference, given to the store), in the
+   table of its kind: 0, or -1 with an error (snapshot released). */
 static int
 snap_store(SnapshotsObject *self, PyObject *oid, PyObject *snapshot)
 {
     uint64_t hash = snap_oid_hash(oid);
-    SnapEntry *entry = snap_find(self, oid, hash), fresh;
+    int held = Py_IS_TYPE(snapshot, &TrackedSnapshotType);
+    SnapTable *table = held ? &self->held : &self->plain;
+    SnapTable *other = held ? &self->plain : &self->held;
+    SnapEntry *entry = snap_find(table, oid, hash), gone, fresh;
+    int removed = 0;
     if (entry != NULL) {
         PyObject *old = entry->snapshot;
         entry->snapshot = snapshot;
-        self->tracked += Py_IS_TYPE(snapshot, &TrackedSnapshotType) -
-            Py_IS_TYPE(old, &TrackedSnapshotType);
         Py_DECREF(old);    /* (last: it may release anything) */
         return 0;
     }
-    /* At most half full: short probes. */
-    if (2 * (self->used + 1) > self->slots &&
-            snap_resize(self, self->slots ? 2 * self->slots : 64) < 0) {
+    if (snap_table_room(table) < 0) {
         Py_DECREF(snapshot);
         return -1;
     }
     fresh.oid = Py_NewRef(oid);
     fresh.snapshot = snapshot;
     fresh.hash = hash;
-    snap_place(self->table, self->slots, self->shift, fresh);
-    self->used++;
-    self->tracked += Py_IS_TYPE(snapshot, &TrackedSnapshotType);
+    snap_place(table, fresh);
+    if (other->used)
+        removed = snap_table_remove(other, oid, hash, &gone);
+    if (removed)
+        snap_release(&gone);
     return 0;
 }
 
-/* Drop oid's snapshot if there is one (the entries after it that probed
-   past its slot move back, so no probe stops short). */
+/* Drop oid's snapshot if there is one. */
 static void
 snap_discard(SnapshotsObject *self, PyObject *oid)
 {
-    size_t mask, hole, i;
-    SnapEntry *entry, gone;
+    SnapEntry gone, gone_held;
+    uint64_t hash;
+    int plain, held;
     if (!PyBytes_CheckExact(oid))
         return;
-    entry = snap_find(self, oid, snap_oid_hash(oid));
-    if (entry == NULL)
-        return;
-    gone = *entry;
-    mask = (size_t)self->slots - 1;
-    hole = (size_t)(entry - self->table);
-    for (i = (hole + 1) & mask; self->table[i].oid != NULL;
-            i = (i + 1) & mask) {
-        size_t home = (size_t)(self->table[i].hash >> self->shift);
-        /* Movable into the hole unless its home lies in (hole, i]. */
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            self->table[hole] = self->table[i];
-            hole = i;
-        }
-    }
-    self->table[hole].oid = NULL;
-    self->table[hole].snapshot = NULL;
-    self->used--;
-    self->tracked -= Py_IS_TYPE(gone.snapshot, &TrackedSnapshotType);
-    Py_DECREF(gone.oid);
-    Py_DECREF(gone.snapshot);    /* (last: it may release anything) */
+    hash = snap_oid_hash(oid);
+    plain = snap_table_remove(&self->plain, oid, hash, &gone);
+    held = snap_table_remove(&self->held, oid, hash, &gone_held);
+    if (plain)
+        snap_release(&gone);
+    if (held)
+        snap_release(&gone_held);
 }
 
 /* The snapshot kept for oid (borrowed), or NULL. */
@@ -1057,27 +1114,27 @@ static inline PyObject *
 snap_lookup(SnapshotsObject *self, PyObject *oid)
 {
     SnapEntry *entry;
+    uint64_t hash;
     if (!PyBytes_CheckExact(oid))
         return NULL;
-    entry = snap_find(self, oid, snap_oid_hash(oid));
+    hash = snap_oid_hash(oid);
+    entry = snap_find(&self->plain, oid, hash);
+    if (entry == NULL)
+        entry = snap_find(&self->held, oid, hash);
     return entry == NULL ? NULL : entry->snapshot;
 }
 
-/* Empty the table; its references are released after it is empty. */
+/* Empty a table; its references are released once it is empty. */
 static void
-snap_clear_table(SnapshotsObject *self)
+snap_table_clear(SnapTable *table)
 {
-    SnapEntry *table = self->table;
-    Py_ssize_t i, slots = self->slots;
-    self->table = NULL;
-    self->slots = self->used = self->tracked = 0;
-    self->shift = 64;
-    for (i = 0; i < slots; i++)
-        if (table[i].oid != NULL) {
-            Py_DECREF(table[i].oid);
-            Py_DECREF(table[i].snapshot);
-        }
-    PyMem_Free(table);
+    SnapTable old = *table;
+    Py_ssize_t i;
+    snap_table_init(table);
+    for (i = 0; i < old.slots; i++)
+        if (old.entries[i].oid != NULL)
+            snap_release(&old.entries[i]);
+    PyMem_Free(old.entries);
 }
 
 /* The oid of a persistent object (borrowed), Py_None when it has none or
@@ -1101,7 +1158,7 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         return 0;
     /* Pruned before obj's snapshot goes in: obj may still be a ghost
        (load_state runs before its status changes). */
-    if (self->used >= self->prune_at) {
+    if (self->plain.used + self->held.used >= self->prune_at) {
         PyObject *kept = snapshots_prune(self, NULL);
         if (kept == NULL)
             return -1;
@@ -1176,9 +1233,8 @@ snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL)
         return NULL;
     self->objects = Py_NewRef(objects);
-    self->table = NULL;
-    self->shift = 64;
-    self->slots = self->used = self->tracked = 0;
+    snap_table_init(&self->plain);
+    snap_table_init(&self->held);
     self->prune_floor = floor;
     self->prune_at = floor;
     snapshots_in_use = 1;
@@ -1190,7 +1246,8 @@ snapshots_dealloc(SnapshotsObject *self)
 {
     PyObject_GC_UnTrack(self);
     Py_CLEAR(self->objects);
-    snap_clear_table(self);
+    snap_table_clear(&self->plain);
+    snap_table_clear(&self->held);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1200,10 +1257,9 @@ snapshots_traverse(SnapshotsObject *self, visitproc visit, void *arg)
     Py_ssize_t i;
     Py_VISIT(self->objects);
     /* Only a TrackedSnapshot can lead back here (see SnapshotObject). */
-    for (i = 0; self->tracked > 0 && i < self->slots; i++)
-        if (self->table[i].oid != NULL &&
-                Py_IS_TYPE(self->table[i].snapshot, &TrackedSnapshotType))
-            Py_VISIT(self->table[i].snapshot);
+    for (i = 0; i < self->held.slots; i++)
+        if (self->held.entries[i].oid != NULL)
+            Py_VISIT(self->held.entries[i].snapshot);
     return 0;
 }
 
@@ -1211,14 +1267,15 @@ static int
 snapshots_clear(SnapshotsObject *self)
 {
     Py_CLEAR(self->objects);
-    snap_clear_table(self);
+    snap_table_clear(&self->plain);
+    snap_table_clear(&self->held);
     return 0;
 }
 
 static Py_ssize_t
 snapshots_len(SnapshotsObject *self)
 {
-    return self->used;
+    return self->plain.used + self->held.used;
 }
 
 static PyObject *
@@ -1269,14 +1326,70 @@ snap_loaded(PyObject *mapping, PyObject *oid)
     return status != NULL && status_of(status) != GHOST;
 }
 
+/* The entries of table whose objects are loaded, moved to a new table
+   sized for them (in *kept); the others are appended to dropped (room
+   for table->used entries) for the caller to release.  0, or -1 with
+   an error (nothing moved). */
+static int
+snap_table_prune(SnapTable *table, PyObject *mapping, SnapTable *kept,
+                 SnapEntry *dropped, Py_ssize_t *gone)
+{
+    SnapEntry *entries = table->entries;
+    Py_ssize_t slots = table->slots, i, count = 0, size;
+    size_t changes = table->changes;
+    unsigned char *keep = slots ? PyMem_Calloc((size_t)slots, 1) : NULL;
+
+    snap_table_init(kept);
+    if (slots && keep == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = 0; i < slots; i++) {
+        int loaded;
+        if (entries[i].oid == NULL)
+            continue;
+        loaded = snap_loaded(mapping, entries[i].oid);
+        if (loaded < 0) {
+            PyMem_Free(keep);
+            return -1;
+        }
+        keep[i] = (unsigned char)loaded;
+        count += loaded;
+    }
+    if (table->entries != entries || table->changes != changes) {
+        /* (only code run by a key's __eq__ in the cache could do that) */
+        PyMem_Free(keep);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the snapshot store changed during its prune");
+        return -1;
+    }
+    for (size = 64; size < 2 * (count + 1); size *= 2)
+        ;
+    if (count && snap_table_alloc(kept, size) < 0) {
+        PyMem_Free(keep);
+        return -1;
+    }
+    for (i = 0; i < slots; i++) {
+        if (entries[i].oid == NULL)
+            continue;
+        if (keep[i])
+            snap_place(kept, entries[i]);
+        else
+            dropped[(*gone)++] = entries[i];
+    }
+    PyMem_Free(keep);
+    PyMem_Free(entries);
+    snap_table_init(table);
+    return 0;
+}
+
 static PyObject *
 snapshots_prune(SnapshotsObject *self, PyObject *unused)
 {
     PyObject *mapping;
-    SnapEntry *old = self->table, *dropped = NULL, *table;
-    Py_ssize_t old_slots = self->slots, i, count = 0, gone = 0, slots;
-    unsigned char *keep = NULL;
-    int shift;
+    SnapEntry *dropped;
+    SnapTable kept_plain, kept_held;
+    Py_ssize_t gone = 0, i, count;
 
     mapping = PyObject_GetAttr(self->objects, s_mapping);
     if (mapping == NULL)
@@ -1286,74 +1399,37 @@ snapshots_prune(SnapshotsObject *self, PyObject *unused)
         PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
         return NULL;
     }
-    if (old_slots) {
-        keep = PyMem_Calloc((size_t)old_slots, 1);
-        dropped = PyMem_Calloc((size_t)self->used, sizeof(SnapEntry));
-        if (keep == NULL || dropped == NULL) {
-            PyErr_NoMemory();
-            goto fail;
-        }
+    dropped = PyMem_Calloc((size_t)(self->plain.used + self->held.used + 1),
+                           sizeof(SnapEntry));
+    if (dropped == NULL) {
+        Py_DECREF(mapping);
+        return PyErr_NoMemory();
     }
-    for (i = 0; i < old_slots; i++) {
-        int loaded;
-        if (old[i].oid == NULL)
-            continue;
-        loaded = snap_loaded(mapping, old[i].oid);
-        if (loaded < 0)
-            goto fail;
-        keep[i] = (unsigned char)loaded;
-        count += loaded;
+    if (snap_table_prune(&self->plain, mapping, &kept_plain, dropped,
+                         &gone) < 0) {
+        Py_DECREF(mapping);
+        PyMem_Free(dropped);
+        return NULL;
     }
-    if (self->table != old || self->slots != old_slots) {
-        /* (only code run by a key's __eq__ in the cache could do that) */
-        PyErr_SetString(PyExc_RuntimeError,
-                        "the snapshot store changed during its prune");
-        goto fail;
+    self->plain = kept_plain;
+    if (snap_table_prune(&self->held, mapping, &kept_held, dropped,
+                         &gone) < 0) {
+        Py_DECREF(mapping);
+        for (i = 0; i < gone; i++)
+            snap_release(&dropped[i]);
+        PyMem_Free(dropped);
+        return NULL;
     }
-    /* The kept entries move to a table sized for them; the others are
-       released once the store is whole again. */
-    for (slots = 64; slots < 2 * (count + 1); slots *= 2)
-        ;
-    table = count ? PyMem_Calloc((size_t)slots, sizeof(SnapEntry)) : NULL;
-    if (count && table == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    for (shift = 64; ((Py_ssize_t)1 << (64 - shift)) < slots; shift--)
-        ;
-    self->table = table;
-    self->slots = count ? slots : 0;
-    self->shift = shift;
-    self->used = self->tracked = 0;
-    for (i = 0; i < old_slots; i++) {
-        if (old[i].oid == NULL)
-            continue;
-        if (keep[i]) {
-            snap_place(self->table, self->slots, self->shift, old[i]);
-            self->used++;
-            self->tracked += Py_IS_TYPE(old[i].snapshot,
-                                        &TrackedSnapshotType);
-        }
-        else
-            dropped[gone++] = old[i];
-    }
-    PyMem_Free(old);
-    PyMem_Free(keep);
+    self->held = kept_held;
     Py_DECREF(mapping);
+    count = self->plain.used + self->held.used;
     self->prune_at = 2 * count;
     if (self->prune_at < self->prune_floor)
         self->prune_at = self->prune_floor;
-    for (i = 0; i < gone; i++) {
-        Py_DECREF(dropped[i].oid);
-        Py_DECREF(dropped[i].snapshot);
-    }
+    for (i = 0; i < gone; i++)
+        snap_release(&dropped[i]);
     PyMem_Free(dropped);
     return PyLong_FromSsize_t(count);
-fail:
-    PyMem_Free(keep);
-    PyMem_Free(dropped);
-    Py_DECREF(mapping);
-    return NULL;
 }
 
 static PyObject *

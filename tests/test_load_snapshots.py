@@ -539,3 +539,32 @@ def test_both_twins_walk_every_kind_of_dict_alike(path):
     assert c_store.sort_out([user])[0] == py_store.sort_out([user])[0] == [
         user]
     storage.close()
+
+
+@compiled
+def test_a_snapshot_moves_between_plain_and_held_as_its_state_changes():
+    # A snapshot holding an object the collector tracks (a tuple of
+    # lists here) is kept where a collection walks it; taken again
+    # without one, it leaves that place: one snapshot per oid, and the
+    # collector sees exactly the snapshots that can lead back.
+    from durus.utils import int8_to_str
+    objects = {}
+    store = load_snapshots.LoadSnapshots(objects)
+    user = User()
+    user._p_oid = int8_to_str(7)
+    user.pair = ([1], 'x')
+    store.take(user)
+    held = [r for r in gc.get_referents(store) if r is not objects]
+    assert [type(r).__name__ for r in held] == ['TrackedSnapshot']
+    assert len(store) == 1
+    user.pair = 'flat'
+    store.take(user)
+    assert len(store) == 1
+    assert gc.get_referents(store) == [objects]
+    assert 'flat' in store.snapshot(user._p_oid)
+    user.pair = ([2], 'y')
+    store.take(user)
+    assert len(store) == 1
+    assert len(gc.get_referents(store)) == 2
+    store.forget(user)
+    assert len(store) == 0 and gc.get_referents(store) == [objects]
