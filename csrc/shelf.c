@@ -109,7 +109,7 @@ know_map(PyObject *map)
 {
     long long count, word_size, words_start, start;
     PyObject *ref;
-    if (known_map_ref != NULL && PyWeakref_GET_OBJECT(known_map_ref) == map)
+    if (known_map_ref != NULL && weakref_referent(known_map_ref) == map)
         return 0;
     count = attr_index(map, s_count);
     word_size = attr_index(map, s_word_size);

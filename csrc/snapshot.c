@@ -26,14 +26,36 @@ static Py_ssize_t snap_max_depth = 16, snap_max_tokens = 1 << 20,
 static int snapshots_in_use;
 static PyObject *s_load_snapshots, *s_getstate;
 
+/* The store's tables: oid -> snapshot, open addressing with linear
+   probing, both held.  A dict did the same for about five times the
+   instructions per load (an insert that looks the key up generically,
+   a second dict for the tracked snapshots to discard from, a lookup per
+   object after each statement).  Keys are exact bytes (what durus
+   gives every stored object); a state whose oid is anything else gets
+   no snapshot, which leaves its object a suspect, compared with its
+   record: slower, never wrong. */
+typedef struct {
+    PyObject *oid;          /* NULL: a free slot */
+    PyObject *snapshot;     /* a Snapshot or TrackedSnapshot */
+    uint64_t hash;
+} SnapEntry;
+
+typedef struct {
+    SnapEntry *entries;     /* NULL until the first entry */
+    int shift;              /* 64 - log2(slots): a hash's home slot is
+                               hash >> shift */
+    Py_ssize_t slots, used;
+    size_t changes;         /* counts entries placed and removed */
+} SnapTable;
+
 typedef struct {
     PyObject_HEAD
     PyObject *objects;      /* the connection's cache.objects */
-    PyObject *by_oid;       /* oid -> Snapshot */
-    /* Snapshots holding objects the collector tracks (a node's tuples:
-       TrackedSnapshot) are kept apart, so that by_oid, holding the
-       others, is never tracked: a full collection skips the bulk. */
-    PyObject *tracked;
+    SnapTable plain;        /* Snapshots */
+    /* TrackedSnapshots (holding an object the collector tracks: a
+       node's item tuples) are kept apart, so that a collection that
+       reaches the store walks only them, never the bulk. */
+    SnapTable held;
     Py_ssize_t prune_at;
     Py_ssize_t prune_floor; /* prune_at never drops below this */
 } SnapshotsObject;
@@ -184,7 +206,7 @@ snapshot_tokens(SnapshotObject *self)
 #define LEAF_PLAIN 1
 #define LEAF_PERSISTENT 2
 
-static int
+static inline int
 snap_leaf_kind(PyObject *value)
 {
     PyTypeObject *type = Py_TYPE(value);
@@ -192,7 +214,7 @@ snap_leaf_kind(PyObject *value)
             type == &PyFloat_Type || value == Py_None ||
             type == &PyBool_Type || type == &PyBytes_Type)
         return LEAF_PLAIN;
-    if (PyType_IsSubtype(type, (PyTypeObject *)persistent_base))
+    if (is_persistent_type(type))
         return LEAF_PERSISTENT;
     if (PyType_Check(value))
         return LEAF_PLAIN;
@@ -267,17 +289,68 @@ store:
    NULL) and its data slots layout (borrowed tuple, or NULL).  Returns
    SNAP_OK, SNAP_UNSUPPORTED (a class with its own __getstate__, an odd
    layout) or -1 with an error. */
+/* What a class's states hold, remembered for the last class asked about
+   (by address and version tag, see type_tag in common.h): its
+   __getstate__ is one of the two the writer knows (PARTS_DICT,
+   PARTS_SLOTS with the slots' layout) or another (PARTS_OTHER). */
+#define PARTS_OTHER 0
+#define PARTS_DICT 1
+#define PARTS_SLOTS 2
+static PyTypeObject *parts_type_seen;
+static unsigned int parts_tag_seen;
+static int parts_seen;
+static PyObject *parts_layout_seen;     /* borrowed from snap_layouts */
+
 static int
+snap_class_parts(PyTypeObject *type, PyObject **layout)
+{
+    PyObject *getstate;
+    unsigned int tag = type_tag(type);
+    int parts;
+    if (type == parts_type_seen && tag == parts_tag_seen && tag != 0) {
+        *layout = parts_layout_seen;
+        return parts_seen;
+    }
+    getstate = _PyType_Lookup(type, s_getstate);
+    *layout = NULL;
+    if (getstate == snap_dict_getstate)
+        parts = PARTS_DICT;
+    else if (getstate != snap_slots_getstate)
+        parts = PARTS_OTHER;
+    else {
+        *layout = snap_layout(type);
+        if (*layout == NULL)
+            return -1;
+        parts = *layout == Py_None ? PARTS_OTHER : PARTS_SLOTS;
+    }
+    tag = type_tag(type);     /* (the lookup may have given it one) */
+    if (tag != 0) {
+        parts_type_seen = type;
+        parts_tag_seen = tag;
+        parts_seen = parts;
+        parts_layout_seen = *layout;
+    }
+    return parts;
+}
+
+static inline int
 snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
 {
     PyTypeObject *type = Py_TYPE(obj);
-    PyObject *getstate = _PyType_Lookup(type, s_getstate);
+    int parts = snap_class_parts(type, layout);
     *attributes = NULL;
-    *layout = NULL;
-    if (getstate != snap_dict_getstate && getstate != snap_slots_getstate)
+    if (parts < 0)
+        return -1;
+    if (parts == PARTS_OTHER) {
+        *layout = NULL;
         return SNAP_UNSUPPORTED;
+    }
     if (type->tp_dictoffset != 0) {
-        *attributes = PyObject_GenericGetDict(obj, NULL);
+        /* The dict itself when there is one (made real from inline
+           values if need be), else a new one as obj.__dict__ makes. */
+        PyObject **where = _PyObject_GetDictPtr(obj);
+        *attributes = where != NULL && *where != NULL ?
+            Py_NewRef(*where) : PyObject_GenericGetDict(obj, NULL);
         if (*attributes == NULL)
             return -1;
         if (!PyDict_CheckExact(*attributes)) {
@@ -285,17 +358,8 @@ snap_state_parts(PyObject *obj, PyObject **attributes, PyObject **layout)
             return SNAP_UNSUPPORTED;
         }
     }
-    if (getstate == snap_dict_getstate)
+    if (parts == PARTS_DICT)
         return *attributes == NULL ? SNAP_UNSUPPORTED : SNAP_OK;
-    *layout = snap_layout(type);
-    if (*layout == NULL) {
-        Py_CLEAR(*attributes);
-        return -1;
-    }
-    if (*layout == Py_None) {
-        Py_CLEAR(*attributes);
-        return SNAP_UNSUPPORTED;
-    }
     return SNAP_OK;
 }
 
@@ -308,11 +372,17 @@ typedef struct {
     uintptr_t inline_items[64];
 } SnapTokens;
 
+/* More room: the capacity never passes snap_max_tokens, so a full buffer
+   at that size means the state has too many tokens (SNAP_UNSUPPORTED). */
 static int
 snap_grow(SnapTokens *t)
 {
     Py_ssize_t capacity = t->capacity * 2;
     uintptr_t *items;
+    if (t->capacity >= snap_max_tokens)
+        return SNAP_UNSUPPORTED;
+    if (capacity > snap_max_tokens)
+        capacity = snap_max_tokens;
     if (t->items == t->inline_items) {
         items = PyMem_New(uintptr_t, capacity);
         if (items != NULL)
@@ -333,10 +403,11 @@ snap_grow(SnapTokens *t)
 static inline int
 snap_emit_word(SnapTokens *t, uintptr_t word)
 {
-    if (t->size >= snap_max_tokens)
-        return SNAP_UNSUPPORTED;
-    if (t->size == t->capacity && snap_grow(t) < 0)
-        return -1;
+    if (t->size == t->capacity) {
+        int grown = snap_grow(t);
+        if (grown != SNAP_OK)
+            return grown;
+    }
     t->items[t->size++] = word;
     return SNAP_OK;
 }
@@ -353,7 +424,7 @@ snap_emit_atom(SnapTokens *t, PyObject *value)
 }
 
 /* A held reference to any object. */
-static int
+static inline int
 snap_emit(SnapTokens *t, PyObject *value)
 {
     int result;
@@ -383,6 +454,27 @@ snap_tokens_clear(SnapTokens *t)
 
 static int snap_take_value(SnapTokens *t, PyObject *value, int depth);
 
+/* The immutable values whose token is the value itself and that the
+   collector never tracks: most of what a state holds, so tested first
+   and inline wherever a state's items are walked. */
+#define SNAP_ATOM(type, value) \
+    ((type) == &PyUnicode_Type || (type) == &PyLong_Type || \
+     (type) == &PyFloat_Type || (value) == Py_None || \
+     (type) == &PyBool_Type || (type) == &PyBytes_Type)
+
+/* snap_take_value, without a call for an atom. */
+static int snap_take_immutable(SnapTokens *t, PyObject *value, int depth);
+
+static inline int
+snap_take_item(SnapTokens *t, PyObject *value, int depth)
+{
+    if (SNAP_ATOM(Py_TYPE(value), value))
+        return snap_emit_atom(t, value);
+    if (PyTuple_CheckExact(value))      /* (a node's items) */
+        return snap_take_immutable(t, value, depth);
+    return snap_take_value(t, value, depth);
+}
+
 #define SNAP_TRY(call) do { int r_ = (call); if (r_ != SNAP_OK) return r_; } \
     while (0)
 
@@ -397,16 +489,17 @@ snap_take_container(SnapTokens *t, PyObject *value, int kind, int depth)
         Py_ssize_t i;
         SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyList_GET_SIZE(value))));
         for (i = 0; i < PyList_GET_SIZE(value); i++)
-            SNAP_TRY(snap_take_value(t, PyList_GET_ITEM(value, i),
-                                     depth + 1));
+            SNAP_TRY(snap_take_item(t, PyList_GET_ITEM(value, i),
+                                    depth + 1));
     }
     else if (kind == SNAP_DICT) {
-        Py_ssize_t pos = 0;
+        DictWalk walk;
         PyObject *key, *item;
         SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyDict_GET_SIZE(value))));
-        while (PyDict_Next(value, &pos, &key, &item)) {
-            SNAP_TRY(snap_take_value(t, key, depth + 1));
-            SNAP_TRY(snap_take_value(t, item, depth + 1));
+        dict_walk_start(&walk, value);
+        while (dict_walk_next(&walk, &key, &item)) {
+            SNAP_TRY(snap_take_item(t, key, depth + 1));
+            SNAP_TRY(snap_take_item(t, item, depth + 1));
         }
     }
     else {
@@ -472,9 +565,7 @@ snap_take_value(SnapTokens *t, PyObject *value, int depth)
 {
     PyTypeObject *type = Py_TYPE(value);
     int leaf;
-    if (type == &PyUnicode_Type || type == &PyLong_Type ||
-            type == &PyFloat_Type || value == Py_None ||
-            type == &PyBool_Type || type == &PyBytes_Type)
+    if (SNAP_ATOM(type, value))
         return snap_emit_atom(t, value);
     if (type == &PyList_Type)
         return snap_take_container(t, value, SNAP_LIST, depth);
@@ -503,7 +594,8 @@ static int
 snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
                 PyObject *layout)
 {
-    Py_ssize_t count = 0, i, pos = 0;
+    Py_ssize_t count = 0, i;
+    DictWalk walk;
     PyObject *key, *value;
 
     if (attributes != NULL)
@@ -517,10 +609,12 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
         }
     SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(count)));
     if (attributes != NULL)
-        while (PyDict_Next(attributes, &pos, &key, &value)) {
+        dict_walk_start(&walk, attributes);
+    if (attributes != NULL)
+        while (dict_walk_next(&walk, &key, &value)) {
             SNAP_TRY(PyUnicode_CheckExact(key) ? snap_emit_atom(t, key) :
                      snap_emit(t, key));
-            SNAP_TRY(snap_take_value(t, value, 0));
+            SNAP_TRY(snap_take_item(t, value, 0));
         }
     if (layout != NULL)
         for (i = 0; i < PyTuple_GET_SIZE(layout); i++) {
@@ -529,7 +623,7 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
             if (value == NULL)
                 continue;
             SNAP_TRY(snap_emit(t, PyTuple_GET_ITEM(pair, 0)));
-            SNAP_TRY(snap_take_value(t, value, 0));
+            SNAP_TRY(snap_take_item(t, value, 0));
         }
     return SNAP_OK;
 }
@@ -551,6 +645,8 @@ snap_tokens(PyObject *obj)
     t.items = t.inline_items;
     t.size = 0;
     t.capacity = sizeof(t.inline_items) / sizeof(t.inline_items[0]);
+    if (t.capacity > snap_max_tokens)
+        t.capacity = snap_max_tokens > 0 ? snap_max_tokens : 0;
     t.tracked = 0;
     outcome = snap_take_state(&t, obj, attributes, layout);
     Py_XDECREF(attributes);
@@ -584,18 +680,27 @@ typedef struct {
     int exposed;
 } SnapCompare;
 
+static int snap_match_equal(uintptr_t word, PyObject *value);
+
 /* 1 when the next word holds value (or an equal int or bytes: a leaf
    read anew, an oid), 0 when not. */
 static inline int
 snap_match(SnapCompare *c, PyObject *value)
 {
-    PyObject *token;
     uintptr_t word;
     if (c->next >= c->size)
         return 0;
     word = c->words[c->next++];
     if (word == (uintptr_t)value)
         return 1;
+    return snap_match_equal(word, value);
+}
+
+/* The rare rest of snap_match: a word that is not value itself. */
+static int
+snap_match_equal(uintptr_t word, PyObject *value)
+{
+    PyObject *token;
     if (!SNAP_WORD_REF(word))
         return 0;
     token = (PyObject *)word;
@@ -624,6 +729,21 @@ snap_match_word(SnapCompare *c, uintptr_t word)
 static int snap_compare_value(SnapCompare *c, PyObject *value, int depth,
                               Py_ssize_t held);
 
+static int snap_compare_immutable(SnapCompare *c, PyObject *value,
+                                  int depth, Py_ssize_t held);
+
+/* snap_compare_value, without a call for an atom. */
+static inline int
+snap_compare_item(SnapCompare *c, PyObject *value, int depth,
+                  Py_ssize_t held)
+{
+    if (SNAP_ATOM(Py_TYPE(value), value))
+        return snap_match(c, value);
+    if (PyTuple_CheckExact(value))      /* (a node's items) */
+        return snap_compare_immutable(c, value, depth, held);
+    return snap_compare_value(c, value, depth, held);
+}
+
 /* 1 (matches), 0 (differs, or cannot be vouched for) or -1 (error). */
 /* held: references this walk holds to value (an iterator's item). */
 static int
@@ -641,17 +761,18 @@ snap_compare_container(SnapCompare *c, PyObject *value, int kind,
         SNAP_MATCH(snap_match_word(c,
                                    SNAP_WORD_INT(PyList_GET_SIZE(value))));
         for (i = 0; i < PyList_GET_SIZE(value); i++)
-            SNAP_MATCH(snap_compare_value(c, PyList_GET_ITEM(value, i),
-                                          depth + 1, 0));
+            SNAP_MATCH(snap_compare_item(c, PyList_GET_ITEM(value, i),
+                                         depth + 1, 0));
     }
     else if (kind == SNAP_DICT) {
-        Py_ssize_t pos = 0;
+        DictWalk walk;
         PyObject *key, *item;
         SNAP_MATCH(snap_match_word(c,
                                    SNAP_WORD_INT(PyDict_GET_SIZE(value))));
-        while (PyDict_Next(value, &pos, &key, &item)) {
-            SNAP_MATCH(snap_compare_value(c, key, depth + 1, 0));
-            SNAP_MATCH(snap_compare_value(c, item, depth + 1, 0));
+        dict_walk_start(&walk, value);
+        while (dict_walk_next(&walk, &key, &item)) {
+            SNAP_MATCH(snap_compare_item(c, key, depth + 1, 0));
+            SNAP_MATCH(snap_compare_item(c, item, depth + 1, 0));
         }
     }
     else {
@@ -728,9 +849,7 @@ snap_compare_value(SnapCompare *c, PyObject *value, int depth,
 {
     PyTypeObject *type = Py_TYPE(value);
     int leaf;
-    if (type == &PyUnicode_Type || type == &PyLong_Type ||
-            type == &PyFloat_Type || value == Py_None ||
-            type == &PyBool_Type || type == &PyBytes_Type)
+    if (SNAP_ATOM(type, value))
         return snap_match(c, value);
     if (type == &PyList_Type)
         return snap_compare_container(c, value, SNAP_LIST, depth, held);
@@ -760,7 +879,8 @@ static int
 snap_compare_state(SnapCompare *c, PyObject *obj)
 {
     PyObject *attributes, *layout, *key, *value;
-    Py_ssize_t count = 0, i, pos = 0;
+    Py_ssize_t count = 0, i;
+    DictWalk walk;
     int outcome = snap_state_parts(obj, &attributes, &layout);
 
     if (outcome <= 0)
@@ -777,10 +897,12 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
                 count++;
     outcome = snap_match_word(c, SNAP_WORD_INT(count));
     if (attributes != NULL)
-        while (outcome == 1 && PyDict_Next(attributes, &pos, &key, &value)) {
+        dict_walk_start(&walk, attributes);
+    if (attributes != NULL)
+        while (outcome == 1 && dict_walk_next(&walk, &key, &value)) {
             outcome = snap_match(c, key);
             if (outcome == 1)
-                outcome = snap_compare_value(c, value, 0, 0);
+                outcome = snap_compare_item(c, value, 0, 0);
         }
     if (layout != NULL)
         for (i = 0; outcome == 1 && i < PyTuple_GET_SIZE(layout); i++) {
@@ -790,7 +912,7 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
                 continue;
             outcome = snap_match(c, PyTuple_GET_ITEM(pair, 0));
             if (outcome == 1)
-                outcome = snap_compare_value(c, value, 0, 0);
+                outcome = snap_compare_item(c, value, 0, 0);
         }
     Py_XDECREF(attributes);
     if (outcome == 1 && c->next != c->size)
@@ -802,33 +924,217 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
 
 static PyObject *snapshots_prune(SnapshotsObject *self, PyObject *unused);
 
-/* del mapping[oid] if there: 0, or -1 with an error. */
-static int
-snap_discard_from(PyObject *mapping, PyObject *oid)
+#define SNAP_HASH_FACTOR 0x9E3779B97F4A7C15ull    /* 2**64 / golden ratio */
+
+/* The tables' hash of an exact bytes oid: its bytes mixed (an 8-byte
+   oid, the usual) or its Python hash mixed. */
+static inline uint64_t
+snap_oid_hash(PyObject *oid)
 {
-    int found = PyDict_Contains(mapping, oid);
-    if (found <= 0)
-        return found;
-    return PyDict_DelItem(mapping, oid);
+    uint64_t value;
+    if (PyBytes_GET_SIZE(oid) == 8)
+        memcpy(&value, PyBytes_AS_STRING(oid), 8);
+    else
+        value = (uint64_t)PyObject_Hash(oid);    /* (bytes: no error) */
+    return value * SNAP_HASH_FACTOR;
 }
 
+static inline int
+snap_same_oid(PyObject *a, PyObject *b)
+{
+    return a == b || (PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b) &&
+                      memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b),
+                             PyBytes_GET_SIZE(a)) == 0);
+}
+
+static void
+snap_table_init(SnapTable *table)
+{
+    table->entries = NULL;
+    table->shift = 64;
+    table->slots = table->used = 0;
+    table->changes = 0;
+}
+
+/* The entry of oid (an exact bytes), or NULL. */
+static inline SnapEntry *
+snap_find(SnapTable *table, PyObject *oid, uint64_t hash)
+{
+    size_t mask = (size_t)table->slots - 1, i;
+    if (table->used == 0)
+        return NULL;
+    for (i = (size_t)(hash >> table->shift); ; i = (i + 1) & mask) {
+        SnapEntry *entry = &table->entries[i];
+        if (entry->oid == NULL)
+            return NULL;
+        if (entry->hash == hash && snap_same_oid(entry->oid, oid))
+            return entry;
+    }
+}
+
+/* Put entry (references owned by the table) in a table with room. */
+static void
+snap_place(SnapTable *table, SnapEntry entry)
+{
+    size_t mask = (size_t)table->slots - 1;
+    size_t i = (size_t)(entry.hash >> table->shift);
+    while (table->entries[i].oid != NULL)
+        i = (i + 1) & mask;
+    table->entries[i] = entry;
+    table->used++;
+    table->changes++;
+}
+
+/* An empty table of slots slots (a power of two, at least 2), in
+   fresh; 0, or -1 with an error. */
 static int
+snap_table_alloc(SnapTable *fresh, Py_ssize_t slots)
+{
+    snap_table_init(fresh);
+    fresh->entries = PyMem_Calloc((size_t)slots, sizeof(SnapEntry));
+    if (fresh->entries == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    fresh->slots = slots;
+    while (((Py_ssize_t)1 << (64 - fresh->shift)) < slots)
+        fresh->shift--;
+    return 0;
+}
+
+/* Room for one more entry, at most half full: short probes. */
+static int
+snap_table_room(SnapTable *table)
+{
+    SnapTable fresh;
+    Py_ssize_t i;
+    if (2 * (table->used + 1) <= table->slots)
+        return 0;
+    if (snap_table_alloc(&fresh, table->slots ? 2 * table->slots : 64) < 0)
+        return -1;
+    for (i = 0; i < table->slots; i++)
+        if (table->entries[i].oid != NULL)
+            snap_place(&fresh, table->entries[i]);
+    PyMem_Free(table->entries);
+    fresh.changes = table->changes + 1;
+    *table = fresh;
+    return 0;
+}
+
+/* Take oid's entry out of table into *gone (references now the
+   caller's); 1 if there was one, else 0.  The entries after it that
+   probed past its slot move back, so no probe stops short. */
+static int
+snap_table_remove(SnapTable *table, PyObject *oid, uint64_t hash,
+                  SnapEntry *gone)
+{
+    SnapEntry *entry = snap_find(table, oid, hash);
+    size_t mask, hole, i;
+    if (entry == NULL)
+        return 0;
+    *gone = *entry;
+    mask = (size_t)table->slots - 1;
+    hole = (size_t)(entry - table->entries);
+    for (i = (hole + 1) & mask; table->entries[i].oid != NULL;
+            i = (i + 1) & mask) {
+        size_t home = (size_t)(table->entries[i].hash >> table->shift);
+        /* Movable into the hole unless its home lies in (hole, i]. */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            table->entries[hole] = table->entries[i];
+            hole = i;
+        }
+    }
+    table->entries[hole].oid = NULL;
+    table->entries[hole].snapshot = NULL;
+    table->used--;
+    table->changes++;
+    return 1;
+}
+
+/* Release a removed entry (last: a snapshot may release anything). */
+static void
+snap_release(SnapEntry *gone)
+{
+    Py_DECREF(gone->oid);
+    Py_DECREF(gone->snapshot);
+}
+
+/* self[oid] = snapshot (a new reference, given to the store), in the
+   table of its kind: 0, or -1 with an error (snapshot released). */
+static int
+snap_store(SnapshotsObject *self, PyObject *oid, PyObject *snapshot)
+{
+    uint64_t hash = snap_oid_hash(oid);
+    int held = Py_IS_TYPE(snapshot, &TrackedSnapshotType);
+    SnapTable *table = held ? &self->held : &self->plain;
+    SnapTable *other = held ? &self->plain : &self->held;
+    SnapEntry *entry = snap_find(table, oid, hash), gone, fresh;
+    int removed = 0;
+    if (entry != NULL) {
+        PyObject *old = entry->snapshot;
+        entry->snapshot = snapshot;
+        Py_DECREF(old);    /* (last: it may release anything) */
+        return 0;
+    }
+    if (snap_table_room(table) < 0) {
+        Py_DECREF(snapshot);
+        return -1;
+    }
+    fresh.oid = Py_NewRef(oid);
+    fresh.snapshot = snapshot;
+    fresh.hash = hash;
+    snap_place(table, fresh);
+    if (other->used)
+        removed = snap_table_remove(other, oid, hash, &gone);
+    if (removed)
+        snap_release(&gone);
+    return 0;
+}
+
+/* Drop oid's snapshot if there is one. */
+static void
 snap_discard(SnapshotsObject *self, PyObject *oid)
 {
-    if (snap_discard_from(self->by_oid, oid) < 0)
-        return -1;
-    return snap_discard_from(self->tracked, oid);
+    SnapEntry gone, gone_held;
+    uint64_t hash;
+    int plain, held;
+    if (!PyBytes_CheckExact(oid))
+        return;
+    hash = snap_oid_hash(oid);
+    plain = snap_table_remove(&self->plain, oid, hash, &gone);
+    held = snap_table_remove(&self->held, oid, hash, &gone_held);
+    if (plain)
+        snap_release(&gone);
+    if (held)
+        snap_release(&gone_held);
 }
 
-/* The tokens kept for oid (borrowed), or NULL (with an error or not). */
-static PyObject *
+/* The snapshot kept for oid (borrowed), or NULL. */
+static inline PyObject *
 snap_lookup(SnapshotsObject *self, PyObject *oid)
 {
-    PyObject *tokens = PyDict_GetItemWithError(self->by_oid, oid);
-    if (tokens != NULL || PyErr_Occurred() ||
-            PyDict_GET_SIZE(self->tracked) == 0)
-        return tokens;
-    return PyDict_GetItemWithError(self->tracked, oid);
+    SnapEntry *entry;
+    uint64_t hash;
+    if (!PyBytes_CheckExact(oid))
+        return NULL;
+    hash = snap_oid_hash(oid);
+    entry = snap_find(&self->plain, oid, hash);
+    if (entry == NULL)
+        entry = snap_find(&self->held, oid, hash);
+    return entry == NULL ? NULL : entry->snapshot;
+}
+
+/* Empty a table; its references are released once it is empty. */
+static void
+snap_table_clear(SnapTable *table)
+{
+    SnapTable old = *table;
+    Py_ssize_t i;
+    snap_table_init(table);
+    for (i = 0; i < old.slots; i++)
+        if (old.entries[i].oid != NULL)
+            snap_release(&old.entries[i]);
+    PyMem_Free(old.entries);
 }
 
 /* The oid of a persistent object (borrowed), Py_None when it has none or
@@ -837,7 +1143,7 @@ static PyObject *
 snap_oid(PyObject *obj)
 {
     PyObject *oid;
-    if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+    if (!is_persistent_type(Py_TYPE(obj)))
         return Py_None;
     oid = slot(obj, off_oid);
     return oid == NULL ? Py_None : oid;
@@ -852,8 +1158,7 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         return 0;
     /* Pruned before obj's snapshot goes in: obj may still be a ghost
        (load_state runs before its status changes). */
-    if (PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked) >=
-            self->prune_at) {
+    if (self->plain.used + self->held.used >= self->prune_at) {
         PyObject *kept = snapshots_prune(self, NULL);
         if (kept == NULL)
             return -1;
@@ -865,22 +1170,15 @@ snap_take(SnapshotsObject *self, PyObject *obj)
         Py_DECREF(oid);
         return -1;
     }
-    if (tokens == Py_None)
-        failed = snap_discard(self, oid);
-    else if (Py_IS_TYPE(tokens, &TrackedSnapshotType)) {
-        failed = snap_discard_from(self->by_oid, oid);
-        if (failed == 0)
-            failed = PyDict_SetItem(self->tracked, oid, tokens);
+    failed = 0;
+    if (tokens == Py_None || !PyBytes_CheckExact(oid)) {
+        Py_DECREF(tokens);
+        snap_discard(self, oid);
     }
-    else {
-        failed = PyDict_GET_SIZE(self->tracked) ?
-            snap_discard_from(self->tracked, oid) : 0;
-        if (failed == 0)
-            failed = PyDict_SetItem(self->by_oid, oid, tokens);
-    }
-    Py_DECREF(tokens);
+    else
+        failed = snap_store(self, oid, tokens);   /* (takes tokens) */
     Py_DECREF(oid);
-    return failed < 0 ? -1 : 0;
+    return failed;
 }
 
 /* The Python twin's take (_PyLoadSnapshots.take), for a store of that
@@ -935,14 +1233,10 @@ snapshots_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL)
         return NULL;
     self->objects = Py_NewRef(objects);
-    self->by_oid = PyDict_New();
-    self->tracked = PyDict_New();
+    snap_table_init(&self->plain);
+    snap_table_init(&self->held);
     self->prune_floor = floor;
     self->prune_at = floor;
-    if (self->by_oid == NULL || self->tracked == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     snapshots_in_use = 1;
     return (PyObject *)self;
 }
@@ -952,17 +1246,20 @@ snapshots_dealloc(SnapshotsObject *self)
 {
     PyObject_GC_UnTrack(self);
     Py_CLEAR(self->objects);
-    Py_CLEAR(self->by_oid);
-    Py_CLEAR(self->tracked);
+    snap_table_clear(&self->plain);
+    snap_table_clear(&self->held);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int
 snapshots_traverse(SnapshotsObject *self, visitproc visit, void *arg)
 {
+    Py_ssize_t i;
     Py_VISIT(self->objects);
-    Py_VISIT(self->by_oid);
-    Py_VISIT(self->tracked);
+    /* Only a TrackedSnapshot can lead back here (see SnapshotObject). */
+    for (i = 0; i < self->held.slots; i++)
+        if (self->held.entries[i].oid != NULL)
+            Py_VISIT(self->held.entries[i].snapshot);
     return 0;
 }
 
@@ -970,16 +1267,15 @@ static int
 snapshots_clear(SnapshotsObject *self)
 {
     Py_CLEAR(self->objects);
-    Py_CLEAR(self->by_oid);
-    Py_CLEAR(self->tracked);
+    snap_table_clear(&self->plain);
+    snap_table_clear(&self->held);
     return 0;
 }
 
 static Py_ssize_t
 snapshots_len(SnapshotsObject *self)
 {
-    return self->by_oid == NULL || self->tracked == NULL ? 0 :
-        PyDict_GET_SIZE(self->by_oid) + PyDict_GET_SIZE(self->tracked);
+    return self->plain.used + self->held.used;
 }
 
 static PyObject *
@@ -994,8 +1290,11 @@ static PyObject *
 snapshots_forget(SnapshotsObject *self, PyObject *obj)
 {
     PyObject *oid = snap_oid(obj);
-    if (oid != Py_None && snap_discard(self, oid) < 0)
-        return NULL;
+    if (oid != Py_None) {
+        Py_INCREF(oid);
+        snap_discard(self, oid);
+        Py_DECREF(oid);
+    }
     Py_RETURN_NONE;
 }
 
@@ -1003,60 +1302,94 @@ static PyObject *
 snapshots_snapshot(SnapshotsObject *self, PyObject *oid)
 {
     PyObject *tokens = snap_lookup(self, oid);
-    if (tokens == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
+    if (tokens == NULL)
         Py_RETURN_NONE;
-    }
-    if (!IS_SNAPSHOT(tokens))
-        return Py_NewRef(tokens);
     return snapshot_tokens((SnapshotObject *)tokens);
 }
 
-/* A new dict of the entries of snapshots whose objects are loaded (in
-   the cache and not ghosts); NULL with an error. */
-static PyObject *
-snap_kept(PyObject *snapshots, PyObject *mapping)
+/* Whether the object of oid is loaded: in the cache (mapping: oid ->
+   weak reference) and not a ghost.  1, 0, or -1 with an error. */
+static int
+snap_loaded(PyObject *mapping, PyObject *oid)
 {
-    PyObject *kept, *oid, *tokens, *ref, *obj, *status;
-    Py_ssize_t pos = 0;
+    PyObject *ref = PyDict_GetItemWithError(mapping, oid), *obj, *status;
+    if (ref == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyWeakref_Check(ref))
+        return 0;
+    obj = weakref_referent(ref);
+    if (obj == NULL)
+        return -1;
+    if (obj == Py_None || !is_persistent_type(Py_TYPE(obj)))
+        return 0;
+    status = slot(obj, off_status);
+    return status != NULL && status_of(status) != GHOST;
+}
 
-    kept = PyDict_New();
-    if (kept == NULL)
-        return NULL;
-    while (PyDict_Next(snapshots, &pos, &oid, &tokens)) {
-        ref = PyDict_GetItemWithError(mapping, oid);
-        if (ref == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            continue;
-        }
-        if (!PyWeakref_Check(ref))
-            continue;
-        obj = weakref_referent(ref);
-        if (obj == NULL)
-            goto fail;
-        if (obj == Py_None ||
-                !PyType_IsSubtype(Py_TYPE(obj),
-                                  (PyTypeObject *)persistent_base))
-            continue;
-        status = slot(obj, off_status);
-        if (status == NULL || status_of(status) == GHOST)
-            continue;
-        if (PyDict_SetItem(kept, oid, tokens) < 0)
-            goto fail;
+/* The entries of table whose objects are loaded, moved to a new table
+   sized for them (in *kept); the others are appended to dropped (room
+   for table->used entries) for the caller to release.  0, or -1 with
+   an error (nothing moved). */
+static int
+snap_table_prune(SnapTable *table, PyObject *mapping, SnapTable *kept,
+                 SnapEntry *dropped, Py_ssize_t *gone)
+{
+    SnapEntry *entries = table->entries;
+    Py_ssize_t slots = table->slots, i, count = 0, size;
+    size_t changes = table->changes;
+    unsigned char *keep = slots ? PyMem_Calloc((size_t)slots, 1) : NULL;
+
+    snap_table_init(kept);
+    if (slots && keep == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
-    return kept;
-fail:
-    Py_DECREF(kept);
-    return NULL;
+    for (i = 0; i < slots; i++) {
+        int loaded;
+        if (entries[i].oid == NULL)
+            continue;
+        loaded = snap_loaded(mapping, entries[i].oid);
+        if (loaded < 0) {
+            PyMem_Free(keep);
+            return -1;
+        }
+        keep[i] = (unsigned char)loaded;
+        count += loaded;
+    }
+    if (table->entries != entries || table->changes != changes) {
+        /* (only code run by a key's __eq__ in the cache could do that) */
+        PyMem_Free(keep);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the snapshot store changed during its prune");
+        return -1;
+    }
+    for (size = 64; size < 2 * (count + 1); size *= 2)
+        ;
+    if (count && snap_table_alloc(kept, size) < 0) {
+        PyMem_Free(keep);
+        return -1;
+    }
+    for (i = 0; i < slots; i++) {
+        if (entries[i].oid == NULL)
+            continue;
+        if (keep[i])
+            snap_place(kept, entries[i]);
+        else
+            dropped[(*gone)++] = entries[i];
+    }
+    PyMem_Free(keep);
+    PyMem_Free(entries);
+    snap_table_init(table);
+    return 0;
 }
 
 static PyObject *
 snapshots_prune(SnapshotsObject *self, PyObject *unused)
 {
-    PyObject *mapping, *kept, *kept_tracked;
-    Py_ssize_t count;
+    PyObject *mapping;
+    SnapEntry *dropped;
+    SnapTable kept_plain, kept_held;
+    Py_ssize_t gone = 0, i, count;
 
     mapping = PyObject_GetAttr(self->objects, s_mapping);
     if (mapping == NULL)
@@ -1066,19 +1399,36 @@ snapshots_prune(SnapshotsObject *self, PyObject *unused)
         PyErr_SetString(PyExc_TypeError, "cache mapping is not a dict");
         return NULL;
     }
-    kept = snap_kept(self->by_oid, mapping);
-    kept_tracked = kept ? snap_kept(self->tracked, mapping) : NULL;
-    Py_DECREF(mapping);
-    if (kept_tracked == NULL) {
-        Py_XDECREF(kept);
+    dropped = PyMem_Calloc((size_t)(self->plain.used + self->held.used + 1),
+                           sizeof(SnapEntry));
+    if (dropped == NULL) {
+        Py_DECREF(mapping);
+        return PyErr_NoMemory();
+    }
+    if (snap_table_prune(&self->plain, mapping, &kept_plain, dropped,
+                         &gone) < 0) {
+        Py_DECREF(mapping);
+        PyMem_Free(dropped);
         return NULL;
     }
-    Py_SETREF(self->by_oid, kept);
-    Py_SETREF(self->tracked, kept_tracked);
-    count = PyDict_GET_SIZE(kept) + PyDict_GET_SIZE(kept_tracked);
+    self->plain = kept_plain;
+    if (snap_table_prune(&self->held, mapping, &kept_held, dropped,
+                         &gone) < 0) {
+        Py_DECREF(mapping);
+        for (i = 0; i < gone; i++)
+            snap_release(&dropped[i]);
+        PyMem_Free(dropped);
+        return NULL;
+    }
+    self->held = kept_held;
+    Py_DECREF(mapping);
+    count = self->plain.used + self->held.used;
     self->prune_at = 2 * count;
     if (self->prune_at < self->prune_floor)
         self->prune_at = self->prune_floor;
+    for (i = 0; i < gone; i++)
+        snap_release(&dropped[i]);
+    PyMem_Free(dropped);
     return PyLong_FromSsize_t(count);
 }
 
@@ -1101,7 +1451,7 @@ snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
         SnapCompare compare;
         int outcome;
 
-        if (!PyType_IsSubtype(Py_TYPE(obj), (PyTypeObject *)persistent_base))
+        if (!is_persistent_type(Py_TYPE(obj)))
             continue;
         status = slot(obj, off_status);
         oid = slot(obj, off_oid);
@@ -1110,13 +1460,6 @@ snapshots_sort_out(SnapshotsObject *self, PyObject *objects)
             continue;
         tokens = snap_lookup(self, oid);
         if (tokens == NULL) {
-            if (PyErr_Occurred())
-                goto done;
-            if (PyList_Append(suspects, obj) < 0)
-                goto done;
-            continue;
-        }
-        if (!IS_SNAPSHOT(tokens)) {
             if (PyList_Append(suspects, obj) < 0)
                 goto done;
             continue;
@@ -1162,10 +1505,6 @@ static PyMethodDef snapshots_methods[] = {
 static PyMemberDef snapshots_members[] = {
     {"objects", T_OBJECT, offsetof(SnapshotsObject, objects), READONLY,
      "the cache's ObjectDictionary"},
-    {"by_oid", T_OBJECT, offsetof(SnapshotsObject, by_oid), READONLY,
-     "oid -> Snapshot (those holding no object the collector tracks)"},
-    {"tracked", T_OBJECT, offsetof(SnapshotsObject, tracked), READONLY,
-     "oid -> TrackedSnapshot (holding objects the collector tracks)"},
     {"prune_at", T_PYSSIZET, offsetof(SnapshotsObject, prune_at), 0,
      "prune when this many snapshots are kept"},
     {"prune_floor", T_PYSSIZET, offsetof(SnapshotsObject, prune_floor), 0,
@@ -1230,6 +1569,7 @@ configure_snapshots(PyObject *module, PyObject *args)
     snap_prune_minimum = prune;
     if (snap_layouts == NULL && (snap_layouts = PyDict_New()) == NULL)
         return NULL;
+    parts_type_seen = NULL;     /* (answers given for the old getstates) */
     if (PyType_Ready(&SnapshotType) < 0 ||
             PyType_Ready(&TrackedSnapshotType) < 0)
         return NULL;

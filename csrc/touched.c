@@ -49,6 +49,7 @@ static PyObject *
 touched_since_last_call(PyObject *module, PyObject *connection)
 {
     PyObject *unhooked, *empty, *result = NULL;
+    PyObject *last_type = NULL, *last_triple = NULL;
     PointerSet seen;
     Py_ssize_t i, count;
 
@@ -84,9 +85,19 @@ touched_since_last_call(PyObject *module, PyObject *connection)
             continue;
         if (PyList_Append(result, obj) < 0)
             goto fail;
-        triple = PyDict_GetItemWithError(variants, (PyObject *)Py_TYPE(obj));
-        if (triple == NULL && PyErr_Occurred())
-            goto fail;
+        /* Runs of objects of one class are the rule: the last class's
+           entry is kept (held) for the next object. */
+        if ((PyObject *)Py_TYPE(obj) == last_type)
+            triple = last_triple;
+        else {
+            triple = PyDict_GetItemWithError(variants,
+                                             (PyObject *)Py_TYPE(obj));
+            if (triple == NULL && PyErr_Occurred())
+                goto fail;
+            Py_XINCREF(triple);
+            Py_XSETREF(last_triple, triple);
+            last_type = triple ? (PyObject *)Py_TYPE(obj) : NULL;
+        }
         status = triple ? slot(obj, off_status) : NULL;
         owner = triple ? slot(obj, off_connection) : NULL;
         if (triple == NULL || !PyList_CheckExact(triple) ||
@@ -115,6 +126,7 @@ fail:
     Py_CLEAR(result);
 done:
     PyMem_Free(seen.slots);
+    Py_XDECREF(last_triple);
     Py_DECREF(unhooked);
     return result;
 }

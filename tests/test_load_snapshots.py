@@ -441,7 +441,8 @@ def test_compiled_snapshots_are_not_allocations_the_collector_counts(path):
         if was_enabled:
             gc.enable()
     assert counted < 100, counted       # 2,000 snapshots taken
-    assert not gc.is_tracked(store.by_oid)
+    # A collection that reaches the store walks none of them.
+    assert gc.get_referents(store) == [connection.cache.objects]
     assert all(store.snapshot(user._p_oid) is not None for user in users)
     storage.close()
 
@@ -467,3 +468,102 @@ def test_a_cycle_through_a_snapshot_is_collected(path, make):
     gc.collect()
     assert gone() is None
     storage.close()
+
+
+# -- the store's table ------------------------------------------------------------
+
+@pytest.mark.parametrize('make', ['LoadSnapshots', '_PyLoadSnapshots'])
+def test_snapshots_stay_findable_through_many_takes_and_forgets(make):
+    # Thousands of oids, forgotten and taken again in a shuffled order:
+    # the compiled store keeps them in a table of its own (a forgotten
+    # entry moves later ones back), which must find exactly what a dict
+    # would.
+    import random
+    from durus.utils import int8_to_str
+    store = getattr(load_snapshots, make)({})
+    objects = []
+    for number in range(3000):
+        obj = User()
+        obj.name = 'u%d' % number
+        obj.tags = [number]
+        obj._p_oid = int8_to_str(number * 7919 % 100003)
+        objects.append(obj)
+    for obj in objects:
+        store.take(obj)
+    order = random.Random(12).sample(range(len(objects)), len(objects))
+    gone = set(order[:1800])
+    for index in order[:1800]:
+        store.forget(objects[index])
+    assert len(store) == len(objects) - len(gone)
+    for index, obj in enumerate(objects):
+        found = store.snapshot(obj._p_oid)
+        assert (found is None) == (index in gone), index
+    for index in order[:900]:                 # back, with a changed state
+        objects[index].tags.append('again')
+        store.take(objects[index])
+    for index in order[:900]:
+        assert 'again' in store.snapshot(objects[index]._p_oid)
+    assert len(store) == len(objects) - 900
+
+
+@compiled
+def test_both_twins_walk_every_kind_of_dict_alike(path):
+    # Dicts with deleted items, with keys that are not str, grown ones,
+    # and an instance dict after deletions: the compiled walks
+    # (csrc/common.h, DictWalk) give the twin's tokens and answers.
+    storage = FileStorage(path)
+    connection = Connection(storage)
+    user = User()
+    for name in 'abcdefghij':
+        setattr(user, name, name)
+    user.holes = {'k%d' % i: [i] for i in range(20)}
+    for i in range(0, 20, 3):
+        del user.holes['k%d' % i]
+    user.mixed = {1: 'a', 'b': [2], (3,): {4: 5}, None: 1.5}
+    user.many = {i: [i] for i in range(200)}
+    del user.c, user.f
+    connection.get_root()['kinds'] = user
+    connection.commit()
+    c_store, py_store = twin_stores(connection)
+    for store in (c_store, py_store):
+        store.take(user)
+    a, b = c_store.snapshot(user._p_oid), py_store.snapshot(user._p_oid)
+    assert a is not None and same_tokens(a, b)
+    assert c_store.sort_out([user]) == py_store.sort_out([user]) == ([], [])
+    user.holes['k4'].append('x')               # in place, behind a hole
+    assert c_store.sort_out([user]) == py_store.sort_out([user]) == (
+        [user], [])
+    user.holes['k4'].pop()
+    del user.many[7]                            # a hole in a nested dict
+    assert c_store.sort_out([user])[0] == py_store.sort_out([user])[0] == [
+        user]
+    storage.close()
+
+
+@compiled
+def test_a_snapshot_moves_between_plain_and_held_as_its_state_changes():
+    # A snapshot holding an object the collector tracks (a tuple of
+    # lists here) is kept where a collection walks it; taken again
+    # without one, it leaves that place: one snapshot per oid, and the
+    # collector sees exactly the snapshots that can lead back.
+    from durus.utils import int8_to_str
+    objects = {}
+    store = load_snapshots.LoadSnapshots(objects)
+    user = User()
+    user._p_oid = int8_to_str(7)
+    user.pair = ([1], 'x')
+    store.take(user)
+    held = [r for r in gc.get_referents(store) if r is not objects]
+    assert [type(r).__name__ for r in held] == ['TrackedSnapshot']
+    assert len(store) == 1
+    user.pair = 'flat'
+    store.take(user)
+    assert len(store) == 1
+    assert gc.get_referents(store) == [objects]
+    assert 'flat' in store.snapshot(user._p_oid)
+    user.pair = ([2], 'y')
+    store.take(user)
+    assert len(store) == 1
+    assert len(gc.get_referents(store)) == 2
+    store.forget(user)
+    assert len(store) == 0 and gc.get_referents(store) == [objects]
