@@ -301,8 +301,10 @@ WORKLOADS = [
         rows=[
             Row(12, 'cold-load 100k through a shell Session', 'session_load_s', True,
                 Target('floor', 1.1, 'plain_load_s')),
-            Row(12, '  same through a plain Connection (floor)', 'plain_load_s', True,
-                None),
+            Row(12, '  same statement through a plain Connection (floor)',
+                'plain_load_s', True, None),
+            Row(12, '  the walk as a function, plain Connection',
+                'plain_function_load_s', True, None),
             Row(12, ':status after a statement loaded 1M objects', 'status_s', True,
                 Target('max', 0.3)),
             Row(12, ':diff after a statement loaded 1M objects', 'diff_s', True,
