@@ -69,7 +69,8 @@ Invariants:
   batches that wrote one of its oids (other records it shows are
   durable); the invalidation lists that open a commit (the reply to
   ``C``, and to an ``A`` answered ``R``) go out early, which is what
-  lets the next committer join the batch.
+  lets the next committer join the batch, and so do new oids and the
+  protocol version (they show nothing of any commit).
 * A session that breaks the protocol, or whose request the storage
   cannot carry out, is refused: answered ``ErrorReply`` where its reply
   can carry one (``ServerConnection.refuse``), then closed with linger.
@@ -161,11 +162,14 @@ def _goes_out_early(request, reply):
     and no status, and the commit it leads to joins the open batch.
     Held back, it would keep its client (and, after ``C``, the commit
     lock and so every other committer) waiting for an fsync that its
-    own commit could have shared.  Syncs still wait (see the module
-    docstring)."""
+    own commit could have shared.  New oids (``N``, ``M``: asked for
+    just before a commit that adds objects) and the protocol version
+    show nothing of any commit either.  Syncs still wait (see the
+    module docstring)."""
     kind = type(reply)
     return ((kind is Invalidations and type(request) is CommitStart) or
-            (kind is CommitAllReply and reply.status == STATUS_RETRY))
+            (kind is CommitAllReply and reply.status == STATUS_RETRY) or
+            kind is Oids or kind is VersionReply)
 
 
 class ClientError(ProtocolError):

@@ -15,7 +15,8 @@ from durus.protocol import (
     NEED_DATA, STATUS_INVALID, STATUS_KEYERROR, STATUS_OKAY, STATUS_RETRY,
     BulkLoad, BulkLoadReply, ClientConnection, CommitAll, CommitAllReply, CommitBackOut,
     CommitData, CommitStart, ErrorReply, Goodbye, Invalidations, Load,
-    LoadReply, NewOids, Pack, Quit, Status, Sync, Version, VersionReply)
+    LoadReply, NewOid, NewOids, Pack, Quit, Status, Sync, Version,
+    VersionReply)
 from durus.serialize import pack_record
 from durus.server_core import (
     SWEEP_INTERVAL, Close, MakeDurable, Send, ServerCore, Stop)
@@ -650,6 +651,30 @@ def test_a_one_step_retry_is_not_held_behind_a_running_fsync():
     harness.finish_fsync()
     assert b.reply() == CommitAllReply([], STATUS_OKAY)
     harness.advance()
+    harness.finish_fsync()
+    assert a.reply() == CommitAllReply([], STATUS_OKAY)
+
+
+def test_new_oids_and_the_version_are_not_held_behind_a_running_fsync():
+    # Oids and the protocol version show nothing of a commit that is
+    # not durable yet: a client about to commit new objects gets its oids
+    # while another client's batch is synced, and can join the next one.
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    a, b = harness.connect('a'), harness.connect('b')
+    [x] = reserve(a)
+    commit_one_step(a, [(x, pack_record(x, b'a', b''))])
+    harness.advance()
+    assert harness.fsyncs == [1]
+    b.send(Version(2))
+    assert b.reply() == VersionReply(2)
+    b.send(NewOids(3))
+    oids = b.reply().oids
+    assert len(oids) == 3 and x not in oids
+    b.send(NewOid())
+    assert len(b.reply().oids) == 1
+    assert a.replies() == []              # a's commit still waits
     harness.finish_fsync()
     assert a.reply() == CommitAllReply([], STATUS_OKAY)
 
