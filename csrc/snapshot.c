@@ -493,11 +493,10 @@ snap_take_container(SnapTokens *t, PyObject *value, int kind, int depth)
                                     depth + 1));
     }
     else if (kind == SNAP_DICT) {
-        DictWalk walk;
+        Py_ssize_t position = 0;
         PyObject *key, *item;
         SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(PyDict_GET_SIZE(value))));
-        dict_walk_start(&walk, value);
-        while (dict_walk_next(&walk, &key, &item)) {
+        while (PyDict_Next(value, &position, &key, &item)) {
             SNAP_TRY(snap_take_item(t, key, depth + 1));
             SNAP_TRY(snap_take_item(t, item, depth + 1));
         }
@@ -594,8 +593,7 @@ static int
 snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
                 PyObject *layout)
 {
-    Py_ssize_t count = 0, i;
-    DictWalk walk;
+    Py_ssize_t count = 0, i, position = 0;
     PyObject *key, *value;
 
     if (attributes != NULL)
@@ -609,9 +607,7 @@ snap_take_state(SnapTokens *t, PyObject *obj, PyObject *attributes,
         }
     SNAP_TRY(snap_emit_word(t, SNAP_WORD_INT(count)));
     if (attributes != NULL)
-        dict_walk_start(&walk, attributes);
-    if (attributes != NULL)
-        while (dict_walk_next(&walk, &key, &value)) {
+        while (PyDict_Next(attributes, &position, &key, &value)) {
             SNAP_TRY(PyUnicode_CheckExact(key) ? snap_emit_atom(t, key) :
                      snap_emit(t, key));
             SNAP_TRY(snap_take_item(t, value, 0));
@@ -765,12 +761,11 @@ snap_compare_container(SnapCompare *c, PyObject *value, int kind,
                                          depth + 1, 0));
     }
     else if (kind == SNAP_DICT) {
-        DictWalk walk;
+        Py_ssize_t position = 0;
         PyObject *key, *item;
         SNAP_MATCH(snap_match_word(c,
                                    SNAP_WORD_INT(PyDict_GET_SIZE(value))));
-        dict_walk_start(&walk, value);
-        while (dict_walk_next(&walk, &key, &item)) {
+        while (PyDict_Next(value, &position, &key, &item)) {
             SNAP_MATCH(snap_compare_item(c, key, depth + 1, 0));
             SNAP_MATCH(snap_compare_item(c, item, depth + 1, 0));
         }
@@ -879,8 +874,7 @@ static int
 snap_compare_state(SnapCompare *c, PyObject *obj)
 {
     PyObject *attributes, *layout, *key, *value;
-    Py_ssize_t count = 0, i;
-    DictWalk walk;
+    Py_ssize_t count = 0, i, position = 0;
     int outcome = snap_state_parts(obj, &attributes, &layout);
 
     if (outcome <= 0)
@@ -897,9 +891,8 @@ snap_compare_state(SnapCompare *c, PyObject *obj)
                 count++;
     outcome = snap_match_word(c, SNAP_WORD_INT(count));
     if (attributes != NULL)
-        dict_walk_start(&walk, attributes);
-    if (attributes != NULL)
-        while (outcome == 1 && dict_walk_next(&walk, &key, &value)) {
+        while (outcome == 1 &&
+               PyDict_Next(attributes, &position, &key, &value)) {
             outcome = snap_match(c, key);
             if (outcome == 1)
                 outcome = snap_compare_item(c, value, 0, 0);

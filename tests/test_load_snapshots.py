@@ -510,7 +510,7 @@ def test_snapshots_stay_findable_through_many_takes_and_forgets(make):
 def test_both_twins_walk_every_kind_of_dict_alike(path):
     # Dicts with deleted items, with keys that are not str, grown ones,
     # and an instance dict after deletions: the compiled walks
-    # (csrc/common.h, DictWalk) give the twin's tokens and answers.
+    # (csrc/snapshot.c) give the twin's tokens and answers.
     storage = FileStorage(path)
     connection = Connection(storage)
     user = User()
