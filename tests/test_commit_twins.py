@@ -17,11 +17,7 @@ from durus.connection import Connection
 from durus.file_storage import FileStorage
 from durus.persistent import Persistent
 from durus.storage import MemoryStorage
-
-compiled = pytest.mark.skipif(
-    _accel.speedups is None,
-    reason='durus._speedups was not built (no C compiler at install time) '
-           'or DURUS_NO_SPEEDUPS is set')
+from compiled_only import compiled
 
 
 class Thing(Persistent):

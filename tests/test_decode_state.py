@@ -23,12 +23,9 @@ from durus.file_storage import FileStorage
 from durus.persistent import Persistent, PersistentBase
 from durus.record import pack_record
 from durus.storage import MemoryStorage
+from compiled_only import compiled
 
 speedups = _accel.speedups
-compiled = pytest.mark.skipif(
-    speedups is None,
-    reason='durus._speedups was not built (no C compiler at install time) '
-           'or DURUS_NO_SPEEDUPS is set')
 
 CLASS_PICKLE = b'\x80\x02cdurus.persistent_dict\nPersistentDict\nq\x00.'
 
@@ -236,7 +233,6 @@ def test_odd_pickles_get_the_python_methods_answer(data):
         assert str(fast) == str(slow)
     else:
         assert describe(fast) == describe(slow)
-
 
 
 def _reference_read_back(slot):

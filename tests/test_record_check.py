@@ -151,14 +151,10 @@ def test_opcode_table_matches_pickletools():
 
 from durus import record_check  # noqa: E402
 from durus._accel import speedups  # noqa: E402
+from compiled_only import compiled  # noqa: E402
 
 # (record_fine is listed in durus._accel.TWINS; tests/test_accel.py checks
 # the wiring.)
-
-compiled = pytest.mark.skipif(
-    speedups is None,
-    reason='durus._speedups was not built (no C compiler at install time) '
-           'or DURUS_NO_SPEEDUPS is set')
 
 
 def verdicts(record):

@@ -26,11 +26,7 @@ from durus.persistent_dict import PersistentDict
 from durus.persistent_list import PersistentList
 from durus.serialize import ObjectWriter
 from durus.storage import MemoryStorage
-
-compiled = pytest.mark.skipif(
-    _accel.speedups is None,
-    reason='durus._speedups was not built (no C compiler at install time) '
-           'or DURUS_NO_SPEEDUPS is set')
+from compiled_only import compiled
 
 
 class Thing(Persistent):

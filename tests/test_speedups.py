@@ -26,13 +26,10 @@ from durus.persistent_dict import PersistentDict
 from durus.serialize import ObjectReader, _PyFeed
 from durus.shelf import Shelf
 from durus.storage import MemoryStorage
+from compiled_only import compiled
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 speedups = _accel.speedups
-compiled = pytest.mark.skipif(
-    speedups is None,
-    reason='durus._speedups was not built (no C compiler at install time) '
-           'or DURUS_NO_SPEEDUPS is set')
 
 class Item(Persistent):
     def __init__(self, n):
