@@ -48,6 +48,15 @@ class DeferringStorage(MemoryStorage):
         self.durable.update(self.records)
 
 
+def deferring_harness():
+    """A harness over a DeferringStorage whose fsyncs end only when the
+    test calls ``harness.finish_fsync()``: ``(storage, harness)``."""
+    storage = DeferringStorage()
+    harness = Harness(storage)
+    harness.auto_durable = False
+    return storage, harness
+
+
 class PackingStorage(MemoryStorage):
     """Its pack takes ``steps`` steps; ``stepped`` counts them."""
 
@@ -431,9 +440,7 @@ def test_oids_reserved_by_one_client_cannot_be_committed_by_another():
 
 
 def test_shutdown_logs_commits_batches_and_one_step_counts(log_messages):
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a, b = harness.connect('a'), harness.connect('b')
     [x] = reserve(a)
     [y] = reserve(b)
@@ -459,9 +466,7 @@ def test_shutdown_logs_commits_batches_and_one_step_counts(log_messages):
 # Group commit -------------------------------------------------------------
 
 def test_commits_in_one_round_share_one_fsync_and_replies_wait_for_it():
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a, b, reader = (harness.connect(name) for name in ('a', 'b', 'r'))
     [x] = reserve(a)
     [y] = reserve(b)
@@ -489,9 +494,7 @@ def test_commits_in_one_round_share_one_fsync_and_replies_wait_for_it():
 def test_a_lone_clients_commit_is_made_durable_within_its_request():
     # Nobody else could share the fsync: the MakeDurable comes with the
     # commit's own request, not a round of the loop later.
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     alone = harness.connect('alone')
     [x] = reserve(alone)
     commit_one_step(alone, [(x, pack_record(x, b'x1', b''))])
@@ -507,9 +510,7 @@ def test_a_lone_clients_commit_is_made_durable_within_its_request():
 
 
 def test_with_two_clients_the_batch_closes_at_the_end_of_the_round():
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a, b = harness.connect('a'), harness.connect('b')
     [x] = reserve(a)
     commit_one_step(a, [(x, pack_record(x, b'x1', b''))])
@@ -521,9 +522,7 @@ def test_with_two_clients_the_batch_closes_at_the_end_of_the_round():
 
 
 def test_loads_of_records_no_open_batch_wrote_go_out_during_its_fsync():
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     writer, reader = harness.connect('w'), harness.connect('r')
     [x, y] = reserve(writer, 2)
     commit_two_step(writer, [(x, pack_record(x, b'x1', b'')),
@@ -606,9 +605,7 @@ def test_a_commit_start_gets_its_list_while_a_batch_waits_for_its_fsync():
     # b's 'C' comes while a's commit is not durable: its invalidation
     # list (oids, no data) goes out at once, and its payload joins the
     # open batch instead of waiting for the fsync with the lock held.
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a, b = harness.connect('a'), harness.connect('b')
     [x] = reserve(a)
     [y] = reserve(b)
@@ -626,9 +623,7 @@ def test_a_commit_start_gets_its_list_while_a_batch_waits_for_its_fsync():
 
 
 def test_a_one_step_retry_is_not_held_behind_a_running_fsync():
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a, b = harness.connect('a'), harness.connect('b')
     [x] = reserve(b)
     commit_one_step(b, [(x, pack_record(x, b'1', b''))])
@@ -659,9 +654,7 @@ def test_new_oids_and_the_version_are_not_held_behind_a_running_fsync():
     # Oids and the protocol version show nothing of a commit that is
     # not durable yet: a client about to commit new objects gets its oids
     # while another client's batch is synced, and can join the next one.
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a, b = harness.connect('a'), harness.connect('b')
     [x] = reserve(a)
     commit_one_step(a, [(x, pack_record(x, b'a', b''))])
@@ -680,9 +673,7 @@ def test_new_oids_and_the_version_are_not_held_behind_a_running_fsync():
 
 
 def test_reply_order_is_kept_behind_held_replies():
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a = harness.connect('a')
     [x] = reserve(a)
     commit_one_step(a, [(x, pack_record(x, b'a', b''))])
@@ -696,9 +687,7 @@ def test_reply_order_is_kept_behind_held_replies():
 
 
 def test_commits_during_an_fsync_wait_for_the_next_one():
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a = harness.connect('a')
     [x] = reserve(a)
     commit_one_step(a, [(x, pack_record(x, b'1', b''))])
@@ -717,9 +706,7 @@ def test_commits_during_an_fsync_wait_for_the_next_one():
 
 
 def test_a_failed_fsync_refuses_the_replies_waiting_for_it(log_messages):
-    storage = DeferringStorage()
-    harness = Harness(storage)
-    harness.auto_durable = False
+    storage, harness = deferring_harness()
     a, bystander = harness.connect('a'), harness.connect('bystander')
     [x] = reserve(a)
     commit_one_step(a, [(x, pack_record(x, b'a', b''))])
