@@ -13,7 +13,16 @@ Imports nothing from durus, so both interpreters run the same loop; the
 row shows it beside 4.3's cold-load time: even a loader that did nothing
 but make these objects pays this, most of it in the cyclic garbage
 collector (gc_s), which traverses everything the walk leaves alive.
-Params: n.  Metrics: make_s, gc_s (time inside collections during the
+
+Param ``state`` (a diagnostic, bench/floor_state_kinds.py; the row uses
+the default) says how each Item holds its state: ``dict`` (the default:
+a dict object made first and set as ``__dict__``, as 4.3's loader and
+ours leave it), ``inline`` (the same values set attribute by attribute,
+so CPython keeps them in the instance without a dict object), or
+``inline_switch`` (inline, then the item's class switched to a sibling
+class, as a loader that marks loaded objects by class would do: CPython
+makes the dict object at the switch).
+Params: n, state.  Metrics: make_s, gc_s (time inside collections during the
 loop), full_collections, tracked (GC-tracked objects after the loop).
 """
 
@@ -34,6 +43,10 @@ class Item(Base):
     pass
 
 
+class LoadedItem(Item):
+    """A sibling class to switch loaded items to (state=inline_switch)."""
+
+
 class Node(Base):
     __slots__ = ['items', 'nodes']
 
@@ -52,7 +65,7 @@ class Cache(object):
         self.dead.append(ref.key)
 
 
-def make(n, connection, cache):
+def make(n, connection, cache, state_kind='dict'):
     callback = cache.died
     mapping = cache.mapping
     recent = cache.recent
@@ -80,18 +93,29 @@ def make(n, connection, cache):
             node.items.append((int.from_bytes(oid, 'big'), item))
         # Then each item's state, with fresh objects as unpickling makes.
         for key, item in node.items:
-            state = {}
-            state['number'] = int.from_bytes(item._p_oid, 'big')
-            state['name'] = ('item %d' % key).encode().decode()
-            state['price'] = (key % 1000) / 10.0
+            number = int.from_bytes(item._p_oid, 'big')
+            name = ('item %d' % key).encode().decode()
+            price = (key % 1000) / 10.0
             tags = []
             if key % 2:
                 tags.append(b'red'.decode())
                 tags.append(b'blue'.decode())
             else:
                 tags.append(b'green'.decode())
-            state['tags'] = tags
-            item.__dict__ = state
+            if state_kind == 'dict':    # filled as unpickling fills it
+                state = {}
+                state['number'] = number
+                state['name'] = name
+                state['price'] = price
+                state['tags'] = tags
+                item.__dict__ = state
+            else:
+                item.number = number
+                item.name = name
+                item.price = price
+                item.tags = tags
+                if state_kind == 'inline_switch':
+                    item.__class__ = LoadedItem
             item._p_status = 0
             item._p_serial = 1
             recent[id(item)] = item
@@ -99,12 +123,16 @@ def make(n, connection, cache):
 
 
 def main():
-    n = params().get('n', 100000)
+    p = params()
+    n = p.get('n', 100000)
+    state_kind = p.get('state', 'dict')
+    if state_kind not in ('dict', 'inline', 'inline_switch'):
+        raise SystemExit('state: dict, inline or inline_switch')
     connection = object()
     cache = Cache()
     with GcTime() as in_gc:
         start = clock()
-        nodes = make(n, connection, cache)
+        nodes = make(n, connection, cache, state_kind)
         elapsed = clock() - start
     tracked = len(gc.get_objects())
     emit(make_s=elapsed, gc_s=in_gc.seconds,
